@@ -1,0 +1,199 @@
+//! Untrusted text -> inert display text.
+//!
+//! Every string that comes from outside civikey (a store, an API error body, a config file,
+//! a CSV) is turned into a [`SafeText`] once, where it enters. `SafeText` can only be built
+//! through [`SafeText::new`], so the renderer and the CLI, which only print `SafeText`, cannot
+//! hand a raw escape sequence to the operator's terminal.
+
+use std::fmt;
+use unicode_width::UnicodeWidthChar;
+
+/// Text that holds no control characters, no bidi overrides and no invisible characters.
+#[derive(Clone, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct SafeText(String);
+
+impl SafeText {
+    /// Neutralises untrusted text: each dangerous character becomes a visible placeholder.
+    pub fn new(untrusted: &str) -> Self {
+        let mut out = String::with_capacity(untrusted.len());
+        for c in untrusted.chars() {
+            push_inert(&mut out, c);
+        }
+        SafeText(out)
+    }
+
+    /// Decodes bytes that may not be UTF-8 (a hostile file, a broken server) and neutralises them.
+    pub fn from_bytes(untrusted: &[u8]) -> Self {
+        Self::new(&String::from_utf8_lossy(untrusted))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Display width in terminal columns.
+    pub fn width(&self) -> usize {
+        self.0.chars().map(|c| c.width().unwrap_or(0)).sum()
+    }
+
+    /// The text cut to at most `max` columns, ending in an ellipsis when cut.
+    pub fn truncated(&self, max: usize) -> String {
+        truncate_to_width(&self.0, max)
+    }
+}
+
+impl fmt::Display for SafeText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for SafeText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+fn push_inert(out: &mut String, c: char) {
+    let code = c as u32;
+    match code {
+        // C0 controls: the Unicode "control pictures" block mirrors them one to one.
+        0x00..=0x1F => out.push(char::from_u32(0x2400 + code).unwrap_or('\u{FFFD}')),
+        0x7F => out.push('\u{2421}'),
+        // C1 controls have no pictures; 0x9B alone is a CSI on 8-bit terminals.
+        0x80..=0x9F => out.push_str(&format!("\\x{code:02X}")),
+        // Bidi embeddings/overrides/isolates and marks, zero-width characters, line and
+        // paragraph separators, the BOM and the interlinear annotation characters: all
+        // invisible or reordering, so an attacker could hide or disguise text with them.
+        0x061C | 0x180E | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x2069 | 0xFEFF
+        | 0xFFF9..=0xFFFB | 0xE0000..=0xE007F => out.push_str(&format!("<U+{code:04X}>")),
+        _ => out.push(c),
+    }
+}
+
+/// Cuts already-safe text to `max` columns, ending in `…` when anything was cut.
+pub fn truncate_to_width(text: &str, max: usize) -> String {
+    let total: usize = text.chars().map(|c| c.width().unwrap_or(0)).sum();
+    if total <= max {
+        return text.to_string();
+    }
+    if max == 0 {
+        return String::new();
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        let w = c.width().unwrap_or(0);
+        if used + w > max - 1 {
+            break;
+        }
+        used += w;
+        out.push(c);
+    }
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn has_control(s: &str) -> bool {
+        s.chars().any(|c| c.is_control())
+    }
+
+    #[test]
+    fn esc_becomes_a_control_picture() {
+        let safe = SafeText::new("a\x1b[2Jb");
+        assert_eq!(safe.as_str(), "a\u{241B}[2Jb");
+    }
+
+    #[test]
+    fn every_c0_and_del_is_replaced() {
+        let all: String = (0u8..0x20).map(char::from).chain(['\x7f']).collect();
+        let safe = SafeText::new(&all);
+        assert!(!has_control(safe.as_str()), "{safe:?}");
+        assert_eq!(safe.as_str().chars().count(), 33);
+    }
+
+    #[test]
+    fn c1_controls_are_escaped() {
+        for code in 0x80u32..=0x9F {
+            let c = char::from_u32(code).unwrap();
+            let safe = SafeText::new(&format!("x{c}y"));
+            assert!(!has_control(safe.as_str()), "{code:#x} survived");
+            assert_eq!(safe.as_str(), format!("x\\x{code:02X}y"));
+        }
+    }
+
+    #[test]
+    fn osc52_clipboard_write_is_inert() {
+        let safe = SafeText::new("Eve\x1b]52;c;ZWNobyBwd25lZA==\x07");
+        assert!(!safe.as_str().contains('\x1b'));
+        assert!(!safe.as_str().contains('\x07'));
+        assert!(safe.as_str().contains("]52;c;"));
+    }
+
+    #[test]
+    fn osc8_hyperlink_and_unterminated_osc_are_inert() {
+        for payload in [
+            "\x1b]8;;https://evil.example/\x1b\\click\x1b]8;;\x1b\\",
+            "\x1b]0;title without terminator",
+            "\u{9d}0;c1 osc\u{9c}",
+        ] {
+            let safe = SafeText::new(payload);
+            assert!(!has_control(safe.as_str()), "{safe:?}");
+        }
+    }
+
+    #[test]
+    fn cursor_position_request_is_inert() {
+        let safe = SafeText::new("\x1b[6n\u{9b}6n");
+        assert_eq!(safe.as_str(), "\u{241B}[6n\\x9B6n");
+    }
+
+    #[test]
+    fn bidi_overrides_and_isolates_are_shown() {
+        for code in (0x202A..=0x202E).chain(0x2066..=0x2069) {
+            let c = char::from_u32(code).unwrap();
+            let safe = SafeText::new(&format!("a{c}b"));
+            assert_eq!(safe.as_str(), format!("a<U+{code:04X}>b"));
+        }
+    }
+
+    #[test]
+    fn zero_width_and_separators_are_shown() {
+        for code in (0x200B..=0x200F).chain([0x2028, 0x2029, 0xFEFF]) {
+            let c = char::from_u32(code).unwrap();
+            let safe = SafeText::new(&format!("a{c}b"));
+            assert_eq!(safe.as_str(), format!("a<U+{code:04X}>b"));
+        }
+    }
+
+    #[test]
+    fn ordinary_scripts_and_emoji_pass_unchanged() {
+        for name in ["Zoë Müller", "山田 太郎", "Ελένη Παπαδοπούλου", "محمد", "🦀 Crab Club"] {
+            assert_eq!(SafeText::new(name).as_str(), name);
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_not_passed() {
+        let safe = SafeText::from_bytes(b"ok\xff\x1b");
+        assert_eq!(safe.as_str(), "ok\u{FFFD}\u{241B}");
+    }
+
+    #[test]
+    fn truncation_respects_wide_characters() {
+        let safe = SafeText::new("山田太郎山田太郎");
+        let cut = safe.truncated(7);
+        assert_eq!(cut, "山田太…");
+        assert!(unicode_width::UnicodeWidthStr::width(cut.as_str()) <= 7);
+        assert_eq!(SafeText::new("short").truncated(10), "short");
+        assert_eq!(SafeText::new("x".repeat(5000).as_str()).truncated(20).chars().count(), 20);
+    }
+}

@@ -1,0 +1,185 @@
+//! The store contract: one trait over the four places contacts and keys live.
+//!
+//! Implementations turn every string they read into [`SafeText`] where it enters, never
+//! return a key in a list (only a [`KeyHint`]), and map their failures onto [`StoreError`]
+//! so the rotation workflow can tell "nothing happened" from "it may have happened".
+
+pub mod sqlite;
+
+use std::fmt;
+
+use crate::key::{ApiKey, KeyHint};
+use crate::sanitize::SafeText;
+
+pub type ContactId = u64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    Sqlite,
+    Mysql,
+    Rest,
+    Cv,
+}
+
+impl StoreKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            StoreKind::Sqlite => "sqlite",
+            StoreKind::Mysql => "mysql",
+            StoreKind::Rest => "civicrm-rest",
+            StoreKind::Cv => "cv",
+        }
+    }
+}
+
+/// What the operator and the audit trail need to know about a store, without secrets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreInfo {
+    pub kind: StoreKind,
+    /// Where it is, for the header and the audit trail: never a password or a key.
+    pub location: SafeText,
+    /// The most characters the key column holds (32 on CiviCRM).
+    pub key_capacity: usize,
+    /// Whether the store compares keys case-insensitively (MySQL `_ci` collations do).
+    pub keys_case_insensitive: bool,
+    /// False when the store was opened read-only: views work, writes are refused.
+    pub writable: bool,
+}
+
+/// Whether a contact is linked to a CMS user (`civicrm_uf_match`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmsLink {
+    Linked { uf_id: u64 },
+    None,
+    /// The store cannot tell (e.g. an API key without permission to read uf_match).
+    Unknown,
+}
+
+/// One contact, as lists and the detail pane show it. Never holds a key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Contact {
+    pub id: ContactId,
+    pub contact_type: SafeText,
+    pub display_name: SafeText,
+    pub sort_name: SafeText,
+    pub email: Option<SafeText>,
+    pub is_deleted: bool,
+    /// The visible tail of the current key, or None when the contact has no key.
+    pub key: Option<KeyHint>,
+    pub cms: CmsLink,
+}
+
+/// A search. Text is matched as CiviCRM's quick search does: digits match the id, text
+/// with `@` matches the start of the primary email, other text the start of the sort name,
+/// the display name, or any word of the name.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Query {
+    pub text: String,
+    pub include_deleted: bool,
+    pub limit: usize,
+    /// Where the previous page stopped; None for the first page.
+    pub after: Option<Cursor>,
+}
+
+impl Query {
+    pub fn new(text: &str, limit: usize) -> Self {
+        Query { text: text.trim().to_string(), include_deleted: true, limit, after: None }
+    }
+
+    /// How the text should be matched.
+    pub fn matcher(&self) -> Matcher<'_> {
+        let text = self.text.trim();
+        if text.is_empty() {
+            Matcher::All
+        } else if let Ok(id) = text.parse::<ContactId>() {
+            Matcher::Id(id)
+        } else if text.contains('@') {
+            Matcher::EmailPrefix(text)
+        } else {
+            Matcher::Name(text)
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Matcher<'a> {
+    All,
+    Id(ContactId),
+    EmailPrefix(&'a str),
+    Name(&'a str),
+}
+
+/// Where a page ended. Each store picks the form its backend pages best with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cursor {
+    /// Keyset paging on (sort_name, id).
+    After { sort_name: String, id: ContactId },
+    /// Offset paging, for APIs that only offer limit/offset.
+    Offset(u64),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Page {
+    pub contacts: Vec<Contact>,
+    /// Present when there may be more results.
+    pub next: Option<Cursor>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("contact {0} was not found")]
+    NotFound(ContactId),
+    #[error("the key changed since it was read (another writer got there first); nothing was written")]
+    Conflict,
+    #[error("permission denied: {0}")]
+    PermissionDenied(SafeText),
+    #[error("the store is read-only: {0}")]
+    ReadOnly(SafeText),
+    #[error("the store cannot be reached: {0}")]
+    Unreachable(SafeText),
+    #[error("the store did not answer in time: {0}")]
+    Timeout(SafeText),
+    #[error("the store answered with something civikey cannot use: {0}")]
+    BadData(SafeText),
+    #[error("the outcome is unknown (the request may or may not have been applied): {0}")]
+    OutcomeUnknown(SafeText),
+    #[error("{0}")]
+    Invalid(SafeText),
+}
+
+impl StoreError {
+    pub fn bad_data(message: impl fmt::Display) -> Self {
+        StoreError::BadData(SafeText::new(&message.to_string()))
+    }
+    pub fn unreachable(message: impl fmt::Display) -> Self {
+        StoreError::Unreachable(SafeText::new(&message.to_string()))
+    }
+    pub fn invalid(message: impl fmt::Display) -> Self {
+        StoreError::Invalid(SafeText::new(&message.to_string()))
+    }
+}
+
+/// The one trait every store implements, and the one shared contract test suite checks.
+pub trait ContactStore: Send {
+    fn info(&self) -> StoreInfo;
+
+    /// One page of contacts matching `query`, ordered by sort name then id. Never loads
+    /// every contact.
+    fn search(&mut self, query: &Query) -> Result<Page, StoreError>;
+
+    fn contact(&mut self, id: ContactId) -> Result<Contact, StoreError>;
+
+    /// Contacts holding `key`, compared as the store compares (case-insensitively on MySQL).
+    fn holders_of(&mut self, key: &ApiKey) -> Result<Vec<ContactId>, StoreError>;
+
+    fn read_key(&mut self, id: ContactId) -> Result<Option<ApiKey>, StoreError>;
+
+    /// Compare-and-set: writes `new` only if the contact's key is still `expected`
+    /// (byte for byte); otherwise [`StoreError::Conflict`] and nothing is written.
+    fn swap_key(
+        &mut self,
+        id: ContactId,
+        expected: Option<&ApiKey>,
+        new: Option<&ApiKey>,
+    ) -> Result<(), StoreError>;
+}

@@ -1,0 +1,293 @@
+//! The store contract: one suite, generic over the trait, that every store must pass.
+//!
+//! A test file provides a `Fixture` for its store (a way to make a store holding
+//! `contract::contacts()` and to open a second, independent handle onto the same data)
+//! and expands `contract_tests!(make_fixture)`, which writes one `#[test]` per check.
+
+#![allow(dead_code)]
+
+use civikey::key::{ApiKey, SeededKeySource};
+use civikey::rotation::{self, Expectation, NewKey, RotationError};
+use civikey::seed::SeedContact;
+use civikey::store::{CmsLink, ContactStore, Query, StoreError};
+
+/// Makes stores over one data set.
+pub trait Fixture {
+    /// A new handle onto the fixture's data (a second connection, a second client...).
+    fn open(&self) -> Box<dyn ContactStore>;
+}
+
+pub const KEY_A: &str = "AaaaBbbbCcccDdddEeeeFfffGggg0001";
+pub const KEY_B: &str = "ZzzzYyyyXxxxWwwwVvvvUuuuTttt0002";
+pub const KEY_DELETED: &str = "QqqqRrrrSsssTtttUuuuVvvvWwww0003";
+
+fn person(id: i64, first: &str, last: &str, email: &str, key: Option<&str>, uf: Option<i64>) -> SeedContact {
+    SeedContact {
+        id: Some(id),
+        contact_type: "Individual".into(),
+        display_name: format!("{first} {last}"),
+        sort_name: format!("{last}, {first}"),
+        first_name: Some(first.into()),
+        last_name: Some(last.into()),
+        email: Some(email.into()),
+        is_deleted: false,
+        api_key: key.map(|k| ApiKey::from_store(k.into())),
+        uf_id: uf,
+    }
+}
+
+/// The contract's data set: 30 contacts, duplicate sort names, one deleted, one hostile.
+pub fn contacts() -> Vec<SeedContact> {
+    let mut out = vec![
+        person(1, "Ada", "Lovelace", "ada@example.org", Some(KEY_A), Some(11)),
+        person(2, "Alan", "Turing", "alan.turing@example.org", None, Some(12)),
+        person(3, "Grace", "Hopper", "grace@navy.example", Some(KEY_B), None),
+        person(4, "Sam", "Smith", "sam@example.org", None, None),
+        person(5, "Sam", "Smith", "sam2@example.org", None, Some(15)),
+        person(6, "Jordan", "Smithers", "jordan@example.org", None, None),
+        person(7, "Mary", "Ann Lee", "mary@example.org", None, None),
+        person(8, "Percent", "100%Sure", "pct@example.org", None, None),
+        person(9, "Zoë", "Müller", "zoe@example.de", None, None),
+        person(10, "太郎", "山田", "taro@example.jp", None, None),
+    ];
+    let mut deleted = person(11, "Del", "Eted", "deleted@example.org", Some(KEY_DELETED), None);
+    deleted.is_deleted = true;
+    out.push(deleted);
+    let mut hostile = person(12, "Mallory", "Evil", "mallory@example.org", None, None);
+    hostile.display_name = "Mallory \x1b[2J\x1b]52;c;aGk=\x07\u{202e}Evil".into();
+    out.push(hostile);
+    out.push(SeedContact {
+        id: Some(13),
+        contact_type: "Organization".into(),
+        display_name: "Acme Widgets".into(),
+        sort_name: "Acme Widgets".into(),
+        email: Some("info@acme.example".into()),
+        ..SeedContact::default()
+    });
+    for i in 14..=30 {
+        out.push(person(i, &format!("Filler{i:02}"), "Zed", &format!("f{i}@example.org"), None, None));
+    }
+    out
+}
+
+fn key(text: &str) -> ApiKey {
+    ApiKey::from_store(text.into())
+}
+
+fn all_ids(store: &mut dyn ContactStore, text: &str, limit: usize) -> Vec<u64> {
+    let mut q = Query::new(text, limit);
+    let mut ids = Vec::new();
+    for _ in 0..100 {
+        let page = store.search(&q).expect("search");
+        assert!(page.contacts.len() <= limit, "page larger than its limit");
+        ids.extend(page.contacts.iter().map(|c| c.id));
+        match page.next {
+            Some(next) => q.after = Some(next),
+            None => return ids,
+        }
+    }
+    panic!("paging never ended");
+}
+
+pub fn pages_cover_everything_once_in_order(f: &dyn Fixture) {
+    let mut s = f.open();
+    let ids = all_ids(&mut *s, "", 7);
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), ids.len(), "a contact appeared twice: {ids:?}");
+    assert_eq!(ids.len(), 30, "{ids:?}");
+    // sort_name order, ties by id: Smith, Sam (4) before Smith, Sam (5).
+    let p4 = ids.iter().position(|&i| i == 4).unwrap();
+    let p5 = ids.iter().position(|&i| i == 5).unwrap();
+    assert_eq!(p5, p4 + 1, "{ids:?}");
+    let first = s.search(&Query::new("", 3)).unwrap();
+    assert_eq!(first.contacts[0].id, 8, "'100%Sure, Percent' sorts first");
+    assert_eq!(first.contacts[1].id, 13, "then Acme Widgets");
+}
+
+pub fn search_by_id(f: &dyn Fixture) {
+    let mut s = f.open();
+    assert_eq!(all_ids(&mut *s, "3", 50), vec![3]);
+    assert_eq!(all_ids(&mut *s, "9999", 50), Vec::<u64>::new());
+}
+
+pub fn search_by_email_prefix(f: &dyn Fixture) {
+    let mut s = f.open();
+    assert_eq!(all_ids(&mut *s, "alan.tu@", 50), Vec::<u64>::new());
+    assert_eq!(all_ids(&mut *s, "grace@", 50), vec![3]);
+    assert_eq!(all_ids(&mut *s, "GRACE@NAVY", 50), vec![3], "email match ignores case");
+}
+
+pub fn search_by_name(f: &dyn Fixture) {
+    let mut s = f.open();
+    assert_eq!(all_ids(&mut *s, "smith", 50), vec![4, 5, 6], "surname prefix, any case");
+    assert_eq!(all_ids(&mut *s, "Smithe", 50), vec![6]);
+    assert_eq!(all_ids(&mut *s, "grace", 50), vec![3], "first name");
+    assert_eq!(all_ids(&mut *s, "山田", 50), vec![10], "non-Latin");
+    assert!(all_ids(&mut *s, "Lee", 50).contains(&7), "a later word of the name");
+    assert_eq!(all_ids(&mut *s, "Filler2", 3).len(), 10, "paged name search");
+}
+
+pub fn search_treats_wildcards_literally(f: &dyn Fixture) {
+    let mut s = f.open();
+    assert_eq!(all_ids(&mut *s, "100%", 50), vec![8]);
+    assert_eq!(all_ids(&mut *s, "%", 50), Vec::<u64>::new());
+    assert_eq!(all_ids(&mut *s, "_da", 50), Vec::<u64>::new());
+}
+
+pub fn deleted_contacts_are_flagged_and_filterable(f: &dyn Fixture) {
+    let mut s = f.open();
+    let c = s.contact(11).unwrap();
+    assert!(c.is_deleted);
+    assert!(all_ids(&mut *s, "Eted", 50).contains(&11));
+    let mut q = Query::new("Eted", 50);
+    q.include_deleted = false;
+    assert!(s.search(&q).unwrap().contacts.is_empty());
+}
+
+pub fn contact_fields(f: &dyn Fixture) {
+    let mut s = f.open();
+    let ada = s.contact(1).unwrap();
+    assert_eq!(ada.display_name.as_str(), "Ada Lovelace");
+    assert_eq!(ada.sort_name.as_str(), "Lovelace, Ada");
+    assert_eq!(ada.contact_type.as_str(), "Individual");
+    assert_eq!(ada.email.as_ref().map(|e| e.as_str()), Some("ada@example.org"));
+    assert_eq!(ada.key.as_ref().map(|k| k.masked()), Some("••••0001".to_string()));
+    assert!(!ada.is_deleted);
+    assert_eq!(ada.cms, CmsLink::Linked { uf_id: 11 });
+    let grace = s.contact(3).unwrap();
+    assert!(matches!(grace.cms, CmsLink::None | CmsLink::Unknown));
+    let alan = s.contact(2).unwrap();
+    assert_eq!(alan.key, None);
+    let acme = s.contact(13).unwrap();
+    assert_eq!(acme.contact_type.as_str(), "Organization");
+}
+
+pub fn missing_contact_is_not_found(f: &dyn Fixture) {
+    let mut s = f.open();
+    assert!(matches!(s.contact(424242), Err(StoreError::NotFound(424242))));
+    assert!(matches!(s.read_key(424242), Err(StoreError::NotFound(_))));
+    let k = key("NewNewNewNewNewNewNewNewNewNew01");
+    assert!(matches!(s.swap_key(424242, None, Some(&k)), Err(StoreError::NotFound(_))));
+}
+
+pub fn hostile_text_comes_back_inert(f: &dyn Fixture) {
+    let mut s = f.open();
+    let m = s.contact(12).unwrap();
+    let shown = m.display_name.as_str();
+    assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
+    assert!(!shown.contains('\u{202e}'));
+    assert!(shown.contains("Mallory"));
+}
+
+pub fn read_swap_and_revoke(f: &dyn Fixture) {
+    let mut s = f.open();
+    assert_eq!(s.read_key(1).unwrap(), Some(key(KEY_A)));
+    assert_eq!(s.read_key(2).unwrap(), None);
+    let k = key("NewKeyNewKeyNewKeyNewKeyNewKey01");
+    s.swap_key(2, None, Some(&k)).unwrap();
+    assert_eq!(s.read_key(2).unwrap(), Some(k.clone()));
+    assert_eq!(s.contact(2).unwrap().key.map(|h| h.masked()), Some("••••ey01".into()));
+    s.swap_key(2, Some(&k), None).unwrap();
+    assert_eq!(s.read_key(2).unwrap(), None);
+    assert_eq!(s.contact(2).unwrap().key, None);
+}
+
+pub fn swap_with_wrong_expectation_conflicts(f: &dyn Fixture) {
+    let mut s = f.open();
+    let k = key("NewKeyNewKeyNewKeyNewKeyNewKey02");
+    assert!(matches!(s.swap_key(1, None, Some(&k)), Err(StoreError::Conflict)));
+    assert!(matches!(s.swap_key(1, Some(&key(KEY_B)), Some(&k)), Err(StoreError::Conflict)));
+    assert!(matches!(s.swap_key(2, Some(&key(KEY_A)), Some(&k)), Err(StoreError::Conflict)));
+    // Compare-and-set is exact: another case of the same key is a different value.
+    let lower = key(&KEY_A.to_lowercase());
+    assert!(matches!(s.swap_key(1, Some(&lower), Some(&k)), Err(StoreError::Conflict)));
+    assert_eq!(s.read_key(1).unwrap(), Some(key(KEY_A)), "nothing was written");
+}
+
+pub fn second_writer_wins_and_first_gets_conflict(f: &dyn Fixture) {
+    let mut first = f.open();
+    let mut second = f.open();
+    let seen = first.read_key(1).unwrap();
+    let theirs = key("SecondWriterSecondWriterSecond01");
+    second.swap_key(1, seen.as_ref(), Some(&theirs)).unwrap();
+    let mine = key("FirstWriterFirstWriterFirstWri01");
+    assert!(matches!(first.swap_key(1, seen.as_ref(), Some(&mine)), Err(StoreError::Conflict)));
+    assert_eq!(first.read_key(1).unwrap(), Some(theirs));
+}
+
+pub fn holders_of_finds_keys_as_the_store_compares(f: &dyn Fixture) {
+    let mut s = f.open();
+    assert_eq!(s.holders_of(&key(KEY_A)).unwrap(), vec![1]);
+    assert_eq!(s.holders_of(&key(KEY_DELETED)).unwrap(), vec![11], "deleted contacts count");
+    assert!(s.holders_of(&key("NobodyHasThisKeyNobodyHasThis01")).unwrap().is_empty());
+    let upper = key(&KEY_A.to_uppercase());
+    if s.info().keys_case_insensitive {
+        assert_eq!(s.holders_of(&upper).unwrap(), vec![1]);
+    } else {
+        assert!(s.holders_of(&upper).unwrap().is_empty());
+    }
+}
+
+pub fn rotation_assigns_a_unique_key(f: &dyn Fixture) {
+    let mut s = f.open();
+    let mut keys = SeededKeySource::new(99);
+    let new = ApiKey::generate_from(&mut keys).unwrap();
+    let done = rotation::assign(&mut *s, &mut keys, 2, &Expectation::Seen(None), NewKey::Generated(new))
+        .unwrap();
+    assert_eq!(done.key.len(), 32);
+    assert_eq!(s.read_key(2).unwrap(), Some(done.key.clone()));
+    assert_eq!(done.previous, None);
+    // A given key that another contact holds is refused; nothing is written.
+    let err = rotation::assign(&mut *s, &mut keys, 4, &Expectation::Current, NewKey::Given(key(KEY_A)))
+        .err()
+        .expect("clash refused");
+    assert!(matches!(err, RotationError::KeyInUse(1)), "{err}");
+    assert_eq!(s.read_key(4).unwrap(), None);
+    // A generated key that clashes is replaced by another one.
+    let done = rotation::assign(&mut *s, &mut keys, 4, &Expectation::Current, NewKey::Generated(key(KEY_B)))
+        .unwrap();
+    assert!(done.regenerated);
+    assert_ne!(done.key, key(KEY_B));
+    assert_eq!(s.read_key(4).unwrap(), Some(done.key));
+}
+
+pub fn rotation_refuses_when_the_key_changed_since_seen(f: &dyn Fixture) {
+    let mut s = f.open();
+    let mut keys = SeededKeySource::new(5);
+    let new = ApiKey::generate_from(&mut keys).unwrap();
+    // The operator saw "no key" for contact 1, which holds KEY_A.
+    let err = rotation::assign(&mut *s, &mut keys, 1, &Expectation::Seen(None), NewKey::Generated(new))
+        .err()
+        .expect("refused");
+    assert!(matches!(err, RotationError::ChangedSinceSeen), "{err}");
+    assert_eq!(s.read_key(1).unwrap(), Some(key(KEY_A)));
+    let done = rotation::revoke(&mut *s, 3, &Expectation::Seen(Some(key(KEY_B).hint()))).unwrap();
+    assert_eq!(done.previous, Some(key(KEY_B)));
+    assert_eq!(s.read_key(3).unwrap(), None);
+}
+
+/// Writes one `#[test]` per contract check for the fixture made by `$make()`.
+#[macro_export]
+macro_rules! contract_tests {
+    ($make:expr) => {
+        $crate::contract_tests!(@each $make;
+            pages_cover_everything_once_in_order, search_by_id, search_by_email_prefix,
+            search_by_name, search_treats_wildcards_literally,
+            deleted_contacts_are_flagged_and_filterable, contact_fields,
+            missing_contact_is_not_found, hostile_text_comes_back_inert, read_swap_and_revoke,
+            swap_with_wrong_expectation_conflicts, second_writer_wins_and_first_gets_conflict,
+            holders_of_finds_keys_as_the_store_compares, rotation_assigns_a_unique_key,
+            rotation_refuses_when_the_key_changed_since_seen);
+    };
+    (@each $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                let fixture = $make;
+                contract::$name(&fixture);
+            }
+        )*
+    };
+}

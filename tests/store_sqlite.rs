@@ -1,0 +1,126 @@
+//! The store contract and the file-safety promises, on the embedded SQLite store.
+
+mod contract;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use civikey::store::sqlite::SqliteStore;
+use civikey::store::ContactStore;
+
+struct SqliteFixture {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl contract::Fixture for SqliteFixture {
+    fn open(&self) -> Box<dyn ContactStore> {
+        Box::new(SqliteStore::open(&self.path).expect("open fixture store"))
+    }
+}
+
+fn fixture() -> SqliteFixture {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data/contacts.sqlite");
+    SqliteStore::create(&path, contract::contacts(), &mut |_| {}).expect("create store");
+    SqliteFixture { _dir: dir, path }
+}
+
+contract_tests!(fixture());
+
+fn refused(path: &std::path::Path) -> String {
+    match SqliteStore::open(path) {
+        Ok(_) => panic!("{} was accepted", path.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn private_file(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.path().join(name);
+    fs::write(&path, bytes).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+#[test]
+fn created_store_is_private() {
+    let f = fixture();
+    assert_eq!(fs::metadata(&f.path).unwrap().permissions().mode() & 0o777, 0o600);
+    let dir = f.path.parent().unwrap();
+    assert_eq!(fs::metadata(dir).unwrap().permissions().mode() & 0o777, 0o700);
+}
+
+#[test]
+fn bad_files_are_refused_and_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(PathBuf, &str)> = vec![
+        (private_file(&dir, "empty", b""), "empty"),
+        (private_file(&dir, "text", b"name,email\nada,ada@example.org\n"), "not a SQLite database"),
+        (private_file(&dir, "random", &(0..4096u32).map(|i| (i * 7919 % 251) as u8).collect::<Vec<_>>()), "not a SQLite database"),
+    ];
+    for (path, expected) in cases {
+        let before = fs::read(&path).unwrap();
+        let err = refused(&path);
+        assert!(err.contains(expected), "{}: {err}", path.display());
+        assert_eq!(fs::read(&path).unwrap(), before, "{} was modified", path.display());
+    }
+    let err = refused(dir.path());
+    assert!(err.contains("directory"), "{err}");
+    let err = refused(&dir.path().join("missing.sqlite"));
+    assert!(err.contains("no store at"), "{err}");
+}
+
+#[test]
+fn truncated_database_is_refused_and_untouched() {
+    let f = fixture();
+    let bytes = fs::read(&f.path).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = private_file(&dir, "truncated.sqlite", &bytes[..bytes.len() / 2]);
+    let err = refused(&path);
+    assert!(err.contains("integrity") || err.contains("damaged") || err.contains("malformed"), "{err}");
+    assert_eq!(fs::read(&path).unwrap(), &bytes[..bytes.len() / 2]);
+}
+
+#[test]
+fn foreign_sqlite_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.sqlite");
+    rusqlite::Connection::open(&path).unwrap().execute_batch("CREATE TABLE t (x)").unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    let err = refused(&path);
+    assert!(err.contains("civicrm_contact"), "{err}");
+}
+
+#[test]
+fn world_readable_store_is_refused_with_the_fix() {
+    let f = fixture();
+    fs::set_permissions(&f.path, fs::Permissions::from_mode(0o644)).unwrap();
+    let err = refused(&f.path);
+    assert!(err.contains("chmod 600"), "{err}");
+}
+
+fn assert_views_but_refuses_writes(mut s: SqliteStore) {
+    assert!(!s.info().writable);
+    assert_eq!(s.contact(1).unwrap().id, 1);
+    let k = civikey::key::ApiKey::generate().unwrap();
+    let err = s.swap_key(2, None, Some(&k)).unwrap_err();
+    assert!(err.to_string().contains("read-only"), "{err}");
+    assert_eq!(s.read_key(2).unwrap(), None);
+}
+
+#[test]
+fn read_only_flag_views_but_refuses_writes() {
+    let f = fixture();
+    assert_views_but_refuses_writes(SqliteStore::open_with(&f.path, true).unwrap());
+}
+
+#[test]
+fn read_only_file_views_but_refuses_writes() {
+    let f = fixture();
+    fs::set_permissions(&f.path, fs::Permissions::from_mode(0o400)).unwrap();
+    // root may write any file: the store must still notice and refuse writes itself.
+    let forced = civikey::fsperm::is_writable(&f.path);
+    let s = SqliteStore::open_with(&f.path, forced).unwrap();
+    assert_views_but_refuses_writes(s);
+}
