@@ -1,0 +1,560 @@
+//! App state and `update(Msg) -> Vec<Cmd>`: pure, no IO, no terminal.
+//!
+//! Every store call leaves as a [`Cmd`] and comes back as a [`Msg`]; the renderer reads
+//! `&App`. That keeps the screen responsive whatever the store does, and makes every flow
+//! testable without a terminal or a store.
+
+pub mod keymap;
+pub mod worker;
+
+use crate::key::{ApiKey, KeySource};
+use crate::rotation::{Assigned, Expectation, Revoked};
+use crate::store::{Contact, ContactId, Cursor, Page, Query, StoreInfo};
+
+/// How many contacts one search asks for; more are fetched as the selection nears the end.
+pub const PAGE_SIZE: usize = 100;
+
+/// What the operator asked for, from a key press. Small and comparable, so the keymap is
+/// unit-tested on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Top,
+    Bottom,
+    StartSearch,
+    SearchChar(char),
+    SearchBackspace,
+    SearchAccept,
+    SearchClear,
+    Rotate,
+    Regenerate,
+    Proceed,
+    Yes,
+    No,
+    Copy,
+    Revoke,
+    Help,
+    Back,
+    Quit,
+    ForceQuit,
+}
+
+/// Everything that can change the app: an action, a terminal event, or a worker's answer.
+pub enum Msg {
+    Action(Action),
+    Resize { width: u16, height: u16 },
+    StoreOpened(Result<StoreInfo, String>),
+    Searched { seq: u64, append: bool, result: Result<Page, String> },
+    Assigned { result: Result<Assigned, String> },
+    Revoked { result: Result<Revoked, String> },
+    Refreshed { result: Result<Contact, String> },
+}
+
+/// Work for the outside world: store calls (run by the worker) and the clipboard.
+pub enum Cmd {
+    OpenStore,
+    Search { seq: u64, append: bool, query: Query },
+    Assign { id: ContactId, expectation: Expectation, key: ApiKey },
+    Revoke { id: ContactId, expectation: Expectation },
+    Refresh { id: ContactId },
+    CopyToClipboard(ApiKey),
+}
+
+/// Which keys mean what right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    List,
+    Search,
+    Help,
+    NewKey,
+    Confirm,
+    Working,
+    Shown,
+    ConfirmRevoke,
+    Message,
+}
+
+pub enum Popup {
+    Help,
+    NewKey { contact: Contact, key: ApiKey },
+    Confirm { contact: Contact, key: ApiKey },
+    Working { contact: Contact, what: &'static str },
+    Shown { contact: Contact, key: ApiKey, copied: bool, regenerated: bool },
+    ConfirmRevoke { contact: Contact },
+    Message { title: &'static str, text: String, is_error: bool },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreState {
+    Opening,
+    Ready(StoreInfo),
+    Failed(String),
+}
+
+/// Options the app starts with (none of them IO).
+pub struct AppOptions {
+    pub location: String,
+    pub color: bool,
+    /// Set when inside tmux with `set-clipboard` not `on`: copying may not reach the clipboard.
+    pub clipboard_warning: Option<String>,
+}
+
+pub struct App {
+    pub store: StoreState,
+    pub location: String,
+    pub contacts: Vec<Contact>,
+    /// More results exist after `contacts`.
+    pub next: Option<Cursor>,
+    pub selected: usize,
+    /// First visible row of the table.
+    pub scroll: usize,
+    /// The filter in force (results shown are for it).
+    pub filter: String,
+    /// Some while the operator is typing a search.
+    pub search_input: Option<String>,
+    /// Sequence number of the newest search; answers to older ones are dropped.
+    pub search_seq: u64,
+    pub loading: bool,
+    pub loading_more: bool,
+    pub popup: Option<Popup>,
+    pub notice: Option<(String, bool)>,
+    pub color: bool,
+    pub clipboard_warning: Option<String>,
+    pub size: (u16, u16),
+    pub should_quit: bool,
+    keys: Box<dyn KeySource>,
+}
+
+/// Rows the table shows at the current size (the layout in ui/ agrees with this).
+pub fn table_rows_for(height: u16) -> usize {
+    // header line, table header row, detail pane (7), footer line.
+    usize::from(height.saturating_sub(10)).max(1)
+}
+
+impl App {
+    pub fn new(options: AppOptions, keys: Box<dyn KeySource>) -> (Self, Vec<Cmd>) {
+        let app = App {
+            store: StoreState::Opening,
+            location: options.location,
+            contacts: Vec::new(),
+            next: None,
+            selected: 0,
+            scroll: 0,
+            filter: String::new(),
+            search_input: None,
+            search_seq: 0,
+            loading: true,
+            loading_more: false,
+            popup: None,
+            notice: None,
+            color: options.color,
+            clipboard_warning: options.clipboard_warning,
+            size: (80, 24),
+            should_quit: false,
+            keys,
+        };
+        (app, vec![Cmd::OpenStore])
+    }
+
+    pub fn mode(&self) -> Mode {
+        match &self.popup {
+            Some(Popup::Help) => Mode::Help,
+            Some(Popup::NewKey { .. }) => Mode::NewKey,
+            Some(Popup::Confirm { .. }) => Mode::Confirm,
+            Some(Popup::Working { .. }) => Mode::Working,
+            Some(Popup::Shown { .. }) => Mode::Shown,
+            Some(Popup::ConfirmRevoke { .. }) => Mode::ConfirmRevoke,
+            Some(Popup::Message { .. }) => Mode::Message,
+            None if self.search_input.is_some() => Mode::Search,
+            None => Mode::List,
+        }
+    }
+
+    pub fn selected_contact(&self) -> Option<&Contact> {
+        self.contacts.get(self.selected)
+    }
+
+    pub fn store_info(&self) -> Option<&StoreInfo> {
+        match &self.store {
+            StoreState::Ready(info) => Some(info),
+            _ => None,
+        }
+    }
+
+    fn table_rows(&self) -> usize {
+        table_rows_for(self.size.1)
+    }
+
+    pub fn update(&mut self, msg: Msg) -> Vec<Cmd> {
+        match msg {
+            Msg::Action(action) => self.on_action(action),
+            Msg::Resize { width, height } => {
+                self.size = (width, height);
+                self.keep_selection_visible();
+                Vec::new()
+            }
+            Msg::StoreOpened(Ok(info)) => {
+                self.store = StoreState::Ready(info);
+                self.search(false)
+            }
+            Msg::StoreOpened(Err(e)) => {
+                self.loading = false;
+                self.store = StoreState::Failed(e);
+                Vec::new()
+            }
+            Msg::Searched { seq, append, result } => {
+                if seq != self.search_seq {
+                    return Vec::new(); // a newer search replaced this one
+                }
+                self.on_searched(append, result)
+            }
+            Msg::Assigned { result } => self.on_assigned(result),
+            Msg::Revoked { result } => self.on_revoked(result),
+            Msg::Refreshed { result } => {
+                if let Ok(contact) = result {
+                    self.replace_contact(contact);
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    fn on_action(&mut self, action: Action) -> Vec<Cmd> {
+        if action == Action::ForceQuit {
+            self.should_quit = true;
+            return Vec::new();
+        }
+        match self.mode() {
+            Mode::List => self.on_list_action(action),
+            Mode::Search => self.on_search_action(action),
+            Mode::Help | Mode::Message => {
+                if matches!(action, Action::Back | Action::Proceed | Action::Help | Action::Quit) {
+                    self.popup = None;
+                }
+                Vec::new()
+            }
+            Mode::NewKey => self.on_new_key_action(action),
+            Mode::Confirm => self.on_confirm_action(action),
+            Mode::Working => Vec::new(),
+            Mode::Shown => self.on_shown_action(action),
+            Mode::ConfirmRevoke => self.on_confirm_revoke_action(action),
+        }
+    }
+
+    fn on_list_action(&mut self, action: Action) -> Vec<Cmd> {
+        self.notice = None;
+        match action {
+            Action::Up => self.move_selection(-1),
+            Action::Down => self.move_selection(1),
+            Action::PageUp => self.move_selection(-(self.table_rows() as isize)),
+            Action::PageDown => self.move_selection(self.table_rows() as isize),
+            Action::Top => self.move_selection(isize::MIN / 2),
+            Action::Bottom => self.move_selection(isize::MAX / 2),
+            Action::StartSearch => {
+                self.search_input = Some(self.filter.clone());
+                Vec::new()
+            }
+            Action::Back if !self.filter.is_empty() => {
+                self.filter.clear();
+                self.search(false)
+            }
+            Action::Help => {
+                self.popup = Some(Popup::Help);
+                Vec::new()
+            }
+            Action::Quit => {
+                self.should_quit = true;
+                Vec::new()
+            }
+            Action::Rotate | Action::Proceed => self.open_new_key(),
+            Action::Revoke => self.open_revoke(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn on_search_action(&mut self, action: Action) -> Vec<Cmd> {
+        let Some(input) = self.search_input.as_mut() else {
+            return Vec::new();
+        };
+        match action {
+            Action::SearchChar(c) => {
+                input.push(c);
+                self.filter = input.clone();
+                self.search(false)
+            }
+            Action::SearchBackspace => {
+                input.pop();
+                self.filter = input.clone();
+                self.search(false)
+            }
+            Action::SearchAccept => {
+                self.search_input = None;
+                Vec::new()
+            }
+            Action::SearchClear => {
+                self.search_input = None;
+                if self.filter.is_empty() {
+                    Vec::new()
+                } else {
+                    self.filter.clear();
+                    self.search(false)
+                }
+            }
+            Action::Up => self.move_selection(-1),
+            Action::Down => self.move_selection(1),
+            _ => Vec::new(),
+        }
+    }
+
+    fn on_new_key_action(&mut self, action: Action) -> Vec<Cmd> {
+        match action {
+            Action::Regenerate => {
+                if let Some(Popup::NewKey { contact, .. }) = self.popup.take() {
+                    self.popup = match ApiKey::generate_from(self.keys.as_mut()) {
+                        Ok(key) => Some(Popup::NewKey { contact, key }),
+                        Err(e) => Some(error_popup("No key was made", e.to_string())),
+                    };
+                }
+            }
+            Action::Proceed => {
+                if let Some(Popup::NewKey { contact, key }) = self.popup.take() {
+                    self.popup = Some(Popup::Confirm { contact, key });
+                }
+            }
+            Action::Back | Action::No => self.cancel("Cancelled: nothing was written."),
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn on_confirm_action(&mut self, action: Action) -> Vec<Cmd> {
+        match action {
+            Action::Yes => {
+                if let Some(Popup::Confirm { contact, key }) = self.popup.take() {
+                    let cmd = Cmd::Assign {
+                        id: contact.id,
+                        expectation: Expectation::Seen(contact.key.clone()),
+                        key,
+                    };
+                    self.popup = Some(Popup::Working { contact, what: "Assigning the key" });
+                    return vec![cmd];
+                }
+                Vec::new()
+            }
+            Action::No | Action::Back => {
+                self.cancel("Cancelled: nothing was written.");
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn on_shown_action(&mut self, action: Action) -> Vec<Cmd> {
+        match action {
+            Action::Copy => {
+                if let Some(Popup::Shown { key, copied, .. }) = self.popup.as_mut() {
+                    *copied = true;
+                    return vec![Cmd::CopyToClipboard(key.clone())];
+                }
+                Vec::new()
+            }
+            Action::Proceed | Action::Back | Action::Quit => {
+                self.popup = None;
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn on_confirm_revoke_action(&mut self, action: Action) -> Vec<Cmd> {
+        match action {
+            Action::Yes => {
+                if let Some(Popup::ConfirmRevoke { contact }) = self.popup.take() {
+                    let cmd = Cmd::Revoke {
+                        id: contact.id,
+                        expectation: Expectation::Seen(contact.key.clone()),
+                    };
+                    self.popup = Some(Popup::Working { contact, what: "Revoking the key" });
+                    return vec![cmd];
+                }
+                Vec::new()
+            }
+            Action::No | Action::Back => {
+                self.cancel("Cancelled: the key was kept.");
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn cancel(&mut self, text: &str) {
+        self.popup = None;
+        self.notice = Some((text.to_string(), false));
+    }
+
+    fn writable_contact(&mut self) -> Option<Contact> {
+        let Some(info) = self.store_info() else {
+            self.notice = Some(("The store is not open yet.".into(), true));
+            return None;
+        };
+        if !info.writable {
+            self.notice = Some(("The store is read-only: keys cannot be changed.".into(), true));
+            return None;
+        }
+        let contact = self.selected_contact().cloned();
+        if contact.is_none() {
+            self.notice = Some(("No contact selected.".into(), true));
+        }
+        contact
+    }
+
+    fn open_new_key(&mut self) -> Vec<Cmd> {
+        let Some(contact) = self.writable_contact() else {
+            return Vec::new();
+        };
+        self.popup = match ApiKey::generate_from(self.keys.as_mut()) {
+            Ok(key) => Some(Popup::NewKey { contact, key }),
+            Err(e) => Some(error_popup("No key was made", e.to_string())),
+        };
+        Vec::new()
+    }
+
+    fn open_revoke(&mut self) -> Vec<Cmd> {
+        let Some(contact) = self.writable_contact() else {
+            return Vec::new();
+        };
+        if contact.key.is_none() {
+            self.notice = Some(("This contact has no key to revoke.".into(), false));
+        } else {
+            self.popup = Some(Popup::ConfirmRevoke { contact });
+        }
+        Vec::new()
+    }
+
+    fn on_assigned(&mut self, result: Result<Assigned, String>) -> Vec<Cmd> {
+        let working_id = self.working_contact_id();
+        match result {
+            Ok(done) => {
+                self.replace_contact(done.contact.clone());
+                self.popup = Some(Popup::Shown {
+                    contact: done.contact,
+                    key: done.key,
+                    copied: false,
+                    regenerated: done.regenerated,
+                });
+                Vec::new()
+            }
+            Err(e) => {
+                self.popup = Some(error_popup("The key was not assigned", e));
+                working_id.map(|id| vec![Cmd::Refresh { id }]).unwrap_or_default()
+            }
+        }
+    }
+
+    fn on_revoked(&mut self, result: Result<Revoked, String>) -> Vec<Cmd> {
+        let working_id = self.working_contact_id();
+        match result {
+            Ok(done) => {
+                let name = done.contact.display_name.truncated(40);
+                let id = done.contact.id;
+                self.replace_contact(done.contact);
+                self.popup = None;
+                self.notice = Some((format!("Revoked the key of {name} (id {id})."), false));
+                Vec::new()
+            }
+            Err(e) => {
+                self.popup = Some(error_popup("The key was not revoked", e));
+                working_id.map(|id| vec![Cmd::Refresh { id }]).unwrap_or_default()
+            }
+        }
+    }
+
+    fn working_contact_id(&self) -> Option<ContactId> {
+        match &self.popup {
+            Some(Popup::Working { contact, .. }) => Some(contact.id),
+            _ => None,
+        }
+    }
+
+    fn replace_contact(&mut self, contact: Contact) {
+        if let Some(slot) = self.contacts.iter_mut().find(|c| c.id == contact.id) {
+            *slot = contact;
+        }
+    }
+
+    fn search(&mut self, append: bool) -> Vec<Cmd> {
+        if !matches!(self.store, StoreState::Ready(_)) {
+            return Vec::new();
+        }
+        let mut query = Query::new(&self.filter, PAGE_SIZE);
+        if append {
+            let Some(next) = self.next.clone() else {
+                return Vec::new();
+            };
+            query.after = Some(next);
+            self.loading_more = true;
+        } else {
+            self.search_seq += 1;
+            self.loading = true;
+            self.loading_more = false;
+        }
+        vec![Cmd::Search { seq: self.search_seq, append, query }]
+    }
+
+    fn on_searched(&mut self, append: bool, result: Result<Page, String>) -> Vec<Cmd> {
+        self.loading = false;
+        self.loading_more = false;
+        match result {
+            Ok(page) => {
+                if append {
+                    self.contacts.extend(page.contacts);
+                } else {
+                    self.contacts = page.contacts;
+                    self.selected = 0;
+                    self.scroll = 0;
+                }
+                self.next = page.next;
+                self.keep_selection_visible();
+                Vec::new()
+            }
+            Err(e) => {
+                self.notice = Some((format!("Search failed: {e}"), true));
+                Vec::new()
+            }
+        }
+    }
+
+    fn move_selection(&mut self, delta: isize) -> Vec<Cmd> {
+        if self.contacts.is_empty() {
+            return Vec::new();
+        }
+        let last = self.contacts.len() - 1;
+        self.selected = self.selected.saturating_add_signed(delta).min(last);
+        self.keep_selection_visible();
+        // Fetch the next page before the operator reaches the end of what is loaded.
+        let near_end = self.selected + self.table_rows() >= self.contacts.len();
+        if near_end && self.next.is_some() && !self.loading_more && !self.loading {
+            return self.search(true);
+        }
+        Vec::new()
+    }
+
+    fn keep_selection_visible(&mut self) {
+        let rows = self.table_rows();
+        if self.selected < self.scroll {
+            self.scroll = self.selected;
+        } else if self.selected >= self.scroll + rows {
+            self.scroll = self.selected + 1 - rows;
+        }
+    }
+}
+
+fn error_popup(title: &'static str, text: String) -> Popup {
+    Popup::Message { title, text, is_error: true }
+}
+
+#[cfg(test)]
+mod tests;

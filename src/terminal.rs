@@ -1,0 +1,233 @@
+//! The terminal: a guard that restores every mode it enabled (on exit, on panic, on
+//! SIGTERM), and the event loop that waits on input, worker answers and signals at once.
+//!
+//! The loop blocks on one channel: no polling, so an idle civikey uses no CPU, and a
+//! dropped SSH link (SIGHUP, or a read error on the terminal) ends it instead of spinning.
+
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ratatui::backend::CrosstermBackend;
+use ratatui::crossterm::event::{self, Event as TermEvent};
+use ratatui::crossterm::terminal::{
+    self, BeginSynchronizedUpdate, EndSynchronizedUpdate, EnterAlternateScreen,
+    LeaveAlternateScreen,
+};
+use ratatui::crossterm::{cursor, execute};
+use ratatui::Terminal;
+
+use crate::app::{keymap, worker, App, Cmd, Msg};
+use crate::store::spec::StoreSpec;
+
+/// Set once the terminal is gone (SIGHUP, read error): nothing may be written to it.
+static TERMINAL_GONE: AtomicBool = AtomicBool::new(false);
+/// Set while the alternate screen and raw mode are on, for the panic hook.
+static TERMINAL_ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// How long a dropped link waits for a store call in flight to finish before exiting.
+const HANGUP_GRACE: Duration = Duration::from_millis(1500);
+/// How long a normal quit waits for a store call in flight.
+const QUIT_GRACE: Duration = Duration::from_secs(15);
+
+fn restore() {
+    if !TERMINAL_ACTIVE.swap(false, Ordering::SeqCst) {
+        return;
+    }
+    let _ = terminal::disable_raw_mode();
+    if !TERMINAL_GONE.load(Ordering::SeqCst) {
+        let _ = execute!(io::stdout(), LeaveAlternateScreen, cursor::Show);
+    }
+}
+
+/// Restores the terminal when dropped, however the TUI ends.
+pub struct TerminalGuard(());
+
+impl TerminalGuard {
+    pub fn enter() -> io::Result<Self> {
+        terminal::enable_raw_mode()?;
+        TERMINAL_ACTIVE.store(true, Ordering::SeqCst);
+        let guard = TerminalGuard(());
+        execute!(io::stdout(), EnterAlternateScreen, cursor::Hide)?;
+        Ok(guard)
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore();
+    }
+}
+
+/// Restores the terminal before the panic message is printed, so it is readable.
+pub fn install_panic_hook() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore();
+        previous(info);
+    }));
+}
+
+enum Event {
+    Term(TermEvent),
+    Msg(Msg),
+    /// SIGTERM, SIGINT, SIGQUIT: quit cleanly.
+    Terminate,
+    /// SIGHUP or the terminal failed: the operator is gone.
+    Hangup,
+}
+
+/// How the TUI ended.
+pub enum Exit {
+    Quit,
+    Terminated,
+    HungUp,
+    /// The store could not be opened: main prints this after the terminal is restored.
+    StoreFailed(String),
+}
+
+pub fn run(spec: StoreSpec, mut app: App, first_cmds: Vec<Cmd>) -> io::Result<Exit> {
+    let (events_tx, events) = mpsc::channel::<Event>();
+    spawn_signal_thread(events_tx.clone())?;
+
+    let guard = TerminalGuard::enter()?;
+    let mut term = Terminal::new(CrosstermBackend::new(io::stdout()))?;
+    let size = term.size()?;
+    app.update(Msg::Resize { width: size.width, height: size.height });
+    // The first frame goes out before any store call, so nothing ever looks frozen.
+    draw(&mut term, &app)?;
+
+    let (jobs_tx, jobs) = mpsc::channel::<Cmd>();
+    let (results_tx, results) = mpsc::channel::<Msg>();
+    let worker = worker::spawn(spec, jobs, results_tx)?;
+    forward(results, events_tx.clone())?;
+    spawn_input_thread(events_tx)?;
+
+    dispatch(first_cmds, &jobs_tx);
+    let mut exit = Exit::Quit;
+    'outer: while let Ok(first) = events.recv() {
+        let mut pending = Some(first);
+        // Apply everything queued before drawing once: fast typing costs one frame.
+        while let Some(event) = pending.take().or_else(|| events.try_recv().ok()) {
+            let cmds = match event {
+                Event::Term(TermEvent::Key(key)) => match keymap::map(key, app.mode()) {
+                    Some(action) => app.update(Msg::Action(action)),
+                    None => Vec::new(),
+                },
+                Event::Term(TermEvent::Resize(width, height)) => {
+                    app.update(Msg::Resize { width, height })
+                }
+                Event::Term(_) => Vec::new(),
+                Event::Msg(Msg::StoreOpened(Err(e))) => {
+                    exit = Exit::StoreFailed(e);
+                    break 'outer;
+                }
+                Event::Msg(msg) => app.update(msg),
+                Event::Terminate => {
+                    exit = Exit::Terminated;
+                    break 'outer;
+                }
+                Event::Hangup => {
+                    TERMINAL_GONE.store(true, Ordering::SeqCst);
+                    exit = Exit::HungUp;
+                    break 'outer;
+                }
+            };
+            for cmd in cmds {
+                match cmd {
+                    Cmd::CopyToClipboard(key) => {
+                        let seq = crate::clipboard::osc52(&key);
+                        let mut out = io::stdout();
+                        out.write_all(seq.as_bytes())?;
+                        out.flush()?;
+                    }
+                    other => dispatch(vec![other], &jobs_tx),
+                }
+            }
+            if app.should_quit {
+                break 'outer;
+            }
+        }
+        draw(&mut term, &app)?;
+    }
+    // Let a store call in flight finish (its outcome is then known), then leave.
+    drop(jobs_tx);
+    let grace = if matches!(exit, Exit::HungUp) { HANGUP_GRACE } else { QUIT_GRACE };
+    join_with_timeout(worker, grace);
+    drop(guard);
+    Ok(exit)
+}
+
+fn dispatch(cmds: Vec<Cmd>, jobs: &Sender<Cmd>) {
+    for cmd in cmds {
+        // A send fails only if the worker is gone, which the loop notices on its own.
+        let _ = jobs.send(cmd);
+    }
+}
+
+fn draw(term: &mut Terminal<CrosstermBackend<io::Stdout>>, app: &App) -> io::Result<()> {
+    if TERMINAL_GONE.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    // Synchronized updates: terminals that know them show the frame at once, no tearing.
+    execute!(io::stdout(), BeginSynchronizedUpdate)?;
+    term.draw(|frame| crate::ui::draw(app, frame))?;
+    execute!(io::stdout(), EndSynchronizedUpdate)
+}
+
+fn forward(results: Receiver<Msg>, events: Sender<Event>) -> io::Result<()> {
+    std::thread::Builder::new().name("civikey-results".into()).spawn(move || {
+        for msg in results {
+            if events.send(Event::Msg(msg)).is_err() {
+                return;
+            }
+        }
+    })?;
+    Ok(())
+}
+
+fn spawn_input_thread(events: Sender<Event>) -> io::Result<()> {
+    std::thread::Builder::new().name("civikey-input".into()).spawn(move || loop {
+        match event::read() {
+            Ok(ev) => {
+                if events.send(Event::Term(ev)).is_err() {
+                    return;
+                }
+            }
+            Err(_) => {
+                // EOF or EIO: the terminal is gone. Never retry in a loop.
+                let _ = events.send(Event::Hangup);
+                return;
+            }
+        }
+    })?;
+    Ok(())
+}
+
+fn spawn_signal_thread(events: Sender<Event>) -> io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT, SIGQUIT])?;
+    std::thread::Builder::new().name("civikey-signals".into()).spawn(move || {
+        for signal in signals.forever() {
+            let event = if signal == SIGHUP { Event::Hangup } else { Event::Terminate };
+            if events.send(event).is_err() {
+                return;
+            }
+        }
+    })?;
+    Ok(())
+}
+
+fn join_with_timeout(handle: JoinHandle<()>, timeout: Duration) {
+    let (tx, rx) = mpsc::channel::<()>();
+    let waiter = std::thread::spawn(move || {
+        let _ = handle.join();
+        let _ = tx.send(());
+    });
+    // On timeout the process exits anyway; the worker thread dies with it.
+    if rx.recv_timeout(timeout).is_ok() {
+        let _ = waiter.join();
+    }
+}

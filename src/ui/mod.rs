@@ -1,0 +1,109 @@
+//! draw(&App, &mut Frame): pure rendering, no IO. One file per view or popup.
+
+mod list;
+mod popup;
+mod theme;
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Wrap};
+use ratatui::Frame;
+
+use crate::app::{App, Mode, StoreState};
+use theme::Theme;
+
+/// The smallest terminal the full UI fits in.
+pub const MIN_WIDTH: u16 = 80;
+pub const MIN_HEIGHT: u16 = 24;
+
+pub fn draw(app: &App, frame: &mut Frame) {
+    let theme = Theme { color: app.color };
+    let area = frame.area();
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        draw_too_small(frame, area, &theme);
+        return;
+    }
+    let [header, body, detail, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(2),
+        Constraint::Length(list::DETAIL_HEIGHT),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    draw_header(app, frame, header, &theme);
+    list::draw_table(app, frame, body, &theme);
+    list::draw_detail(app, frame, detail, &theme);
+    draw_footer(app, frame, footer, &theme);
+    popup::draw(app, frame, area, &theme);
+}
+
+fn draw_too_small(frame: &mut Frame, area: Rect, theme: &Theme) {
+    let text = format!(
+        "Terminal too small ({}x{}): civikey needs {MIN_WIDTH}x{MIN_HEIGHT}. Resize it, or press q to quit.",
+        area.width, area.height
+    );
+    frame.render_widget(
+        Paragraph::new(text).style(theme.warning()).wrap(Wrap { trim: true }),
+        area,
+    );
+}
+
+fn draw_header(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
+    let store = match &app.store {
+        StoreState::Opening => format!("opening {}…", app.location),
+        StoreState::Failed(_) => format!("{} (failed)", app.location),
+        StoreState::Ready(info) => {
+            let ro = if info.writable { "" } else { " [read-only]" };
+            format!("{}{ro}", info.location)
+        }
+    };
+    let count = if app.loading {
+        "loading…".to_string()
+    } else {
+        let more = if app.next.is_some() { "+" } else { "" };
+        format!("{}{more} shown", app.contacts.len())
+    };
+    let left = format!(" civikey │ {store}");
+    let right = format!("{count} ");
+    let room = usize::from(area.width).saturating_sub(right.chars().count() + 1);
+    let left = crate::sanitize::truncate_to_width(&left, room);
+    let pad = usize::from(area.width)
+        .saturating_sub(unicode_width::UnicodeWidthStr::width(left.as_str()) + right.chars().count());
+    let line = Line::from(vec![Span::raw(left), Span::raw(" ".repeat(pad)), Span::raw(right)]);
+    frame.render_widget(Paragraph::new(line).style(theme.header()), area);
+}
+
+fn footer_keys(mode: Mode) -> &'static str {
+    match mode {
+        Mode::List => "/ search  j/k move  r new key  x revoke  ? help  q quit",
+        Mode::Search => "type to filter  Enter keep  Esc clear  ↑/↓ move",
+        Mode::Help | Mode::Message => "Esc/Enter close",
+        Mode::NewKey => "r regenerate  Enter continue  Esc cancel",
+        Mode::Confirm | Mode::ConfirmRevoke => "y yes  n/Esc no",
+        Mode::Working => "working…  Ctrl-C quit",
+        Mode::Shown => "c copy to clipboard  Enter close",
+    }
+}
+
+fn draw_footer(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
+    let line = if let Some(input) = &app.search_input {
+        Line::from(vec![
+            Span::styled(" / ", theme.accent()),
+            Span::raw(crate::sanitize::SafeText::new(input).truncated(50)),
+            Span::styled("▏", theme.accent()),
+            Span::raw("  "),
+            Span::styled(footer_keys(Mode::Search), theme.dim()),
+        ])
+    } else if let Some((text, is_error)) = &app.notice {
+        let style = if *is_error { theme.error() } else { theme.accent() };
+        Line::from(Span::styled(format!(" {text}"), style))
+    } else if let StoreState::Failed(e) = &app.store {
+        Line::from(Span::styled(format!(" {e}"), theme.error()))
+    } else {
+        Line::from(Span::styled(format!(" {}", footer_keys(app.mode())), theme.dim()))
+    };
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,168 @@
+//! Popups, drawn over `Clear` in a centred area.
+
+use ratatui::layout::{Constraint, Flex, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, BorderType, Clear, Paragraph, Wrap};
+use ratatui::Frame;
+
+use super::list::{cms_status, key_status};
+use super::theme::Theme;
+use crate::app::{App, Popup};
+use crate::store::{CmsLink, Contact};
+
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let [row] = Layout::vertical([Constraint::Length(height.min(area.height))])
+        .flex(Flex::Center)
+        .areas(area);
+    let [cell] = Layout::horizontal([Constraint::Length(width.min(area.width))])
+        .flex(Flex::Center)
+        .areas(row);
+    cell
+}
+
+fn who(contact: &Contact) -> String {
+    format!("{} (id {})", contact.display_name.truncated(40), contact.id)
+}
+
+/// What CiviCRM's docs tell the operator to double-check before a key is assigned.
+fn warnings(contact: &Contact) -> Vec<String> {
+    let mut out = Vec::new();
+    if contact.is_deleted {
+        out.push("⚠ This contact is DELETED (in the trash).".to_string());
+    }
+    match contact.cms {
+        CmsLink::None => out.push("⚠ No CMS user: legacy REST (v3) refuses this contact's key.".into()),
+        CmsLink::Unknown => out.push("⚠ The store cannot tell whether a CMS user is linked.".into()),
+        CmsLink::Linked { .. } => {}
+    }
+    out
+}
+
+pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
+    let Some(popup) = &app.popup else { return };
+    let (title, lines, height): (String, Vec<Line>, u16) = match popup {
+        Popup::Help => ("Help".into(), help_lines(theme), 20),
+        Popup::NewKey { contact, key } => (
+            "New key".into(),
+            vec![
+                Line::from(format!("For {}", who(contact))),
+                Line::from(""),
+                Line::from(Span::styled(key.expose().to_string(), theme.key())),
+                Line::from(""),
+                Line::from("Not saved yet. r: another key · Enter: continue · Esc: cancel"),
+            ],
+            9,
+        ),
+        Popup::Confirm { contact, key } => {
+            let mut lines = vec![
+                Line::from(format!("Assign the new key ••••{} to", &key.expose()[key.len().saturating_sub(4)..])),
+                Line::from(Span::styled(who(contact), theme.bold())),
+                Line::from(format!(
+                    "{} · CMS user: {} · email {}",
+                    contact.contact_type,
+                    cms_status(contact.cms),
+                    contact.email.as_ref().map_or_else(|| "none".into(), |e| e.truncated(30))
+                )),
+                Line::from(""),
+                match &contact.key {
+                    Some(old) => Line::from(Span::styled(
+                        format!("Their current key {} will STOP WORKING.", old.masked()),
+                        theme.warning(),
+                    )),
+                    None => Line::from("They have no key now."),
+                },
+            ];
+            lines.extend(warnings(contact).into_iter().map(|w| Line::from(Span::styled(w, theme.warning()))));
+            lines.push(Line::from(""));
+            lines.push(Line::from("y: assign · n/Esc: cancel"));
+            let h = lines.len() as u16 + 2;
+            ("Confirm".into(), lines, h)
+        }
+        Popup::Working { contact, what } => (
+            "Working".into(),
+            vec![Line::from(format!("{what} for {}…", who(contact))), Line::from("Please wait.")],
+            4,
+        ),
+        Popup::Shown { contact, key, copied, regenerated } => {
+            let mut lines = vec![
+                Line::from(format!("Assigned to {}.", who(contact))),
+                Line::from(""),
+                Line::from(Span::styled(key.expose().to_string(), theme.key())),
+                Line::from(""),
+                Line::from(Span::styled(
+                    "Shown once: copy it now, civikey will not show it again.",
+                    theme.warning(),
+                )),
+            ];
+            if *regenerated {
+                lines.push(Line::from("(The proposed key clashed with another contact's; a new one was made.)"));
+            }
+            if *copied {
+                lines.push(Line::from("Copied to the clipboard (OSC 52)."));
+                if let Some(w) = &app.clipboard_warning {
+                    lines.push(Line::from(Span::styled(w.clone(), theme.warning())));
+                }
+            }
+            lines.push(Line::from("c: copy to clipboard · Enter: close"));
+            let h = lines.len() as u16 + 2;
+            ("Key assigned".into(), lines, h)
+        }
+        Popup::ConfirmRevoke { contact } => (
+            "Revoke".into(),
+            vec![
+                Line::from(format!("Revoke the key of {}?", who(contact))),
+                Line::from(Span::styled(
+                    format!("Their key {} will STOP WORKING.", key_status(contact)),
+                    theme.warning(),
+                )),
+                Line::from(""),
+                Line::from("y: revoke · n/Esc: cancel"),
+            ],
+            6,
+        ),
+        Popup::Message { title, text, is_error } => {
+            let style = if *is_error { theme.error() } else { theme.bold() };
+            (
+                (*title).to_string(),
+                vec![
+                    Line::from(Span::styled(text.clone(), style)),
+                    Line::from(""),
+                    Line::from("Enter/Esc: close"),
+                ],
+                8,
+            )
+        }
+    };
+    let width = 72.min(area.width);
+    let rect = centered(area, width, height);
+    frame.render_widget(Clear, rect);
+    let block = Block::bordered()
+        .border_type(BorderType::Rounded)
+        .title(Span::styled(format!(" {title} "), theme.bold()));
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(block), rect);
+}
+
+fn help_lines(theme: &Theme) -> Vec<Line<'static>> {
+    let rows = [
+        ("j / ↓, k / ↑", "move the selection"),
+        ("PgDn / PgUp", "move a page"),
+        ("g / G", "first / last contact"),
+        ("/", "search: id, email prefix, or name"),
+        ("Enter (search)", "keep the filter"),
+        ("Esc (search)", "clear the filter"),
+        ("r or Enter", "new key for the selected contact"),
+        ("x", "revoke the selected contact's key"),
+        ("c (new key shown)", "copy the key by OSC 52"),
+        ("?", "this help"),
+        ("Esc", "close a popup"),
+        ("q", "quit"),
+        ("Ctrl-C", "quit at once"),
+    ];
+    let mut lines: Vec<Line> = rows
+        .iter()
+        .map(|(k, v)| Line::from(vec![Span::styled(format!("{k:<20}"), theme.accent()), Span::raw(*v)]))
+        .collect();
+    lines.push(Line::from(""));
+    lines.push(Line::from("Lists show key status only (••••last4), never a key."));
+    lines
+}
