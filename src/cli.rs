@@ -15,7 +15,11 @@ use crate::sanitize::SafeText;
 use crate::store::{CmsLink, Contact, ContactId, ContactStore, Query, StoreError};
 
 #[derive(Parser, Debug)]
-#[command(name = "civikey", version, about = "Manage CiviCRM API keys from a terminal")]
+#[command(
+    name = "civikey",
+    version,
+    about = "Manage CiviCRM API keys from a terminal"
+)]
 pub struct Cli {
     /// Store address: sqlite:PATH, mysql://USER@HOST[:PORT]/DB, https://SITE, cv:PATH
     #[arg(long, global = true, value_name = "ADDRESS")]
@@ -98,7 +102,10 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(code: u8, message: impl Into<String>) -> Self {
-        Failure { code, message: message.into() }
+        Failure {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -150,7 +157,9 @@ pub fn generate(length: usize) -> Result<(), Failure> {
     if !(MIN_MANUAL_LEN..=KEY_LEN).contains(&length) {
         return Err(Failure::new(
             exit::USAGE,
-            format!("--length must be {MIN_MANUAL_LEN} to {KEY_LEN} (civicrm_contact.api_key holds 32)"),
+            format!(
+                "--length must be {MIN_MANUAL_LEN} to {KEY_LEN} (civicrm_contact.api_key holds 32)"
+            ),
         ));
     }
     let key = ApiKey::generate().map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
@@ -187,7 +196,10 @@ fn contact_line(c: &Contact) -> String {
         c.id,
         crate::sanitize::truncate_to_width(&name, 32),
         c.contact_type.truncated(12),
-        c.email.as_ref().map(|e| e.truncated(32)).unwrap_or_default(),
+        c.email
+            .as_ref()
+            .map(|e| e.truncated(32))
+            .unwrap_or_default(),
         c.key.as_ref().map_or_else(|| "none".into(), |k| k.masked()),
         match c.cms {
             CmsLink::Linked { .. } => "cms",
@@ -216,7 +228,10 @@ pub fn list(
             writeln!(out, "{}", contact_line(c))?;
         }
         if page.next.is_some() {
-            eprintln!("(more than {} contacts match; use --limit or a narrower --search)", page.contacts.len());
+            eprintln!(
+                "(more than {} contacts match; use --limit or a narrower --search)",
+                page.contacts.len()
+            );
         }
     }
     Ok(())
@@ -248,12 +263,20 @@ fn confirm(question: &str) -> Result<(), Failure> {
     if matches!(answer.trim(), "y" | "Y" | "yes") {
         Ok(())
     } else {
-        Err(Failure::new(exit::REFUSED, "cancelled: nothing was written"))
+        Err(Failure::new(
+            exit::REFUSED,
+            "cancelled: nothing was written",
+        ))
     }
 }
 
 fn describe(c: &Contact) -> String {
-    let mut text = format!("{} (id {}, {})", c.display_name.truncated(60), c.id, c.contact_type);
+    let mut text = format!(
+        "{} (id {}, {})",
+        c.display_name.truncated(60),
+        c.id,
+        c.contact_type
+    );
     if c.is_deleted {
         text.push_str(", DELETED");
     }
@@ -263,18 +286,27 @@ fn describe(c: &Contact) -> String {
     text
 }
 
-pub fn rotate(store: &mut dyn ContactStore, id: ContactId, yes: bool, json: bool) -> Result<(), Failure> {
+pub fn rotate(
+    store: &mut dyn ContactStore,
+    id: ContactId,
+    yes: bool,
+    json: bool,
+) -> Result<(), Failure> {
     let contact = store.contact(id)?;
     if !yes {
         let stops = match &contact.key {
             Some(k) => format!("Their current key {} will stop working.", k.masked()),
             None => "They have no key now.".into(),
         };
-        confirm(&format!("Assign a new key to {}? {stops}", describe(&contact)))?;
+        confirm(&format!(
+            "Assign a new key to {}? {stops}",
+            describe(&contact)
+        ))?;
     }
     let expectation = Expectation::Seen(contact.key.clone());
     let mut keys = OsKeySource;
-    let new = ApiKey::generate_from(&mut keys).map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
+    let new =
+        ApiKey::generate_from(&mut keys).map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
     let done = rotation::assign(store, &mut keys, id, &expectation, NewKey::Generated(new))?;
     let mut out = io::stdout().lock();
     if json {
@@ -292,11 +324,18 @@ pub fn rotate(store: &mut dyn ContactStore, id: ContactId, yes: bool, json: bool
 pub fn revoke(store: &mut dyn ContactStore, id: ContactId, yes: bool) -> Result<(), Failure> {
     let contact = store.contact(id)?;
     let Some(current) = &contact.key else {
-        eprintln!("civikey: {} has no key; nothing to revoke", describe(&contact));
+        eprintln!(
+            "civikey: {} has no key; nothing to revoke",
+            describe(&contact)
+        );
         return Ok(());
     };
     if !yes {
-        confirm(&format!("Revoke the key {} of {}?", current.masked(), describe(&contact)))?;
+        confirm(&format!(
+            "Revoke the key {} of {}?",
+            current.masked(),
+            describe(&contact)
+        ))?;
     }
     rotation::revoke(store, id, &Expectation::Seen(contact.key.clone()))?;
     eprintln!("civikey: revoked the key of {}", describe(&contact));

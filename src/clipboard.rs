@@ -45,8 +45,12 @@ mod tests {
     #[test]
     fn tmux_warning_only_when_not_on() {
         assert_eq!(tmux_warning(Some("on\n")), None);
-        assert!(tmux_warning(Some("external")).unwrap().contains("set-clipboard on"));
-        assert!(tmux_warning(Some("off\x1b[2J")).unwrap().contains('\u{241B}'));
+        assert!(tmux_warning(Some("external"))
+            .unwrap()
+            .contains("set-clipboard on"));
+        assert!(tmux_warning(Some("off\x1b[2J"))
+            .unwrap()
+            .contains('\u{241B}'));
         assert!(tmux_warning(None).is_some());
     }
 }

@@ -78,7 +78,13 @@ mod tests {
         let path = dir.path().join("a/b/secret");
         write_new_private_file(&path, b"s").unwrap();
         assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
-        assert_eq!(fs::metadata(dir.path().join("a/b")).unwrap().mode() & 0o777, 0o700);
-        assert!(write_new_private_file(&path, b"again").is_err(), "must not overwrite");
+        assert_eq!(
+            fs::metadata(dir.path().join("a/b")).unwrap().mode() & 0o777,
+            0o700
+        );
+        assert!(
+            write_new_private_file(&path, b"again").is_err(),
+            "must not overwrite"
+        );
     }
 }

@@ -6,7 +6,10 @@ pub fn harden_process() {
     // SAFETY: plain syscalls on this process with valid arguments; failures are harmless
     // (the limits simply stay as they were), so their results are not needed.
     unsafe {
-        let zero = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let zero = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         libc::setrlimit(libc::RLIMIT_CORE, &zero);
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
         libc::umask(0o077);
@@ -18,7 +21,10 @@ mod tests {
     #[test]
     fn hardening_applies() {
         super::harden_process();
-        let mut lim = libc::rlimit { rlim_cur: 1, rlim_max: 1 };
+        let mut lim = libc::rlimit {
+            rlim_cur: 1,
+            rlim_max: 1,
+        };
         // SAFETY: reading this process's own limits and flags.
         unsafe {
             libc::getrlimit(libc::RLIMIT_CORE, &mut lim);

@@ -72,7 +72,11 @@ impl ApiKey {
         }
         let got = trimmed.len();
         if !(MIN_MANUAL_LEN..=capacity).contains(&got) {
-            return Err(KeyError::Length { min: MIN_MANUAL_LEN, max: capacity, got });
+            return Err(KeyError::Length {
+                min: MIN_MANUAL_LEN,
+                max: capacity,
+                got,
+            });
         }
         Ok(ApiKey(Zeroizing::new(trimmed.to_string())))
     }
@@ -218,7 +222,10 @@ mod tests {
             let mut bytes = [0u8; 24];
             src.fill(&mut bytes).unwrap();
             let enc = base64::engine::general_purpose::STANDARD.encode(bytes);
-            for c in enc.chars().map(|c| if c == '+' || c == '/' { 'A' } else { c }) {
+            for c in enc
+                .chars()
+                .map(|c| if c == '+' || c == '/' { 'A' } else { c })
+            {
                 counts[ALPHABET.find(c).unwrap()] += 1;
             }
         }
@@ -268,11 +275,19 @@ mod tests {
         assert!(ApiKey::parse_manual("abcdefghij0123456789\n", 32).is_ok());
         assert_eq!(
             ApiKey::parse_manual("short1234", 32),
-            Err(KeyError::Length { min: 20, max: 32, got: 9 })
+            Err(KeyError::Length {
+                min: 20,
+                max: 32,
+                got: 9
+            })
         );
         assert_eq!(
             ApiKey::parse_manual(&"a".repeat(33), 32),
-            Err(KeyError::Length { min: 20, max: 32, got: 33 })
+            Err(KeyError::Length {
+                min: 20,
+                max: 32,
+                got: 33
+            })
         );
         assert_eq!(
             ApiKey::parse_manual("abcdefghij 0123456789", 32),

@@ -2,15 +2,15 @@
 //!
 //! The binary is a thin shell over this library; the tests use it directly.
 
-pub mod key;
-pub mod sanitize;
-pub mod store;
-pub mod fsperm;
-pub mod rotation;
-pub mod seed;
 pub mod app;
 pub mod cli;
 pub mod clipboard;
+pub mod fsperm;
 pub mod hygiene;
+pub mod key;
+pub mod rotation;
+pub mod sanitize;
+pub mod seed;
+pub mod store;
 pub mod terminal;
 pub mod ui;

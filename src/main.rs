@@ -19,7 +19,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
         }
     };
     cli::report(run(cli))
@@ -42,9 +46,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
     let mut store = spec.open()?;
     let store = store.as_mut();
     match command {
-        Command::List { search, limit, no_deleted, json } => {
-            cli::list(store, search.as_deref(), limit, no_deleted, json)
-        }
+        Command::List {
+            search,
+            limit,
+            no_deleted,
+            json,
+        } => cli::list(store, search.as_deref(), limit, no_deleted, json),
         Command::Show { id, json } => cli::show(store, id, json),
         Command::Rotate { id, yes, json } => cli::rotate(store, id, yes, json),
         Command::Revoke { id, yes } => cli::revoke(store, id, yes),
@@ -64,12 +71,27 @@ fn data_dir() -> Result<PathBuf, Failure> {
 fn resolve_store(cli: &Cli) -> Result<(StoreSpec, bool), Failure> {
     match cli.store.as_deref() {
         Some(address) => match address.strip_prefix("sqlite:") {
-            Some(path) => Ok((StoreSpec::Sqlite { path: PathBuf::from(path), read_only: cli.read_only }, false)),
-            None => Err(Failure::new(exit::USAGE, format!("unsupported store address {address:?}"))),
+            Some(path) => Ok((
+                StoreSpec::Sqlite {
+                    path: PathBuf::from(path),
+                    read_only: cli.read_only,
+                },
+                false,
+            )),
+            None => Err(Failure::new(
+                exit::USAGE,
+                format!("unsupported store address {address:?}"),
+            )),
         },
         None => {
             let path = data_dir()?.join("contacts.sqlite");
-            Ok((StoreSpec::Sqlite { path, read_only: cli.read_only }, true))
+            Ok((
+                StoreSpec::Sqlite {
+                    path,
+                    read_only: cli.read_only,
+                },
+                true,
+            ))
         }
     }
 }
@@ -80,7 +102,10 @@ fn create_sample_store(path: &Path) -> Result<(), Failure> {
     SqliteStore::create(path, contacts, &mut |done| {
         eprint!("\rcivikey: writing sample contacts {done}/{total}");
     })?;
-    eprintln!("\rcivikey: created {} with {total} sample contacts", path.display());
+    eprintln!(
+        "\rcivikey: created {} with {total} sample contacts",
+        path.display()
+    );
     Ok(())
 }
 
@@ -97,7 +122,10 @@ fn create_default_store(spec: &StoreSpec) -> Result<(), Failure> {
 
 fn seed(spec: &StoreSpec, sample: bool) -> Result<(), Failure> {
     let StoreSpec::Sqlite { path, .. } = spec else {
-        return Err(Failure::new(exit::USAGE, "seed writes SQLite stores only (--store sqlite:PATH)"));
+        return Err(Failure::new(
+            exit::USAGE,
+            "seed writes SQLite stores only (--store sqlite:PATH)",
+        ));
     };
     if !sample {
         return Err(Failure::new(exit::USAGE, "say what to seed with: --sample"));

@@ -103,13 +103,19 @@ pub fn assign(
     let mut attempts = 0;
     loop {
         if key.len() > info.key_capacity {
-            return Err(RotationError::TooLong { len: key.len(), capacity: info.key_capacity });
+            return Err(RotationError::TooLong {
+                len: key.len(),
+                capacity: info.key_capacity,
+            });
         }
         let holders = store.holders_of(&key)?;
         let clash = holders.first().copied().or_else(|| {
             // A store that compares case-sensitively still must not hold a key that a
             // case-insensitive CiviCRM would confuse with the current one.
-            previous.as_ref().filter(|p| p.eq_ignore_case(&key)).map(|_| id)
+            previous
+                .as_ref()
+                .filter(|p| p.eq_ignore_case(&key))
+                .map(|_| id)
         });
         match clash {
             None => break,
@@ -144,7 +150,12 @@ pub fn assign(
         }
     }
     let contact = store.contact(id).unwrap_or(contact);
-    Ok(Assigned { contact, key, previous, regenerated })
+    Ok(Assigned {
+        contact,
+        key,
+        previous,
+        regenerated,
+    })
 }
 
 /// Removes contact `id`'s key (compare-and-set against what was read), then checks it is gone.
@@ -162,14 +173,20 @@ pub fn revoke(
     if previous.is_some() {
         store.swap_key(id, previous.as_ref(), None)?;
         if let Some(left) = store.read_key(id)? {
-            return Err(RotationError::ReadBackMismatch { stored_len: left.len(), sent_len: 0 });
+            return Err(RotationError::ReadBackMismatch {
+                stored_len: left.len(),
+                sent_len: 0,
+            });
         }
     }
     let contact = store.contact(id).unwrap_or(contact);
     Ok(Revoked { contact, previous })
 }
 
-fn check_expectation(expectation: &Expectation, current: Option<&ApiKey>) -> Result<(), RotationError> {
+fn check_expectation(
+    expectation: &Expectation,
+    current: Option<&ApiKey>,
+) -> Result<(), RotationError> {
     match expectation {
         Expectation::Current => Ok(()),
         Expectation::Seen(seen) => {

@@ -69,8 +69,14 @@ fn push_inert(out: &mut String, c: char) {
         // Bidi embeddings/overrides/isolates and marks, zero-width characters, line and
         // paragraph separators, the BOM and the interlinear annotation characters: all
         // invisible or reordering, so an attacker could hide or disguise text with them.
-        0x061C | 0x180E | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x2069 | 0xFEFF
-        | 0xFFF9..=0xFFFB | 0xE0000..=0xE007F => out.push_str(&format!("<U+{code:04X}>")),
+        0x061C
+        | 0x180E
+        | 0x200B..=0x200F
+        | 0x2028..=0x202E
+        | 0x2060..=0x2069
+        | 0xFEFF
+        | 0xFFF9..=0xFFFB
+        | 0xE0000..=0xE007F => out.push_str(&format!("<U+{code:04X}>")),
         _ => out.push(c),
     }
 }
@@ -176,7 +182,13 @@ mod tests {
 
     #[test]
     fn ordinary_scripts_and_emoji_pass_unchanged() {
-        for name in ["Zoë Müller", "山田 太郎", "Ελένη Παπαδοπούλου", "محمد", "🦀 Crab Club"] {
+        for name in [
+            "Zoë Müller",
+            "山田 太郎",
+            "Ελένη Παπαδοπούλου",
+            "محمد",
+            "🦀 Crab Club",
+        ] {
             assert_eq!(SafeText::new(name).as_str(), name);
         }
     }
@@ -194,6 +206,12 @@ mod tests {
         assert_eq!(cut, "山田太…");
         assert!(unicode_width::UnicodeWidthStr::width(cut.as_str()) <= 7);
         assert_eq!(SafeText::new("short").truncated(10), "short");
-        assert_eq!(SafeText::new("x".repeat(5000).as_str()).truncated(20).chars().count(), 20);
+        assert_eq!(
+            SafeText::new("x".repeat(5000).as_str())
+                .truncated(20)
+                .chars()
+                .count(),
+            20
+        );
     }
 }

@@ -78,7 +78,9 @@ mod tests {
         assert_eq!(all.iter().filter(|c| c.is_deleted).count(), 1);
         assert!(all.iter().any(|c| c.display_name.contains("\x1b[2J")));
         assert!(all.iter().any(|c| c.display_name.contains("\x1b]52;")));
-        assert!(all.iter().any(|c| !c.display_name.is_ascii() && !c.display_name.contains('\x1b')));
+        assert!(all
+            .iter()
+            .any(|c| !c.display_name.is_ascii() && !c.display_name.contains('\x1b')));
         for c in &all {
             if let Some(k) = &c.api_key {
                 assert!(k.len() <= 32 && k.expose().chars().all(|c| c.is_ascii_alphanumeric()));

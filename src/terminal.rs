@@ -95,7 +95,10 @@ pub fn run(spec: StoreSpec, mut app: App, first_cmds: Vec<Cmd>) -> io::Result<Ex
     let guard = TerminalGuard::enter()?;
     let mut term = Terminal::new(CrosstermBackend::new(io::stdout()))?;
     let size = term.size()?;
-    app.update(Msg::Resize { width: size.width, height: size.height });
+    app.update(Msg::Resize {
+        width: size.width,
+        height: size.height,
+    });
     // The first frame goes out before any store call, so nothing ever looks frozen.
     draw(&mut term, &app)?;
 
@@ -154,7 +157,11 @@ pub fn run(spec: StoreSpec, mut app: App, first_cmds: Vec<Cmd>) -> io::Result<Ex
     }
     // Let a store call in flight finish (its outcome is then known), then leave.
     drop(jobs_tx);
-    let grace = if matches!(exit, Exit::HungUp) { HANGUP_GRACE } else { QUIT_GRACE };
+    let grace = if matches!(exit, Exit::HungUp) {
+        HANGUP_GRACE
+    } else {
+        QUIT_GRACE
+    };
     join_with_timeout(worker, grace);
     drop(guard);
     Ok(exit)
@@ -178,45 +185,55 @@ fn draw(term: &mut Terminal<CrosstermBackend<io::Stdout>>, app: &App) -> io::Res
 }
 
 fn forward(results: Receiver<Msg>, events: Sender<Event>) -> io::Result<()> {
-    std::thread::Builder::new().name("civikey-results".into()).spawn(move || {
-        for msg in results {
-            if events.send(Event::Msg(msg)).is_err() {
-                return;
+    std::thread::Builder::new()
+        .name("civikey-results".into())
+        .spawn(move || {
+            for msg in results {
+                if events.send(Event::Msg(msg)).is_err() {
+                    return;
+                }
             }
-        }
-    })?;
+        })?;
     Ok(())
 }
 
 fn spawn_input_thread(events: Sender<Event>) -> io::Result<()> {
-    std::thread::Builder::new().name("civikey-input".into()).spawn(move || loop {
-        match event::read() {
-            Ok(ev) => {
-                if events.send(Event::Term(ev)).is_err() {
+    std::thread::Builder::new()
+        .name("civikey-input".into())
+        .spawn(move || loop {
+            match event::read() {
+                Ok(ev) => {
+                    if events.send(Event::Term(ev)).is_err() {
+                        return;
+                    }
+                }
+                Err(_) => {
+                    // EOF or EIO: the terminal is gone. Never retry in a loop.
+                    let _ = events.send(Event::Hangup);
                     return;
                 }
             }
-            Err(_) => {
-                // EOF or EIO: the terminal is gone. Never retry in a loop.
-                let _ = events.send(Event::Hangup);
-                return;
-            }
-        }
-    })?;
+        })?;
     Ok(())
 }
 
 fn spawn_signal_thread(events: Sender<Event>) -> io::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT, SIGQUIT])?;
-    std::thread::Builder::new().name("civikey-signals".into()).spawn(move || {
-        for signal in signals.forever() {
-            let event = if signal == SIGHUP { Event::Hangup } else { Event::Terminate };
-            if events.send(event).is_err() {
-                return;
+    std::thread::Builder::new()
+        .name("civikey-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                let event = if signal == SIGHUP {
+                    Event::Hangup
+                } else {
+                    Event::Terminate
+                };
+                if events.send(event).is_err() {
+                    return;
+                }
             }
-        }
-    })?;
+        })?;
     Ok(())
 }
 

@@ -46,9 +46,15 @@ fn private_file(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> PathBuf {
 #[test]
 fn created_store_is_private() {
     let f = fixture();
-    assert_eq!(fs::metadata(&f.path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        fs::metadata(&f.path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let dir = f.path.parent().unwrap();
-    assert_eq!(fs::metadata(dir).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        fs::metadata(dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
 }
 
 #[test]
@@ -56,14 +62,31 @@ fn bad_files_are_refused_and_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let cases: Vec<(PathBuf, &str)> = vec![
         (private_file(&dir, "empty", b""), "empty"),
-        (private_file(&dir, "text", b"name,email\nada,ada@example.org\n"), "not a SQLite database"),
-        (private_file(&dir, "random", &(0..4096u32).map(|i| (i * 7919 % 251) as u8).collect::<Vec<_>>()), "not a SQLite database"),
+        (
+            private_file(&dir, "text", b"name,email\nada,ada@example.org\n"),
+            "not a SQLite database",
+        ),
+        (
+            private_file(
+                &dir,
+                "random",
+                &(0..4096u32)
+                    .map(|i| (i * 7919 % 251) as u8)
+                    .collect::<Vec<_>>(),
+            ),
+            "not a SQLite database",
+        ),
     ];
     for (path, expected) in cases {
         let before = fs::read(&path).unwrap();
         let err = refused(&path);
         assert!(err.contains(expected), "{}: {err}", path.display());
-        assert_eq!(fs::read(&path).unwrap(), before, "{} was modified", path.display());
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            before,
+            "{} was modified",
+            path.display()
+        );
     }
     let err = refused(dir.path());
     assert!(err.contains("directory"), "{err}");
@@ -78,7 +101,10 @@ fn truncated_database_is_refused_and_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let path = private_file(&dir, "truncated.sqlite", &bytes[..bytes.len() / 2]);
     let err = refused(&path);
-    assert!(err.contains("integrity") || err.contains("damaged") || err.contains("malformed"), "{err}");
+    assert!(
+        err.contains("integrity") || err.contains("damaged") || err.contains("malformed"),
+        "{err}"
+    );
     assert_eq!(fs::read(&path).unwrap(), &bytes[..bytes.len() / 2]);
 }
 
@@ -86,7 +112,10 @@ fn truncated_database_is_refused_and_untouched() {
 fn foreign_sqlite_database_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("other.sqlite");
-    rusqlite::Connection::open(&path).unwrap().execute_batch("CREATE TABLE t (x)").unwrap();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x)")
+        .unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
     let err = refused(&path);
     assert!(err.contains("civicrm_contact"), "{err}");

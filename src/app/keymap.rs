@@ -106,31 +106,75 @@ mod tests {
     #[test]
     fn ctrl_c_always_quits() {
         let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
-        for mode in [Mode::List, Mode::Search, Mode::NewKey, Mode::Confirm, Mode::Working, Mode::Shown] {
+        for mode in [
+            Mode::List,
+            Mode::Search,
+            Mode::NewKey,
+            Mode::Confirm,
+            Mode::Working,
+            Mode::Shown,
+        ] {
             assert_eq!(map(ctrl_c, mode), Some(Action::ForceQuit), "{mode:?}");
         }
     }
 
     #[test]
     fn search_takes_letters_as_text() {
-        assert_eq!(map(key(KeyCode::Char('q')), Mode::Search), Some(Action::SearchChar('q')));
-        assert_eq!(map(key(KeyCode::Char('j')), Mode::Search), Some(Action::SearchChar('j')));
-        assert_eq!(map(key(KeyCode::Enter), Mode::Search), Some(Action::SearchAccept));
-        assert_eq!(map(key(KeyCode::Esc), Mode::Search), Some(Action::SearchClear));
-        assert_eq!(map(key(KeyCode::Backspace), Mode::Search), Some(Action::SearchBackspace));
+        assert_eq!(
+            map(key(KeyCode::Char('q')), Mode::Search),
+            Some(Action::SearchChar('q'))
+        );
+        assert_eq!(
+            map(key(KeyCode::Char('j')), Mode::Search),
+            Some(Action::SearchChar('j'))
+        );
+        assert_eq!(
+            map(key(KeyCode::Enter), Mode::Search),
+            Some(Action::SearchAccept)
+        );
+        assert_eq!(
+            map(key(KeyCode::Esc), Mode::Search),
+            Some(Action::SearchClear)
+        );
+        assert_eq!(
+            map(key(KeyCode::Backspace), Mode::Search),
+            Some(Action::SearchBackspace)
+        );
     }
 
     #[test]
     fn popup_keys() {
-        assert_eq!(map(key(KeyCode::Char('r')), Mode::NewKey), Some(Action::Regenerate));
-        assert_eq!(map(key(KeyCode::Enter), Mode::NewKey), Some(Action::Proceed));
+        assert_eq!(
+            map(key(KeyCode::Char('r')), Mode::NewKey),
+            Some(Action::Regenerate)
+        );
+        assert_eq!(
+            map(key(KeyCode::Enter), Mode::NewKey),
+            Some(Action::Proceed)
+        );
         assert_eq!(map(key(KeyCode::Esc), Mode::NewKey), Some(Action::Back));
-        assert_eq!(map(key(KeyCode::Char('y')), Mode::Confirm), Some(Action::Yes));
-        assert_eq!(map(key(KeyCode::Char('n')), Mode::Confirm), Some(Action::No));
-        assert_eq!(map(key(KeyCode::Char('y')), Mode::NewKey), None, "y needs the confirm step");
-        assert_eq!(map(key(KeyCode::Char('c')), Mode::Shown), Some(Action::Copy));
+        assert_eq!(
+            map(key(KeyCode::Char('y')), Mode::Confirm),
+            Some(Action::Yes)
+        );
+        assert_eq!(
+            map(key(KeyCode::Char('n')), Mode::Confirm),
+            Some(Action::No)
+        );
+        assert_eq!(
+            map(key(KeyCode::Char('y')), Mode::NewKey),
+            None,
+            "y needs the confirm step"
+        );
+        assert_eq!(
+            map(key(KeyCode::Char('c')), Mode::Shown),
+            Some(Action::Copy)
+        );
         assert_eq!(map(key(KeyCode::Enter), Mode::Shown), Some(Action::Proceed));
-        assert_eq!(map(key(KeyCode::Char('y')), Mode::ConfirmRevoke), Some(Action::Yes));
+        assert_eq!(
+            map(key(KeyCode::Char('y')), Mode::ConfirmRevoke),
+            Some(Action::Yes)
+        );
         assert_eq!(map(key(KeyCode::Char('y')), Mode::Working), None);
         assert_eq!(map(key(KeyCode::Char('q')), Mode::Help), Some(Action::Back));
     }

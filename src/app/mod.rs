@@ -45,21 +45,47 @@ pub enum Action {
 /// Everything that can change the app: an action, a terminal event, or a worker's answer.
 pub enum Msg {
     Action(Action),
-    Resize { width: u16, height: u16 },
+    Resize {
+        width: u16,
+        height: u16,
+    },
     StoreOpened(Result<StoreInfo, String>),
-    Searched { seq: u64, append: bool, result: Result<Page, String> },
-    Assigned { result: Result<Assigned, String> },
-    Revoked { result: Result<Revoked, String> },
-    Refreshed { result: Result<Contact, String> },
+    Searched {
+        seq: u64,
+        append: bool,
+        result: Result<Page, String>,
+    },
+    Assigned {
+        result: Result<Assigned, String>,
+    },
+    Revoked {
+        result: Result<Revoked, String>,
+    },
+    Refreshed {
+        result: Result<Contact, String>,
+    },
 }
 
 /// Work for the outside world: store calls (run by the worker) and the clipboard.
 pub enum Cmd {
     OpenStore,
-    Search { seq: u64, append: bool, query: Query },
-    Assign { id: ContactId, expectation: Expectation, key: ApiKey },
-    Revoke { id: ContactId, expectation: Expectation },
-    Refresh { id: ContactId },
+    Search {
+        seq: u64,
+        append: bool,
+        query: Query,
+    },
+    Assign {
+        id: ContactId,
+        expectation: Expectation,
+        key: ApiKey,
+    },
+    Revoke {
+        id: ContactId,
+        expectation: Expectation,
+    },
+    Refresh {
+        id: ContactId,
+    },
     CopyToClipboard(ApiKey),
 }
 
@@ -79,12 +105,32 @@ pub enum Mode {
 
 pub enum Popup {
     Help,
-    NewKey { contact: Contact, key: ApiKey },
-    Confirm { contact: Contact, key: ApiKey },
-    Working { contact: Contact, what: &'static str },
-    Shown { contact: Contact, key: ApiKey, copied: bool, regenerated: bool },
-    ConfirmRevoke { contact: Contact },
-    Message { title: &'static str, text: String, is_error: bool },
+    NewKey {
+        contact: Contact,
+        key: ApiKey,
+    },
+    Confirm {
+        contact: Contact,
+        key: ApiKey,
+    },
+    Working {
+        contact: Contact,
+        what: &'static str,
+    },
+    Shown {
+        contact: Contact,
+        key: ApiKey,
+        copied: bool,
+        regenerated: bool,
+    },
+    ConfirmRevoke {
+        contact: Contact,
+    },
+    Message {
+        title: &'static str,
+        text: String,
+        is_error: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -205,7 +251,11 @@ impl App {
                 self.store = StoreState::Failed(e);
                 Vec::new()
             }
-            Msg::Searched { seq, append, result } => {
+            Msg::Searched {
+                seq,
+                append,
+                result,
+            } => {
                 if seq != self.search_seq {
                     return Vec::new(); // a newer search replaced this one
                 }
@@ -231,7 +281,10 @@ impl App {
             Mode::List => self.on_list_action(action),
             Mode::Search => self.on_search_action(action),
             Mode::Help | Mode::Message => {
-                if matches!(action, Action::Back | Action::Proceed | Action::Help | Action::Quit) {
+                if matches!(
+                    action,
+                    Action::Back | Action::Proceed | Action::Help | Action::Quit
+                ) {
                     self.popup = None;
                 }
                 Vec::new()
@@ -339,7 +392,10 @@ impl App {
                         expectation: Expectation::Seen(contact.key.clone()),
                         key,
                     };
-                    self.popup = Some(Popup::Working { contact, what: "Assigning the key" });
+                    self.popup = Some(Popup::Working {
+                        contact,
+                        what: "Assigning the key",
+                    });
                     return vec![cmd];
                 }
                 Vec::new()
@@ -377,7 +433,10 @@ impl App {
                         id: contact.id,
                         expectation: Expectation::Seen(contact.key.clone()),
                     };
-                    self.popup = Some(Popup::Working { contact, what: "Revoking the key" });
+                    self.popup = Some(Popup::Working {
+                        contact,
+                        what: "Revoking the key",
+                    });
                     return vec![cmd];
                 }
                 Vec::new()
@@ -401,7 +460,10 @@ impl App {
             return None;
         };
         if !info.writable {
-            self.notice = Some(("The store is read-only: keys cannot be changed.".into(), true));
+            self.notice = Some((
+                "The store is read-only: keys cannot be changed.".into(),
+                true,
+            ));
             return None;
         }
         let contact = self.selected_contact().cloned();
@@ -449,7 +511,9 @@ impl App {
             }
             Err(e) => {
                 self.popup = Some(error_popup("The key was not assigned", e));
-                working_id.map(|id| vec![Cmd::Refresh { id }]).unwrap_or_default()
+                working_id
+                    .map(|id| vec![Cmd::Refresh { id }])
+                    .unwrap_or_default()
             }
         }
     }
@@ -467,7 +531,9 @@ impl App {
             }
             Err(e) => {
                 self.popup = Some(error_popup("The key was not revoked", e));
-                working_id.map(|id| vec![Cmd::Refresh { id }]).unwrap_or_default()
+                working_id
+                    .map(|id| vec![Cmd::Refresh { id }])
+                    .unwrap_or_default()
             }
         }
     }
@@ -501,7 +567,11 @@ impl App {
             self.loading = true;
             self.loading_more = false;
         }
-        vec![Cmd::Search { seq: self.search_seq, append, query }]
+        vec![Cmd::Search {
+            seq: self.search_seq,
+            append,
+            query,
+        }]
     }
 
     fn on_searched(&mut self, append: bool, result: Result<Page, String>) -> Vec<Cmd> {
@@ -553,7 +623,11 @@ impl App {
 }
 
 fn error_popup(title: &'static str, text: String) -> Popup {
-    Popup::Message { title, text, is_error: true }
+    Popup::Message {
+        title,
+        text,
+        is_error: true,
+    }
 }
 
 #[cfg(test)]

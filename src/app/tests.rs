@@ -1,0 +1,395 @@
+//! App update tests: every flow without a terminal or a store.
+
+use super::*;
+use crate::key::{KeyHint, SeededKeySource};
+use crate::rotation::{Assigned, Revoked};
+use crate::sanitize::SafeText;
+use crate::store::{CmsLink, StoreKind};
+
+fn info(writable: bool) -> StoreInfo {
+    StoreInfo {
+        kind: StoreKind::Sqlite,
+        location: SafeText::new("sqlite:/tmp/test.sqlite"),
+        key_capacity: 32,
+        keys_case_insensitive: true,
+        writable,
+    }
+}
+
+pub(crate) fn contact(id: u64, name: &str, key: Option<&str>) -> Contact {
+    Contact {
+        id,
+        contact_type: SafeText::new("Individual"),
+        display_name: SafeText::new(name),
+        sort_name: SafeText::new(name),
+        email: Some(SafeText::new(&format!("c{id}@example.org"))),
+        is_deleted: false,
+        key: key.map(KeyHint::from_tail),
+        cms: CmsLink::Linked { uf_id: id * 10 },
+    }
+}
+
+fn app_with(contacts: Vec<Contact>, writable: bool) -> App {
+    let options = AppOptions {
+        location: "sqlite:/tmp/test.sqlite".into(),
+        color: true,
+        clipboard_warning: None,
+    };
+    let (mut app, cmds) = App::new(options, Box::new(SeededKeySource::new(42)));
+    assert!(matches!(cmds.as_slice(), [Cmd::OpenStore]));
+    let cmds = app.update(Msg::StoreOpened(Ok(info(writable))));
+    let [Cmd::Search {
+        seq,
+        append: false,
+        query,
+    }] = cmds.as_slice()
+    else {
+        panic!("opening the store must start the first search");
+    };
+    assert_eq!(query.text, "");
+    let seq = *seq;
+    app.update(Msg::Searched {
+        seq,
+        append: false,
+        result: Ok(Page {
+            contacts,
+            next: None,
+        }),
+    });
+    app
+}
+
+fn act(app: &mut App, action: Action) -> Vec<Cmd> {
+    app.update(Msg::Action(action))
+}
+
+fn three() -> Vec<Contact> {
+    vec![
+        contact(1, "Ada Lovelace", Some("AaaaBbbbCcccDdddEeeeFfffGggg0001")),
+        contact(2, "Alan Turing", None),
+        contact(3, "Grace Hopper", Some("ZzzzYyyyXxxxWwwwVvvvUuuuTttt0002")),
+    ]
+}
+
+#[test]
+fn starts_loading_then_lists() {
+    let options = AppOptions {
+        location: "x".into(),
+        color: false,
+        clipboard_warning: None,
+    };
+    let (app, _) = App::new(options, Box::new(SeededKeySource::new(1)));
+    assert!(app.loading);
+    assert_eq!(app.store, StoreState::Opening);
+    let app = app_with(three(), true);
+    assert!(!app.loading);
+    assert_eq!(app.contacts.len(), 3);
+    assert_eq!(app.selected_contact().unwrap().id, 1);
+}
+
+#[test]
+fn navigation_stays_in_bounds() {
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::Up);
+    assert_eq!(app.selected, 0);
+    act(&mut app, Action::Down);
+    act(&mut app, Action::Down);
+    act(&mut app, Action::Down);
+    assert_eq!(app.selected, 2);
+    act(&mut app, Action::Top);
+    assert_eq!(app.selected, 0);
+    act(&mut app, Action::Bottom);
+    assert_eq!(app.selected, 2);
+    act(&mut app, Action::PageUp);
+    assert_eq!(app.selected, 0);
+}
+
+#[test]
+fn paging_scrolls_and_fetches_more_near_the_end() {
+    let many: Vec<Contact> = (1..=PAGE_SIZE as u64)
+        .map(|i| contact(i, &format!("C{i:03}"), None))
+        .collect();
+    let mut app = app_with(Vec::new(), true);
+    let seq = app.search_seq;
+    let next = Some(Cursor::After {
+        sort_name: "C100".into(),
+        id: 100,
+    });
+    app.update(Msg::Searched {
+        seq,
+        append: false,
+        result: Ok(Page {
+            contacts: many,
+            next,
+        }),
+    });
+    app.update(Msg::Resize {
+        width: 80,
+        height: 24,
+    });
+    let rows = table_rows_for(24);
+    act(&mut app, Action::PageDown);
+    assert_eq!(app.selected, rows);
+    assert!(app.scroll > 0 && app.scroll <= app.selected);
+    let cmds = act(&mut app, Action::Bottom);
+    let [Cmd::Search {
+        append: true,
+        query,
+        seq: s,
+    }] = cmds.as_slice()
+    else {
+        panic!("reaching the end must fetch the next page");
+    };
+    assert_eq!(*s, seq);
+    assert!(query.after.is_some());
+    app.update(Msg::Searched {
+        seq,
+        append: true,
+        result: Ok(Page {
+            contacts: vec![contact(101, "C101", None)],
+            next: None,
+        }),
+    });
+    assert_eq!(app.contacts.len(), PAGE_SIZE + 1);
+}
+
+#[test]
+fn incremental_search_sends_each_keystroke_and_drops_stale_answers() {
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::StartSearch);
+    assert_eq!(app.mode(), Mode::Search);
+    let first = act(&mut app, Action::SearchChar('g'));
+    let second = act(&mut app, Action::SearchChar('r'));
+    let (
+        Cmd::Search {
+            seq: s1, query: q1, ..
+        },
+        Cmd::Search {
+            seq: s2, query: q2, ..
+        },
+    ) = (&first[0], &second[0])
+    else {
+        panic!("each keystroke searches");
+    };
+    assert_eq!(q1.text, "g");
+    assert_eq!(q2.text, "gr");
+    assert!(s2 > s1);
+    // The answer to the older search arrives late: dropped.
+    app.update(Msg::Searched {
+        seq: *s1,
+        append: false,
+        result: Ok(Page::default()),
+    });
+    assert_eq!(app.contacts.len(), 3);
+    let grace = vec![contact(3, "Grace Hopper", None)];
+    app.update(Msg::Searched {
+        seq: *s2,
+        append: false,
+        result: Ok(Page {
+            contacts: grace,
+            next: None,
+        }),
+    });
+    assert_eq!(app.contacts.len(), 1);
+    act(&mut app, Action::SearchAccept);
+    assert_eq!(app.mode(), Mode::List);
+    assert_eq!(app.filter, "gr");
+    // Esc in the list clears the kept filter and searches everything again.
+    let cmds = act(&mut app, Action::Back);
+    assert!(matches!(&cmds[..], [Cmd::Search { query, .. }] if query.text.is_empty()));
+    assert_eq!(app.filter, "");
+}
+
+#[test]
+fn esc_while_searching_clears_the_filter() {
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::StartSearch);
+    act(&mut app, Action::SearchChar('x'));
+    let cmds = act(&mut app, Action::SearchClear);
+    assert!(matches!(&cmds[..], [Cmd::Search { query, .. }] if query.text.is_empty()));
+    assert_eq!(app.mode(), Mode::List);
+}
+
+fn new_key_of(app: &App) -> String {
+    match &app.popup {
+        Some(Popup::NewKey { key, .. }) => key.expose().to_string(),
+        _ => panic!("no new-key popup"),
+    }
+}
+
+#[test]
+fn generate_regenerate_confirm_assign() {
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::Down); // Alan Turing, no key
+    assert!(
+        act(&mut app, Action::Rotate).is_empty(),
+        "showing a key writes nothing"
+    );
+    let first = new_key_of(&app);
+    assert_eq!(first.len(), 32);
+    act(&mut app, Action::Regenerate);
+    let second = new_key_of(&app);
+    assert_ne!(first, second);
+    assert!(act(&mut app, Action::Proceed).is_empty());
+    assert_eq!(app.mode(), Mode::Confirm);
+    let cmds = act(&mut app, Action::Yes);
+    let [Cmd::Assign {
+        id,
+        expectation,
+        key,
+    }] = cmds.as_slice()
+    else {
+        panic!("y must assign");
+    };
+    assert_eq!(*id, 2);
+    assert_eq!(*expectation, Expectation::Seen(None));
+    assert_eq!(key.expose(), second);
+    assert_eq!(app.mode(), Mode::Working);
+    assert!(
+        act(&mut app, Action::Quit).is_empty(),
+        "q does nothing while a write runs"
+    );
+
+    let mut updated = contact(2, "Alan Turing", Some(&second));
+    updated.key = Some(KeyHint::from_tail(&second));
+    app.update(Msg::Assigned {
+        result: Ok(Assigned {
+            contact: updated,
+            key: ApiKey::from_store(second.clone()),
+            previous: None,
+            regenerated: false,
+        }),
+    });
+    assert_eq!(app.mode(), Mode::Shown);
+    let cmds = act(&mut app, Action::Copy);
+    assert!(matches!(&cmds[..], [Cmd::CopyToClipboard(k)] if k.expose() == second));
+    act(&mut app, Action::Proceed);
+    assert!(app.popup.is_none());
+    assert_eq!(
+        app.contacts[1].key,
+        Some(KeyHint::from_tail(&second)),
+        "the list shows the new status"
+    );
+}
+
+#[test]
+fn enter_on_a_contact_opens_the_new_key_popup() {
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::Proceed);
+    assert_eq!(app.mode(), Mode::NewKey);
+}
+
+#[test]
+fn esc_or_n_at_each_popup_writes_nothing() {
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::Rotate);
+    assert!(act(&mut app, Action::Back).is_empty());
+    assert!(app.popup.is_none());
+    act(&mut app, Action::Rotate);
+    act(&mut app, Action::Proceed);
+    assert!(act(&mut app, Action::No).is_empty());
+    assert!(app.popup.is_none());
+    act(&mut app, Action::Rotate);
+    act(&mut app, Action::Proceed);
+    assert!(act(&mut app, Action::Back).is_empty());
+    assert!(app.popup.is_none());
+    act(&mut app, Action::Revoke);
+    assert_eq!(app.mode(), Mode::ConfirmRevoke);
+    assert!(act(&mut app, Action::Back).is_empty());
+    assert!(app.popup.is_none());
+}
+
+#[test]
+fn confirm_carries_what_the_operator_saw() {
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::Rotate);
+    act(&mut app, Action::Proceed);
+    let cmds = act(&mut app, Action::Yes);
+    let [Cmd::Assign { expectation, .. }] = cmds.as_slice() else {
+        panic!()
+    };
+    assert_eq!(
+        *expectation,
+        Expectation::Seen(Some(KeyHint::from_tail("AaaaBbbbCcccDdddEeeeFfffGggg0001")))
+    );
+}
+
+#[test]
+fn failed_assign_shows_the_error_and_refreshes_the_contact() {
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::Rotate);
+    act(&mut app, Action::Proceed);
+    act(&mut app, Action::Yes);
+    let cmds = app.update(Msg::Assigned {
+        result: Err("the key changed since it was read".into()),
+    });
+    assert!(matches!(&cmds[..], [Cmd::Refresh { id: 1 }]));
+    assert!(matches!(
+        &app.popup,
+        Some(Popup::Message { is_error: true, .. })
+    ));
+    act(&mut app, Action::Back);
+    assert!(app.popup.is_none());
+}
+
+#[test]
+fn revoke_flow() {
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::Down); // Alan, no key
+    assert!(act(&mut app, Action::Revoke).is_empty());
+    assert!(app.popup.is_none(), "nothing to revoke");
+    assert!(app.notice.is_some());
+    act(&mut app, Action::Down); // Grace, has a key
+    act(&mut app, Action::Revoke);
+    let cmds = act(&mut app, Action::Yes);
+    assert!(matches!(&cmds[..], [Cmd::Revoke { id: 3, .. }]));
+    app.update(Msg::Revoked {
+        result: Ok(Revoked {
+            contact: contact(3, "Grace Hopper", None),
+            previous: None,
+        }),
+    });
+    assert!(app.popup.is_none());
+    assert_eq!(app.contacts[2].key, None);
+}
+
+#[test]
+fn read_only_store_refuses_to_start_a_rotation() {
+    let mut app = app_with(three(), false);
+    act(&mut app, Action::Rotate);
+    assert!(app.popup.is_none());
+    assert!(app
+        .notice
+        .as_ref()
+        .is_some_and(|(t, err)| *err && t.contains("read-only")));
+}
+
+#[test]
+fn quit_keys() {
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::Help);
+    act(&mut app, Action::Quit);
+    assert!(!app.should_quit, "q closes the popup first");
+    act(&mut app, Action::Quit);
+    assert!(app.should_quit);
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::Rotate);
+    act(&mut app, Action::ForceQuit);
+    assert!(app.should_quit, "Ctrl-C always quits");
+}
+
+#[test]
+fn store_failure_is_kept_for_display() {
+    let options = AppOptions {
+        location: "x".into(),
+        color: false,
+        clipboard_warning: None,
+    };
+    let (mut app, _) = App::new(options, Box::new(SeededKeySource::new(1)));
+    app.update(Msg::StoreOpened(Err("not a SQLite database".into())));
+    assert_eq!(
+        app.store,
+        StoreState::Failed("not a SQLite database".into())
+    );
+    assert!(act(&mut app, Action::Rotate).is_empty());
+}

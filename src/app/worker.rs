@@ -79,14 +79,20 @@ fn execute(
             append,
             result: store.search(&query).map_err(|e| e.to_string()),
         },
-        Cmd::Assign { id, expectation, key } => Msg::Assigned {
+        Cmd::Assign {
+            id,
+            expectation,
+            key,
+        } => Msg::Assigned {
             result: rotation::assign(store, keys, id, &expectation, NewKey::Generated(key))
                 .map_err(|e| e.to_string()),
         },
         Cmd::Revoke { id, expectation } => Msg::Revoked {
             result: rotation::revoke(store, id, &expectation).map_err(|e| e.to_string()),
         },
-        Cmd::Refresh { id } => Msg::Refreshed { result: store.contact(id).map_err(|e| e.to_string()) },
+        Cmd::Refresh { id } => Msg::Refreshed {
+            result: store.contact(id).map_err(|e| e.to_string()),
+        },
         Cmd::OpenStore | Cmd::CopyToClipboard(_) => return None,
     })
 }

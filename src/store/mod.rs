@@ -50,7 +50,9 @@ pub struct StoreInfo {
 /// Whether a contact is linked to a CMS user (`civicrm_uf_match`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CmsLink {
-    Linked { uf_id: u64 },
+    Linked {
+        uf_id: u64,
+    },
     None,
     /// The store cannot tell (e.g. an API key without permission to read uf_match).
     Unknown,
@@ -84,7 +86,12 @@ pub struct Query {
 
 impl Query {
     pub fn new(text: &str, limit: usize) -> Self {
-        Query { text: text.trim().to_string(), include_deleted: true, limit, after: None }
+        Query {
+            text: text.trim().to_string(),
+            include_deleted: true,
+            limit,
+            after: None,
+        }
     }
 
     /// How the text should be matched.
@@ -130,7 +137,9 @@ pub struct Page {
 pub enum StoreError {
     #[error("contact {0} was not found")]
     NotFound(ContactId),
-    #[error("the key changed since it was read (another writer got there first); nothing was written")]
+    #[error(
+        "the key changed since it was read (another writer got there first); nothing was written"
+    )]
     Conflict,
     #[error("permission denied: {0}")]
     PermissionDenied(SafeText),

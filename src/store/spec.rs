@@ -86,12 +86,15 @@ impl StoreSpec {
     /// Opens (connects to) the store. May be slow for remote stores: call it off the UI thread.
     pub fn open(&self) -> Result<Box<dyn ContactStore>, StoreError> {
         match self {
-            StoreSpec::Sqlite { path, read_only } => {
-                Ok(Box::new(super::sqlite::SqliteStore::open_with(path, *read_only)?))
-            }
-            StoreSpec::Mysql(_) | StoreSpec::Rest(_) | StoreSpec::Cv(_) => Err(StoreError::invalid(
-                format!("{}: this kind of store is not built yet", self.location()),
+            StoreSpec::Sqlite { path, read_only } => Ok(Box::new(
+                super::sqlite::SqliteStore::open_with(path, *read_only)?,
             )),
+            StoreSpec::Mysql(_) | StoreSpec::Rest(_) | StoreSpec::Cv(_) => {
+                Err(StoreError::invalid(format!(
+                    "{}: this kind of store is not built yet",
+                    self.location()
+                )))
+            }
         }
     }
 }

@@ -14,8 +14,8 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use super::{
-    CmsLink, Contact, ContactId, ContactStore, Cursor, Matcher, Page, Query, StoreError,
-    StoreInfo, StoreKind,
+    CmsLink, Contact, ContactId, ContactStore, Cursor, Matcher, Page, Query, StoreError, StoreInfo,
+    StoreKind,
 };
 use crate::fsperm;
 use crate::key::{ApiKey, KeyHint, KEY_LEN};
@@ -103,7 +103,9 @@ impl SqliteStore {
             }
         })?;
         if meta.is_dir() {
-            return Err(StoreError::invalid(format!("{shown} is a directory, not a SQLite store")));
+            return Err(StoreError::invalid(format!(
+                "{shown} is a directory, not a SQLite store"
+            )));
         }
         fsperm::refuse_if_exposed(path, &meta).map_err(StoreError::invalid)?;
         check_header(path)?;
@@ -137,8 +139,13 @@ impl SqliteStore {
                 "{shown} is a SQLite database but holds no civicrm_contact table; it is not a civikey store"
             )));
         }
-        conn.execute_batch("PRAGMA foreign_keys = ON").map_err(sql_err)?;
-        Ok(SqliteStore { conn, path: path.to_path_buf(), writable })
+        conn.execute_batch("PRAGMA foreign_keys = ON")
+            .map_err(sql_err)?;
+        Ok(SqliteStore {
+            conn,
+            path: path.to_path_buf(),
+            writable,
+        })
     }
 
     /// Creates a new store at `path` (0600, in a 0700 folder) filled with `contacts`.
@@ -238,7 +245,9 @@ pub(crate) fn insert_contacts(
                 email_stmt.execute(params![id, email]).map_err(sql_err)?;
             }
             if let Some(uf_id) = c.uf_id {
-                uf_stmt.execute(params![uf_id, c.email, id]).map_err(sql_err)?;
+                uf_stmt
+                    .execute(params![uf_id, c.email, id])
+                    .map_err(sql_err)?;
             }
             done += 1;
             if done % 10_000 == 0 {
@@ -253,8 +262,8 @@ pub(crate) fn insert_contacts(
 fn check_header(path: &Path) -> Result<(), StoreError> {
     let shown = path.display();
     let mut header = [0u8; 16];
-    let mut file =
-        fs::File::open(path).map_err(|e| StoreError::invalid(format!("cannot read {shown}: {e}")))?;
+    let mut file = fs::File::open(path)
+        .map_err(|e| StoreError::invalid(format!("cannot read {shown}: {e}")))?;
     let n = file
         .read(&mut header)
         .map_err(|e| StoreError::invalid(format!("cannot read {shown}: {e}")))?;
@@ -289,7 +298,9 @@ fn sql_err(e: rusqlite::Error) -> StoreError {
 
 fn row_to_contact(row: &rusqlite::Row<'_>) -> rusqlite::Result<Contact> {
     let text = |i: usize| -> rusqlite::Result<SafeText> {
-        Ok(SafeText::new(&row.get::<_, Option<String>>(i)?.unwrap_or_default()))
+        Ok(SafeText::new(
+            &row.get::<_, Option<String>>(i)?.unwrap_or_default(),
+        ))
     };
     let id: i64 = row.get(0)?;
     Ok(Contact {
@@ -299,9 +310,13 @@ fn row_to_contact(row: &rusqlite::Row<'_>) -> rusqlite::Result<Contact> {
         sort_name: text(3)?,
         email: row.get::<_, Option<String>>(4)?.map(|e| SafeText::new(&e)),
         is_deleted: row.get::<_, Option<i64>>(5)?.unwrap_or(0) != 0,
-        key: row.get::<_, Option<String>>(6)?.map(|t| KeyHint::from_tail(&t)),
+        key: row
+            .get::<_, Option<String>>(6)?
+            .map(|t| KeyHint::from_tail(&t)),
         cms: match row.get::<_, Option<i64>>(7)? {
-            Some(uf_id) => CmsLink::Linked { uf_id: uf_id as u64 },
+            Some(uf_id) => CmsLink::Linked {
+                uf_id: uf_id as u64,
+            },
             None => CmsLink::None,
         },
     })
@@ -370,7 +385,9 @@ impl ContactStore for SqliteStore {
                 args.push(Value::Integer(*id as i64));
             }
             Some(Cursor::Offset(_)) => {
-                return Err(StoreError::invalid("the SQLite store pages by key, not by offset"))
+                return Err(StoreError::invalid(
+                    "the SQLite store pages by key, not by offset",
+                ))
             }
         }
         let mut sql = String::from(SELECT_CONTACT);
@@ -399,7 +416,10 @@ impl ContactStore for SqliteStore {
                 )
                 .optional()
                 .map_err(sql_err)?;
-            sort_name.map(|sort_name| Cursor::After { sort_name, id: last })
+            sort_name.map(|sort_name| Cursor::After {
+                sort_name,
+                id: last,
+            })
         } else {
             None
         };
@@ -434,9 +454,11 @@ impl ContactStore for SqliteStore {
     fn read_key(&mut self, id: ContactId) -> Result<Option<ApiKey>, StoreError> {
         let value: Option<Option<String>> = self
             .conn
-            .query_row("SELECT api_key FROM civicrm_contact WHERE id = ?", [id as i64], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT api_key FROM civicrm_contact WHERE id = ?",
+                [id as i64],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(sql_err)?;
         match value {
@@ -464,7 +486,11 @@ impl ContactStore for SqliteStore {
                   WHERE id = ?2
                     AND (api_key IS ?3 COLLATE BINARY
                          OR (?3 IS NULL AND api_key = ''))",
-                params![new.map(ApiKey::expose), id as i64, expected.map(ApiKey::expose)],
+                params![
+                    new.map(ApiKey::expose),
+                    id as i64,
+                    expected.map(ApiKey::expose)
+                ],
             )
             .map_err(sql_err)?;
         match changed {
@@ -472,9 +498,11 @@ impl ContactStore for SqliteStore {
             0 => {
                 let exists: Option<i64> = self
                     .conn
-                    .query_row("SELECT 1 FROM civicrm_contact WHERE id = ?", [id as i64], |r| {
-                        r.get(0)
-                    })
+                    .query_row(
+                        "SELECT 1 FROM civicrm_contact WHERE id = ?",
+                        [id as i64],
+                        |r| r.get(0),
+                    )
                     .optional()
                     .map_err(sql_err)?;
                 match exists {
@@ -482,7 +510,9 @@ impl ContactStore for SqliteStore {
                     None => Err(StoreError::NotFound(id)),
                 }
             }
-            n => Err(StoreError::bad_data(format!("{n} rows changed for one contact id"))),
+            n => Err(StoreError::bad_data(format!(
+                "{n} rows changed for one contact id"
+            ))),
         }
     }
 }

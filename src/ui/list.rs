@@ -27,7 +27,10 @@ pub fn short_type(contact_type: &str) -> &'static str {
 }
 
 pub fn key_status(contact: &Contact) -> String {
-    contact.key.as_ref().map_or_else(|| "none".to_string(), |k| k.masked())
+    contact
+        .key
+        .as_ref()
+        .map_or_else(|| "none".to_string(), |k| k.masked())
 }
 
 pub fn cms_status(cms: CmsLink) -> &'static str {
@@ -53,7 +56,8 @@ pub fn draw_table(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         Constraint::Length(KEY_W),
         Constraint::Length(CMS_W),
     ];
-    let header = Row::new(["", "ID", "Name", "Type", "Email", "Key", "CMS"]).style(theme.table_header());
+    let header =
+        Row::new(["", "ID", "Name", "Type", "Email", "Key", "CMS"]).style(theme.table_header());
     let visible = usize::from(area.height.saturating_sub(1));
     let rows: Vec<Row> = app
         .contacts
@@ -71,9 +75,17 @@ pub fn draw_table(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             let row = Row::new([
                 Cell::from(if selected { "▶" } else { " " }),
                 Cell::from(c.id.to_string()),
-                Cell::from(crate::sanitize::truncate_to_width(&name, usize::from(name_w))),
+                Cell::from(crate::sanitize::truncate_to_width(
+                    &name,
+                    usize::from(name_w),
+                )),
                 Cell::from(short_type(c.contact_type.as_str())),
-                Cell::from(c.email.as_ref().map(|e| e.truncated(usize::from(email_w))).unwrap_or_default()),
+                Cell::from(
+                    c.email
+                        .as_ref()
+                        .map(|e| e.truncated(usize::from(email_w)))
+                        .unwrap_or_default(),
+                ),
                 Cell::from(key_status(c)),
                 Cell::from(cms_status(c.cms)),
             ]);
@@ -91,11 +103,14 @@ pub fn draw_table(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             StoreState::Opening => "Opening the store…".to_string(),
             StoreState::Failed(e) => format!("The store could not be opened: {e}"),
             StoreState::Ready(_) if app.loading => "Searching…".to_string(),
-            StoreState::Ready(_) if app.filter.is_empty() => "No contacts in this store.".to_string(),
+            StoreState::Ready(_) if app.filter.is_empty() => {
+                "No contacts in this store.".to_string()
+            }
             StoreState::Ready(_) => "No contact matches the search.".to_string(),
         };
-        let [head, rest] = ratatui::layout::Layout::vertical([Constraint::Length(1), Constraint::Min(0)])
-            .areas(area);
+        let [head, rest] =
+            ratatui::layout::Layout::vertical([Constraint::Length(1), Constraint::Min(0)])
+                .areas(area);
         frame.render_widget(Table::new(Vec::<Row>::new(), widths).header(header), head);
         frame.render_widget(
             Paragraph::new(text).wrap(ratatui::widgets::Wrap { trim: true }),
@@ -103,7 +118,10 @@ pub fn draw_table(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         );
         return;
     }
-    frame.render_widget(Table::new(rows, widths).header(header).column_spacing(1), area);
+    frame.render_widget(
+        Table::new(rows, widths).header(header).column_spacing(1),
+        area,
+    );
 }
 
 pub fn draw_detail(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
@@ -130,13 +148,26 @@ pub fn draw_detail(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             Span::styled(c.display_name.truncated(width), theme.bold()),
             Span::raw(format!("  (id {})", c.id)),
         ]),
-        Line::from(vec![label("Sort name "), Span::raw(c.sort_name.truncated(width))]),
+        Line::from(vec![
+            label("Sort name "),
+            Span::raw(c.sort_name.truncated(width)),
+        ]),
         Line::from(vec![
             label("Email     "),
-            Span::raw(c.email.as_ref().map_or_else(|| "none".into(), |e| e.truncated(width))),
+            Span::raw(
+                c.email
+                    .as_ref()
+                    .map_or_else(|| "none".into(), |e| e.truncated(width)),
+            ),
         ]),
-        Line::from(vec![label("Status    "), Span::raw(crate::sanitize::truncate_to_width(&status, width))]),
-        Line::from(vec![label("CMS user  "), Span::raw(crate::sanitize::truncate_to_width(&cms, width))]),
+        Line::from(vec![
+            label("Status    "),
+            Span::raw(crate::sanitize::truncate_to_width(&status, width)),
+        ]),
+        Line::from(vec![
+            label("CMS user  "),
+            Span::raw(crate::sanitize::truncate_to_width(&cms, width)),
+        ]),
     ];
     frame.render_widget(Paragraph::new(lines), inner);
 }

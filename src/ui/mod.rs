@@ -43,7 +43,9 @@ fn draw_too_small(frame: &mut Frame, area: Rect, theme: &Theme) {
         area.width, area.height
     );
     frame.render_widget(
-        Paragraph::new(text).style(theme.warning()).wrap(Wrap { trim: true }),
+        Paragraph::new(text)
+            .style(theme.warning())
+            .wrap(Wrap { trim: true }),
         area,
     );
 }
@@ -67,9 +69,14 @@ fn draw_header(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     let right = format!("{count} ");
     let room = usize::from(area.width).saturating_sub(right.chars().count() + 1);
     let left = crate::sanitize::truncate_to_width(&left, room);
-    let pad = usize::from(area.width)
-        .saturating_sub(unicode_width::UnicodeWidthStr::width(left.as_str()) + right.chars().count());
-    let line = Line::from(vec![Span::raw(left), Span::raw(" ".repeat(pad)), Span::raw(right)]);
+    let pad = usize::from(area.width).saturating_sub(
+        unicode_width::UnicodeWidthStr::width(left.as_str()) + right.chars().count(),
+    );
+    let line = Line::from(vec![
+        Span::raw(left),
+        Span::raw(" ".repeat(pad)),
+        Span::raw(right),
+    ]);
     frame.render_widget(Paragraph::new(line).style(theme.header()), area);
 }
 
@@ -95,12 +102,19 @@ fn draw_footer(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             Span::styled(footer_keys(Mode::Search), theme.dim()),
         ])
     } else if let Some((text, is_error)) = &app.notice {
-        let style = if *is_error { theme.error() } else { theme.accent() };
+        let style = if *is_error {
+            theme.error()
+        } else {
+            theme.accent()
+        };
         Line::from(Span::styled(format!(" {text}"), style))
     } else if let StoreState::Failed(e) = &app.store {
         Line::from(Span::styled(format!(" {e}"), theme.error()))
     } else {
-        Line::from(Span::styled(format!(" {}", footer_keys(app.mode())), theme.dim()))
+        Line::from(Span::styled(
+            format!(" {}", footer_keys(app.mode())),
+            theme.dim(),
+        ))
     };
     frame.render_widget(Paragraph::new(line), area);
 }

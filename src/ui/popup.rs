@@ -31,8 +31,12 @@ fn warnings(contact: &Contact) -> Vec<String> {
         out.push("⚠ This contact is DELETED (in the trash).".to_string());
     }
     match contact.cms {
-        CmsLink::None => out.push("⚠ No CMS user: legacy REST (v3) refuses this contact's key.".into()),
-        CmsLink::Unknown => out.push("⚠ The store cannot tell whether a CMS user is linked.".into()),
+        CmsLink::None => {
+            out.push("⚠ No CMS user: legacy REST (v3) refuses this contact's key.".into())
+        }
+        CmsLink::Unknown => {
+            out.push("⚠ The store cannot tell whether a CMS user is linked.".into())
+        }
         CmsLink::Linked { .. } => {}
     }
     out
@@ -55,13 +59,19 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         ),
         Popup::Confirm { contact, key } => {
             let mut lines = vec![
-                Line::from(format!("Assign the new key ••••{} to", &key.expose()[key.len().saturating_sub(4)..])),
+                Line::from(format!(
+                    "Assign the new key ••••{} to",
+                    &key.expose()[key.len().saturating_sub(4)..]
+                )),
                 Line::from(Span::styled(who(contact), theme.bold())),
                 Line::from(format!(
                     "{} · CMS user: {} · email {}",
                     contact.contact_type,
                     cms_status(contact.cms),
-                    contact.email.as_ref().map_or_else(|| "none".into(), |e| e.truncated(30))
+                    contact
+                        .email
+                        .as_ref()
+                        .map_or_else(|| "none".into(), |e| e.truncated(30))
                 )),
                 Line::from(""),
                 match &contact.key {
@@ -72,7 +82,11 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                     None => Line::from("They have no key now."),
                 },
             ];
-            lines.extend(warnings(contact).into_iter().map(|w| Line::from(Span::styled(w, theme.warning()))));
+            lines.extend(
+                warnings(contact)
+                    .into_iter()
+                    .map(|w| Line::from(Span::styled(w, theme.warning()))),
+            );
             lines.push(Line::from(""));
             lines.push(Line::from("y: assign · n/Esc: cancel"));
             let h = lines.len() as u16 + 2;
@@ -80,10 +94,18 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         }
         Popup::Working { contact, what } => (
             "Working".into(),
-            vec![Line::from(format!("{what} for {}…", who(contact))), Line::from("Please wait.")],
+            vec![
+                Line::from(format!("{what} for {}…", who(contact))),
+                Line::from("Please wait."),
+            ],
             4,
         ),
-        Popup::Shown { contact, key, copied, regenerated } => {
+        Popup::Shown {
+            contact,
+            key,
+            copied,
+            regenerated,
+        } => {
             let mut lines = vec![
                 Line::from(format!("Assigned to {}.", who(contact))),
                 Line::from(""),
@@ -95,7 +117,9 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                 )),
             ];
             if *regenerated {
-                lines.push(Line::from("(The proposed key clashed with another contact's; a new one was made.)"));
+                lines.push(Line::from(
+                    "(The proposed key clashed with another contact's; a new one was made.)",
+                ));
             }
             if *copied {
                 lines.push(Line::from("Copied to the clipboard (OSC 52)."));
@@ -120,8 +144,16 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             ],
             6,
         ),
-        Popup::Message { title, text, is_error } => {
-            let style = if *is_error { theme.error() } else { theme.bold() };
+        Popup::Message {
+            title,
+            text,
+            is_error,
+        } => {
+            let style = if *is_error {
+                theme.error()
+            } else {
+                theme.bold()
+            };
             (
                 (*title).to_string(),
                 vec![
@@ -139,7 +171,12 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     let block = Block::bordered()
         .border_type(BorderType::Rounded)
         .title(Span::styled(format!(" {title} "), theme.bold()));
-    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(block), rect);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block),
+        rect,
+    );
 }
 
 fn help_lines(theme: &Theme) -> Vec<Line<'static>> {
@@ -160,9 +197,16 @@ fn help_lines(theme: &Theme) -> Vec<Line<'static>> {
     ];
     let mut lines: Vec<Line> = rows
         .iter()
-        .map(|(k, v)| Line::from(vec![Span::styled(format!("{k:<20}"), theme.accent()), Span::raw(*v)]))
+        .map(|(k, v)| {
+            Line::from(vec![
+                Span::styled(format!("{k:<20}"), theme.accent()),
+                Span::raw(*v),
+            ])
+        })
         .collect();
     lines.push(Line::from(""));
-    lines.push(Line::from("Lists show key status only (••••last4), never a key."));
+    lines.push(Line::from(
+        "Lists show key status only (••••last4), never a key.",
+    ));
     lines
 }

@@ -29,7 +29,8 @@ impl Theme {
     }
 
     pub fn table_header(&self) -> Style {
-        self.fg(Color::Cyan).add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
+        self.fg(Color::Cyan)
+            .add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
     }
 
     pub fn accent(&self) -> Style {

@@ -21,7 +21,14 @@ pub const KEY_A: &str = "AaaaBbbbCcccDdddEeeeFfffGggg0001";
 pub const KEY_B: &str = "ZzzzYyyyXxxxWwwwVvvvUuuuTttt0002";
 pub const KEY_DELETED: &str = "QqqqRrrrSsssTtttUuuuVvvvWwww0003";
 
-fn person(id: i64, first: &str, last: &str, email: &str, key: Option<&str>, uf: Option<i64>) -> SeedContact {
+fn person(
+    id: i64,
+    first: &str,
+    last: &str,
+    email: &str,
+    key: Option<&str>,
+    uf: Option<i64>,
+) -> SeedContact {
     SeedContact {
         id: Some(id),
         contact_type: "Individual".into(),
@@ -39,9 +46,30 @@ fn person(id: i64, first: &str, last: &str, email: &str, key: Option<&str>, uf: 
 /// The contract's data set: 30 contacts, duplicate sort names, one deleted, one hostile.
 pub fn contacts() -> Vec<SeedContact> {
     let mut out = vec![
-        person(1, "Ada", "Lovelace", "ada@example.org", Some(KEY_A), Some(11)),
-        person(2, "Alan", "Turing", "alan.turing@example.org", None, Some(12)),
-        person(3, "Grace", "Hopper", "grace@navy.example", Some(KEY_B), None),
+        person(
+            1,
+            "Ada",
+            "Lovelace",
+            "ada@example.org",
+            Some(KEY_A),
+            Some(11),
+        ),
+        person(
+            2,
+            "Alan",
+            "Turing",
+            "alan.turing@example.org",
+            None,
+            Some(12),
+        ),
+        person(
+            3,
+            "Grace",
+            "Hopper",
+            "grace@navy.example",
+            Some(KEY_B),
+            None,
+        ),
         person(4, "Sam", "Smith", "sam@example.org", None, None),
         person(5, "Sam", "Smith", "sam2@example.org", None, Some(15)),
         person(6, "Jordan", "Smithers", "jordan@example.org", None, None),
@@ -50,7 +78,14 @@ pub fn contacts() -> Vec<SeedContact> {
         person(9, "Zoë", "Müller", "zoe@example.de", None, None),
         person(10, "太郎", "山田", "taro@example.jp", None, None),
     ];
-    let mut deleted = person(11, "Del", "Eted", "deleted@example.org", Some(KEY_DELETED), None);
+    let mut deleted = person(
+        11,
+        "Del",
+        "Eted",
+        "deleted@example.org",
+        Some(KEY_DELETED),
+        None,
+    );
     deleted.is_deleted = true;
     out.push(deleted);
     let mut hostile = person(12, "Mallory", "Evil", "mallory@example.org", None, None);
@@ -65,7 +100,14 @@ pub fn contacts() -> Vec<SeedContact> {
         ..SeedContact::default()
     });
     for i in 14..=30 {
-        out.push(person(i, &format!("Filler{i:02}"), "Zed", &format!("f{i}@example.org"), None, None));
+        out.push(person(
+            i,
+            &format!("Filler{i:02}"),
+            "Zed",
+            &format!("f{i}@example.org"),
+            None,
+            None,
+        ));
     }
     out
 }
@@ -116,17 +158,32 @@ pub fn search_by_email_prefix(f: &dyn Fixture) {
     let mut s = f.open();
     assert_eq!(all_ids(&mut *s, "alan.tu@", 50), Vec::<u64>::new());
     assert_eq!(all_ids(&mut *s, "grace@", 50), vec![3]);
-    assert_eq!(all_ids(&mut *s, "GRACE@NAVY", 50), vec![3], "email match ignores case");
+    assert_eq!(
+        all_ids(&mut *s, "GRACE@NAVY", 50),
+        vec![3],
+        "email match ignores case"
+    );
 }
 
 pub fn search_by_name(f: &dyn Fixture) {
     let mut s = f.open();
-    assert_eq!(all_ids(&mut *s, "smith", 50), vec![4, 5, 6], "surname prefix, any case");
+    assert_eq!(
+        all_ids(&mut *s, "smith", 50),
+        vec![4, 5, 6],
+        "surname prefix, any case"
+    );
     assert_eq!(all_ids(&mut *s, "Smithe", 50), vec![6]);
     assert_eq!(all_ids(&mut *s, "grace", 50), vec![3], "first name");
     assert_eq!(all_ids(&mut *s, "山田", 50), vec![10], "non-Latin");
-    assert!(all_ids(&mut *s, "Lee", 50).contains(&7), "a later word of the name");
-    assert_eq!(all_ids(&mut *s, "Filler2", 3).len(), 10, "paged name search");
+    assert!(
+        all_ids(&mut *s, "Lee", 50).contains(&7),
+        "a later word of the name"
+    );
+    assert_eq!(
+        all_ids(&mut *s, "Filler2", 3).len(),
+        10,
+        "paged name search"
+    );
 }
 
 pub fn search_treats_wildcards_literally(f: &dyn Fixture) {
@@ -152,8 +209,14 @@ pub fn contact_fields(f: &dyn Fixture) {
     assert_eq!(ada.display_name.as_str(), "Ada Lovelace");
     assert_eq!(ada.sort_name.as_str(), "Lovelace, Ada");
     assert_eq!(ada.contact_type.as_str(), "Individual");
-    assert_eq!(ada.email.as_ref().map(|e| e.as_str()), Some("ada@example.org"));
-    assert_eq!(ada.key.as_ref().map(|k| k.masked()), Some("••••0001".to_string()));
+    assert_eq!(
+        ada.email.as_ref().map(|e| e.as_str()),
+        Some("ada@example.org")
+    );
+    assert_eq!(
+        ada.key.as_ref().map(|k| k.masked()),
+        Some("••••0001".to_string())
+    );
     assert!(!ada.is_deleted);
     assert_eq!(ada.cms, CmsLink::Linked { uf_id: 11 });
     let grace = s.contact(3).unwrap();
@@ -166,10 +229,16 @@ pub fn contact_fields(f: &dyn Fixture) {
 
 pub fn missing_contact_is_not_found(f: &dyn Fixture) {
     let mut s = f.open();
-    assert!(matches!(s.contact(424242), Err(StoreError::NotFound(424242))));
+    assert!(matches!(
+        s.contact(424242),
+        Err(StoreError::NotFound(424242))
+    ));
     assert!(matches!(s.read_key(424242), Err(StoreError::NotFound(_))));
     let k = key("NewNewNewNewNewNewNewNewNewNew01");
-    assert!(matches!(s.swap_key(424242, None, Some(&k)), Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        s.swap_key(424242, None, Some(&k)),
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 pub fn hostile_text_comes_back_inert(f: &dyn Fixture) {
@@ -188,7 +257,10 @@ pub fn read_swap_and_revoke(f: &dyn Fixture) {
     let k = key("NewKeyNewKeyNewKeyNewKeyNewKey01");
     s.swap_key(2, None, Some(&k)).unwrap();
     assert_eq!(s.read_key(2).unwrap(), Some(k.clone()));
-    assert_eq!(s.contact(2).unwrap().key.map(|h| h.masked()), Some("••••ey01".into()));
+    assert_eq!(
+        s.contact(2).unwrap().key.map(|h| h.masked()),
+        Some("••••ey01".into())
+    );
     s.swap_key(2, Some(&k), None).unwrap();
     assert_eq!(s.read_key(2).unwrap(), None);
     assert_eq!(s.contact(2).unwrap().key, None);
@@ -197,13 +269,29 @@ pub fn read_swap_and_revoke(f: &dyn Fixture) {
 pub fn swap_with_wrong_expectation_conflicts(f: &dyn Fixture) {
     let mut s = f.open();
     let k = key("NewKeyNewKeyNewKeyNewKeyNewKey02");
-    assert!(matches!(s.swap_key(1, None, Some(&k)), Err(StoreError::Conflict)));
-    assert!(matches!(s.swap_key(1, Some(&key(KEY_B)), Some(&k)), Err(StoreError::Conflict)));
-    assert!(matches!(s.swap_key(2, Some(&key(KEY_A)), Some(&k)), Err(StoreError::Conflict)));
+    assert!(matches!(
+        s.swap_key(1, None, Some(&k)),
+        Err(StoreError::Conflict)
+    ));
+    assert!(matches!(
+        s.swap_key(1, Some(&key(KEY_B)), Some(&k)),
+        Err(StoreError::Conflict)
+    ));
+    assert!(matches!(
+        s.swap_key(2, Some(&key(KEY_A)), Some(&k)),
+        Err(StoreError::Conflict)
+    ));
     // Compare-and-set is exact: another case of the same key is a different value.
     let lower = key(&KEY_A.to_lowercase());
-    assert!(matches!(s.swap_key(1, Some(&lower), Some(&k)), Err(StoreError::Conflict)));
-    assert_eq!(s.read_key(1).unwrap(), Some(key(KEY_A)), "nothing was written");
+    assert!(matches!(
+        s.swap_key(1, Some(&lower), Some(&k)),
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        s.read_key(1).unwrap(),
+        Some(key(KEY_A)),
+        "nothing was written"
+    );
 }
 
 pub fn second_writer_wins_and_first_gets_conflict(f: &dyn Fixture) {
@@ -213,15 +301,25 @@ pub fn second_writer_wins_and_first_gets_conflict(f: &dyn Fixture) {
     let theirs = key("SecondWriterSecondWriterSecond01");
     second.swap_key(1, seen.as_ref(), Some(&theirs)).unwrap();
     let mine = key("FirstWriterFirstWriterFirstWri01");
-    assert!(matches!(first.swap_key(1, seen.as_ref(), Some(&mine)), Err(StoreError::Conflict)));
+    assert!(matches!(
+        first.swap_key(1, seen.as_ref(), Some(&mine)),
+        Err(StoreError::Conflict)
+    ));
     assert_eq!(first.read_key(1).unwrap(), Some(theirs));
 }
 
 pub fn holders_of_finds_keys_as_the_store_compares(f: &dyn Fixture) {
     let mut s = f.open();
     assert_eq!(s.holders_of(&key(KEY_A)).unwrap(), vec![1]);
-    assert_eq!(s.holders_of(&key(KEY_DELETED)).unwrap(), vec![11], "deleted contacts count");
-    assert!(s.holders_of(&key("NobodyHasThisKeyNobodyHasThis01")).unwrap().is_empty());
+    assert_eq!(
+        s.holders_of(&key(KEY_DELETED)).unwrap(),
+        vec![11],
+        "deleted contacts count"
+    );
+    assert!(s
+        .holders_of(&key("NobodyHasThisKeyNobodyHasThis01"))
+        .unwrap()
+        .is_empty());
     let upper = key(&KEY_A.to_uppercase());
     if s.info().keys_case_insensitive {
         assert_eq!(s.holders_of(&upper).unwrap(), vec![1]);
@@ -234,20 +332,38 @@ pub fn rotation_assigns_a_unique_key(f: &dyn Fixture) {
     let mut s = f.open();
     let mut keys = SeededKeySource::new(99);
     let new = ApiKey::generate_from(&mut keys).unwrap();
-    let done = rotation::assign(&mut *s, &mut keys, 2, &Expectation::Seen(None), NewKey::Generated(new))
-        .unwrap();
+    let done = rotation::assign(
+        &mut *s,
+        &mut keys,
+        2,
+        &Expectation::Seen(None),
+        NewKey::Generated(new),
+    )
+    .unwrap();
     assert_eq!(done.key.len(), 32);
     assert_eq!(s.read_key(2).unwrap(), Some(done.key.clone()));
     assert_eq!(done.previous, None);
     // A given key that another contact holds is refused; nothing is written.
-    let err = rotation::assign(&mut *s, &mut keys, 4, &Expectation::Current, NewKey::Given(key(KEY_A)))
-        .err()
-        .expect("clash refused");
+    let err = rotation::assign(
+        &mut *s,
+        &mut keys,
+        4,
+        &Expectation::Current,
+        NewKey::Given(key(KEY_A)),
+    )
+    .err()
+    .expect("clash refused");
     assert!(matches!(err, RotationError::KeyInUse(1)), "{err}");
     assert_eq!(s.read_key(4).unwrap(), None);
     // A generated key that clashes is replaced by another one.
-    let done = rotation::assign(&mut *s, &mut keys, 4, &Expectation::Current, NewKey::Generated(key(KEY_B)))
-        .unwrap();
+    let done = rotation::assign(
+        &mut *s,
+        &mut keys,
+        4,
+        &Expectation::Current,
+        NewKey::Generated(key(KEY_B)),
+    )
+    .unwrap();
     assert!(done.regenerated);
     assert_ne!(done.key, key(KEY_B));
     assert_eq!(s.read_key(4).unwrap(), Some(done.key));
@@ -258,9 +374,15 @@ pub fn rotation_refuses_when_the_key_changed_since_seen(f: &dyn Fixture) {
     let mut keys = SeededKeySource::new(5);
     let new = ApiKey::generate_from(&mut keys).unwrap();
     // The operator saw "no key" for contact 1, which holds KEY_A.
-    let err = rotation::assign(&mut *s, &mut keys, 1, &Expectation::Seen(None), NewKey::Generated(new))
-        .err()
-        .expect("refused");
+    let err = rotation::assign(
+        &mut *s,
+        &mut keys,
+        1,
+        &Expectation::Seen(None),
+        NewKey::Generated(new),
+    )
+    .err()
+    .expect("refused");
     assert!(matches!(err, RotationError::ChangedSinceSeen), "{err}");
     assert_eq!(s.read_key(1).unwrap(), Some(key(KEY_A)));
     let done = rotation::revoke(&mut *s, 3, &Expectation::Seen(Some(key(KEY_B).hint()))).unwrap();
