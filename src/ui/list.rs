@@ -43,7 +43,8 @@ pub fn cms_status(cms: CmsLink) -> &'static str {
 
 pub fn draw_table(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     // Name and email share what the fixed columns leave, name a little wider.
-    let fixed = MARK_W + ID_W + TYPE_W + KEY_W + CMS_W + 5;
+    // Seven columns, six one-cell gaps between them.
+    let fixed = MARK_W + ID_W + TYPE_W + KEY_W + CMS_W + 6;
     let flexible = area.width.saturating_sub(fixed);
     let name_w = flexible * 11 / 20;
     let email_w = flexible - name_w;

@@ -1,0 +1,213 @@
+//! The binary as a script sees it: stdout, stderr, exit codes, files.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        Env { dir: tempfile::tempdir().unwrap() }
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn store(&self) -> PathBuf {
+        self.data_dir().join("contacts.sqlite")
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_civikey"))
+            .args(args)
+            .env("CIVIKEY_DATA_DIR", self.data_dir())
+            .env("CIVIKEY_CONFIG", self.dir.path().join("no-config.toml"))
+            .env_remove("CIVIKEY_PROFILE")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Creates the sample store and returns its address.
+    fn sample_store(&self) -> String {
+        let out = self.run(&["list", "--limit", "1"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        format!("sqlite:{}", self.store().display())
+    }
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stored_key(path: &Path, id: i64) -> Option<String> {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .query_row("SELECT api_key FROM civicrm_contact WHERE id = ?", [id], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn generate_prints_one_key() {
+    let env = Env::new();
+    let out = env.run(&["generate"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    let key = text.strip_suffix('\n').unwrap();
+    assert_eq!(key.len(), 32);
+    assert!(key.chars().all(|c| c.is_ascii_alphanumeric()));
+    assert!(out.stderr.is_empty());
+    let out = env.run(&["generate", "--length", "20"]);
+    assert_eq!(stdout(&out).trim().len(), 20);
+    let out = env.run(&["generate", "--length", "40"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn default_store_is_created_private_from_the_sample() {
+    let env = Env::new();
+    let out = env.run(&["list", "--limit", "100"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("sample contacts"), "progress goes to stderr");
+    assert!(stdout(&out).lines().count() >= 40);
+    assert_eq!(fs::metadata(env.store()).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(fs::metadata(env.data_dir()).unwrap().permissions().mode() & 0o777, 0o700);
+}
+
+#[test]
+fn list_is_masked_and_inert() {
+    let env = Env::new();
+    let store = env.sample_store();
+    let out = env.run(&["list", "--limit", "200", "--store", &store]);
+    let text = stdout(&out);
+    assert!(!text.contains('\x1b'), "raw escape from data reached stdout");
+    assert!(!text.bytes().any(|b| b == 0x07));
+    assert!(text.contains("Mallory ␛[2J"));
+    assert!(text.contains("••••"));
+    // No stored key appears in the listing.
+    let conn = rusqlite::Connection::open(env.store()).unwrap();
+    let mut stmt = conn.prepare("SELECT api_key FROM civicrm_contact WHERE api_key IS NOT NULL").unwrap();
+    let keys: Vec<String> = stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    assert!(!keys.is_empty());
+    for key in keys {
+        assert!(!text.contains(&key));
+    }
+}
+
+#[test]
+fn list_json_and_search() {
+    let env = Env::new();
+    let store = env.sample_store();
+    let out = env.run(&["--store", &store, "list", "--search", "smith", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let items: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let names: Vec<&str> = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["display_name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"Sam Smith"), "{names:?}");
+    assert!(names.iter().all(|n| n.to_lowercase().contains("smith")));
+}
+
+#[test]
+fn rotate_prints_only_the_key_the_store_then_holds() {
+    let env = Env::new();
+    let store = env.sample_store();
+    let out = env.run(&["rotate", "101", "--yes", "--store", &store]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let key = text.strip_suffix('\n').unwrap();
+    assert_eq!(key.len(), 32);
+    assert!(key.chars().all(|c| c.is_ascii_alphanumeric()));
+    assert_eq!(stored_key(&env.store(), 101).as_deref(), Some(key));
+    assert!(!stderr(&out).contains(key), "the key must not reach stderr");
+    // Unique: no other contact holds it.
+    let n: i64 = rusqlite::Connection::open(env.store())
+        .unwrap()
+        .query_row("SELECT count(*) FROM civicrm_contact WHERE api_key = ? COLLATE NOCASE", [key], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn rotate_json_shape() {
+    let env = Env::new();
+    let store = env.sample_store();
+    let out = env.run(&["rotate", "102", "--yes", "--json", "--store", &store]);
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(doc["contact_id"], 102);
+    assert_eq!(stored_key(&env.store(), 102).as_deref(), doc["key"].as_str());
+}
+
+#[test]
+fn rotate_without_a_terminal_needs_yes() {
+    let env = Env::new();
+    let store = env.sample_store();
+    let before = stored_key(&env.store(), 101);
+    let out = env.run(&["rotate", "101", "--store", &store]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(stderr(&out).contains("--yes"));
+    assert!(out.stdout.is_empty());
+    assert_eq!(stored_key(&env.store(), 101), before);
+}
+
+#[test]
+fn exit_codes_for_not_found_and_bad_store() {
+    let env = Env::new();
+    let store = env.sample_store();
+    let out = env.run(&["rotate", "999999", "--yes", "--store", &store]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(stderr(&out).contains("999999"));
+
+    let bad = env.dir.path().join("notes.txt");
+    fs::write(&bad, "not a database\n").unwrap();
+    fs::set_permissions(&bad, fs::Permissions::from_mode(0o600)).unwrap();
+    let out = env.run(&["list", "--store", &format!("sqlite:{}", bad.display())]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not a SQLite database"), "{}", stderr(&out));
+    assert_eq!(fs::read_to_string(&bad).unwrap(), "not a database\n");
+
+    let out = env.run(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn revoke_removes_the_key() {
+    let env = Env::new();
+    let store = env.sample_store();
+    assert!(stored_key(&env.store(), 101).is_some());
+    let out = env.run(&["revoke", "101", "--yes", "--store", &store]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stored_key(&env.store(), 101), None);
+}
+
+#[test]
+fn read_only_flag_refuses_rotation() {
+    let env = Env::new();
+    let store = env.sample_store();
+    let before = stored_key(&env.store(), 101);
+    let out = env.run(&["rotate", "101", "--yes", "--read-only", "--store", &store]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert_eq!(stored_key(&env.store(), 101), before);
+}
+
+#[test]
+fn tui_needs_a_terminal() {
+    let env = Env::new();
+    env.sample_store();
+    let out = env.run(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("terminal"));
+}
