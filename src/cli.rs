@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::audit::Journal;
 use crate::key::{ApiKey, OsKeySource, KEY_LEN, MIN_MANUAL_LEN};
 use crate::rotation::{self, Expectation, NewKey, RotationError};
 use crate::sanitize::SafeText;
@@ -70,6 +71,23 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Assign a key given on stdin (for a key that must be kept, e.g. during a migration)
+    Assign {
+        id: ContactId,
+        /// Read the key from stdin (hidden prompt on a terminal); required: keys never go in argv
+        #[arg(long, required = true)]
+        key_stdin: bool,
+    },
+    /// Print the audit journal, newest first
+    Audit {
+        /// Only this contact's records
+        #[arg(long)]
+        contact: Option<ContactId>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove a contact's key
     Revoke {
         id: ContactId,
@@ -126,6 +144,7 @@ impl From<RotationError> for Failure {
         match e {
             RotationError::Store(s) => s.into(),
             RotationError::KeyInUse(_)
+            | RotationError::Audit(_)
             | RotationError::TooLong { .. }
             | RotationError::ReadOnly
             | RotationError::Key(_) => Failure::new(exit::REFUSED, e.to_string()),
@@ -288,6 +307,7 @@ fn describe(c: &Contact) -> String {
 
 pub fn rotate(
     store: &mut dyn ContactStore,
+    journal: &mut Journal,
     id: ContactId,
     yes: bool,
     json: bool,
@@ -307,21 +327,135 @@ pub fn rotate(
     let mut keys = OsKeySource;
     let new =
         ApiKey::generate_from(&mut keys).map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
-    let done = rotation::assign(store, &mut keys, id, &expectation, NewKey::Generated(new))?;
+    let done = rotation::assign(
+        store,
+        journal,
+        &mut keys,
+        id,
+        &expectation,
+        NewKey::Generated(new),
+    )?;
     let mut out = io::stdout().lock();
     if json {
         let doc = zeroize::Zeroizing::new(
-            serde_json::json!({ "contact_id": id, "key": done.key.expose() }).to_string(),
+            serde_json::json!({
+                "contact_id": id,
+                "key": done.key.expose(),
+                "fingerprint": journal.short_fingerprint(&done.key),
+            })
+            .to_string(),
         );
         writeln!(out, "{}", doc.as_str())?;
     } else {
         writeln!(out, "{}", done.key.expose())?;
     }
     eprintln!("civikey: assigned a new key to {}", describe(&done.contact));
+    if let Some(w) = done.audit_warning {
+        eprintln!("civikey: warning: {w}");
+    }
     Ok(())
 }
 
-pub fn revoke(store: &mut dyn ContactStore, id: ContactId, yes: bool) -> Result<(), Failure> {
+/// Reads a key from stdin: a hidden prompt on a terminal, else the first line, at most 4 KiB.
+fn read_key_from_stdin(capacity: usize) -> Result<ApiKey, Failure> {
+    let text = if io::stdin().is_terminal() {
+        zeroize::Zeroizing::new(
+            rpassword::prompt_password("Key (input hidden): ")
+                .map_err(|e| Failure::new(exit::ERROR, format!("cannot read the key: {e}")))?,
+        )
+    } else {
+        let mut line = zeroize::Zeroizing::new(String::new());
+        io::Read::take(io::stdin().lock(), 4096)
+            .read_line(&mut line)
+            .map_err(|e| {
+                Failure::new(exit::ERROR, format!("cannot read the key from stdin: {e}"))
+            })?;
+        line
+    };
+    ApiKey::parse_manual(&text, capacity).map_err(|e| {
+        Failure::new(
+            exit::REFUSED,
+            format!("key refused: {e}; nothing was written"),
+        )
+    })
+}
+
+pub fn assign(
+    store: &mut dyn ContactStore,
+    journal: &mut Journal,
+    id: ContactId,
+) -> Result<(), Failure> {
+    let contact = store.contact(id)?;
+    let key = read_key_from_stdin(store.info().key_capacity)?;
+    let mut keys = OsKeySource;
+    let done = rotation::assign(
+        store,
+        journal,
+        &mut keys,
+        id,
+        &Expectation::Seen(contact.key.clone()),
+        NewKey::Given(key),
+    )?;
+    eprintln!(
+        "civikey: assigned the given key (fingerprint {}) to {}",
+        journal.short_fingerprint(&done.key),
+        describe(&done.contact)
+    );
+    if let Some(w) = done.audit_warning {
+        eprintln!("civikey: warning: {w}");
+    }
+    Ok(())
+}
+
+pub fn audit(
+    journal: &Journal,
+    contact: Option<ContactId>,
+    limit: usize,
+    json: bool,
+) -> Result<(), Failure> {
+    let entries = journal
+        .entries(contact, limit.clamp(1, 100_000))
+        .map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
+    let mut out = io::stdout().lock();
+    if json {
+        let doc = serde_json::to_string(&entries)
+            .map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
+        writeln!(out, "{doc}")?;
+        return Ok(());
+    }
+    for e in &entries {
+        let outcome = match (&e.outcome, &e.reconciled) {
+            (_, Some(r)) => format!("unknown->{r}"),
+            (Some(o), None) => o.clone(),
+            (None, None) => "in-flight".into(),
+        };
+        writeln!(
+            out,
+            "{}  {:<10} {:<15} {:>8}  {:<24} {:<6} {}->{}  {}{}",
+            crate::ui::format_time(e.time),
+            SafeText::new(&e.operator).truncated(10),
+            SafeText::new(e.ssh_client.as_deref().unwrap_or("local")).truncated(15),
+            e.contact_id,
+            SafeText::new(&e.contact_name).truncated(24),
+            e.action,
+            e.old_fingerprint.as_deref().unwrap_or("none"),
+            e.new_fingerprint.as_deref().unwrap_or("none"),
+            outcome,
+            e.error
+                .as_deref()
+                .map(|err| format!("  ({})", SafeText::new(err)))
+                .unwrap_or_default(),
+        )?;
+    }
+    Ok(())
+}
+
+pub fn revoke(
+    store: &mut dyn ContactStore,
+    journal: &mut Journal,
+    id: ContactId,
+    yes: bool,
+) -> Result<(), Failure> {
     let contact = store.contact(id)?;
     let Some(current) = &contact.key else {
         eprintln!(
@@ -337,7 +471,7 @@ pub fn revoke(store: &mut dyn ContactStore, id: ContactId, yes: bool) -> Result<
             describe(&contact)
         ))?;
     }
-    rotation::revoke(store, id, &Expectation::Seen(contact.key.clone()))?;
+    rotation::revoke(store, journal, id, &Expectation::Seen(contact.key.clone()))?;
     eprintln!("civikey: revoked the key of {}", describe(&contact));
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! The binary is a thin shell over this library; the tests use it directly.
 
 pub mod app;
+pub mod audit;
 pub mod cli;
 pub mod clipboard;
 pub mod fsperm;

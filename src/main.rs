@@ -6,12 +6,17 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use civikey::app::worker::JournalSetup;
 use civikey::app::{App, AppOptions};
+use civikey::audit::{Actor, Journal};
 use civikey::cli::{self, exit, Cli, Command, Failure};
 use civikey::key::OsKeySource;
 use civikey::store::spec::StoreSpec;
 use civikey::store::sqlite::SqliteStore;
 use civikey::terminal::{self, Exit};
+
+/// How long `u` can restore the key a change replaced (the old key lives only in memory).
+const UNDO_WINDOW: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
 fn main() -> ExitCode {
     civikey::hygiene::harden_process();
@@ -40,9 +45,29 @@ fn run(cli: Cli) -> Result<(), Failure> {
     if is_default {
         create_default_store(&spec)?;
     }
-    let Some(command) = cli.command else {
-        return run_tui(spec);
+    let data_dir = data_dir()?;
+    let actor = Actor::from_env(&spec.location(), cli.profile.as_deref());
+    let journal = || {
+        Journal::open(&data_dir, actor.clone())
+            .map_err(|e| Failure::new(exit::REFUSED, e.to_string()))
     };
+    let Some(command) = cli.command else {
+        return run_tui(
+            spec,
+            JournalSetup {
+                dir: data_dir.clone(),
+                actor: actor.clone(),
+            },
+        );
+    };
+    if let Command::Audit {
+        contact,
+        limit,
+        json,
+    } = command
+    {
+        return cli::audit(&journal()?, contact, limit, json);
+    }
     let mut store = spec.open()?;
     let store = store.as_mut();
     match command {
@@ -53,9 +78,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             json,
         } => cli::list(store, search.as_deref(), limit, no_deleted, json),
         Command::Show { id, json } => cli::show(store, id, json),
-        Command::Rotate { id, yes, json } => cli::rotate(store, id, yes, json),
-        Command::Revoke { id, yes } => cli::revoke(store, id, yes),
-        Command::Generate { .. } | Command::Seed { .. } => Ok(()),
+        Command::Rotate { id, yes, json } => cli::rotate(store, &mut journal()?, id, yes, json),
+        Command::Assign { id, .. } => cli::assign(store, &mut journal()?, id),
+        Command::Revoke { id, yes } => cli::revoke(store, &mut journal()?, id, yes),
+        Command::Generate { .. } | Command::Seed { .. } | Command::Audit { .. } => Ok(()),
     }
 }
 
@@ -139,7 +165,7 @@ fn seed(spec: &StoreSpec, sample: bool) -> Result<(), Failure> {
     create_sample_store(path)
 }
 
-fn run_tui(spec: StoreSpec) -> Result<(), Failure> {
+fn run_tui(spec: StoreSpec, journal: JournalSetup) -> Result<(), Failure> {
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         return Err(Failure::new(
             exit::USAGE,
@@ -162,7 +188,7 @@ fn run_tui(spec: StoreSpec) -> Result<(), Failure> {
     };
     let (app, cmds) = App::new(options, Box::new(OsKeySource));
     terminal::install_panic_hook();
-    match terminal::run(spec, app, cmds) {
+    match terminal::run(spec, journal, UNDO_WINDOW, app, cmds) {
         Ok(Exit::Quit) | Ok(Exit::HungUp) => Ok(()),
         Ok(Exit::Terminated) => Err(Failure::new(exit::ERROR, "terminated by a signal")),
         Ok(Exit::StoreFailed(e)) => Err(Failure::new(exit::ERROR, e)),

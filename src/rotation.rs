@@ -1,13 +1,19 @@
 //! THE assign/revoke workflow, shared by the TUI and the CLI.
 //!
-//! 1. read the contact and its current key (the compare-and-set expectation);
+//! 1. read the contact and its current key (the compare-and-set expectation), and settle
+//!    any earlier "unknown" outcome for it against what the store holds;
 //! 2. uniqueness: no contact holds the new key (as the store compares keys);
-//! 3. compare-and-set write: nothing is written if the key changed meanwhile;
-//! 4. read back and compare: a truncating column, a trigger or a proxy is caught.
+//! 3. write-ahead audit record (intent), flushed to disk: if it cannot be written, stop;
+//! 4. compare-and-set write: nothing is written if the key changed meanwhile;
+//! 5. read back and compare: a truncating column, a trigger or a proxy is caught;
+//! 6. audit record of the outcome: done, conflict, failed or unknown.
 //!
-//! Nothing here retries a write whose outcome is unknown.
+//! Nothing here retries a write whose outcome is unknown. The replaced key is returned to
+//! the caller (for an undo window in memory) and never written anywhere.
 
+use crate::audit::{self, AuditError, Journal, Outcome};
 use crate::key::{ApiKey, KeyError, KeyHint, KeySource};
+use crate::sanitize::SafeText;
 use crate::store::{Contact, ContactId, ContactStore, StoreError};
 
 /// How many fresh keys to try when a generated key is already in use (vanishingly rare:
@@ -18,7 +24,7 @@ const MAX_REGENERATIONS: usize = 5;
 pub enum NewKey {
     /// Made by civikey: a clash means "make another".
     Generated(ApiKey),
-    /// Given by the operator: a clash is refused.
+    /// Given by the operator (or restored by undo): a clash is refused.
     Given(ApiKey),
 }
 
@@ -39,11 +45,14 @@ pub struct Assigned {
     pub previous: Option<ApiKey>,
     /// True when the proposed key clashed and another was generated.
     pub regenerated: bool,
+    /// Set when the key was written but its outcome could not be journaled.
+    pub audit_warning: Option<String>,
 }
 
 pub struct Revoked {
     pub contact: Contact,
     pub previous: Option<ApiKey>,
+    pub audit_warning: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,46 +61,87 @@ pub enum RotationError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
     #[error("the store was opened read-only; nothing was written")]
     ReadOnly,
     #[error("that key is already held by contact {0}; refused, nothing was written")]
     KeyInUse(ContactId),
-    #[error("the key is longer than this store holds ({len} > {capacity}); refused")]
+    #[error("the key is longer than this store holds ({len} > {capacity}); refused, nothing was written")]
     TooLong { len: usize, capacity: usize },
     #[error("the contact's key changed since you looked at it; nothing was written. Look again and retry")]
     ChangedSinceSeen,
-    #[error("the store kept a different value than was written (truncated or altered on the way: {stored_len} characters stored, {sent_len} sent); the contact's key is now unusable, rotate again or restore it")]
+    #[error("the store kept a different value than was written (truncated or altered on the way: {stored_len} characters stored, {sent_len} sent); the contact's key is now unusable: rotate again")]
     ReadBackMismatch { stored_len: usize, sent_len: usize },
     #[error("generated keys kept clashing with existing keys; nothing was written")]
     NoUniqueKey,
 }
 
-impl RotationError {
-    /// Whether the store may have been changed by the failed attempt.
-    pub fn store_may_have_changed(&self) -> bool {
-        matches!(
-            self,
-            RotationError::ReadBackMismatch { .. }
-                | RotationError::Store(StoreError::OutcomeUnknown(_))
-        )
-    }
-}
-
 /// Assigns a key to contact `id` through the whole workflow.
 pub fn assign(
     store: &mut dyn ContactStore,
+    journal: &mut Journal,
     keys: &mut dyn KeySource,
     id: ContactId,
     expectation: &Expectation,
     new_key: NewKey,
+) -> Result<Assigned, RotationError> {
+    assign_as(
+        store,
+        journal,
+        keys,
+        id,
+        expectation,
+        new_key,
+        audit::Action::Assign,
+    )
+}
+
+/// Puts back the key a rotation or revoke replaced (or removes the key if there was none),
+/// only if the contact still holds what that change set (`set_key`, None after a revoke).
+/// Audited as `undo`. Returns the contact as it is now.
+pub fn undo(
+    store: &mut dyn ContactStore,
+    journal: &mut Journal,
+    keys: &mut dyn KeySource,
+    id: ContactId,
+    set_key: Option<&ApiKey>,
+    previous: Option<ApiKey>,
+) -> Result<Contact, RotationError> {
+    let expectation = Expectation::Seen(set_key.map(ApiKey::hint));
+    match previous {
+        Some(previous) => {
+            let new_key = NewKey::Given(previous);
+            Ok(assign_as(
+                store,
+                journal,
+                keys,
+                id,
+                &expectation,
+                new_key,
+                audit::Action::Undo,
+            )?
+            .contact)
+        }
+        None => Ok(revoke_as(store, journal, id, &expectation, audit::Action::Undo)?.contact),
+    }
+}
+
+fn assign_as(
+    store: &mut dyn ContactStore,
+    journal: &mut Journal,
+    keys: &mut dyn KeySource,
+    id: ContactId,
+    expectation: &Expectation,
+    new_key: NewKey,
+    action: audit::Action,
 ) -> Result<Assigned, RotationError> {
     let info = store.info();
     if !info.writable {
         return Err(RotationError::ReadOnly);
     }
     // Step 1: the current state is the compare-and-set expectation.
-    let contact = store.contact(id)?;
-    let previous = store.read_key(id)?;
+    let (contact, previous) = read_current(store, journal, id)?;
     check_expectation(expectation, previous.as_ref())?;
 
     // Step 2: uniqueness.
@@ -131,56 +181,122 @@ pub fn assign(
         }
     }
 
-    // Step 3: compare-and-set.
-    store.swap_key(id, previous.as_ref(), Some(&key))?;
+    // Step 3: the intent is on disk before the store is touched.
+    let record = journal.intent(
+        id,
+        &contact.display_name,
+        action,
+        previous.as_ref(),
+        Some(&key),
+    )?;
 
-    // Step 4: read back.
-    let stored = store.read_key(id).map_err(|e| {
-        StoreError::OutcomeUnknown(crate::sanitize::SafeText::new(&format!(
-            "the key was written but could not be read back: {e}"
-        )))
-    })?;
-    match stored {
-        Some(s) if s == key => {}
-        other => {
-            return Err(RotationError::ReadBackMismatch {
-                stored_len: other.map_or(0, |s| s.len()),
-                sent_len: key.len(),
-            })
-        }
-    }
+    // Steps 4 and 5: compare-and-set, then read back.
+    let result = write_and_verify(store, id, previous.as_ref(), Some(&key));
+
+    // Step 6: the outcome.
+    let audit_warning = close_record(journal, record, &result);
+    result?;
     let contact = store.contact(id).unwrap_or(contact);
     Ok(Assigned {
         contact,
         key,
         previous,
         regenerated,
+        audit_warning,
     })
 }
 
 /// Removes contact `id`'s key (compare-and-set against what was read), then checks it is gone.
 pub fn revoke(
     store: &mut dyn ContactStore,
+    journal: &mut Journal,
     id: ContactId,
     expectation: &Expectation,
+) -> Result<Revoked, RotationError> {
+    revoke_as(store, journal, id, expectation, audit::Action::Revoke)
+}
+
+fn revoke_as(
+    store: &mut dyn ContactStore,
+    journal: &mut Journal,
+    id: ContactId,
+    expectation: &Expectation,
+    action: audit::Action,
 ) -> Result<Revoked, RotationError> {
     if !store.info().writable {
         return Err(RotationError::ReadOnly);
     }
-    let contact = store.contact(id)?;
-    let previous = store.read_key(id)?;
+    let (contact, previous) = read_current(store, journal, id)?;
     check_expectation(expectation, previous.as_ref())?;
+    let mut audit_warning = None;
     if previous.is_some() {
-        store.swap_key(id, previous.as_ref(), None)?;
-        if let Some(left) = store.read_key(id)? {
-            return Err(RotationError::ReadBackMismatch {
-                stored_len: left.len(),
-                sent_len: 0,
-            });
-        }
+        let record = journal.intent(id, &contact.display_name, action, previous.as_ref(), None)?;
+        let result = write_and_verify(store, id, previous.as_ref(), None);
+        audit_warning = close_record(journal, record, &result);
+        result?;
     }
     let contact = store.contact(id).unwrap_or(contact);
-    Ok(Revoked { contact, previous })
+    Ok(Revoked {
+        contact,
+        previous,
+        audit_warning,
+    })
+}
+
+/// Step 1, with reconciliation of earlier unknown outcomes for this contact.
+fn read_current(
+    store: &mut dyn ContactStore,
+    journal: &mut Journal,
+    id: ContactId,
+) -> Result<(Contact, Option<ApiKey>), RotationError> {
+    let contact = store.contact(id)?;
+    let previous = store.read_key(id)?;
+    journal.reconcile(id, previous.as_ref())?;
+    Ok((contact, previous))
+}
+
+fn write_and_verify(
+    store: &mut dyn ContactStore,
+    id: ContactId,
+    expected: Option<&ApiKey>,
+    new: Option<&ApiKey>,
+) -> Result<(), RotationError> {
+    store.swap_key(id, expected, new)?;
+    let stored = store.read_key(id).map_err(|e| {
+        StoreError::OutcomeUnknown(SafeText::new(&format!(
+            "the write was sent but could not be read back: {e}"
+        )))
+    })?;
+    if stored.as_ref() != new {
+        return Err(RotationError::ReadBackMismatch {
+            stored_len: stored.map_or(0, |s| s.len()),
+            sent_len: new.map_or(0, ApiKey::len),
+        });
+    }
+    Ok(())
+}
+
+/// Writes the outcome record. A failure here cannot undo the store write, so it becomes a
+/// warning for the operator; the record stays "in flight" and is settled on the next look.
+fn close_record(
+    journal: &mut Journal,
+    record: audit::RecordId,
+    result: &Result<(), RotationError>,
+) -> Option<String> {
+    let (outcome, error) = match result {
+        Ok(()) => (Outcome::Done, None),
+        Err(RotationError::Store(StoreError::Conflict)) => (Outcome::Conflict, None),
+        Err(e @ RotationError::Store(StoreError::OutcomeUnknown(_))) => {
+            (Outcome::Unknown, Some(e.to_string()))
+        }
+        Err(e) => (Outcome::Failed, Some(e.to_string())),
+    };
+    journal
+        .outcome(record, outcome, error.as_deref())
+        .err()
+        .map(|e| {
+            format!("the outcome could not be journaled ({e}); it will be settled on the next look")
+        })
 }
 
 fn check_expectation(

@@ -19,7 +19,8 @@ use ratatui::crossterm::terminal::{
 use ratatui::crossterm::{cursor, execute};
 use ratatui::Terminal;
 
-use crate::app::{keymap, worker, App, Cmd, Msg};
+use crate::app::worker::{self, JournalSetup};
+use crate::app::{keymap, App, Cmd, Msg};
 use crate::store::spec::StoreSpec;
 
 /// Set once the terminal is gone (SIGHUP, read error): nothing may be written to it.
@@ -72,7 +73,7 @@ pub fn install_panic_hook() {
 
 enum Event {
     Term(TermEvent),
-    Msg(Msg),
+    Msg(Box<Msg>),
     /// SIGTERM, SIGINT, SIGQUIT: quit cleanly.
     Terminate,
     /// SIGHUP or the terminal failed: the operator is gone.
@@ -88,7 +89,13 @@ pub enum Exit {
     StoreFailed(String),
 }
 
-pub fn run(spec: StoreSpec, mut app: App, first_cmds: Vec<Cmd>) -> io::Result<Exit> {
+pub fn run(
+    spec: StoreSpec,
+    journal: JournalSetup,
+    undo_window: Duration,
+    mut app: App,
+    first_cmds: Vec<Cmd>,
+) -> io::Result<Exit> {
     let (events_tx, events) = mpsc::channel::<Event>();
     spawn_signal_thread(events_tx.clone())?;
 
@@ -99,12 +106,13 @@ pub fn run(spec: StoreSpec, mut app: App, first_cmds: Vec<Cmd>) -> io::Result<Ex
         width: size.width,
         height: size.height,
     });
+    app.now = unix_now();
     // The first frame goes out before any store call, so nothing ever looks frozen.
     draw(&mut term, &app)?;
 
     let (jobs_tx, jobs) = mpsc::channel::<Cmd>();
     let (results_tx, results) = mpsc::channel::<Msg>();
-    let worker = worker::spawn(spec, jobs, results_tx)?;
+    let worker = worker::spawn(spec, journal, undo_window, jobs, results_tx)?;
     forward(results, events_tx.clone())?;
     spawn_input_thread(events_tx)?;
 
@@ -123,11 +131,13 @@ pub fn run(spec: StoreSpec, mut app: App, first_cmds: Vec<Cmd>) -> io::Result<Ex
                     app.update(Msg::Resize { width, height })
                 }
                 Event::Term(_) => Vec::new(),
-                Event::Msg(Msg::StoreOpened(Err(e))) => {
-                    exit = Exit::StoreFailed(e);
-                    break 'outer;
-                }
-                Event::Msg(msg) => app.update(msg),
+                Event::Msg(msg) => match *msg {
+                    Msg::StoreOpened(Err(e)) => {
+                        exit = Exit::StoreFailed(e);
+                        break 'outer;
+                    }
+                    msg => app.update(msg),
+                },
                 Event::Terminate => {
                     exit = Exit::Terminated;
                     break 'outer;
@@ -153,6 +163,7 @@ pub fn run(spec: StoreSpec, mut app: App, first_cmds: Vec<Cmd>) -> io::Result<Ex
                 break 'outer;
             }
         }
+        app.now = unix_now();
         draw(&mut term, &app)?;
     }
     // Let a store call in flight finish (its outcome is then known), then leave.
@@ -165,6 +176,13 @@ pub fn run(spec: StoreSpec, mut app: App, first_cmds: Vec<Cmd>) -> io::Result<Ex
     join_with_timeout(worker, grace);
     drop(guard);
     Ok(exit)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 fn dispatch(cmds: Vec<Cmd>, jobs: &Sender<Cmd>) {
@@ -189,7 +207,7 @@ fn forward(results: Receiver<Msg>, events: Sender<Event>) -> io::Result<()> {
         .name("civikey-results".into())
         .spawn(move || {
             for msg in results {
-                if events.send(Event::Msg(msg)).is_err() {
+                if events.send(Event::Msg(Box::new(msg))).is_err() {
                     return;
                 }
             }

@@ -7,8 +7,12 @@
 pub mod keymap;
 pub mod worker;
 
+use std::collections::HashMap;
+
+use crate::audit::Entry;
 use crate::key::{ApiKey, KeySource};
 use crate::rotation::{Assigned, Expectation, Revoked};
+
 use crate::store::{Contact, ContactId, Cursor, Page, Query, StoreInfo};
 
 /// How many contacts one search asks for; more are fetched as the selection nears the end.
@@ -37,9 +41,37 @@ pub enum Action {
     Copy,
     Revoke,
     Help,
+    Undo,
+    Audit,
+    AuditFilter,
     Back,
     Quit,
     ForceQuit,
+}
+
+/// When civikey last set a contact's key, and who did (from the audit journal).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeySet {
+    pub time: i64,
+    pub by: String,
+}
+
+/// An undo the worker can still do (it holds the old key; the app never does).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UndoInfo {
+    pub contact_id: ContactId,
+    pub until_unix: i64,
+}
+
+pub struct AssignDone {
+    pub assigned: Assigned,
+    pub undo: UndoInfo,
+    pub history: Option<KeySet>,
+}
+
+pub struct RevokeDone {
+    pub revoked: Revoked,
+    pub undo: Option<UndoInfo>,
 }
 
 /// Everything that can change the app: an action, a terminal event, or a worker's answer.
@@ -54,15 +86,24 @@ pub enum Msg {
         seq: u64,
         append: bool,
         result: Result<Page, String>,
+        history: Vec<(ContactId, KeySet)>,
     },
     Assigned {
-        result: Result<Assigned, String>,
+        result: Result<AssignDone, String>,
     },
     Revoked {
-        result: Result<Revoked, String>,
+        result: Result<RevokeDone, String>,
+    },
+    Undone {
+        result: Result<Contact, String>,
     },
     Refreshed {
         result: Result<Contact, String>,
+        history: Option<KeySet>,
+    },
+    AuditLoaded {
+        contact: Option<ContactId>,
+        result: Result<Vec<Entry>, String>,
     },
 }
 
@@ -86,6 +127,10 @@ pub enum Cmd {
     Refresh {
         id: ContactId,
     },
+    Undo,
+    LoadAudit {
+        contact: Option<ContactId>,
+    },
     CopyToClipboard(ApiKey),
 }
 
@@ -101,6 +146,7 @@ pub enum Mode {
     Shown,
     ConfirmRevoke,
     Message,
+    Audit,
 }
 
 pub enum Popup {
@@ -122,6 +168,8 @@ pub enum Popup {
         key: ApiKey,
         copied: bool,
         regenerated: bool,
+        /// Set when the outcome could not be journaled.
+        warning: Option<String>,
     },
     ConfirmRevoke {
         contact: Contact,
@@ -130,6 +178,11 @@ pub enum Popup {
         title: &'static str,
         text: String,
         is_error: bool,
+    },
+    Audit {
+        contact: Option<ContactId>,
+        entries: Vec<Entry>,
+        scroll: usize,
     },
 }
 
@@ -171,6 +224,12 @@ pub struct App {
     pub clipboard_warning: Option<String>,
     pub size: (u16, u16),
     pub should_quit: bool,
+    /// When civikey last set each listed contact's key.
+    pub key_sets: HashMap<ContactId, KeySet>,
+    /// The change `u` can still undo.
+    pub undo: Option<UndoInfo>,
+    /// Unix time of the frame being drawn; set by the loop (fixed in tests).
+    pub now: i64,
     keys: Box<dyn KeySource>,
 }
 
@@ -200,6 +259,9 @@ impl App {
             clipboard_warning: options.clipboard_warning,
             size: (80, 24),
             should_quit: false,
+            key_sets: HashMap::new(),
+            undo: None,
+            now: 0,
             keys,
         };
         (app, vec![Cmd::OpenStore])
@@ -214,6 +276,7 @@ impl App {
             Some(Popup::Shown { .. }) => Mode::Shown,
             Some(Popup::ConfirmRevoke { .. }) => Mode::ConfirmRevoke,
             Some(Popup::Message { .. }) => Mode::Message,
+            Some(Popup::Audit { .. }) => Mode::Audit,
             None if self.search_input.is_some() => Mode::Search,
             None => Mode::List,
         }
@@ -255,18 +318,33 @@ impl App {
                 seq,
                 append,
                 result,
+                history,
             } => {
                 if seq != self.search_seq {
                     return Vec::new(); // a newer search replaced this one
                 }
+                self.key_sets.extend(history);
                 self.on_searched(append, result)
             }
             Msg::Assigned { result } => self.on_assigned(result),
             Msg::Revoked { result } => self.on_revoked(result),
-            Msg::Refreshed { result } => {
+            Msg::Undone { result } => self.on_undone(result),
+            Msg::Refreshed { result, history } => {
                 if let Ok(contact) = result {
+                    self.set_history(contact.id, history);
                     self.replace_contact(contact);
                 }
+                Vec::new()
+            }
+            Msg::AuditLoaded { contact, result } => {
+                self.popup = Some(match result {
+                    Ok(entries) => Popup::Audit {
+                        contact,
+                        entries,
+                        scroll: 0,
+                    },
+                    Err(e) => error_popup("The audit journal cannot be read", e),
+                });
                 Vec::new()
             }
         }
@@ -294,7 +372,43 @@ impl App {
             Mode::Working => Vec::new(),
             Mode::Shown => self.on_shown_action(action),
             Mode::ConfirmRevoke => self.on_confirm_revoke_action(action),
+            Mode::Audit => self.on_audit_action(action),
         }
+    }
+
+    fn on_audit_action(&mut self, action: Action) -> Vec<Cmd> {
+        let Some(Popup::Audit {
+            contact,
+            entries,
+            scroll,
+        }) = self.popup.as_mut()
+        else {
+            return Vec::new();
+        };
+        match action {
+            Action::Down => *scroll = (*scroll + 1).min(entries.len().saturating_sub(1)),
+            Action::Up => *scroll = scroll.saturating_sub(1),
+            Action::PageDown => *scroll = (*scroll + 10).min(entries.len().saturating_sub(1)),
+            Action::PageUp => *scroll = scroll.saturating_sub(10),
+            Action::AuditFilter => {
+                // Toggle between every record and the selected contact's.
+                let next = match contact {
+                    Some(_) => None,
+                    None => self.contacts.get(self.selected).map(|c| c.id),
+                };
+                return vec![Cmd::LoadAudit { contact: next }];
+            }
+            Action::Back | Action::Quit | Action::Audit | Action::Proceed => self.popup = None,
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn set_history(&mut self, id: ContactId, history: Option<KeySet>) {
+        match history {
+            Some(set) => self.key_sets.insert(id, set),
+            None => self.key_sets.remove(&id),
+        };
     }
 
     fn on_list_action(&mut self, action: Action) -> Vec<Cmd> {
@@ -324,6 +438,28 @@ impl App {
             }
             Action::Rotate | Action::Proceed => self.open_new_key(),
             Action::Revoke => self.open_revoke(),
+            Action::Audit => vec![Cmd::LoadAudit { contact: None }],
+            Action::Undo => match &self.undo {
+                Some(undo) => {
+                    let contact = self
+                        .contacts
+                        .iter()
+                        .find(|c| c.id == undo.contact_id)
+                        .cloned();
+                    self.undo = None;
+                    if let Some(contact) = contact {
+                        self.popup = Some(Popup::Working {
+                            contact,
+                            what: "Undoing the last change",
+                        });
+                    }
+                    vec![Cmd::Undo]
+                }
+                None => {
+                    self.notice = Some(("Nothing to undo.".into(), false));
+                    Vec::new()
+                }
+            },
             _ => Vec::new(),
         }
     }
@@ -496,16 +632,23 @@ impl App {
         Vec::new()
     }
 
-    fn on_assigned(&mut self, result: Result<Assigned, String>) -> Vec<Cmd> {
+    fn on_assigned(&mut self, result: Result<AssignDone, String>) -> Vec<Cmd> {
         let working_id = self.working_contact_id();
         match result {
-            Ok(done) => {
-                self.replace_contact(done.contact.clone());
+            Ok(AssignDone {
+                assigned,
+                undo,
+                history,
+            }) => {
+                self.set_history(assigned.contact.id, history);
+                self.replace_contact(assigned.contact.clone());
+                self.undo = Some(undo);
                 self.popup = Some(Popup::Shown {
-                    contact: done.contact,
-                    key: done.key,
+                    contact: assigned.contact,
+                    key: assigned.key,
                     copied: false,
-                    regenerated: done.regenerated,
+                    regenerated: assigned.regenerated,
+                    warning: assigned.audit_warning,
                 });
                 Vec::new()
             }
@@ -518,19 +661,53 @@ impl App {
         }
     }
 
-    fn on_revoked(&mut self, result: Result<Revoked, String>) -> Vec<Cmd> {
+    fn on_revoked(&mut self, result: Result<RevokeDone, String>) -> Vec<Cmd> {
         let working_id = self.working_contact_id();
         match result {
-            Ok(done) => {
-                let name = done.contact.display_name.truncated(40);
-                let id = done.contact.id;
-                self.replace_contact(done.contact);
+            Ok(RevokeDone { revoked, undo }) => {
+                let name = revoked.contact.display_name.truncated(40);
+                let id = revoked.contact.id;
+                self.replace_contact(revoked.contact);
+                self.undo = undo;
                 self.popup = None;
-                self.notice = Some((format!("Revoked the key of {name} (id {id})."), false));
+                let mut text = format!("Revoked the key of {name} (id {id}). u: undo");
+                if let Some(w) = revoked.audit_warning {
+                    text.push_str(&format!(" ({w})"));
+                }
+                self.notice = Some((text, false));
                 Vec::new()
             }
             Err(e) => {
                 self.popup = Some(error_popup("The key was not revoked", e));
+                working_id
+                    .map(|id| vec![Cmd::Refresh { id }])
+                    .unwrap_or_default()
+            }
+        }
+    }
+
+    fn on_undone(&mut self, result: Result<Contact, String>) -> Vec<Cmd> {
+        let working_id = self.working_contact_id();
+        match result {
+            Ok(contact) => {
+                let text = format!(
+                    "Undone: {} (id {}) has its previous key again ({}).",
+                    contact.display_name.truncated(40),
+                    contact.id,
+                    contact
+                        .key
+                        .as_ref()
+                        .map_or_else(|| "none".into(), |k| k.masked())
+                );
+                self.replace_contact(contact);
+                self.popup = None;
+                self.notice = Some((text, false));
+                working_id
+                    .map(|id| vec![Cmd::Refresh { id }])
+                    .unwrap_or_default()
+            }
+            Err(e) => {
+                self.popup = Some(error_popup("Nothing was undone", e));
                 working_id
                     .map(|id| vec![Cmd::Refresh { id }])
                     .unwrap_or_default()

@@ -55,6 +55,7 @@ fn app_with(contacts: Vec<Contact>, writable: bool) -> App {
             contacts,
             next: None,
         }),
+        history: Vec::new(),
     });
     app
 }
@@ -122,6 +123,7 @@ fn paging_scrolls_and_fetches_more_near_the_end() {
             contacts: many,
             next,
         }),
+        history: Vec::new(),
     });
     app.update(Msg::Resize {
         width: 80,
@@ -149,6 +151,7 @@ fn paging_scrolls_and_fetches_more_near_the_end() {
             contacts: vec![contact(101, "C101", None)],
             next: None,
         }),
+        history: Vec::new(),
     });
     assert_eq!(app.contacts.len(), PAGE_SIZE + 1);
 }
@@ -179,6 +182,7 @@ fn incremental_search_sends_each_keystroke_and_drops_stale_answers() {
         seq: *s1,
         append: false,
         result: Ok(Page::default()),
+        history: Vec::new(),
     });
     assert_eq!(app.contacts.len(), 3);
     let grace = vec![contact(3, "Grace Hopper", None)];
@@ -189,6 +193,7 @@ fn incremental_search_sends_each_keystroke_and_drops_stale_answers() {
             contacts: grace,
             next: None,
         }),
+        history: Vec::new(),
     });
     assert_eq!(app.contacts.len(), 1);
     act(&mut app, Action::SearchAccept);
@@ -253,13 +258,26 @@ fn generate_regenerate_confirm_assign() {
     let mut updated = contact(2, "Alan Turing", Some(&second));
     updated.key = Some(KeyHint::from_tail(&second));
     app.update(Msg::Assigned {
-        result: Ok(Assigned {
-            contact: updated,
-            key: ApiKey::from_store(second.clone()),
-            previous: None,
-            regenerated: false,
+        result: Ok(AssignDone {
+            assigned: Assigned {
+                contact: updated,
+                key: ApiKey::from_store(second.clone()),
+                previous: None,
+                regenerated: false,
+                audit_warning: None,
+            },
+            undo: UndoInfo {
+                contact_id: 2,
+                until_unix: 600,
+            },
+            history: Some(KeySet {
+                time: 0,
+                by: "alice".into(),
+            }),
         }),
     });
+    assert_eq!(app.undo.as_ref().map(|u| u.contact_id), Some(2));
+    assert_eq!(app.key_sets.get(&2).map(|k| k.by.as_str()), Some("alice"));
     assert_eq!(app.mode(), Mode::Shown);
     let cmds = act(&mut app, Action::Copy);
     assert!(matches!(&cmds[..], [Cmd::CopyToClipboard(k)] if k.expose() == second));
@@ -344,11 +362,19 @@ fn revoke_flow() {
     let cmds = act(&mut app, Action::Yes);
     assert!(matches!(&cmds[..], [Cmd::Revoke { id: 3, .. }]));
     app.update(Msg::Revoked {
-        result: Ok(Revoked {
-            contact: contact(3, "Grace Hopper", None),
-            previous: None,
+        result: Ok(RevokeDone {
+            revoked: Revoked {
+                contact: contact(3, "Grace Hopper", None),
+                previous: None,
+                audit_warning: None,
+            },
+            undo: Some(UndoInfo {
+                contact_id: 3,
+                until_unix: 600,
+            }),
         }),
     });
+    assert!(app.undo.is_some());
     assert!(app.popup.is_none());
     assert_eq!(app.contacts[2].key, None);
 }
@@ -392,4 +418,43 @@ fn store_failure_is_kept_for_display() {
         StoreState::Failed("not a SQLite database".into())
     );
     assert!(act(&mut app, Action::Rotate).is_empty());
+}
+
+#[test]
+fn undo_goes_to_the_worker_once() {
+    let mut app = app_with(three(), true);
+    assert!(
+        act(&mut app, Action::Undo).is_empty(),
+        "nothing to undo yet"
+    );
+    app.undo = Some(UndoInfo {
+        contact_id: 1,
+        until_unix: 600,
+    });
+    let cmds = act(&mut app, Action::Undo);
+    assert!(matches!(&cmds[..], [Cmd::Undo]));
+    assert_eq!(app.mode(), Mode::Working);
+    assert!(app.undo.is_none());
+    let cmds = app.update(Msg::Undone {
+        result: Ok(contact(1, "Ada Lovelace", None)),
+    });
+    assert!(matches!(&cmds[..], [Cmd::Refresh { id: 1 }]));
+    assert!(app.popup.is_none());
+    assert_eq!(app.contacts[0].key, None);
+}
+
+#[test]
+fn audit_view_opens_filters_and_closes() {
+    let mut app = app_with(three(), true);
+    let cmds = act(&mut app, Action::Audit);
+    assert!(matches!(&cmds[..], [Cmd::LoadAudit { contact: None }]));
+    app.update(Msg::AuditLoaded {
+        contact: None,
+        result: Ok(Vec::new()),
+    });
+    assert_eq!(app.mode(), Mode::Audit);
+    let cmds = act(&mut app, Action::AuditFilter);
+    assert!(matches!(&cmds[..], [Cmd::LoadAudit { contact: Some(1) }]));
+    act(&mut app, Action::Back);
+    assert!(app.popup.is_none());
 }

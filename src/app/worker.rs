@@ -1,98 +1,307 @@
-//! Runs Cmds that touch the store on a plain thread and sends the answers back as Msgs.
+//! Runs Cmds that touch the store or the journal on a plain thread and sends the answers
+//! back as Msgs.
 //!
-//! The worker owns the store, so the UI thread can never block on it. A newer search
-//! replaces any search still queued, so typing fast costs one query, not one per key.
+//! The worker owns the store, the audit journal and the undo memory (the replaced key,
+//! zeroized when it is dropped), so the UI thread never blocks on IO and never holds an
+//! old key. A newer search replaces any search still queued, so typing fast costs one
+//! query, not one per key.
 
+use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::{Cmd, Msg};
-use crate::key::{KeySource, OsKeySource};
+use super::{Cmd, KeySet, Msg, UndoInfo};
+use crate::audit::{Actor, Journal};
+use crate::key::{ApiKey, OsKeySource};
 use crate::rotation::{self, NewKey};
 use crate::store::spec::StoreSpec;
-use crate::store::ContactStore;
+use crate::store::{Contact, ContactId, ContactStore, Page};
+
+/// Where the journal lives and who is acting.
+pub struct JournalSetup {
+    pub dir: PathBuf,
+    pub actor: Actor,
+}
+
+/// The last change, kept in memory only for the undo window.
+struct UndoSlot {
+    id: ContactId,
+    /// What the change set: None after a revoke.
+    set_key: Option<ApiKey>,
+    previous: Option<ApiKey>,
+    until: Instant,
+}
+
+struct Worker {
+    spec: StoreSpec,
+    journal_setup: JournalSetup,
+    store: Option<Box<dyn ContactStore>>,
+    journal: Result<Journal, String>,
+    keys: OsKeySource,
+    undo: Option<UndoSlot>,
+    undo_window: Duration,
+}
 
 pub fn spawn(
     spec: StoreSpec,
+    journal_setup: JournalSetup,
+    undo_window: Duration,
     jobs: Receiver<Cmd>,
     results: Sender<Msg>,
 ) -> std::io::Result<JoinHandle<()>> {
+    let worker = Worker {
+        spec,
+        journal_setup,
+        store: None,
+        journal: Err("the journal is not open yet".into()),
+        keys: OsKeySource,
+        undo: None,
+        undo_window,
+    };
     std::thread::Builder::new()
         .name("civikey-store".into())
-        .spawn(move || run(spec, jobs, results))
-}
-
-fn run(spec: StoreSpec, jobs: Receiver<Cmd>, results: Sender<Msg>) {
-    let mut store: Option<Box<dyn ContactStore>> = None;
-    let mut keys = OsKeySource;
-    while let Ok(mut job) = jobs.recv() {
-        // Skip searches that a newer one has made pointless.
-        while is_new_search(&job) {
-            match jobs.try_recv() {
-                Ok(newer) if is_new_search(&newer) => job = newer,
-                Ok(other) => {
-                    // Not a search: run the pending search first, then this one, in order.
-                    if let Some(msg) = execute(&spec, &mut store, &mut keys, job) {
-                        if results.send(msg).is_err() {
-                            return;
-                        }
-                    }
-                    job = other;
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        if let Some(msg) = execute(&spec, &mut store, &mut keys, job) {
-            if results.send(msg).is_err() {
-                return;
-            }
-        }
-    }
+        .spawn(move || worker.run(jobs, results))
 }
 
 fn is_new_search(cmd: &Cmd) -> bool {
     matches!(cmd, Cmd::Search { append: false, .. })
 }
 
-fn execute(
-    spec: &StoreSpec,
-    store: &mut Option<Box<dyn ContactStore>>,
-    keys: &mut dyn KeySource,
-    cmd: Cmd,
-) -> Option<Msg> {
-    if let Cmd::OpenStore = cmd {
-        return Some(Msg::StoreOpened(match spec.open() {
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Worker {
+    fn run(mut self, jobs: Receiver<Cmd>, results: Sender<Msg>) {
+        while let Ok(mut job) = jobs.recv() {
+            // Skip searches that a newer one has made pointless.
+            while is_new_search(&job) {
+                match jobs.try_recv() {
+                    Ok(newer) if is_new_search(&newer) => job = newer,
+                    Ok(other) => {
+                        // Not a search: run the pending search first, then this one, in order.
+                        if let Some(msg) = self.execute(job) {
+                            if results.send(msg).is_err() {
+                                return;
+                            }
+                        }
+                        job = other;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            if let Some(msg) = self.execute(job) {
+                if results.send(msg).is_err() {
+                    return;
+                }
+            }
+        }
+        // The channel closed: the app is quitting. The undo memory is dropped (zeroized) here.
+    }
+
+    fn execute(&mut self, cmd: Cmd) -> Option<Msg> {
+        if let Cmd::OpenStore = cmd {
+            return Some(self.open());
+        }
+        // Drop the undo memory once its window has passed, whatever the next command is.
+        if self
+            .undo
+            .as_ref()
+            .is_some_and(|u| Instant::now() >= u.until)
+        {
+            self.undo = None;
+        }
+        Some(match cmd {
+            Cmd::Search { seq, append, query } => {
+                let result = self
+                    .store
+                    .as_mut()?
+                    .search(&query)
+                    .map_err(|e| e.to_string());
+                let history = match &result {
+                    Ok(page) => self.history_for(page),
+                    Err(_) => Vec::new(),
+                };
+                Msg::Searched {
+                    seq,
+                    append,
+                    result,
+                    history,
+                }
+            }
+            Cmd::Assign {
+                id,
+                expectation,
+                key,
+            } => {
+                let result = self.assign(id, &expectation, key);
+                Msg::Assigned { result }
+            }
+            Cmd::Revoke { id, expectation } => Msg::Revoked {
+                result: self.revoke(id, &expectation),
+            },
+            Cmd::Undo => Msg::Undone {
+                result: self.undo(),
+            },
+            Cmd::Refresh { id } => {
+                let store = self.store.as_mut()?;
+                let result = store.contact(id).map_err(|e| e.to_string());
+                if let (Ok(journal), Ok(key)) = (self.journal.as_mut(), store.read_key(id)) {
+                    // The next look at a contact settles an earlier unknown outcome.
+                    let _ = journal.reconcile(id, key.as_ref());
+                }
+                Msg::Refreshed {
+                    result,
+                    history: self.key_set(id),
+                }
+            }
+            Cmd::LoadAudit { contact } => Msg::AuditLoaded {
+                contact,
+                result: self
+                    .journal
+                    .as_ref()
+                    .map_err(|e| e.clone())
+                    .and_then(|j| j.entries(contact, 500).map_err(|e| e.to_string())),
+            },
+            Cmd::OpenStore | Cmd::CopyToClipboard(_) => return None,
+        })
+    }
+
+    fn open(&mut self) -> Msg {
+        self.journal = Journal::open(&self.journal_setup.dir, self.journal_setup.actor.clone())
+            .map_err(|e| e.to_string());
+        Msg::StoreOpened(match self.spec.open() {
             Ok(opened) => {
                 let info = opened.info();
-                *store = Some(opened);
+                self.store = Some(opened);
                 Ok(info)
             }
             Err(e) => Err(e.to_string()),
-        }));
+        })
     }
-    let store = store.as_mut()?;
-    let store: &mut dyn ContactStore = store.as_mut();
-    Some(match cmd {
-        Cmd::Search { seq, append, query } => Msg::Searched {
-            seq,
-            append,
-            result: store.search(&query).map_err(|e| e.to_string()),
-        },
-        Cmd::Assign {
+
+    fn key_set(&self, id: ContactId) -> Option<KeySet> {
+        let journal = self.journal.as_ref().ok()?;
+        journal
+            .last_set(id)
+            .ok()
+            .flatten()
+            .map(|(time, by)| KeySet { time, by })
+    }
+
+    /// When civikey last set each listed contact's key, and settles unknown outcomes of
+    /// listed contacts (normally there are none, so this costs one indexed query).
+    fn history_for(&mut self, page: &Page) -> Vec<(ContactId, KeySet)> {
+        let (Some(store), Ok(journal)) = (self.store.as_mut(), self.journal.as_mut()) else {
+            return Vec::new();
+        };
+        let unsettled = journal.unsettled_contacts().unwrap_or_default();
+        for id in unsettled
+            .iter()
+            .filter(|id| page.contacts.iter().any(|c| c.id == **id))
+        {
+            if let Ok(key) = store.read_key(*id) {
+                let _ = journal.reconcile(*id, key.as_ref());
+            }
+        }
+        page.contacts
+            .iter()
+            .filter_map(|c| {
+                let (time, by) = journal.last_set(c.id).ok().flatten()?;
+                Some((c.id, KeySet { time, by }))
+            })
+            .collect()
+    }
+
+    fn remember(
+        &mut self,
+        id: ContactId,
+        set_key: Option<ApiKey>,
+        previous: Option<ApiKey>,
+    ) -> UndoInfo {
+        self.undo = Some(UndoSlot {
+            id,
+            set_key,
+            previous,
+            until: Instant::now() + self.undo_window,
+        });
+        UndoInfo {
+            contact_id: id,
+            until_unix: unix_now() + self.undo_window.as_secs() as i64,
+        }
+    }
+
+    fn assign(
+        &mut self,
+        id: ContactId,
+        expectation: &rotation::Expectation,
+        key: ApiKey,
+    ) -> Result<super::AssignDone, String> {
+        let store = self.store.as_mut().ok_or("the store is not open")?.as_mut();
+        let journal = self
+            .journal
+            .as_mut()
+            .map_err(|e| format!("the audit journal is unavailable ({e}); nothing was written"))?;
+        let done = rotation::assign(
+            store,
+            journal,
+            &mut self.keys,
             id,
             expectation,
-            key,
-        } => Msg::Assigned {
-            result: rotation::assign(store, keys, id, &expectation, NewKey::Generated(key))
-                .map_err(|e| e.to_string()),
-        },
-        Cmd::Revoke { id, expectation } => Msg::Revoked {
-            result: rotation::revoke(store, id, &expectation).map_err(|e| e.to_string()),
-        },
-        Cmd::Refresh { id } => Msg::Refreshed {
-            result: store.contact(id).map_err(|e| e.to_string()),
-        },
-        Cmd::OpenStore | Cmd::CopyToClipboard(_) => return None,
-    })
+            NewKey::Generated(key),
+        )
+        .map_err(|e| e.to_string())?;
+        let undo = self.remember(id, Some(done.key.clone()), done.previous.clone());
+        let history = self.key_set(id);
+        Ok(super::AssignDone {
+            assigned: done,
+            undo,
+            history,
+        })
+    }
+
+    fn revoke(
+        &mut self,
+        id: ContactId,
+        expectation: &rotation::Expectation,
+    ) -> Result<super::RevokeDone, String> {
+        let store = self.store.as_mut().ok_or("the store is not open")?.as_mut();
+        let journal = self
+            .journal
+            .as_mut()
+            .map_err(|e| format!("the audit journal is unavailable ({e}); nothing was written"))?;
+        let done = rotation::revoke(store, journal, id, expectation).map_err(|e| e.to_string())?;
+        let undo = done
+            .previous
+            .clone()
+            .map(|previous| self.remember(id, None, Some(previous)));
+        Ok(super::RevokeDone {
+            revoked: done,
+            undo,
+        })
+    }
+
+    fn undo(&mut self) -> Result<Contact, String> {
+        let Some(slot) = self.undo.take() else {
+            return Err("nothing to undo: the undo window has passed (the old key is gone)".into());
+        };
+        let store = self.store.as_mut().ok_or("the store is not open")?.as_mut();
+        let Ok(journal) = self.journal.as_mut() else {
+            return Err("the audit journal is unavailable; nothing was written".into());
+        };
+        rotation::undo(
+            store,
+            journal,
+            &mut self.keys,
+            slot.id,
+            slot.set_key.as_ref(),
+            slot.previous,
+        )
+        .map_err(|e| e.to_string())
+    }
 }

@@ -169,6 +169,21 @@ pub fn draw_detail(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             label("CMS user  "),
             Span::raw(crate::sanitize::truncate_to_width(&cms, width)),
         ]),
+        Line::from(vec![
+            label("Key set   "),
+            Span::raw(match app.key_sets.get(&c.id) {
+                Some(set) => crate::sanitize::truncate_to_width(
+                    &format!(
+                        "by civikey {} by {} ({} ago)",
+                        super::format_time(set.time),
+                        set.by,
+                        super::format_age(app.now, set.time)
+                    ),
+                    width,
+                ),
+                None => "not set by civikey".into(),
+            }),
+        ]),
     ];
     frame.render_widget(Paragraph::new(lines), inner);
 }

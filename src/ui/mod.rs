@@ -1,5 +1,6 @@
 //! draw(&App, &mut Frame): pure rendering, no IO. One file per view or popup.
 
+mod audit;
 mod list;
 mod popup;
 mod theme;
@@ -82,13 +83,14 @@ fn draw_header(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
 
 fn footer_keys(mode: Mode) -> &'static str {
     match mode {
-        Mode::List => "/ search  j/k move  r new key  x revoke  ? help  q quit",
+        Mode::List => "/ search  j/k move  r new key  x revoke  a audit  ? help  q quit",
         Mode::Search => "type to filter  Enter keep  Esc clear  ↑/↓ move",
         Mode::Help | Mode::Message => "Esc/Enter close",
         Mode::NewKey => "r regenerate  Enter continue  Esc cancel",
         Mode::Confirm | Mode::ConfirmRevoke => "y yes  n/Esc no",
         Mode::Working => "working…  Ctrl-C quit",
         Mode::Shown => "c copy to clipboard  Enter close",
+        Mode::Audit => "j/k scroll  f this contact/all  Esc close",
     }
 }
 
@@ -110,6 +112,18 @@ fn draw_footer(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         Line::from(Span::styled(format!(" {text}"), style))
     } else if let StoreState::Failed(e) = &app.store {
         Line::from(Span::styled(format!(" {e}"), theme.error()))
+    } else if let (Mode::List, Some(undo)) = (app.mode(), &app.undo) {
+        Line::from(vec![
+            Span::styled(
+                format!(
+                    " u undo (id {}, until {})",
+                    undo.contact_id,
+                    format_time(undo.until_unix)
+                ),
+                theme.warning(),
+            ),
+            Span::styled("  / search  r new key  a audit  ? help", theme.dim()),
+        ])
     } else {
         Line::from(Span::styled(
             format!(" {}", footer_keys(app.mode())),
@@ -121,3 +135,22 @@ fn draw_footer(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
 
 #[cfg(test)]
 mod tests;
+
+/// `2026-11-26 15:02 UTC`.
+pub fn format_time(unix: i64) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| format!("@{unix}"))
+}
+
+/// `3d`, `5h`, `12m`: how long ago, for lists.
+pub fn format_age(now: i64, then: i64) -> String {
+    let secs = (now - then).max(0);
+    match secs {
+        s if s >= 86_400 => format!("{}d", s / 86_400),
+        s if s >= 3_600 => format!("{}h", s / 3_600),
+        s => format!("{}m", s / 60),
+    }
+}

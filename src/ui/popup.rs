@@ -45,7 +45,7 @@ fn warnings(contact: &Contact) -> Vec<String> {
 pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     let Some(popup) = &app.popup else { return };
     let (title, lines, height): (String, Vec<Line>, u16) = match popup {
-        Popup::Help => ("Help".into(), help_lines(theme), 20),
+        Popup::Help => ("Help".into(), help_lines(theme), 22),
         Popup::NewKey { contact, key } => (
             "New key".into(),
             vec![
@@ -100,11 +100,16 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             ],
             4,
         ),
+        Popup::Audit { .. } => {
+            super::audit::draw(app, frame, area, theme);
+            return;
+        }
         Popup::Shown {
             contact,
             key,
             copied,
             regenerated,
+            warning,
         } => {
             let mut lines = vec![
                 Line::from(format!("Assigned to {}.", who(contact))),
@@ -120,6 +125,9 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                 lines.push(Line::from(
                     "(The proposed key clashed with another contact's; a new one was made.)",
                 ));
+            }
+            if let Some(w) = warning {
+                lines.push(Line::from(Span::styled(w.clone(), theme.warning())));
             }
             if *copied {
                 lines.push(Line::from("Copied to the clipboard (OSC 52)."));
@@ -189,6 +197,8 @@ fn help_lines(theme: &Theme) -> Vec<Line<'static>> {
         ("Esc (search)", "clear the filter"),
         ("r or Enter", "new key for the selected contact"),
         ("x", "revoke the selected contact's key"),
+        ("u", "undo the last change (10 minutes)"),
+        ("a", "audit journal (f: this contact / all)"),
         ("c (new key shown)", "copy the key by OSC 52"),
         ("?", "this help"),
         ("Esc", "close a popup"),

@@ -88,6 +88,7 @@ fn app(color: bool) -> App {
             contacts: sample(),
             next: None,
         }),
+        history: Vec::new(),
     });
     app
 }
@@ -151,6 +152,7 @@ fn shown_once_popup_80x24() {
         key,
         copied: true,
         regenerated: false,
+        warning: None,
     });
     insta::assert_snapshot!(render(&mut app, 80, 24).backend());
 }
@@ -232,4 +234,67 @@ fn no_color_uses_no_colours_and_keeps_the_selection_visible() {
     assert!(!buffer[(0, 2)]
         .modifier
         .contains(ratatui::style::Modifier::REVERSED));
+}
+
+#[test]
+fn key_history_and_undo_in_the_list_80x24() {
+    let mut app = app(true);
+    app.now = 1_795_000_000;
+    app.key_sets.insert(
+        1,
+        crate::app::KeySet {
+            time: 1_795_000_000 - 3 * 86_400,
+            by: "alice".into(),
+        },
+    );
+    app.undo = Some(crate::app::UndoInfo {
+        contact_id: 1,
+        until_unix: 1_795_000_600,
+    });
+    insta::assert_snapshot!(render(&mut app, 80, 24).backend());
+}
+
+#[test]
+fn audit_view_80x24() {
+    let mut app = app(true);
+    let entry = |id: i64,
+                 contact_id: u64,
+                 action: &str,
+                 outcome: Option<&str>,
+                 reconciled: Option<&str>| {
+        crate::audit::Entry {
+            id,
+            time: 1_795_000_000 + id * 60,
+            operator: "alice".into(),
+            ssh_client: Some("192.0.2.7".into()),
+            store: "sqlite:/data/contacts.sqlite".into(),
+            profile: None,
+            contact_id,
+            contact_name: "Mallory \x1b[2J Evil".into(),
+            action: action.into(),
+            old_fingerprint: Some("1a2b3c4d".into()),
+            new_fingerprint: Some("5e6f7a8b".into()),
+            outcome: outcome.map(str::to_string),
+            error: None,
+            reconciled: reconciled.map(str::to_string),
+        }
+    };
+    app.update(Msg::AuditLoaded {
+        contact: None,
+        result: Ok(vec![
+            entry(3, 4, "undo", Some("done"), None),
+            entry(2, 4, "assign", Some("unknown"), Some("applied")),
+            entry(1, 1, "assign", Some("conflict"), None),
+        ]),
+    });
+    let term = render(&mut app, 80, 24);
+    let screen: String = term
+        .backend()
+        .buffer()
+        .content()
+        .iter()
+        .map(|c| c.symbol())
+        .collect();
+    assert!(!screen.contains('\x1b'));
+    insta::assert_snapshot!(term.backend());
 }

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+use civikey::audit::{Actor, Journal};
 use civikey::key::{ApiKey, SeededKeySource};
 use civikey::rotation::{self, Expectation, NewKey, RotationError};
 use civikey::seed::SeedContact;
@@ -110,6 +111,18 @@ pub fn contacts() -> Vec<SeedContact> {
         ));
     }
     out
+}
+
+/// A journal in its own folder (kept alive by the returned TempDir).
+pub fn journal(store: &dyn ContactStore) -> (tempfile::TempDir, Journal) {
+    let dir = tempfile::tempdir().unwrap();
+    let actor = Actor {
+        operator: "contract".into(),
+        store: store.info().location.to_string(),
+        ..Actor::default()
+    };
+    let journal = Journal::open(dir.path(), actor).unwrap();
+    (dir, journal)
 }
 
 fn key(text: &str) -> ApiKey {
@@ -330,10 +343,12 @@ pub fn holders_of_finds_keys_as_the_store_compares(f: &dyn Fixture) {
 
 pub fn rotation_assigns_a_unique_key(f: &dyn Fixture) {
     let mut s = f.open();
+    let (_dir, mut j) = journal(&*s);
     let mut keys = SeededKeySource::new(99);
     let new = ApiKey::generate_from(&mut keys).unwrap();
     let done = rotation::assign(
         &mut *s,
+        &mut j,
         &mut keys,
         2,
         &Expectation::Seen(None),
@@ -346,6 +361,7 @@ pub fn rotation_assigns_a_unique_key(f: &dyn Fixture) {
     // A given key that another contact holds is refused; nothing is written.
     let err = rotation::assign(
         &mut *s,
+        &mut j,
         &mut keys,
         4,
         &Expectation::Current,
@@ -358,6 +374,7 @@ pub fn rotation_assigns_a_unique_key(f: &dyn Fixture) {
     // A generated key that clashes is replaced by another one.
     let done = rotation::assign(
         &mut *s,
+        &mut j,
         &mut keys,
         4,
         &Expectation::Current,
@@ -366,16 +383,146 @@ pub fn rotation_assigns_a_unique_key(f: &dyn Fixture) {
     .unwrap();
     assert!(done.regenerated);
     assert_ne!(done.key, key(KEY_B));
-    assert_eq!(s.read_key(4).unwrap(), Some(done.key));
+    assert_eq!(s.read_key(4).unwrap(), Some(done.key.clone()));
+    // The journal holds one record per write, each done, with fingerprints only.
+    let entries = j.entries(None, 10).unwrap();
+    assert_eq!(
+        entries.len(),
+        2,
+        "a refused key leaves no record: {entries:?}"
+    );
+    assert_eq!(entries[0].contact_id, 4);
+    assert_eq!(entries[0].outcome.as_deref(), Some("done"));
+    assert_eq!(
+        entries[0].new_fingerprint.as_deref(),
+        Some(&j.short_fingerprint(&done.key)[..])
+    );
+    assert_eq!(entries[1].contact_id, 2);
+}
+
+pub fn undo_restores_the_previous_key_and_is_audited(f: &dyn Fixture) {
+    let mut s = f.open();
+    let (_dir, mut j) = journal(&*s);
+    let mut keys = SeededKeySource::new(11);
+    let new = ApiKey::generate_from(&mut keys).unwrap();
+    let done = rotation::assign(
+        &mut *s,
+        &mut j,
+        &mut keys,
+        1,
+        &Expectation::Current,
+        NewKey::Generated(new),
+    )
+    .unwrap();
+    assert_eq!(done.previous, Some(key(KEY_A)));
+    let back = rotation::undo(
+        &mut *s,
+        &mut j,
+        &mut keys,
+        1,
+        Some(&done.key),
+        done.previous.clone(),
+    )
+    .unwrap();
+    assert_eq!(back.id, 1);
+    assert_eq!(s.read_key(1).unwrap(), Some(key(KEY_A)));
+    let entries = j.entries(Some(1), 10).unwrap();
+    assert_eq!(entries[0].action, "undo");
+    assert_eq!(entries[0].outcome.as_deref(), Some("done"));
+    // Undo after someone else changed the key: refused, their key kept.
+    let new = ApiKey::generate_from(&mut keys).unwrap();
+    let done = rotation::assign(
+        &mut *s,
+        &mut j,
+        &mut keys,
+        2,
+        &Expectation::Current,
+        NewKey::Generated(new),
+    )
+    .unwrap();
+    let theirs = key("SomeoneElseSomeoneElseSomeone001");
+    s.swap_key(2, Some(&done.key), Some(&theirs)).unwrap();
+    let err =
+        rotation::undo(&mut *s, &mut j, &mut keys, 2, Some(&done.key), None).expect_err("refused");
+    assert!(matches!(err, RotationError::ChangedSinceSeen), "{err}");
+    assert_eq!(s.read_key(2).unwrap(), Some(theirs));
+}
+
+pub fn conflict_is_audited_and_keeps_the_other_writers_key(f: &dyn Fixture) {
+    // A second writer changes the key between our read and our write: the store's
+    // compare-and-set refuses, the journal says "conflict", the other key stays.
+    struct Interloper {
+        inner: Box<dyn ContactStore>,
+        second: Box<dyn ContactStore>,
+        theirs: ApiKey,
+    }
+    impl ContactStore for Interloper {
+        fn info(&self) -> civikey::store::StoreInfo {
+            self.inner.info()
+        }
+        fn search(&mut self, q: &Query) -> Result<civikey::store::Page, StoreError> {
+            self.inner.search(q)
+        }
+        fn contact(&mut self, id: u64) -> Result<civikey::store::Contact, StoreError> {
+            self.inner.contact(id)
+        }
+        fn holders_of(&mut self, k: &ApiKey) -> Result<Vec<u64>, StoreError> {
+            self.inner.holders_of(k)
+        }
+        fn read_key(&mut self, id: u64) -> Result<Option<ApiKey>, StoreError> {
+            self.inner.read_key(id)
+        }
+        fn swap_key(
+            &mut self,
+            id: u64,
+            expected: Option<&ApiKey>,
+            new: Option<&ApiKey>,
+        ) -> Result<(), StoreError> {
+            self.second
+                .swap_key(id, expected, Some(&self.theirs))
+                .expect("second writer");
+            self.inner.swap_key(id, expected, new)
+        }
+    }
+    let theirs = key("InterloperInterloperInterlope01");
+    let mut s = Interloper {
+        inner: f.open(),
+        second: f.open(),
+        theirs: theirs.clone(),
+    };
+    let (_dir, mut j) = journal(&s);
+    let mut keys = SeededKeySource::new(3);
+    let new = ApiKey::generate_from(&mut keys).unwrap();
+    let err = rotation::assign(
+        &mut s,
+        &mut j,
+        &mut keys,
+        1,
+        &Expectation::Current,
+        NewKey::Generated(new),
+    )
+    .err()
+    .expect("conflict");
+    assert!(
+        matches!(err, RotationError::Store(StoreError::Conflict)),
+        "{err}"
+    );
+    assert_eq!(s.read_key(1).unwrap(), Some(theirs));
+    assert_eq!(
+        j.entries(Some(1), 1).unwrap()[0].outcome.as_deref(),
+        Some("conflict")
+    );
 }
 
 pub fn rotation_refuses_when_the_key_changed_since_seen(f: &dyn Fixture) {
     let mut s = f.open();
+    let (_dir, mut j) = journal(&*s);
     let mut keys = SeededKeySource::new(5);
     let new = ApiKey::generate_from(&mut keys).unwrap();
     // The operator saw "no key" for contact 1, which holds KEY_A.
     let err = rotation::assign(
         &mut *s,
+        &mut j,
         &mut keys,
         1,
         &Expectation::Seen(None),
@@ -385,7 +532,13 @@ pub fn rotation_refuses_when_the_key_changed_since_seen(f: &dyn Fixture) {
     .expect("refused");
     assert!(matches!(err, RotationError::ChangedSinceSeen), "{err}");
     assert_eq!(s.read_key(1).unwrap(), Some(key(KEY_A)));
-    let done = rotation::revoke(&mut *s, 3, &Expectation::Seen(Some(key(KEY_B).hint()))).unwrap();
+    let done = rotation::revoke(
+        &mut *s,
+        &mut j,
+        3,
+        &Expectation::Seen(Some(key(KEY_B).hint())),
+    )
+    .unwrap();
     assert_eq!(done.previous, Some(key(KEY_B)));
     assert_eq!(s.read_key(3).unwrap(), None);
 }
@@ -401,7 +554,9 @@ macro_rules! contract_tests {
             missing_contact_is_not_found, hostile_text_comes_back_inert, read_swap_and_revoke,
             swap_with_wrong_expectation_conflicts, second_writer_wins_and_first_gets_conflict,
             holders_of_finds_keys_as_the_store_compares, rotation_assigns_a_unique_key,
-            rotation_refuses_when_the_key_changed_since_seen);
+            rotation_refuses_when_the_key_changed_since_seen,
+            undo_restores_the_previous_key_and_is_audited,
+            conflict_is_audited_and_keeps_the_other_writers_key);
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
         $(

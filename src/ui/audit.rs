@@ -1,0 +1,93 @@
+//! The audit view: the journal, newest first, optionally for one contact.
+
+use ratatui::layout::{Constraint, Rect};
+use ratatui::text::Span;
+use ratatui::widgets::{Block, BorderType, Clear, Paragraph, Row, Table};
+use ratatui::Frame;
+
+use super::theme::Theme;
+use crate::app::{App, Popup};
+use crate::sanitize::{truncate_to_width, SafeText};
+
+pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
+    let Some(Popup::Audit {
+        contact,
+        entries,
+        scroll,
+    }) = &app.popup
+    else {
+        return;
+    };
+    let rect = Rect {
+        x: area.x + 1,
+        y: area.y + 1,
+        width: area.width.saturating_sub(2),
+        height: area.height.saturating_sub(2),
+    };
+    frame.render_widget(Clear, rect);
+    let title = match contact {
+        Some(id) => format!(" Audit journal: contact {id} ({} records) ", entries.len()),
+        None => format!(
+            " Audit journal: all contacts ({} shown, newest first) ",
+            entries.len()
+        ),
+    };
+    let block = Block::bordered()
+        .border_type(BorderType::Rounded)
+        .title(Span::styled(title, theme.bold()));
+    let inner = block.inner(rect);
+    frame.render_widget(block, rect);
+    if entries.is_empty() {
+        frame.render_widget(
+            Paragraph::new("No records: civikey has changed no key here yet."),
+            inner,
+        );
+        return;
+    }
+    let name_w = usize::from(inner.width.saturating_sub(11 + 8 + 7 + 6 + 17 + 15 + 6)).max(6);
+    let rows = entries.iter().skip(*scroll).map(|e| {
+        let outcome = match (&e.outcome, &e.reconciled) {
+            (_, Some(r)) => format!("unknown→{r}"),
+            (Some(o), None) => o.clone(),
+            (None, None) => "in flight".into(),
+        };
+        let fp = format!(
+            "{}→{}",
+            e.old_fingerprint.as_deref().unwrap_or("none"),
+            e.new_fingerprint.as_deref().unwrap_or("none")
+        );
+        // Journal text was sanitized on the way in; sanitize again, it is a file others could edit.
+        Row::new([
+            super::format_time(e.time)
+                .get(5..16)
+                .unwrap_or_default()
+                .to_string(),
+            truncate_to_width(SafeText::new(&e.operator).as_str(), 8),
+            e.contact_id.to_string(),
+            truncate_to_width(SafeText::new(&e.contact_name).as_str(), name_w),
+            e.action.clone(),
+            fp,
+            outcome,
+        ])
+    });
+    let widths = [
+        Constraint::Length(11),
+        Constraint::Length(8),
+        Constraint::Length(7),
+        Constraint::Min(6),
+        Constraint::Length(6),
+        Constraint::Length(17),
+        Constraint::Length(15),
+    ];
+    let header = Row::new([
+        "UTC",
+        "Operator",
+        "Contact",
+        "Name",
+        "Action",
+        "Old→new key fp",
+        "Outcome",
+    ])
+    .style(theme.table_header());
+    frame.render_widget(Table::new(rows, widths).header(header), inner);
+}
