@@ -77,6 +77,17 @@ pub enum RotationError {
     NoUniqueKey,
 }
 
+impl RotationError {
+    /// Whether the store may have been changed by the failed attempt.
+    pub fn store_may_have_changed(&self) -> bool {
+        matches!(
+            self,
+            RotationError::ReadBackMismatch { .. }
+                | RotationError::Store(StoreError::OutcomeUnknown(_))
+        )
+    }
+}
+
 /// Assigns a key to contact `id` through the whole workflow.
 pub fn assign(
     store: &mut dyn ContactStore,

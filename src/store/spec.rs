@@ -89,12 +89,11 @@ impl StoreSpec {
             StoreSpec::Sqlite { path, read_only } => Ok(Box::new(
                 super::sqlite::SqliteStore::open_with(path, *read_only)?,
             )),
-            StoreSpec::Mysql(_) | StoreSpec::Rest(_) | StoreSpec::Cv(_) => {
-                Err(StoreError::invalid(format!(
-                    "{}: this kind of store is not built yet",
-                    self.location()
-                )))
-            }
+            StoreSpec::Mysql(o) => Ok(Box::new(super::mysql::MysqlStore::connect(o)?)),
+            StoreSpec::Rest(_) | StoreSpec::Cv(_) => Err(StoreError::invalid(format!(
+                "{}: this kind of store is not built yet",
+                self.location()
+            ))),
         }
     }
 }

@@ -1,0 +1,1073 @@
+//! The CiviCRM database itself, over the MySQL/MariaDB protocol.
+//!
+//! civikey never alters a CiviCRM schema: every query here runs on the tables and indexes
+//! CiviCRM creates (`index_is_deleted_sort_name`, `index_api_key`, `UI_email`, the foreign
+//! key indexes), and nothing but `civicrm_contact.api_key` is ever written.
+//! [`install_schema`] and [`insert_contacts`] exist only to build a CiviCRM-shaped test or
+//! demo database; they refuse to touch tables that already exist.
+
+use std::fs;
+use std::path::Path;
+
+use mysql::consts::CapabilityFlags;
+use mysql::prelude::Queryable;
+use mysql::{Conn, Opts, OptsBuilder, Params, Row, SslOpts, TxOpts, Value};
+use zeroize::Zeroizing;
+
+use super::spec::MysqlOptions;
+use super::{
+    CmsLink, Contact, ContactId, ContactStore, Cursor, Matcher, Page, Query, StoreError, StoreInfo,
+    StoreKind,
+};
+use crate::fsperm;
+use crate::key::{ApiKey, KeyHint};
+use crate::sanitize::SafeText;
+use crate::seed::SeedContact;
+
+const DEFAULT_PORT: u16 = 3306;
+
+/// A search page is at most this long, whatever the caller asks for.
+const MAX_PAGE: usize = 1000;
+
+/// How many rows one multi-row INSERT carries, and how many contacts one transaction holds.
+const INSERT_BATCH: usize = 500;
+const INSERT_TRANSACTION: usize = 10_000;
+
+/// The cursor's stand-in for a NULL sort_name. MySQL sorts NULLs first and a cursor's
+/// sort_name is a String; NUL never occurs in a real sort_name, so it cannot collide.
+const NULL_SORT_NAME: &str = "\0";
+
+/// The contact columns every list and detail view reads. `{email}` and `{uf}` are the
+/// prefixed table names. The key's last four characters are all that leaves the server
+/// for a list; an empty string counts as "no key", as CiviCRM treats it.
+const CONTACT_COLUMNS: &str = "c.id, c.contact_type, c.display_name, c.sort_name,
+       (SELECT e.email FROM {email} e
+         WHERE e.contact_id = c.id AND e.is_primary = 1 ORDER BY e.id LIMIT 1),
+       c.is_deleted,
+       CASE WHEN c.api_key IS NULL OR LENGTH(c.api_key) = 0 THEN NULL
+            ELSE RIGHT(c.api_key, 4) END,
+       (SELECT u.uf_id FROM {uf} u WHERE u.contact_id = c.id ORDER BY u.domain_id LIMIT 1)";
+
+/// `mysql://USER@HOST[:PORT]/DB`, taken apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Address {
+    user: String,
+    host: String,
+    port: u16,
+    db: String,
+}
+
+impl Address {
+    /// The address as shown to the operator: never a password (there cannot be one).
+    fn shown(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!("mysql://{}@{}:{}/{}", self.user, host, self.port, self.db)
+    }
+}
+
+const ADDRESS_FORM: &str = "expected mysql://USER@HOST[:PORT]/DB";
+
+/// Parses the address. Error messages never repeat the address: a malformed one may
+/// hold a password in a place this parser did not expect.
+fn parse_address(address: &str) -> Result<Address, StoreError> {
+    let rest = address.strip_prefix("mysql://").ok_or_else(|| {
+        StoreError::invalid(format!(
+            "a MySQL store address must start with mysql:// ({ADDRESS_FORM})"
+        ))
+    })?;
+    let (authority, db) = rest.split_once('/').ok_or_else(|| {
+        StoreError::invalid(format!("the address names no database ({ADDRESS_FORM})"))
+    })?;
+    let (user, host_port) = authority.rsplit_once('@').ok_or_else(|| {
+        StoreError::invalid(format!("the address names no user ({ADDRESS_FORM})"))
+    })?;
+    if user.contains(':') {
+        return Err(StoreError::invalid(
+            "the address holds a password (mysql://USER:PASSWORD@...); civikey refuses passwords in addresses \
+             because they end up in shell history, process lists and config files. Remove it and set the \
+             profile's password_file or password_env, or put it in the [client] section of ~/.my.cnf (mode 600)",
+        ));
+    }
+    if user.is_empty() {
+        return Err(StoreError::invalid(format!(
+            "the address names no user ({ADDRESS_FORM})"
+        )));
+    }
+    if db.is_empty() || db.contains(['/', '?', '#']) {
+        return Err(StoreError::invalid(format!(
+            "the database name is missing or holds '/', '?' or '#' ({ADDRESS_FORM}; TLS and timeouts are set in the profile, not the address)"
+        )));
+    }
+    let (host, port) = if let Some(bracketed) = host_port.strip_prefix('[') {
+        let (host, after) = bracketed.split_once(']').ok_or_else(|| {
+            StoreError::invalid(format!(
+                "an IPv6 host lacks its closing ']' ({ADDRESS_FORM})"
+            ))
+        })?;
+        match after {
+            "" => (host, None),
+            _ => (host, Some(after.strip_prefix(':').unwrap_or(after))),
+        }
+    } else {
+        match host_port.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(StoreError::invalid(format!(
+            "the address names no host ({ADDRESS_FORM})"
+        )));
+    }
+    let port = match port {
+        None => DEFAULT_PORT,
+        Some(text) => text
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| {
+                StoreError::invalid("the port in the address is not a number from 1 to 65535")
+            })?,
+    };
+    Ok(Address {
+        user: user.to_string(),
+        host: host.to_string(),
+        port,
+        db: db.to_string(),
+    })
+}
+
+/// Only letters, digits and `_`: the prefix is pasted into SQL as part of table names.
+fn check_prefix(prefix: &str) -> Result<(), StoreError> {
+    if prefix
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && prefix.len() <= 40
+    {
+        Ok(())
+    } else {
+        Err(StoreError::invalid(
+            "table_prefix may hold only the letters A-Z, a-z, the digits 0-9 and '_' (at most 40 of them)",
+        ))
+    }
+}
+
+/// The three table names, prefixed and quoted, ready to paste into SQL.
+#[derive(Clone)]
+struct Tables {
+    contact: String,
+    email: String,
+    uf: String,
+    /// The unquoted contact table name, for information_schema.
+    contact_name: String,
+}
+
+impl Tables {
+    fn new(prefix: &str) -> Result<Self, StoreError> {
+        check_prefix(prefix)?;
+        Ok(Tables {
+            contact: format!("`{prefix}civicrm_contact`"),
+            email: format!("`{prefix}civicrm_email`"),
+            uf: format!("`{prefix}civicrm_uf_match`"),
+            contact_name: format!("{prefix}civicrm_contact"),
+        })
+    }
+
+    fn contact_columns(&self) -> String {
+        CONTACT_COLUMNS
+            .replace("{email}", &self.email)
+            .replace("{uf}", &self.uf)
+    }
+}
+
+/// The `[client]` password of a MySQL option file, or None when it sets none.
+/// Follows the option file rules: `#`/`;` comment lines, optional quotes, backslash
+/// escapes, the last setting wins. A bare `password` (prompt for it) counts as none.
+fn option_file_password(text: &str) -> Option<Zeroizing<String>> {
+    let mut in_client = false;
+    let mut found = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            in_client = section.trim().eq_ignore_ascii_case("client");
+            continue;
+        }
+        if !in_client {
+            continue;
+        }
+        let Some((name, value)) = line.split_once('=') else {
+            if line == "password" {
+                found = None;
+            }
+            continue;
+        };
+        if name.trim() != "password" {
+            continue;
+        }
+        let value = value.trim();
+        let unquoted = ['"', '\'']
+            .iter()
+            .find_map(|q| value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)));
+        let raw = match unquoted {
+            Some(inner) => inner,
+            // Unquoted values end at a comment.
+            None => value.split('#').next().unwrap_or("").trim_end(),
+        };
+        let mut out = Zeroizing::new(String::with_capacity(raw.len()));
+        let mut chars = raw.chars();
+        while let Some(c) = chars.next() {
+            if c != '\\' {
+                out.push(c);
+                continue;
+            }
+            match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some('r') => out.push('\r'),
+                Some('b') => out.push('\u{8}'),
+                Some('s') => out.push(' '),
+                Some(other) => out.push(other),
+                None => out.push('\\'),
+            }
+        }
+        found = Some(out);
+    }
+    found
+}
+
+/// The password from `path` (a MySQL option file) if it exists; refused if others can read it.
+fn password_from_option_file(path: &Path) -> Result<Option<Zeroizing<String>>, StoreError> {
+    let meta = match fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(StoreError::invalid(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )))
+        }
+    };
+    fsperm::refuse_if_exposed(path, &meta).map_err(StoreError::invalid)?;
+    let text = Zeroizing::new(
+        fs::read_to_string(path)
+            .map_err(|e| StoreError::invalid(format!("cannot read {}: {e}", path.display())))?,
+    );
+    Ok(option_file_password(&text))
+}
+
+/// The connection options for `opts`, and the address as shown to the operator.
+fn connection_opts(opts: &MysqlOptions) -> Result<(Opts, Address), StoreError> {
+    let address = parse_address(&opts.address)?;
+    let password: Option<Zeroizing<String>> = match &opts.password {
+        Some(secret) => Some(Zeroizing::new(secret.expose().to_string())),
+        None => match directories::BaseDirs::new() {
+            Some(dirs) => password_from_option_file(&dirs.home_dir().join(".my.cnf"))?,
+            None => None,
+        },
+    };
+    let timeout = (!opts.timeout.is_zero()).then_some(opts.timeout);
+    let mut builder = OptsBuilder::new()
+        .ip_or_hostname(Some(address.host.clone()))
+        .tcp_port(address.port)
+        .user(Some(address.user.clone()))
+        .pass(password.as_ref().map(|p| p.as_str().to_string()))
+        .db_name(Some(address.db.clone()))
+        // The address names a TCP host; do not quietly switch to a local socket (and so to
+        // another account, user@localhost) behind the operator's back.
+        .prefer_socket(false)
+        .tcp_connect_timeout(timeout)
+        .read_timeout(timeout)
+        .write_timeout(timeout)
+        // Affected rows must count matched rows, not changed ones: compare-and-set checks
+        // "exactly one row matched", and a key rewritten with itself changes nothing.
+        .additional_capabilities(CapabilityFlags::CLIENT_FOUND_ROWS)
+        // A too-long value must fail, not be silently cut (CiviCRM runs non-strict).
+        .init(vec!["SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'STRICT_ALL_TABLES')"]);
+    if opts.tls {
+        let mut ssl = SslOpts::default();
+        if let Some(ca) = &opts.tls_ca_file {
+            ssl = ssl.with_root_cert_path(Some(ca.clone()));
+        }
+        builder = builder.ssl_opts(Some(ssl));
+    }
+    Ok((Opts::from(builder), address))
+}
+
+/// A connection to the database `opts` names, for tools that build one (tests, `seed`).
+pub fn open_connection(opts: &MysqlOptions) -> Result<Conn, StoreError> {
+    let (conn_opts, address) = connection_opts(opts)?;
+    Conn::new(conn_opts).map_err(|e| map_error(e, &address.shown(), Phase::Read))
+}
+
+/// Whether a failed call happened before a write could have reached the server.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Read,
+    /// The UPDATE was sent: a lost connection leaves its outcome unknown.
+    WriteSent,
+}
+
+/// Whether the connection is unusable after `e` (it must be reopened).
+fn connection_lost(e: &mysql::Error) -> bool {
+    match e {
+        mysql::Error::IoError(_) | mysql::Error::CodecError(_) | mysql::Error::DriverError(_) => {
+            true
+        }
+        mysql::Error::TlsError(_) => true,
+        mysql::Error::MySqlError(e) => matches!(e.code, 1053 | 1927 | 4031),
+        mysql::Error::UrlError(_)
+        | mysql::Error::FromValueError(_)
+        | mysql::Error::FromRowError(_) => false,
+    }
+}
+
+/// Maps a driver error onto the store's error kinds. Server messages are untrusted text
+/// (the constructors sanitize them); none of them carries the password.
+fn map_error(e: mysql::Error, location: &str, phase: Phase) -> StoreError {
+    let text = |message: String| SafeText::new(&format!("{location}: {message}"));
+    if phase == Phase::WriteSent && connection_lost(&e) {
+        return StoreError::OutcomeUnknown(text(format!(
+            "the connection failed after the key change was sent ({e}); it may or may not have been applied. \
+             Check the contact's key before trying again"
+        )));
+    }
+    match e {
+        mysql::Error::MySqlError(err) => {
+            let message = format!("server error {}: {}", err.code, err.message);
+            match err.code {
+                // Access denied to the database, for the user, for a table, for a column;
+                // host not allowed; an expired password.
+                1044 | 1045 | 1142 | 1143 | 1130 | 1227 | 1820 | 1862 => StoreError::PermissionDenied(text(
+                    if err.code == 1045 {
+                        format!("{message}. Check the user and the password (the profile's password_file or password_env, or ~/.my.cnf)")
+                    } else {
+                        message
+                    },
+                )),
+                // --read-only server, read-only transaction.
+                1290 | 1792 | 1836 => StoreError::ReadOnly(text(message)),
+                1049 => StoreError::Invalid(text(format!("{message} (is the database name in the address right?)"))),
+                1146 => StoreError::Invalid(text(format!(
+                    "{message} (is this a CiviCRM database, and is table_prefix right?)"
+                ))),
+                1406 => StoreError::Invalid(text(format!("{message}; nothing was written"))),
+                1205 | 1213 => StoreError::Timeout(text(format!(
+                    "{message}; another session holds the row, the statement was rolled back and nothing was written"
+                ))),
+                1317 | 1969 | 3024 => StoreError::Timeout(text(message)),
+                1040 | 1053 | 1927 | 4031 => StoreError::Unreachable(text(message)),
+                _ => StoreError::BadData(text(message)),
+            }
+        }
+        mysql::Error::IoError(io) => match io.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                StoreError::Timeout(text(format!("no answer within the timeout ({io})")))
+            }
+            _ => StoreError::Unreachable(text(format!("connection failed: {io}"))),
+        },
+        mysql::Error::DriverError(driver) => match driver {
+            mysql::DriverError::ConnectTimeout | mysql::DriverError::Timeout => {
+                StoreError::Timeout(text(format!("no answer within the timeout ({driver})")))
+            }
+            mysql::DriverError::CouldNotConnect(_) => {
+                StoreError::Unreachable(text(format!("cannot connect: {driver}")))
+            }
+            mysql::DriverError::TlsNotSupported => StoreError::Unreachable(text(
+                "the profile requires TLS but the server does not offer it; nothing was sent"
+                    .to_string(),
+            )),
+            other => StoreError::Unreachable(text(format!("protocol failure: {other}"))),
+        },
+        mysql::Error::TlsError(tls) => StoreError::Unreachable(text(format!("TLS failed: {tls}"))),
+        mysql::Error::CodecError(codec) => {
+            // Reads go through the packet codec, so a read timeout arrives wrapped in it.
+            let io_kind = std::error::Error::source(&codec)
+                .and_then(|inner| inner.downcast_ref::<std::io::Error>())
+                .map(std::io::Error::kind);
+            match io_kind {
+                Some(std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    StoreError::Timeout(text(format!("no answer within the timeout ({codec})")))
+                }
+                _ => StoreError::Unreachable(text(format!("connection failed: {codec}"))),
+            }
+        }
+        mysql::Error::UrlError(url) => StoreError::Invalid(text(url.to_string())),
+        mysql::Error::FromValueError(_) | mysql::Error::FromRowError(_) => {
+            StoreError::BadData(text("a value of an unexpected type".to_string()))
+        }
+    }
+}
+
+pub struct MysqlStore {
+    /// None after the connection broke; the next call opens a new one (and never resends
+    /// a write whose outcome was unknown: that call has already returned).
+    conn: Option<Conn>,
+    opts: Opts,
+    location: String,
+    tables: Tables,
+    key_capacity: usize,
+    keys_case_insensitive: bool,
+}
+
+impl MysqlStore {
+    /// Connects, and reads how the api_key column is defined (length and collation).
+    pub fn connect(opts: &MysqlOptions) -> Result<Self, StoreError> {
+        let tables = Tables::new(&opts.table_prefix)?;
+        let (conn_opts, address) = connection_opts(opts)?;
+        let location = address.shown();
+        let mut conn =
+            Conn::new(conn_opts.clone()).map_err(|e| map_error(e, &location, Phase::Read))?;
+        let column: Option<Row> = conn
+            .exec_first(
+                "SELECT CHARACTER_MAXIMUM_LENGTH, COLLATION_NAME FROM information_schema.COLUMNS
+                  WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = 'api_key'",
+                (tables.contact_name.as_str(),),
+            )
+            .map_err(|e| map_error(e, &location, Phase::Read))?;
+        let Some(row) = column else {
+            return Err(StoreError::invalid(format!(
+                "{location}: there is no table {} with an api_key column in this database; is it the CiviCRM database, and is table_prefix right?",
+                tables.contact_name
+            )));
+        };
+        let capacity = uint(&row, 0)
+            .map_err(|e| StoreError::bad_data(format!("{location}: api_key column length: {e}")))?
+            .ok_or_else(|| {
+                StoreError::bad_data(format!("{location}: api_key is not a text column"))
+            })?;
+        let collation =
+            text(&row, 1).map_err(|e| StoreError::bad_data(format!("{location}: {e}")))?;
+        let store = MysqlStore {
+            conn: Some(conn),
+            opts: conn_opts,
+            location: if opts.table_prefix.is_empty() {
+                location
+            } else {
+                format!("{location} (table prefix {})", opts.table_prefix)
+            },
+            tables,
+            key_capacity: usize::try_from(capacity).unwrap_or(usize::MAX),
+            keys_case_insensitive: collation_is_case_insensitive(collation.as_deref()),
+        };
+        Ok(store)
+    }
+
+    fn conn(&mut self) -> Result<&mut Conn, StoreError> {
+        if self.conn.is_none() {
+            let conn = Conn::new(self.opts.clone())
+                .map_err(|e| map_error(e, &self.location, Phase::Read))?;
+            self.conn = Some(conn);
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| StoreError::unreachable(format!("{}: no connection", self.location)))
+    }
+
+    /// Runs `f` on the connection; forgets the connection if it broke.
+    fn run<T>(
+        &mut self,
+        phase: Phase,
+        f: impl FnOnce(&mut Conn) -> mysql::Result<T>,
+    ) -> Result<T, StoreError> {
+        let result = f(self.conn()?);
+        result.map_err(|e| {
+            if connection_lost(&e) {
+                self.conn = None;
+            }
+            map_error(e, &self.location, phase)
+        })
+    }
+
+    fn contact_exists(&mut self, id: ContactId) -> Result<bool, StoreError> {
+        let sql = format!("SELECT 1 FROM {} WHERE id = ?", self.tables.contact);
+        let found: Option<Row> = self.run(Phase::Read, |c| c.exec_first(sql, (id,)))?;
+        Ok(found.is_some())
+    }
+}
+
+/// `_ci` collations compare case-insensitively; `_bin`, `_cs` and binary columns (no
+/// collation) do not. An unknown suffix is taken as case-insensitive, the cautious side
+/// for a uniqueness check.
+fn collation_is_case_insensitive(collation: Option<&str>) -> bool {
+    match collation {
+        None => false,
+        Some(name) => {
+            let name = name.to_ascii_lowercase();
+            !(name.ends_with("_bin") || name.ends_with("_cs") || name == "binary")
+        }
+    }
+}
+
+/// Column `i` as text (NULL = None). Non-UTF-8 bytes are decoded lossily: the caller
+/// sanitizes the result.
+fn text(row: &Row, i: usize) -> Result<Option<String>, String> {
+    match row.as_ref(i) {
+        None => Err(format!("column {i} is missing from the result")),
+        Some(Value::NULL) => Ok(None),
+        Some(Value::Bytes(bytes)) => Ok(Some(String::from_utf8_lossy(bytes).into_owned())),
+        Some(Value::Int(n)) => Ok(Some(n.to_string())),
+        Some(Value::UInt(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(format!("column {i} holds a value of an unexpected type")),
+    }
+}
+
+/// Column `i` as a non-negative integer (NULL = None).
+fn uint(row: &Row, i: usize) -> Result<Option<u64>, String> {
+    match row.as_ref(i) {
+        None => Err(format!("column {i} is missing from the result")),
+        Some(Value::NULL) => Ok(None),
+        Some(Value::UInt(n)) => Ok(Some(*n)),
+        Some(Value::Int(n)) => u64::try_from(*n)
+            .map(Some)
+            .map_err(|_| format!("column {i} is negative")),
+        Some(Value::Bytes(bytes)) => std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .map(Some)
+            .ok_or_else(|| format!("column {i} is not a number")),
+        Some(_) => Err(format!("column {i} holds a value of an unexpected type")),
+    }
+}
+
+/// One row of [`CONTACT_COLUMNS`]: the contact, and its raw sort_name for the cursor.
+fn row_to_contact(row: &Row) -> Result<(Contact, Option<String>), String> {
+    let id = uint(row, 0)?.ok_or("a contact without an id")?;
+    let sort_name = text(row, 3)?;
+    let safe = |i: usize| -> Result<SafeText, String> {
+        Ok(SafeText::new(&text(row, i)?.unwrap_or_default()))
+    };
+    let contact = Contact {
+        id,
+        contact_type: safe(1)?,
+        display_name: safe(2)?,
+        sort_name: SafeText::new(sort_name.as_deref().unwrap_or_default()),
+        email: text(row, 4)?.map(|e| SafeText::new(&e)),
+        is_deleted: uint(row, 5)?.unwrap_or(0) != 0,
+        key: text(row, 6)?.map(|tail| KeyHint::from_tail(&tail)),
+        cms: match uint(row, 7)? {
+            Some(uf_id) => CmsLink::Linked { uf_id },
+            None => CmsLink::None,
+        },
+    };
+    Ok((contact, sort_name))
+}
+
+/// `text` with LIKE's wildcards escaped by `!` (an escape character that means the same
+/// under every sql_mode, unlike `\`), then `%`.
+fn like_prefix(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 1);
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '!') {
+            out.push('!');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+impl ContactStore for MysqlStore {
+    fn info(&self) -> StoreInfo {
+        StoreInfo {
+            kind: StoreKind::Mysql,
+            location: SafeText::new(&self.location),
+            key_capacity: self.key_capacity,
+            keys_case_insensitive: self.keys_case_insensitive,
+            writable: true,
+        }
+    }
+
+    /// Keyset paging on CiviCRM's index (is_deleted, sort_name, id). With deleted contacts
+    /// included, each value of is_deleted is one ordered index range: both are read up to
+    /// the page size and merged, so the server never sorts the whole table.
+    fn search(&mut self, query: &Query) -> Result<Page, StoreError> {
+        let limit = query.limit.clamp(1, MAX_PAGE);
+        let fetch = limit + 1;
+        let t = self.tables.clone();
+        let mut conditions = String::new();
+        let mut args: Vec<Value> = Vec::new();
+        match query.matcher() {
+            Matcher::All => {}
+            Matcher::Id(id) => {
+                conditions.push_str(" AND c.id = ?");
+                args.push(Value::UInt(id));
+            }
+            Matcher::EmailPrefix(text) => {
+                conditions.push_str(&format!(
+                    " AND c.id IN (SELECT e.contact_id FROM {} e WHERE e.email LIKE ? ESCAPE '!')",
+                    t.email
+                ));
+                args.push(Value::from(like_prefix(text)));
+            }
+            Matcher::Name(text) => {
+                conditions.push_str(
+                    " AND (c.sort_name LIKE ? ESCAPE '!' OR c.display_name LIKE ? ESCAPE '!'
+                           OR c.display_name LIKE ? ESCAPE '!')",
+                );
+                let prefix = like_prefix(text);
+                args.push(Value::from(prefix.clone()));
+                args.push(Value::from(prefix.clone()));
+                args.push(Value::from(format!("% {prefix}")));
+            }
+        }
+        match &query.after {
+            None => {}
+            Some(Cursor::After { sort_name, id }) if sort_name == NULL_SORT_NAME => {
+                // Still among the NULL sort names (they sort first), or past them.
+                conditions.push_str(" AND (c.sort_name IS NOT NULL OR c.id > ?)");
+                args.push(Value::UInt(*id));
+            }
+            Some(Cursor::After { sort_name, id }) => {
+                conditions.push_str(" AND (c.sort_name > ? OR (c.sort_name = ? AND c.id > ?))");
+                args.push(Value::from(sort_name.as_str()));
+                args.push(Value::from(sort_name.as_str()));
+                args.push(Value::UInt(*id));
+            }
+            Some(Cursor::Offset(_)) => {
+                return Err(StoreError::invalid(
+                    "the MySQL store pages by key, not by offset",
+                ))
+            }
+        }
+        let range = |deleted: u8| {
+            format!(
+                "(SELECT c.id, c.sort_name FROM {} c WHERE c.is_deleted = {deleted}{conditions}
+                   ORDER BY c.sort_name, c.id LIMIT {fetch})",
+                t.contact
+            )
+        };
+        let ranges = if query.include_deleted {
+            let both = args.clone();
+            args.extend(both);
+            format!("{} UNION ALL {}", range(0), range(1))
+        } else {
+            range(0)
+        };
+        let sql = format!(
+            "SELECT {} FROM ({ranges}) k JOIN {} c ON c.id = k.id ORDER BY k.sort_name, k.id LIMIT {fetch}",
+            t.contact_columns(),
+            t.contact
+        );
+        let rows: Vec<Row> = self.run(Phase::Read, |c| c.exec(sql, Params::Positional(args)))?;
+        let mut found = rows
+            .iter()
+            .map(row_to_contact)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::bad_data(format!("{}: {e}", self.location)))?;
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let next = match found.last() {
+            Some((last, sort_name)) if more => Some(Cursor::After {
+                sort_name: sort_name
+                    .clone()
+                    .unwrap_or_else(|| NULL_SORT_NAME.to_string()),
+                id: last.id,
+            }),
+            _ => None,
+        };
+        Ok(Page {
+            contacts: found.into_iter().map(|(c, _)| c).collect(),
+            next,
+        })
+    }
+
+    fn contact(&mut self, id: ContactId) -> Result<Contact, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM {} c WHERE c.id = ?",
+            self.tables.contact_columns(),
+            self.tables.contact
+        );
+        let row: Option<Row> = self.run(Phase::Read, |c| c.exec_first(sql, (id,)))?;
+        let row = row.ok_or(StoreError::NotFound(id))?;
+        row_to_contact(&row)
+            .map(|(contact, _)| contact)
+            .map_err(|e| StoreError::bad_data(format!("{}: {e}", self.location)))
+    }
+
+    /// `api_key = ?` on index_api_key, compared as the column's collation compares (as
+    /// CiviCRM's own login check does).
+    fn holders_of(&mut self, key: &ApiKey) -> Result<Vec<ContactId>, StoreError> {
+        let sql = format!(
+            "SELECT id FROM {} WHERE api_key = ? ORDER BY id",
+            self.tables.contact
+        );
+        let rows: Vec<Row> = self.run(Phase::Read, |c| c.exec(sql, (key.expose(),)))?;
+        rows.iter()
+            .map(|r| {
+                uint(r, 0).and_then(|id| id.ok_or_else(|| "a contact without an id".to_string()))
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|e| StoreError::bad_data(format!("{}: {e}", self.location)))
+    }
+
+    fn read_key(&mut self, id: ContactId) -> Result<Option<ApiKey>, StoreError> {
+        let sql = format!("SELECT api_key FROM {} WHERE id = ?", self.tables.contact);
+        let row: Option<Row> = self.run(Phase::Read, |c| c.exec_first(sql, (id,)))?;
+        let row = row.ok_or(StoreError::NotFound(id))?;
+        match row.as_ref(0) {
+            Some(Value::NULL) => Ok(None),
+            Some(Value::Bytes(bytes)) if bytes.is_empty() => Ok(None),
+            Some(Value::Bytes(bytes)) => Ok(Some(ApiKey::from_store(
+                String::from_utf8_lossy(bytes).into_owned(),
+            ))),
+            _ => Err(StoreError::bad_data(format!(
+                "{}: api_key is not text",
+                self.location
+            ))),
+        }
+    }
+
+    /// One UPDATE that matches only if the key is still `expected`, byte for byte (CAST AS
+    /// BINARY: on a `_ci` column plain `=` would match another case of the key); `<=>` is
+    /// NULL-safe, and an empty string counts as no key.
+    fn swap_key(
+        &mut self,
+        id: ContactId,
+        expected: Option<&ApiKey>,
+        new: Option<&ApiKey>,
+    ) -> Result<(), StoreError> {
+        let sql = format!(
+            "UPDATE {} SET api_key = ?
+              WHERE id = ?
+                AND (CAST(api_key AS BINARY) <=> CAST(? AS BINARY)
+                     OR (? IS NULL AND LENGTH(api_key) = 0))",
+            self.tables.contact
+        );
+        let stmt = self.run(Phase::Read, |c| c.prep(sql))?;
+        let expected = expected.map(ApiKey::expose);
+        let params = (new.map(ApiKey::expose), id, expected, expected);
+        // From here on the server may have applied the change.
+        let matched = self.run(Phase::WriteSent, |c| {
+            c.exec_drop(&stmt, params).map(|()| c.affected_rows())
+        })?;
+        match matched {
+            1 => Ok(()),
+            0 if self.contact_exists(id)? => Err(StoreError::Conflict),
+            0 => Err(StoreError::NotFound(id)),
+            n => Err(StoreError::bad_data(format!(
+                "{}: {n} rows matched one contact id",
+                self.location
+            ))),
+        }
+    }
+}
+
+/// Creates CiviCRM-shaped tables (the columns and indexes civikey reads, as CiviCRM defines
+/// them: InnoDB, utf8mb4, utf8mb4_unicode_ci). For test and demo databases only; fails if
+/// a table already exists, so it can never change a real CiviCRM schema.
+pub fn install_schema(conn: &mut Conn, prefix: &str) -> Result<(), StoreError> {
+    let t = Tables::new(prefix)?;
+    let options =
+        "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci ROW_FORMAT=DYNAMIC";
+    let statements = [
+        format!(
+            "CREATE TABLE {contact} (
+               id int unsigned NOT NULL AUTO_INCREMENT,
+               contact_type varchar(64) DEFAULT NULL,
+               display_name varchar(128) DEFAULT NULL,
+               sort_name varchar(128) DEFAULT NULL,
+               first_name varchar(64) DEFAULT NULL,
+               last_name varchar(64) DEFAULT NULL,
+               is_deleted tinyint NOT NULL DEFAULT 0,
+               created_date timestamp NULL DEFAULT CURRENT_TIMESTAMP,
+               modified_date timestamp NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
+               api_key varchar(32) DEFAULT NULL,
+               PRIMARY KEY (id),
+               INDEX index_api_key (api_key),
+               INDEX index_is_deleted_sort_name (is_deleted, sort_name, id)
+             ) {options}",
+            contact = t.contact
+        ),
+        format!(
+            "CREATE TABLE {email} (
+               id int unsigned NOT NULL AUTO_INCREMENT,
+               contact_id int unsigned DEFAULT NULL,
+               location_type_id int unsigned DEFAULT NULL,
+               email varchar(254) DEFAULT NULL,
+               is_primary tinyint NOT NULL DEFAULT 0,
+               on_hold tinyint NOT NULL DEFAULT 0,
+               PRIMARY KEY (id),
+               INDEX UI_email (email),
+               CONSTRAINT `FK_{prefix}civicrm_email_contact_id` FOREIGN KEY (contact_id)
+                 REFERENCES {contact} (id) ON DELETE CASCADE
+             ) {options}",
+            email = t.email,
+            contact = t.contact
+        ),
+        format!(
+            "CREATE TABLE {uf} (
+               id int unsigned NOT NULL AUTO_INCREMENT,
+               domain_id int unsigned NOT NULL,
+               uf_id int unsigned NOT NULL,
+               uf_name varchar(128) DEFAULT NULL,
+               contact_id int unsigned DEFAULT NULL,
+               PRIMARY KEY (id),
+               UNIQUE INDEX UI_uf_match_contact_id_domain_id (contact_id, domain_id),
+               INDEX I_civicrm_uf_match_uf_id (uf_id),
+               CONSTRAINT `FK_{prefix}civicrm_uf_match_contact_id` FOREIGN KEY (contact_id)
+                 REFERENCES {contact} (id) ON DELETE CASCADE
+             ) {options}",
+            uf = t.uf,
+            contact = t.contact
+        ),
+    ];
+    for sql in statements {
+        conn.query_drop(sql).map_err(|e| match e {
+            mysql::Error::MySqlError(ref err) if err.code == 1050 => StoreError::invalid(format!(
+                "{}; civikey never changes an existing schema",
+                err.message
+            )),
+            other => map_error(other, "install_schema", Phase::Read),
+        })?;
+    }
+    Ok(())
+}
+
+/// Fills CiviCRM-shaped tables (see [`install_schema`]) with `contacts`: multi-row INSERTs,
+/// one transaction per 10,000 contacts, `progress` told the running total after each.
+/// Contacts without an id get the next free ones.
+pub fn insert_contacts(
+    conn: &mut Conn,
+    prefix: &str,
+    contacts: impl IntoIterator<Item = SeedContact>,
+    progress: &mut dyn FnMut(usize),
+) -> Result<(), StoreError> {
+    let t = Tables::new(prefix)?;
+    let fail = |e| map_error(e, "insert_contacts", Phase::Read);
+    let max_id: Option<Row> = conn
+        .query_first(format!("SELECT COALESCE(MAX(id), 0) FROM {}", t.contact))
+        .map_err(fail)?;
+    let mut last_id = max_id
+        .as_ref()
+        .map(|r| uint(r, 0))
+        .transpose()
+        .map_err(StoreError::bad_data)?
+        .flatten()
+        .unwrap_or(0);
+    let mut batch = Batch::default();
+    let mut done = 0;
+    let mut tx = conn.start_transaction(TxOpts::default()).map_err(fail)?;
+    for c in contacts {
+        let id = match c.id {
+            Some(id) => u64::try_from(id)
+                .map_err(|_| StoreError::invalid(format!("contact id {id} is negative")))?,
+            None => last_id + 1,
+        };
+        last_id = last_id.max(id);
+        batch.add(id, c);
+        if batch.rows == INSERT_BATCH {
+            batch.flush(&mut tx, &t).map_err(fail)?;
+        }
+        done += 1;
+        if done % INSERT_TRANSACTION == 0 {
+            batch.flush(&mut tx, &t).map_err(fail)?;
+            tx.commit().map_err(fail)?;
+            progress(done);
+            tx = conn.start_transaction(TxOpts::default()).map_err(fail)?;
+        }
+    }
+    batch.flush(&mut tx, &t).map_err(fail)?;
+    tx.commit().map_err(fail)?;
+    progress(done);
+    Ok(())
+}
+
+/// Rows waiting for their multi-row INSERT.
+#[derive(Default)]
+struct Batch {
+    /// Contacts waiting (each has one row in `contacts`, at most one in `emails` and `ufs`).
+    rows: usize,
+    contacts: Vec<Value>,
+    emails: Vec<Value>,
+    ufs: Vec<Value>,
+}
+
+impl Batch {
+    const CONTACT_COLUMNS: usize = 8;
+    const EMAIL_COLUMNS: usize = 2;
+    const UF_COLUMNS: usize = 3;
+
+    fn add(&mut self, id: u64, c: SeedContact) {
+        self.rows += 1;
+        let text = |s: Option<String>| s.map_or(Value::NULL, Value::from);
+        self.contacts.extend([
+            Value::UInt(id),
+            Value::from(c.contact_type),
+            Value::from(c.display_name),
+            Value::from(c.sort_name),
+            text(c.first_name),
+            text(c.last_name),
+            Value::from(c.is_deleted),
+            c.api_key
+                .as_ref()
+                .map_or(Value::NULL, |k| Value::from(k.expose())),
+        ]);
+        if let Some(email) = &c.email {
+            self.emails
+                .extend([Value::UInt(id), Value::from(email.as_str())]);
+        }
+        if let Some(uf_id) = c.uf_id {
+            self.ufs
+                .extend([Value::Int(uf_id), text(c.email), Value::UInt(id)]);
+        }
+    }
+
+    fn flush(&mut self, tx: &mut mysql::Transaction<'_>, t: &Tables) -> mysql::Result<()> {
+        let inserts = [
+            (
+                &mut self.contacts,
+                Self::CONTACT_COLUMNS,
+                format!(
+                    "INSERT INTO {} (id, contact_type, display_name, sort_name, first_name, last_name, is_deleted, api_key) VALUES ",
+                    t.contact
+                ),
+                "(?, ?, ?, ?, ?, ?, ?, ?)",
+            ),
+            (
+                &mut self.emails,
+                Self::EMAIL_COLUMNS,
+                format!("INSERT INTO {} (contact_id, email, is_primary, location_type_id) VALUES ", t.email),
+                "(?, ?, 1, 1)",
+            ),
+            (
+                &mut self.ufs,
+                Self::UF_COLUMNS,
+                format!("INSERT INTO {} (domain_id, uf_id, uf_name, contact_id) VALUES ", t.uf),
+                "(1, ?, ?, ?)",
+            ),
+        ];
+        for (values, columns, head, row) in inserts {
+            let rows = values.len() / columns;
+            if rows == 0 {
+                continue;
+            }
+            let mut sql = head;
+            sql.push_str(&vec![row; rows].join(", "));
+            tx.exec_drop(sql, Params::Positional(std::mem::take(values)))?;
+        }
+        self.rows = 0;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn addresses_parse() {
+        let a = parse_address("mysql://civikey@db.example.org:3307/civicrm").unwrap();
+        assert_eq!(
+            a,
+            Address {
+                user: "civikey".into(),
+                host: "db.example.org".into(),
+                port: 3307,
+                db: "civicrm".into()
+            }
+        );
+        assert_eq!(parse_address("mysql://u@h/d").unwrap().port, 3306);
+        let v6 = parse_address("mysql://u@[::1]:3310/d").unwrap();
+        assert_eq!((v6.host.as_str(), v6.port), ("::1", 3310));
+        assert_eq!(v6.shown(), "mysql://u@[::1]:3310/d");
+        for bad in [
+            "mysql://h/d",
+            "mysql://u@h",
+            "mysql://u@h/",
+            "mysql://u@h:x/d",
+            "mysql://u@h:0/d",
+            "mysql://u@:3306/d",
+            "postgres://u@h/d",
+            "mysql://u@h/d?ssl=1",
+            "mysql://@h/d",
+        ] {
+            assert!(parse_address(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn password_in_address_is_refused_without_repeating_it() {
+        for address in ["mysql://u:Sekr3t@h/d", "mysql://u:Sekr3t@x@h:1/d"] {
+            let err = parse_address(address).unwrap_err().to_string();
+            assert!(err.contains("password"), "{err}");
+            assert!(!err.contains("Sekr3t"), "{err}");
+        }
+        let err = parse_address("mysql://u@h:Sekr3t/d")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("Sekr3t"), "{err}");
+    }
+
+    #[test]
+    fn prefixes_are_validated() {
+        assert!(check_prefix("").is_ok());
+        assert!(check_prefix("crm_2").is_ok());
+        for bad in ["a-b", "x`; DROP", "é", "a b"] {
+            assert!(check_prefix(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn option_file_passwords() {
+        let read = |t: &str| option_file_password(t).map(|p| p.to_string());
+        assert_eq!(read("[client]\npassword=abc\n"), Some("abc".into()));
+        assert_eq!(
+            read("[mysqld]\npassword=no\n[client]\nuser=u\npassword = \"a b#c\"\n"),
+            Some("a b#c".into())
+        );
+        assert_eq!(read("[client]\npassword='x\\\\y'\n"), Some("x\\y".into()));
+        assert_eq!(
+            read("[client]\npassword=abc # comment\n"),
+            Some("abc".into())
+        );
+        assert_eq!(read("[mysql]\npassword=abc\n"), None);
+        assert_eq!(read("# [client]\n[client]\n; password=x\n"), None);
+        assert_eq!(read("[client]\npassword=a\npassword=b\n"), Some("b".into()));
+        assert_eq!(read("[client]\npassword\n"), None);
+    }
+
+    #[test]
+    fn exposed_option_file_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".my.cnf");
+        assert!(
+            password_from_option_file(&path).unwrap().is_none(),
+            "absent file: no password"
+        );
+        fs::write(&path, "[client]\npassword=Sekr3t\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = password_from_option_file(&path).unwrap_err().to_string();
+        assert!(err.contains("chmod 600"), "{err}");
+        assert!(!err.contains("Sekr3t"), "{err}");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(
+            password_from_option_file(&path)
+                .unwrap()
+                .as_deref()
+                .map(String::as_str),
+            Some("Sekr3t")
+        );
+    }
+
+    #[test]
+    fn collations() {
+        assert!(collation_is_case_insensitive(Some("utf8mb4_unicode_ci")));
+        assert!(collation_is_case_insensitive(Some("utf8mb4_0900_ai_ci")));
+        assert!(!collation_is_case_insensitive(Some("utf8mb4_bin")));
+        assert!(!collation_is_case_insensitive(Some("utf8mb4_0900_as_cs")));
+        assert!(!collation_is_case_insensitive(None));
+    }
+
+    #[test]
+    fn like_wildcards_are_escaped() {
+        assert_eq!(like_prefix("100%_a!"), "100!%!_a!!%");
+    }
+}
