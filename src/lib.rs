@@ -2,6 +2,7 @@
 //!
 //! The binary is a thin shell over this library; the tests use it directly.
 
+pub mod config;
 pub mod key;
 pub mod sanitize;
 pub mod store;
