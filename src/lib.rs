@@ -6,6 +6,7 @@ pub mod app;
 pub mod audit;
 pub mod cli;
 pub mod clipboard;
+pub mod config;
 pub mod fsperm;
 pub mod hygiene;
 pub mod key;

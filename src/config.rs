@@ -1,0 +1,1340 @@
+//! The config file (TOML profiles), civikey's folders, and turning `--store` / `--profile`
+//! into a [`StoreSpec`].
+//!
+//! Loading checks everything that can be checked without secrets (types, fields per kind,
+//! addresses), so `civikey profiles` works on a machine that lacks the key files. Secrets
+//! are read only by [`Config::resolve`], from files (0600 or stricter) or named environment
+//! variables, never from the config file itself or argv. Every piece of file text that can
+//! end up in an error passes [`SafeText`]: a hostile config cannot put escapes on the
+//! operator's terminal. No error ever holds a secret or a MySQL address (it may hold one).
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::fs::OpenOptions;
+use std::io::Read;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::ops::Range;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+use zeroize::Zeroizing;
+
+use crate::fsperm;
+use crate::key::ApiKey;
+use crate::sanitize::SafeText;
+use crate::store::spec::{CvOptions, MysqlOptions, RestOptions, Secret, StoreSpec};
+
+/// Environment variable naming the config file.
+pub const CONFIG_ENV: &str = "CIVIKEY_CONFIG";
+/// Environment variable naming the data folder (the default store lives there).
+pub const DATA_DIR_ENV: &str = "CIVIKEY_DATA_DIR";
+/// File name of the default store inside the data folder.
+pub const DEFAULT_STORE_FILE: &str = "contacts.sqlite";
+
+const DEFAULT_REST_TIMEOUT: u64 = 10;
+const DEFAULT_MYSQL_TIMEOUT: u64 = 10;
+/// `cv` boots CiviCRM (PHP, the CMS) on every call, which takes seconds on a busy host.
+const DEFAULT_CV_TIMEOUT: u64 = 30;
+const MAX_TIMEOUT: i64 = 3600;
+/// A config is a few hundred bytes; the cap keeps a mistaken path (a log, a device) cheap.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+/// Secrets are short; the cap also lets the buffer be allocated once, so no reallocation
+/// leaves an unzeroized copy of a secret behind.
+const MAX_SECRET_BYTES: usize = 64 * 1024;
+const KINDS: &str = "sqlite, mysql, civicrm-rest, cv";
+
+/// Something wrong with the config, a path, an address or a secret. The message is safe to
+/// print (file text passed SafeText) and never holds a secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    file: Option<SafeText>,
+    /// 1-based line and column in `file`.
+    position: Option<(usize, usize)>,
+    message: String,
+}
+
+impl ConfigError {
+    fn new(message: impl Into<String>) -> Self {
+        ConfigError {
+            file: None,
+            position: None,
+            message: message.into(),
+        }
+    }
+
+    fn in_file(file: &Path, message: impl Into<String>) -> Self {
+        ConfigError {
+            file: Some(safe_path(file)),
+            position: None,
+            message: message.into(),
+        }
+    }
+
+    fn at(src: &Source<'_>, span: &Range<usize>, message: impl Into<String>) -> Self {
+        ConfigError {
+            file: Some(safe_path(src.path)),
+            position: Some(line_column(src.text, span.start)),
+            message: message.into(),
+        }
+    }
+
+    /// 1-based line in the config file, when the error has a place there.
+    pub fn line(&self) -> Option<usize> {
+        self.position.map(|(line, _)| line)
+    }
+
+    /// 1-based column (in characters) in the config file.
+    pub fn column(&self) -> Option<usize> {
+        self.position.map(|(_, column)| column)
+    }
+
+    /// What is wrong, without the file and position.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.file, self.position) {
+            (Some(file), Some((line, column))) => {
+                write!(f, "{file}, line {line}, column {column}: {}", self.message)
+            }
+            (Some(file), None) => write!(f, "{file}: {}", self.message),
+            (None, _) => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn safe_path(path: &Path) -> SafeText {
+    SafeText::new(&path.to_string_lossy())
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+// ---------------------------------------------------------------------------------------
+// Folders
+
+/// The data folder: `$CIVIKEY_DATA_DIR` if set and not empty, else the platform's data
+/// folder for civikey (`~/.local/share/civikey` on Linux).
+pub fn data_dir() -> Result<PathBuf, ConfigError> {
+    if let Some(dir) = non_empty_env(DATA_DIR_ENV) {
+        return Ok(PathBuf::from(dir));
+    }
+    project_dirs().map(|dirs| dirs.data_dir().to_path_buf())
+}
+
+/// The config file: `$CIVIKEY_CONFIG` if set and not empty, else `config.toml` in the
+/// platform's config folder for civikey (`~/.config/civikey` on Linux).
+pub fn config_path() -> Result<PathBuf, ConfigError> {
+    config_location().map(|(path, _)| path)
+}
+
+/// The store used when nothing else is named.
+pub fn default_store_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(DEFAULT_STORE_FILE)
+}
+
+/// The config path and whether the operator named it (so its absence is an error).
+fn config_location() -> Result<(PathBuf, bool), ConfigError> {
+    if let Some(path) = non_empty_env(CONFIG_ENV) {
+        return Ok((PathBuf::from(path), true));
+    }
+    project_dirs().map(|dirs| (dirs.config_dir().join("config.toml"), false))
+}
+
+fn project_dirs() -> Result<directories::ProjectDirs, ConfigError> {
+    directories::ProjectDirs::from("org", "civikey", "civikey").ok_or_else(|| {
+        ConfigError::new(format!(
+            "cannot find your home folder (is HOME set?); set {DATA_DIR_ENV} and {CONFIG_ENV} instead"
+        ))
+    })
+}
+
+fn non_empty_env(name: &str) -> Option<OsString> {
+    std::env::var_os(name).filter(|value| !value.is_empty())
+}
+
+// ---------------------------------------------------------------------------------------
+// The file as written: every field optional and spanned, so each check can point at a line.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    default_profile: Option<Spanned<String>>,
+    #[serde(default)]
+    profiles: BTreeMap<Spanned<String>, RawProfile>,
+}
+
+/// All fields of all kinds; [`Kind::fields`] says which belong to which kind.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    kind: Option<Spanned<String>>,
+    address: Option<Spanned<String>>,
+    read_only: Option<Spanned<bool>>,
+    password_file: Option<Spanned<String>>,
+    password_env: Option<Spanned<String>>,
+    table_prefix: Option<Spanned<String>>,
+    tls: Option<Spanned<bool>>,
+    tls_ca_file: Option<Spanned<String>>,
+    timeout_seconds: Option<Spanned<i64>>,
+    api_key_file: Option<Spanned<String>>,
+    api_key_env: Option<Spanned<String>>,
+    site_key_file: Option<Spanned<String>>,
+    site_key_env: Option<Spanned<String>>,
+    cv_binary: Option<Spanned<String>>,
+}
+
+impl RawProfile {
+    /// The fields that are set, with where their values are.
+    fn set_fields(&self) -> Vec<(&'static str, Range<usize>)> {
+        fn span<T>(field: &Option<Spanned<T>>) -> Option<Range<usize>> {
+            field.as_ref().map(Spanned::span)
+        }
+        [
+            ("read_only", span(&self.read_only)),
+            ("password_file", span(&self.password_file)),
+            ("password_env", span(&self.password_env)),
+            ("table_prefix", span(&self.table_prefix)),
+            ("tls", span(&self.tls)),
+            ("tls_ca_file", span(&self.tls_ca_file)),
+            ("timeout_seconds", span(&self.timeout_seconds)),
+            ("api_key_file", span(&self.api_key_file)),
+            ("api_key_env", span(&self.api_key_env)),
+            ("site_key_file", span(&self.site_key_file)),
+            ("site_key_env", span(&self.site_key_env)),
+            ("cv_binary", span(&self.cv_binary)),
+        ]
+        .into_iter()
+        .filter_map(|(name, span)| span.map(|span| (name, span)))
+        .collect()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Sqlite,
+    Mysql,
+    Rest,
+    Cv,
+}
+
+impl Kind {
+    const ALL: [Kind; 4] = [Kind::Sqlite, Kind::Mysql, Kind::Rest, Kind::Cv];
+
+    fn parse(text: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|kind| kind.label() == text)
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Sqlite => "sqlite",
+            Kind::Mysql => "mysql",
+            Kind::Rest => "civicrm-rest",
+            Kind::Cv => "cv",
+        }
+    }
+
+    /// The fields a profile of this kind takes besides `kind` and `address`.
+    fn fields(self) -> &'static [&'static str] {
+        match self {
+            Kind::Sqlite => &["read_only"],
+            Kind::Mysql => &[
+                "password_file",
+                "password_env",
+                "table_prefix",
+                "tls",
+                "tls_ca_file",
+                "timeout_seconds",
+            ],
+            Kind::Rest => &[
+                "api_key_file",
+                "api_key_env",
+                "site_key_file",
+                "site_key_env",
+                "timeout_seconds",
+            ],
+            Kind::Cv => &["cv_binary", "timeout_seconds"],
+        }
+    }
+
+    fn address_form(self) -> &'static str {
+        match self {
+            Kind::Sqlite => "sqlite:PATH",
+            Kind::Mysql => "mysql://USER@HOST[:PORT]/DB",
+            Kind::Rest => "https://SITE",
+            Kind::Cv => "cv:PATH",
+        }
+    }
+}
+
+/// The config text and where it came from, for error positions.
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+// ---------------------------------------------------------------------------------------
+// The checked config
+
+/// Where a secret is read from when a profile is resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum SecretSource {
+    /// `at`: line and column of the field's value, for errors found when reading it.
+    File {
+        path: PathBuf,
+        at: (usize, usize),
+    },
+    Env {
+        name: String,
+        at: (usize, usize),
+    },
+}
+
+impl SecretSource {
+    fn describe(&self) -> SafeText {
+        match self {
+            SecretSource::File { path, .. } => SafeText::new(&format!("file {}", path.display())),
+            SecretSource::Env { name, .. } => SafeText::new(&format!("env {name}")),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Target {
+    Sqlite {
+        path: PathBuf,
+        read_only: bool,
+    },
+    Mysql {
+        address: String,
+        password: Option<SecretSource>,
+        table_prefix: String,
+        tls: bool,
+        tls_ca_file: Option<PathBuf>,
+        timeout: Duration,
+    },
+    Rest {
+        base_url: String,
+        api_key: SecretSource,
+        site_key: Option<SecretSource>,
+        timeout: Duration,
+    },
+    Cv {
+        site_path: PathBuf,
+        cv_binary: PathBuf,
+        timeout: Duration,
+    },
+}
+
+impl Target {
+    fn kind(&self) -> Kind {
+        match self {
+            Target::Sqlite { .. } => Kind::Sqlite,
+            Target::Mysql { .. } => Kind::Mysql,
+            Target::Rest { .. } => Kind::Rest,
+            Target::Cv { .. } => Kind::Cv,
+        }
+    }
+}
+
+/// A loaded, checked config file. Holds where secrets are, never the secrets.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    /// The file it came from; None for the empty config used when there is no file.
+    path: Option<PathBuf>,
+    default_profile: Option<String>,
+    profiles: BTreeMap<String, Target>,
+}
+
+/// What `--store` / `--profile` / the config resolved to.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub spec: StoreSpec,
+    /// The profile used, if any.
+    pub profile: Option<String>,
+    /// True only for the implicit default store (data_dir/contacts.sqlite): main may create
+    /// it from the sample contacts. An address or profile the operator named is never created.
+    pub is_default_store: bool,
+}
+
+/// One line of `civikey profiles`: never a secret value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProfileSummary {
+    pub name: SafeText,
+    /// sqlite | mysql | civicrm-rest | cv
+    pub kind: &'static str,
+    pub address: SafeText,
+    /// Where each secret comes from, e.g. ("api key", "file /etc/civikey/crm.key").
+    pub secrets: Vec<(&'static str, SafeText)>,
+    pub is_default: bool,
+}
+
+impl Config {
+    /// Reads and checks the config at `path`. Refuses a file that group or others may read
+    /// or write (it names where the secrets are and which stores to trust).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = read_config_text(path)?;
+        Config::parse(&text, path)
+    }
+
+    /// Loads the config at `$CIVIKEY_CONFIG` or the default place. `None` when the default
+    /// file does not exist; a file named by `$CIVIKEY_CONFIG` must exist.
+    pub fn load_default() -> Result<Option<Config>, ConfigError> {
+        let (path, explicit) = config_location()?;
+        // Only "not there" means no config: a file we may not read (or a dangling link) is
+        // an error the operator should see, not a silent fall-back to the default store.
+        let absent =
+            matches!(path.symlink_metadata(), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+        if !explicit && absent {
+            return Ok(None);
+        }
+        Config::load(&path).map(Some)
+    }
+
+    /// Checks config text; `path` is where it came from (errors name it, and relative paths
+    /// in it are relative to its folder).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let src = Source { path, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(&src, e))?;
+        let mut profiles = BTreeMap::new();
+        for (name, raw_profile) in raw.profiles {
+            let span = name.span();
+            let name = name.into_inner();
+            check_profile_name(&src, &name, &span)?;
+            let target = check_profile(&src, &name, &span, raw_profile)?;
+            profiles.insert(name, target);
+        }
+        let default_profile = match raw.default_profile {
+            None => None,
+            Some(name) => {
+                if !profiles.contains_key(name.get_ref()) {
+                    return Err(ConfigError::at(
+                        &src,
+                        &name.span(),
+                        format!(
+                            "default_profile = \"{}\" names no profile; {}",
+                            SafeText::new(name.get_ref()),
+                            known_profiles(profiles.keys())
+                        ),
+                    ));
+                }
+                Some(name.into_inner())
+            }
+        };
+        Ok(Config {
+            path: Some(path.to_path_buf()),
+            default_profile,
+            profiles,
+        })
+    }
+
+    /// The profile used when neither `--store` nor `--profile` is given.
+    pub fn default_profile(&self) -> Option<&str> {
+        self.default_profile.as_deref()
+    }
+
+    /// The profiles, by name, for `civikey profiles`.
+    pub fn summaries(&self) -> Vec<ProfileSummary> {
+        self.profiles
+            .iter()
+            .map(|(name, target)| {
+                let (address, secrets) = match target {
+                    Target::Sqlite { path, .. } => (
+                        SafeText::new(&format!("sqlite:{}", path.display())),
+                        Vec::new(),
+                    ),
+                    Target::Mysql {
+                        address, password, ..
+                    } => {
+                        let from = password.as_ref().map_or_else(
+                            || SafeText::new("~/.my.cnf [client], if any"),
+                            SecretSource::describe,
+                        );
+                        (SafeText::new(address), vec![("password", from)])
+                    }
+                    Target::Rest {
+                        base_url,
+                        api_key,
+                        site_key,
+                        ..
+                    } => {
+                        let mut secrets = vec![("api key", api_key.describe())];
+                        if let Some(site_key) = site_key {
+                            secrets.push(("site key", site_key.describe()));
+                        }
+                        (SafeText::new(base_url), secrets)
+                    }
+                    Target::Cv { site_path, .. } => (
+                        SafeText::new(&format!("cv:{}", site_path.display())),
+                        Vec::new(),
+                    ),
+                };
+                ProfileSummary {
+                    name: SafeText::new(name),
+                    kind: target.kind().label(),
+                    address,
+                    secrets,
+                    is_default: self.default_profile.as_deref() == Some(name.as_str()),
+                }
+            })
+            .collect()
+    }
+
+    /// Picks the store: `--store ADDR` wins, then `--profile NAME`, then `default_profile`,
+    /// then the default SQLite store in `data_dir`. Reads the chosen profile's secrets.
+    /// `read_only` (the `--read-only` flag) is carried into SQLite specs; other kinds have
+    /// no read-only switch in their spec, so the caller enforces it for them.
+    pub fn resolve(
+        &self,
+        store: Option<&str>,
+        profile: Option<&str>,
+        data_dir: &Path,
+        read_only: bool,
+    ) -> Result<Resolved, ConfigError> {
+        if let Some(address) = store {
+            return Ok(Resolved {
+                spec: bare_store(address, read_only)?,
+                profile: None,
+                is_default_store: false,
+            });
+        }
+        let name = match profile.or(self.default_profile.as_deref()) {
+            Some(name) => name,
+            None => {
+                return Ok(Resolved {
+                    spec: StoreSpec::Sqlite {
+                        path: default_store_path(data_dir),
+                        read_only,
+                    },
+                    profile: None,
+                    is_default_store: true,
+                })
+            }
+        };
+        let Some(target) = self.profiles.get(name) else {
+            let place = match &self.path {
+                Some(path) => format!("in {}", safe_path(path)),
+                None => match config_path() {
+                    Ok(path) => format!(
+                        "(there is no config file; civikey looked for {})",
+                        safe_path(&path)
+                    ),
+                    Err(_) => "(there is no config file)".to_string(),
+                },
+            };
+            return Err(ConfigError::new(format!(
+                "no profile named \"{}\" {place}; {}",
+                SafeText::new(name),
+                known_profiles(self.profiles.keys())
+            )));
+        };
+        Ok(Resolved {
+            spec: self.spec_for(name, target, read_only)?,
+            profile: Some(name.to_string()),
+            is_default_store: false,
+        })
+    }
+
+    fn spec_for(
+        &self,
+        name: &str,
+        target: &Target,
+        read_only: bool,
+    ) -> Result<StoreSpec, ConfigError> {
+        Ok(match target {
+            Target::Sqlite {
+                path,
+                read_only: profile_read_only,
+            } => StoreSpec::Sqlite {
+                path: path.clone(),
+                read_only: read_only || *profile_read_only,
+            },
+            Target::Mysql {
+                address,
+                password,
+                table_prefix,
+                tls,
+                tls_ca_file,
+                timeout,
+            } => StoreSpec::Mysql(MysqlOptions {
+                address: address.clone(),
+                password: match password {
+                    Some(source) => {
+                        Some(Secret(self.read_secret(name, "password", source, false)?))
+                    }
+                    None => None,
+                },
+                table_prefix: table_prefix.clone(),
+                tls: *tls,
+                tls_ca_file: tls_ca_file.clone(),
+                timeout: *timeout,
+            }),
+            Target::Rest {
+                base_url,
+                api_key,
+                site_key,
+                timeout,
+            } => StoreSpec::Rest(RestOptions {
+                base_url: base_url.clone(),
+                api_key: ApiKey::from_store(
+                    self.read_secret(name, "API key", api_key, true)?
+                        .to_string(),
+                ),
+                site_key: match site_key {
+                    Some(source) => Some(Secret(self.read_secret(name, "site key", source, true)?)),
+                    None => None,
+                },
+                timeout: *timeout,
+            }),
+            Target::Cv {
+                site_path,
+                cv_binary,
+                timeout,
+            } => StoreSpec::Cv(CvOptions {
+                site_path: site_path.clone(),
+                cv_binary: cv_binary.clone(),
+                timeout: *timeout,
+            }),
+        })
+    }
+
+    /// Reads one secret. Errors say which profile, which secret and where it should come
+    /// from, never what it holds. `header` secrets go into HTTP headers: no whitespace.
+    fn read_secret(
+        &self,
+        profile: &str,
+        what: &str,
+        source: &SecretSource,
+        header: bool,
+    ) -> Result<Zeroizing<String>, ConfigError> {
+        let (at, result) = match source {
+            SecretSource::File { path, at } => (*at, read_secret_file(path)),
+            SecretSource::Env { name, at } => (*at, read_secret_env(name)),
+        };
+        let fail = |problem: String| {
+            let message = format!("profiles.{}: the {what}: {problem}", SafeText::new(profile));
+            match &self.path {
+                Some(path) => ConfigError {
+                    file: Some(safe_path(path)),
+                    position: Some(at),
+                    message,
+                },
+                None => ConfigError::new(message),
+            }
+        };
+        let value = result.map_err(&fail)?;
+        if value.is_empty() {
+            return Err(fail(format!("{} is empty", source.describe())));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(fail(format!(
+                "{} holds control characters or more than one line",
+                source.describe()
+            )));
+        }
+        if header && value.chars().any(char::is_whitespace) {
+            return Err(fail(format!("{} holds spaces", source.describe())));
+        }
+        Ok(value)
+    }
+}
+
+/// For when there is no config file: `--store`, or the default store; `--profile` fails.
+pub fn resolve_without_config(
+    store: Option<&str>,
+    profile: Option<&str>,
+    data_dir: &Path,
+    read_only: bool,
+) -> Result<Resolved, ConfigError> {
+    Config::default().resolve(store, profile, data_dir, read_only)
+}
+
+fn known_profiles<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let names: Vec<String> = names.map(|n| SafeText::new(n).to_string()).collect();
+    if names.is_empty() {
+        "no profiles are defined".to_string()
+    } else {
+        format!("the profiles are: {}", names.join(", "))
+    }
+}
+
+fn read_config_text(path: &Path) -> Result<String, ConfigError> {
+    let file = open_regular(path).map_err(|e| ConfigError::in_file(path, e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| ConfigError::in_file(path, format!("cannot read it: {e}")))?;
+    fsperm::refuse_if_exposed(path, &meta)
+        .map_err(|e| ConfigError::new(SafeText::new(&e).to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ConfigError::in_file(path, format!("cannot read it: {e}")))?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(ConfigError::in_file(
+            path,
+            "is larger than 1 MiB; is this really the config file?",
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let (line, column) = line_column(
+            &String::from_utf8_lossy(e.as_bytes()),
+            e.utf8_error().valid_up_to(),
+        );
+        ConfigError {
+            file: Some(safe_path(path)),
+            position: Some((line, column)),
+            message: "the file is not valid UTF-8 text".to_string(),
+        }
+    })
+}
+
+/// Opens a regular file for reading. O_NONBLOCK so that a FIFO named by mistake (or by an
+/// attacker) cannot hang civikey at open; it has no effect on reading a regular file.
+fn open_regular(path: &Path) -> Result<std::fs::File, String> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => "does not exist".to_string(),
+            _ => format!("cannot open it: {e}"),
+        })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    if !meta.is_file() {
+        return Err("is not a regular file".to_string());
+    }
+    Ok(file)
+}
+
+fn read_secret_file(path: &Path) -> Result<Zeroizing<String>, String> {
+    let shown = safe_path(path);
+    let file = open_regular(path).map_err(|e| format!("file {shown} {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read file {shown}: {e}"))?;
+    fsperm::refuse_if_exposed(path, &meta).map_err(|e| SafeText::new(&e).to_string())?;
+    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_SECRET_BYTES + 1));
+    file.take(MAX_SECRET_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read file {shown}: {e}"))?;
+    if bytes.len() > MAX_SECRET_BYTES {
+        return Err(format!(
+            "file {shown} is larger than 64 KiB; is this really the secret?"
+        ));
+    }
+    let text =
+        std::str::from_utf8(&bytes).map_err(|_| format!("file {shown} is not UTF-8 text"))?;
+    Ok(Zeroizing::new(
+        text.trim_end_matches(['\n', '\r']).to_string(),
+    ))
+}
+
+fn read_secret_env(name: &str) -> Result<Zeroizing<String>, String> {
+    match std::env::var_os(name) {
+        None => Err(format!("environment variable {name} is not set")),
+        Some(value) => value
+            .into_string()
+            .map(Zeroizing::new)
+            .map_err(|_| format!("environment variable {name} is not UTF-8 text")),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Checks
+
+fn toml_error(src: &Source<'_>, mut error: toml::de::Error) -> ConfigError {
+    // serde speaks of Rust types; an operator knows TOML's words.
+    let message = SafeText::new(error.message().trim_end())
+        .to_string()
+        .replace("expected i64", "expected a whole number")
+        .replace("expected a map", "expected a table");
+    // Without the input, toml's Display is the message plus "in `key.path`": the field name,
+    // which toml does not expose otherwise.
+    error.set_input(None);
+    let shown = error.to_string();
+    let field = shown
+        .lines()
+        .filter_map(|line| {
+            line.strip_prefix("in `")
+                .and_then(|rest| rest.strip_suffix('`'))
+        })
+        .next_back()
+        .map(|field| format!("{}: ", SafeText::new(field)));
+    let message = format!("{}{message}", field.unwrap_or_default());
+    match error.span() {
+        Some(span) => ConfigError::at(src, &span, message),
+        None => ConfigError::in_file(src.path, message),
+    }
+}
+
+/// Profile names are printed in lists and typed after `--profile`: keep them plain.
+fn check_profile_name(
+    src: &Source<'_>,
+    name: &str,
+    span: &Range<usize>,
+) -> Result<(), ConfigError> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if name.is_empty() || name.len() > 64 || !name.chars().all(plain) {
+        return Err(ConfigError::at(
+            src,
+            span,
+            format!(
+                "profile name \"{}\": expected 1 to 64 letters, digits, '-' or '_'",
+                SafeText::new(name)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_profile(
+    src: &Source<'_>,
+    name: &str,
+    name_span: &Range<usize>,
+    raw: RawProfile,
+) -> Result<Target, ConfigError> {
+    let here = format!("profiles.{name}");
+    let Some(kind_field) = &raw.kind else {
+        return Err(ConfigError::at(
+            src,
+            name_span,
+            format!("{here}: kind is missing; expected kind = one of {KINDS}"),
+        ));
+    };
+    let Some(kind) = Kind::parse(kind_field.get_ref()) else {
+        return Err(ConfigError::at(
+            src,
+            &kind_field.span(),
+            format!(
+                "{here}.kind: unknown kind \"{}\"; expected one of {KINDS}",
+                SafeText::new(kind_field.get_ref())
+            ),
+        ));
+    };
+    for (field, span) in raw.set_fields() {
+        if !kind.fields().contains(&field) {
+            let owners: Vec<&str> = Kind::ALL
+                .into_iter()
+                .filter(|k| k.fields().contains(&field))
+                .map(Kind::label)
+                .collect();
+            return Err(ConfigError::at(
+                src,
+                &span,
+                format!(
+                    "{here}.{field}: this field does not belong to a profile of kind {} (it is for {}); a {} profile takes kind, address, {}",
+                    kind.label(),
+                    owners.join(", "),
+                    kind.label(),
+                    kind.fields().join(", ")
+                ),
+            ));
+        }
+    }
+    let Some(address) = &raw.address else {
+        return Err(ConfigError::at(
+            src,
+            name_span,
+            format!(
+                "{here}: address is missing; expected address = \"{}\"",
+                kind.address_form()
+            ),
+        ));
+    };
+    let at_address = |problem: String| {
+        ConfigError::at(src, &address.span(), format!("{here}.address: {problem}"))
+    };
+    let base = src.path.parent().unwrap_or(Path::new(""));
+    let path_field = |field: &str, value: &Spanned<String>| -> Result<PathBuf, ConfigError> {
+        config_path_value(value.get_ref(), base).map_err(|problem| {
+            ConfigError::at(src, &value.span(), format!("{here}.{field}: {problem}"))
+        })
+    };
+    let timeout = |default: u64| -> Result<Duration, ConfigError> {
+        match &raw.timeout_seconds {
+            None => Ok(Duration::from_secs(default)),
+            Some(t) if (1..=MAX_TIMEOUT).contains(t.get_ref()) => {
+                Ok(Duration::from_secs(t.get_ref().unsigned_abs()))
+            }
+            Some(t) => Err(ConfigError::at(
+                src,
+                &t.span(),
+                format!(
+                    "{here}.timeout_seconds: {} is out of range; expected 1 to {MAX_TIMEOUT}",
+                    t.get_ref()
+                ),
+            )),
+        }
+    };
+    let secret = |file_field: (&str, &Option<Spanned<String>>),
+                  env_field: (&str, &Option<Spanned<String>>)|
+     -> Result<Option<SecretSource>, ConfigError> {
+        match (file_field.1, env_field.1) {
+            (Some(_), Some(env)) => Err(ConfigError::at(
+                src,
+                &env.span(),
+                format!(
+                    "{here}.{}: {} is set too; expected one of them, not both",
+                    env_field.0, file_field.0
+                ),
+            )),
+            (Some(file), None) => Ok(Some(SecretSource::File {
+                path: path_field(file_field.0, file)?,
+                at: line_column(src.text, file.span().start),
+            })),
+            (None, Some(env)) => {
+                check_env_name(env.get_ref()).map_err(|problem| {
+                    ConfigError::at(
+                        src,
+                        &env.span(),
+                        format!("{here}.{}: {problem}", env_field.0),
+                    )
+                })?;
+                Ok(Some(SecretSource::Env {
+                    name: env.get_ref().clone(),
+                    at: line_column(src.text, env.span().start),
+                }))
+            }
+            (None, None) => Ok(None),
+        }
+    };
+
+    let parsed = parse_address(address.get_ref(), base).map_err(at_address)?;
+    if parsed.kind() != kind {
+        return Err(at_address(format!(
+            "a {} profile needs an address of the form {}",
+            kind.label(),
+            kind.address_form()
+        )));
+    }
+    Ok(match parsed {
+        Address::Sqlite(path) => Target::Sqlite {
+            path,
+            read_only: raw.read_only.as_ref().is_some_and(|r| *r.get_ref()),
+        },
+        Address::Mysql(address) => {
+            let table_prefix = match &raw.table_prefix {
+                None => String::new(),
+                Some(prefix) => {
+                    let p = prefix.get_ref();
+                    // It goes into SQL table names: only what an identifier may hold unquoted.
+                    if p.len() > 32 || !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                        return Err(ConfigError::at(
+                            src,
+                            &prefix.span(),
+                            format!(
+                                "{here}.table_prefix: expected up to 32 letters, digits or '_'"
+                            ),
+                        ));
+                    }
+                    p.clone()
+                }
+            };
+            let tls_ca_file = match &raw.tls_ca_file {
+                Some(ca) => Some(path_field("tls_ca_file", ca)?),
+                None => None,
+            };
+            let tls = match (&raw.tls, &tls_ca_file) {
+                (Some(tls), Some(_)) if !*tls.get_ref() => {
+                    return Err(ConfigError::at(
+                        src,
+                        &tls.span(),
+                        format!("{here}.tls: tls = false but tls_ca_file is set; expected tls = true or no tls_ca_file"),
+                    ))
+                }
+                (Some(tls), _) => *tls.get_ref(),
+                // A CA file only makes sense with TLS: asking for one asks for TLS.
+                (None, ca) => ca.is_some(),
+            };
+            Target::Mysql {
+                address,
+                password: secret(
+                    ("password_file", &raw.password_file),
+                    ("password_env", &raw.password_env),
+                )?,
+                table_prefix,
+                tls,
+                tls_ca_file,
+                timeout: timeout(DEFAULT_MYSQL_TIMEOUT)?,
+            }
+        }
+        Address::Rest(base_url) => {
+            let api_key = secret(("api_key_file", &raw.api_key_file), ("api_key_env", &raw.api_key_env))?
+                .ok_or_else(|| {
+                    ConfigError::at(
+                        src,
+                        name_span,
+                        format!("{here}: a civicrm-rest profile needs the admin's API key: expected api_key_file or api_key_env"),
+                    )
+                })?;
+            Target::Rest {
+                base_url,
+                api_key,
+                site_key: secret(
+                    ("site_key_file", &raw.site_key_file),
+                    ("site_key_env", &raw.site_key_env),
+                )?,
+                timeout: timeout(DEFAULT_REST_TIMEOUT)?,
+            }
+        }
+        Address::Cv(site_path) => {
+            let cv_binary = match &raw.cv_binary {
+                None => PathBuf::from("cv"),
+                // A bare name is looked up in PATH; anything with a slash is a path.
+                Some(bin) if !bin.get_ref().contains('/') && !bin.get_ref().starts_with('~') => {
+                    if bin.get_ref().is_empty() || bin.get_ref().chars().any(char::is_control) {
+                        return Err(ConfigError::at(
+                            src,
+                            &bin.span(),
+                            format!("{here}.cv_binary: expected a program name or a path"),
+                        ));
+                    }
+                    PathBuf::from(bin.get_ref())
+                }
+                Some(bin) => path_field("cv_binary", bin)?,
+            };
+            Target::Cv {
+                site_path,
+                cv_binary,
+                timeout: timeout(DEFAULT_CV_TIMEOUT)?,
+            }
+        }
+    })
+}
+
+fn check_env_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        Ok(())
+    } else {
+        Err(format!(
+            "\"{}\" is not an environment variable name; expected letters, digits and '_'",
+            SafeText::new(name)
+        ))
+    }
+}
+
+/// A path from the config: `~` means $HOME, a relative path is relative to the config's folder.
+fn config_path_value(text: &str, base: &Path) -> Result<PathBuf, String> {
+    let path = expand_home(text)?;
+    Ok(if path.is_relative() {
+        base.join(path)
+    } else {
+        path
+    })
+}
+
+/// `~` or `~/...` at the start becomes $HOME. `~user` is not supported: said so, not guessed.
+fn expand_home(text: &str) -> Result<PathBuf, String> {
+    if text.is_empty() {
+        return Err("expected a path, found an empty string".to_string());
+    }
+    if text.chars().any(char::is_control) {
+        return Err("the path holds control characters".to_string());
+    }
+    let rest = match text.strip_prefix('~') {
+        None => return Ok(PathBuf::from(text)),
+        Some(rest) => rest,
+    };
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return Err(format!(
+            "\"{}\": only ~ and ~/ are expanded (to $HOME); write the full path",
+            SafeText::new(text)
+        ));
+    }
+    let home =
+        non_empty_env("HOME").ok_or_else(|| "~ cannot be expanded: HOME is not set".to_string())?;
+    let mut path = PathBuf::from(home);
+    if let Some(rest) = rest.strip_prefix('/').filter(|r| !r.is_empty()) {
+        path.push(rest);
+    }
+    Ok(path)
+}
+
+/// A `--store` address with no profile behind it.
+fn bare_store(address: &str, read_only: bool) -> Result<StoreSpec, ConfigError> {
+    let fail = |problem: String| ConfigError::new(format!("--store: {problem}"));
+    // Relative paths on the command line are relative to where the operator is.
+    match parse_address(address, Path::new("")).map_err(fail)? {
+        Address::Sqlite(path) => Ok(StoreSpec::Sqlite { path, read_only }),
+        Address::Mysql(address) => Ok(StoreSpec::Mysql(MysqlOptions {
+            address,
+            // The MySQL store falls back to ~/.my.cnf [client] when there is no password.
+            password: None,
+            table_prefix: String::new(),
+            tls: false,
+            tls_ca_file: None,
+            timeout: Duration::from_secs(DEFAULT_MYSQL_TIMEOUT),
+        })),
+        Address::Rest(_) => Err(fail(format!(
+            "a CiviCRM REST store needs a profile for its key files (never on the command line): add a [profiles.NAME] with kind = \"civicrm-rest\", address, api_key_file to the config ({}) and use --profile NAME",
+            config_path().map_or_else(|_| "config.toml".to_string(), |p| safe_path(&p).to_string())
+        ))),
+        Address::Cv(site_path) => Ok(StoreSpec::Cv(CvOptions {
+            site_path,
+            cv_binary: PathBuf::from("cv"),
+            timeout: Duration::from_secs(DEFAULT_CV_TIMEOUT),
+        })),
+    }
+}
+
+/// What an address names, before any profile options.
+enum Address {
+    Sqlite(PathBuf),
+    Mysql(String),
+    Rest(String),
+    Cv(PathBuf),
+}
+
+impl Address {
+    fn kind(&self) -> Kind {
+        match self {
+            Address::Sqlite(_) => Kind::Sqlite,
+            Address::Mysql(_) => Kind::Mysql,
+            Address::Rest(_) => Kind::Rest,
+            Address::Cv(_) => Kind::Cv,
+        }
+    }
+}
+
+/// Parses and checks an address; relative paths are relative to `base`. Errors never
+/// repeat a MySQL address (it may hold a password).
+fn parse_address(address: &str, base: &Path) -> Result<Address, String> {
+    if let Some(path) = address.strip_prefix("sqlite:") {
+        return config_path_value(path, base).map(Address::Sqlite);
+    }
+    if let Some(path) = address.strip_prefix("cv:") {
+        return config_path_value(path, base).map(Address::Cv);
+    }
+    if let Some(rest) = address.strip_prefix("mysql://") {
+        check_mysql(rest)?;
+        return Ok(Address::Mysql(address.to_string()));
+    }
+    // The scheme is case-insensitive; the stored URL gets it in lower case so the REST
+    // store can rely on the exact prefix.
+    let url = ["https", "http"].into_iter().find_map(|scheme| {
+        let (head, rest) = address.split_once("://")?;
+        head.eq_ignore_ascii_case(scheme).then_some((scheme, rest))
+    });
+    if let Some((scheme, rest)) = url {
+        let host = check_site(rest)?;
+        if scheme == "http" && !is_loopback(&host) {
+            return Err(format!(
+                "plain http:// is only allowed to this machine (127.0.0.1, ::1, localhost); {} would carry the admin's API key unencrypted: expected https://",
+                SafeText::new(&host)
+            ));
+        }
+        return Ok(Address::Rest(format!(
+            "{scheme}://{}",
+            rest.trim_end_matches('/')
+        )));
+    }
+    Err(format!(
+        "\"{}\" is not a store address; expected sqlite:PATH, mysql://USER@HOST[:PORT]/DB, https://SITE or cv:PATH",
+        SafeText::new(address)
+    ))
+}
+
+/// Checks `USER@HOST[:PORT]/DB`. Never echoes the text: it may hold a password.
+fn check_mysql(rest: &str) -> Result<(), String> {
+    let form = "expected mysql://USER@HOST[:PORT]/DB";
+    if rest.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(format!(
+            "the mysql address holds spaces or control characters; {form}"
+        ));
+    }
+    let (authority, db) = rest
+        .split_once('/')
+        .ok_or_else(|| format!("no database name; {form}"))?;
+    let (user, host_port) = authority
+        .rsplit_once('@')
+        .ok_or_else(|| format!("no user name; {form}"))?;
+    if user.contains(':') {
+        return Err(
+            "the mysql address holds a password; civikey refuses passwords in addresses (they end up in shell history, ps and logs): put it in password_file of a mysql profile".to_string(),
+        );
+    }
+    if user.is_empty() {
+        return Err(format!("no user name; {form}"));
+    }
+    let host = host_port_host(host_port).map_err(|problem| format!("{problem}; {form}"))?;
+    if host.is_empty() {
+        return Err(format!("no host; {form}"));
+    }
+    if db.is_empty() || db.contains(['/', '?', '#']) {
+        return Err(format!(
+            "the database name is missing or holds '/', '?' or '#' (options go in profile fields); {form}"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks `SITE[/PATH]` of an http(s) address and returns its host.
+fn check_site(rest: &str) -> Result<String, String> {
+    let form = "expected https://SITE";
+    if rest.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(format!(
+            "the address holds spaces or control characters; {form}"
+        ));
+    }
+    if rest.contains(['?', '#']) {
+        return Err(format!(
+            "the address holds a query or fragment ('?' or '#'); {form}"
+        ));
+    }
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(
+            "the address holds credentials ('@'); put the API key in api_key_file".to_string(),
+        );
+    }
+    let host = host_port_host(authority).map_err(|problem| format!("{problem}; {form}"))?;
+    if host.is_empty() {
+        return Err(format!("no site name; {form}"));
+    }
+    Ok(host.to_string())
+}
+
+/// The host of `HOST[:PORT]` or `[IPV6][:PORT]`, checking the port.
+fn host_port_host(text: &str) -> Result<&str, String> {
+    let (host, port) = if let Some(bracketed) = text.strip_prefix('[') {
+        let (host, after) = bracketed
+            .split_once(']')
+            .ok_or_else(|| "an IPv6 address without its closing ']'".to_string())?;
+        if host.parse::<Ipv6Addr>().is_err() {
+            return Err("the part in [ ] is not an IPv6 address".to_string());
+        }
+        match after {
+            "" => (host, None),
+            _ => (
+                host,
+                Some(
+                    after
+                        .strip_prefix(':')
+                        .ok_or_else(|| "unexpected text after ']'".to_string())?,
+                ),
+            ),
+        }
+    } else {
+        match text.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        }
+    };
+    if let Some(port) = port {
+        if !port.parse::<u16>().is_ok_and(|p| p != 0) {
+            return Err("the port is not a number from 1 to 65535".to_string());
+        }
+    }
+    Ok(host)
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+        || host.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column_from_byte_offsets() {
+        let text = "a = 1\nbé = 2\n";
+        assert_eq!(line_column(text, 0), (1, 1));
+        assert_eq!(line_column(text, 6), (2, 1));
+        assert_eq!(
+            line_column(text, 9),
+            (2, 3),
+            "columns count characters, not bytes"
+        );
+        assert_eq!(line_column(text, 999), (3, 1));
+    }
+
+    #[test]
+    fn addresses_are_checked_by_kind() {
+        let base = Path::new("/etc/civikey");
+        assert!(
+            matches!(parse_address("sqlite:x.sqlite", base), Ok(Address::Sqlite(path)) if path == Path::new("/etc/civikey/x.sqlite"))
+        );
+        assert!(matches!(
+            parse_address("cv:/var/www/crm", base),
+            Ok(Address::Cv(_))
+        ));
+        for ok in [
+            "mysql://civi@db/civicrm",
+            "mysql://civi@db.example.org:3306/civicrm",
+            "mysql://civi@[::1]:3306/civicrm",
+            "https://crm.example.org",
+            "https://crm.example.org:8443/sub/",
+            "http://127.0.0.2:8080",
+            "http://[::1]",
+            "http://LOCALHOST/",
+        ] {
+            assert!(parse_address(ok, base).is_ok(), "{ok}");
+        }
+        for (bad, fragment) in [
+            ("mysql://civi:hunter2@db/civicrm", "password_file"),
+            ("mysql://db/civicrm", "no user"),
+            ("mysql://civi@db", "no database"),
+            ("mysql://civi@db:99999/c", "port"),
+            ("http://crm.example.org", "https://"),
+            ("http://127.0.0.1.evil.org", "https://"),
+            ("https://user:pw@crm.example.org", "credentials"),
+            ("https://crm.example.org/?q=1", "query"),
+            ("postgres://x", "not a store address"),
+            ("sqlite:", "empty"),
+            ("sqlite:~bob/x", "only ~"),
+        ] {
+            let err = parse_address(bad, base)
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"));
+            assert!(err.contains(fragment), "{bad}: {err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+    }
+
+    #[test]
+    fn site_addresses_are_normalised() {
+        let base = Path::new("/");
+        assert!(
+            matches!(parse_address("HTTPS://crm.example.org/", base), Ok(Address::Rest(url)) if url == "https://crm.example.org")
+        );
+        assert!(
+            matches!(parse_address("Http://localhost:8080/civi/", base), Ok(Address::Rest(url)) if url == "http://localhost:8080/civi")
+        );
+    }
+
+    #[test]
+    fn env_names_are_plain() {
+        assert!(check_env_name("CIVI_KEY_1").is_ok());
+        assert!(check_env_name("_X").is_ok());
+        for bad in ["", "1X", "A-B", "A B", "A=B"] {
+            assert!(check_env_name(bad).is_err(), "{bad}");
+        }
+    }
+}
