@@ -89,7 +89,8 @@ impl StoreSpec {
             StoreSpec::Sqlite { path, read_only } => {
                 Ok(Box::new(super::sqlite::SqliteStore::open_with(path, *read_only)?))
             }
-            StoreSpec::Mysql(_) | StoreSpec::Rest(_) | StoreSpec::Cv(_) => Err(StoreError::invalid(
+            StoreSpec::Rest(opts) => Ok(Box::new(super::rest::RestStore::connect(opts)?)),
+            StoreSpec::Mysql(_) | StoreSpec::Cv(_) => Err(StoreError::invalid(
                 format!("{}: this kind of store is not built yet", self.location()),
             )),
         }
