@@ -5,6 +5,7 @@
 //! so the rotation workflow can tell "nothing happened" from "it may have happened".
 
 pub mod mysql;
+pub mod rest;
 pub mod spec;
 pub mod sqlite;
 

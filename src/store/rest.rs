@@ -1,0 +1,844 @@
+//! The CiviCRM REST API v4 store: `POST {site}/civicrm/ajax/api4/Contact/{get|update}`.
+//!
+//! Everything here follows CiviCRM's documented behaviour (shared/CIVICRM.md, "REST API
+//! v4"): credentials travel only in headers (never in the URL, where web server logs would
+//! keep them), deleted contacts are asked for explicitly (API v4 hides them unless
+//! `is_deleted` is in the where clause), and the permission trap is detected: without
+//! `edit api keys`, CiviCRM silently drops `api_key` from select AND where, so a filter on
+//! a key would match every contact. Any answer missing `api_key` is therefore refused.
+
+use std::fmt;
+use std::io::Read;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+use zeroize::{Zeroize, Zeroizing};
+
+use super::spec::{RestOptions, Secret};
+use super::{
+    CmsLink, Contact, ContactId, ContactStore, Cursor, Matcher, Page, Query, StoreError, StoreInfo,
+    StoreKind,
+};
+use crate::key::{ApiKey, KEY_LEN};
+use crate::sanitize::SafeText;
+
+const API_PATH: &str = "/civicrm/ajax/api4/Contact/";
+/// The largest answer read. A page of contacts is a few kilobytes; anything near this is a
+/// misbehaving server, and reading it unbounded would let it exhaust memory.
+const MAX_BODY: u64 = 8 * 1024 * 1024;
+/// Error bodies are only shown in part; no need to read more of them.
+const MAX_ERROR_BODY: u64 = 64 * 1024;
+/// Columns of server text quoted in one error message.
+const MAX_SHOWN: usize = 300;
+/// More holders than this for one key cannot be legitimate: the filter was ignored.
+const MAX_HOLDERS: usize = 1000;
+/// Largest page a search asks for.
+const MAX_PAGE: usize = 1000;
+
+const CONTACT_FIELDS: [&str; 8] = [
+    "id",
+    "display_name",
+    "sort_name",
+    "contact_type",
+    "is_deleted",
+    "email_primary.email",
+    "api_key",
+    "uf.uf_id",
+];
+
+const NO_EDIT_API_KEYS: &str = "the admin API key's user lacks the CiviCRM permission \
+'edit api keys' (or 'administer CiviCRM'). CiviCRM then silently hides api_key from answers \
+and ignores it in filters, so key states, uniqueness checks and compare-and-set cannot be \
+trusted; civikey refuses to read or change keys through this key. Grant that permission to \
+the admin user's role, or use another admin key";
+
+/// Whether a request may have changed the site: decides how a lost answer is reported.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Read,
+    Write,
+}
+
+pub struct RestStore {
+    agent: ureq::Agent,
+    /// `scheme://host[:port][/path]` without a trailing slash; holds no credentials.
+    base: String,
+    api_key: ApiKey,
+    site_key: Option<Secret>,
+    timeout: Duration,
+}
+
+impl fmt::Debug for RestStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RestStore")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RestStore {
+    /// Checks the address and credentials and prepares the HTTP client. Sends nothing:
+    /// every call reports its own failure (401, maintenance, the permission trap) clearly,
+    /// so opening stays instant and the first screen is not held up by the network.
+    pub fn connect(opts: &RestOptions) -> Result<Self, StoreError> {
+        let (base, plain_http) = check_base_url(&opts.base_url)?;
+        check_header_secret(opts.api_key.expose(), "the admin API key")?;
+        if let Some(site_key) = &opts.site_key {
+            check_header_secret(site_key.expose(), "the site key")?;
+        }
+        if opts.timeout.is_zero() {
+            return Err(StoreError::invalid(
+                "the REST store's timeout must be more than 0 seconds",
+            ));
+        }
+        let mut config = ureq::Agent::config_builder()
+            // Error statuses carry CiviCRM's error_message: read them rather than fail early.
+            .http_status_as_error(false)
+            // A redirect would resend the credential headers to wherever it points, and turn
+            // the POST into a GET: stop and tell the operator the right address instead.
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .timeout_connect(Some(opts.timeout))
+            .timeout_global(Some(opts.timeout))
+            .user_agent(concat!("civikey/", env!("CARGO_PKG_VERSION")))
+            .accept("application/json");
+        if plain_http {
+            // Plain http is allowed only to this machine; a proxy would carry the key off it
+            // in clear text.
+            config = config.proxy(None);
+        } else {
+            config = config.https_only(true);
+        }
+        Ok(RestStore {
+            agent: config.build().into(),
+            base,
+            api_key: opts.api_key.clone(),
+            site_key: opts.site_key.clone(),
+            timeout: opts.timeout,
+        })
+    }
+
+    /// One API v4 call. `secrets` are values in `params` that must not come back in an error
+    /// message (CiviCRM error texts may quote the request).
+    fn call(
+        &self,
+        action: &str,
+        params: Params,
+        order_by: Option<&str>,
+        kind: Call,
+        secrets: &[&str],
+    ) -> Result<Reply, StoreError> {
+        let url = format!("{}{API_PATH}{action}", self.base);
+        let body = form_body(&params.0, order_by)?;
+        drop(params);
+        let auth = Zeroizing::new(format!("Bearer {}", self.api_key.expose()));
+        let mut request = self
+            .agent
+            .post(&url)
+            .header("X-Civi-Auth", auth.as_str())
+            .header("X-Requested-With", "XMLHttpRequest")
+            .header("Content-Type", "application/x-www-form-urlencoded");
+        if let Some(site_key) = &self.site_key {
+            request = request.header("X-Civi-Key", site_key.expose());
+        }
+        let mut response = request
+            .send(body.as_bytes())
+            .map_err(|e| self.transport_error(e, kind))?;
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let location = response
+            .headers()
+            .get("location")
+            .map(|v| SafeText::from_bytes(v.as_bytes()).truncated(MAX_SHOWN));
+        let limit = if status == 200 {
+            MAX_BODY
+        } else {
+            MAX_ERROR_BODY
+        };
+        // Read one byte past the limit to tell "exactly at the cap" from "over it".
+        let mut bytes = Zeroizing::new(Vec::new());
+        response
+            .body_mut()
+            .with_config()
+            .reader()
+            .take(limit + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| self.transport_error(ureq::Error::from(e), kind))?;
+        let too_big = bytes.len() as u64 > limit;
+
+        let redact = |text: &str| -> String {
+            let mut out = text.to_string();
+            let site_key = self.site_key.as_ref().map(Secret::expose);
+            for secret in secrets
+                .iter()
+                .copied()
+                .chain([self.api_key.expose()])
+                .chain(site_key)
+            {
+                if !secret.is_empty() {
+                    out = out.replace(secret, "<redacted>");
+                }
+            }
+            SafeText::new(&out).truncated(MAX_SHOWN)
+        };
+
+        if status == 200 {
+            if too_big {
+                let why = format!(
+                    "{url} sent an answer larger than {} MiB; civikey stopped reading it",
+                    MAX_BODY / (1024 * 1024)
+                );
+                return Err(match kind {
+                    Call::Read => StoreError::bad_data(why),
+                    Call::Write => unknown_after_ok(&why),
+                });
+            }
+            return match parse_reply(&bytes, &content_type) {
+                Ok(reply) => match reply.error_message() {
+                    // API v4 reports errors by status, but a proxy or an old version may not.
+                    Some(message) => Err(StoreError::bad_data(format!(
+                        "the site reported an error: {}",
+                        redact(&message)
+                    ))),
+                    None => Ok(reply),
+                },
+                Err(why) => Err(match kind {
+                    Call::Read => StoreError::bad_data(format!("{url}: {why}")),
+                    Call::Write => unknown_after_ok(&why),
+                }),
+            };
+        }
+
+        let json_message = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .map(Reply)
+            .and_then(|r| r.error_message());
+        let message = match &json_message {
+            Some(m) => redact(m),
+            None if content_type.starts_with("text/plain") => {
+                redact(&String::from_utf8_lossy(&bytes))
+            }
+            None => String::new(),
+        };
+        let detail = if message.is_empty() {
+            String::new()
+        } else {
+            format!(": {message}")
+        };
+        Err(match status {
+            401 => StoreError::PermissionDenied(SafeText::new(&format!(
+                "authentication failed (HTTP 401){detail}. Check the admin API key{also}, and \
+                 that its contact has a CMS user allowed to 'authenticate with api key'",
+                also = if self.site_key.is_some() {
+                    " and the site key"
+                } else {
+                    ""
+                }
+            ))),
+            403 => StoreError::PermissionDenied(SafeText::new(&format!(
+                "the site refused the request (HTTP 403){detail}"
+            ))),
+            404 => StoreError::invalid(format!(
+                "{url} answered 404: no CiviCRM API v4 there; check the site address \
+                 (the CiviCRM base URL, without /civicrm)"
+            )),
+            405 => StoreError::invalid(format!(
+                "{url} refused the request method (HTTP 405){detail}"
+            )),
+            503 => StoreError::unreachable(format!(
+                "site in maintenance mode or overloaded (HTTP 503){detail}; try again later"
+            )),
+            300..=399 => StoreError::invalid(format!(
+                "{url} redirected (HTTP {status}) to {}; civikey does not resend credentials \
+                 to another address: set the profile's address to the site's final https URL",
+                location.as_deref().unwrap_or("an unnamed location")
+            )),
+            // CiviCRM's own exception handler answered: the API call failed and its
+            // transaction was rolled back, so even an update did not apply.
+            500 if json_message.is_some() => {
+                StoreError::bad_data(format!("the site reported an error (HTTP 500){detail}"))
+            }
+            // A success other than 200 is not API v4's answer: the update may have applied.
+            201..=299 if kind == Call::Write => unknown_after_ok(&format!("HTTP {status}")),
+            500..=599 if kind == Call::Write => {
+                StoreError::OutcomeUnknown(SafeText::new(&format!(
+                    "the update reached {url} but it answered HTTP {status} without an API error \
+                 (a crash or a gateway){detail}; it may or may not have been applied: look at \
+                 the contact again before retrying"
+                )))
+            }
+            502 | 504 => StoreError::unreachable(format!(
+                "a gateway in front of the site failed (HTTP {status}){detail}"
+            )),
+            _ => StoreError::bad_data(format!("{url} answered HTTP {status}{detail}")),
+        })
+    }
+
+    fn transport_error(&self, e: ureq::Error, kind: Call) -> StoreError {
+        use std::io::ErrorKind as K;
+        use ureq::Error as E;
+        use ureq::Timeout as T;
+        let base = &self.base;
+        let secs = self.timeout.as_secs_f64();
+        // Failures that can only happen before the request left this machine: nothing was
+        // applied, whatever the call.
+        let before_send = match &e {
+            E::HostNotFound | E::ConnectionFailed | E::Tls(_) | E::Rustls(_) => true,
+            E::Timeout(T::Resolve | T::Connect) => true,
+            E::Io(io) => matches!(
+                io.kind(),
+                K::ConnectionRefused
+                    | K::AddrNotAvailable
+                    | K::NetworkUnreachable
+                    | K::HostUnreachable
+            ),
+            _ => false,
+        };
+        if before_send {
+            return StoreError::unreachable(format!("cannot connect to {base}: {e}"));
+        }
+        if let E::BodyExceedsLimit(_) | E::LargeResponseHeader(..) = e {
+            let why = format!("{base} sent an oversized answer ({e})");
+            return match kind {
+                Call::Read => StoreError::bad_data(why),
+                Call::Write => unknown_after_ok(&why),
+            };
+        }
+        match (kind, &e) {
+            // A timeout of the whole request (global) may also fire while connecting; for an
+            // update that case cannot be told apart, so it is reported as unknown too.
+            (Call::Write, _) => StoreError::OutcomeUnknown(SafeText::new(&format!(
+                "the update was sent to {base} but no complete answer came back ({e}); it may \
+                 or may not have been applied: look at the contact again before retrying"
+            ))),
+            (Call::Read, E::Timeout(_)) => StoreError::Timeout(SafeText::new(&format!(
+                "{base} did not answer within {secs} s"
+            ))),
+            (Call::Read, _) => StoreError::unreachable(format!("{base}: {e}")),
+        }
+    }
+
+    /// Contact.get with the contact fields; records are checked for the permission trap.
+    fn get_contacts(
+        &self,
+        where_: Vec<Value>,
+        limit: usize,
+        offset: u64,
+    ) -> Result<Vec<Contact>, StoreError> {
+        let params = Params(json!({
+            "select": CONTACT_FIELDS,
+            "join": [["UFMatch AS uf", "LEFT", ["uf.contact_id", "=", "id"]]],
+            "where": where_,
+            "limit": limit,
+            "offset": offset,
+        }));
+        let reply = self.call("get", params, Some(ORDER_CONTACTS), Call::Read, &[])?;
+        reply.refuse_trap()?;
+        reply.records()?.iter().map(record_to_contact).collect()
+    }
+
+    /// Whether contact `id` exists (deleted or not).
+    fn exists(&self, id: ContactId) -> Result<bool, StoreError> {
+        let params = Params(json!({
+            "select": ["id"],
+            "where": [["id", "=", id], ["is_deleted", "IN", [0, 1]]],
+            "limit": 1,
+        }));
+        let reply = self.call("get", params, None, Call::Read, &[])?;
+        Ok(!reply.records()?.is_empty())
+    }
+}
+
+/// Validates the site address; returns it without a trailing slash, and whether it is
+/// plain http (allowed for loopback hosts only).
+fn check_base_url(address: &str) -> Result<(String, bool), StoreError> {
+    let trimmed = address.trim().trim_end_matches('/');
+    let shown = SafeText::new(trimmed);
+    let uri: ureq::http::Uri = trimmed
+        .parse()
+        .map_err(|e| StoreError::invalid(format!("{shown} is not a valid site address: {e}")))?;
+    let plain_http = match uri.scheme_str() {
+        Some("https") => false,
+        Some("http") => true,
+        _ => {
+            return Err(StoreError::invalid(format!(
+                "{shown}: the site address must start with https://"
+            )))
+        }
+    };
+    let Some(authority) = uri.authority() else {
+        return Err(StoreError::invalid(format!(
+            "{shown}: the site address names no host"
+        )));
+    };
+    if authority.as_str().contains('@') {
+        return Err(StoreError::invalid(
+            "the site address holds a user name or password; credentials go in the profile's \
+             key files, never in the address",
+        ));
+    }
+    if uri.query().is_some() || trimmed.contains('#') {
+        return Err(StoreError::invalid(format!(
+            "{shown}: the site address must not have a query or fragment; give the CiviCRM base URL"
+        )));
+    }
+    if plain_http && !is_loopback(authority.host()) {
+        return Err(StoreError::invalid(format!(
+            "{shown}: plain http would send the admin API key in clear text; use https:// \
+             (http is allowed only for this machine: localhost, 127.0.0.0/8, ::1)"
+        )));
+    }
+    Ok((trimmed.to_string(), plain_http))
+}
+
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A credential goes into an HTTP header: it must be visible ASCII without spaces (a space
+/// splits a CiviCRM credential; a newline would end the header).
+fn check_header_secret(value: &str, what: &str) -> Result<(), StoreError> {
+    if value.is_empty() {
+        return Err(StoreError::invalid(format!("{what} is empty")));
+    }
+    if !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(StoreError::invalid(format!(
+            "{what} holds a space, a control or a non-ASCII character; check the file or variable it was read from"
+        )));
+    }
+    Ok(())
+}
+
+/// The form body `params=<JSON>`, kept in zeroized memory since it may carry keys.
+/// `order_by` (JSON object text) becomes the params' `orderBy`, its key order kept.
+fn form_body(params: &Value, order_by: Option<&str>) -> Result<Zeroizing<String>, StoreError> {
+    let mut json = Zeroizing::new(
+        serde_json::to_string(params).map_err(|e| StoreError::invalid(format!("params: {e}")))?,
+    );
+    if let Some(order) = order_by {
+        let rest = json.strip_prefix('{').unwrap_or_default();
+        let sep = if rest.trim_start().starts_with('}') {
+            ""
+        } else {
+            ","
+        };
+        json = Zeroizing::new(format!("{{\"orderBy\":{order}{sep}{rest}"));
+    }
+    let mut body = Zeroizing::new(String::with_capacity(json.len() * 3 / 2 + 7));
+    body.push_str("params=");
+    for b in json.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                body.push(b as char)
+            }
+            b' ' => body.push('+'),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                body.push('%');
+                body.push(HEX[usize::from(b >> 4)] as char);
+                body.push(HEX[usize::from(b & 15)] as char);
+            }
+        }
+    }
+    Ok(body)
+}
+
+/// Overwrites every string in `value`: request parameters and answers may hold keys, and
+/// serde_json's strings are not zeroized on their own.
+fn wipe(value: &mut Value) {
+    match value {
+        Value::String(s) => s.zeroize(),
+        Value::Array(items) => items.iter_mut().for_each(wipe),
+        Value::Object(map) => map.values_mut().for_each(wipe),
+        _ => {}
+    }
+}
+
+/// Request parameters, wiped on drop.
+struct Params(Value);
+
+/// Contacts' order: sort name, then id for the ties (Smith, Sam twice) so offset pages are
+/// stable. Kept as text because an orderBy's keys are ordered and serde_json's maps sort
+/// their keys; `form_body` puts it first in the params.
+const ORDER_CONTACTS: &str = r#"{"sort_name":"ASC","id":"ASC"}"#;
+
+impl Drop for Params {
+    fn drop(&mut self) {
+        wipe(&mut self.0);
+    }
+}
+
+/// A parsed answer, wiped on drop.
+struct Reply(Value);
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        wipe(&mut self.0);
+    }
+}
+
+impl Reply {
+    fn error_message(&self) -> Option<String> {
+        let map = self.0.as_object()?;
+        match map.get("error_message") {
+            Some(Value::String(m)) => Some(m.clone()),
+            Some(Value::Null) | None if map.contains_key("error_code") => {
+                Some("an unnamed error".to_string())
+            }
+            Some(other) if !other.is_null() => Some(other.to_string()),
+            _ => None,
+        }
+    }
+
+    fn records(&self) -> Result<&Vec<Value>, StoreError> {
+        match self.0.get("values") {
+            Some(Value::Array(values)) => Ok(values),
+            _ => Err(StoreError::bad_data(
+                "the site's answer has no list of values",
+            )),
+        }
+    }
+
+    /// The permission trap, as CiviCRM reports it (`debug.unauthorized_fields`).
+    fn refuse_trap(&self) -> Result<(), StoreError> {
+        let named = self
+            .0
+            .pointer("/debug/unauthorized_fields")
+            .and_then(Value::as_array)
+            .is_some_and(|fields| fields.iter().any(|f| f.as_str() == Some("api_key")));
+        if named {
+            Err(no_edit_api_keys())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// How many rows an update changed.
+    fn count(&self) -> Option<u64> {
+        self.0.get("count").and_then(Value::as_u64).or_else(|| {
+            self.0
+                .get("values")
+                .and_then(Value::as_array)
+                .map(|v| v.len() as u64)
+        })
+    }
+}
+
+fn no_edit_api_keys() -> StoreError {
+    StoreError::PermissionDenied(SafeText::new(NO_EDIT_API_KEYS))
+}
+
+fn unknown_after_ok(why: &str) -> StoreError {
+    StoreError::OutcomeUnknown(SafeText::new(&format!(
+        "the site accepted the update but its answer could not be read ({why}); it may or may \
+         not have been applied: look at the contact again before retrying"
+    )))
+}
+
+fn parse_reply(bytes: &[u8], content_type: &str) -> Result<Reply, String> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(value) if value.is_object() => Ok(Reply(value)),
+        Ok(mut value) => {
+            wipe(&mut value);
+            Err("the answer is JSON but not an API v4 result object".to_string())
+        }
+        Err(_) if content_type.contains("html") || bytes.trim_ascii_start().starts_with(b"<") => {
+            Err(
+                "the site answered with a web page instead of API data (usually a login page: \
+                 the admin key or site key was not accepted, or the site does not allow API keys)"
+                    .to_string(),
+            )
+        }
+        Err(e) if e.is_eof() => Err(
+            "the answer was cut short (truncated JSON); the connection or a proxy dropped the rest"
+                .to_string(),
+        ),
+        Err(e) => Err(format!("the answer is not valid JSON ({e})")),
+    }
+}
+
+fn field<'a>(record: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    record.get(name).filter(|v| !v.is_null())
+}
+
+fn text(record: &Map<String, Value>, name: &str) -> SafeText {
+    match field(record, name) {
+        Some(Value::String(s)) => SafeText::new(s),
+        Some(other) => SafeText::new(&other.to_string()),
+        None => SafeText::default(),
+    }
+}
+
+/// An id or uf_id: API v4 sends numbers, some versions and proxies strings of digits.
+fn as_id(value: &Value) -> Option<u64> {
+    match value {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn record_id(record: &Value) -> Result<(&Map<String, Value>, ContactId), StoreError> {
+    let map = record
+        .as_object()
+        .ok_or_else(|| StoreError::bad_data("a record in the site's answer is not an object"))?;
+    let id = field(map, "id")
+        .and_then(as_id)
+        .ok_or_else(|| StoreError::bad_data("a contact in the site's answer has no valid id"))?;
+    Ok((map, id))
+}
+
+/// The stored key of a record. A record without the field is the permission trap.
+fn record_key(map: &Map<String, Value>) -> Result<Option<ApiKey>, StoreError> {
+    match map.get("api_key") {
+        None => Err(no_edit_api_keys()),
+        Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(ApiKey::from_store(s.clone()))),
+        Some(_) => Err(StoreError::bad_data(
+            "a contact's api_key in the site's answer is not text",
+        )),
+    }
+}
+
+fn record_to_contact(record: &Value) -> Result<Contact, StoreError> {
+    let (map, id) = record_id(record)?;
+    // Turned into a hint at once: the key itself never reaches a Contact.
+    let key = record_key(map)?.map(|k| k.hint());
+    let is_deleted = match field(map, "is_deleted") {
+        Some(Value::Bool(b)) => *b,
+        Some(other) => as_id(other).is_some_and(|n| n != 0),
+        None => false,
+    };
+    let cms = match map.get("uf.uf_id") {
+        // Absent: the admin key may not see uf_match, so the link is unknown, not missing.
+        None => CmsLink::Unknown,
+        Some(Value::Null) => CmsLink::None,
+        Some(v) => match as_id(v) {
+            Some(uf_id) => CmsLink::Linked { uf_id },
+            None => CmsLink::Unknown,
+        },
+    };
+    Ok(Contact {
+        id,
+        contact_type: text(map, "contact_type"),
+        display_name: text(map, "display_name"),
+        sort_name: text(map, "sort_name"),
+        email: field(map, "email_primary.email").map(|_| text(map, "email_primary.email")),
+        is_deleted,
+        key,
+        cms,
+    })
+}
+
+/// `text` as a LIKE prefix, its own wildcards escaped (`\` is MySQL's LIKE escape).
+fn like_prefix(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 1);
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// The where clause that selects "the contact's key is `expected`" (exactness is checked by
+/// the caller: MySQL compares case-insensitively). No key may be NULL or an empty string.
+fn key_clause(expected: Option<&ApiKey>) -> Value {
+    match expected {
+        Some(k) => json!(["api_key", "=", k.expose()]),
+        None => json!(["OR", [["api_key", "IS NULL"], ["api_key", "=", ""]]]),
+    }
+}
+
+impl ContactStore for RestStore {
+    fn info(&self) -> StoreInfo {
+        StoreInfo {
+            kind: StoreKind::Rest,
+            location: SafeText::new(&self.base),
+            key_capacity: KEY_LEN,
+            keys_case_insensitive: true,
+            writable: true,
+        }
+    }
+
+    fn search(&mut self, query: &Query) -> Result<Page, StoreError> {
+        let limit = query.limit.clamp(1, MAX_PAGE);
+        let offset = match &query.after {
+            None => 0,
+            Some(Cursor::Offset(n)) => *n,
+            Some(Cursor::After { .. }) => {
+                return Err(StoreError::invalid(
+                    "the REST store pages by offset, not by key",
+                ))
+            }
+        };
+        let mut where_ = match query.matcher() {
+            Matcher::All => vec![],
+            Matcher::Id(id) => vec![json!(["id", "=", id])],
+            Matcher::EmailPrefix(text) => {
+                vec![json!(["email_primary.email", "LIKE", like_prefix(text)])]
+            }
+            Matcher::Name(text) => {
+                let prefix = like_prefix(text);
+                vec![json!([
+                    "OR",
+                    [
+                        ["sort_name", "LIKE", prefix],
+                        ["display_name", "LIKE", prefix],
+                        ["display_name", "LIKE", format!("% {prefix}")],
+                    ]
+                ])]
+            }
+        };
+        // Always named: API v4 hides deleted contacts unless is_deleted is in the where.
+        where_.push(if query.include_deleted {
+            json!(["is_deleted", "IN", [0, 1]])
+        } else {
+            json!(["is_deleted", "=", 0])
+        });
+        // One more than asked tells whether there is a next page.
+        let mut contacts = self.get_contacts(where_, limit + 1, offset)?;
+        let next = if contacts.len() > limit {
+            contacts.truncate(limit);
+            Some(Cursor::Offset(offset + limit as u64))
+        } else {
+            None
+        };
+        Ok(Page { contacts, next })
+    }
+
+    fn contact(&mut self, id: ContactId) -> Result<Contact, StoreError> {
+        let where_ = vec![json!(["id", "=", id]), json!(["is_deleted", "IN", [0, 1]])];
+        let mut found = self.get_contacts(where_, 1, 0)?;
+        match found.pop() {
+            Some(c) if c.id == id => Ok(c),
+            Some(c) => Err(StoreError::bad_data(format!(
+                "asked for contact {id}, the site answered with contact {}",
+                c.id
+            ))),
+            None => Err(StoreError::NotFound(id)),
+        }
+    }
+
+    fn holders_of(&mut self, key: &ApiKey) -> Result<Vec<ContactId>, StoreError> {
+        let params = Params(json!({
+            // api_key is selected to detect the permission trap and to check the filter.
+            "select": ["id", "api_key"],
+            "where": [["api_key", "=", key.expose()], ["is_deleted", "IN", [0, 1]]],
+            "orderBy": {"id": "ASC"},
+            "limit": MAX_HOLDERS + 1,
+        }));
+        let reply = self.call("get", params, None, Call::Read, &[key.expose()])?;
+        reply.refuse_trap()?;
+        let records = reply.records()?;
+        if records.len() > MAX_HOLDERS {
+            return Err(StoreError::bad_data(format!(
+                "more than {MAX_HOLDERS} contacts matched one key: the site ignored the key filter"
+            )));
+        }
+        let mut ids = Vec::with_capacity(records.len());
+        for record in records {
+            let (map, id) = record_id(record)?;
+            // Never trust the filter alone: each holder must really hold the key.
+            match record_key(map)? {
+                Some(held) if held.eq_ignore_case(key) => ids.push(id),
+                _ => {
+                    return Err(StoreError::bad_data(
+                        "the site returned contacts that do not hold the key it was asked about; \
+                         it ignored the key filter, so no uniqueness check is possible",
+                    ))
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    fn read_key(&mut self, id: ContactId) -> Result<Option<ApiKey>, StoreError> {
+        let params = Params(json!({
+            "select": ["id", "api_key"],
+            "where": [["id", "=", id], ["is_deleted", "IN", [0, 1]]],
+            "limit": 1,
+        }));
+        let reply = self.call("get", params, None, Call::Read, &[])?;
+        reply.refuse_trap()?;
+        match reply.records()?.first() {
+            None => Err(StoreError::NotFound(id)),
+            Some(record) => {
+                let (map, got) = record_id(record)?;
+                if got != id {
+                    return Err(StoreError::bad_data(format!(
+                        "asked for contact {id}, the site answered with contact {got}"
+                    )));
+                }
+                record_key(map)
+            }
+        }
+    }
+
+    fn swap_key(
+        &mut self,
+        id: ContactId,
+        expected: Option<&ApiKey>,
+        new: Option<&ApiKey>,
+    ) -> Result<(), StoreError> {
+        if let Some(k) = new {
+            if k.len() > KEY_LEN {
+                return Err(StoreError::invalid(format!(
+                    "the new key has {} characters; CiviCRM's api_key holds {KEY_LEN} and would \
+                     silently cut it. Nothing was written",
+                    k.len()
+                )));
+            }
+        }
+        // The update's own filter compares as MySQL does (case-insensitively); the contract
+        // is byte for byte, so the exact value is checked first. This read also detects the
+        // permission trap before anything is sent that could write.
+        let current = self.read_key(id)?;
+        if current.as_ref().map(ApiKey::expose) != expected.map(ApiKey::expose) {
+            return Err(StoreError::Conflict);
+        }
+        let mut secrets: Vec<&str> = Vec::with_capacity(2);
+        secrets.extend(expected.map(ApiKey::expose));
+        secrets.extend(new.map(ApiKey::expose));
+        let params = Params(json!({
+            "where": [["id", "=", id], ["is_deleted", "IN", [0, 1]], key_clause(expected)],
+            "values": {"api_key": new.map(ApiKey::expose)},
+        }));
+        let reply = self.call("update", params, None, Call::Write, &secrets)?;
+        if reply.refuse_trap().is_err() {
+            // The key filter was dropped: the write matched on id alone, or was ignored.
+            return Err(StoreError::OutcomeUnknown(SafeText::new(&format!(
+                "the site ignored api_key in the update, so it may or may not have changed \
+                 contact {id}'s key: {NO_EDIT_API_KEYS}"
+            ))));
+        }
+        match reply.count() {
+            Some(1) => Ok(()),
+            Some(0) => {
+                if self.exists(id)? {
+                    Err(StoreError::Conflict)
+                } else {
+                    Err(StoreError::NotFound(id))
+                }
+            }
+            Some(n) => Err(StoreError::bad_data(format!(
+                "the site changed {n} contacts for one contact id; check the contacts' keys"
+            ))),
+            None => Err(StoreError::OutcomeUnknown(SafeText::new(
+                "the site's answer to the update does not say how many contacts changed; look at \
+                 the contact again before retrying",
+            ))),
+        }
+    }
+}

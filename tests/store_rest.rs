@@ -1,0 +1,447 @@
+//! The store contract and CiviCRM's documented REST API v4 behaviour, on the REST store
+//! against a fake CiviCRM site (tests/fake_civicrm) on 127.0.0.1.
+
+mod contract;
+mod fake_civicrm;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use civikey::key::{ApiKey, SeededKeySource};
+use civikey::rotation::{self, Expectation, NewKey};
+use civikey::store::rest::RestStore;
+use civikey::store::spec::{RestOptions, Secret, StoreSpec};
+use civikey::store::{ContactStore, Query, StoreError};
+
+use fake_civicrm::{FakeCivi, Mode, ADMIN_KEY, SITE_KEY};
+
+fn options(url: &str, timeout: Duration) -> RestOptions {
+    RestOptions {
+        base_url: url.to_string(),
+        api_key: ApiKey::from_store(ADMIN_KEY.into()),
+        site_key: Some(Secret::new(SITE_KEY.into())),
+        timeout,
+    }
+}
+
+fn connect(server: &FakeCivi) -> RestStore {
+    RestStore::connect(&options(&server.url(), Duration::from_secs(10))).unwrap()
+}
+
+/// One fake site shared by every handle the contract opens.
+struct RestFixture {
+    server: FakeCivi,
+}
+
+impl contract::Fixture for RestFixture {
+    fn open(&self) -> Box<dyn ContactStore> {
+        // Through StoreSpec, as the application opens it.
+        StoreSpec::Rest(options(&self.server.url(), Duration::from_secs(10)))
+            .open()
+            .unwrap()
+    }
+}
+
+impl Drop for RestFixture {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            assert_keys_stayed_out_of_urls(&self.server);
+        }
+    }
+}
+
+fn fixture() -> RestFixture {
+    RestFixture {
+        server: FakeCivi::start(contract::contacts()),
+    }
+}
+
+contract_tests!(fixture());
+
+/// The server's own record: every request was a POST to the API path, no credential in a URL.
+fn assert_keys_stayed_out_of_urls(server: &FakeCivi) {
+    let state = server.state();
+    assert!(!state.key_in_url, "a credential appeared in a request URL");
+    assert!(!state.requests.is_empty());
+    for seen in &state.requests {
+        assert_eq!(seen.method, "POST", "{seen:?}");
+        assert!(
+            seen.target == "/civicrm/ajax/api4/Contact/get"
+                || seen.target == "/civicrm/ajax/api4/Contact/update",
+            "{seen:?}"
+        );
+    }
+}
+
+fn key(text: &str) -> ApiKey {
+    ApiKey::from_store(text.into())
+}
+
+fn assert_no_secret(message: &str) {
+    assert!(!message.contains(ADMIN_KEY), "admin key in {message:?}");
+    assert!(!message.contains(SITE_KEY), "site key in {message:?}");
+    assert!(
+        !message.chars().any(|c| c.is_control()),
+        "control character in {message:?}"
+    );
+}
+
+#[test]
+fn missing_edit_api_keys_is_refused_and_nothing_is_written() {
+    // Named in debug.unauthorized_fields, or only visible as a missing field.
+    for debug in [true, false] {
+        trap_is_refused(debug);
+    }
+}
+
+fn trap_is_refused(debug: bool) {
+    let server = FakeCivi::start(contract::contacts());
+    server.set_mode(Mode::NoEditApiKeys { debug });
+    let mut s = connect(&server);
+    let expect_refusal = |r: Result<(), StoreError>| {
+        let err = r.unwrap_err();
+        assert!(matches!(err, StoreError::PermissionDenied(_)), "{err}");
+        assert!(err.to_string().contains("'edit api keys'"), "{err}");
+    };
+    expect_refusal(s.read_key(1).map(drop));
+    // The filter is ignored by the site: every contact would "hold" this key.
+    expect_refusal(
+        s.holders_of(&key("NobodyHasThisKeyNobodyHasThis01"))
+            .map(drop),
+    );
+    expect_refusal(s.search(&Query::new("smith", 10)).map(drop));
+    expect_refusal(s.contact(1).map(drop));
+    let new = key("NewKeyNewKeyNewKeyNewKeyNewKey03");
+    expect_refusal(s.swap_key(1, Some(&key(contract::KEY_A)), Some(&new)));
+    expect_refusal(s.swap_key(2, None, Some(&new)));
+    let mut keys = SeededKeySource::new(1);
+    let err = rotation::assign(
+        &mut s,
+        &mut keys,
+        2,
+        &Expectation::Current,
+        NewKey::Given(new),
+    )
+    .err()
+    .expect("refused");
+    assert!(err.to_string().contains("'edit api keys'"), "{err}");
+    assert!(!err.store_may_have_changed());
+    assert_eq!(server.state().updates_received, 0, "no update may be sent");
+    assert_eq!(server.key_of(1).as_deref(), Some(contract::KEY_A));
+    assert_eq!(server.key_of(2), None);
+}
+
+#[test]
+fn http_failures_are_clear_errors() {
+    let server = FakeCivi::start(contract::contacts());
+    let mut s = connect(&server);
+    type Check = fn(&StoreError) -> bool;
+    let cases: Vec<(Mode, Check, &str)> = vec![
+        (
+            Mode::Forbidden,
+            |e| matches!(e, StoreError::PermissionDenied(_)),
+            "Authorization failed",
+        ),
+        (
+            Mode::Maintenance,
+            |e| matches!(e, StoreError::Unreachable(_)),
+            "maintenance mode",
+        ),
+        (
+            Mode::Html,
+            |e| matches!(e, StoreError::BadData(_)),
+            "web page instead of API data",
+        ),
+        (
+            Mode::TruncatedJson,
+            |e| matches!(e, StoreError::BadData(_)),
+            "truncated JSON",
+        ),
+        (
+            Mode::Huge,
+            |e| matches!(e, StoreError::BadData(_)),
+            "larger than 8 MiB",
+        ),
+        (
+            Mode::ServerError,
+            |e| matches!(e, StoreError::BadData(_)),
+            "DB Error: unknown error",
+        ),
+    ];
+    for (mode, is_right_kind, words) in cases {
+        server.set_mode(mode.clone());
+        for err in [
+            s.search(&Query::new("", 50)).unwrap_err(),
+            s.contact(1).unwrap_err(),
+            s.read_key(1).unwrap_err(),
+            s.swap_key(2, None, Some(&key("NewKeyNewKeyNewKeyNewKeyNewKey04")))
+                .unwrap_err(),
+        ] {
+            let text = err.to_string();
+            assert!(is_right_kind(&err), "{mode:?}: {text}");
+            assert!(text.contains(words), "{mode:?}: {text}");
+            assert_no_secret(&text);
+        }
+    }
+    server.set_mode(Mode::Normal);
+    assert_eq!(server.key_of(2), None, "no failed call wrote anything");
+    assert_eq!(
+        s.contact(1).unwrap().id,
+        1,
+        "the client still works after them"
+    );
+}
+
+/// An update whose answer is unreadable may have applied; one CiviCRM itself rejected did not.
+#[test]
+fn failed_update_answers_say_whether_anything_may_have_changed() {
+    let server = FakeCivi::start(contract::contacts());
+    let mut s = connect(&server);
+    let new = key("NewKeyNewKeyNewKeyNewKeyNewKey06");
+    // The fake applies the truncated one and not the others: the client cannot tell which.
+    for (id, mode, applied) in [
+        (2, Mode::TruncatedJson, true),
+        (5, Mode::Html, false),
+        (6, Mode::Huge, false),
+    ] {
+        server.set_mode_for(mode.clone(), Some("update"));
+        let err = s.swap_key(id, None, Some(&new)).unwrap_err();
+        assert!(
+            matches!(err, StoreError::OutcomeUnknown(_)),
+            "{mode:?}: {err}"
+        );
+        assert_no_secret(&err.to_string());
+        assert_eq!(server.key_of(id).is_some(), applied, "{mode:?}");
+    }
+    server.set_mode_for(Mode::ServerError, Some("update"));
+    let err = s.swap_key(4, None, Some(&new)).unwrap_err();
+    assert!(matches!(err, StoreError::BadData(_)), "{err}");
+    assert!(err.to_string().contains("DB Error"), "{err}");
+    server.set_mode_for(Mode::Forbidden, Some("update"));
+    let err = s.swap_key(4, None, Some(&new)).unwrap_err();
+    assert!(matches!(err, StoreError::PermissionDenied(_)), "{err}");
+    assert_eq!(server.key_of(4), None);
+}
+
+#[test]
+fn wrong_or_missing_credentials_answer_401() {
+    let server = FakeCivi::start(contract::contacts());
+    let mut wrong = options(&server.url(), Duration::from_secs(5));
+    wrong.api_key = key("WrongWrongWrongWrongWrongWrong01");
+    let err = RestStore::connect(&wrong)
+        .unwrap()
+        .search(&Query::new("", 5))
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::PermissionDenied(_)), "{text}");
+    assert!(text.contains("authentication failed (HTTP 401)"), "{text}");
+    // The text/plain body is quoted, its escape sequence made inert.
+    assert!(text.contains("Invalid credential"), "{text}");
+    assert!(!text.contains("WrongWrong"), "{text}");
+    assert_no_secret(&text);
+
+    let mut no_site_key = options(&server.url(), Duration::from_secs(5));
+    no_site_key.site_key = None;
+    let err = RestStore::connect(&no_site_key)
+        .unwrap()
+        .contact(1)
+        .unwrap_err();
+    assert!(matches!(err, StoreError::PermissionDenied(_)), "{err}");
+}
+
+/// Waits (up to 10 s) until the fake site shows `id` holding `expected`.
+fn wait_for_key(server: &FakeCivi, id: u64, expected: Option<&str>) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if server.key_of(id).as_deref() == expected {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn slow_site_times_out_reads_and_leaves_writes_unknown() {
+    let server = FakeCivi::start(contract::contacts());
+    let mut s = RestStore::connect(&options(&server.url(), Duration::from_secs(1))).unwrap();
+    server.set_mode(Mode::Slow(Duration::from_secs(3)));
+    let start = Instant::now();
+    let err = s.search(&Query::new("", 10)).unwrap_err();
+    assert!(matches!(err, StoreError::Timeout(_)), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // Only the update is slow: the request reaches the site, the answer does not come back.
+    server.set_mode_for(Mode::Slow(Duration::from_secs(3)), Some("update"));
+    let new = key("SlowSlowSlowSlowSlowSlowSlowSl01");
+    let err = s.swap_key(2, None, Some(&new)).unwrap_err();
+    assert!(matches!(err, StoreError::OutcomeUnknown(_)), "{err}");
+    assert!(err.to_string().contains("may or may not"), "{err}");
+    assert_eq!(
+        server.state().updates_received,
+        1,
+        "sent once, never retried"
+    );
+    // The site applied it after all: exactly why the outcome had to be "unknown".
+    assert!(wait_for_key(&server, 2, Some(new.expose())));
+    assert_eq!(server.state().updates_received, 1);
+
+    // Through the workflow, the same failure says the store may have changed.
+    let mut keys = SeededKeySource::new(3);
+    let err = rotation::assign(
+        &mut s,
+        &mut keys,
+        4,
+        &Expectation::Current,
+        NewKey::Generated(key("SlowSlowSlowSlowSlowSlowSlowSl02")),
+    )
+    .err()
+    .expect("unknown");
+    assert!(err.store_may_have_changed(), "{err}");
+    assert!(wait_for_key(
+        &server,
+        4,
+        Some("SlowSlowSlowSlowSlowSlowSlowSl02")
+    ));
+}
+
+#[test]
+fn nothing_listening_is_unreachable() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let mut s = RestStore::connect(&options(
+        &format!("http://127.0.0.1:{port}"),
+        Duration::from_secs(2),
+    ))
+    .unwrap();
+    let err = s.search(&Query::new("", 5)).unwrap_err();
+    assert!(matches!(err, StoreError::Unreachable(_)), "{err}");
+    let err = s
+        .swap_key(1, None, Some(&key("NewKeyNewKeyNewKeyNewKeyNewKey05")))
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Unreachable(_)),
+        "nothing was sent: {err}"
+    );
+}
+
+#[test]
+fn plain_http_only_to_loopback_and_no_credentials_in_the_address() {
+    let refused = |url: &str| -> String {
+        match RestStore::connect(&options(url, Duration::from_secs(5))) {
+            Ok(_) => panic!("{url} was accepted"),
+            Err(e) => {
+                assert!(matches!(e, StoreError::Invalid(_)), "{url}: {e}");
+                e.to_string()
+            }
+        }
+    };
+    for url in [
+        "http://crm.example.org",
+        "http://10.0.0.5:8080",
+        "http://localhost.example.org",
+        "http://[2001:db8::1]",
+    ] {
+        assert!(refused(url).contains("https://"), "{url}");
+    }
+    let err = refused("https://admin:hunter2@crm.example.org");
+    assert!(!err.contains("hunter2"), "{err}");
+    refused("ftp://crm.example.org");
+    refused("https://crm.example.org/?api_key=x");
+    refused("not a url");
+    for url in [
+        "http://localhost:8080",
+        "http://127.0.0.1",
+        "http://127.9.9.9/",
+        "http://[::1]:8080",
+        "https://crm.example.org/",
+    ] {
+        let store = RestStore::connect(&options(url, Duration::from_secs(5)))
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(store.info().key_capacity, 32);
+        assert!(store.info().keys_case_insensitive);
+        assert!(!store.info().location.as_str().ends_with('/'));
+    }
+}
+
+#[test]
+fn secrets_stay_out_of_debug_and_info() {
+    let server = FakeCivi::start(contract::contacts());
+    let opts = options(&server.url(), Duration::from_secs(5));
+    let store = RestStore::connect(&opts).unwrap();
+    for text in [
+        format!("{store:?}"),
+        format!("{opts:?}"),
+        format!("{:?}", store.info()),
+    ] {
+        assert_no_secret(&text);
+    }
+}
+
+#[test]
+fn deleted_contacts_are_written_through_the_explicit_is_deleted_filter() {
+    let server = FakeCivi::start(contract::contacts());
+    let mut s = connect(&server);
+    assert_eq!(s.read_key(11).unwrap(), Some(key(contract::KEY_DELETED)));
+    s.swap_key(11, Some(&key(contract::KEY_DELETED)), None)
+        .unwrap();
+    assert_eq!(server.key_of(11), None);
+    assert_keys_stayed_out_of_urls(&server);
+}
+
+#[test]
+fn keys_longer_than_the_column_are_refused_before_sending() {
+    let server = FakeCivi::start(contract::contacts());
+    let mut s = connect(&server);
+    let long = key("LongLongLongLongLongLongLongLong123");
+    let err = s.swap_key(2, None, Some(&long)).unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    assert_eq!(server.state().updates_received, 0);
+}
+
+/// Raw HTTP against the fake itself: it must behave as the documented API does, or the
+/// tests above prove nothing.
+fn raw(server: &FakeCivi, request: &str) -> String {
+    let addr = server.url().trim_start_matches("http://").to_string();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn the_fake_site_answers_as_api_v4_documents() {
+    let server = FakeCivi::start(contract::contacts());
+    let no_auth = raw(
+        &server,
+        "POST /civicrm/ajax/api4/Contact/get HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert!(no_auth.starts_with("HTTP/1.1 401"), "{no_auth}");
+    assert!(no_auth.contains("Content-Type: text/plain"), "{no_auth}");
+    let get_update = raw(
+        &server,
+        &format!(
+            "GET /civicrm/ajax/api4/Contact/update HTTP/1.1\r\nHost: x\r\nX-Civi-Auth: Bearer {ADMIN_KEY}\r\nX-Civi-Key: {SITE_KEY}\r\nX-Requested-With: XMLHttpRequest\r\n\r\n"
+        ),
+    );
+    assert!(get_update.starts_with("HTTP/1.1 405"), "{get_update}");
+    // Deleted contacts are hidden unless is_deleted is named.
+    let body = "params=%7B%22select%22%3A%5B%22id%22%5D%2C%22where%22%3A%5B%5B%22id%22%2C%22%3D%22%2C11%5D%5D%7D";
+    let hidden = raw(
+        &server,
+        &format!(
+            "POST /civicrm/ajax/api4/Contact/get HTTP/1.1\r\nHost: x\r\nX-Civi-Auth: Bearer {ADMIN_KEY}\r\nX-Civi-Key: {SITE_KEY}\r\nX-Requested-With: XMLHttpRequest\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(hidden.starts_with("HTTP/1.1 200"), "{hidden}");
+    assert!(hidden.contains("\"values\":[]"), "{hidden}");
+}
