@@ -89,7 +89,8 @@ impl StoreSpec {
             StoreSpec::Sqlite { path, read_only } => {
                 Ok(Box::new(super::sqlite::SqliteStore::open_with(path, *read_only)?))
             }
-            StoreSpec::Mysql(_) | StoreSpec::Rest(_) | StoreSpec::Cv(_) => Err(StoreError::invalid(
+            StoreSpec::Cv(opts) => Ok(Box::new(super::cv::CvStore::new(opts)?)),
+            StoreSpec::Mysql(_) | StoreSpec::Rest(_) => Err(StoreError::invalid(
                 format!("{}: this kind of store is not built yet", self.location()),
             )),
         }
