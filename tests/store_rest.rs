@@ -116,8 +116,10 @@ fn trap_is_refused(debug: bool) {
     expect_refusal(s.swap_key(1, Some(&key(contract::KEY_A)), Some(&new)));
     expect_refusal(s.swap_key(2, None, Some(&new)));
     let mut keys = SeededKeySource::new(1);
+    let (_journal_dir, mut j) = contract::journal(&s);
     let err = rotation::assign(
         &mut s,
+        &mut j,
         &mut keys,
         2,
         &Expectation::Current,
@@ -293,8 +295,10 @@ fn slow_site_times_out_reads_and_leaves_writes_unknown() {
 
     // Through the workflow, the same failure says the store may have changed.
     let mut keys = SeededKeySource::new(3);
+    let (_journal_dir, mut j) = contract::journal(&s);
     let err = rotation::assign(
         &mut s,
+        &mut j,
         &mut keys,
         4,
         &Expectation::Current,

@@ -4,6 +4,7 @@
 //! return a key in a list (only a [`KeyHint`]), and map their failures onto [`StoreError`]
 //! so the rotation workflow can tell "nothing happened" from "it may have happened".
 
+pub mod cv;
 pub mod mysql;
 pub mod rest;
 pub mod spec;

@@ -86,15 +86,12 @@ impl StoreSpec {
     /// Opens (connects to) the store. May be slow for remote stores: call it off the UI thread.
     pub fn open(&self) -> Result<Box<dyn ContactStore>, StoreError> {
         match self {
-            StoreSpec::Sqlite { path, read_only } => {
-                Ok(Box::new(super::sqlite::SqliteStore::open_with(path, *read_only)?))
-            }
+            StoreSpec::Sqlite { path, read_only } => Ok(Box::new(
+                super::sqlite::SqliteStore::open_with(path, *read_only)?,
+            )),
             StoreSpec::Mysql(o) => Ok(Box::new(super::mysql::MysqlStore::connect(o)?)),
             StoreSpec::Rest(o) => Ok(Box::new(super::rest::RestStore::connect(o)?)),
-            StoreSpec::Cv(_) => Err(StoreError::invalid(format!(
-                "{}: this kind of store is not built yet",
-                self.location()
-            ))),
+            StoreSpec::Cv(o) => Ok(Box::new(super::cv::CvStore::new(o)?)),
         }
     }
 }

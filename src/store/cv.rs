@@ -1,0 +1,1110 @@
+//! The `cv` store: CiviCRM's own command line, run on the site's host.
+//!
+//! Every call is `cv api4 Contact.get|update --in=json --out=json --cwd SITE` with its
+//! parameters as JSON on stdin, so no key and no search text ever reaches argv (visible in
+//! `ps` and in shell history). `cv api4` runs without permission checks, so `api_key` is
+//! readable and writable; the queries are the API v4 ones the REST store sends.
+//!
+//! cv is a PHP program: it may print warnings before its JSON, hang on a dead database, or
+//! print far too much. Its output is read concurrently and capped, every call has a
+//! deadline after which cv (and anything it started) is killed and reaped, and a write
+//! that did not answer cleanly is reported as "outcome unknown", never as "nothing
+//! happened".
+
+use std::fs;
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::ser::SerializeSeq;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use zeroize::{Zeroize, Zeroizing};
+
+use super::spec::CvOptions;
+use super::{
+    CmsLink, Contact, ContactId, ContactStore, Cursor, Matcher, Page, Query, StoreError, StoreInfo,
+    StoreKind,
+};
+use crate::key::{ApiKey, KeyHint, KEY_LEN};
+use crate::sanitize::SafeText;
+
+/// The most stdout civikey reads from one cv call: a page of contacts is a few KiB, so
+/// anything near this is a runaway program, not an answer.
+const MAX_STDOUT: usize = 16 * 1024 * 1024;
+/// The most stderr kept: enough for any PHP error, bounded against a chatty cv.
+const MAX_STDERR: usize = 1024 * 1024;
+/// How much of cv's stderr goes into an error message.
+const SHOWN_STDERR: usize = 1500;
+/// How many lines that look like the start of JSON are tried when cv printed warnings
+/// first: bounds the work on hostile output.
+const MAX_JSON_CANDIDATES: usize = 50;
+/// The most rows one page fetches while looking for the end of one contact's rows.
+const MAX_FETCH: usize = 4096;
+/// Runs of this many letters and digits in cv's messages are hidden: a key looks like that.
+const KEY_LIKE_RUN: usize = 20;
+
+/// The fields a contact list needs; `api_key` is turned into a [`KeyHint`] as it is read.
+const CONTACT_FIELDS: &[&str] = &[
+    "id",
+    "display_name",
+    "sort_name",
+    "contact_type",
+    "is_deleted",
+    "email_primary.email",
+    "api_key",
+    "uf_match.uf_id",
+];
+const KEY_FIELDS: &[&str] = &["id", "api_key"];
+
+/// The CMS user link. A contact has at most one per domain, so this may repeat a contact
+/// on multi-domain sites; [`merge_rows`] folds the repeats.
+const UF_JOIN: Join = (
+    "UFMatch AS uf_match",
+    "LEFT",
+    ["uf_match.contact_id", "=", "id"],
+);
+/// Every email of the contact (not only the primary one), for email searches. A contact
+/// with several matching emails comes back once per email; [`merge_rows`] folds them.
+const EMAIL_JOIN: Join = ("Email AS email", "INNER", ["email.contact_id", "=", "id"]);
+
+/// API v4 hides trashed contacts unless the where clause names `is_deleted`; this
+/// matches both, for the calls that must see every contact.
+const ANY_DELETED: &[u64] = &[0, 1];
+
+/// An API v4 explicit join: `[entity AS alias, type, [on-condition]]`.
+type Join = (&'static str, &'static str, [&'static str; 3]);
+
+pub struct CvStore {
+    site: PathBuf,
+    binary: PathBuf,
+    timeout: Duration,
+}
+
+impl CvStore {
+    /// Checks the site folder exists; cv itself is first run by the first call.
+    pub fn new(opts: &CvOptions) -> Result<Self, StoreError> {
+        // Absolute, so a folder named like an option cannot be taken for one by cv.
+        let site = std::path::absolute(&opts.site_path).map_err(|e| {
+            StoreError::invalid(format!("cv site folder {}: {e}", opts.site_path.display()))
+        })?;
+        match fs::metadata(&site) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(StoreError::invalid(format!(
+                    "cv site folder {} is not a folder; give the CiviCRM site's folder (cv:/var/www/site)",
+                    site.display()
+                )))
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(StoreError::invalid(format!(
+                    "cv site folder {} does not exist; give the CiviCRM site's folder (cv:/var/www/site)",
+                    site.display()
+                )))
+            }
+            Err(e) => {
+                return Err(StoreError::invalid(format!(
+                    "cannot read cv site folder {}: {e}",
+                    site.display()
+                )))
+            }
+        }
+        if opts.cv_binary.as_os_str().is_empty() {
+            return Err(StoreError::invalid(
+                "cv_binary is empty; name the cv program or leave it out",
+            ));
+        }
+        Ok(CvStore {
+            site,
+            binary: opts.cv_binary.clone(),
+            timeout: opts.timeout,
+        })
+    }
+
+    /// Runs one `Contact.get` and reads its rows.
+    fn get<T: DeserializeOwned>(
+        &self,
+        params: &GetParams<'_>,
+        secrets: &[&ApiKey],
+    ) -> Result<Vec<T>, StoreError> {
+        self.call(Action::Get, params, secrets)
+            .and_then(|out| parse_rows(&out, secrets))
+            .map_err(Failure::for_read)
+    }
+
+    /// Runs one `Contact.update` and returns how many contacts it changed.
+    fn update(&self, params: &UpdateParams<'_>, secrets: &[&ApiKey]) -> Result<usize, StoreError> {
+        self.call(Action::Update, params, secrets)
+            .and_then(|out| parse_rows::<IgnoredAny>(&out, secrets))
+            .map(|rows| rows.len())
+            .map_err(Failure::for_write)
+    }
+
+    /// Runs cv once: params on stdin, stdout and stderr read concurrently and capped, the
+    /// whole process group killed and reaped at the deadline.
+    fn call(
+        &self,
+        action: Action,
+        params: &impl Serialize,
+        secrets: &[&ApiKey],
+    ) -> Result<Zeroizing<Vec<u8>>, Failure> {
+        // Sized up front so serializing never reallocates (and leaves key copies behind).
+        let mut payload = Zeroizing::new(Vec::with_capacity(8192));
+        serde_json::to_writer(&mut *payload, params).map_err(|e| {
+            Failure::NotStarted(StoreError::invalid(format!(
+                "cannot encode the cv request: {e}"
+            )))
+        })?;
+
+        let mut child = Command::new(&self.binary)
+            .args(["api4", action.name(), "--in=json", "--out=json", "--cwd"])
+            .arg(&self.site)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group: a timeout kills cv and whatever it started, and the
+            // operator's Ctrl-C does not cut a write in half behind civikey's back.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| Failure::NotStarted(self.spawn_error(&e)))?;
+
+        let deadline = Instant::now() + self.timeout;
+        let stdout = child.stdout.take().map(|s| spawn_reader(s, MAX_STDOUT));
+        let stderr = child.stderr.take().map(|s| spawn_reader(s, MAX_STDERR));
+        if let Some(mut stdin) = child.stdin.take() {
+            // A thread, so a cv that never reads stdin cannot block civikey; a write error
+            // (cv exited without reading) is explained by cv's exit status instead.
+            thread::spawn(move || {
+                let _ = stdin.write_all(&payload);
+            });
+        }
+
+        let status = wait_until(&mut child, deadline).inspect_err(|_| kill_group(&mut child))?;
+        let (Some(stdout), Some(stderr)) = (stdout, stderr) else {
+            return Err(Failure::ran(
+                FailKind::Exit,
+                "cv's output could not be read",
+            ));
+        };
+        let (out, err) = match (collect(&stdout, deadline), collect(&stderr, deadline)) {
+            (Some(out), Some(err)) => (out, err),
+            _ => {
+                // cv exited but something it started still holds its output open. cv is
+                // reaped, so its group id may already name someone else's processes: they
+                // are left alone, and the readers end when the pipes close.
+                return Err(Failure::ran(
+                    FailKind::Timeout,
+                    format!(
+                        "cv exited but its output stayed open past {} s",
+                        self.timeout.as_secs_f32()
+                    ),
+                ));
+            }
+        };
+        if !status.success() {
+            return Err(Failure::ran(
+                FailKind::Exit,
+                exit_message(status, &err, secrets),
+            ));
+        }
+        if out.overflowed {
+            return Err(Failure::ran(
+                FailKind::Output,
+                format!(
+                    "cv printed more than {} MiB; refused",
+                    MAX_STDOUT / (1024 * 1024)
+                ),
+            ));
+        }
+        Ok(out.bytes)
+    }
+
+    fn spawn_error(&self, e: &std::io::Error) -> StoreError {
+        let shown = self.binary.display();
+        match e.kind() {
+            ErrorKind::NotFound => StoreError::invalid(format!(
+                "cv not found: install cv or set cv_binary in the profile (looked for `{shown}`; a script's interpreter must exist too)"
+            )),
+            ErrorKind::PermissionDenied => StoreError::invalid(format!(
+                "cannot run `{shown}`: permission denied; make it executable or set cv_binary in the profile"
+            )),
+            _ => StoreError::invalid(format!("cannot run `{shown}`: {e}")),
+        }
+    }
+
+    /// The contact rows for `where_`, with the CMS link, folded one per contact.
+    fn contacts_where(
+        &self,
+        where_: Vec<Clause<'_>>,
+        secrets: &[&ApiKey],
+    ) -> Result<Vec<Contact>, StoreError> {
+        let params = GetParams {
+            select: CONTACT_FIELDS,
+            join: vec![UF_JOIN],
+            where_,
+            order_by: None,
+            limit: None,
+            offset: None,
+        };
+        let rows: Vec<ContactRow> = self.get(&params, secrets)?;
+        Ok(merge_rows(rows)
+            .into_iter()
+            .map(|(contact, _)| contact)
+            .collect())
+    }
+
+    /// The exact key stored for `id` (byte for byte, as cv returns it).
+    fn current_key(&self, id: ContactId) -> Result<Option<ApiKey>, StoreError> {
+        let params = GetParams {
+            select: KEY_FIELDS,
+            join: Vec::new(),
+            where_: vec![
+                Clause::Cmp("id", "=", Val::Int(id)),
+                Clause::Cmp("is_deleted", "IN", Val::Ints(ANY_DELETED)),
+            ],
+            order_by: None,
+            limit: Some(2),
+            offset: None,
+        };
+        let rows: Vec<KeyRow> = self.get(&params, &[])?;
+        let mut rows = rows.into_iter();
+        let row = rows.next().ok_or(StoreError::NotFound(id))?;
+        if row.id != id || rows.next().is_some() {
+            return Err(StoreError::bad_data(format!(
+                "cv answered a lookup of contact {id} with other or several contacts"
+            )));
+        }
+        match row.api_key {
+            None => Err(missing_api_key()),
+            Some(key) => Ok(key.filter(|k| !k.is_empty())),
+        }
+    }
+}
+
+impl ContactStore for CvStore {
+    fn info(&self) -> StoreInfo {
+        StoreInfo {
+            kind: StoreKind::Cv,
+            location: SafeText::new(&format!("cv:{}", self.site.display())),
+            key_capacity: KEY_LEN,
+            // MySQL's _ci collations: `api_key = X` matches any case of X.
+            keys_case_insensitive: true,
+            writable: true,
+        }
+    }
+
+    fn search(&mut self, query: &Query) -> Result<Page, StoreError> {
+        let limit = query.limit.clamp(1, 1000);
+        let offset = match &query.after {
+            None => 0,
+            Some(Cursor::Offset(n)) => *n,
+            Some(Cursor::After { .. }) => {
+                return Err(StoreError::invalid(
+                    "the cv store pages by offset, not by key",
+                ))
+            }
+        };
+        let mut join = vec![UF_JOIN];
+        let mut where_ = Vec::new();
+        match query.matcher() {
+            Matcher::All => {}
+            Matcher::Id(id) => where_.push(Clause::Cmp("id", "=", Val::Int(id))),
+            Matcher::EmailPrefix(text) => {
+                join.push(EMAIL_JOIN);
+                where_.push(Clause::Cmp(
+                    "email.email",
+                    "LIKE",
+                    Val::Text(like_prefix(text)),
+                ));
+            }
+            Matcher::Name(text) => {
+                let prefix = like_prefix(text);
+                where_.push(Clause::Or(vec![
+                    Clause::Cmp("sort_name", "LIKE", Val::Text(prefix.clone())),
+                    Clause::Cmp("display_name", "LIKE", Val::Text(prefix.clone())),
+                    Clause::Cmp("display_name", "LIKE", Val::Text(format!("% {prefix}"))),
+                ]));
+            }
+        }
+        where_.push(if query.include_deleted {
+            Clause::Cmp("is_deleted", "IN", Val::Ints(ANY_DELETED))
+        } else {
+            Clause::Cmp("is_deleted", "=", Val::Int(0))
+        });
+        // One more row than the page, to know whether there is more.
+        let mut fetch = limit + 1;
+        loop {
+            let params = GetParams {
+                select: CONTACT_FIELDS,
+                join: join.clone(),
+                where_: where_.clone(),
+                order_by: Some(SortOrder {
+                    sort_name: "ASC",
+                    id: "ASC",
+                }),
+                limit: Some(fetch as u64),
+                offset: Some(offset),
+            };
+            let rows: Vec<ContactRow> = self.get(&params, &[])?;
+            // Fewer rows than asked for: everything from `offset` on is here.
+            let complete = rows.len() < fetch;
+            let mut groups = merge_rows(rows);
+            if !complete && groups.len() == 1 && fetch < MAX_FETCH {
+                // One contact's rows (emails x domains) filled the whole fetch: its end is
+                // not in sight, so fetch more rather than show it twice.
+                fetch = (fetch * 4).min(MAX_FETCH);
+                continue;
+            }
+            if groups.len() > limit {
+                groups.truncate(limit);
+            } else if complete {
+                let contacts = groups.into_iter().map(|(c, _)| c).collect();
+                return Ok(Page {
+                    contacts,
+                    next: None,
+                });
+            } else if groups.len() > 1 {
+                // The last contact may continue past the fetch: the page ends at the last
+                // contact known to be complete.
+                groups.pop();
+            }
+            let consumed: usize = groups.iter().map(|(_, rows)| rows).sum();
+            return Ok(Page {
+                contacts: groups.into_iter().map(|(c, _)| c).collect(),
+                next: Some(Cursor::Offset(offset + consumed as u64)),
+            });
+        }
+    }
+
+    fn contact(&mut self, id: ContactId) -> Result<Contact, StoreError> {
+        let mut found = self.contacts_where(
+            vec![
+                Clause::Cmp("id", "=", Val::Int(id)),
+                Clause::Cmp("is_deleted", "IN", Val::Ints(ANY_DELETED)),
+            ],
+            &[],
+        )?;
+        match (found.pop(), found.is_empty()) {
+            (None, _) => Err(StoreError::NotFound(id)),
+            (Some(c), true) if c.id == id => Ok(c),
+            _ => Err(StoreError::bad_data(format!(
+                "cv answered a lookup of contact {id} with other or several contacts"
+            ))),
+        }
+    }
+
+    fn holders_of(&mut self, key: &ApiKey) -> Result<Vec<ContactId>, StoreError> {
+        let params = GetParams {
+            select: KEY_FIELDS,
+            join: Vec::new(),
+            where_: vec![
+                Clause::Cmp("api_key", "=", Val::Secret(key.expose())),
+                Clause::Cmp("is_deleted", "IN", Val::Ints(ANY_DELETED)),
+            ],
+            order_by: None,
+            // Keys are meant to be unique; this only bounds a damaged table.
+            limit: Some(1000),
+            offset: None,
+        };
+        let rows: Vec<KeyRow> = self.get(&params, &[key])?;
+        let mut ids = Vec::with_capacity(rows.len());
+        for row in rows {
+            // A filter the API dropped would match everyone: only trust rows that hold
+            // the key (compared as the store compares).
+            match &row.api_key {
+                Some(Some(held)) if held.eq_ignore_case(key) => ids.push(row.id),
+                Some(_) => {
+                    return Err(StoreError::bad_data(
+                        "cv ignored the api_key filter (it returned contacts without that key); refused",
+                    ))
+                }
+                None => return Err(missing_api_key()),
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    fn read_key(&mut self, id: ContactId) -> Result<Option<ApiKey>, StoreError> {
+        self.current_key(id)
+    }
+
+    fn swap_key(
+        &mut self,
+        id: ContactId,
+        expected: Option<&ApiKey>,
+        new: Option<&ApiKey>,
+    ) -> Result<(), StoreError> {
+        // `api_key = OLD` compares case-insensitively in MySQL, and compare-and-set must be
+        // exact: check the exact value first. The update's own condition still refuses
+        // any other key written meanwhile; only another case of the very same key could
+        // slip between the two, which random keys make vanishingly unlikely.
+        let current = self.current_key(id)?;
+        if current.as_ref().map(ApiKey::expose) != expected.map(ApiKey::expose) {
+            return Err(StoreError::Conflict);
+        }
+        let key_condition = match expected {
+            Some(old) => Clause::Cmp("api_key", "=", Val::Secret(old.expose())),
+            // An empty string counts as "no key", as CiviCRM treats it.
+            None => Clause::Or(vec![
+                Clause::IsNull("api_key"),
+                Clause::Cmp("api_key", "=", Val::Text(String::new())),
+            ]),
+        };
+        let params = UpdateParams {
+            where_: vec![
+                Clause::Cmp("id", "=", Val::Int(id)),
+                Clause::Cmp("is_deleted", "IN", Val::Ints(ANY_DELETED)),
+                key_condition,
+            ],
+            values: KeyValue {
+                api_key: new.map(ApiKey::expose),
+            },
+        };
+        let secrets: Vec<&ApiKey> = expected.into_iter().chain(new).collect();
+        match self.update(&params, &secrets)? {
+            1 => Ok(()),
+            0 => match self.current_key(id) {
+                Ok(_) => Err(StoreError::Conflict),
+                Err(StoreError::NotFound(_)) => Err(StoreError::NotFound(id)),
+                Err(e) => Err(e),
+            },
+            n => Err(StoreError::bad_data(format!(
+                "cv changed {n} contacts for one contact id {id}; check their keys"
+            ))),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Action {
+    Get,
+    Update,
+}
+
+impl Action {
+    fn name(self) -> &'static str {
+        match self {
+            Action::Get => "Contact.get",
+            Action::Update => "Contact.update",
+        }
+    }
+}
+
+/// How a cv call went wrong; whether it ran decides what a failed write means.
+enum Failure {
+    /// cv was never started: nothing happened.
+    NotStarted(StoreError),
+    /// cv ran (or may have) without a usable answer.
+    Ran { kind: FailKind, message: String },
+}
+
+enum FailKind {
+    Timeout,
+    Exit,
+    Output,
+}
+
+impl Failure {
+    fn ran(kind: FailKind, message: impl Into<String>) -> Self {
+        Failure::Ran {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    fn for_read(self) -> StoreError {
+        match self {
+            Failure::NotStarted(e) => e,
+            Failure::Ran {
+                kind: FailKind::Timeout,
+                message,
+            } => StoreError::Timeout(SafeText::new(&message)),
+            Failure::Ran {
+                kind: FailKind::Exit,
+                message,
+            } => StoreError::unreachable(message),
+            Failure::Ran {
+                kind: FailKind::Output,
+                message,
+            } => StoreError::bad_data(message),
+        }
+    }
+
+    /// A write that ran without a clean answer may or may not have been applied.
+    fn for_write(self) -> StoreError {
+        match self {
+            Failure::NotStarted(e) => e,
+            Failure::Ran { message, .. } => StoreError::OutcomeUnknown(SafeText::new(&format!(
+                "{message}; look at the contact's key before trying again"
+            ))),
+        }
+    }
+}
+
+/// Waits for cv until `deadline`, polling (std has no wait with a timeout).
+fn wait_until(child: &mut Child, deadline: Instant) -> Result<ExitStatus, Failure> {
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status),
+            Ok(None) if Instant::now() >= deadline => {
+                return Err(Failure::ran(
+                    FailKind::Timeout,
+                    "cv did not finish in time and was stopped",
+                ))
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(10)),
+            Err(e) => {
+                return Err(Failure::ran(
+                    FailKind::Exit,
+                    format!("lost track of cv: {e}"),
+                ))
+            }
+        }
+    }
+}
+
+/// Kills cv's whole process group and reaps cv, so no process or zombie is left behind.
+fn kill_group(child: &mut Child) {
+    if let Ok(pgid) = i32::try_from(child.id()) {
+        // SAFETY: kill(2) with a negative pid signals that process group; cv was started
+        // with process_group(0), so the group is cv's own and holds only what it started.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+struct Captured {
+    bytes: Zeroizing<Vec<u8>>,
+    overflowed: bool,
+}
+
+/// Reads `source` to its end on a thread, keeping at most `cap` bytes and draining the
+/// rest so cv never blocks on a full pipe.
+fn spawn_reader(mut source: impl Read + Send + 'static, cap: usize) -> mpsc::Receiver<Captured> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut kept = Captured {
+            bytes: Zeroizing::new(Vec::with_capacity(64 * 1024)),
+            overflowed: false,
+        };
+        let mut chunk = [0u8; 8192];
+        loop {
+            match source.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let room = cap.saturating_sub(kept.bytes.len());
+                    if n > room {
+                        kept.overflowed = true;
+                    }
+                    kept.bytes.extend_from_slice(&chunk[..n.min(room)]);
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        chunk.zeroize();
+        let _ = tx.send(kept);
+    });
+    rx
+}
+
+/// The reader's result, or None when the stream is still open at the deadline.
+fn collect(rx: &mpsc::Receiver<Captured>, deadline: Instant) -> Option<Captured> {
+    // A moment past the deadline: cv has exited, its pipes close as the readers finish.
+    let wait = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(200));
+    rx.recv_timeout(wait).ok()
+}
+
+fn exit_message(status: ExitStatus, stderr: &Captured, secrets: &[&ApiKey]) -> String {
+    let how = match status.code() {
+        Some(code) => format!("cv failed (exit status {code})"),
+        None => "cv was killed by a signal".to_string(),
+    };
+    let said = shown_stderr(&stderr.bytes, secrets);
+    if said.is_empty() {
+        format!("{how} without an error message")
+    } else {
+        format!("{how}: {said}")
+    }
+}
+
+/// cv's stderr as one line for an error message: keys hidden, cut to a readable size.
+/// SafeText neutralises what is left where the message becomes a StoreError.
+fn shown_stderr(bytes: &[u8], secrets: &[&ApiKey]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let one_line = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" / ");
+    let redacted = redact(&one_line, secrets);
+    if redacted.chars().count() > SHOWN_STDERR {
+        let cut: String = redacted.chars().take(SHOWN_STDERR).collect();
+        format!("{cut}…")
+    } else {
+        redacted
+    }
+}
+
+/// Hides the call's keys (any case) and anything else that looks like a key: PHP errors
+/// may quote the parameters or the SQL they failed on.
+fn redact(text: &str, secrets: &[&ApiKey]) -> String {
+    let mut text = text.to_string();
+    for secret in secrets.iter().map(|k| k.expose()).filter(|s| !s.is_empty()) {
+        let needle = secret.to_ascii_lowercase();
+        // ASCII lowercasing keeps byte offsets, so `at` is valid in `text` too.
+        while let Some(at) = text.to_ascii_lowercase().find(&needle) {
+            text.replace_range(at..at + needle.len(), "[key hidden]");
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            run.push(c);
+            continue;
+        }
+        flush_run(&mut out, &mut run);
+        out.push(c);
+    }
+    flush_run(&mut out, &mut run);
+    out
+}
+
+fn flush_run(out: &mut String, run: &mut String) {
+    if run.len() >= KEY_LIKE_RUN {
+        out.push_str("[hidden]");
+    } else {
+        out.push_str(run);
+    }
+    run.clear();
+}
+
+#[derive(Deserialize)]
+struct Envelope<T> {
+    values: Vec<T>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error_message: String,
+}
+
+/// cv's rows: a JSON list (or an API result object with `values`), possibly after lines
+/// PHP printed first. Only a parse that consumes the whole rest of the output counts, so a
+/// warning cannot pass for the answer; the output itself never goes into a message.
+fn parse_rows<T: DeserializeOwned>(out: &[u8], secrets: &[&ApiKey]) -> Result<Vec<T>, Failure> {
+    for start in json_candidates(out).take(MAX_JSON_CANDIDATES) {
+        let rest = &out[start..];
+        let as_list = match serde_json::from_slice::<Vec<T>>(rest) {
+            Ok(rows) => return Ok(rows),
+            Err(e) => e,
+        };
+        if let Ok(envelope) = serde_json::from_slice::<Envelope<T>>(rest) {
+            return Ok(envelope.values);
+        }
+        if let Ok(body) = serde_json::from_slice::<ErrorBody>(rest) {
+            return Err(Failure::ran(
+                FailKind::Exit,
+                format!(
+                    "cv answered with an error: {}",
+                    redact(&body.error_message, secrets)
+                ),
+            ));
+        }
+        if serde_json::from_slice::<IgnoredAny>(rest).is_ok() {
+            return Err(Failure::ran(
+                FailKind::Output,
+                format!(
+                    "cv's JSON is not the contact list civikey asked for ({})",
+                    redact(&as_list.to_string(), secrets)
+                ),
+            ));
+        }
+    }
+    let what = if out.iter().all(u8::is_ascii_whitespace) {
+        "cv printed nothing".to_string()
+    } else {
+        format!(
+            "cv did not print JSON ({} bytes of other output)",
+            out.len()
+        )
+    };
+    Err(Failure::ran(
+        FailKind::Output,
+        format!("{what}; run `cv api4 Contact.get +l 1` in the site folder to see what it prints"),
+    ))
+}
+
+/// Offsets of the lines that start (after blanks) with `[` or `{`.
+fn json_candidates(out: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    let line_starts = std::iter::once(0).chain(
+        out.iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .map(|(i, _)| i + 1),
+    );
+    line_starts.filter_map(move |start| {
+        let skip = out[start..]
+            .iter()
+            .take_while(|b| matches!(b, b' ' | b'\t' | b'\r'))
+            .count();
+        let at = start + skip;
+        matches!(out.get(at), Some(b'[' | b'{')).then_some(at)
+    })
+}
+
+fn missing_api_key() -> StoreError {
+    StoreError::bad_data(
+        "cv did not return api_key (a permission or extension hides it); civikey cannot tell who holds which key",
+    )
+}
+
+/// One row of a contact list. A contact may come in several rows (one per matching email,
+/// one per CMS domain).
+#[derive(Deserialize)]
+struct ContactRow {
+    #[serde(deserialize_with = "de_id")]
+    id: ContactId,
+    #[serde(default)]
+    contact_type: Option<String>,
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    sort_name: Option<String>,
+    #[serde(deserialize_with = "de_flag")]
+    is_deleted: bool,
+    #[serde(rename = "email_primary.email", default)]
+    email: Option<String>,
+    /// Absent = not returned; `Some(None)` = no key.
+    #[serde(default, deserialize_with = "de_hint")]
+    api_key: Option<Option<KeyHint>>,
+    /// Absent = this CiviCRM cannot join uf_match; `Some(None)` = no CMS user.
+    #[serde(rename = "uf_match.uf_id", default, deserialize_with = "de_some_id")]
+    uf_id: Option<Option<u64>>,
+}
+
+#[derive(Deserialize)]
+struct KeyRow {
+    #[serde(deserialize_with = "de_id")]
+    id: ContactId,
+    #[serde(default, deserialize_with = "de_key")]
+    api_key: Option<Option<ApiKey>>,
+}
+
+/// Folds consecutive rows of one contact (rows come ordered by sort name then id, so a
+/// contact's rows are adjacent) into one contact, with how many rows it took. The CMS link
+/// is the lowest CMS user id: one per domain, any of them proves a CMS user exists.
+fn merge_rows(rows: Vec<ContactRow>) -> Vec<(Contact, usize)> {
+    let mut out: Vec<(Contact, usize)> = Vec::new();
+    for row in rows {
+        let cms = match row.uf_id {
+            None => CmsLink::Unknown,
+            Some(None) => CmsLink::None,
+            Some(Some(uf_id)) => CmsLink::Linked { uf_id },
+        };
+        if let Some((last, count)) = out.last_mut().filter(|(c, _)| c.id == row.id) {
+            *count += 1;
+            last.cms = match (last.cms, cms) {
+                (CmsLink::Linked { uf_id: a }, CmsLink::Linked { uf_id: b }) => {
+                    CmsLink::Linked { uf_id: a.min(b) }
+                }
+                (CmsLink::Linked { uf_id }, _) | (_, CmsLink::Linked { uf_id }) => {
+                    CmsLink::Linked { uf_id }
+                }
+                (kept, _) => kept,
+            };
+            continue;
+        }
+        let text = |value: Option<String>| SafeText::new(value.as_deref().unwrap_or_default());
+        out.push((
+            Contact {
+                id: row.id,
+                contact_type: text(row.contact_type),
+                display_name: text(row.display_name),
+                sort_name: text(row.sort_name),
+                email: row
+                    .email
+                    .filter(|e| !e.is_empty())
+                    .map(|e| SafeText::new(&e)),
+                is_deleted: row.is_deleted,
+                key: row.api_key.flatten(),
+                cms,
+            },
+            1,
+        ));
+    }
+    out
+}
+
+/// An id as API v4 returns it: a number, or a numeric string from older versions.
+fn de_id<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Number(u64),
+        Text(String),
+    }
+    match Id::deserialize(d)? {
+        Id::Number(n) => Ok(n),
+        Id::Text(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom("an id that is not a number")),
+    }
+}
+
+fn de_some_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Wrapped(#[serde(deserialize_with = "de_id")] u64);
+    Ok(Some(Option::<Wrapped>::deserialize(d)?.map(|w| w.0)))
+}
+
+/// A boolean as API v4 returns it (true/false), or as 0/1 and "0"/"1".
+fn de_flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Number(i64),
+        Text(String),
+    }
+    match Flag::deserialize(d)? {
+        Flag::Bool(b) => Ok(b),
+        Flag::Number(n) => Ok(n != 0),
+        Flag::Text(s) => Ok(!matches!(s.trim(), "" | "0")),
+    }
+}
+
+/// The key's tail, made at once; the key itself is zeroized as soon as the hint exists.
+fn de_hint<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<KeyHint>>, D::Error> {
+    let value = Option::<String>::deserialize(d)?.map(Zeroizing::new);
+    Ok(Some(
+        value
+            .filter(|v| !v.is_empty())
+            .map(|v| KeyHint::from_tail(&v)),
+    ))
+}
+
+fn de_key<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<ApiKey>>, D::Error> {
+    Ok(Some(
+        Option::<String>::deserialize(d)?.map(ApiKey::from_store),
+    ))
+}
+
+/// `text` with LIKE's wildcards escaped (`\` is MySQL's escape character), then `%`.
+fn like_prefix(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 1);
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// `Contact.get` parameters, in API v4's JSON shape.
+#[derive(Serialize)]
+struct GetParams<'a> {
+    select: &'static [&'static str],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    join: Vec<Join>,
+    #[serde(rename = "where")]
+    where_: Vec<Clause<'a>>,
+    #[serde(rename = "orderBy", skip_serializing_if = "Option::is_none")]
+    order_by: Option<SortOrder>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset: Option<u64>,
+}
+
+/// `{"sort_name":"ASC","id":"ASC"}`: a struct, so the order of the keys is fixed.
+#[derive(Serialize)]
+struct SortOrder {
+    sort_name: &'static str,
+    id: &'static str,
+}
+
+#[derive(Serialize)]
+struct UpdateParams<'a> {
+    #[serde(rename = "where")]
+    where_: Vec<Clause<'a>>,
+    values: KeyValue<'a>,
+}
+
+/// `{"api_key": "NEW"}`, or `null` to revoke.
+#[derive(Serialize)]
+struct KeyValue<'a> {
+    api_key: Option<&'a str>,
+}
+
+/// An API v4 where clause: `[field, op, value]`, `[field, "IS NULL"]`, `["OR", [...]]`.
+#[derive(Clone)]
+enum Clause<'a> {
+    Cmp(&'static str, &'static str, Val<'a>),
+    IsNull(&'static str),
+    Or(Vec<Clause<'a>>),
+}
+
+#[derive(Clone)]
+enum Val<'a> {
+    Int(u64),
+    Ints(&'static [u64]),
+    Text(String),
+    /// A key, borrowed so the request holds no extra copy of it.
+    Secret(&'a str),
+}
+
+impl Serialize for Clause<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Clause::Cmp(field, op, value) => {
+                let mut seq = s.serialize_seq(Some(3))?;
+                seq.serialize_element(field)?;
+                seq.serialize_element(op)?;
+                seq.serialize_element(value)?;
+                seq.end()
+            }
+            Clause::IsNull(field) => {
+                let mut seq = s.serialize_seq(Some(2))?;
+                seq.serialize_element(field)?;
+                seq.serialize_element("IS NULL")?;
+                seq.end()
+            }
+            Clause::Or(clauses) => {
+                let mut seq = s.serialize_seq(Some(2))?;
+                seq.serialize_element("OR")?;
+                seq.serialize_element(clauses)?;
+                seq.end()
+            }
+        }
+    }
+}
+
+impl Serialize for Val<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Val::Int(n) => s.serialize_u64(*n),
+            Val::Ints(list) => list.serialize(s),
+            Val::Text(text) => s.serialize_str(text),
+            Val::Secret(key) => s.serialize_str(key),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_have_api_v4_shape() {
+        let key = ApiKey::from_store("OldOldOldOldOldOldOld1".into());
+        let params = UpdateParams {
+            where_: vec![
+                Clause::Cmp("id", "=", Val::Int(7)),
+                Clause::Cmp("is_deleted", "IN", Val::Ints(ANY_DELETED)),
+                Clause::Or(vec![
+                    Clause::IsNull("api_key"),
+                    Clause::Cmp("api_key", "=", Val::Secret(key.expose())),
+                ]),
+            ],
+            values: KeyValue { api_key: None },
+        };
+        assert_eq!(
+            serde_json::to_string(&params).unwrap(),
+            r#"{"where":[["id","=",7],["is_deleted","IN",[0,1]],["OR",[["api_key","IS NULL"],["api_key","=","OldOldOldOldOldOldOld1"]]]],"values":{"api_key":null}}"#
+        );
+        let get = GetParams {
+            select: KEY_FIELDS,
+            join: vec![UF_JOIN],
+            where_: vec![Clause::Cmp(
+                "sort_name",
+                "LIKE",
+                Val::Text(like_prefix("100%_a\\")),
+            )],
+            order_by: Some(SortOrder {
+                sort_name: "ASC",
+                id: "ASC",
+            }),
+            limit: Some(8),
+            offset: Some(14),
+        };
+        assert_eq!(
+            serde_json::to_string(&get).unwrap(),
+            r#"{"select":["id","api_key"],"join":[["UFMatch AS uf_match","LEFT",["uf_match.contact_id","=","id"]]],"where":[["sort_name","LIKE","100\\%\\_a\\\\%"]],"orderBy":{"sort_name":"ASC","id":"ASC"},"limit":8,"offset":14}"#
+        );
+    }
+
+    #[test]
+    fn json_after_php_warnings_is_found_and_junk_is_not_taken() {
+        let out = b"PHP Warning:  Undefined array key \"x\" in /var/www/a.php on line 3\n[warn] {not json\n  [{\"id\":1,\"api_key\":null}]\n";
+        let rows: Vec<KeyRow> = parse_rows(out, &[]).ok().unwrap();
+        assert_eq!(rows.len(), 1);
+        assert!(matches!(rows[0].api_key, Some(None)));
+        // JSON followed by junk is not an answer.
+        assert!(parse_rows::<KeyRow>(b"[]\nDeprecated: x\n", &[]).is_err());
+        let envelope: Vec<KeyRow> =
+            parse_rows(br#"{"values":[{"id":"3","api_key":"k"}],"count":1}"#, &[])
+                .ok()
+                .unwrap();
+        assert_eq!(envelope[0].id, 3);
+    }
+
+    #[test]
+    fn redaction_hides_keys_in_any_case_and_key_like_runs() {
+        let key = ApiKey::from_store("Short1".into());
+        let text = redact(
+            "bad value SHORT1 near AbCdEfGhIjKlMnOpQrStUv01 in x.php",
+            &[&key],
+        );
+        assert_eq!(text, "bad value [key hidden] near [hidden] in x.php");
+    }
+
+    fn row(id: u64, uf: Option<Option<u64>>) -> ContactRow {
+        ContactRow {
+            id,
+            contact_type: Some("Individual".into()),
+            display_name: Some(format!("C{id}")),
+            sort_name: Some(format!("C{id}")),
+            is_deleted: false,
+            email: None,
+            api_key: Some(None),
+            uf_id: uf,
+        }
+    }
+
+    #[test]
+    fn repeated_rows_fold_into_one_contact() {
+        let merged = merge_rows(vec![
+            row(1, Some(Some(9))),
+            row(1, Some(Some(4))),
+            row(2, Some(None)),
+            row(3, None),
+        ]);
+        let summary: Vec<(u64, CmsLink, usize)> =
+            merged.iter().map(|(c, n)| (c.id, c.cms, *n)).collect();
+        assert_eq!(
+            summary,
+            vec![
+                (1, CmsLink::Linked { uf_id: 4 }, 2),
+                (2, CmsLink::None, 1),
+                (3, CmsLink::Unknown, 1)
+            ]
+        );
+    }
+}

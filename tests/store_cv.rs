@@ -1,0 +1,555 @@
+//! The store contract and cv's own failure modes, on the cv store driving a fake `cv`
+//! (tests/fake-cv/cv, a Python 3 script over a JSON data file).
+//!
+//! Each fixture writes its own data file and a small wrapper script that sets the fake's
+//! environment (data file, site, argv log, failure mode) and execs it, so tests running in
+//! parallel never share environment variables. When a fixture is dropped it checks the
+//! argv log: every call was `api4 Contact.get|update --in=json --out=json --cwd SITE` and
+//! no key the test used (listed by the fake as it saw them on stdin) ever reached argv.
+
+mod contract;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use civikey::key::{ApiKey, SeededKeySource};
+use civikey::rotation::{self, Expectation, NewKey};
+use civikey::seed::SeedContact;
+use civikey::store::cv::CvStore;
+use civikey::store::spec::{CvOptions, StoreSpec};
+use civikey::store::{CmsLink, ContactStore, Query, StoreError, StoreKind};
+use serde_json::{json, Value};
+
+struct CvFixture {
+    dir: tempfile::TempDir,
+    /// The site folder the store is configured with.
+    site: PathBuf,
+    data: PathBuf,
+    log: PathBuf,
+    binary: PathBuf,
+    timeout: Duration,
+}
+
+impl contract::Fixture for CvFixture {
+    fn open(&self) -> Box<dyn ContactStore> {
+        Box::new(self.store())
+    }
+}
+
+impl CvFixture {
+    fn options(&self) -> CvOptions {
+        CvOptions {
+            site_path: self.site.clone(),
+            cv_binary: self.binary.clone(),
+            timeout: self.timeout,
+        }
+    }
+
+    fn store(&self) -> CvStore {
+        CvStore::new(&self.options()).expect("open cv store")
+    }
+
+    fn data(&self) -> Value {
+        serde_json::from_str(&fs::read_to_string(&self.data).unwrap()).unwrap()
+    }
+
+    fn pid_file(&self) -> PathBuf {
+        self.dir.path().join("cv.pid")
+    }
+
+    /// Every key the fake saw on stdin, every key in the data now, and the contract's.
+    fn keys_used(&self) -> Vec<String> {
+        let data = self.data();
+        let mut keys: Vec<String> = data["seen_keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect();
+        for contact in data["contacts"].as_array().unwrap() {
+            if let Some(k) = contact["api_key"].as_str() {
+                keys.push(k.to_string());
+            }
+        }
+        keys.extend([contract::KEY_A, contract::KEY_B, contract::KEY_DELETED].map(String::from));
+        keys
+    }
+
+    fn check_argv_log(&self) {
+        let raw = fs::read_to_string(&self.log).unwrap_or_default();
+        let site = self.site.to_str().unwrap();
+        let mut calls = 0;
+        for line in raw.lines() {
+            calls += 1;
+            let argv: Vec<String> = serde_json::from_str(line).unwrap();
+            assert_eq!(argv.len(), 6, "{argv:?}");
+            assert_eq!(argv[0], "api4", "{argv:?}");
+            assert!(
+                argv[1] == "Contact.get" || argv[1] == "Contact.update",
+                "{argv:?}"
+            );
+            assert_eq!(argv[2..5], ["--in=json", "--out=json", "--cwd"], "{argv:?}");
+            assert_eq!(argv[5], site, "the working folder is the configured site");
+            for arg in &argv {
+                assert!(!has_key_like_run(arg), "key-like value in argv: {argv:?}");
+                assert!(!arg.to_lowercase().contains("api_key"), "{argv:?}");
+            }
+        }
+        assert!(calls > 0, "cv was never called");
+        let lowered = raw.to_lowercase();
+        for key in self.keys_used() {
+            assert!(!lowered.contains(&key.to_lowercase()), "a key reached argv");
+        }
+    }
+}
+
+impl Drop for CvFixture {
+    fn drop(&mut self) {
+        // Checked after every test, the contract's included; not while a test is already
+        // failing (a second panic would abort the run and hide the first).
+        if !std::thread::panicking() {
+            self.check_argv_log();
+        }
+    }
+}
+
+fn has_key_like_run(text: &str) -> bool {
+    let mut run = 0;
+    for c in text.chars() {
+        run = if c.is_ascii_alphanumeric() {
+            run + 1
+        } else {
+            0
+        };
+        if run >= 20 {
+            return true;
+        }
+    }
+    false
+}
+
+fn data_from(contacts: &[SeedContact]) -> Value {
+    let list: Vec<Value> = contacts
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            json!({
+                "id": c.id.unwrap_or(i as i64 + 1),
+                "contact_type": c.contact_type,
+                "display_name": c.display_name,
+                "sort_name": c.sort_name,
+                "is_deleted": c.is_deleted,
+                "api_key": c.api_key.as_ref().map(|k| k.expose()),
+                "emails": c.email.iter().map(|e| json!({"email": e, "is_primary": true})).collect::<Vec<_>>(),
+                "uf_matches": c.uf_id.iter().map(|u| json!({"domain_id": 1, "uf_id": u})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({ "contacts": list, "seen_keys": [] })
+}
+
+fn fake_cv() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake-cv/cv")
+}
+
+fn fixture() -> CvFixture {
+    fixture_with(&[], data_from(&contract::contacts()))
+}
+
+/// A fixture whose fake cv runs with `env` on top of the usual settings.
+fn fixture_with(env: &[(&str, &str)], data: Value) -> CvFixture {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    fs::create_dir(&site).unwrap();
+    let data_path = dir.path().join("data.json");
+    fs::write(&data_path, serde_json::to_string(&data).unwrap()).unwrap();
+    let log = dir.path().join("argv.log");
+    let pid_file = dir.path().join("cv.pid");
+    let mut script = String::from("#!/bin/sh\n");
+    let settings = [
+        ("FAKE_CV_DATA", data_path.to_str().unwrap()),
+        ("FAKE_CV_SITE", site.to_str().unwrap()),
+        ("FAKE_CV_ARGV_LOG", log.to_str().unwrap()),
+        ("FAKE_CV_PID_FILE", pid_file.to_str().unwrap()),
+    ];
+    for (name, value) in settings.iter().chain(env) {
+        assert!(!value.contains('\''));
+        script.push_str(&format!("export {name}='{value}'\n"));
+    }
+    script.push_str(&format!("exec '{}' \"$@\"\n", fake_cv().display()));
+    let binary = dir.path().join("cv");
+    fs::write(&binary, script).unwrap();
+    fs::set_permissions(&binary, fs::Permissions::from_mode(0o700)).unwrap();
+    CvFixture {
+        dir,
+        site,
+        data: data_path,
+        log,
+        binary,
+        timeout: Duration::from_secs(20),
+    }
+}
+
+contract_tests!(fixture());
+
+fn key(text: &str) -> ApiKey {
+    ApiKey::from_store(text.into())
+}
+
+fn all_ids(store: &mut dyn ContactStore, text: &str, limit: usize) -> Vec<u64> {
+    let mut q = Query::new(text, limit);
+    let mut ids = Vec::new();
+    for _ in 0..100 {
+        let page = store.search(&q).expect("search");
+        assert!(page.contacts.len() <= limit);
+        ids.extend(page.contacts.iter().map(|c| c.id));
+        match page.next {
+            Some(next) => q.after = Some(next),
+            None => return ids,
+        }
+    }
+    panic!("paging never ended");
+}
+
+/// The process is gone: killed and reaped (a zombie still has a /proc entry).
+fn assert_process_gone(pid_file: &Path) {
+    let pid = fs::read_to_string(pid_file).expect("the fake wrote its pid");
+    let proc_dir = PathBuf::from(format!("/proc/{}", pid.trim()));
+    assert!(
+        !proc_dir.exists(),
+        "cv (pid {}) was left behind",
+        pid.trim()
+    );
+}
+
+#[test]
+fn every_call_is_api4_json_on_stdin_in_the_site_folder() {
+    let f = fixture();
+    let mut s = f.store();
+    let mut keys = SeededKeySource::new(3);
+    let generated = ApiKey::generate_from(&mut keys).unwrap();
+    let (_journal_dir, mut j) = contract::journal(&s);
+    let done = rotation::assign(
+        &mut s,
+        &mut j,
+        &mut keys,
+        2,
+        &Expectation::Seen(None),
+        NewKey::Generated(generated),
+    )
+    .unwrap();
+    assert_eq!(s.holders_of(&done.key).unwrap(), vec![2]);
+    rotation::revoke(&mut s, &mut j, 2, &Expectation::Current).unwrap();
+    assert_eq!(all_ids(&mut s, "ada@", 5), vec![1]);
+    // The check below is only meaningful if the keys went to cv at all (on stdin).
+    let seen = f.keys_used();
+    assert!(
+        seen.iter().any(|k| k == done.key.expose()),
+        "the generated key went to cv"
+    );
+    let log = fs::read_to_string(&f.log).unwrap();
+    assert!(log.contains("Contact.update") && log.contains("Contact.get"));
+    f.check_argv_log();
+}
+
+#[test]
+fn info_describes_the_store_and_the_spec_opens_it() {
+    let f = fixture();
+    let info = f.store().info();
+    assert_eq!(info.kind, StoreKind::Cv);
+    assert_eq!(info.location.as_str(), format!("cv:{}", f.site.display()));
+    assert_eq!(info.key_capacity, 32);
+    assert!(info.keys_case_insensitive);
+    assert!(info.writable);
+    let mut opened = StoreSpec::Cv(f.options()).open().unwrap();
+    assert_eq!(
+        opened.contact(1).unwrap().display_name.as_str(),
+        "Ada Lovelace"
+    );
+}
+
+#[test]
+fn missing_binary_is_a_clear_error() {
+    let f = fixture();
+    for binary in [
+        f.dir.path().join("no-such-cv"),
+        PathBuf::from("civikey-test-no-such-cv"),
+    ] {
+        let opts = CvOptions {
+            cv_binary: binary,
+            ..f.options()
+        };
+        let err = CvStore::new(&opts)
+            .unwrap()
+            .search(&Query::new("", 5))
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("cv not found") && text.contains("cv_binary"),
+            "{text}"
+        );
+    }
+    // Keep the drop check meaningful: one real call.
+    f.store().contact(1).unwrap();
+}
+
+#[test]
+fn missing_site_folder_is_refused_at_open() {
+    let f = fixture();
+    let opts = CvOptions {
+        site_path: f.dir.path().join("no-such-site"),
+        ..f.options()
+    };
+    let err = CvStore::new(&opts).err().expect("refused");
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    f.store().contact(1).unwrap();
+}
+
+#[test]
+fn wrong_site_folder_is_a_clear_error() {
+    let mut f = fixture();
+    let elsewhere = f.dir.path().join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    f.site = elsewhere;
+    let err = f.store().search(&Query::new("", 5)).unwrap_err();
+    assert!(matches!(err, StoreError::Unreachable(_)), "{err:?}");
+    assert!(err.to_string().contains("civicrm.settings.php"), "{err}");
+}
+
+#[test]
+fn garbage_output_is_bad_data() {
+    let f = fixture_with(
+        &[("FAKE_CV_MODE", "garbage")],
+        data_from(&contract::contacts()),
+    );
+    let mut s = f.store();
+    for err in [
+        s.search(&Query::new("", 5)).unwrap_err(),
+        s.contact(1).unwrap_err(),
+        s.read_key(1).unwrap_err(),
+        s.holders_of(&key(contract::KEY_A)).unwrap_err(),
+    ] {
+        assert!(matches!(err, StoreError::BadData(_)), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("did not print JSON") && !text.contains("<html>"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn garbage_after_a_write_is_outcome_unknown() {
+    let env = [("FAKE_CV_MODE", "garbage"), ("FAKE_CV_MODE_ON", "update")];
+    let f = fixture_with(&env, data_from(&contract::contacts()));
+    let mut s = f.store();
+    let err = s
+        .swap_key(2, None, Some(&key("GarbageGarbageGarbageGarbage01")))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::OutcomeUnknown(_)), "{err:?}");
+}
+
+#[test]
+fn php_warnings_before_the_json_are_tolerated() {
+    let f = fixture_with(
+        &[("FAKE_CV_MODE", "php-warnings")],
+        data_from(&contract::contacts()),
+    );
+    let mut s = f.store();
+    let ada = s.contact(1).unwrap();
+    assert_eq!(
+        ada.email.as_ref().map(|e| e.as_str()),
+        Some("ada@example.org")
+    );
+    assert_eq!(ada.cms, CmsLink::Linked { uf_id: 11 });
+    assert_eq!(all_ids(&mut s, "smith", 2), vec![4, 5, 6]);
+    let k = key("WarnedWarnedWarnedWarnedWarned01");
+    s.swap_key(2, None, Some(&k)).unwrap();
+    assert_eq!(s.read_key(2).unwrap(), Some(k));
+}
+
+#[test]
+fn nonzero_exit_reports_its_stderr() {
+    let message = "DB Error: no such table civicrm_contact";
+    let f = fixture_with(
+        &[("FAKE_CV_MODE", "fail"), ("FAKE_CV_STDERR", message)],
+        data_from(&contract::contacts()),
+    );
+    let err = f.store().search(&Query::new("", 5)).unwrap_err();
+    assert!(matches!(err, StoreError::Unreachable(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains(message) && text.contains("exit status 2"),
+        "{text}"
+    );
+
+    let env = [
+        ("FAKE_CV_MODE", "fail"),
+        ("FAKE_CV_STDERR", message),
+        ("FAKE_CV_MODE_ON", "update"),
+    ];
+    let f = fixture_with(&env, data_from(&contract::contacts()));
+    let err = f
+        .store()
+        .swap_key(2, None, Some(&key("FailedFailedFailedFailedFailed01")))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::OutcomeUnknown(_)), "{err:?}");
+    assert!(err.to_string().contains(message), "{err}");
+}
+
+#[test]
+fn stderr_never_carries_a_key_and_is_inert() {
+    let new = key("EchoedEchoedEchoedEchoedEchoed01");
+    let env = [("FAKE_CV_MODE", "fail-echo"), ("FAKE_CV_MODE_ON", "update")];
+    let f = fixture_with(&env, data_from(&contract::contacts()));
+    let err = f
+        .store()
+        .swap_key(1, Some(&key(contract::KEY_A)), Some(&new))
+        .unwrap_err();
+    let write_text = err.to_string();
+    assert!(matches!(err, StoreError::OutcomeUnknown(_)), "{err:?}");
+
+    let env = [("FAKE_CV_MODE", "fail-echo"), ("FAKE_CV_MODE_ON", "get")];
+    let g = fixture_with(&env, data_from(&contract::contacts()));
+    let read_text = g
+        .store()
+        .holders_of(&key(&contract::KEY_B.to_lowercase()))
+        .unwrap_err()
+        .to_string();
+
+    for text in [write_text, read_text] {
+        assert!(text.contains("DB Error"), "{text}");
+        assert!(
+            text.contains("params"),
+            "the rest of the message is kept: {text}"
+        );
+        let lowered = text.to_lowercase();
+        for k in [contract::KEY_A, contract::KEY_B, new.expose()] {
+            assert!(!lowered.contains(&k.to_lowercase()), "{text}");
+        }
+        assert!(!has_key_like_run(&text), "{text}");
+        assert!(!text.chars().any(|c| c.is_control()), "{text:?}");
+    }
+}
+
+#[test]
+fn slow_read_times_out_and_cv_is_killed() {
+    let f = fixture_with(
+        &[("FAKE_CV_MODE", "slow"), ("FAKE_CV_SLEEP", "30")],
+        data_from(&contract::contacts()),
+    );
+    let opts = CvOptions {
+        timeout: Duration::from_secs(1),
+        ..f.options()
+    };
+    let mut s = CvStore::new(&opts).unwrap();
+    let started = Instant::now();
+    let err = s.search(&Query::new("", 5)).unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err, StoreError::Timeout(_)), "{err:?}");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert_process_gone(&f.pid_file());
+}
+
+#[test]
+fn slow_write_is_outcome_unknown_and_cv_is_killed() {
+    let env = [
+        ("FAKE_CV_MODE", "slow"),
+        ("FAKE_CV_SLEEP", "30"),
+        ("FAKE_CV_MODE_ON", "update"),
+    ];
+    let f = fixture_with(&env, data_from(&contract::contacts()));
+    let opts = CvOptions {
+        timeout: Duration::from_secs(1),
+        ..f.options()
+    };
+    let mut s = CvStore::new(&opts).unwrap();
+    let err = s
+        .swap_key(2, None, Some(&key("SlowSlowSlowSlowSlowSlowSlow01")))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::OutcomeUnknown(_)), "{err:?}");
+    assert_process_gone(&f.pid_file());
+    // Killed before it wrote: the key is unchanged.
+    assert_eq!(s.read_key(2).unwrap(), None);
+}
+
+#[test]
+fn chatty_stderr_does_not_deadlock() {
+    let f = fixture_with(
+        &[("FAKE_CV_MODE", "chatty")],
+        data_from(&contract::contacts()),
+    );
+    let mut s = f.store();
+    assert_eq!(all_ids(&mut s, "", 12).len(), 30);
+}
+
+#[test]
+fn runaway_output_is_refused() {
+    let f = fixture_with(
+        &[("FAKE_CV_MODE", "huge")],
+        data_from(&contract::contacts()),
+    );
+    let err = f.store().search(&Query::new("", 5)).unwrap_err();
+    assert!(matches!(err, StoreError::BadData(_)), "{err:?}");
+    assert!(err.to_string().contains("more than 16 MiB"), "{err}");
+}
+
+/// Contact 4 has two emails starting "sam@" and CMS users in two domains; contact 5 one
+/// more "sam@" email. Joins return a row per email and per domain; lists show each once.
+#[test]
+fn a_contact_with_several_rows_is_listed_once() {
+    let mut data = data_from(&contract::contacts());
+    let contacts = data["contacts"].as_array_mut().unwrap();
+    contacts[3]["emails"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"email": "sam@work.example", "is_primary": false}));
+    contacts[3]["uf_matches"] =
+        json!([{"domain_id": 2, "uf_id": 41}, {"domain_id": 1, "uf_id": 40}]);
+    contacts[4]["emails"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"email": "Sam@home.example", "is_primary": false}));
+    let f = fixture_with(&[], data);
+    let mut s = f.store();
+    for limit in [1, 2, 50] {
+        assert_eq!(all_ids(&mut s, "sam@", limit), vec![4, 5], "limit {limit}");
+        assert_eq!(
+            all_ids(&mut s, "smith", limit),
+            vec![4, 5, 6],
+            "limit {limit}"
+        );
+    }
+    let everyone = all_ids(&mut s, "", 7);
+    assert_eq!(everyone.len(), 30, "{everyone:?}");
+    let sam = s.contact(4).unwrap();
+    assert_eq!(sam.cms, CmsLink::Linked { uf_id: 40 });
+    assert_eq!(
+        sam.email.as_ref().map(|e| e.as_str()),
+        Some("sam@example.org"),
+        "the primary email"
+    );
+    let page = s.search(&Query::new("sam@work", 5)).unwrap();
+    assert_eq!(page.contacts.len(), 1);
+    assert_eq!(
+        page.contacts[0].id, 4,
+        "any email matches, not only the primary one"
+    );
+}
+
+#[test]
+fn a_trashed_contact_key_can_be_changed() {
+    let f = fixture();
+    let mut s = f.store();
+    s.swap_key(11, Some(&key(contract::KEY_DELETED)), None)
+        .unwrap();
+    assert_eq!(s.read_key(11).unwrap(), None);
+    assert!(s.contact(11).unwrap().is_deleted);
+}
