@@ -94,6 +94,11 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// List the store profiles of the config file (never their secrets)
+    Profiles {
+        #[arg(long)]
+        json: bool,
+    },
     /// Create a new SQLite store filled with the bundled sample contacts
     Seed {
         /// Fill with the bundled sample contacts
@@ -473,5 +478,55 @@ pub fn revoke(
     }
     rotation::revoke(store, journal, id, &Expectation::Seen(contact.key.clone()))?;
     eprintln!("civikey: revoked the key of {}", describe(&contact));
+    Ok(())
+}
+
+pub fn profiles(config: Option<&crate::config::Config>, json: bool) -> Result<(), Failure> {
+    let summaries = config.map(|c| c.summaries()).unwrap_or_default();
+    let mut out = io::stdout().lock();
+    if json {
+        let items: Vec<_> = summaries
+            .iter()
+            .map(|p| {
+                let secrets: serde_json::Map<String, serde_json::Value> = p
+                    .secrets
+                    .iter()
+                    .map(|(what, from)| ((*what).to_string(), serde_json::json!(from.as_str())))
+                    .collect();
+                serde_json::json!({
+                    "name": p.name.as_str(),
+                    "kind": p.kind,
+                    "address": p.address.as_str(),
+                    "secrets": secrets,
+                    "default": p.is_default,
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::Value::Array(items))?;
+        return Ok(());
+    }
+    if summaries.is_empty() {
+        eprintln!("civikey: no profiles (no config file, or it defines none); see assets/config.example.toml");
+    }
+    for p in &summaries {
+        let secrets: Vec<String> = p
+            .secrets
+            .iter()
+            .map(|(what, from)| format!("{what} from {from}"))
+            .collect();
+        writeln!(
+            out,
+            "{}{:<16} {:<13} {}{}",
+            if p.is_default { "* " } else { "  " },
+            p.name.as_str(),
+            p.kind,
+            p.address.as_str(),
+            if secrets.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", secrets.join(", "))
+            }
+        )?;
+    }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Thin: parse args, resolve the store, run the TUI or a command.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -10,6 +10,7 @@ use civikey::app::worker::JournalSetup;
 use civikey::app::{App, AppOptions};
 use civikey::audit::{Actor, Journal};
 use civikey::cli::{self, exit, Cli, Command, Failure};
+use civikey::config::{self, Config};
 use civikey::key::OsKeySource;
 use civikey::store::spec::StoreSpec;
 use civikey::store::sqlite::SqliteStore;
@@ -38,15 +39,41 @@ fn run(cli: Cli) -> Result<(), Failure> {
     if let Some(Command::Generate { length }) = &cli.command {
         return cli::generate(*length);
     }
-    let (spec, is_default) = resolve_store(&cli)?;
+    let config_failure = |e: civikey::config::ConfigError| Failure::new(exit::ERROR, e.to_string());
+    let data_dir = config::data_dir().map_err(config_failure)?;
+    let config = Config::load_default().map_err(config_failure)?;
+    if let Some(Command::Profiles { json }) = &cli.command {
+        return cli::profiles(config.as_ref(), *json);
+    }
+    let resolved = match &config {
+        Some(c) => c.resolve(
+            cli.store.as_deref(),
+            cli.profile.as_deref(),
+            &data_dir,
+            cli.read_only,
+        ),
+        None => config::resolve_without_config(
+            cli.store.as_deref(),
+            cli.profile.as_deref(),
+            &data_dir,
+            cli.read_only,
+        ),
+    }
+    .map_err(config_failure)?;
+    let spec = match resolved.spec {
+        // SQLite opens read-only itself; every other store is wrapped.
+        spec @ StoreSpec::Sqlite { .. } => spec,
+        spec if cli.read_only => StoreSpec::ReadOnly(Box::new(spec)),
+        spec => spec,
+    };
     if let Some(Command::Seed { sample }) = &cli.command {
         return seed(&spec, *sample);
     }
-    if is_default {
+    if resolved.is_default_store {
         create_default_store(&spec)?;
     }
-    let data_dir = data_dir()?;
-    let actor = Actor::from_env(&spec.location(), cli.profile.as_deref());
+    let profile = resolved.profile.as_deref().or(cli.profile.as_deref());
+    let actor = Actor::from_env(&spec.location(), profile);
     let journal = || {
         Journal::open(&data_dir, actor.clone())
             .map_err(|e| Failure::new(exit::REFUSED, e.to_string()))
@@ -81,44 +108,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Rotate { id, yes, json } => cli::rotate(store, &mut journal()?, id, yes, json),
         Command::Assign { id, .. } => cli::assign(store, &mut journal()?, id),
         Command::Revoke { id, yes } => cli::revoke(store, &mut journal()?, id, yes),
-        Command::Generate { .. } | Command::Seed { .. } | Command::Audit { .. } => Ok(()),
-    }
-}
-
-fn data_dir() -> Result<PathBuf, Failure> {
-    if let Some(dir) = std::env::var_os("CIVIKEY_DATA_DIR").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(dir));
-    }
-    directories::ProjectDirs::from("org", "civikey", "civikey")
-        .map(|d| d.data_dir().to_path_buf())
-        .ok_or_else(|| Failure::new(exit::ERROR, "no home folder: set CIVIKEY_DATA_DIR"))
-}
-
-fn resolve_store(cli: &Cli) -> Result<(StoreSpec, bool), Failure> {
-    match cli.store.as_deref() {
-        Some(address) => match address.strip_prefix("sqlite:") {
-            Some(path) => Ok((
-                StoreSpec::Sqlite {
-                    path: PathBuf::from(path),
-                    read_only: cli.read_only,
-                },
-                false,
-            )),
-            None => Err(Failure::new(
-                exit::USAGE,
-                format!("unsupported store address {address:?}"),
-            )),
-        },
-        None => {
-            let path = data_dir()?.join("contacts.sqlite");
-            Ok((
-                StoreSpec::Sqlite {
-                    path,
-                    read_only: cli.read_only,
-                },
-                true,
-            ))
-        }
+        Command::Generate { .. }
+        | Command::Seed { .. }
+        | Command::Audit { .. }
+        | Command::Profiles { .. } => Ok(()),
     }
 }
 

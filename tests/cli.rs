@@ -28,7 +28,10 @@ impl Env {
         Command::new(env!("CARGO_BIN_EXE_civikey"))
             .args(args)
             .env("CIVIKEY_DATA_DIR", self.data_dir())
-            .env("CIVIKEY_CONFIG", self.dir.path().join("no-config.toml"))
+            // No config file: the default location is inside the empty tempdir.
+            .env_remove("CIVIKEY_CONFIG")
+            .env("HOME", self.dir.path())
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
             .env_remove("CIVIKEY_PROFILE")
             .stdin(Stdio::null())
             .output()
@@ -249,4 +252,40 @@ fn tui_needs_a_terminal() {
     let out = env.run(&[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("terminal"));
+}
+
+#[test]
+fn profiles_lists_names_never_secrets() {
+    let env = Env::new();
+    let dir = env.dir.path();
+    let key_file = dir.join("api.key");
+    fs::write(&key_file, "AdminKeyAdminKeyAdminKey0123456\n").unwrap();
+    fs::set_permissions(&key_file, fs::Permissions::from_mode(0o600)).unwrap();
+    let config = dir.join("config/civikey/config.toml");
+    fs::create_dir_all(config.parent().unwrap()).unwrap();
+    fs::write(
+        &config,
+        format!(
+            "default_profile = \"api\"\n[profiles.api]\nkind = \"civicrm-rest\"\naddress = \"https://crm.example.org\"\napi_key_file = \"{}\"\n",
+            key_file.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o600)).unwrap();
+    let out = env.run(&["profiles"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("* api") && text.contains("civicrm-rest") && text.contains("api.key"),
+        "{text}"
+    );
+    assert!(!text.contains("AdminKey"), "a secret was printed");
+    let out = env.run(&["profiles", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(doc[0]["name"], "api");
+    assert!(!stdout(&out).contains("AdminKey"));
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = env.run(&["profiles"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
 }

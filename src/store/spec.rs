@@ -66,10 +66,15 @@ pub struct CvOptions {
 
 #[derive(Debug, Clone)]
 pub enum StoreSpec {
-    Sqlite { path: PathBuf, read_only: bool },
+    Sqlite {
+        path: PathBuf,
+        read_only: bool,
+    },
     Mysql(MysqlOptions),
     Rest(RestOptions),
     Cv(CvOptions),
+    /// `--read-only`: the inner store, with every write refused before it is sent.
+    ReadOnly(Box<StoreSpec>),
 }
 
 impl StoreSpec {
@@ -80,6 +85,7 @@ impl StoreSpec {
             StoreSpec::Mysql(o) => o.address.clone(),
             StoreSpec::Rest(o) => o.base_url.clone(),
             StoreSpec::Cv(o) => format!("cv:{}", o.site_path.display()),
+            StoreSpec::ReadOnly(inner) => inner.location(),
         }
     }
 
@@ -92,6 +98,42 @@ impl StoreSpec {
             StoreSpec::Mysql(o) => Ok(Box::new(super::mysql::MysqlStore::connect(o)?)),
             StoreSpec::Rest(o) => Ok(Box::new(super::rest::RestStore::connect(o)?)),
             StoreSpec::Cv(o) => Ok(Box::new(super::cv::CvStore::new(o)?)),
+            StoreSpec::ReadOnly(inner) => Ok(Box::new(ReadOnlyStore(inner.open()?))),
         }
+    }
+}
+
+/// A store with writes refused: views work, `info().writable` is false, `swap_key` fails
+/// without reaching the backend.
+struct ReadOnlyStore(Box<dyn ContactStore>);
+
+impl ContactStore for ReadOnlyStore {
+    fn info(&self) -> super::StoreInfo {
+        super::StoreInfo {
+            writable: false,
+            ..self.0.info()
+        }
+    }
+    fn search(&mut self, query: &super::Query) -> Result<super::Page, StoreError> {
+        self.0.search(query)
+    }
+    fn contact(&mut self, id: super::ContactId) -> Result<super::Contact, StoreError> {
+        self.0.contact(id)
+    }
+    fn holders_of(&mut self, key: &ApiKey) -> Result<Vec<super::ContactId>, StoreError> {
+        self.0.holders_of(key)
+    }
+    fn read_key(&mut self, id: super::ContactId) -> Result<Option<ApiKey>, StoreError> {
+        self.0.read_key(id)
+    }
+    fn swap_key(
+        &mut self,
+        _id: super::ContactId,
+        _expected: Option<&ApiKey>,
+        _new: Option<&ApiKey>,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::ReadOnly(crate::sanitize::SafeText::new(
+            "civikey was started with --read-only",
+        )))
     }
 }
