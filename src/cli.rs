@@ -5,6 +5,7 @@
 //! or a password as an argument.
 
 use std::io::{self, BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -63,13 +64,23 @@ pub enum Command {
         json: bool,
     },
     /// Generate a key and assign it to a contact; prints only the new key on stdout
+    ///
+    /// With --ids-from FILE --out FILE: rotates every contact listed (one id per line) and
+    /// writes the new keys to a new 0600 CSV file, never to the screen.
     Rotate {
-        id: ContactId,
+        #[arg(required_unless_present = "ids_from")]
+        id: Option<ContactId>,
         /// Do not ask for confirmation
         #[arg(long)]
         yes: bool,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "ids_from")]
         json: bool,
+        /// Bulk: a file of contact ids, one per line (# comments allowed)
+        #[arg(long, value_name = "FILE", requires = "out", conflicts_with = "id")]
+        ids_from: Option<PathBuf>,
+        /// Bulk: the new CSV file for the keys (contact_id,display_name,api_key), created 0600
+        #[arg(long, value_name = "FILE", requires = "ids_from")]
+        out: Option<PathBuf>,
     },
     /// Assign a key given on stdin (for a key that must be kept, e.g. during a migration)
     Assign {
@@ -529,4 +540,110 @@ pub fn profiles(config: Option<&crate::config::Config>, json: bool) -> Result<()
         )?;
     }
     Ok(())
+}
+
+/// `rotate --ids-from FILE --out FILE`: every listed contact through the full workflow.
+pub fn rotate_bulk(
+    store: &mut dyn ContactStore,
+    journal: &mut Journal,
+    ids_from: &Path,
+    out_path: &Path,
+    yes: bool,
+) -> Result<(), Failure> {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    let text = std::fs::read_to_string(ids_from).map_err(|e| {
+        Failure::new(
+            exit::ERROR,
+            format!("cannot read {}: {e}", ids_from.display()),
+        )
+    })?;
+    let ids = crate::bulk::parse_ids(&text)
+        .map_err(|e| Failure::new(exit::USAGE, format!("{}: {e}", ids_from.display())))?;
+    if ids.is_empty() {
+        return Err(Failure::new(
+            exit::USAGE,
+            format!("{} lists no contact ids", ids_from.display()),
+        ));
+    }
+    let mut items = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let contact = store.contact(*id)?;
+        items.push((*id, Expectation::Seen(contact.key.clone())));
+    }
+    if !yes {
+        confirm(&format!(
+            "Rotate the keys of {} contacts? Their current keys will stop working; the new keys go to {}",
+            items.len(),
+            out_path.display()
+        ))?;
+    }
+    let mut out =
+        crate::bulk::OutFile::create(out_path).map_err(|e| Failure::new(exit::REFUSED, e))?;
+    // Ctrl-C, SIGTERM and SIGHUP stop the run between two contacts, never inside one.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(|e| Failure::new(exit::ERROR, format!("cannot watch signals: {e}")))?;
+    }
+    let mut keys = OsKeySource;
+    let results = crate::bulk::rotate_many(
+        store,
+        journal,
+        &mut keys,
+        &items,
+        &mut out,
+        &stop,
+        &mut |i, n, r| {
+            let detail = match &r.outcome {
+                crate::bulk::BulkOutcome::Failed(e) => format!(": {e}"),
+                _ => String::new(),
+            };
+            eprintln!(
+                "[{i}/{n}] contact {} {}: {}{detail}",
+                r.id,
+                r.name.truncated(40),
+                r.outcome.label()
+            );
+        },
+    );
+    let count = |label: &str| {
+        results
+            .iter()
+            .filter(|r| r.outcome.label() == label)
+            .count()
+    };
+    let (done, conflict, failed, skipped) = (
+        count("done"),
+        count("conflict"),
+        count("failed"),
+        count("skipped"),
+    );
+    eprintln!(
+        "civikey: {done} rotated (keys in {}), {conflict} conflict, {failed} failed, {skipped} not attempted",
+        out_path.display()
+    );
+    if skipped > 0 {
+        Err(Failure::new(
+            exit::ERROR,
+            "interrupted: the contacts not attempted were left untouched",
+        ))
+    } else if failed > 0 {
+        Err(Failure::new(
+            exit::ERROR,
+            format!("{failed} contacts failed; see above"),
+        ))
+    } else if conflict > 0 {
+        Err(Failure::new(
+            exit::CONFLICT,
+            format!("{conflict} contacts changed meanwhile and were not rotated"),
+        ))
+    } else {
+        Ok(())
+    }
 }

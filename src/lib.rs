@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod bulk;
 pub mod cli;
 pub mod clipboard;
 pub mod config;

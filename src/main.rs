@@ -105,7 +105,22 @@ fn run(cli: Cli) -> Result<(), Failure> {
             json,
         } => cli::list(store, search.as_deref(), limit, no_deleted, json),
         Command::Show { id, json } => cli::show(store, id, json),
-        Command::Rotate { id, yes, json } => cli::rotate(store, &mut journal()?, id, yes, json),
+        Command::Rotate {
+            ids_from: Some(ids),
+            out: Some(out),
+            yes,
+            ..
+        } => cli::rotate_bulk(store, &mut journal()?, &ids, &out, yes),
+        Command::Rotate {
+            id: Some(id),
+            yes,
+            json,
+            ..
+        } => cli::rotate(store, &mut journal()?, id, yes, json),
+        Command::Rotate { .. } => Err(Failure::new(
+            exit::USAGE,
+            "rotate needs an ID, or --ids-from FILE --out FILE",
+        )),
         Command::Assign { id, .. } => cli::assign(store, &mut journal()?, id),
         Command::Revoke { id, yes } => cli::revoke(store, &mut journal()?, id, yes),
         Command::Generate { .. }
