@@ -193,6 +193,7 @@ fn run_tui(spec: StoreSpec, journal: JournalSetup) -> Result<(), Failure> {
         location: civikey::sanitize::SafeText::new(&spec.location()).to_string(),
         color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
         clipboard_warning: clipboard_warning.flatten(),
+        data_dir: journal.dir.clone(),
     };
     let (app, cmds) = App::new(options, Box::new(OsKeySource));
     terminal::install_panic_hook();

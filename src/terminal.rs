@@ -7,6 +7,7 @@
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -112,7 +113,15 @@ pub fn run(
 
     let (jobs_tx, jobs) = mpsc::channel::<Cmd>();
     let (results_tx, results) = mpsc::channel::<Msg>();
-    let worker = worker::spawn(spec, journal, undo_window, jobs, results_tx)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let worker = worker::spawn(
+        spec,
+        journal,
+        undo_window,
+        jobs,
+        results_tx,
+        Arc::clone(&stop),
+    )?;
     forward(results, events_tx.clone())?;
     spawn_input_thread(events_tx)?;
 
@@ -166,7 +175,9 @@ pub fn run(
         app.now = unix_now();
         draw(&mut term, &app)?;
     }
-    // Let a store call in flight finish (its outcome is then known), then leave.
+    // Let a store call in flight finish (its outcome is then known), then leave; a bulk
+    // run stops after the contact in flight.
+    stop.store(true, Ordering::SeqCst);
     drop(jobs_tx);
     let grace = if matches!(exit, Exit::HungUp) {
         HANGUP_GRACE

@@ -12,6 +12,17 @@ pub fn map(key: KeyEvent, mode: Mode) -> Option<Action> {
     if ctrl && matches!(key.code, KeyCode::Char('c') | KeyCode::Char('C')) {
         return Some(Action::ForceQuit);
     }
+    if mode == Mode::Input {
+        return match key.code {
+            KeyCode::Enter => Some(Action::Proceed),
+            KeyCode::Esc => Some(Action::Back),
+            KeyCode::Backspace => Some(Action::InputBackspace),
+            KeyCode::Up => Some(Action::Up),
+            KeyCode::Down => Some(Action::Down),
+            KeyCode::Char(c) if !ctrl => Some(Action::InputChar(c)),
+            _ => None,
+        };
+    }
     if mode == Mode::Search {
         return match key.code {
             KeyCode::Enter => Some(Action::SearchAccept),
@@ -45,6 +56,10 @@ pub fn map(key: KeyEvent, mode: Mode) -> Option<Action> {
             KeyCode::Char('r') => Some(Action::Rotate),
             KeyCode::Char('x') => Some(Action::Revoke),
             KeyCode::Char('u') => Some(Action::Undo),
+            KeyCode::Char(' ') => Some(Action::ToggleMark),
+            KeyCode::Char('*') => Some(Action::MarkMatching),
+            KeyCode::Char('o') => Some(Action::MarkOld),
+            KeyCode::Char('R') => Some(Action::BulkRotate),
             KeyCode::Char('a') => Some(Action::Audit),
             KeyCode::Char('?') => Some(Action::Help),
             KeyCode::Char('q') => Some(Action::Quit),
@@ -77,7 +92,13 @@ pub fn map(key: KeyEvent, mode: Mode) -> Option<Action> {
             KeyCode::Char('q') | KeyCode::Char('a') => Some(Action::Back),
             _ => None,
         },
-        Mode::Working | Mode::Search => None,
+        Mode::BulkResults => match key.code {
+            KeyCode::Up | KeyCode::Char('k') => Some(Action::Up),
+            KeyCode::Down | KeyCode::Char('j') => Some(Action::Down),
+            KeyCode::Char('q') => Some(Action::Back),
+            _ => None,
+        },
+        Mode::Working | Mode::Search | Mode::Input | Mode::BulkRunning => None,
     }
 }
 
@@ -188,6 +209,32 @@ mod tests {
         );
         assert_eq!(map(key(KeyCode::Char('y')), Mode::Working), None);
         assert_eq!(map(key(KeyCode::Char('q')), Mode::Help), Some(Action::Back));
+    }
+
+    #[test]
+    fn bulk_keys() {
+        assert_eq!(
+            map(key(KeyCode::Char(' ')), Mode::List),
+            Some(Action::ToggleMark)
+        );
+        assert_eq!(
+            map(key(KeyCode::Char('*')), Mode::List),
+            Some(Action::MarkMatching)
+        );
+        assert_eq!(
+            map(key(KeyCode::Char('o')), Mode::List),
+            Some(Action::MarkOld)
+        );
+        assert_eq!(
+            map(key(KeyCode::Char('R')), Mode::List),
+            Some(Action::BulkRotate)
+        );
+        assert_eq!(
+            map(key(KeyCode::Char('y')), Mode::Input),
+            Some(Action::InputChar('y'))
+        );
+        assert_eq!(map(key(KeyCode::Enter), Mode::Input), Some(Action::Proceed));
+        assert_eq!(map(key(KeyCode::Char('q')), Mode::BulkRunning), None);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! `&App`. That keeps the screen responsive whatever the store does, and makes every flow
 //! testable without a terminal or a store.
 
+mod bulk;
 pub mod keymap;
 pub mod worker;
 
@@ -44,6 +45,12 @@ pub enum Action {
     Undo,
     Audit,
     AuditFilter,
+    ToggleMark,
+    MarkMatching,
+    MarkOld,
+    BulkRotate,
+    InputChar(char),
+    InputBackspace,
     Back,
     Quit,
     ForceQuit,
@@ -101,6 +108,20 @@ pub enum Msg {
         result: Result<Contact, String>,
         history: Option<KeySet>,
     },
+    /// Contacts found by "mark all matching" / "mark old keys".
+    Marked {
+        result: Result<Vec<Contact>, String>,
+    },
+    BulkProgress {
+        done: usize,
+        total: usize,
+        last: String,
+    },
+    BulkFinished {
+        results: Vec<crate::bulk::BulkResult>,
+        out: String,
+        error: Option<String>,
+    },
     AuditLoaded {
         contact: Option<ContactId>,
         result: Result<Vec<Entry>, String>,
@@ -128,6 +149,17 @@ pub enum Cmd {
         id: ContactId,
     },
     Undo,
+    /// Find up to `limit` contacts matching `query` (with a key older than `older_than_days`
+    /// when set: unknown age counts as old) and mark them.
+    MarkMatching {
+        query: Query,
+        older_than_days: Option<u32>,
+        limit: usize,
+    },
+    BulkRotate {
+        items: Vec<(ContactId, Expectation)>,
+        out: std::path::PathBuf,
+    },
     LoadAudit {
         contact: Option<ContactId>,
     },
@@ -147,6 +179,9 @@ pub enum Mode {
     ConfirmRevoke,
     Message,
     Audit,
+    Input,
+    BulkRunning,
+    BulkResults,
 }
 
 pub enum Popup {
@@ -184,6 +219,26 @@ pub enum Popup {
         entries: Vec<Entry>,
         scroll: usize,
     },
+    /// "Mark contacts whose key is older than N days": N being typed.
+    MarkOld {
+        days: String,
+    },
+    /// The one confirm screen of a bulk rotation: the marked contacts and the out file.
+    BulkConfirm {
+        path: String,
+        scroll: usize,
+    },
+    BulkRunning {
+        done: usize,
+        total: usize,
+        last: String,
+    },
+    BulkResults {
+        results: Vec<crate::bulk::BulkResult>,
+        out: String,
+        error: Option<String>,
+        scroll: usize,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -199,6 +254,8 @@ pub struct AppOptions {
     pub color: bool,
     /// Set when inside tmux with `set-clipboard` not `on`: copying may not reach the clipboard.
     pub clipboard_warning: Option<String>,
+    /// Where bulk rotation proposes to write its out file.
+    pub data_dir: std::path::PathBuf,
 }
 
 pub struct App {
@@ -230,6 +287,9 @@ pub struct App {
     pub undo: Option<UndoInfo>,
     /// Unix time of the frame being drawn; set by the loop (fixed in tests).
     pub now: i64,
+    /// Contacts marked for bulk rotation, with the key state seen when marked.
+    pub marked: std::collections::BTreeMap<ContactId, Contact>,
+    pub data_dir: std::path::PathBuf,
     keys: Box<dyn KeySource>,
 }
 
@@ -262,6 +322,8 @@ impl App {
             key_sets: HashMap::new(),
             undo: None,
             now: 0,
+            marked: std::collections::BTreeMap::new(),
+            data_dir: options.data_dir,
             keys,
         };
         (app, vec![Cmd::OpenStore])
@@ -277,6 +339,9 @@ impl App {
             Some(Popup::ConfirmRevoke { .. }) => Mode::ConfirmRevoke,
             Some(Popup::Message { .. }) => Mode::Message,
             Some(Popup::Audit { .. }) => Mode::Audit,
+            Some(Popup::MarkOld { .. } | Popup::BulkConfirm { .. }) => Mode::Input,
+            Some(Popup::BulkRunning { .. }) => Mode::BulkRunning,
+            Some(Popup::BulkResults { .. }) => Mode::BulkResults,
             None if self.search_input.is_some() => Mode::Search,
             None => Mode::List,
         }
@@ -336,6 +401,16 @@ impl App {
                 }
                 Vec::new()
             }
+            Msg::Marked { result } => self.on_marked(result),
+            Msg::BulkProgress { done, total, last } => {
+                self.popup = Some(Popup::BulkRunning { done, total, last });
+                Vec::new()
+            }
+            Msg::BulkFinished {
+                results,
+                out,
+                error,
+            } => self.on_bulk_finished(results, out, error),
             Msg::AuditLoaded { contact, result } => {
                 self.popup = Some(match result {
                     Ok(entries) => Popup::Audit {
@@ -373,6 +448,9 @@ impl App {
             Mode::Shown => self.on_shown_action(action),
             Mode::ConfirmRevoke => self.on_confirm_revoke_action(action),
             Mode::Audit => self.on_audit_action(action),
+            Mode::Input => self.on_input_action(action),
+            Mode::BulkRunning => Vec::new(),
+            Mode::BulkResults => self.on_bulk_results_action(action),
         }
     }
 
@@ -439,6 +517,13 @@ impl App {
             Action::Rotate | Action::Proceed => self.open_new_key(),
             Action::Revoke => self.open_revoke(),
             Action::Audit => vec![Cmd::LoadAudit { contact: None }],
+            Action::ToggleMark => self.toggle_mark(),
+            Action::MarkMatching => self.mark_matching(None),
+            Action::MarkOld => {
+                self.popup = Some(Popup::MarkOld { days: "90".into() });
+                Vec::new()
+            }
+            Action::BulkRotate => self.open_bulk_confirm(),
             Action::Undo => match &self.undo {
                 Some(undo) => {
                     let contact = self

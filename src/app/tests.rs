@@ -34,6 +34,7 @@ fn app_with(contacts: Vec<Contact>, writable: bool) -> App {
         location: "sqlite:/tmp/test.sqlite".into(),
         color: true,
         clipboard_warning: None,
+        data_dir: "/data".into(),
     };
     let (mut app, cmds) = App::new(options, Box::new(SeededKeySource::new(42)));
     assert!(matches!(cmds.as_slice(), [Cmd::OpenStore]));
@@ -78,6 +79,7 @@ fn starts_loading_then_lists() {
         location: "x".into(),
         color: false,
         clipboard_warning: None,
+        data_dir: "/data".into(),
     };
     let (app, _) = App::new(options, Box::new(SeededKeySource::new(1)));
     assert!(app.loading);
@@ -410,6 +412,7 @@ fn store_failure_is_kept_for_display() {
         location: "x".into(),
         color: false,
         clipboard_warning: None,
+        data_dir: "/data".into(),
     };
     let (mut app, _) = App::new(options, Box::new(SeededKeySource::new(1)));
     app.update(Msg::StoreOpened(Err("not a SQLite database".into())));
@@ -457,4 +460,121 @@ fn audit_view_opens_filters_and_closes() {
     assert!(matches!(&cmds[..], [Cmd::LoadAudit { contact: Some(1) }]));
     act(&mut app, Action::Back);
     assert!(app.popup.is_none());
+}
+
+#[test]
+fn marking_and_bulk_rotation_flow() {
+    let mut app = app_with(three(), true);
+    assert!(act(&mut app, Action::BulkRotate).is_empty());
+    assert!(app.popup.is_none(), "nothing marked: no confirm screen");
+    act(&mut app, Action::ToggleMark);
+    assert_eq!(app.selected, 1, "marking moves down");
+    act(&mut app, Action::ToggleMark);
+    assert_eq!(app.marked.len(), 2);
+    act(&mut app, Action::Up);
+    act(&mut app, Action::ToggleMark);
+    assert_eq!(app.marked.len(), 1, "space again unmarks");
+
+    let cmds = act(&mut app, Action::MarkMatching);
+    assert!(matches!(
+        &cmds[..],
+        [Cmd::MarkMatching {
+            older_than_days: None,
+            ..
+        }]
+    ));
+    app.update(Msg::Marked {
+        result: Ok(three()),
+    });
+    assert_eq!(app.marked.len(), 3);
+
+    app.now = 1_795_000_000;
+    act(&mut app, Action::BulkRotate);
+    assert_eq!(app.mode(), Mode::Input);
+    let Some(Popup::BulkConfirm { path, .. }) = &app.popup else {
+        panic!()
+    };
+    assert!(path.starts_with("/data/rotated-"), "{path}");
+    // Edit the path: typed letters are text here, not commands.
+    for _ in 0..40 {
+        act(&mut app, Action::InputBackspace);
+    }
+    for c in "/tmp/k.csv".chars() {
+        act(&mut app, Action::InputChar(c));
+    }
+    let cmds = act(&mut app, Action::Proceed);
+    let [Cmd::BulkRotate { items, out }] = cmds.as_slice() else {
+        panic!("Enter must start the run")
+    };
+    assert_eq!(out.to_str(), Some("/tmp/k.csv"));
+    assert_eq!(items.len(), 3);
+    assert_eq!(
+        items[0].1,
+        Expectation::Seen(Some(KeyHint::from_tail("AaaaBbbbCcccDdddEeeeFfffGggg0001")))
+    );
+    assert_eq!(app.mode(), Mode::BulkRunning);
+    assert!(
+        act(&mut app, Action::Back).is_empty(),
+        "Esc does not abandon a running bulk rotation"
+    );
+
+    app.update(Msg::BulkProgress {
+        done: 1,
+        total: 3,
+        last: "contact 1".into(),
+    });
+    let results = vec![
+        crate::bulk::BulkResult {
+            id: 1,
+            name: SafeText::new("Ada"),
+            outcome: crate::bulk::BulkOutcome::Done,
+        },
+        crate::bulk::BulkResult {
+            id: 2,
+            name: SafeText::new("Alan"),
+            outcome: crate::bulk::BulkOutcome::Conflict,
+        },
+        crate::bulk::BulkResult {
+            id: 3,
+            name: SafeText::new("Grace"),
+            outcome: crate::bulk::BulkOutcome::Failed("x".into()),
+        },
+    ];
+    let cmds = app.update(Msg::BulkFinished {
+        results,
+        out: "/tmp/k.csv".into(),
+        error: None,
+    });
+    assert!(
+        matches!(&cmds[..], [Cmd::Search { .. }]),
+        "the list reloads"
+    );
+    assert_eq!(app.mode(), Mode::BulkResults);
+    assert_eq!(
+        app.marked.keys().copied().collect::<Vec<_>>(),
+        vec![2, 3],
+        "the rest stay marked for a retry"
+    );
+    act(&mut app, Action::Proceed);
+    assert!(app.popup.is_none());
+}
+
+#[test]
+fn mark_old_keys_asks_for_days() {
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::MarkOld);
+    assert_eq!(app.mode(), Mode::Input);
+    act(&mut app, Action::InputBackspace);
+    act(&mut app, Action::InputBackspace);
+    act(&mut app, Action::InputChar('x'));
+    act(&mut app, Action::InputChar('3'));
+    act(&mut app, Action::InputChar('0'));
+    let cmds = act(&mut app, Action::Proceed);
+    assert!(matches!(
+        &cmds[..],
+        [Cmd::MarkMatching {
+            older_than_days: Some(30),
+            ..
+        }]
+    ));
 }

@@ -7,7 +7,9 @@
 //! query, not one per key.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -41,7 +43,14 @@ struct Worker {
     keys: OsKeySource,
     undo: Option<UndoSlot>,
     undo_window: Duration,
+    results: Sender<Msg>,
+    /// Set by the terminal loop when the operator quits or the link drops: a bulk run
+    /// stops between two contacts.
+    stop: Arc<AtomicBool>,
 }
+
+/// The most contacts "mark old keys" reads before it gives up (it filters as it reads).
+const MARK_SCAN_LIMIT: usize = 200_000;
 
 pub fn spawn(
     spec: StoreSpec,
@@ -49,6 +58,7 @@ pub fn spawn(
     undo_window: Duration,
     jobs: Receiver<Cmd>,
     results: Sender<Msg>,
+    stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
     let worker = Worker {
         spec,
@@ -58,6 +68,8 @@ pub fn spawn(
         keys: OsKeySource,
         undo: None,
         undo_window,
+        results: results.clone(),
+        stop,
     };
     std::thread::Builder::new()
         .name("civikey-store".into())
@@ -168,6 +180,14 @@ impl Worker {
                     .map_err(|e| e.clone())
                     .and_then(|j| j.entries(contact, 500).map_err(|e| e.to_string())),
             },
+            Cmd::MarkMatching {
+                query,
+                older_than_days,
+                limit,
+            } => Msg::Marked {
+                result: self.mark_matching(query, older_than_days, limit),
+            },
+            Cmd::BulkRotate { items, out } => self.bulk_rotate(&items, &out),
             Cmd::OpenStore | Cmd::CopyToClipboard(_) => return None,
         })
     }
@@ -216,6 +236,103 @@ impl Worker {
                 Some((c.id, KeySet { time, by }))
             })
             .collect()
+    }
+
+    fn mark_matching(
+        &mut self,
+        mut query: crate::store::Query,
+        older_than_days: Option<u32>,
+        limit: usize,
+    ) -> Result<Vec<Contact>, String> {
+        let store = self.store.as_mut().ok_or("the store is not open")?;
+        let cutoff = older_than_days.map(|d| unix_now() - i64::from(d) * 86_400);
+        let mut found = Vec::new();
+        let mut scanned = 0;
+        loop {
+            let page = store.search(&query).map_err(|e| e.to_string())?;
+            scanned += page.contacts.len();
+            for contact in page.contacts {
+                let keep = match cutoff {
+                    None => true,
+                    Some(cutoff) => {
+                        contact.key.is_some()
+                            && self.journal.as_ref().ok().is_none_or(|j| {
+                                // Unknown age (never set by civikey) counts as old.
+                                j.last_set(contact.id)
+                                    .ok()
+                                    .flatten()
+                                    .is_none_or(|(t, _)| t < cutoff)
+                            })
+                    }
+                };
+                if keep && found.len() < limit {
+                    found.push(contact);
+                }
+            }
+            match page.next {
+                Some(next) if found.len() < limit && scanned < MARK_SCAN_LIMIT => {
+                    query.after = Some(next)
+                }
+                _ => return Ok(found),
+            }
+        }
+    }
+
+    fn bulk_rotate(
+        &mut self,
+        items: &[(ContactId, rotation::Expectation)],
+        out: &std::path::Path,
+    ) -> Msg {
+        let shown = out.display().to_string();
+        let finished = |results, error| Msg::BulkFinished {
+            results,
+            out: shown.clone(),
+            error,
+        };
+        let mut out_file = match crate::bulk::OutFile::create(out) {
+            Ok(f) => f,
+            Err(e) => return finished(Vec::new(), Some(format!("nothing was rotated: {e}"))),
+        };
+        let Some(store) = self.store.as_mut() else {
+            return finished(Vec::new(), Some("the store is not open".into()));
+        };
+        let journal = match self.journal.as_mut() {
+            Ok(j) => j,
+            Err(e) => {
+                return finished(
+                    Vec::new(),
+                    Some(format!(
+                        "the audit journal is unavailable ({e}); nothing was rotated"
+                    )),
+                )
+            }
+        };
+        let sender = self.results.clone();
+        let results = crate::bulk::rotate_many(
+            store.as_mut(),
+            journal,
+            &mut self.keys,
+            items,
+            &mut out_file,
+            &self.stop,
+            &mut |done, total, r| {
+                let last = format!(
+                    "contact {} {}: {}",
+                    r.id,
+                    r.name.truncated(30),
+                    r.outcome.label()
+                );
+                let _ = sender.send(Msg::BulkProgress { done, total, last });
+            },
+        );
+        let interrupted = results
+            .iter()
+            .any(|r| r.outcome == crate::bulk::BulkOutcome::Skipped);
+        finished(
+            results,
+            interrupted
+                .then(|| "interrupted: the contacts not attempted were left untouched".into()),
+        )
     }
 
     fn remember(

@@ -74,7 +74,15 @@ pub fn draw_table(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                 c.display_name.to_string()
             };
             let row = Row::new([
-                Cell::from(if selected { "▶" } else { " " }),
+                Cell::from(format!(
+                    "{}{}",
+                    if selected { "▶" } else { " " },
+                    if app.marked.contains_key(&c.id) {
+                        "*"
+                    } else {
+                        " "
+                    }
+                )),
                 Cell::from(c.id.to_string()),
                 Cell::from(crate::sanitize::truncate_to_width(
                     &name,

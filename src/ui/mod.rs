@@ -1,6 +1,7 @@
 //! draw(&App, &mut Frame): pure rendering, no IO. One file per view or popup.
 
 mod audit;
+mod bulk;
 mod list;
 mod popup;
 mod theme;
@@ -64,7 +65,12 @@ fn draw_header(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         "loading…".to_string()
     } else {
         let more = if app.next.is_some() { "+" } else { "" };
-        format!("{}{more} shown", app.contacts.len())
+        let marked = if app.marked.is_empty() {
+            String::new()
+        } else {
+            format!(" · {} marked", app.marked.len())
+        };
+        format!("{}{more} shown{marked}", app.contacts.len())
     };
     let left = format!(" civikey │ {store}");
     let right = format!("{count} ");
@@ -83,7 +89,9 @@ fn draw_header(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
 
 fn footer_keys(mode: Mode) -> &'static str {
     match mode {
-        Mode::List => "/ search  j/k move  r new key  x revoke  a audit  ? help  q quit",
+        Mode::List => {
+            "/ search  r new key  x revoke  space mark  R rotate marked  a audit  ? help  q quit"
+        }
         Mode::Search => "type to filter  Enter keep  Esc clear  ↑/↓ move",
         Mode::Help | Mode::Message => "Esc/Enter close",
         Mode::NewKey => "r regenerate  Enter continue  Esc cancel",
@@ -91,6 +99,9 @@ fn footer_keys(mode: Mode) -> &'static str {
         Mode::Working => "working…  Ctrl-C quit",
         Mode::Shown => "c copy to clipboard  Enter close",
         Mode::Audit => "j/k scroll  f this contact/all  Esc close",
+        Mode::Input => "type  Enter go on  Esc cancel",
+        Mode::BulkRunning => "rotating…  Ctrl-C stops after the contact in flight",
+        Mode::BulkResults => "j/k scroll  Enter close",
     }
 }
 

@@ -10,7 +10,7 @@ use super::theme::Theme;
 use crate::app::{App, Popup};
 use crate::store::{CmsLink, Contact};
 
-fn centered(area: Rect, width: u16, height: u16) -> Rect {
+pub(super) fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let [row] = Layout::vertical([Constraint::Length(height.min(area.height))])
         .flex(Flex::Center)
         .areas(area);
@@ -45,7 +45,7 @@ fn warnings(contact: &Contact) -> Vec<String> {
 pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     let Some(popup) = &app.popup else { return };
     let (title, lines, height): (String, Vec<Line>, u16) = match popup {
-        Popup::Help => ("Help".into(), help_lines(theme), 22),
+        Popup::Help => ("Help".into(), help_lines(theme), 24),
         Popup::NewKey { contact, key } => (
             "New key".into(),
             vec![
@@ -102,6 +102,13 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         ),
         Popup::Audit { .. } => {
             super::audit::draw(app, frame, area, theme);
+            return;
+        }
+        Popup::MarkOld { .. }
+        | Popup::BulkConfirm { .. }
+        | Popup::BulkRunning { .. }
+        | Popup::BulkResults { .. } => {
+            super::bulk::draw(app, frame, area, theme);
             return;
         }
         Popup::Shown {
@@ -198,6 +205,8 @@ fn help_lines(theme: &Theme) -> Vec<Line<'static>> {
         ("r or Enter", "new key for the selected contact"),
         ("x", "revoke the selected contact's key"),
         ("u", "undo the last change (10 minutes)"),
+        ("space / * / o", "mark one / all matching / old keys"),
+        ("R", "rotate the marked contacts (keys to a file)"),
         ("a", "audit journal (f: this contact / all)"),
         ("c (new key shown)", "copy the key by OSC 52"),
         ("?", "this help"),

@@ -71,6 +71,7 @@ fn app(color: bool) -> App {
         location: "sqlite:/data/contacts.sqlite".into(),
         color,
         clipboard_warning: None,
+        data_dir: "/data".into(),
     };
     let (mut app, _) = App::new(options, Box::new(SeededKeySource::new(7)));
     app.update(Msg::StoreOpened(Ok(StoreInfo {
@@ -297,4 +298,43 @@ fn audit_view_80x24() {
         .collect();
     assert!(!screen.contains('\x1b'));
     insta::assert_snapshot!(term.backend());
+}
+
+#[test]
+fn bulk_confirm_80x24() {
+    let mut app = app(true);
+    app.now = 1_795_000_000;
+    act(&mut app, Action::ToggleMark);
+    act(&mut app, Action::ToggleMark);
+    act(&mut app, Action::ToggleMark);
+    act(&mut app, Action::BulkRotate);
+    insta::assert_snapshot!(render(&mut app, 80, 24).backend());
+}
+
+#[test]
+fn bulk_results_80x24() {
+    let mut app = app(true);
+    use crate::bulk::{BulkOutcome, BulkResult};
+    app.update(Msg::BulkFinished {
+        results: vec![
+            BulkResult {
+                id: 1,
+                name: SafeText::new("Ada Lovelace"),
+                outcome: BulkOutcome::Done,
+            },
+            BulkResult {
+                id: 2,
+                name: SafeText::new("山田 太郎"),
+                outcome: BulkOutcome::Conflict,
+            },
+            BulkResult {
+                id: 3,
+                name: SafeText::new("Rust Foundation 🦀"),
+                outcome: BulkOutcome::Failed("the store did not answer in time".into()),
+            },
+        ],
+        out: "/data/rotated-20261118-110640.csv".into(),
+        error: None,
+    });
+    insta::assert_snapshot!(render(&mut app, 80, 24).backend());
 }

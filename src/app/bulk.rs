@@ -1,0 +1,184 @@
+//! Marking contacts and the bulk-rotation flow of the App (still pure: no IO here).
+
+use super::{Action, App, Cmd, Popup};
+use crate::bulk::BulkResult;
+use crate::rotation::Expectation;
+use crate::store::{Contact, Query};
+
+/// The most contacts "mark all matching" / "mark old keys" will mark in one go.
+pub const MARK_LIMIT: usize = 1000;
+
+impl App {
+    pub(super) fn toggle_mark(&mut self) -> Vec<Cmd> {
+        if let Some(contact) = self.selected_contact().cloned() {
+            if self.marked.remove(&contact.id).is_none() {
+                self.marked.insert(contact.id, contact);
+            }
+            // Marking moves down, so space space space marks a run of contacts.
+            return self.on_action(Action::Down);
+        }
+        Vec::new()
+    }
+
+    pub(super) fn mark_matching(&mut self, older_than_days: Option<u32>) -> Vec<Cmd> {
+        let mut query = Query::new(&self.filter, 200);
+        query.include_deleted = true;
+        self.notice = Some(("Marking…".into(), false));
+        vec![Cmd::MarkMatching {
+            query,
+            older_than_days,
+            limit: MARK_LIMIT,
+        }]
+    }
+
+    pub(super) fn on_marked(&mut self, result: Result<Vec<Contact>, String>) -> Vec<Cmd> {
+        match result {
+            Ok(found) => {
+                let n = found.len();
+                for c in found {
+                    self.marked.insert(c.id, c);
+                }
+                let cap = if n >= MARK_LIMIT {
+                    format!(" (the limit is {MARK_LIMIT} at a time)")
+                } else {
+                    String::new()
+                };
+                self.notice = Some((
+                    format!(
+                        "Marked {n} contacts{cap}; {} marked in all. R: rotate them",
+                        self.marked.len()
+                    ),
+                    false,
+                ));
+            }
+            Err(e) => self.notice = Some((format!("Marking failed: {e}"), true)),
+        }
+        Vec::new()
+    }
+
+    fn default_out_path(&self) -> String {
+        let stamp = time::OffsetDateTime::from_unix_timestamp(self.now)
+            .ok()
+            .and_then(|t| {
+                t.format(time::macros::format_description!(
+                    "[year][month][day]-[hour][minute][second]"
+                ))
+                .ok()
+            })
+            .unwrap_or_else(|| self.now.to_string());
+        self.data_dir
+            .join(format!("rotated-{stamp}.csv"))
+            .display()
+            .to_string()
+    }
+
+    pub(super) fn open_bulk_confirm(&mut self) -> Vec<Cmd> {
+        if self.marked.is_empty() {
+            self.notice = Some((
+                "Mark contacts first: space marks one, * all matching, o old keys.".into(),
+                false,
+            ));
+            return Vec::new();
+        }
+        if !self.store_info().is_some_and(|i| i.writable) {
+            self.notice = Some((
+                "The store is read-only: keys cannot be changed.".into(),
+                true,
+            ));
+            return Vec::new();
+        }
+        self.popup = Some(Popup::BulkConfirm {
+            path: self.default_out_path(),
+            scroll: 0,
+        });
+        Vec::new()
+    }
+
+    pub(super) fn on_input_action(&mut self, action: Action) -> Vec<Cmd> {
+        let marked = self.marked.len();
+        match (self.popup.as_mut(), action) {
+            (Some(Popup::MarkOld { days }), Action::InputChar(c))
+                if c.is_ascii_digit() && days.len() < 5 =>
+            {
+                days.push(c)
+            }
+            (Some(Popup::BulkConfirm { path, .. }), Action::InputChar(c)) if !c.is_control() => {
+                path.push(c)
+            }
+            (
+                Some(Popup::MarkOld { days: text } | Popup::BulkConfirm { path: text, .. }),
+                Action::InputBackspace,
+            ) => {
+                text.pop();
+            }
+            (Some(Popup::BulkConfirm { scroll, .. }), Action::Down) => {
+                *scroll = (*scroll + 1).min(marked.saturating_sub(1))
+            }
+            (Some(Popup::BulkConfirm { scroll, .. }), Action::Up) => {
+                *scroll = scroll.saturating_sub(1)
+            }
+            (Some(Popup::MarkOld { days }), Action::Proceed) => {
+                let days = days.parse::<u32>().unwrap_or(90);
+                self.popup = None;
+                return self.mark_matching(Some(days));
+            }
+            (Some(Popup::BulkConfirm { path, .. }), Action::Proceed) => {
+                let out = std::path::PathBuf::from(path.trim());
+                if out.as_os_str().is_empty() {
+                    return Vec::new();
+                }
+                let items = self
+                    .marked
+                    .values()
+                    .map(|c| (c.id, Expectation::Seen(c.key.clone())))
+                    .collect::<Vec<_>>();
+                let total = items.len();
+                self.popup = Some(Popup::BulkRunning {
+                    done: 0,
+                    total,
+                    last: String::new(),
+                });
+                return vec![Cmd::BulkRotate { items, out }];
+            }
+            (_, Action::Back) => self.popup = None,
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    pub(super) fn on_bulk_finished(
+        &mut self,
+        results: Vec<BulkResult>,
+        out: String,
+        error: Option<String>,
+    ) -> Vec<Cmd> {
+        for r in &results {
+            if r.outcome == crate::bulk::BulkOutcome::Done {
+                self.marked.remove(&r.id);
+            }
+        }
+        self.popup = Some(Popup::BulkResults {
+            results,
+            out,
+            error,
+            scroll: 0,
+        });
+        // The list shows the new key states.
+        self.search(false)
+    }
+
+    pub(super) fn on_bulk_results_action(&mut self, action: Action) -> Vec<Cmd> {
+        if let Some(Popup::BulkResults {
+            results, scroll, ..
+        }) = self.popup.as_mut()
+        {
+            match action {
+                Action::Down => *scroll = (*scroll + 1).min(results.len().saturating_sub(1)),
+                Action::Up => *scroll = scroll.saturating_sub(1),
+                Action::Back | Action::Proceed | Action::Quit => self.popup = None,
+                _ => {}
+            }
+        }
+        Vec::new()
+    }
+}

@@ -1,0 +1,166 @@
+//! Bulk rotation screens: "older than N days", the one confirm screen, progress, results.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, BorderType, Clear, Paragraph, Row, Table, Wrap};
+use ratatui::Frame;
+
+use super::theme::Theme;
+use crate::app::{App, Popup};
+use crate::bulk::BulkOutcome;
+
+pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
+    match &app.popup {
+        Some(Popup::MarkOld { days }) => {
+            let rect = super::popup::centered(area, 64, 7);
+            let lines = vec![
+                Line::from("Mark contacts (matching the search) whose key is older than"),
+                Line::from(vec![
+                    Span::styled(format!("{days}▏"), theme.key()),
+                    Span::raw(" days"),
+                ]),
+                Line::from("Keys civikey never set count as old: their age is unknown."),
+                Line::from("Enter: mark · Esc: cancel"),
+            ];
+            boxed(frame, rect, " Mark old keys ", lines, theme);
+        }
+        Some(Popup::BulkConfirm { path, scroll }) => {
+            let rect = Rect {
+                x: area.x + 2,
+                y: area.y + 1,
+                width: area.width.saturating_sub(4),
+                height: area.height.saturating_sub(2),
+            };
+            frame.render_widget(Clear, rect);
+            let title = format!(" Rotate {} marked contacts ", app.marked.len());
+            let block = Block::bordered()
+                .border_type(BorderType::Rounded)
+                .title(Span::styled(title, theme.bold()));
+            let inner = block.inner(rect);
+            frame.render_widget(block, rect);
+            let [list, info] =
+                Layout::vertical([Constraint::Min(1), Constraint::Length(5)]).areas(inner);
+            let name_w = usize::from(list.width.saturating_sub(30));
+            let rows = app.marked.values().skip(*scroll).map(|c| {
+                Row::new([
+                    c.id.to_string(),
+                    c.display_name.truncated(name_w),
+                    c.key.as_ref().map_or_else(|| "none".into(), |k| k.masked()),
+                    if c.is_deleted {
+                        "DELETED".into()
+                    } else {
+                        String::new()
+                    },
+                ])
+            });
+            let widths = [
+                Constraint::Length(8),
+                Constraint::Min(10),
+                Constraint::Length(9),
+                Constraint::Length(8),
+            ];
+            frame.render_widget(
+                Table::new(rows, widths)
+                    .header(Row::new(["ID", "Name", "Key", ""]).style(theme.table_header())),
+                list,
+            );
+            let lines = vec![
+                Line::from(Span::styled(
+                    "Every current key listed above will STOP WORKING.",
+                    theme.warning(),
+                )),
+                Line::from("The new keys are written to this new file (0600), never shown here:"),
+                Line::from(vec![Span::styled(format!("{path}▏"), theme.key())]),
+                Line::from("Enter: rotate all · Esc: cancel · ↑/↓: scroll the list"),
+            ];
+            frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), info);
+        }
+        Some(Popup::BulkRunning { done, total, last }) => {
+            let rect = super::popup::centered(area, 64, 6);
+            let lines = vec![
+                Line::from(format!("{done} of {total} contacts done")),
+                Line::from(last.clone()),
+                Line::from("Ctrl-C stops after the contact in flight; the others stay untouched."),
+            ];
+            boxed(frame, rect, " Rotating ", lines, theme);
+        }
+        Some(Popup::BulkResults {
+            results,
+            out,
+            error,
+            scroll,
+        }) => {
+            let rect = Rect {
+                x: area.x + 2,
+                y: area.y + 1,
+                width: area.width.saturating_sub(4),
+                height: area.height.saturating_sub(2),
+            };
+            frame.render_widget(Clear, rect);
+            let count = |label: &str| {
+                results
+                    .iter()
+                    .filter(|r| r.outcome.label() == label)
+                    .count()
+            };
+            let title = format!(
+                " Bulk rotation: {} done, {} conflict, {} failed ",
+                count("done"),
+                count("conflict"),
+                count("failed")
+            );
+            let block = Block::bordered()
+                .border_type(BorderType::Rounded)
+                .title(Span::styled(title, theme.bold()));
+            let inner = block.inner(rect);
+            frame.render_widget(block, rect);
+            let [list, info] =
+                Layout::vertical([Constraint::Min(1), Constraint::Length(3)]).areas(inner);
+            let detail_w = usize::from(list.width.saturating_sub(8 + 24 + 9 + 3));
+            let rows = results.iter().skip(*scroll).map(|r| {
+                let detail = match &r.outcome {
+                    BulkOutcome::Failed(e) => crate::sanitize::truncate_to_width(e, detail_w),
+                    _ => String::new(),
+                };
+                let style = match r.outcome {
+                    BulkOutcome::Done => theme.accent(),
+                    _ => theme.warning(),
+                };
+                Row::new([
+                    r.id.to_string(),
+                    r.name.truncated(24),
+                    r.outcome.label().to_string(),
+                    detail,
+                ])
+                .style(style)
+            });
+            let widths = [
+                Constraint::Length(8),
+                Constraint::Length(24),
+                Constraint::Length(9),
+                Constraint::Min(5),
+            ];
+            frame.render_widget(Table::new(rows, widths), list);
+            let mut lines = vec![Line::from(format!("New keys: {out}"))];
+            if let Some(e) = error {
+                lines.push(Line::from(Span::styled(e.clone(), theme.error())));
+            }
+            lines.push(Line::from("Enter: close"));
+            frame.render_widget(Paragraph::new(lines), info);
+        }
+        _ => {}
+    }
+}
+
+fn boxed(frame: &mut Frame, rect: Rect, title: &str, lines: Vec<Line>, theme: &Theme) {
+    frame.render_widget(Clear, rect);
+    let block = Block::bordered()
+        .border_type(BorderType::Rounded)
+        .title(Span::styled(title.to_string(), theme.bold()));
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block),
+        rect,
+    );
+}
