@@ -110,6 +110,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff) on stdout
+    Man,
     /// Create a new SQLite store filled with the bundled sample contacts
     Seed {
         /// Fill with the bundled sample contacts
@@ -646,4 +650,19 @@ pub fn rotate_bulk(
     } else {
         Ok(())
     }
+}
+
+pub fn completions(shell: clap_complete::Shell) -> Result<(), Failure> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    // Into a buffer first: clap_complete panics on a write error (e.g. `| head`).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "civikey", &mut script);
+    io::stdout().lock().write_all(&script)?;
+    Ok(())
+}
+
+pub fn man() -> Result<(), Failure> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    clap_mangen::Man::new(cmd).render(&mut io::stdout())?;
+    Ok(())
 }

@@ -36,8 +36,11 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
-    if let Some(Command::Generate { length }) = &cli.command {
-        return cli::generate(*length);
+    match &cli.command {
+        Some(Command::Generate { length }) => return cli::generate(*length),
+        Some(Command::Completions { shell }) => return cli::completions(*shell),
+        Some(Command::Man) => return cli::man(),
+        _ => {}
     }
     let config_failure = |e: civikey::config::ConfigError| Failure::new(exit::ERROR, e.to_string());
     let data_dir = config::data_dir().map_err(config_failure)?;
@@ -126,7 +129,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Generate { .. }
         | Command::Seed { .. }
         | Command::Audit { .. }
-        | Command::Profiles { .. } => Ok(()),
+        | Command::Profiles { .. }
+        | Command::Completions { .. }
+        | Command::Man => Ok(()),
     }
 }
 

@@ -289,3 +289,30 @@ fn profiles_lists_names_never_secrets() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
 }
+
+#[test]
+fn completions_and_man_page_come_from_the_clap_definitions() {
+    let env = Env::new();
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef civikey"),
+        ("fish", "complete -c civikey"),
+    ] {
+        let out = env.run(&["completions", shell]);
+        assert!(out.status.success(), "{shell}");
+        let text = stdout(&out);
+        assert!(
+            text.contains(marker),
+            "{shell}: {}",
+            &text[..text.len().min(200)]
+        );
+        for command in ["rotate", "assign", "revoke", "audit", "profiles"] {
+            assert!(text.contains(command), "{shell} completion lacks {command}");
+        }
+    }
+    let out = env.run(&["man"]);
+    assert!(out.status.success());
+    let page = stdout(&out);
+    assert!(page.contains(".TH civikey 1"));
+    assert!(page.contains("rotate"));
+}
