@@ -8,6 +8,7 @@ pub mod cli;
 pub mod clipboard;
 pub mod fsperm;
 pub mod hygiene;
+pub mod import;
 pub mod key;
 pub mod rotation;
 pub mod sanitize;

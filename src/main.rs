@@ -42,6 +42,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
     if let Some(Command::Seed { sample }) = &cli.command {
         return seed(&spec, *sample);
     }
+    // Before the default store is made from the sample: an import starts an empty store.
+    if let Some(Command::Import { file, json }) = &cli.command {
+        return civikey::import::command(&spec, file, *json);
+    }
     if is_default {
         create_default_store(&spec)?;
     }
@@ -81,7 +85,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Rotate { id, yes, json } => cli::rotate(store, &mut journal()?, id, yes, json),
         Command::Assign { id, .. } => cli::assign(store, &mut journal()?, id),
         Command::Revoke { id, yes } => cli::revoke(store, &mut journal()?, id, yes),
-        Command::Generate { .. } | Command::Seed { .. } | Command::Audit { .. } => Ok(()),
+        Command::Generate { .. }
+        | Command::Seed { .. }
+        | Command::Audit { .. }
+        | Command::Import { .. } => Ok(()),
     }
 }
 
