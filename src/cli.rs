@@ -114,6 +114,21 @@ pub enum Command {
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff) on stdout
     Man,
+    /// Import contacts from a CiviCRM contact export (CSV) into the local SQLite store
+    ///
+    /// Columns are matched by header name ("Contact ID" required; "Display Name", "Sort
+    /// Name", "First Name", "Last Name", "Contact Type", "Email", "Is Deleted",
+    /// "Organization Name", "Household Name" read; others ignored). Known ids are updated,
+    /// new ones added; a re-run changes nothing. Empty cells never erase stored data; of
+    /// rows sharing an id the first wins. API keys are never imported. One transaction:
+    /// on error nothing is written. The report goes to stderr (stdout with --json).
+    Import {
+        /// The CSV file
+        file: std::path::PathBuf,
+        /// Print the report as JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
     /// Create a new SQLite store filled with the bundled sample contacts
     Seed {
         /// Fill with the bundled sample contacts

@@ -10,6 +10,7 @@ pub mod clipboard;
 pub mod config;
 pub mod fsperm;
 pub mod hygiene;
+pub mod import;
 pub mod key;
 pub mod rotation;
 pub mod sanitize;

@@ -72,6 +72,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
     if let Some(Command::Seed { sample }) = &cli.command {
         return seed(&spec, *sample);
     }
+    // Before the default store is made from the sample: an import starts an empty store.
+    if let Some(Command::Import { file, json }) = &cli.command {
+        return civikey::import::command(&spec, file, *json);
+    }
     if resolved.is_default_store {
         create_default_store(&spec)?;
     }
@@ -131,7 +135,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         | Command::Audit { .. }
         | Command::Profiles { .. }
         | Command::Completions { .. }
-        | Command::Man => Ok(()),
+        | Command::Man
+        | Command::Import { .. } => Ok(()),
     }
 }
 

@@ -187,6 +187,13 @@ impl SqliteStore {
         &self.path
     }
 
+    /// The connection for `civikey import`, which writes contacts in one transaction of
+    /// its own; refused on a store opened read-only.
+    pub(crate) fn connection_for_import(&mut self) -> Result<&mut Connection, StoreError> {
+        self.require_writable()?;
+        Ok(&mut self.conn)
+    }
+
     fn require_writable(&self) -> Result<(), StoreError> {
         if self.writable {
             Ok(())
@@ -280,7 +287,7 @@ fn check_header(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn sql_err(e: rusqlite::Error) -> StoreError {
+pub(crate) fn sql_err(e: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode;
     match e.sqlite_error_code() {
         Some(ErrorCode::ReadOnly) => StoreError::ReadOnly(SafeText::new(&e.to_string())),
