@@ -15,6 +15,8 @@ pub struct SeedContact {
     pub is_deleted: bool,
     pub api_key: Option<ApiKey>,
     pub uf_id: Option<i64>,
+    /// Role names (a Standalone site's civicrm_role), for contacts with a CMS user.
+    pub roles: Vec<String>,
 }
 
 /// assets/sample-contacts.csv, compiled in so the binary needs no files beside it.
@@ -32,6 +34,7 @@ struct SampleRow {
     api_key: String,
     uf_id: String,
     is_deleted: u8,
+    roles: String,
 }
 
 fn non_empty(s: String) -> Option<String> {
@@ -55,6 +58,12 @@ pub fn sample_contacts() -> Result<Vec<SeedContact>, String> {
             is_deleted: row.is_deleted != 0,
             api_key: non_empty(row.api_key).map(ApiKey::from_store),
             uf_id: row.uf_id.parse().ok(),
+            roles: row
+                .roles
+                .split(';')
+                .filter(|r| !r.is_empty())
+                .map(str::to_string)
+                .collect(),
         });
     }
     Ok(out)

@@ -153,3 +153,19 @@ fn read_only_file_views_but_refuses_writes() {
     let s = SqliteStore::open_with(&f.path, forced).unwrap();
     assert_views_but_refuses_writes(s);
 }
+
+#[test]
+fn roles_of_standalone_users_are_told() {
+    let f = fixture();
+    let mut s = SqliteStore::open(&f.path).unwrap();
+    let roles = s.roles(1).unwrap().expect("the SQLite store can tell");
+    assert_eq!(
+        roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        vec!["authenticated"]
+    );
+    assert_eq!(
+        s.roles(3).unwrap(),
+        Some(Vec::new()),
+        "no CMS user, no roles"
+    );
+}

@@ -187,6 +187,12 @@ pub trait ContactStore: Send {
 
     fn read_key(&mut self, id: ContactId) -> Result<Option<ApiKey>, StoreError>;
 
+    /// The contact's roles (a Standalone site's civicrm_user_role / civicrm_role), what the
+    /// operator must double-check before handing out a key. `None`: the store cannot tell.
+    fn roles(&mut self, _id: ContactId) -> Result<Option<Vec<SafeText>>, StoreError> {
+        Ok(None)
+    }
+
     /// Compare-and-set: writes `new` only if the contact's key is still `expected`
     /// (byte for byte); otherwise [`StoreError::Conflict`] and nothing is written.
     fn swap_key(

@@ -64,6 +64,20 @@ CREATE TABLE civicrm_uf_match (
     contact_id INTEGER REFERENCES civicrm_contact (id) ON DELETE CASCADE,
     UNIQUE (contact_id, domain_id)
 );
+
+-- A Standalone site's roles: what a key's holder can do.
+CREATE TABLE civicrm_role (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    name        TEXT NOT NULL UNIQUE,
+    label       TEXT,
+    permissions TEXT
+);
+CREATE TABLE civicrm_user_role (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id INTEGER NOT NULL,
+    role_id INTEGER NOT NULL REFERENCES civicrm_role (id) ON DELETE CASCADE
+);
+CREATE INDEX civikey_user_role_user ON civicrm_user_role (user_id);
 ";
 
 const SELECT_CONTACT: &str = "
@@ -233,6 +247,15 @@ pub(crate) fn insert_contacts(
                  VALUES (1, ?1, ?2, ?3)",
             )
             .map_err(sql_err)?;
+        let mut role_stmt = tx
+            .prepare("INSERT OR IGNORE INTO civicrm_role (name, label) VALUES (?1, ?1)")
+            .map_err(sql_err)?;
+        let mut user_role_stmt = tx
+            .prepare(
+                "INSERT INTO civicrm_user_role (user_id, role_id)
+                 SELECT ?1, id FROM civicrm_role WHERE name = ?2",
+            )
+            .map_err(sql_err)?;
         let mut done = 0;
         for c in contacts {
             contact_stmt
@@ -255,6 +278,12 @@ pub(crate) fn insert_contacts(
                 uf_stmt
                     .execute(params![uf_id, c.email, id])
                     .map_err(sql_err)?;
+                for role in &c.roles {
+                    role_stmt.execute([role]).map_err(sql_err)?;
+                    user_role_stmt
+                        .execute(params![uf_id, role])
+                        .map_err(sql_err)?;
+                }
             }
             done += 1;
             if done % 10_000 == 0 {
@@ -440,6 +469,38 @@ impl ContactStore for SqliteStore {
             .optional()
             .map_err(sql_err)?
             .ok_or(StoreError::NotFound(id))
+    }
+
+    fn roles(&mut self, id: ContactId) -> Result<Option<Vec<SafeText>>, StoreError> {
+        // Stores made before roles existed have no role tables: the store cannot tell.
+        let has_roles: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'civicrm_user_role'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql_err)?;
+        if has_roles.is_none() {
+            return Ok(None);
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT coalesce(r.label, r.name) FROM civicrm_uf_match u
+                   JOIN civicrm_user_role ur ON ur.user_id = u.uf_id
+                   JOIN civicrm_role r ON r.id = ur.role_id
+                  WHERE u.contact_id = ? ORDER BY r.name",
+            )
+            .map_err(sql_err)?;
+        let roles = stmt
+            .query_map([id as i64], |r| r.get::<_, String>(0))
+            .map_err(sql_err)?
+            .map(|r| r.map(|name| SafeText::new(&name)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql_err)?;
+        Ok(Some(roles))
     }
 
     fn holders_of(&mut self, key: &ApiKey) -> Result<Vec<ContactId>, StoreError> {

@@ -41,6 +41,11 @@ fn person(
         is_deleted: false,
         api_key: key.map(|k| ApiKey::from_store(k.into())),
         uf_id: uf,
+        roles: if uf.is_some() {
+            vec!["authenticated".into()]
+        } else {
+            Vec::new()
+        },
     }
 }
 
