@@ -11,7 +11,9 @@ struct Env {
 
 impl Env {
     fn new() -> Self {
-        Env { dir: tempfile::tempdir().unwrap() }
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -36,7 +38,11 @@ impl Env {
     /// Creates the sample store and returns its address.
     fn sample_store(&self) -> String {
         let out = self.run(&["list", "--limit", "1"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         format!("sqlite:{}", self.store().display())
     }
 }
@@ -52,7 +58,11 @@ fn stderr(out: &Output) -> String {
 fn stored_key(path: &Path, id: i64) -> Option<String> {
     rusqlite::Connection::open(path)
         .unwrap()
-        .query_row("SELECT api_key FROM civicrm_contact WHERE id = ?", [id], |r| r.get(0))
+        .query_row(
+            "SELECT api_key FROM civicrm_contact WHERE id = ?",
+            [id],
+            |r| r.get(0),
+        )
         .unwrap()
 }
 
@@ -78,10 +88,19 @@ fn default_store_is_created_private_from_the_sample() {
     let env = Env::new();
     let out = env.run(&["list", "--limit", "100"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("sample contacts"), "progress goes to stderr");
+    assert!(
+        stderr(&out).contains("sample contacts"),
+        "progress goes to stderr"
+    );
     assert!(stdout(&out).lines().count() >= 40);
-    assert_eq!(fs::metadata(env.store()).unwrap().permissions().mode() & 0o777, 0o600);
-    assert_eq!(fs::metadata(env.data_dir()).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        fs::metadata(env.store()).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        fs::metadata(env.data_dir()).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
 }
 
 #[test]
@@ -90,14 +109,23 @@ fn list_is_masked_and_inert() {
     let store = env.sample_store();
     let out = env.run(&["list", "--limit", "200", "--store", &store]);
     let text = stdout(&out);
-    assert!(!text.contains('\x1b'), "raw escape from data reached stdout");
+    assert!(
+        !text.contains('\x1b'),
+        "raw escape from data reached stdout"
+    );
     assert!(!text.bytes().any(|b| b == 0x07));
     assert!(text.contains("Mallory ␛[2J"));
     assert!(text.contains("••••"));
     // No stored key appears in the listing.
     let conn = rusqlite::Connection::open(env.store()).unwrap();
-    let mut stmt = conn.prepare("SELECT api_key FROM civicrm_contact WHERE api_key IS NOT NULL").unwrap();
-    let keys: Vec<String> = stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    let mut stmt = conn
+        .prepare("SELECT api_key FROM civicrm_contact WHERE api_key IS NOT NULL")
+        .unwrap();
+    let keys: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     assert!(!keys.is_empty());
     for key in keys {
         assert!(!text.contains(&key));
@@ -136,7 +164,11 @@ fn rotate_prints_only_the_key_the_store_then_holds() {
     // Unique: no other contact holds it.
     let n: i64 = rusqlite::Connection::open(env.store())
         .unwrap()
-        .query_row("SELECT count(*) FROM civicrm_contact WHERE api_key = ? COLLATE NOCASE", [key], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM civicrm_contact WHERE api_key = ? COLLATE NOCASE",
+            [key],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(n, 1);
 }
@@ -148,7 +180,10 @@ fn rotate_json_shape() {
     let out = env.run(&["rotate", "102", "--yes", "--json", "--store", &store]);
     let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(doc["contact_id"], 102);
-    assert_eq!(stored_key(&env.store(), 102).as_deref(), doc["key"].as_str());
+    assert_eq!(
+        stored_key(&env.store(), 102).as_deref(),
+        doc["key"].as_str()
+    );
 }
 
 #[test]
@@ -176,7 +211,11 @@ fn exit_codes_for_not_found_and_bad_store() {
     fs::set_permissions(&bad, fs::Permissions::from_mode(0o600)).unwrap();
     let out = env.run(&["list", "--store", &format!("sqlite:{}", bad.display())]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("not a SQLite database"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a SQLite database"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(fs::read_to_string(&bad).unwrap(), "not a database\n");
 
     let out = env.run(&["frobnicate"]);
