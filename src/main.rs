@@ -207,10 +207,29 @@ fn run_tui(spec: StoreSpec, journal: JournalSetup) -> Result<(), Failure> {
     };
     let (app, cmds) = App::new(options, Box::new(OsKeySource));
     terminal::install_panic_hook();
+    #[cfg(debug_assertions)]
+    debug_panic_trigger();
     match terminal::run(spec, journal, UNDO_WINDOW, app, cmds) {
         Ok(Exit::Quit) | Ok(Exit::HungUp) => Ok(()),
         Ok(Exit::Terminated) => Err(Failure::new(exit::ERROR, "terminated by a signal")),
         Ok(Exit::StoreFailed(e)) => Err(Failure::new(exit::ERROR, e)),
         Err(e) => Err(Failure::new(exit::ERROR, format!("terminal error: {e}"))),
     }
+}
+
+/// Debug builds only: `CIVIKEY_DEBUG_PANIC_AFTER_MS=N` panics a thread N ms after the
+/// screen starts, so the pty tests can prove that a panic restores the terminal and ends
+/// the process. Release builds do not contain it.
+#[cfg(debug_assertions)]
+fn debug_panic_trigger() {
+    let Some(ms) = std::env::var("CIVIKEY_DEBUG_PANIC_AFTER_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return;
+    };
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        panic!("forced by CIVIKEY_DEBUG_PANIC_AFTER_MS");
+    });
 }

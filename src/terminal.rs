@@ -2,7 +2,7 @@
 //! SIGTERM), and the event loop that waits on input, worker answers and signals at once.
 //!
 //! The loop blocks on one channel: no polling, so an idle civikey uses no CPU, and a
-//! dropped SSH link (SIGHUP, or a read error on the terminal) ends it instead of spinning.
+//! dropped SSH link (SIGHUP, or the terminal hanging up) ends it instead of spinning.
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,8 +67,16 @@ impl Drop for TerminalGuard {
 pub fn install_panic_hook() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        let was_active = TERMINAL_ACTIVE.load(Ordering::SeqCst);
         restore();
         previous(info);
+        // A panic on any thread ends the screen: the terminal was just restored under it,
+        // and a dead worker or input thread would leave a screen that no longer answers
+        // (tests/pty.rs saw the process live on after a worker-side panic). Exit with the
+        // code a panicking main thread gives.
+        if was_active {
+            std::process::exit(101);
+        }
     }));
 }
 
@@ -204,7 +212,8 @@ fn dispatch(cmds: Vec<Cmd>, jobs: &Sender<Cmd>) {
 }
 
 fn draw(term: &mut Terminal<CrosstermBackend<io::Stdout>>, app: &App) -> io::Result<()> {
-    if TERMINAL_GONE.load(Ordering::SeqCst) {
+    // Gone, or restored by the panic hook while another thread panicked: draw nothing.
+    if TERMINAL_GONE.load(Ordering::SeqCst) || !TERMINAL_ACTIVE.load(Ordering::SeqCst) {
         return Ok(());
     }
     // Synchronized updates: terminals that know them show the frame at once, no tearing.
@@ -230,33 +239,83 @@ fn spawn_input_thread(events: Sender<Event>) -> io::Result<()> {
     std::thread::Builder::new()
         .name("civikey-input".into())
         .spawn(move || loop {
-            match event::read() {
-                Ok(ev) => {
-                    if events.send(Event::Term(ev)).is_err() {
+            if !wait_for_input() {
+                let _ = events.send(Event::Hangup);
+                return;
+            }
+            // What arrived, then whatever crossterm parsed along with it (a paste is many
+            // keys in one read); poll(ZERO) answers from crossterm's buffer first.
+            loop {
+                let event = match event::read() {
+                    Ok(ev) => Event::Term(ev),
+                    // The terminal failed: the operator is gone. Never retry in a loop.
+                    Err(_) => Event::Hangup,
+                };
+                let gone = matches!(event, Event::Hangup);
+                if events.send(event).is_err() || gone {
+                    return;
+                }
+                match event::poll(Duration::ZERO) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(_) => {
+                        let _ = events.send(Event::Hangup);
                         return;
                     }
-                }
-                Err(_) => {
-                    // EOF or EIO: the terminal is gone. Never retry in a loop.
-                    let _ = events.send(Event::Hangup);
-                    return;
                 }
             }
         })?;
     Ok(())
 }
 
+/// Blocks until the terminal has bytes to read; false once it is hung up or failed.
+///
+/// Why not just crossterm's `event::read()`: crossterm 0.29 retries a read that returns 0
+/// forever, and 0 is what a hung-up terminal returns, so after the SSH link dropped the
+/// input thread spun a core: until SIGHUP ended the process (1.5 s of CPU while an assign
+/// was finishing), or for ever when the terminal is not civikey's controlling terminal and
+/// no SIGHUP comes (both seen in tests/pty.rs). Waiting here first, crossterm is entered
+/// only when there are bytes, which leaves a window of microseconds per key press for the
+/// hang-up to land inside crossterm.
+///
+/// crossterm reads stdin when it is a terminal, which `run` requires of its callers.
+fn wait_for_input() -> bool {
+    let mut fd = libc::pollfd {
+        fd: libc::STDIN_FILENO,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd, for the length of the call.
+        let ready = unsafe { libc::poll(&mut fd, 1, -1) };
+        if ready < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return false;
+        }
+        let failed = fd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0;
+        return !failed && fd.revents & libc::POLLIN != 0;
+    }
+}
+
 fn spawn_signal_thread(events: Sender<Event>) -> io::Result<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT, SIGQUIT])?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGWINCH};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGWINCH])?;
     std::thread::Builder::new()
         .name("civikey-signals".into())
         .spawn(move || {
             for signal in signals.forever() {
-                let event = if signal == SIGHUP {
-                    Event::Hangup
-                } else {
-                    Event::Terminate
+                let event = match signal {
+                    SIGHUP => Event::Hangup,
+                    // crossterm notices a resize only while the input thread is inside it,
+                    // and that thread now waits on its own (see `wait_for_input`).
+                    SIGWINCH => match terminal::size() {
+                        Ok((width, height)) => Event::Term(TermEvent::Resize(width, height)),
+                        Err(_) => continue,
+                    },
+                    _ => Event::Terminate,
                 };
                 if events.send(event).is_err() {
                     return;

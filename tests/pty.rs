@@ -1,0 +1,527 @@
+//! The real binary in a pseudo-terminal: what reaches the terminal byte for byte, a whole
+//! rotation through the screen, and how it ends (quit, lost link, signals, panic, resize).
+//!
+//! The tests run one at a time (`serial()`): they measure CPU time and share two cores.
+
+mod pty_support;
+
+use std::time::Duration;
+
+use pty_support::{
+    all_keys, alnum_runs, count, escaped, find, rfind, secs, serial, Tui, ENTER, ESC, PAGE_DOWN,
+};
+
+const LEAVE_ALT_SCREEN: &[u8] = b"\x1b[?1049l";
+const SHOW_CURSOR: &[u8] = b"\x1b[?25h";
+
+/// How much CPU a process that only waits may use while it is being ended.
+const IDLE_CPU: Duration = Duration::from_millis(300);
+
+/// Each escape sequence in `raw`, as its introducer, private marker and final byte
+/// (`CSI ? h`, `OSC`, ...), with its full text for failure messages.
+fn escape_sequences(raw: &[u8]) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] != 0x1b {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        i += 1;
+        let kind = match raw.get(i) {
+            Some(b'[') => {
+                i += 1;
+                let params = i;
+                while i < raw.len() && (0x20..=0x3f).contains(&raw[i]) {
+                    i += 1;
+                }
+                let private = raw[params..i]
+                    .first()
+                    .filter(|b| b"?<=>".contains(b))
+                    .map(|b| *b as char);
+                let fin = raw.get(i).map_or('∅', |b| *b as char);
+                i += 1;
+                match private {
+                    Some(p) => format!("CSI {p} {fin}"),
+                    None => format!("CSI {fin}"),
+                }
+            }
+            Some(b']') => "OSC".to_string(),
+            Some(b'P') => "DCS".to_string(),
+            Some(b'_') => "APC".to_string(),
+            Some(b'^') => "PM".to_string(),
+            Some(b'X') => "SOS".to_string(),
+            Some(other) => {
+                i += 1;
+                format!("ESC {}", *other as char)
+            }
+            None => "lone ESC".to_string(),
+        };
+        let text = escaped(&raw[start..i.min(raw.len()).max(start + 1)]);
+        found.push((kind, text));
+    }
+    found
+}
+
+/// Only what a ratatui/crossterm frame is made of may reach the terminal: cursor moves,
+/// colours, erase-line, and the modes the guard sets and restores.
+fn assert_only_frame_sequences(raw: &[u8]) {
+    const ALLOWED_MODES: [&str; 3] = ["1049", "25", "2026"];
+    for (kind, text) in escape_sequences(raw) {
+        let ok = match kind.as_str() {
+            "CSI H" | "CSI m" | "CSI K" => true,
+            "CSI ? h" | "CSI ? l" => ALLOWED_MODES
+                .iter()
+                .any(|m| text == format!("\\x1b[?{m}h") || text == format!("\\x1b[?{m}l")),
+            _ => false,
+        };
+        assert!(ok, "unexpected escape sequence {kind}: {text}");
+    }
+}
+
+/// Control bytes other than ESC, CR and LF would act on the terminal (BEL, BS, SO/SI
+/// charset switches, ...); C1 controls (0x80-0x9F) act on terminals that honour 8-bit
+/// controls when they arrive as raw bytes, and on some as UTF-8-encoded code points.
+fn assert_no_stray_controls(raw: &[u8]) {
+    for (i, b) in raw.iter().enumerate() {
+        let ok = *b >= 0x20 || matches!(b, 0x1b | b'\r' | b'\n');
+        assert!(
+            ok && *b != 0x7f,
+            "control byte {b:#04x} at {i}: …{}…",
+            escaped(&raw[i.saturating_sub(40)..(i + 40).min(raw.len())])
+        );
+    }
+    let mut rest = raw;
+    let mut offset = 0;
+    loop {
+        let (valid, invalid) = match std::str::from_utf8(rest) {
+            Ok(text) => (text, None),
+            Err(e) => {
+                let valid = std::str::from_utf8(&rest[..e.valid_up_to()]).unwrap();
+                let len = e.error_len().unwrap_or(rest.len() - e.valid_up_to());
+                (valid, Some((e.valid_up_to(), len)))
+            }
+        };
+        for c in valid.chars() {
+            assert!(
+                !('\u{80}'..='\u{9f}').contains(&c),
+                "C1 control U+{:04X} (UTF-8 encoded) in the output",
+                c as u32
+            );
+            assert!(
+                !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'),
+                "bidi control U+{:04X} in the output",
+                c as u32
+            );
+        }
+        let Some((at, len)) = invalid else { break };
+        for b in &rest[at..at + len] {
+            assert!(
+                !(0x80..=0x9f).contains(b),
+                "raw C1 byte {b:#04x} outside UTF-8 at {}",
+                offset + at
+            );
+        }
+        offset += at + len;
+        rest = &rest[at + len..];
+    }
+}
+
+/// The last thing written is the restore: the alternate screen is left and the cursor shown
+/// after the last frame, and the vt100 screen agrees.
+fn assert_restored_at_end(tui: &Tui, raw: &[u8]) -> usize {
+    let left = rfind(raw, LEAVE_ALT_SCREEN).unwrap_or_else(|| {
+        panic!(
+            "the alternate screen was never left; output ends with {}",
+            escaped(&raw[raw.len().saturating_sub(300)..])
+        )
+    });
+    let shown = rfind(raw, SHOW_CURSOR).expect("the cursor was never shown again");
+    assert!(
+        left > rfind(raw, b"\x1b[?1049h").unwrap(),
+        "the alternate screen was entered again after it was left"
+    );
+    assert!(
+        shown > rfind(raw, b"\x1b[?25l").unwrap(),
+        "the cursor was hidden again after it was shown"
+    );
+    // Nothing is drawn after the restore: only the restore itself and plain text may follow.
+    let tail = &raw[left..];
+    for (kind, text) in escape_sequences(tail) {
+        assert!(
+            text == "\\x1b[?1049l" || text == "\\x1b[?25h",
+            "{kind} ({text}) written after the terminal was restored: {}",
+            escaped(tail)
+        );
+    }
+    tui.with_screen(|s| {
+        assert!(!s.alternate_screen(), "vt100 still in the alternate screen");
+        assert!(!s.hide_cursor(), "vt100 cursor still hidden");
+    });
+    left
+}
+
+fn assert_cooked(tui: &Tui) {
+    let t = tui.termios();
+    assert!(
+        t.c_lflag & libc::ICANON != 0 && t.c_lflag & libc::ECHO != 0,
+        "raw mode is still on after exit (c_lflag {:#o})",
+        t.c_lflag
+    );
+}
+
+/// Types a search and keeps it, waiting for exactly one match.
+fn search_one(tui: &mut Tui, text: &str) {
+    tui.send("/");
+    tui.wait_text("Enter keep");
+    tui.send(text);
+    tui.wait_for(&format!("one match for {text:?}"), secs(10), |s| {
+        let header = s.lines().next().unwrap_or("");
+        header.contains(" 1 shown") && s.contains(&format!("/ {text}"))
+    });
+    tui.send(ENTER);
+    tui.wait_text("/ search");
+}
+
+#[test]
+fn hostile_names_reach_the_terminal_inert() {
+    let _serial = serial();
+    let mut tui = Tui::start(120, 40);
+    tui.wait_list();
+    let everyone = tui.screen().lines().next().unwrap().to_string();
+
+    // 142 Mallory (ESC[2J, OSC 52), 143 Trudy (bidi, CSI 6n, C1 CSI), 144 (OSC 8 link).
+    for (term, has_key) in [
+        ("Mallory", false),
+        ("Trudy", true),
+        ("Click", false),
+        ("142", false),
+        ("143", true),
+        ("144", false),
+    ] {
+        search_one(&mut tui, term);
+        // The name in the detail pane, then in the new-key popup.
+        tui.send("r");
+        tui.wait_text("Not saved yet");
+        tui.send(ESC);
+        tui.wait_text("Cancelled: nothing was written.");
+        if has_key {
+            // And in the revoke popup.
+            tui.send("x");
+            tui.wait_text("Revoke the key of");
+            tui.send(ESC);
+            tui.wait_text("Cancelled: the key was kept.");
+        }
+        // Esc in the list clears the filter.
+        tui.send(ESC);
+        tui.wait_for("the whole list again", secs(10), |s| {
+            s.lines().next() == Some(everyone.as_str())
+        });
+    }
+    // Every row of the list, page by page, to the end and back.
+    for _ in 0..3 {
+        tui.send(PAGE_DOWN);
+        tui.settle(Duration::from_millis(100));
+    }
+    tui.send("G");
+    tui.settle(Duration::from_millis(100));
+    tui.send("g");
+    tui.settle(Duration::from_millis(100));
+    tui.send("q");
+    let exited = tui.wait_exit(secs(5));
+    assert_eq!(exited.code, Some(0), "{exited:?}");
+
+    let raw = tui.raw();
+    assert!(
+        find(&raw, "Mallory".as_bytes()).is_some() && find(&raw, "Trudy".as_bytes()).is_some(),
+        "the hostile contacts were never drawn"
+    );
+    for (payload, what) in [
+        (&b"\x1b]52"[..], "OSC 52 (clipboard write)"),
+        (
+            b"\x1b[6n",
+            "CSI 6n (cursor position report: input injection)",
+        ),
+        (b"\x1b]8", "OSC 8 (hyperlink)"),
+        // ratatui clears the screen only when the size changes, and this test never
+        // resizes: any clear would be the payload's.
+        (b"\x1b[2J", "ESC[2J (clear screen)"),
+        // crossterm writes colours as 38;5;N, never as the payload's 31m.
+        (b"\x1b[31m", "the payload's own SGR"),
+    ] {
+        assert_eq!(count(&raw, payload), 0, "{what} reached the terminal");
+    }
+    assert_only_frame_sequences(&raw);
+    assert_no_stray_controls(&raw);
+    assert_restored_at_end(&tui, &raw);
+    assert_cooked(&tui);
+}
+
+/// The 32-character runs on the screen from the line holding `title` down.
+fn keys_below(screen: &str, title: &str) -> Vec<String> {
+    let lines: Vec<&str> = screen.lines().collect();
+    let Some(top) = lines.iter().position(|l| l.contains(title)) else {
+        return Vec::new();
+    };
+    lines[top..]
+        .iter()
+        .flat_map(|l| alnum_runs(l, 32))
+        .collect()
+}
+
+/// The key shown in the popup titled `title`, once the screen is quiet (a frame can
+/// arrive in several writes).
+fn key_on_screen(tui: &Tui, title: &str) -> String {
+    tui.settle(Duration::from_millis(100));
+    let screen = tui.screen();
+    let keys = keys_below(&screen, title);
+    assert!(
+        keys.len() == 1 && keys[0].len() == 32,
+        "one 32-character key in the {title:?} popup, got {keys:?}:\n{screen}"
+    );
+    keys[0].clone()
+}
+
+#[test]
+fn rotation_through_the_screen_writes_exactly_the_key_shown() {
+    let _serial = serial();
+    let mut tui = Tui::start(80, 24);
+    tui.wait_list();
+    let store = tui.store_path();
+    let before = all_keys(&store);
+    let hopper = 103;
+    assert!(
+        before[&hopper].is_some(),
+        "the sample's Grace Hopper has a key"
+    );
+
+    search_one(&mut tui, "Hopper");
+    tui.wait_text("Grace Hopper");
+    // Esc at each popup writes nothing.
+    tui.send("r");
+    tui.wait_text("Not saved yet");
+    tui.send(ESC);
+    tui.wait_text("Cancelled: nothing was written.");
+    tui.send("r");
+    tui.wait_text("Not saved yet");
+    tui.send(ENTER);
+    tui.wait_text("y: assign");
+    tui.send(ESC);
+    tui.wait_text("Cancelled: nothing was written.");
+    assert_eq!(
+        all_keys(&store),
+        before,
+        "a cancelled popup wrote to the store"
+    );
+
+    tui.send("r");
+    tui.wait_text("Not saved yet");
+    let first = key_on_screen(&tui, "New key");
+    tui.send("r"); // another key: the one assigned must be the last one shown
+    tui.wait_for("another proposed key", secs(10), |s| {
+        !keys_below(s, "New key").contains(&first)
+    });
+    let proposed = key_on_screen(&tui, "New key");
+    assert_ne!(proposed, first);
+    tui.send(ENTER);
+    tui.wait_text("y: assign");
+    assert!(
+        tui.screen().contains(&format!("••••{}", &proposed[28..])),
+        "the confirm popup names the proposed key's last 4"
+    );
+    tui.send("y");
+    tui.wait_text("Key assigned");
+    let shown = key_on_screen(&tui, "Key assigned");
+    assert_eq!(shown, proposed, "the key assigned is the key proposed");
+
+    let after = all_keys(&store);
+    assert_eq!(after[&hopper].as_deref(), Some(shown.as_str()));
+    for (id, key) in &after {
+        if *id != hopper {
+            assert_eq!(key, &before[id], "contact {id} changed");
+            assert!(
+                !key.as_deref()
+                    .is_some_and(|k| k.eq_ignore_ascii_case(&shown)),
+                "contact {id} holds the new key too"
+            );
+        }
+    }
+
+    tui.send(ENTER);
+    tui.wait_text("/ search");
+    assert!(
+        !tui.screen().contains(&shown),
+        "the key stays on screen after its popup closed"
+    );
+    tui.send("q");
+    let exited = tui.wait_exit(secs(5));
+    assert_eq!(exited.code, Some(0), "{exited:?}");
+    let raw = tui.raw();
+    let restored = assert_restored_at_end(&tui, &raw);
+    assert!(
+        find(&raw[restored..], shown.as_bytes()).is_none(),
+        "the key was written outside the alternate screen"
+    );
+    assert_cooked(&tui);
+}
+
+/// Closes the master and checks the process ends soon without burning CPU meanwhile.
+fn close_and_expect_quick_quiet_exit(tui: &mut Tui) {
+    let cpu_before = tui.cpu();
+    tui.close_master();
+    if tui.try_wait_exit(secs(2)).is_none() {
+        panic!(
+            "still running 2 s after the link dropped, having used {:?} of CPU since",
+            tui.cpu().saturating_sub(cpu_before)
+        );
+    }
+    let exited = tui.wait_exit(Duration::ZERO);
+    let used = exited.cpu.saturating_sub(cpu_before);
+    assert!(
+        used < IDLE_CPU,
+        "used {used:?} of CPU in the {:?} after the link dropped (spinning?)",
+        exited.after
+    );
+    // A lost link is not an error; but a crash (signal or panic) would be.
+    assert_eq!(exited.signal, None, "{exited:?}");
+}
+
+#[test]
+fn dropped_link_while_idle_exits_quickly_and_quietly() {
+    let _serial = serial();
+    let mut tui = Tui::start(80, 24);
+    tui.wait_list();
+    tui.settle(Duration::from_millis(200));
+    close_and_expect_quick_quiet_exit(&mut tui);
+}
+
+#[test]
+fn dropped_link_without_sighup_exits_quickly_and_quietly() {
+    let _serial = serial();
+    let mut tui = Tui::start_without_controlling_terminal(80, 24);
+    tui.wait_list();
+    tui.settle(Duration::from_millis(200));
+    close_and_expect_quick_quiet_exit(&mut tui);
+}
+
+#[test]
+fn dropped_link_during_a_slow_assign_exits_quickly_and_leaves_a_consistent_store() {
+    let _serial = serial();
+    let mut tui = Tui::start(80, 24);
+    tui.wait_list();
+    let store = tui.store_path();
+    let before = all_keys(&store);
+    let hopper = 103;
+    search_one(&mut tui, "Hopper");
+    tui.send("r");
+    tui.wait_text("Not saved yet");
+    tui.send(ENTER);
+    tui.wait_text("y: assign");
+
+    // Another writer holds the write lock: the assign waits on the store's busy timeout.
+    let blocker = rusqlite::Connection::open(&store).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    tui.send("y");
+    tui.wait_text("Assigning the key");
+    std::thread::sleep(Duration::from_millis(300));
+    close_and_expect_quick_quiet_exit(&mut tui);
+    blocker.execute_batch("ROLLBACK").unwrap();
+    drop(blocker);
+
+    let after = all_keys(&store);
+    for (id, key) in &after {
+        if *id != hopper {
+            assert_eq!(key, &before[id], "contact {id} changed");
+        }
+    }
+    match &after[&hopper] {
+        k if k == &before[&hopper] => eprintln!("dropped link during assign: key unchanged"),
+        Some(k) if k.len() == 32 && k.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+            eprintln!("dropped link during assign: the new key was written")
+        }
+        other => panic!("the store holds neither the old key nor a valid key: {other:?}"),
+    }
+}
+
+#[test]
+fn sigterm_restores_the_terminal() {
+    let _serial = serial();
+    let mut tui = Tui::start(80, 24);
+    tui.wait_list();
+    tui.signal(libc::SIGTERM);
+    let exited = tui.wait_exit(secs(2));
+    assert_eq!(exited.code, Some(1), "{exited:?}");
+    let raw = tui.raw();
+    let restored = assert_restored_at_end(&tui, &raw);
+    let tail = String::from_utf8_lossy(&raw[restored..]).into_owned();
+    assert!(tail.contains("terminated by a signal"), "{tail:?}");
+    assert_cooked(&tui);
+}
+
+#[test]
+fn panic_restores_the_terminal_before_its_message() {
+    let _serial = serial();
+    if !cfg!(debug_assertions) {
+        eprintln!("SKIP panic_restores_the_terminal_before_its_message: release builds have no panic trigger");
+        return;
+    }
+    let mut tui = Tui::start_with(80, 24, &[("CIVIKEY_DEBUG_PANIC_AFTER_MS", "1500")]);
+    tui.wait_list();
+    let exited = tui.wait_exit(secs(5));
+    assert_eq!(exited.code, Some(101), "a panic exits with 101: {exited:?}");
+    let raw = tui.raw();
+    let restored = assert_restored_at_end(&tui, &raw);
+    let message = find(&raw, b"panicked").expect("the panic message is printed");
+    assert!(
+        restored < message,
+        "the panic message was printed before the terminal was restored"
+    );
+    let tail = String::from_utf8_lossy(&raw[restored..]).into_owned();
+    assert!(tail.contains("CIVIKEY_DEBUG_PANIC_AFTER_MS"), "{tail:?}");
+    assert_eq!(
+        alnum_runs(&tail, 32),
+        Vec::<String>::new(),
+        "a key-like run in {tail:?}"
+    );
+    assert_cooked(&tui);
+}
+
+#[test]
+fn resizing_to_tiny_and_back_keeps_working() {
+    let _serial = serial();
+    let mut tui = Tui::start(80, 24);
+    tui.wait_list();
+    tui.resize(20, 5);
+    tui.wait_text("Terminal too small");
+    tui.resize(1, 1);
+    tui.settle(Duration::from_millis(200));
+    assert!(tui.alive(), "civikey died at 1x1");
+    tui.resize(120, 40);
+    tui.wait_for("the full screen at 120x40", secs(10), |s| {
+        s.lines().next().is_some_and(|l| l.contains(" civikey │"))
+            && s.contains("/ search")
+            && !s.contains("too small")
+    });
+    assert!(tui.alive());
+    tui.send("q");
+    let exited = tui.wait_exit(secs(5));
+    assert_eq!(exited.code, Some(0), "{exited:?}");
+    let raw = tui.raw();
+    assert!(find(&raw, b"panicked").is_none(), "a panic message");
+    assert_restored_at_end(&tui, &raw);
+}
+
+#[test]
+fn sighup_while_idle_exits_quickly() {
+    let _serial = serial();
+    let mut tui = Tui::start(80, 24);
+    tui.wait_list();
+    tui.signal(libc::SIGHUP);
+    let exited = tui.wait_exit(secs(2));
+    assert_eq!(
+        exited.code,
+        Some(0),
+        "a hang-up is not an error: {exited:?}"
+    );
+}
