@@ -353,8 +353,16 @@ pub fn rotate(
             Some(k) => format!("Their current key {} will stop working.", k.masked()),
             None => "They have no key now.".into(),
         };
+        let roles = match store.roles(id) {
+            Ok(Some(roles)) if !roles.is_empty() => {
+                let names: Vec<&str> = roles.iter().map(SafeText::as_str).collect();
+                format!(" Roles: {}.", names.join(", "))
+            }
+            Ok(Some(_)) => " Roles: none.".into(),
+            _ => String::new(),
+        };
         confirm(&format!(
-            "Assign a new key to {}? {stops}",
+            "Assign a new key to {}?{roles} {stops}",
             describe(&contact)
         ))?;
     }

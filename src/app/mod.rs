@@ -108,6 +108,11 @@ pub enum Msg {
         result: Result<Contact, String>,
         history: Option<KeySet>,
     },
+    /// The roles of a contact, for the confirm popup (None: the store cannot tell).
+    Roles {
+        id: ContactId,
+        roles: Option<Vec<crate::sanitize::SafeText>>,
+    },
     /// Contacts found by "mark all matching" / "mark old keys".
     Marked {
         result: Result<Vec<Contact>, String>,
@@ -149,6 +154,9 @@ pub enum Cmd {
         id: ContactId,
     },
     Undo,
+    LoadRoles {
+        id: ContactId,
+    },
     /// Find up to `limit` contacts matching `query` (with a key older than `older_than_days`
     /// when set: unknown age counts as old) and mark them.
     MarkMatching {
@@ -287,6 +295,8 @@ pub struct App {
     pub undo: Option<UndoInfo>,
     /// Unix time of the frame being drawn; set by the loop (fixed in tests).
     pub now: i64,
+    /// Roles per contact, loaded when a new key is proposed for it.
+    pub roles: HashMap<ContactId, Option<Vec<crate::sanitize::SafeText>>>,
     /// Contacts marked for bulk rotation, with the key state seen when marked.
     pub marked: std::collections::BTreeMap<ContactId, Contact>,
     pub data_dir: std::path::PathBuf,
@@ -323,6 +333,7 @@ impl App {
             undo: None,
             now: 0,
             marked: std::collections::BTreeMap::new(),
+            roles: HashMap::new(),
             data_dir: options.data_dir,
             keys,
         };
@@ -402,6 +413,10 @@ impl App {
                 Vec::new()
             }
             Msg::Marked { result } => self.on_marked(result),
+            Msg::Roles { id, roles } => {
+                self.roles.insert(id, roles);
+                Vec::new()
+            }
             Msg::BulkProgress { done, total, last } => {
                 self.popup = Some(Popup::BulkRunning { done, total, last });
                 Vec::new()
@@ -698,11 +713,13 @@ impl App {
         let Some(contact) = self.writable_contact() else {
             return Vec::new();
         };
+        let id = contact.id;
         self.popup = match ApiKey::generate_from(self.keys.as_mut()) {
             Ok(key) => Some(Popup::NewKey { contact, key }),
             Err(e) => Some(error_popup("No key was made", e.to_string())),
         };
-        Vec::new()
+        // The confirm popup names the contact's roles: what the key will be able to do.
+        vec![Cmd::LoadRoles { id }]
     }
 
     fn open_revoke(&mut self) -> Vec<Cmd> {

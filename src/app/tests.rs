@@ -228,10 +228,16 @@ fn new_key_of(app: &App) -> String {
 fn generate_regenerate_confirm_assign() {
     let mut app = app_with(three(), true);
     act(&mut app, Action::Down); // Alan Turing, no key
+    let cmds = act(&mut app, Action::Rotate);
     assert!(
-        act(&mut app, Action::Rotate).is_empty(),
-        "showing a key writes nothing"
+        matches!(&cmds[..], [Cmd::LoadRoles { id: 2 }]),
+        "showing a key writes nothing; it only loads the roles"
     );
+    app.update(Msg::Roles {
+        id: 2,
+        roles: Some(vec![SafeText::new("administrator")]),
+    });
+    assert!(app.roles.contains_key(&2));
     let first = new_key_of(&app);
     assert_eq!(first.len(), 32);
     act(&mut app, Action::Regenerate);

@@ -180,6 +180,11 @@ impl Worker {
                     .map_err(|e| e.clone())
                     .and_then(|j| j.entries(contact, 500).map_err(|e| e.to_string())),
             },
+            Cmd::LoadRoles { id } => Msg::Roles {
+                id,
+                // A failure to read roles is shown as "cannot tell", never as "no roles".
+                roles: self.store.as_mut()?.roles(id).ok().flatten(),
+            },
             Cmd::MarkMatching {
                 query,
                 older_than_days,

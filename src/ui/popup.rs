@@ -82,6 +82,21 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                     None => Line::from("They have no key now."),
                 },
             ];
+            lines.push(Line::from(match app.roles.get(&contact.id) {
+                Some(Some(roles)) if roles.is_empty() => "Roles: none".to_string(),
+                Some(Some(roles)) => format!(
+                    "Roles: {}",
+                    crate::sanitize::truncate_to_width(
+                        &roles
+                            .iter()
+                            .map(|r| r.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        60
+                    )
+                ),
+                _ => "Roles: the store cannot tell".to_string(),
+            }));
             lines.extend(
                 warnings(contact)
                     .into_iter()

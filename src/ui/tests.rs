@@ -137,6 +137,10 @@ fn confirm_popup_80x24() {
     act(&mut app, Action::Down);
     act(&mut app, Action::Down);
     act(&mut app, Action::Rotate);
+    app.update(Msg::Roles {
+        id: 3,
+        roles: Some(vec![SafeText::new("api client"), SafeText::new("staff")]),
+    });
     act(&mut app, Action::Proceed);
     insta::assert_snapshot!(render(&mut app, 80, 24).backend());
 }
