@@ -97,7 +97,7 @@ impl App {
     pub(super) fn on_input_action(&mut self, action: Action) -> Vec<Cmd> {
         let marked = self.marked.len();
         match (self.popup.as_mut(), action) {
-            (Some(Popup::MarkOld { days }), Action::InputChar(c))
+            (Some(Popup::MarkOld { days, .. }), Action::InputChar(c))
                 if c.is_ascii_digit() && days.len() < 5 =>
             {
                 days.push(c)
@@ -106,7 +106,7 @@ impl App {
                 path.push(c)
             }
             (
-                Some(Popup::MarkOld { days: text } | Popup::BulkConfirm { path: text, .. }),
+                Some(Popup::MarkOld { days: text, .. } | Popup::BulkConfirm { path: text, .. }),
                 Action::InputBackspace,
             ) => {
                 text.pop();
@@ -117,10 +117,19 @@ impl App {
             (Some(Popup::BulkConfirm { scroll, .. }), Action::Up) => {
                 *scroll = scroll.saturating_sub(1)
             }
-            (Some(Popup::MarkOld { days }), Action::Proceed) => {
+            (Some(Popup::MarkOld { days, show }), Action::Proceed) => {
                 let days = days.parse::<u32>().unwrap_or(90);
+                let show = *show;
                 self.popup = None;
-                return self.mark_matching(Some(days));
+                if !show {
+                    return self.mark_matching(Some(days));
+                }
+                let cmd = match self.search(false).pop() {
+                    Some(Cmd::Search { seq, query, .. }) => Cmd::AgeFilter { seq, query, days },
+                    _ => return Vec::new(),
+                };
+                self.age_filter = Some(days);
+                return vec![cmd];
             }
             (Some(Popup::BulkConfirm { path, .. }), Action::Proceed) => {
                 let out = std::path::PathBuf::from(path.trim());

@@ -59,6 +59,7 @@ pub fn map(key: KeyEvent, mode: Mode) -> Option<Action> {
             KeyCode::Char(' ') => Some(Action::ToggleMark),
             KeyCode::Char('*') => Some(Action::MarkMatching),
             KeyCode::Char('o') => Some(Action::MarkOld),
+            KeyCode::Char('A') => Some(Action::AgeFilter),
             KeyCode::Char('R') => Some(Action::BulkRotate),
             KeyCode::Char('a') => Some(Action::Audit),
             KeyCode::Char('?') => Some(Action::Help),

@@ -48,6 +48,7 @@ pub enum Action {
     ToggleMark,
     MarkMatching,
     MarkOld,
+    AgeFilter,
     BulkRotate,
     InputChar(char),
     InputBackspace,
@@ -157,6 +158,13 @@ pub enum Cmd {
     LoadRoles {
         id: ContactId,
     },
+    /// List contacts (matching `query`) whose key is older than `days`, oldest first;
+    /// answered as a `Searched` with `seq`.
+    AgeFilter {
+        seq: u64,
+        query: Query,
+        days: u32,
+    },
     /// Find up to `limit` contacts matching `query` (with a key older than `older_than_days`
     /// when set: unknown age counts as old) and mark them.
     MarkMatching {
@@ -227,9 +235,11 @@ pub enum Popup {
         entries: Vec<Entry>,
         scroll: usize,
     },
-    /// "Mark contacts whose key is older than N days": N being typed.
+    /// "Contacts whose key is older than N days": N being typed. `show` lists them (oldest
+    /// first) instead of marking them.
     MarkOld {
         days: String,
+        show: bool,
     },
     /// The one confirm screen of a bulk rotation: the marked contacts and the out file.
     BulkConfirm {
@@ -295,6 +305,8 @@ pub struct App {
     pub undo: Option<UndoInfo>,
     /// Unix time of the frame being drawn; set by the loop (fixed in tests).
     pub now: i64,
+    /// Set while the list shows only keys older than this many days.
+    pub age_filter: Option<u32>,
     /// Roles per contact, loaded when a new key is proposed for it.
     pub roles: HashMap<ContactId, Option<Vec<crate::sanitize::SafeText>>>,
     /// Contacts marked for bulk rotation, with the key state seen when marked.
@@ -334,6 +346,7 @@ impl App {
             now: 0,
             marked: std::collections::BTreeMap::new(),
             roles: HashMap::new(),
+            age_filter: None,
             data_dir: options.data_dir,
             keys,
         };
@@ -517,7 +530,7 @@ impl App {
                 self.search_input = Some(self.filter.clone());
                 Vec::new()
             }
-            Action::Back if !self.filter.is_empty() => {
+            Action::Back if !self.filter.is_empty() || self.age_filter.is_some() => {
                 self.filter.clear();
                 self.search(false)
             }
@@ -535,10 +548,20 @@ impl App {
             Action::ToggleMark => self.toggle_mark(),
             Action::MarkMatching => self.mark_matching(None),
             Action::MarkOld => {
-                self.popup = Some(Popup::MarkOld { days: "90".into() });
+                self.popup = Some(Popup::MarkOld {
+                    days: "90".into(),
+                    show: false,
+                });
                 Vec::new()
             }
             Action::BulkRotate => self.open_bulk_confirm(),
+            Action::AgeFilter => {
+                self.popup = Some(Popup::MarkOld {
+                    days: "90".into(),
+                    show: true,
+                });
+                Vec::new()
+            }
             Action::Undo => match &self.undo {
                 Some(undo) => {
                     let contact = self
@@ -845,6 +868,7 @@ impl App {
             self.search_seq += 1;
             self.loading = true;
             self.loading_more = false;
+            self.age_filter = None;
         }
         vec![Cmd::Search {
             seq: self.search_seq,

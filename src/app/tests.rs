@@ -584,3 +584,33 @@ fn mark_old_keys_asks_for_days() {
         }]
     ));
 }
+
+#[test]
+fn key_age_view_lists_old_keys_and_esc_leaves_it() {
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::AgeFilter);
+    assert_eq!(app.mode(), Mode::Input);
+    let cmds = act(&mut app, Action::Proceed);
+    let [Cmd::AgeFilter { seq, days: 90, .. }] = cmds.as_slice() else {
+        panic!("Enter lists old keys")
+    };
+    assert_eq!(app.age_filter, Some(90));
+    let seq = *seq;
+    app.update(Msg::Searched {
+        seq,
+        append: false,
+        result: Ok(Page {
+            contacts: vec![contact(
+                3,
+                "Grace Hopper",
+                Some("ZzzzYyyyXxxxWwwwVvvvUuuuTttt0002"),
+            )],
+            next: None,
+        }),
+        history: Vec::new(),
+    });
+    assert_eq!(app.contacts.len(), 1);
+    let cmds = act(&mut app, Action::Back);
+    assert!(matches!(&cmds[..], [Cmd::Search { .. }]));
+    assert_eq!(app.age_filter, None);
+}

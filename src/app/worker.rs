@@ -49,6 +49,9 @@ struct Worker {
     stop: Arc<AtomicBool>,
 }
 
+/// The most contacts the key-age list shows.
+const MARK_LIMIT_FOR_AGE: usize = 1000;
+
 /// The most contacts "mark old keys" reads before it gives up (it filters as it reads).
 const MARK_SCAN_LIMIT: usize = 200_000;
 
@@ -185,6 +188,24 @@ impl Worker {
                 // A failure to read roles is shown as "cannot tell", never as "no roles".
                 roles: self.store.as_mut()?.roles(id).ok().flatten(),
             },
+            Cmd::AgeFilter { seq, query, days } => {
+                let result = self
+                    .old_keys(query, days, MARK_LIMIT_FOR_AGE)
+                    .map(|contacts| Page {
+                        contacts,
+                        next: None,
+                    });
+                let history = match &result {
+                    Ok(page) => self.history_for(page),
+                    Err(_) => Vec::new(),
+                };
+                Msg::Searched {
+                    seq,
+                    append: false,
+                    result,
+                    history,
+                }
+            }
             Cmd::MarkMatching {
                 query,
                 older_than_days,
@@ -281,6 +302,26 @@ impl Worker {
                 _ => return Ok(found),
             }
         }
+    }
+
+    /// Contacts with a key older than `days` (unknown age counts as oldest), oldest first.
+    fn old_keys(
+        &mut self,
+        query: crate::store::Query,
+        days: u32,
+        limit: usize,
+    ) -> Result<Vec<Contact>, String> {
+        let mut found = self.mark_matching(query, Some(days), limit)?;
+        let age = |c: &Contact| {
+            self.journal
+                .as_ref()
+                .ok()
+                .and_then(|j| j.last_set(c.id).ok().flatten())
+                .map(|(t, _)| t)
+        };
+        // None (never set by civikey) sorts before every time: the oldest.
+        found.sort_by_cached_key(|c| age(c));
+        Ok(found)
     }
 
     fn bulk_rotate(

@@ -11,18 +11,29 @@ use crate::bulk::BulkOutcome;
 
 pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     match &app.popup {
-        Some(Popup::MarkOld { days }) => {
+        Some(Popup::MarkOld { days, show }) => {
             let rect = super::popup::centered(area, 64, 7);
+            let (verb, title) = if *show {
+                ("List", " Keys by age ")
+            } else {
+                ("Mark", " Mark old keys ")
+            };
             let lines = vec![
-                Line::from("Mark contacts (matching the search) whose key is older than"),
+                Line::from(format!(
+                    "{verb} contacts (matching the search) whose key is older than"
+                )),
                 Line::from(vec![
                     Span::styled(format!("{days}▏"), theme.key()),
                     Span::raw(" days"),
                 ]),
                 Line::from("Keys civikey never set count as old: their age is unknown."),
-                Line::from("Enter: mark · Esc: cancel"),
+                Line::from(if *show {
+                    "Enter: list them, oldest first · Esc: cancel"
+                } else {
+                    "Enter: mark · Esc: cancel"
+                }),
             ];
-            boxed(frame, rect, " Mark old keys ", lines, theme);
+            boxed(frame, rect, title, lines, theme);
         }
         Some(Popup::BulkConfirm { path, scroll }) => {
             let rect = Rect {

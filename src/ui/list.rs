@@ -13,7 +13,8 @@ pub const DETAIL_HEIGHT: u16 = 7;
 
 const ID_W: u16 = 7;
 const TYPE_W: u16 = 5;
-const KEY_W: u16 = 9;
+/// `••••3xQz 12d`: the masked key and, when civikey set it, its age.
+const KEY_W: u16 = 13;
 const CMS_W: u16 = 3;
 const MARK_W: u16 = 2;
 
@@ -95,7 +96,12 @@ pub fn draw_table(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                         .map(|e| e.truncated(usize::from(email_w)))
                         .unwrap_or_default(),
                 ),
-                Cell::from(key_status(c)),
+                Cell::from(match (&c.key, app.key_sets.get(&c.id)) {
+                    (Some(k), Some(set)) => {
+                        format!("{} {}", k.masked(), super::format_age(app.now, set.time))
+                    }
+                    _ => key_status(c),
+                }),
                 Cell::from(cms_status(c.cms)),
             ]);
             if selected {

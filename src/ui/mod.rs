@@ -70,7 +70,11 @@ fn draw_header(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         } else {
             format!(" · {} marked", app.marked.len())
         };
-        format!("{}{more} shown{marked}", app.contacts.len())
+        let age = app
+            .age_filter
+            .map(|d| format!(" · keys older than {d}d"))
+            .unwrap_or_default();
+        format!("{}{more} shown{age}{marked}", app.contacts.len())
     };
     let left = format!(" civikey │ {store}");
     let right = format!("{count} ");
