@@ -45,7 +45,11 @@ fn warnings(contact: &Contact) -> Vec<String> {
 pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     let Some(popup) = &app.popup else { return };
     let (title, lines, height): (String, Vec<Line>, u16) = match popup {
-        Popup::Help => ("Help".into(), help_lines(theme), 24),
+        Popup::Help => {
+            let lines = help_lines(theme);
+            let h = lines.len() as u16 + 2;
+            ("Help".into(), lines, h)
+        }
         Popup::NewKey { contact, key } => (
             "New key".into(),
             vec![
@@ -222,6 +226,7 @@ fn help_lines(theme: &Theme) -> Vec<Line<'static>> {
         ("u", "undo the last change (10 minutes)"),
         ("space / * / o", "mark one / all matching / old keys"),
         ("R", "rotate the marked contacts (keys to a file)"),
+        ("A", "list keys older than N days, oldest first"),
         ("a", "audit journal (f: this contact / all)"),
         ("c (new key shown)", "copy the key by OSC 52"),
         ("?", "this help"),
