@@ -649,3 +649,36 @@ fn seeding_and_paging_at_scale() {
     eprintln!("three searches over {n} contacts in {elapsed:?}");
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
 }
+
+#[test]
+fn standalone_roles_are_read_when_the_tables_exist() {
+    let Some(f) = fixture() else { return };
+    let mut s = f.store();
+    assert_eq!(
+        s.roles(1).unwrap(),
+        None,
+        "no role tables: the CMS holds roles, the store cannot tell"
+    );
+    let mut admin = f.admin();
+    admin
+        .query_drop(
+            "CREATE TABLE civicrm_role (id int unsigned AUTO_INCREMENT PRIMARY KEY, name varchar(64) NOT NULL,
+                 label varchar(128), permissions text, is_active tinyint DEFAULT 1);
+             CREATE TABLE civicrm_user_role (id int unsigned AUTO_INCREMENT PRIMARY KEY,
+                 user_id int unsigned NOT NULL, role_id int unsigned NOT NULL);
+             INSERT INTO civicrm_role (id, name, label) VALUES (1, 'admin', 'Administrator'), (2, 'staff', NULL);
+             INSERT INTO civicrm_user_role (user_id, role_id) VALUES (11, 1), (11, 2);",
+        )
+        .unwrap();
+    let mut s = f.store();
+    let roles = s.roles(1).unwrap().expect("a Standalone site can tell");
+    assert_eq!(
+        roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        vec!["Administrator", "staff"]
+    );
+    assert_eq!(
+        s.roles(3).unwrap(),
+        Some(Vec::new()),
+        "no CMS user, no roles"
+    );
+}

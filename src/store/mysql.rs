@@ -162,8 +162,12 @@ struct Tables {
     contact: String,
     email: String,
     uf: String,
-    /// The unquoted contact table name, for information_schema.
+    /// A Standalone site's roles (absent elsewhere).
+    role: String,
+    user_role: String,
+    /// The unquoted table names, for information_schema.
     contact_name: String,
+    user_role_name: String,
 }
 
 impl Tables {
@@ -173,7 +177,10 @@ impl Tables {
             contact: format!("`{prefix}civicrm_contact`"),
             email: format!("`{prefix}civicrm_email`"),
             uf: format!("`{prefix}civicrm_uf_match`"),
+            role: format!("`{prefix}civicrm_role`"),
+            user_role: format!("`{prefix}civicrm_user_role`"),
             contact_name: format!("{prefix}civicrm_contact"),
+            user_role_name: format!("{prefix}civicrm_user_role"),
         })
     }
 
@@ -414,6 +421,8 @@ pub struct MysqlStore {
     tables: Tables,
     key_capacity: usize,
     keys_case_insensitive: bool,
+    /// Whether this is a Standalone site with civicrm_user_role (checked once).
+    has_roles: Option<bool>,
 }
 
 impl MysqlStore {
@@ -455,6 +464,7 @@ impl MysqlStore {
             tables,
             key_capacity: usize::try_from(capacity).unwrap_or(usize::MAX),
             keys_case_insensitive: collation_is_case_insensitive(collation.as_deref()),
+            has_roles: None,
         };
         Ok(store)
     }
@@ -688,6 +698,39 @@ impl ContactStore for MysqlStore {
         let row = row.ok_or(StoreError::NotFound(id))?;
         row_to_contact(&row)
             .map(|(contact, _)| contact)
+            .map_err(|e| StoreError::bad_data(format!("{}: {e}", self.location)))
+    }
+
+    /// On a Standalone site, the role labels of the contact's user; elsewhere the CMS holds
+    /// the roles and this store cannot tell.
+    fn roles(&mut self, id: ContactId) -> Result<Option<Vec<SafeText>>, StoreError> {
+        if self.has_roles.is_none() {
+            let name = self.tables.user_role_name.clone();
+            let found: Option<Row> = self.run(Phase::Read, |c| {
+                c.exec_first(
+                    "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
+                    (name,),
+                )
+            })?;
+            self.has_roles = Some(found.is_some());
+        }
+        if self.has_roles != Some(true) {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT COALESCE(r.label, r.name) FROM {uf} u
+               JOIN {ur} ur ON ur.user_id = u.uf_id
+               JOIN {r} r ON r.id = ur.role_id
+              WHERE u.contact_id = ? ORDER BY r.name",
+            uf = self.tables.uf,
+            ur = self.tables.user_role,
+            r = self.tables.role
+        );
+        let rows: Vec<Row> = self.run(Phase::Read, |c| c.exec(sql, (id,)))?;
+        rows.iter()
+            .map(|row| text(row, 0).map(|t| SafeText::new(&t.unwrap_or_default())))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
             .map_err(|e| StoreError::bad_data(format!("{}: {e}", self.location)))
     }
 
