@@ -343,3 +343,62 @@ fn cv_printing_garbage_exits_1() {
     }
     assert_eq!(fs::read(&data).unwrap(), before);
 }
+
+/// A site that redirects (a moved site, or a hostile one) gets no second request: the
+/// credentials are never resent to the address it names, and the operator is told the fix.
+#[test]
+fn a_redirect_is_not_followed_and_credentials_stay_home() {
+    use civikey::store::rest::RestStore;
+    use civikey::store::spec::{RestOptions, Secret};
+    use civikey::store::{ContactStore, StoreError};
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let elsewhere = TcpListener::bind("127.0.0.1:0").unwrap();
+    let elsewhere_url = format!("http://{}/steal", elsewhere.local_addr().unwrap());
+    elsewhere.set_nonblocking(true).unwrap();
+    let site = TcpListener::bind("127.0.0.1:0").unwrap();
+    let site_url = format!("http://{}", site.local_addr().unwrap());
+    let requests = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&requests);
+    std::thread::spawn(move || {
+        for stream in site.incoming() {
+            let Ok(mut stream) = stream else { return };
+            seen.fetch_add(1, Ordering::SeqCst);
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let _ = write!(
+                stream,
+                "HTTP/1.1 302 Found\r\nLocation: {elsewhere_url}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    let mut store = RestStore::connect(&RestOptions {
+        base_url: site_url,
+        api_key: ApiKey::from_store(ADMIN_KEY.into()),
+        site_key: Some(Secret::new(SITE_KEY.into())),
+        timeout: Duration::from_secs(10),
+    })
+    .unwrap();
+    let err = store.contact(1).unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("redirected (HTTP 302)"), "{text}");
+    assert!(text.contains("/steal"), "names where it pointed: {text}");
+    assert!(
+        !text.contains(ADMIN_KEY) && !text.contains(SITE_KEY),
+        "{text}"
+    );
+    assert!(requests.load(Ordering::SeqCst) >= 1);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        elsewhere.accept().is_err(),
+        "the redirect target was contacted"
+    );
+}

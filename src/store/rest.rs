@@ -310,7 +310,7 @@ fn judge_answer(
                 Call::Write => unknown_after_ok(&why),
             });
         }
-        return match parse_reply(&bytes, &content_type) {
+        return match parse_reply(bytes, content_type) {
             Ok(reply) => match reply.error_message() {
                 // API v4 reports errors by status, but a proxy or an old version may not.
                 Some(message) => Err(StoreError::bad_data(format!(
@@ -326,13 +326,13 @@ fn judge_answer(
         };
     }
 
-    let json_message = serde_json::from_slice::<Value>(&bytes)
+    let json_message = serde_json::from_slice::<Value>(bytes)
         .ok()
         .map(Reply)
         .and_then(|r| r.error_message());
     let message = match &json_message {
         Some(m) => redact(m),
-        None if content_type.starts_with("text/plain") => redact(&String::from_utf8_lossy(&bytes)),
+        None if content_type.starts_with("text/plain") => redact(&String::from_utf8_lossy(bytes)),
         None => String::new(),
     };
     let detail = if message.is_empty() {
@@ -366,7 +366,7 @@ fn judge_answer(
         300..=399 => StoreError::invalid(format!(
             "{url} redirected (HTTP {status}) to {}; civikey does not resend credentials \
              to another address: set the profile's address to the site's final https URL",
-            location.as_deref().unwrap_or("an unnamed location")
+            location.unwrap_or("an unnamed location")
         )),
         // CiviCRM's own exception handler answered: the API call failed and its
         // transaction was rolled back, so even an update did not apply.
