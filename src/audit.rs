@@ -346,24 +346,29 @@ impl Journal {
                   ORDER BY id DESC LIMIT ?2",
             )
             .map_err(AuditError::from_sql)?;
-        let short = |fp: Option<String>| fp.map(|f| f.chars().take(8).collect::<String>());
+        // civikey writes only safe text, but the file is read back as untrusted: anyone who
+        // can write it (the owner's other programs, a restored backup) could plant escape
+        // sequences, and every field here reaches the screen, stdout and --json.
+        let safe = |text: String| SafeText::new(&text).to_string();
+        let safe_opt = |text: Option<String>| text.map(safe);
+        let short = |fp: Option<String>| fp.map(|f| safe(f.chars().take(8).collect::<String>()));
         let rows = stmt
             .query_map(params![contact.map(|c| c as i64), limit as i64], |r| {
                 Ok(Entry {
                     id: r.get(0)?,
                     time: r.get(1)?,
-                    operator: r.get(2)?,
-                    ssh_client: r.get(3)?,
-                    store: r.get(4)?,
-                    profile: r.get(5)?,
+                    operator: safe(r.get(2)?),
+                    ssh_client: safe_opt(r.get(3)?),
+                    store: safe(r.get(4)?),
+                    profile: safe_opt(r.get(5)?),
                     contact_id: r.get::<_, i64>(6)? as ContactId,
-                    contact_name: r.get(7)?,
-                    action: r.get(8)?,
+                    contact_name: safe(r.get(7)?),
+                    action: safe(r.get(8)?),
                     old_fingerprint: short(r.get(9)?),
                     new_fingerprint: short(r.get(10)?),
-                    outcome: r.get(11)?,
-                    error: r.get(12)?,
-                    reconciled: r.get(13)?,
+                    outcome: safe_opt(r.get(11)?),
+                    error: safe_opt(r.get(12)?),
+                    reconciled: safe_opt(r.get(13)?),
                 })
             })
             .map_err(AuditError::from_sql)?
@@ -381,7 +386,13 @@ impl Journal {
                     AND (outcome = 'done' OR reconciled = 'applied')
                   ORDER BY id DESC LIMIT 1",
                 params![self.actor.store, contact_id as i64],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                // Read back as untrusted, like `entries`: the operator name reaches the screen.
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        SafeText::new(&r.get::<_, String>(1)?).to_string(),
+                    ))
+                },
             )
             .optional()
             .map_err(AuditError::from_sql)

@@ -4,7 +4,7 @@
 //! reaches stdout only from a command whose job is to print it. No command takes a key
 //! or a password as an argument.
 
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::io::{self, BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -15,6 +15,93 @@ use crate::key::{ApiKey, OsKeySource, KEY_LEN, MIN_MANUAL_LEN};
 use crate::rotation::{self, Expectation, NewKey, RotationError};
 use crate::sanitize::SafeText;
 use crate::store::{CmsLink, Contact, ContactId, ContactStore, Query, StoreError};
+
+/// The only code that writes to stdout and stderr outside the TUI (which has its own, in
+/// `terminal.rs`). clippy.toml forbids `print!`, `println!`, `eprint!`, `eprintln!`, `dbg!`,
+/// `io::stdout` and `io::stderr` everywhere else in the library and the binary, so no text can
+/// reach the operator's terminal around the sanitizer.
+pub mod out {
+    #![allow(clippy::disallowed_methods)]
+
+    use std::fmt::Display;
+    use std::io::{self, IsTerminal, Write};
+
+    use crate::sanitize::SafeText;
+
+    /// One line of data on stdout. The whole line passes the sanitizer, so nothing that went
+    /// into it (a name from a store, a journal field, a path) can act on the terminal; text
+    /// that is already SafeText comes out unchanged.
+    pub fn line(text: impl Display) -> io::Result<()> {
+        let text = SafeText::new(&text.to_string());
+        writeln!(io::stdout().lock(), "{text}")
+    }
+
+    /// A message for the operator on stderr, sanitized like [`line`]. A failure to write to
+    /// stderr is ignored: there is nowhere left to report it.
+    pub fn note(text: impl Display) {
+        let text = SafeText::new(&text.to_string());
+        let _ = writeln!(io::stderr().lock(), "{text}");
+    }
+
+    /// Progress that overwrites itself on stderr: a carriage return, then the sanitized text;
+    /// the `last` one ends the line.
+    pub fn progress(text: impl Display, last: bool) {
+        let text = SafeText::new(&text.to_string());
+        let mut err = io::stderr().lock();
+        let _ = write!(err, "\r{text}{}", if last { "\n" } else { "" });
+        let _ = err.flush();
+    }
+
+    /// A clap message (usage error, --help, --version): to stderr or stdout as clap says,
+    /// each line sanitized, because a usage error quotes the arguments it was given.
+    pub fn clap_message(e: &clap::Error) {
+        let text = e.render().to_string();
+        for text in text.lines() {
+            if e.use_stderr() {
+                note(text);
+            } else if line(text).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// A question on stderr, sanitized, without a newline, flushed before the answer is read.
+    pub fn ask(text: impl Display) -> io::Result<()> {
+        let text = SafeText::new(&text.to_string());
+        let mut err = io::stderr().lock();
+        write!(err, "{text} ")?;
+        err.flush()
+    }
+
+    /// A line holding a key on stdout (the key alone, or a JSON document with it). It is not
+    /// copied into a SafeText, whose copy of the key would not be wiped; keys are
+    /// `[A-Za-z0-9]` (generated, or validated on entry), so the line is checked instead and
+    /// refused if anything but printable ASCII slipped in.
+    pub fn secret_line(text: &str) -> io::Result<()> {
+        if !text.chars().all(|c| c == ' ' || c.is_ascii_graphic()) {
+            return Err(io::Error::other(
+                "refused to print a key line holding characters other than printable ASCII",
+            ));
+        }
+        writeln!(io::stdout().lock(), "{text}")
+    }
+
+    /// Documents civikey generates from its own definitions (shell completions, the man page):
+    /// trusted text, written as is.
+    pub fn generated(bytes: &[u8]) -> io::Result<()> {
+        io::stdout().lock().write_all(bytes)
+    }
+
+    /// Whether a question on stderr reaches a person.
+    pub fn stderr_is_terminal() -> bool {
+        io::stderr().is_terminal()
+    }
+
+    /// Whether stdout is a terminal (the TUI needs one).
+    pub fn stdout_is_terminal() -> bool {
+        io::stdout().is_terminal()
+    }
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -201,7 +288,7 @@ pub fn report(result: Result<(), Failure>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(f) => {
-            eprintln!("civikey: {}", f.message);
+            out::note(format_args!("civikey: {}", f.message));
             ExitCode::from(f.code)
         }
     }
@@ -217,8 +304,7 @@ pub fn generate(length: usize) -> Result<(), Failure> {
         ));
     }
     let key = ApiKey::generate().map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
-    let mut out = io::stdout().lock();
-    writeln!(out, "{}", &key.expose()[..length])?;
+    out::secret_line(&key.expose()[..length])?;
     Ok(())
 }
 
@@ -273,19 +359,18 @@ pub fn list(
     let mut query = Query::new(search.unwrap_or(""), limit.clamp(1, 1000));
     query.include_deleted = !no_deleted;
     let page = store.search(&query)?;
-    let mut out = io::stdout().lock();
     if json {
         let items: Vec<_> = page.contacts.iter().map(contact_json).collect();
-        writeln!(out, "{}", serde_json::Value::Array(items))?;
+        out::line(serde_json::Value::Array(items))?;
     } else {
         for c in &page.contacts {
-            writeln!(out, "{}", contact_line(c))?;
+            out::line(contact_line(c))?;
         }
         if page.next.is_some() {
-            eprintln!(
+            out::note(format_args!(
                 "(more than {} contacts match; use --limit or a narrower --search)",
                 page.contacts.len()
-            );
+            ));
         }
     }
     Ok(())
@@ -293,25 +378,23 @@ pub fn list(
 
 pub fn show(store: &mut dyn ContactStore, id: ContactId, json: bool) -> Result<(), Failure> {
     let c = store.contact(id)?;
-    let mut out = io::stdout().lock();
     if json {
-        writeln!(out, "{}", contact_json(&c))?;
+        out::line(contact_json(&c))?;
     } else {
-        writeln!(out, "{}", contact_line(&c))?;
+        out::line(contact_line(&c))?;
     }
     Ok(())
 }
 
 /// Asks on the terminal; refuses when there is no terminal to ask on.
 fn confirm(question: &str) -> Result<(), Failure> {
-    if !io::stdin().is_terminal() || !io::stderr().is_terminal() {
+    if !io::stdin().is_terminal() || !out::stderr_is_terminal() {
         return Err(Failure::new(
             exit::REFUSED,
             "not on a terminal, so no one can confirm: add --yes to proceed",
         ));
     }
-    eprint!("{question} [y/N] ");
-    io::stderr().flush()?;
+    out::ask(format_args!("{question} [y/N]"))?;
     let mut answer = String::new();
     io::stdin().lock().read_line(&mut answer)?;
     if matches!(answer.trim(), "y" | "Y" | "yes") {
@@ -378,7 +461,6 @@ pub fn rotate(
         &expectation,
         NewKey::Generated(new),
     )?;
-    let mut out = io::stdout().lock();
     if json {
         let doc = zeroize::Zeroizing::new(
             serde_json::json!({
@@ -388,13 +470,16 @@ pub fn rotate(
             })
             .to_string(),
         );
-        writeln!(out, "{}", doc.as_str())?;
+        out::secret_line(doc.as_str())?;
     } else {
-        writeln!(out, "{}", done.key.expose())?;
+        out::secret_line(done.key.expose())?;
     }
-    eprintln!("civikey: assigned a new key to {}", describe(&done.contact));
+    out::note(format_args!(
+        "civikey: assigned a new key to {}",
+        describe(&done.contact)
+    ));
     if let Some(w) = done.audit_warning {
-        eprintln!("civikey: warning: {w}");
+        out::note(format_args!("civikey: warning: {w}"));
     }
     Ok(())
 }
@@ -439,13 +524,13 @@ pub fn assign(
         &Expectation::Seen(contact.key.clone()),
         NewKey::Given(key),
     )?;
-    eprintln!(
+    out::note(format_args!(
         "civikey: assigned the given key (fingerprint {}) to {}",
         journal.short_fingerprint(&done.key),
         describe(&done.contact)
-    );
+    ));
     if let Some(w) = done.audit_warning {
-        eprintln!("civikey: warning: {w}");
+        out::note(format_args!("civikey: warning: {w}"));
     }
     Ok(())
 }
@@ -459,11 +544,10 @@ pub fn audit(
     let entries = journal
         .entries(contact, limit.clamp(1, 100_000))
         .map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
-    let mut out = io::stdout().lock();
     if json {
         let doc = serde_json::to_string(&entries)
             .map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
-        writeln!(out, "{doc}")?;
+        out::line(doc)?;
         return Ok(());
     }
     for e in &entries {
@@ -472,8 +556,7 @@ pub fn audit(
             (Some(o), None) => o.clone(),
             (None, None) => "in-flight".into(),
         };
-        writeln!(
-            out,
+        out::line(format_args!(
             "{}  {:<10} {:<15} {:>8}  {:<24} {:<6} {}->{}  {}{}",
             crate::ui::format_time(e.time),
             SafeText::new(&e.operator).truncated(10),
@@ -488,7 +571,7 @@ pub fn audit(
                 .as_deref()
                 .map(|err| format!("  ({})", SafeText::new(err)))
                 .unwrap_or_default(),
-        )?;
+        ))?;
     }
     Ok(())
 }
@@ -501,10 +584,10 @@ pub fn revoke(
 ) -> Result<(), Failure> {
     let contact = store.contact(id)?;
     let Some(current) = &contact.key else {
-        eprintln!(
+        out::note(format_args!(
             "civikey: {} has no key; nothing to revoke",
             describe(&contact)
-        );
+        ));
         return Ok(());
     };
     if !yes {
@@ -515,13 +598,15 @@ pub fn revoke(
         ))?;
     }
     rotation::revoke(store, journal, id, &Expectation::Seen(contact.key.clone()))?;
-    eprintln!("civikey: revoked the key of {}", describe(&contact));
+    out::note(format_args!(
+        "civikey: revoked the key of {}",
+        describe(&contact)
+    ));
     Ok(())
 }
 
 pub fn profiles(config: Option<&crate::config::Config>, json: bool) -> Result<(), Failure> {
     let summaries = config.map(|c| c.summaries()).unwrap_or_default();
-    let mut out = io::stdout().lock();
     if json {
         let items: Vec<_> = summaries
             .iter()
@@ -540,11 +625,11 @@ pub fn profiles(config: Option<&crate::config::Config>, json: bool) -> Result<()
                 })
             })
             .collect();
-        writeln!(out, "{}", serde_json::Value::Array(items))?;
+        out::line(serde_json::Value::Array(items))?;
         return Ok(());
     }
     if summaries.is_empty() {
-        eprintln!("civikey: no profiles (no config file, or it defines none); see assets/config.example.toml");
+        out::note("civikey: no profiles (no config file, or it defines none); see assets/config.example.toml");
     }
     for p in &summaries {
         let secrets: Vec<String> = p
@@ -552,8 +637,7 @@ pub fn profiles(config: Option<&crate::config::Config>, json: bool) -> Result<()
             .iter()
             .map(|(what, from)| format!("{what} from {from}"))
             .collect();
-        writeln!(
-            out,
+        out::line(format_args!(
             "{}{:<16} {:<13} {}{}",
             if p.is_default { "* " } else { "  " },
             p.name.as_str(),
@@ -564,7 +648,7 @@ pub fn profiles(config: Option<&crate::config::Config>, json: bool) -> Result<()
             } else {
                 format!("  ({})", secrets.join(", "))
             }
-        )?;
+        ))?;
     }
     Ok(())
 }
@@ -631,12 +715,12 @@ pub fn rotate_bulk(
                 crate::bulk::BulkOutcome::Failed(e) => format!(": {e}"),
                 _ => String::new(),
             };
-            eprintln!(
+            out::note(format_args!(
                 "[{i}/{n}] contact {} {}: {}{detail}",
                 r.id,
                 r.name.truncated(40),
                 r.outcome.label()
-            );
+            ));
         },
     );
     let count = |label: &str| {
@@ -651,10 +735,10 @@ pub fn rotate_bulk(
         count("failed"),
         count("skipped"),
     );
-    eprintln!(
+    out::note(format_args!(
         "civikey: {done} rotated (keys in {}), {conflict} conflict, {failed} failed, {skipped} not attempted",
         out_path.display()
-    );
+    ));
     if skipped > 0 {
         Err(Failure::new(
             exit::ERROR,
@@ -680,12 +764,14 @@ pub fn completions(shell: clap_complete::Shell) -> Result<(), Failure> {
     // Into a buffer first: clap_complete panics on a write error (e.g. `| head`).
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut cmd, "civikey", &mut script);
-    io::stdout().lock().write_all(&script)?;
+    out::generated(&script)?;
     Ok(())
 }
 
 pub fn man() -> Result<(), Failure> {
     let cmd = <Cli as clap::CommandFactory>::command();
-    clap_mangen::Man::new(cmd).render(&mut io::stdout())?;
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd).render(&mut page)?;
+    out::generated(&page)?;
     Ok(())
 }

@@ -20,8 +20,13 @@ pub fn refuse_if_exposed(path: &Path, meta: &fs::Metadata) -> Result<(), String>
     Ok(())
 }
 
-/// Whether this process may write `path` (access(2), so it honours root and ACLs).
+/// Whether this process may write `path`: access(2), which honours ACLs, and at least one
+/// write bit in the mode, because access(2) lets root write anything: a file made read-only
+/// (`chmod 400`) is meant to be only read, by root too.
 pub fn is_writable(path: &Path) -> bool {
+    if fs::metadata(path).map_or(true, |m| m.mode() & 0o222 == 0) {
+        return false;
+    }
     let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
         return false;
     };

@@ -22,13 +22,13 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::Path;
 use std::rc::Rc;
 
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
-use crate::cli::{exit, Failure};
+use crate::cli::{exit, out, Failure};
 use crate::sanitize::SafeText;
 use crate::store::spec::StoreSpec;
 use crate::store::sqlite::{sql_err, SqliteStore};
@@ -829,7 +829,7 @@ pub fn command(spec: &StoreSpec, file: &Path, json: bool) -> Result<(), Failure>
         SqliteStore::open_with(path, *read_only)?
     };
     let result = import_csv(&mut store, input, &mut |rows| {
-        eprintln!("civikey: import: {rows} rows read");
+        out::note(format_args!("civikey: import: {rows} rows read"));
     });
     drop(store);
     let report = match result {
@@ -854,16 +854,15 @@ pub fn command(spec: &StoreSpec, file: &Path, json: bool) -> Result<(), Failure>
     if json {
         let mut doc = report.to_json();
         doc["store_created"] = created.into();
-        writeln!(io::stdout().lock(), "{doc}")?;
+        out::line(doc)?;
     } else {
         let location = SafeText::new(&format!("sqlite:{}", path.display()));
-        let mut err = io::stderr().lock();
-        writeln!(err, "civikey: imported {shown} into {location}")?;
+        out::note(format_args!("civikey: imported {shown} into {location}"));
         if created {
-            writeln!(err, "civikey: (a new, empty store was created first)")?;
+            out::note("civikey: (a new, empty store was created first)");
         }
         for line in report.to_string().lines() {
-            writeln!(err, "civikey: {line}")?;
+            out::note(format_args!("civikey: {line}"));
         }
     }
     Ok(())

@@ -2,6 +2,12 @@
 //!
 //! The binary is a thin shell over this library; the tests use it directly.
 
+// Raw printing is forbidden here (clippy.toml lists the macros and methods): every byte for
+// stdout or stderr goes through `cli::out`, which sanitizes, or through the TUI in
+// `terminal.rs`. Cargo.toml turns these lints off for test programs, which print their own
+// diagnostics.
+#![warn(clippy::disallowed_macros, clippy::disallowed_methods)]
+
 pub mod app;
 pub mod audit;
 pub mod bulk;

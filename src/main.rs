@@ -1,5 +1,9 @@
 //! Thin: parse args, resolve the store, run the TUI or a command.
 
+// Output goes through civikey::cli::out (sanitized) or the TUI; clippy.toml lists what is
+// forbidden, Cargo.toml leaves test programs free to print their own diagnostics.
+#![warn(clippy::disallowed_macros, clippy::disallowed_methods)]
+
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
@@ -24,7 +28,7 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let _ = e.print();
+            cli::out::clap_message(&e);
             return ExitCode::from(if e.use_stderr() {
                 exit::USAGE
             } else {
@@ -144,11 +148,17 @@ fn create_sample_store(path: &Path) -> Result<(), Failure> {
     let contacts = civikey::seed::sample_contacts().map_err(|e| Failure::new(exit::ERROR, e))?;
     let total = contacts.len();
     SqliteStore::create(path, contacts, &mut |done| {
-        eprint!("\rcivikey: writing sample contacts {done}/{total}");
+        cli::out::progress(
+            format_args!("civikey: writing sample contacts {done}/{total}"),
+            false,
+        );
     })?;
-    eprintln!(
-        "\rcivikey: created {} with {total} sample contacts",
-        path.display()
+    cli::out::progress(
+        format_args!(
+            "civikey: created {} with {total} sample contacts",
+            path.display()
+        ),
+        true,
     );
     Ok(())
 }
@@ -184,7 +194,7 @@ fn seed(spec: &StoreSpec, sample: bool) -> Result<(), Failure> {
 }
 
 fn run_tui(spec: StoreSpec, journal: JournalSetup) -> Result<(), Failure> {
-    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+    if !cli::out::stdout_is_terminal() || !std::io::stdin().is_terminal() {
         return Err(Failure::new(
             exit::USAGE,
             "the interactive screen needs a terminal; for scripts use a command (civikey --help)",

@@ -37,7 +37,7 @@ impl SafeText {
 
     /// Display width in terminal columns.
     pub fn width(&self) -> usize {
-        self.0.chars().map(|c| c.width().unwrap_or(0)).sum()
+        unicode_width::UnicodeWidthStr::width(self.0.as_str())
     }
 
     /// The text cut to at most `max` columns, ending in an ellipsis when cut.
@@ -83,7 +83,8 @@ fn push_inert(out: &mut String, c: char) {
 
 /// Cuts already-safe text to `max` columns, ending in `…` when anything was cut.
 pub fn truncate_to_width(text: &str, max: usize) -> String {
-    let total: usize = text.chars().map(|c| c.width().unwrap_or(0)).sum();
+    // Whole-string width: it knows sequences (an emoji with VS16 takes two columns).
+    let total = unicode_width::UnicodeWidthStr::width(text);
     if total <= max {
         return text.to_string();
     }

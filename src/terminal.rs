@@ -34,13 +34,21 @@ const HANGUP_GRACE: Duration = Duration::from_millis(1500);
 /// How long a normal quit waits for a store call in flight.
 const QUIT_GRACE: Duration = Duration::from_secs(15);
 
+/// The TUI's only way to the terminal: ratatui frames (drawn from SafeText; ratatui also drops
+/// control characters), mode switches, and the OSC 52 copy the operator asked for. Everything
+/// else civikey prints goes through `cli::out`.
+#[allow(clippy::disallowed_methods)]
+fn tty() -> io::Stdout {
+    io::stdout()
+}
+
 fn restore() {
     if !TERMINAL_ACTIVE.swap(false, Ordering::SeqCst) {
         return;
     }
     let _ = terminal::disable_raw_mode();
     if !TERMINAL_GONE.load(Ordering::SeqCst) {
-        let _ = execute!(io::stdout(), LeaveAlternateScreen, cursor::Show);
+        let _ = execute!(tty(), LeaveAlternateScreen, cursor::Show);
     }
 }
 
@@ -52,7 +60,7 @@ impl TerminalGuard {
         terminal::enable_raw_mode()?;
         TERMINAL_ACTIVE.store(true, Ordering::SeqCst);
         let guard = TerminalGuard(());
-        execute!(io::stdout(), EnterAlternateScreen, cursor::Hide)?;
+        execute!(tty(), EnterAlternateScreen, cursor::Hide)?;
         Ok(guard)
     }
 }
@@ -109,7 +117,7 @@ pub fn run(
     spawn_signal_thread(events_tx.clone())?;
 
     let guard = TerminalGuard::enter()?;
-    let mut term = Terminal::new(CrosstermBackend::new(io::stdout()))?;
+    let mut term = Terminal::new(CrosstermBackend::new(tty()))?;
     let size = term.size()?;
     app.update(Msg::Resize {
         width: size.width,
@@ -169,7 +177,7 @@ pub fn run(
                 match cmd {
                     Cmd::CopyToClipboard(key) => {
                         let seq = crate::clipboard::osc52(&key);
-                        let mut out = io::stdout();
+                        let mut out = tty();
                         out.write_all(seq.as_bytes())?;
                         out.flush()?;
                     }
@@ -217,9 +225,9 @@ fn draw(term: &mut Terminal<CrosstermBackend<io::Stdout>>, app: &App) -> io::Res
         return Ok(());
     }
     // Synchronized updates: terminals that know them show the frame at once, no tearing.
-    execute!(io::stdout(), BeginSynchronizedUpdate)?;
+    execute!(tty(), BeginSynchronizedUpdate)?;
     term.draw(|frame| crate::ui::draw(app, frame))?;
-    execute!(io::stdout(), EndSynchronizedUpdate)
+    execute!(tty(), EndSynchronizedUpdate)
 }
 
 fn forward(results: Receiver<Msg>, events: Sender<Event>) -> io::Result<()> {

@@ -171,113 +171,26 @@ impl RestStore {
             .read_to_end(&mut bytes)
             .map_err(|e| self.transport_error(ureq::Error::from(e), kind))?;
         let too_big = bytes.len() as u64 > limit;
-
-        let redact = |text: &str| -> String {
-            let mut out = text.to_string();
-            let site_key = self.site_key.as_ref().map(Secret::expose);
-            for secret in secrets
+        let site_key = self.site_key.as_ref().map(Secret::expose);
+        let exchange = Exchange {
+            url: &url,
+            kind,
+            secrets: secrets
                 .iter()
                 .copied()
                 .chain([self.api_key.expose()])
                 .chain(site_key)
-            {
-                if !secret.is_empty() {
-                    out = out.replace(secret, "<redacted>");
-                }
-            }
-            SafeText::new(&out).truncated(MAX_SHOWN)
+                .collect(),
+            site_key_sent: self.site_key.is_some(),
         };
-
-        if status == 200 {
-            if too_big {
-                let why = format!(
-                    "{url} sent an answer larger than {} MiB; civikey stopped reading it",
-                    MAX_BODY / (1024 * 1024)
-                );
-                return Err(match kind {
-                    Call::Read => StoreError::bad_data(why),
-                    Call::Write => unknown_after_ok(&why),
-                });
-            }
-            return match parse_reply(&bytes, &content_type) {
-                Ok(reply) => match reply.error_message() {
-                    // API v4 reports errors by status, but a proxy or an old version may not.
-                    Some(message) => Err(StoreError::bad_data(format!(
-                        "the site reported an error: {}",
-                        redact(&message)
-                    ))),
-                    None => Ok(reply),
-                },
-                Err(why) => Err(match kind {
-                    Call::Read => StoreError::bad_data(format!("{url}: {why}")),
-                    Call::Write => unknown_after_ok(&why),
-                }),
-            };
-        }
-
-        let json_message = serde_json::from_slice::<Value>(&bytes)
-            .ok()
-            .map(Reply)
-            .and_then(|r| r.error_message());
-        let message = match &json_message {
-            Some(m) => redact(m),
-            None if content_type.starts_with("text/plain") => {
-                redact(&String::from_utf8_lossy(&bytes))
-            }
-            None => String::new(),
-        };
-        let detail = if message.is_empty() {
-            String::new()
-        } else {
-            format!(": {message}")
-        };
-        Err(match status {
-            401 => StoreError::PermissionDenied(SafeText::new(&format!(
-                "authentication failed (HTTP 401){detail}. Check the admin API key{also}, and \
-                 that its contact has a CMS user allowed to 'authenticate with api key'",
-                also = if self.site_key.is_some() {
-                    " and the site key"
-                } else {
-                    ""
-                }
-            ))),
-            403 => StoreError::PermissionDenied(SafeText::new(&format!(
-                "the site refused the request (HTTP 403){detail}"
-            ))),
-            404 => StoreError::invalid(format!(
-                "{url} answered 404: no CiviCRM API v4 there; check the site address \
-                 (the CiviCRM base URL, without /civicrm)"
-            )),
-            405 => StoreError::invalid(format!(
-                "{url} refused the request method (HTTP 405){detail}"
-            )),
-            503 => StoreError::unreachable(format!(
-                "site in maintenance mode or overloaded (HTTP 503){detail}; try again later"
-            )),
-            300..=399 => StoreError::invalid(format!(
-                "{url} redirected (HTTP {status}) to {}; civikey does not resend credentials \
-                 to another address: set the profile's address to the site's final https URL",
-                location.as_deref().unwrap_or("an unnamed location")
-            )),
-            // CiviCRM's own exception handler answered: the API call failed and its
-            // transaction was rolled back, so even an update did not apply.
-            500 if json_message.is_some() => {
-                StoreError::bad_data(format!("the site reported an error (HTTP 500){detail}"))
-            }
-            // A success other than 200 is not API v4's answer: the update may have applied.
-            201..=299 if kind == Call::Write => unknown_after_ok(&format!("HTTP {status}")),
-            500..=599 if kind == Call::Write => {
-                StoreError::OutcomeUnknown(SafeText::new(&format!(
-                    "the update reached {url} but it answered HTTP {status} without an API error \
-                 (a crash or a gateway){detail}; it may or may not have been applied: look at \
-                 the contact again before retrying"
-                )))
-            }
-            502 | 504 => StoreError::unreachable(format!(
-                "a gateway in front of the site failed (HTTP {status}){detail}"
-            )),
-            _ => StoreError::bad_data(format!("{url} answered HTTP {status}{detail}")),
-        })
+        judge_answer(
+            &exchange,
+            status,
+            &content_type,
+            location.as_deref(),
+            &bytes,
+            too_big,
+        )
     }
 
     fn transport_error(&self, e: ureq::Error, kind: Call) -> StoreError {
@@ -353,6 +266,157 @@ impl RestStore {
         let reply = self.call("get", params, None, Call::Read, &[])?;
         Ok(!reply.records()?.is_empty())
     }
+}
+
+/// One call's particulars, for judging its answer.
+struct Exchange<'a> {
+    url: &'a str,
+    kind: Call,
+    /// Values that must not come back in an error message (CiviCRM error texts may quote
+    /// the request): the admin key, the site key, keys in the request.
+    secrets: Vec<&'a str>,
+    site_key_sent: bool,
+}
+
+/// An HTTP answer (status, lowercased content type, redirect target, body read up to the
+/// cap) into the API v4 result or the StoreError that says what went wrong.
+fn judge_answer(
+    x: &Exchange<'_>,
+    status: u16,
+    content_type: &str,
+    location: Option<&str>,
+    bytes: &[u8],
+    too_big: bool,
+) -> Result<Reply, StoreError> {
+    let url = x.url;
+    let redact = |text: &str| -> String {
+        let mut out = text.to_string();
+        for secret in x.secrets.iter().copied() {
+            if !secret.is_empty() {
+                out = out.replace(secret, "<redacted>");
+            }
+        }
+        SafeText::new(&out).truncated(MAX_SHOWN)
+    };
+
+    if status == 200 {
+        if too_big {
+            let why = format!(
+                "{url} sent an answer larger than {} MiB; civikey stopped reading it",
+                MAX_BODY / (1024 * 1024)
+            );
+            return Err(match x.kind {
+                Call::Read => StoreError::bad_data(why),
+                Call::Write => unknown_after_ok(&why),
+            });
+        }
+        return match parse_reply(bytes, content_type) {
+            Ok(reply) => match reply.error_message() {
+                // API v4 reports errors by status, but a proxy or an old version may not.
+                Some(message) => Err(StoreError::bad_data(format!(
+                    "the site reported an error: {}",
+                    redact(&message)
+                ))),
+                None => Ok(reply),
+            },
+            Err(why) => Err(match x.kind {
+                Call::Read => StoreError::bad_data(format!("{url}: {why}")),
+                Call::Write => unknown_after_ok(&why),
+            }),
+        };
+    }
+
+    let json_message = serde_json::from_slice::<Value>(bytes)
+        .ok()
+        .map(Reply)
+        .and_then(|r| r.error_message());
+    let message = match &json_message {
+        Some(m) => redact(m),
+        None if content_type.starts_with("text/plain") => redact(&String::from_utf8_lossy(bytes)),
+        None => String::new(),
+    };
+    let detail = if message.is_empty() {
+        String::new()
+    } else {
+        format!(": {message}")
+    };
+    Err(match status {
+        401 => StoreError::PermissionDenied(SafeText::new(&format!(
+            "authentication failed (HTTP 401){detail}. Check the admin API key{also}, and \
+             that its contact has a CMS user allowed to 'authenticate with api key'",
+            also = if x.site_key_sent {
+                " and the site key"
+            } else {
+                ""
+            }
+        ))),
+        403 => StoreError::PermissionDenied(SafeText::new(&format!(
+            "the site refused the request (HTTP 403){detail}"
+        ))),
+        404 => StoreError::invalid(format!(
+            "{url} answered 404: no CiviCRM API v4 there; check the site address \
+             (the CiviCRM base URL, without /civicrm)"
+        )),
+        405 => StoreError::invalid(format!(
+            "{url} refused the request method (HTTP 405){detail}"
+        )),
+        503 => StoreError::unreachable(format!(
+            "site in maintenance mode or overloaded (HTTP 503){detail}; try again later"
+        )),
+        300..=399 => StoreError::invalid(format!(
+            "{url} redirected (HTTP {status}) to {}; civikey does not resend credentials \
+             to another address: set the profile's address to the site's final https URL",
+            location.unwrap_or("an unnamed location")
+        )),
+        // CiviCRM's own exception handler answered: the API call failed and its
+        // transaction was rolled back, so even an update did not apply.
+        500 if json_message.is_some() => {
+            StoreError::bad_data(format!("the site reported an error (HTTP 500){detail}"))
+        }
+        // A success other than 200 is not API v4's answer: the update may have applied.
+        201..=299 if x.kind == Call::Write => unknown_after_ok(&format!("HTTP {status}")),
+        500..=599 if x.kind == Call::Write => StoreError::OutcomeUnknown(SafeText::new(&format!(
+            "the update reached {url} but it answered HTTP {status} without an API error \
+             (a crash or a gateway){detail}; it may or may not have been applied: look at \
+             the contact again before retrying"
+        ))),
+        502 | 504 => StoreError::unreachable(format!(
+            "a gateway in front of the site failed (HTTP {status}){detail}"
+        )),
+        _ => StoreError::bad_data(format!("{url} answered HTTP {status}{detail}")),
+    })
+}
+
+/// The answer to a Contact.get, judged exactly as a live call judges it but with no network:
+/// an HTTP status, a content type and a body in; the contacts, or the StoreError the
+/// operator would see, out. An entry point for the property tests (tests/proptest_rest.rs).
+pub fn parse_contacts_answer(
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+) -> Result<Vec<Contact>, StoreError> {
+    let limit = if status == 200 {
+        MAX_BODY
+    } else {
+        MAX_ERROR_BODY
+    };
+    let exchange = Exchange {
+        url: "https://civicrm.invalid/civicrm/ajax/api4/Contact/get",
+        kind: Call::Read,
+        secrets: Vec::new(),
+        site_key_sent: false,
+    };
+    let body = &body[..body.len().min(limit as usize + 1)];
+    let reply = judge_answer(
+        &exchange,
+        status,
+        &content_type.to_ascii_lowercase(),
+        None,
+        body,
+        body.len() as u64 > limit,
+    )?;
+    reply.refuse_trap()?;
+    reply.records()?.iter().map(record_to_contact).collect()
 }
 
 /// Validates the site address; returns it without a trailing slash, and whether it is

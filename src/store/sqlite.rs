@@ -213,7 +213,7 @@ impl SqliteStore {
             Ok(())
         } else {
             Err(StoreError::ReadOnly(SafeText::new(&format!(
-                "{} was opened read-only (--read-only, or the file is not writable by this user); viewing works, changes are refused",
+                "{} was opened read-only (--read-only, or the file has no write permission for this user); viewing works, changes are refused",
                 self.path.display()
             ))))
         }
