@@ -320,11 +320,11 @@ impl ContactStore for CvStore {
                 where_.push(Clause::Cmp(
                     "email.email",
                     "LIKE",
-                    Val::Text(like_prefix(text)),
+                    Val::Text(super::like_prefix(text, '\\')),
                 ));
             }
             Matcher::Name(text) => {
-                let prefix = like_prefix(text);
+                let prefix = super::like_prefix(text, '\\');
                 where_.push(Clause::Or(vec![
                     Clause::Cmp("sort_name", "LIKE", Val::Text(prefix.clone())),
                     Clause::Cmp("display_name", "LIKE", Val::Text(prefix.clone())),
@@ -906,19 +906,6 @@ fn de_key<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<ApiKey>>, D::
     ))
 }
 
-/// `text` with LIKE's wildcards escaped (`\` is MySQL's escape character), then `%`.
-fn like_prefix(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 1);
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
-}
-
 /// `Contact.get` parameters, in API v4's JSON shape.
 #[derive(Serialize)]
 struct GetParams<'a> {
@@ -1037,7 +1024,7 @@ mod tests {
             where_: vec![Clause::Cmp(
                 "sort_name",
                 "LIKE",
-                Val::Text(like_prefix("100%_a\\")),
+                Val::Text(crate::store::like_prefix("100%_a\\", '\\')),
             )],
             order_by: Some(SortOrder {
                 sort_name: "ASC",

@@ -172,6 +172,20 @@ impl StoreError {
     }
 }
 
+/// `text` as a SQL LIKE prefix: its own wildcards (`%`, `_`) and the escape character
+/// escaped by `escape`, then `%`. Every store's name and email search uses it.
+pub(crate) fn like_prefix(text: &str, escape: char) -> String {
+    let mut out = String::with_capacity(text.len() + 1);
+    for c in text.chars() {
+        if matches!(c, '%' | '_') || c == escape {
+            out.push(escape);
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
 /// The one trait every store implements, and the one shared contract test suite checks.
 pub trait ContactStore: Send {
     fn info(&self) -> StoreInfo;

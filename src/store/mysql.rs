@@ -569,20 +569,6 @@ fn row_to_contact(row: &Row) -> Result<(Contact, Option<String>), String> {
     Ok((contact, sort_name))
 }
 
-/// `text` with LIKE's wildcards escaped by `!` (an escape character that means the same
-/// under every sql_mode, unlike `\`), then `%`.
-fn like_prefix(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 1);
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '!') {
-            out.push('!');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
-}
-
 impl ContactStore for MysqlStore {
     fn info(&self) -> StoreInfo {
         StoreInfo {
@@ -614,14 +600,14 @@ impl ContactStore for MysqlStore {
                     " AND c.id IN (SELECT e.contact_id FROM {} e WHERE e.email LIKE ? ESCAPE '!')",
                     t.email
                 ));
-                args.push(Value::from(like_prefix(text)));
+                args.push(Value::from(super::like_prefix(text, '!')));
             }
             Matcher::Name(text) => {
                 conditions.push_str(
                     " AND (c.sort_name LIKE ? ESCAPE '!' OR c.display_name LIKE ? ESCAPE '!'
                            OR c.display_name LIKE ? ESCAPE '!')",
                 );
-                let prefix = like_prefix(text);
+                let prefix = super::like_prefix(text, '!');
                 args.push(Value::from(prefix.clone()));
                 args.push(Value::from(prefix.clone()));
                 args.push(Value::from(format!("% {prefix}")));
@@ -1111,6 +1097,6 @@ mod tests {
 
     #[test]
     fn like_wildcards_are_escaped() {
-        assert_eq!(like_prefix("100%_a!"), "100!%!_a!!%");
+        assert_eq!(crate::store::like_prefix("100%_a!", '!'), "100!%!_a!!%");
     }
 }

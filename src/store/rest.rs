@@ -703,19 +703,6 @@ fn record_to_contact(record: &Value) -> Result<Contact, StoreError> {
     })
 }
 
-/// `text` as a LIKE prefix, its own wildcards escaped (`\` is MySQL's LIKE escape).
-fn like_prefix(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 1);
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
-}
-
 /// The where clause that selects "the contact's key is `expected`" (exactness is checked by
 /// the caller: MySQL compares case-insensitively). No key may be NULL or an empty string.
 fn key_clause(expected: Option<&ApiKey>) -> Value {
@@ -751,10 +738,14 @@ impl ContactStore for RestStore {
             Matcher::All => vec![],
             Matcher::Id(id) => vec![json!(["id", "=", id])],
             Matcher::EmailPrefix(text) => {
-                vec![json!(["email_primary.email", "LIKE", like_prefix(text)])]
+                vec![json!([
+                    "email_primary.email",
+                    "LIKE",
+                    super::like_prefix(text, '\\')
+                ])]
             }
             Matcher::Name(text) => {
-                let prefix = like_prefix(text);
+                let prefix = super::like_prefix(text, '\\');
                 vec![json!([
                     "OR",
                     [
