@@ -1,6 +1,6 @@
 //! The audit view: the journal, newest first, optionally for one contact.
 
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::{Constraint, Margin, Rect};
 use ratatui::text::Span;
 use ratatui::widgets::{Block, BorderType, Clear, Paragraph, Row, Table};
 use ratatui::Frame;
@@ -18,12 +18,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     else {
         return;
     };
-    let rect = Rect {
-        x: area.x + 1,
-        y: area.y + 1,
-        width: area.width.saturating_sub(2),
-        height: area.height.saturating_sub(2),
-    };
+    let rect = area.inner(Margin::new(1, 1));
     frame.render_widget(Clear, rect);
     let title = match contact {
         Some(id) => format!(" Audit journal: contact {id} ({} records) ", entries.len()),

@@ -1,6 +1,6 @@
 //! Bulk rotation screens: "older than N days", the one confirm screen, progress, results.
 
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::layout::{Constraint, Layout, Margin, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Clear, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
@@ -36,12 +36,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             boxed(frame, rect, title, lines, theme);
         }
         Some(Popup::BulkConfirm { path, scroll }) => {
-            let rect = Rect {
-                x: area.x + 2,
-                y: area.y + 1,
-                width: area.width.saturating_sub(4),
-                height: area.height.saturating_sub(2),
-            };
+            let rect = area.inner(Margin::new(2, 1));
             frame.render_widget(Clear, rect);
             let title = format!(" Rotate {} marked contacts ", app.marked.len());
             let block = Block::bordered()
@@ -101,12 +96,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             error,
             scroll,
         }) => {
-            let rect = Rect {
-                x: area.x + 2,
-                y: area.y + 1,
-                width: area.width.saturating_sub(4),
-                height: area.height.saturating_sub(2),
-            };
+            let rect = area.inner(Margin::new(2, 1));
             frame.render_widget(Clear, rect);
             let count = |label: &str| {
                 results
