@@ -38,10 +38,30 @@ fn run(cli: Cli) -> Result<(), Failure> {
     if let Some(Command::Generate { length }) = &cli.command {
         return cli::generate(*length);
     }
-    let (spec, is_default) = resolve_store(&cli)?;
-    if let Some(Command::Seed { sample }) = &cli.command {
-        return seed(&spec, *sample);
+    if let Some(Command::Seed {
+        sample,
+        synthetic,
+        seed,
+        password_env,
+    }) = &cli.command
+    {
+        let what = match (*sample, *synthetic) {
+            (true, _) => Filling::Sample,
+            (false, Some(count)) => Filling::Synthetic { count, seed: *seed },
+            (false, None) => {
+                return Err(Failure::new(
+                    exit::USAGE,
+                    "say what to seed with: --sample or --synthetic N",
+                ))
+            }
+        };
+        if let Some(address) = cli.store.as_deref().filter(|a| a.starts_with("mysql://")) {
+            return seed_mysql(address, password_env.as_deref(), what);
+        }
+        let (spec, _) = resolve_store(&cli)?;
+        return seed_sqlite(&spec, what);
     }
+    let (spec, is_default) = resolve_store(&cli)?;
     if is_default {
         create_default_store(&spec)?;
     }
@@ -123,8 +143,7 @@ fn resolve_store(cli: &Cli) -> Result<(StoreSpec, bool), Failure> {
 }
 
 fn create_sample_store(path: &Path) -> Result<(), Failure> {
-    let contacts = civikey::seed::sample_contacts().map_err(|e| Failure::new(exit::ERROR, e))?;
-    let total = contacts.len();
+    let (total, contacts) = Filling::Sample.contacts()?;
     SqliteStore::create(path, contacts, &mut |done| {
         eprint!("\rcivikey: writing sample contacts {done}/{total}");
     })?;
@@ -146,23 +165,102 @@ fn create_default_store(spec: &StoreSpec) -> Result<(), Failure> {
     Ok(())
 }
 
-fn seed(spec: &StoreSpec, sample: bool) -> Result<(), Failure> {
+/// What `seed` fills a new store with.
+#[derive(Clone, Copy)]
+enum Filling {
+    Sample,
+    Synthetic { count: usize, seed: u64 },
+}
+
+impl Filling {
+    fn contacts(
+        self,
+    ) -> Result<(usize, Box<dyn Iterator<Item = civikey::seed::SeedContact>>), Failure> {
+        Ok(match self {
+            Filling::Sample => {
+                let all = civikey::seed::sample_contacts()
+                    .map_err(|e| Failure::new(exit::ERROR, e))?;
+                (all.len(), Box::new(all.into_iter()))
+            }
+            Filling::Synthetic { count, seed } => (
+                count,
+                Box::new(civikey::seed::synthetic_contacts(count, seed)),
+            ),
+        })
+    }
+}
+
+/// Progress on stderr: the running count, then a note while the indexes are built.
+fn progress(total: usize, indexing_follows: bool) -> impl FnMut(usize) {
+    move |done| {
+        eprint!("\rcivikey: writing contacts {done}/{total}");
+        if done == total && indexing_follows {
+            eprint!(", building the indexes…");
+        }
+    }
+}
+
+fn seed_sqlite(spec: &StoreSpec, what: Filling) -> Result<(), Failure> {
     let StoreSpec::Sqlite { path, .. } = spec else {
         return Err(Failure::new(
             exit::USAGE,
-            "seed writes SQLite stores only (--store sqlite:PATH)",
+            "seed writes SQLite stores (--store sqlite:PATH) and MySQL/MariaDB databases (--store mysql://USER@HOST/DB)",
         ));
     };
-    if !sample {
-        return Err(Failure::new(exit::USAGE, "say what to seed with: --sample"));
-    }
     if path.exists() {
         return Err(Failure::new(
             exit::REFUSED,
             format!("{} exists; seed only creates new stores", path.display()),
         ));
     }
-    create_sample_store(path)
+    let (total, contacts) = what.contacts()?;
+    let started = std::time::Instant::now();
+    SqliteStore::create(path, contacts, &mut progress(total, true))?;
+    eprintln!(
+        "\rcivikey: created {} with {total} contacts in {:.1} s",
+        path.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// CiviCRM-shaped tables in an existing, empty database: refused if any table exists.
+fn seed_mysql(address: &str, password_env: Option<&str>, what: Filling) -> Result<(), Failure> {
+    use civikey::store::mysql;
+    use civikey::store::spec::{MysqlOptions, Secret};
+    if matches!(what, Filling::Sample) {
+        return Err(Failure::new(
+            exit::USAGE,
+            "--sample makes SQLite stores; use --synthetic N for a MySQL/MariaDB database",
+        ));
+    }
+    let password = match password_env {
+        Some(var) => Some(Secret::new(std::env::var(var).map_err(|_| {
+            Failure::new(
+                exit::USAGE,
+                format!("--password-env {var}: that environment variable is not set"),
+            )
+        })?)),
+        None => None,
+    };
+    let options = MysqlOptions {
+        address: address.to_string(),
+        password,
+        table_prefix: String::new(),
+        tls: false,
+        tls_ca_file: None,
+        timeout: std::time::Duration::from_secs(60),
+    };
+    let mut conn = mysql::open_connection(&options)?;
+    mysql::install_schema(&mut conn, "")?;
+    let (total, contacts) = what.contacts()?;
+    let started = std::time::Instant::now();
+    mysql::insert_contacts(&mut conn, "", contacts, &mut progress(total, false))?;
+    eprintln!(
+        "\rcivikey: wrote {total} contacts to {address} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn run_tui(spec: StoreSpec, journal: JournalSetup) -> Result<(), Failure> {

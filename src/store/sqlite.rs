@@ -69,26 +69,29 @@ CREATE INDEX UI_email ON civicrm_email (email);
 CREATE INDEX FK_civicrm_email_contact_id ON civicrm_email (contact_id);
 ";
 
-/// civikey's own search structures (see [`install_search_index`]). Every name here starts
-/// with `civikey_`; stores made before they existed get them when opened writable.
+/// civikey's own search structures. Every name here starts with `civikey_`; stores made
+/// before they existed get them when opened writable (see [`install_search_index`]).
 ///
 /// `civikey_sort_key` is the list order itself (lists mix deleted and live contacts), so a
 /// page is an index range. `civikey_name_word` holds, for each contact, its sort name, its
-/// display name and every tail of the display name after a space: a name search is then a
-/// prefix range of one index, exactly the contacts `sort_name LIKE 'x%' OR display_name
-/// LIKE 'x%' OR display_name LIKE '% x%'` finds. Triggers keep it in step with every
-/// writer of the file (the sqlite3 shell, a script), not only civikey. `civikey_position`
-/// lists the character positions 1..1024 where a trigger looks for spaces (triggers may
-/// not use recursive queries); words starting after character 1024 are not indexed.
+/// display name and every tail of the display name after a space (see [`name_words`]): a
+/// name search is a prefix range of that one table, giving the contacts `sort_name LIKE
+/// 'x%' OR display_name LIKE 'x%' OR display_name LIKE '% x%'` finds. Triggers keep it in
+/// step with every writer of the file (the sqlite3 shell, a script), not only civikey;
+/// searches still test each found contact, so a stale word can never show a wrong one.
+/// `civikey_position` lists the character positions where a trigger looks for spaces
+/// (triggers may not use recursive queries).
 const SEARCH_OBJECTS: &[&str] = &[
     "civikey_sort_key",
     "civikey_position",
     "civikey_name_word",
-    "civikey_name_word_contact",
     "civikey_name_word_insert",
     "civikey_name_word_update",
     "civikey_name_word_delete",
 ];
+
+/// Display names are searched by word up to this character; later words are not indexed.
+const MAX_WORD_POSITION: usize = 1024;
 
 const SEARCH_TABLES: &str = "
 CREATE INDEX IF NOT EXISTS civikey_sort_key ON civicrm_contact (coalesce(sort_name, ''), id);
@@ -98,65 +101,114 @@ INSERT INTO civikey_position (i) SELECT i FROM n;
 CREATE TABLE civikey_name_word (
     word       TEXT NOT NULL COLLATE NOCASE,
     contact_id INTEGER NOT NULL,
-    sort_key   TEXT NOT NULL,
-    is_deleted INTEGER NOT NULL,
     PRIMARY KEY (word, contact_id)
 ) WITHOUT ROWID;
-INSERT OR IGNORE INTO civikey_name_word (word, contact_id, sort_key, is_deleted)
-SELECT w, id, sort_key, is_deleted FROM (
-    SELECT c.id, coalesce(c.sort_name, '') AS sort_key, coalesce(c.is_deleted, 0) AS is_deleted,
-           c.sort_name AS w
-      FROM civicrm_contact c
-    UNION ALL
-    SELECT c.id, coalesce(c.sort_name, ''), coalesce(c.is_deleted, 0), c.display_name
-      FROM civicrm_contact c
-    UNION ALL
-    SELECT c.id, coalesce(c.sort_name, ''), coalesce(c.is_deleted, 0), substr(c.display_name, p.i + 1)
-      FROM civicrm_contact c JOIN civikey_position p
-        ON p.i < length(c.display_name) AND substr(c.display_name, p.i, 1) = ' '
-) WHERE w IS NOT NULL AND w <> '' AND substr(w, 1, 1) <> ' '
-ORDER BY w COLLATE NOCASE, id;
-CREATE INDEX civikey_name_word_contact ON civikey_name_word (contact_id);
 ";
 
-/// The triggers' shared body: index NEW's words (the same words the bulk build above makes).
-const INDEX_NEW_WORDS: &str = "
-    INSERT OR IGNORE INTO civikey_name_word (word, contact_id, sort_key, is_deleted)
-    SELECT w, NEW.id, coalesce(NEW.sort_name, ''), coalesce(NEW.is_deleted, 0) FROM (
-        SELECT NEW.sort_name AS w
-        UNION ALL SELECT NEW.display_name
-        UNION ALL SELECT substr(NEW.display_name, p.i + 1) FROM civikey_position p
-         WHERE p.i < length(NEW.display_name) AND substr(NEW.display_name, p.i, 1) = ' '
-    ) WHERE w IS NOT NULL AND w <> '' AND substr(w, 1, 1) <> ' ';";
+/// The words of every contact, for a store that has none yet ([`name_words`] in SQL).
+const INDEX_ALL_WORDS: &str = "
+INSERT OR IGNORE INTO civikey_name_word (word, contact_id)
+SELECT w, id FROM (
+    SELECT c.id, c.sort_name AS w FROM civicrm_contact c
+    UNION ALL
+    SELECT c.id, c.display_name FROM civicrm_contact c
+    UNION ALL
+    SELECT c.id, substr(c.display_name, p.i + 1)
+      FROM civicrm_contact c JOIN civikey_position p
+        ON p.i < length(c.display_name) AND substr(c.display_name, p.i, 1) = ' '
+) WHERE w IS NOT NULL AND w <> '' AND substr(w, 1, 1) <> ' ';
+";
+
+/// The words of the row `ROW` (NEW or OLD) names, as a subquery ([`name_words`] in SQL).
+const ROW_WORDS: &str = "
+    SELECT w FROM (
+        SELECT ROW.sort_name AS w
+        UNION ALL SELECT ROW.display_name
+        UNION ALL SELECT substr(ROW.display_name, p.i + 1) FROM civikey_position p
+         WHERE p.i < length(ROW.display_name) AND substr(ROW.display_name, p.i, 1) = ' '
+    ) WHERE w IS NOT NULL AND w <> '' AND substr(w, 1, 1) <> ' '";
 
 fn search_triggers() -> String {
+    let new_words = ROW_WORDS.replace("ROW.", "NEW.");
+    let old_words = ROW_WORDS.replace("ROW.", "OLD.");
+    let insert = format!(
+        "INSERT OR IGNORE INTO civikey_name_word (word, contact_id) SELECT w, NEW.id FROM ({new_words});"
+    );
+    let delete = format!(
+        "DELETE FROM civikey_name_word WHERE contact_id = OLD.id AND word IN ({old_words});"
+    );
     format!(
         "
-CREATE TRIGGER civikey_name_word_insert AFTER INSERT ON civicrm_contact BEGIN{INDEX_NEW_WORDS}
+CREATE TRIGGER civikey_name_word_insert AFTER INSERT ON civicrm_contact BEGIN
+    {insert}
 END;
 CREATE TRIGGER civikey_name_word_update
-AFTER UPDATE OF id, sort_name, display_name, is_deleted ON civicrm_contact BEGIN
-    DELETE FROM civikey_name_word WHERE contact_id = OLD.id;{INDEX_NEW_WORDS}
+AFTER UPDATE OF id, sort_name, display_name ON civicrm_contact BEGIN
+    {delete}
+    {insert}
 END;
 CREATE TRIGGER civikey_name_word_delete AFTER DELETE ON civicrm_contact BEGIN
-    DELETE FROM civikey_name_word WHERE contact_id = OLD.id;
+    {delete}
 END;
 "
     )
 }
 
+/// The words a name search finds a contact by: the sort name, the display name, and the
+/// display name's tail after each space (up to [`MAX_WORD_POSITION`]) that does not start
+/// with another space. Empty ones are left out. The triggers compute the same in SQL.
+fn name_words<'a>(sort_name: &'a str, display_name: &'a str) -> impl Iterator<Item = &'a str> {
+    let tails = display_name
+        .char_indices()
+        .take(MAX_WORD_POSITION)
+        .filter(|(_, c)| *c == ' ')
+        .map(move |(i, _)| &display_name[i + 1..]);
+    [sort_name, display_name]
+        .into_iter()
+        .chain(tails)
+        .filter(|w| !w.is_empty() && !w.starts_with(' '))
+}
+
 /// Builds civikey's search structures from scratch (dropping any partial ones), in one
 /// transaction: afterwards either all of them exist and agree with the contacts, or none
-/// changed.
-fn install_search_index(conn: &mut Connection) -> rusqlite::Result<()> {
+/// changed. `words` are the words of every contact when the caller already has them,
+/// folded and sorted; otherwise they are read from the contacts.
+fn install_search_index(
+    conn: &mut Connection,
+    words: Option<Vec<(String, i64)>>,
+) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
-    for trigger in &SEARCH_OBJECTS[4..] {
+    for trigger in &SEARCH_OBJECTS[3..] {
         tx.execute_batch(&format!("DROP TRIGGER IF EXISTS {trigger}"))?;
     }
     tx.execute_batch(
         "DROP TABLE IF EXISTS civikey_name_word; DROP TABLE IF EXISTS civikey_position;",
     )?;
     tx.execute_batch(SEARCH_TABLES)?;
+    match words {
+        Some(words) => {
+            // Many rows per statement: a million statements cost more than their rows.
+            const ROWS: usize = 200;
+            let statement = |rows: usize| {
+                format!(
+                    "INSERT OR IGNORE INTO civikey_name_word (word, contact_id) VALUES {}",
+                    vec!["(?, ?)"; rows].join(", ")
+                )
+            };
+            let mut full = tx.prepare(&statement(ROWS))?;
+            for chunk in words.chunks(ROWS) {
+                let values = chunk
+                    .iter()
+                    .flat_map(|(word, id)| [Value::Text(word.clone()), Value::Integer(*id)]);
+                if chunk.len() == ROWS {
+                    full.execute(rusqlite::params_from_iter(values))?;
+                } else {
+                    tx.execute(&statement(chunk.len()), rusqlite::params_from_iter(values))?;
+                }
+            }
+        }
+        None => tx.execute_batch(INDEX_ALL_WORDS)?,
+    }
     tx.execute_batch(&search_triggers())?;
     tx.commit()
 }
@@ -195,6 +247,8 @@ pub struct SqliteStore {
     /// civikey's search structures are present (see [`SEARCH_OBJECTS`]). A read-only
     /// store made before they existed is searched without them, more slowly.
     indexed: bool,
+    /// [`DENSE_MATCHES`]; the tests lower it to check both plans give the same answers.
+    dense_matches: i64,
 }
 
 impl SqliteStore {
@@ -233,13 +287,18 @@ impl SqliteStore {
         let mut conn = Connection::open_with_flags(path, flags)
             .map_err(|e| StoreError::invalid(format!("{shown}: {e}")))?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err)?;
-        let verdict: String = conn
-            .query_row("PRAGMA quick_check", [], |r| r.get(0))
-            .map_err(|e| StoreError::invalid(format!("{shown} is damaged: {e}")))?;
-        if verdict != "ok" {
-            return Err(StoreError::invalid(format!(
-                "{shown} failed its integrity check ({verdict}); it was not modified"
-            )));
+        // quick_check reads every page: about a second per million contacts, on every
+        // start. Big stores get the size check (check_header) and SQLite's own checks as
+        // pages are read; a damaged page then fails that search with BadData.
+        if meta.len() <= FULL_CHECK_MAX_BYTES {
+            let verdict: String = conn
+                .query_row("PRAGMA quick_check", [], |r| r.get(0))
+                .map_err(|e| StoreError::invalid(format!("{shown} is damaged: {e}")))?;
+            if verdict != "ok" {
+                return Err(StoreError::invalid(format!(
+                    "{shown} failed its integrity check ({verdict}); it was not modified"
+                )));
+            }
         }
         let has_table: Option<i64> = conn
             .query_row(
@@ -260,13 +319,14 @@ impl SqliteStore {
         if !indexed && writable {
             // A store from before the search index: build it once. If that fails (a full
             // disk, another writer holding the lock) the store still works, unindexed.
-            indexed = install_search_index(&mut conn).is_ok();
+            indexed = install_search_index(&mut conn, None).is_ok();
         }
         Ok(SqliteStore {
             conn,
             path: path.to_path_buf(),
             writable,
             indexed,
+            dense_matches: DENSE_MATCHES,
         })
     }
 
@@ -305,13 +365,18 @@ impl SqliteStore {
         // leaves a broken file, which `create` deletes. A big cache keeps index builds in
         // memory. Both last as long as this connection.
         conn.execute_batch(
-            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;",
+            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;
+             PRAGMA temp_store = MEMORY;",
         )
         .map_err(sql_err)?;
         conn.execute_batch(TABLES).map_err(sql_err)?;
-        insert_contacts(&mut conn, contacts, progress)?;
+        let mut words = insert_contacts(&mut conn, contacts, progress)?;
         conn.execute_batch(INDEXES).map_err(sql_err)?;
-        install_search_index(&mut conn).map_err(sql_err)
+        // Sorted here, the words go into their table in key order: far faster than SQLite
+        // sorting them. They are folded (A-Z to a-z), so NOCASE order is plain byte order.
+        words.sort_unstable();
+        words.dedup();
+        install_search_index(&mut conn, Some(words)).map_err(sql_err)
     }
 
     pub fn path(&self) -> &Path {
@@ -330,12 +395,14 @@ impl SqliteStore {
     }
 }
 
-/// Inserts contacts in one transaction, reporting progress every 10,000.
-pub(crate) fn insert_contacts(
+/// Inserts contacts in one transaction, reporting progress every 10,000; returns the words
+/// of their names (see [`name_words`]) for the search index.
+fn insert_contacts(
     conn: &mut Connection,
     contacts: impl IntoIterator<Item = SeedContact>,
     progress: &mut dyn FnMut(usize),
-) -> Result<(), StoreError> {
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut words = Vec::new();
     let tx = conn.transaction().map_err(sql_err)?;
     {
         let mut contact_stmt = tx
@@ -372,6 +439,9 @@ pub(crate) fn insert_contacts(
                 ])
                 .map_err(sql_err)?;
             let id = tx.last_insert_rowid();
+            words.extend(
+                name_words(&c.sort_name, &c.display_name).map(|w| (w.to_ascii_lowercase(), id)),
+            );
             if let Some(email) = &c.email {
                 email_stmt.execute(params![id, email]).map_err(sql_err)?;
             }
@@ -385,17 +455,28 @@ pub(crate) fn insert_contacts(
                 progress(done);
             }
         }
-        progress(done);
+        if done % 10_000 != 0 {
+            progress(done);
+        }
     }
-    tx.commit().map_err(sql_err)
+    tx.commit().map_err(sql_err)?;
+    Ok(words)
 }
+
+/// Stores up to this size get SQLite's full `quick_check` on every open.
+const FULL_CHECK_MAX_BYTES: u64 = 64 << 20;
 
 fn check_header(path: &Path) -> Result<(), StoreError> {
     let shown = path.display();
-    let mut header = [0u8; 16];
-    let mut file = fs::File::open(path)
+    let mut header = [0u8; 100];
+    let file = fs::File::open(path)
         .map_err(|e| StoreError::invalid(format!("cannot read {shown}: {e}")))?;
+    let len = file
+        .metadata()
+        .map_err(|e| StoreError::invalid(format!("cannot read {shown}: {e}")))?
+        .len();
     let n = file
+        .take(100)
         .read(&mut header)
         .map_err(|e| StoreError::invalid(format!("cannot read {shown}: {e}")))?;
     if n == 0 {
@@ -403,10 +484,25 @@ fn check_header(path: &Path) -> Result<(), StoreError> {
             "{shown} is empty, not a SQLite store; it was not modified"
         )));
     }
-    if n < 16 || &header != b"SQLite format 3\0" {
+    if n < 16 || &header[..16] != b"SQLite format 3\0" {
         return Err(StoreError::invalid(format!(
             "{shown} is not a SQLite database; it was not modified"
         )));
+    }
+    // The header's page count is trustworthy when its "valid for" counter matches the
+    // change counter (file format, section 1.3.7); a file shorter than that lost its end.
+    let be32 = |at: usize| u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
+    if n == 100 && be32(24) == be32(92) {
+        let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+            1 => 65_536,
+            size => u64::from(size),
+        };
+        let expected = page_size * u64::from(be32(28));
+        if len < expected {
+            return Err(StoreError::invalid(format!(
+                "{shown} is damaged: it is {len} bytes long but its header says {expected} (was it cut off in a copy?); it was not modified"
+            )));
+        }
     }
     Ok(())
 }
@@ -539,7 +635,7 @@ impl SqliteStore {
                     "SELECT 1 FROM civicrm_email WHERE email LIKE ?1 ESCAPE '\\' LIMIT ?2",
                     vec![pattern.clone()],
                 )?;
-                if matches > DENSE_MATCHES {
+                if matches > self.dense_matches {
                     Plan::in_list_order(
                         indexed,
                         vec!["EXISTS (SELECT 1 FROM civicrm_email e WHERE e.contact_id = c.id AND e.email LIKE ? ESCAPE '\\')".into()],
@@ -564,11 +660,15 @@ impl SqliteStore {
                     &format!("SELECT 1 {words} LIMIT ?"),
                     word_args.clone(),
                 )?;
-                if matches > DENSE_MATCHES {
-                    let (conditions, args) = name_like(text);
+                let (conditions, args) = name_like(text);
+                if matches > self.dense_matches {
                     Plan::in_list_order(true, conditions, args)
                 } else {
-                    Plan::from_ids(&format!("SELECT DISTINCT contact_id {words}"), word_args)
+                    let mut plan =
+                        Plan::from_ids(&format!("SELECT DISTINCT contact_id {words}"), word_args);
+                    plan.conditions = conditions;
+                    plan.args.extend(args);
+                    plan
                 }
             }
             Matcher::Name(text) => {
@@ -579,9 +679,9 @@ impl SqliteStore {
     }
 
     /// How many rows `sql` (whose last parameter is its LIMIT) yields, counting at most
-    /// one more than [`DENSE_MATCHES`].
+    /// one more than the dense threshold.
     fn count_up_to(&mut self, sql: &str, mut args: Vec<Value>) -> Result<i64, StoreError> {
-        args.push(Value::Integer(DENSE_MATCHES + 1));
+        args.push(Value::Integer(self.dense_matches + 1));
         let mut stmt = self
             .conn
             .prepare_cached(&format!("SELECT count(*) FROM ({sql})"))
@@ -629,7 +729,13 @@ impl ContactStore for SqliteStore {
         match &query.after {
             None => {}
             Some(Cursor::After { sort_name, id }) => {
-                conditions.push("(coalesce(c.sort_name, ''), c.id) > (?, ?)".into());
+                // Spelled out rather than as a row value, which SQLite does not turn into
+                // a range of the expression index (it would scan from the first contact).
+                conditions.push(
+                    "coalesce(c.sort_name, '') >= ? AND (coalesce(c.sort_name, '') > ? OR c.id > ?)"
+                        .into(),
+                );
+                args.push(Value::Text(sort_name.clone()));
                 args.push(Value::Text(sort_name.clone()));
                 args.push(Value::Integer(*id as i64));
             }
@@ -757,5 +863,182 @@ impl ContactStore for SqliteStore {
                 "{n} rows changed for one contact id"
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seed::synthetic_contacts;
+
+    fn ids(store: &mut SqliteStore, text: &str, include_deleted: bool) -> Vec<ContactId> {
+        let mut q = Query::new(text, 7);
+        q.include_deleted = include_deleted;
+        let mut out = Vec::new();
+        loop {
+            let page = store.search(&q).unwrap();
+            out.extend(page.contacts.iter().map(|c| c.id));
+            match page.next {
+                Some(next) => q.after = Some(next),
+                None => return out,
+            }
+        }
+    }
+
+    /// What CiviCRM's quick search would answer: the LIKE query on every contact, sorted.
+    fn reference(conn: &Connection, text: &str, include_deleted: bool) -> Vec<ContactId> {
+        let (conditions, args) = match Query::new(text, 1).matcher() {
+            Matcher::Name(t) => name_like(t),
+            Matcher::EmailPrefix(t) => (
+                vec!["EXISTS (SELECT 1 FROM civicrm_email e WHERE e.contact_id = c.id AND e.email LIKE ? ESCAPE '\\')".to_string()],
+                vec![Value::Text(like_prefix(t))],
+            ),
+            other => panic!("not a text search: {other:?}"),
+        };
+        let deleted = if include_deleted { "" } else { " AND c.is_deleted = 0" };
+        let sql = format!(
+            "SELECT c.id FROM civicrm_contact c NOT INDEXED WHERE {}{deleted} ORDER BY coalesce(c.sort_name, ''), c.id",
+            conditions[0]
+        );
+        let mut stmt = conn.prepare(&sql).unwrap();
+        stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, i64>(0))
+            .unwrap()
+            .map(|r| r.unwrap() as ContactId)
+            .collect()
+    }
+
+    const QUERIES: &[&str] = &[
+        "s", "Sm", "smith", "SMITH, J", "wang", "li", "van der", "der Berg", "de la", "ann lee",
+        "müller", "MÜLLER", "Мария", "山", "山田", "o'b", "family", "acme", "%", "_", "a_",
+        "zz", "ada.", "info1", "MARIA.GARCIA", "household12@", "x@", "@", "ü",
+    ];
+
+    fn store_with(count: usize) -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let mut contacts: Vec<SeedContact> = synthetic_contacts(count, 3).collect();
+        // Edge cases: spaces where words are looked for, case, wildcards, no names.
+        for (i, (sort, display)) in [
+            ("  lead, Space", "  Lead Space"),
+            ("Tail ", "Tail  "),
+            ("double  gap, X", "X  double  gap"),
+            ("", ""),
+            ("100%Sure", "a_b 100%Sure"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            contacts.push(SeedContact {
+                id: Some((count + 1 + i) as i64),
+                contact_type: "Individual".into(),
+                sort_name: sort.into(),
+                display_name: display.into(),
+                ..SeedContact::default()
+            });
+        }
+        let store = SqliteStore::create(&path, contacts, &mut |_| {}).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn every_plan_answers_as_the_plain_like_query() {
+        let (_dir, mut store) = store_with(3000);
+        assert!(store.indexed);
+        for text in QUERIES.iter().copied().chain(["  lead", "tail", "double", "gap", "a_b"]) {
+            for deleted in [true, false] {
+                let expected = reference(&store.conn, text, deleted);
+                for dense in [0, 20, DENSE_MATCHES] {
+                    store.dense_matches = dense;
+                    assert_eq!(ids(&mut store, text, deleted), expected, "{text:?} dense={dense} deleted={deleted}");
+                }
+                store.indexed = false;
+                assert_eq!(ids(&mut store, text, deleted), expected, "{text:?} unindexed");
+                store.indexed = true;
+            }
+        }
+    }
+
+    fn word_rows(conn: &Connection) -> Vec<(String, i64)> {
+        let mut stmt = conn
+            .prepare("SELECT lower(word), contact_id FROM civikey_name_word ORDER BY 1, 2")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn words_built_in_rust_equal_words_built_in_sql() {
+        let (_dir, mut store) = store_with(2000);
+        let built = word_rows(&store.conn);
+        assert!(built.len() > 4000);
+        install_search_index(&mut store.conn, None).unwrap();
+        assert_eq!(word_rows(&store.conn), built);
+    }
+
+    #[test]
+    fn other_writers_keep_the_index_in_step() {
+        let (dir, mut store) = store_with(500);
+        let path = dir.path().join("s.sqlite");
+        // Another program writes the file: the sqlite3 shell, a script.
+        let other = Connection::open(&path).unwrap();
+        other
+            .execute_batch(
+                "UPDATE civicrm_contact SET display_name = 'Quentin Zebrafish', sort_name = 'Zebrafish, Quentin' WHERE id = 1;
+                 INSERT INTO civicrm_contact (id, contact_type, display_name, sort_name) VALUES (9001, 'Individual', 'Xavier Quokka', 'Quokka, Xavier');
+                 UPDATE civicrm_contact SET is_deleted = 1 WHERE id = 9001;
+                 DELETE FROM civicrm_contact WHERE id = 2;",
+            )
+            .unwrap();
+        for text in ["zebra", "quentin", "quokka", "xavier q"] {
+            let expected = reference(&store.conn, text, true);
+            assert!(!expected.is_empty(), "{text}");
+            assert_eq!(ids(&mut store, text, true), expected, "{text}");
+        }
+        assert!(ids(&mut store, "quokka", false).is_empty());
+        let count = |id: i64| -> i64 {
+            store
+                .conn
+                .query_row("SELECT count(*) FROM civikey_name_word WHERE contact_id = ?", [id], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(count(2), 0, "a deleted contact leaves no words");
+        assert_eq!(count(1), 3, "a renamed contact has only its new words");
+    }
+
+    #[test]
+    fn stores_from_before_the_index_still_work() {
+        let (dir, store) = store_with(300);
+        let path = dir.path().join("s.sqlite");
+        drop(store);
+        let strip = || {
+            Connection::open(&path)
+                .unwrap()
+                .execute_batch(
+                    "DROP TRIGGER civikey_name_word_insert; DROP TRIGGER civikey_name_word_update;
+                     DROP TRIGGER civikey_name_word_delete; DROP TABLE civikey_name_word;
+                     DROP TABLE civikey_position; DROP INDEX civikey_sort_key;",
+                )
+                .unwrap();
+        };
+        strip();
+        let mut read_only = SqliteStore::open_with(&path, true).unwrap();
+        assert!(!read_only.indexed, "a read-only store is left as it is");
+        let expected = reference(&read_only.conn, "smith", true);
+        assert_eq!(ids(&mut read_only, "smith", true), expected);
+        drop(read_only);
+        let mut writable = SqliteStore::open(&path).unwrap();
+        assert!(writable.indexed, "a writable one gets the index on open");
+        assert_eq!(ids(&mut writable, "smith", true), expected);
+    }
+
+    #[test]
+    fn upper_bounds_close_prefix_ranges() {
+        assert_eq!(prefix_upper_bound("ab").as_deref(), Some("ac"));
+        assert_eq!(prefix_upper_bound("a@").as_deref(), Some("a["), "A-Z fold to a-z");
+        assert_eq!(prefix_upper_bound("a\u{d7ff}").as_deref(), Some("a\u{e000}"));
+        assert_eq!(prefix_upper_bound("b\u{10ffff}").as_deref(), Some("c"));
+        assert_eq!(prefix_upper_bound("\u{10ffff}"), None);
     }
 }
