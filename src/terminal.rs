@@ -10,14 +10,16 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use ratatui::backend::CrosstermBackend;
+use ratatui::backend::{Backend, CrosstermBackend};
+use ratatui::buffer::Buffer;
 use ratatui::crossterm::event::{self, Event as TermEvent};
 use ratatui::crossterm::terminal::{
     self, BeginSynchronizedUpdate, EndSynchronizedUpdate, EnterAlternateScreen,
     LeaveAlternateScreen,
 };
-use ratatui::crossterm::{cursor, execute};
-use ratatui::Terminal;
+use ratatui::crossterm::{cursor, execute, queue};
+use ratatui::layout::Rect;
+use ratatui::{Terminal, TerminalOptions, Viewport};
 
 use crate::app::worker::{self, JournalSetup};
 use crate::app::{keymap, App, Cmd, Msg};
@@ -100,15 +102,15 @@ pub fn run(
     spawn_signal_thread(events_tx.clone())?;
 
     let guard = TerminalGuard::enter()?;
-    let mut term = Terminal::new(CrosstermBackend::new(io::stdout()))?;
-    let size = term.size()?;
+    let mut screen = Screen::fullscreen(io::stdout())?;
+    let size = screen.term.size()?;
     app.update(Msg::Resize {
         width: size.width,
         height: size.height,
     });
     app.now = unix_now();
     // The first frame goes out before any store call, so nothing ever looks frozen.
-    draw(&mut term, &app)?;
+    draw(&mut screen, &app)?;
 
     let (jobs_tx, jobs) = mpsc::channel::<Cmd>();
     let (results_tx, results) = mpsc::channel::<Msg>();
@@ -120,14 +122,21 @@ pub fn run(
     let mut exit = Exit::Quit;
     'outer: while let Ok(first) = events.recv() {
         let mut pending = Some(first);
+        // Whether anything in this batch can change the screen: keys without a meaning
+        // here, mouse and focus events do not, so they cost no frame at all.
+        let mut touched = false;
         // Apply everything queued before drawing once: fast typing costs one frame.
         while let Some(event) = pending.take().or_else(|| events.try_recv().ok()) {
             let cmds = match event {
                 Event::Term(TermEvent::Key(key)) => match keymap::map(key, app.mode()) {
-                    Some(action) => app.update(Msg::Action(action)),
+                    Some(action) => {
+                        touched = true;
+                        app.update(Msg::Action(action))
+                    }
                     None => Vec::new(),
                 },
                 Event::Term(TermEvent::Resize(width, height)) => {
+                    touched = true;
                     app.update(Msg::Resize { width, height })
                 }
                 Event::Term(_) => Vec::new(),
@@ -136,7 +145,10 @@ pub fn run(
                         exit = Exit::StoreFailed(e);
                         break 'outer;
                     }
-                    msg => app.update(msg),
+                    msg => {
+                        touched = true;
+                        app.update(msg)
+                    }
                 },
                 Event::Terminate => {
                     exit = Exit::Terminated;
@@ -163,8 +175,10 @@ pub fn run(
                 break 'outer;
             }
         }
-        app.now = unix_now();
-        draw(&mut term, &app)?;
+        if touched {
+            app.now = unix_now();
+            draw(&mut screen, &app)?;
+        }
     }
     // Let a store call in flight finish (its outcome is then known), then leave.
     drop(jobs_tx);
@@ -192,14 +206,63 @@ fn dispatch(cmds: Vec<Cmd>, jobs: &Sender<Cmd>) {
     }
 }
 
-fn draw(term: &mut Terminal<CrosstermBackend<io::Stdout>>, app: &App) -> io::Result<()> {
+fn draw(screen: &mut Screen<io::Stdout>, app: &App) -> io::Result<()> {
     if TERMINAL_GONE.load(Ordering::SeqCst) {
         return Ok(());
     }
-    // Synchronized updates: terminals that know them show the frame at once, no tearing.
-    execute!(io::stdout(), BeginSynchronizedUpdate)?;
-    term.draw(|frame| crate::ui::draw(app, frame))?;
-    execute!(io::stdout(), EndSynchronizedUpdate)
+    screen.draw(app).map(|_| ())
+}
+
+/// The screen as civikey writes it: ratatui's cell diff, wrapped in one synchronized
+/// update, and nothing at all when a new frame is the same as the one shown. The only
+/// full clear is ratatui's own when the terminal changes size. Generic over the writer so
+/// the benchmark counts exactly the bytes a real terminal receives.
+pub struct Screen<W: Write> {
+    term: Terminal<CrosstermBackend<W>>,
+    /// What the terminal shows now.
+    shown: Option<Buffer>,
+}
+
+impl<W: Write> Screen<W> {
+    /// The whole terminal, following its size.
+    pub fn fullscreen(writer: W) -> io::Result<Self> {
+        Ok(Screen {
+            term: Terminal::new(CrosstermBackend::new(writer))?,
+            shown: None,
+        })
+    }
+
+    /// A fixed `width` x `height` area (tests and the benchmark: no terminal to ask).
+    pub fn fixed(writer: W, width: u16, height: u16) -> io::Result<Self> {
+        let options = TerminalOptions {
+            viewport: Viewport::Fixed(Rect::new(0, 0, width, height)),
+        };
+        Ok(Screen {
+            term: Terminal::with_options(CrosstermBackend::new(writer), options)?,
+            shown: None,
+        })
+    }
+
+    /// Renders `app`; writes the changed cells, or nothing when no cell changed. Returns
+    /// whether anything was written.
+    pub fn draw(&mut self, app: &App) -> io::Result<bool> {
+        self.term.autoresize()?;
+        let mut frame = self.term.get_frame();
+        crate::ui::draw(app, &mut frame);
+        if self.shown.as_ref() == Some(self.term.current_buffer_mut()) {
+            // The next frame must start from a blank buffer, as after a swap.
+            self.term.current_buffer_mut().reset();
+            return Ok(false);
+        }
+        self.shown = Some(self.term.current_buffer_mut().clone());
+        // Synchronized updates: terminals that know them show the frame at once, no tearing.
+        queue!(self.term.backend_mut(), BeginSynchronizedUpdate)?;
+        self.term.flush()?;
+        self.term.swap_buffers();
+        queue!(self.term.backend_mut(), EndSynchronizedUpdate)?;
+        Backend::flush(self.term.backend_mut())?;
+        Ok(true)
+    }
 }
 
 fn forward(results: Receiver<Msg>, events: Sender<Event>) -> io::Result<()> {
