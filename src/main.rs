@@ -178,8 +178,8 @@ impl Filling {
     ) -> Result<(usize, Box<dyn Iterator<Item = civikey::seed::SeedContact>>), Failure> {
         Ok(match self {
             Filling::Sample => {
-                let all = civikey::seed::sample_contacts()
-                    .map_err(|e| Failure::new(exit::ERROR, e))?;
+                let all =
+                    civikey::seed::sample_contacts().map_err(|e| Failure::new(exit::ERROR, e))?;
                 (all.len(), Box::new(all.into_iter()))
             }
             Filling::Synthetic { count, seed } => (

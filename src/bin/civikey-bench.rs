@@ -49,6 +49,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("child") => child(&args[1..]),
+        Some("seed") => seed_child(&args[1..]),
         _ => parent(&args),
     };
     match result {
@@ -96,8 +97,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
             }
             other => {
                 return Err(format!(
-                "unknown argument {other:?} (use --sizes N,N,.. --dir DIR --rounds N, or --ci)"
-            ))
+                    "unknown argument {other:?} (use --sizes N,N,.. --dir DIR --rounds N, or --ci)"
+                ))
             }
         }
     }
@@ -113,6 +114,8 @@ struct Report {
     first_page: Duration,
     rss_kib: i64,
     latencies: Vec<Duration>,
+    /// CPU time of the same keystrokes: what they cost without other processes' load.
+    cpu: Vec<Duration>,
     search_bytes: Vec<usize>,
     nav_bytes: Vec<usize>,
     idle_bytes: usize,
@@ -141,16 +144,18 @@ fn measure(options: &Options, dir: &std::path::Path) -> Result<(), String> {
     for &size in &options.sizes {
         let path = dir.join(format!("bench-{size}.sqlite"));
         if !path.exists() {
-            let started = Instant::now();
-            SqliteStore::create(&path, synthetic_contacts(size, SEED), &mut |done| {
-                eprint!("\rcivikey-bench: seeding {done}/{size}");
-            })
-            .map_err(|e| e.to_string())?;
-            eprintln!(
-                "\rcivikey-bench: seeded {} with {size} contacts in {:.1} s",
-                path.display(),
-                started.elapsed().as_secs_f64()
-            );
+            // In a process of its own: Linux carries a process's peak RSS across exec, so
+            // a parent that had seeded would lend its peak to every measuring child.
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let status = Command::new(exe)
+                .arg("seed")
+                .arg(&path)
+                .arg(size.to_string())
+                .status()
+                .map_err(|e| format!("cannot run the seeding process: {e}"))?;
+            if !status.success() {
+                return Err(format!("seeding {} failed", path.display()));
+            }
         }
         reports.push(run_child(
             &format!("sqlite:{}", path.display()),
@@ -196,6 +201,25 @@ fn check_ci(reports: &[Report]) -> Result<(), String> {
     Ok(())
 }
 
+fn seed_child(args: &[String]) -> Result<(), String> {
+    let [path, size] = args else {
+        return Err("seed PATH SIZE".into());
+    };
+    let size: usize = size.parse().map_err(|e| format!("size: {e}"))?;
+    let path = PathBuf::from(path);
+    let started = Instant::now();
+    SqliteStore::create(&path, synthetic_contacts(size, SEED), &mut |done| {
+        eprint!("\rcivikey-bench: seeding {done}/{size}");
+    })
+    .map_err(|e| e.to_string())?;
+    eprintln!(
+        "\rcivikey-bench: seeded {} with {size} contacts in {:.1} s",
+        path.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 fn run_child(address: &str, size: usize, rounds: usize) -> Result<Report, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     eprintln!("civikey-bench: measuring {address} ({size} contacts)");
@@ -218,13 +242,20 @@ fn run_child(address: &str, size: usize, rounds: usize) -> Result<Report, String
             continue;
         };
         let micros = |v: &str| Duration::from_micros(v.parse().unwrap_or(0));
-        let list = |v: &str| -> Vec<usize> { v.split(',').filter_map(|x| x.parse().ok()).collect() };
+        let list =
+            |v: &str| -> Vec<usize> { v.split(',').filter_map(|x| x.parse().ok()).collect() };
         match key {
             "first_frame_us" => report.first_frame = micros(value),
             "first_page_us" => report.first_page = micros(value),
             "rss_kib" => report.rss_kib = value.parse().unwrap_or(0),
             "latency_us" => {
                 report.latencies = list(value)
+                    .into_iter()
+                    .map(|us| Duration::from_micros(us as u64))
+                    .collect()
+            }
+            "cpu_us" => {
+                report.cpu = list(value)
                     .into_iter()
                     .map(|us| Duration::from_micros(us as u64))
                     .collect()
@@ -258,19 +289,23 @@ fn ms(d: Duration) -> String {
 }
 
 fn print_table(reports: &[Report]) {
-    println!("| store | contacts | keystrokes | search p50 ms | search p99 ms | max ms | first frame ms | first page ms | peak RSS MiB | bytes/search key | bytes/nav key | bytes/no-op key |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| store | contacts | keystrokes | key p50 ms | key p99 ms | key max ms | CPU p50 ms | CPU p99 ms | first frame ms | first page ms | peak RSS MiB | bytes/search key | bytes/nav key | bytes/no-op key |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in reports {
         let mut sorted = r.latencies.clone();
         sorted.sort();
+        let mut cpu = r.cpu.clone();
+        cpu.sort();
         let kind = r.store.split(':').next().unwrap_or("?");
         println!(
-            "| {kind} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.0} | {:.0} | {} |",
+            "| {kind} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.0} | {:.0} | {} |",
             r.contacts,
             sorted.len(),
             ms(percentile(&sorted, 50.0)),
             ms(percentile(&sorted, 99.0)),
             ms(sorted.last().copied().unwrap_or_default()),
+            ms(percentile(&cpu, 50.0)),
+            ms(percentile(&cpu, 99.0)),
             ms(r.first_frame),
             ms(r.first_page),
             r.rss_kib as f64 / 1024.0,
@@ -448,22 +483,31 @@ fn child(args: &[String]) -> Result<(), String> {
     }
     if let Some(c) = h.app.contacts.iter().rev().find(|c| c.email.is_some()) {
         let email = c.email.as_ref().map(|e| e.to_string()).unwrap_or_default();
-        let cut = email.find('@').map_or(email.len(), |at| at + 3).min(email.len());
+        let cut = email
+            .find('@')
+            .map_or(email.len(), |at| at + 3)
+            .min(email.len());
         typed.push(email[..cut].to_string());
         typed.push(c.id.to_string());
     }
     h.act(Action::SearchClear)?;
 
     let mut latencies = Vec::new();
+    let mut cpu = Vec::new();
     let mut search_bytes = Vec::new();
+    // The slowest keystrokes, with what had been typed, to tell which searches cost most.
+    let mut slowest: Vec<(Duration, String)> = Vec::new();
     for round in 0..rounds {
         for word in &typed {
             h.act(Action::StartSearch)?;
             h.bytes.take();
             for c in word.chars() {
                 let t = Instant::now();
+                let c0 = thread_cpu();
                 h.act(Action::SearchChar(c))?;
+                cpu.push(thread_cpu().saturating_sub(c0));
                 latencies.push(t.elapsed());
+                slowest.push((t.elapsed(), h.app.filter.clone()));
                 search_bytes.push(h.bytes.take());
             }
             if round == 0 && h.app.contacts.is_empty() {
@@ -472,6 +516,15 @@ fn child(args: &[String]) -> Result<(), String> {
             h.act(Action::SearchClear)?;
             h.bytes.take();
         }
+    }
+
+    slowest.sort_by(|a, b| b.0.cmp(&a.0));
+    slowest.dedup_by(|a, b| a.1 == b.1);
+    for (time, text) in slowest.iter().take(5) {
+        eprintln!(
+            "civikey-bench: slow keystroke: {:>8} ms after {text:?}",
+            ms(*time)
+        );
     }
 
     // Navigation: one row down, 20 times, on the unfiltered list.
@@ -496,7 +549,16 @@ fn child(args: &[String]) -> Result<(), String> {
     let join = |v: Vec<String>| v.join(",");
     out.push_str(&format!(
         "latency_us={}\n",
-        join(latencies.iter().map(|d| d.as_micros().to_string()).collect())
+        join(
+            latencies
+                .iter()
+                .map(|d| d.as_micros().to_string())
+                .collect()
+        )
+    ));
+    out.push_str(&format!(
+        "cpu_us={}\n",
+        join(cpu.iter().map(|d| d.as_micros().to_string()).collect())
     ));
     out.push_str(&format!(
         "search_bytes={}\n",
@@ -509,6 +571,17 @@ fn child(args: &[String]) -> Result<(), String> {
     io::stdout()
         .write_all(out.as_bytes())
         .map_err(|e| e.to_string())
+}
+
+/// CPU time this thread has used (user and system).
+fn thread_cpu() -> Duration {
+    // SAFETY: clock_gettime writes into the zeroed timespec it is given.
+    let mut t: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: CLOCK_THREAD_CPUTIME_ID is a valid clock; `t` is a valid, writable timespec.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
 /// This process's peak resident set (ru_maxrss is in KiB on Linux).
