@@ -647,4 +647,59 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn synthetic_contacts_are_varied_valid_and_repeatable() {
+        let all: Vec<SeedContact> = synthetic_contacts(5000, 9).collect();
+        assert_eq!(all.len(), 5000);
+        let again: Vec<SeedContact> = synthetic_contacts(5000, 9).collect();
+        let other: Vec<SeedContact> = synthetic_contacts(5000, 10).collect();
+        let names =
+            |v: &[SeedContact]| v.iter().map(|c| c.display_name.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            names(&all),
+            names(&again),
+            "the same seed makes the same contacts"
+        );
+        assert_ne!(names(&all), names(&other));
+        for (i, c) in all.iter().enumerate() {
+            assert_eq!(c.id, Some(i as i64 + 1));
+            assert!(!c.display_name.is_empty() && !c.sort_name.is_empty());
+            if let Some(e) = &c.email {
+                assert!(e.is_ascii() && e.contains('@'), "{e}");
+            }
+        }
+        let count = |f: &dyn Fn(&SeedContact) -> bool| all.iter().filter(|c| f(c)).count();
+        for kind in ["Individual", "Organization", "Household"] {
+            assert!(count(&|c| c.contact_type == kind) > 50, "{kind}");
+        }
+        assert!(
+            count(&|c| !c.display_name.is_ascii()) > 500,
+            "accents and other scripts"
+        );
+        assert!(
+            count(&|c| c
+                .display_name
+                .chars()
+                .any(|ch| ('\u{4e00}'..='\u{9fff}').contains(&ch)))
+                > 20
+        );
+        assert!(
+            count(&|c| c
+                .display_name
+                .chars()
+                .any(|ch| ('\u{0400}'..='\u{04ff}').contains(&ch)))
+                > 20
+        );
+        assert!(count(&|c| c.uf_id.is_some()) > 200);
+        assert!(count(&|c| c.is_deleted) > 10);
+        let keys: Vec<&ApiKey> = all.iter().filter_map(|c| c.api_key.as_ref()).collect();
+        assert!(keys.len() > 100);
+        let unique: std::collections::HashSet<&str> = keys.iter().map(|k| k.expose()).collect();
+        assert_eq!(unique.len(), keys.len(), "keys are unique");
+        for k in keys {
+            assert_eq!(k.len(), 32);
+            assert!(k.expose().chars().all(|c| c.is_ascii_alphanumeric()));
+        }
+    }
 }

@@ -329,3 +329,108 @@ fn join_with_timeout(handle: JoinHandle<()>, timeout: Duration) {
         let _ = waiter.join();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::app::{Action, AppOptions};
+    use crate::key::SeededKeySource;
+    use crate::sanitize::SafeText;
+    use crate::store::{CmsLink, Contact, Page, StoreInfo, StoreKind};
+
+    /// Keeps what the "terminal" received.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Sink {
+        fn take(&self) -> Vec<u8> {
+            std::mem::take(&mut *self.0.lock().unwrap())
+        }
+    }
+
+    fn app_with_contacts() -> App {
+        let options = AppOptions {
+            location: "sqlite:/tmp/t.sqlite".into(),
+            color: true,
+            clipboard_warning: None,
+        };
+        let (mut app, _) = App::new(options, Box::new(SeededKeySource::new(1)));
+        app.update(Msg::Resize {
+            width: 80,
+            height: 24,
+        });
+        app.update(Msg::StoreOpened(Ok(StoreInfo {
+            kind: StoreKind::Sqlite,
+            location: SafeText::new("sqlite:/tmp/t.sqlite"),
+            key_capacity: 32,
+            keys_case_insensitive: true,
+            writable: true,
+        })));
+        let contacts = (1..=40)
+            .map(|id| Contact {
+                id,
+                contact_type: SafeText::new("Individual"),
+                display_name: SafeText::new(&format!("Person Number{id:02}")),
+                sort_name: SafeText::new(&format!("Number{id:02}, Person")),
+                email: Some(SafeText::new(&format!("p{id}@example.org"))),
+                is_deleted: false,
+                key: None,
+                cms: CmsLink::None,
+            })
+            .collect();
+        let seq = app.search_seq;
+        app.update(Msg::Searched {
+            seq,
+            append: false,
+            result: Ok(Page {
+                contacts,
+                next: None,
+            }),
+            history: Vec::new(),
+        });
+        app
+    }
+
+    #[test]
+    fn only_changes_reach_the_terminal() {
+        let sink = Sink::default();
+        let mut screen = Screen::fixed(sink.clone(), 80, 24).unwrap();
+        let mut app = app_with_contacts();
+        assert!(screen.draw(&app).unwrap());
+        let first = sink.take();
+        assert!(first.len() > 1000, "the first frame draws the screen");
+        let clear = b"\x1b[2J";
+        assert!(
+            !first.windows(clear.len()).any(|w| w == clear),
+            "no full clear"
+        );
+
+        assert!(!screen.draw(&app).unwrap(), "nothing changed");
+        assert!(sink.take().is_empty(), "an unchanged frame writes nothing");
+
+        app.update(Msg::Action(Action::Down));
+        assert!(screen.draw(&app).unwrap());
+        let moved = sink.take();
+        assert!(
+            moved.len() < 800,
+            "one row down wrote {} bytes",
+            moved.len()
+        );
+        assert!(!moved.windows(clear.len()).any(|w| w == clear));
+        let sync_begin = b"\x1b[?2026h";
+        let sync_end = b"\x1b[?2026l";
+        assert!(moved.starts_with(sync_begin) && moved.ends_with(sync_end));
+    }
+}
