@@ -518,8 +518,10 @@ fn child(args: &[String]) -> Result<(), String> {
         }
     }
 
-    slowest.sort_by(|a, b| b.0.cmp(&a.0));
+    // The slowest time of each text typed, slowest first.
+    slowest.sort_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)));
     slowest.dedup_by(|a, b| a.1 == b.1);
+    slowest.sort_by_key(|s| std::cmp::Reverse(s.0));
     for (time, text) in slowest.iter().take(5) {
         eprintln!(
             "civikey-bench: slow keystroke: {:>8} ms after {text:?}",
