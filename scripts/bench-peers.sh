@@ -63,11 +63,15 @@ COLUMNS_SQL="c.id, c.display_name, c.contact_type,
   substr(c.api_key, -4),
   (SELECT u.uf_id FROM civicrm_uf_match u WHERE u.contact_id = c.id ORDER BY u.domain_id LIMIT 1)"
 
+ESC="ESCAPE '\\'"
+
 like_query() {
     local p
     p="$(like_text "$1")"
-    printf "SELECT %s FROM civicrm_contact c WHERE c.sort_name LIKE '%s%%' ESCAPE '\\' OR c.display_name LIKE '%s%%' ESCAPE '\\' OR c.display_name LIKE '%% %s%%' ESCAPE '\\' ORDER BY coalesce(c.sort_name, ''), c.id LIMIT 50;" \
-        "$COLUMNS_SQL" "$p" "$p" "$p"
+    echo "SELECT $COLUMNS_SQL FROM civicrm_contact c
+      WHERE c.sort_name LIKE '$p%' $ESC OR c.display_name LIKE '$p%' $ESC
+         OR c.display_name LIKE '% $p%' $ESC
+      ORDER BY coalesce(c.sort_name, ''), c.id LIMIT 50;"
 }
 
 # The words whose first one or two characters match, in list order: what civikey runs for
@@ -77,8 +81,10 @@ index_query() {
     low="$(printf '%s' "$1" | tr 'A-Z' 'a-z')"
     p="$(like_text "$1")"
     if [ "${#1}" -ge 2 ]; then head="${low:0:2}"; col=head2; else head="${low:0:1}"; col=head; fi
-    printf "SELECT %s FROM civikey_name_word w INDEXED BY civikey_name_word_%s CROSS JOIN civicrm_contact c ON c.id = w.contact_id WHERE w.%s = '%s' AND w.word LIKE '%s%%' ESCAPE '\\' GROUP BY w.sort_key, w.contact_id ORDER BY w.sort_key, w.contact_id LIMIT 50;" \
-        "$COLUMNS_SQL" "$col" "$col" "$(sql_text "$head")" "$p"
+    echo "SELECT $COLUMNS_SQL FROM civikey_name_word w INDEXED BY civikey_name_word_$col
+      CROSS JOIN civicrm_contact c ON c.id = w.contact_id
+      WHERE w.$col = '$(sql_text "$head")' AND w.word LIKE '$p%' $ESC
+      GROUP BY w.sort_key, w.contact_id ORDER BY w.sort_key, w.contact_id LIMIT 50;"
 }
 
 # Median wall time in milliseconds of running "$@" RUNS times, stdin from $STDIN (default
@@ -94,7 +100,17 @@ median_ms() {
         return
     fi
     local times=() i start end
-    "$@" <"$input" >/dev/null 2>&1 || true # warm-up: the page cache, as for every tool
+    # Warm-up (the page cache, as for every tool), and proof the command works.
+    local out status=0
+    out="$(mktemp)"
+    "$@" <"$input" >"$out" 2>&1 || status=$?
+    # fzf exits 1 when nothing matches; any other failure stops the run.
+    if [ "$status" -ne 0 ] && ! { [ "$1" = fzf ] && [ "$status" -eq 1 ]; }; then
+        say "failed ($status): $*: $(head -c 300 "$out")"
+        exit 1
+    fi
+    [ -z "${VERBOSE:-}" ] || say "$(wc -l <"$out") lines from: $1 ... ${*: -1}"
+    rm -f "$out"
     for ((i = 0; i < RUNS; i++)); do
         start=$(date +%s%N)
         "$@" <"$input" >/dev/null 2>&1 || true

@@ -331,7 +331,19 @@ fn mysql_database(url: &str, size: usize) -> Result<String, String> {
         )
         .map_err(|e| e.to_string())?;
     let address = format!("{url}/{db}");
-    if exists.is_none() {
+    if exists.is_some() {
+        // Made by an earlier run; refuse one that a killed run left half-filled.
+        let mut conn = civikey::store::mysql::open_connection(&mysql_options(&address))
+            .map_err(|e| e.to_string())?;
+        let count: Option<u64> = conn
+            .query_first("SELECT COUNT(*) FROM civicrm_contact")
+            .map_err(|e| e.to_string())?;
+        if count != Some(size as u64) {
+            return Err(format!(
+                "database {db} holds {count:?} contacts, not {size}: drop it (DROP DATABASE {db}) and run again"
+            ));
+        }
+    } else {
         admin
             .query_drop(format!(
                 "CREATE DATABASE `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
