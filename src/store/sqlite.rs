@@ -1,9 +1,11 @@
 //! The embedded store: a SQLite file on a CiviCRM-shaped schema.
 //!
 //! The tables and column names are CiviCRM's (`civicrm_contact`, `civicrm_email`,
-//! `civicrm_uf_match`), so every query here reads the same on a real CiviCRM database.
-//! A file is opened only after it has proven to be a healthy SQLite database holding that
-//! schema; a file that is not is refused and never modified.
+//! `civicrm_uf_match`); civikey adds its own search structures beside them, all named
+//! `civikey_*` (see [`SEARCH_OBJECTS`]), so a name search stays an index range at a million
+//! contacts. A file is opened only after it has proven to be a SQLite database holding
+//! that schema (small files pass SQLite's full check, big ones a size check; see
+//! [`FULL_CHECK_MAX_BYTES`]); a file that is not is refused and never modified.
 
 use std::fs::{self, OpenOptions};
 use std::io::Read;
