@@ -216,11 +216,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Create a new SQLite store filled with the bundled sample contacts
+    /// Create a new store: a SQLite file, or CiviCRM-shaped tables in an empty MySQL/MariaDB
+    /// database (--store mysql://USER@HOST[:PORT]/DB)
     Seed {
-        /// Fill with the bundled sample contacts
-        #[arg(long)]
+        /// Fill with the bundled sample contacts (SQLite only)
+        #[arg(long, conflicts_with = "synthetic")]
         sample: bool,
+        /// Fill with N made-up contacts (names from many cultures, emails, some keys)
+        #[arg(long, value_name = "N")]
+        synthetic: Option<usize>,
+        /// The same seed makes the same synthetic contacts
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// For mysql:// stores: the environment variable holding the password (else ~/.my.cnf)
+        #[arg(long, value_name = "VAR")]
+        password_env: Option<String>,
     },
 }
 

@@ -73,8 +73,27 @@ fn run(cli: Cli) -> Result<(), Failure> {
         spec if cli.read_only => StoreSpec::ReadOnly(Box::new(spec)),
         spec => spec,
     };
-    if let Some(Command::Seed { sample }) = &cli.command {
-        return seed(&spec, *sample);
+    if let Some(Command::Seed {
+        sample,
+        synthetic,
+        seed,
+        password_env,
+    }) = &cli.command
+    {
+        let what = match (*sample, *synthetic) {
+            (true, _) => Filling::Sample,
+            (false, Some(count)) => Filling::Synthetic { count, seed: *seed },
+            (false, None) => {
+                return Err(Failure::new(
+                    exit::USAGE,
+                    "say what to seed with: --sample or --synthetic N",
+                ))
+            }
+        };
+        return match &spec {
+            StoreSpec::Mysql(options) => seed_mysql(options, password_env.as_deref(), what),
+            _ => seed_sqlite(&spec, what),
+        };
     }
     // Before the default store is made from the sample: an import starts an empty store.
     if let Some(Command::Import { file, json }) = &cli.command {
@@ -145,8 +164,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 fn create_sample_store(path: &Path) -> Result<(), Failure> {
-    let contacts = civikey::seed::sample_contacts().map_err(|e| Failure::new(exit::ERROR, e))?;
-    let total = contacts.len();
+    let (total, contacts) = Filling::Sample.contacts()?;
     SqliteStore::create(path, contacts, &mut |done| {
         cli::out::progress(
             format_args!("civikey: writing sample contacts {done}/{total}"),
@@ -174,23 +192,114 @@ fn create_default_store(spec: &StoreSpec) -> Result<(), Failure> {
     Ok(())
 }
 
-fn seed(spec: &StoreSpec, sample: bool) -> Result<(), Failure> {
+/// What `seed` fills a new store with.
+#[derive(Clone, Copy)]
+enum Filling {
+    Sample,
+    Synthetic { count: usize, seed: u64 },
+}
+
+impl Filling {
+    fn contacts(
+        self,
+    ) -> Result<(usize, Box<dyn Iterator<Item = civikey::seed::SeedContact>>), Failure> {
+        Ok(match self {
+            Filling::Sample => {
+                let all =
+                    civikey::seed::sample_contacts().map_err(|e| Failure::new(exit::ERROR, e))?;
+                (all.len(), Box::new(all.into_iter()))
+            }
+            Filling::Synthetic { count, seed } => (
+                count,
+                Box::new(civikey::seed::synthetic_contacts(count, seed)),
+            ),
+        })
+    }
+}
+
+/// Progress on stderr: the running count, then a note while the indexes are built.
+fn progress(total: usize, indexing_follows: bool) -> impl FnMut(usize) {
+    move |done| {
+        let indexing = if done == total && indexing_follows {
+            ", building the indexes…"
+        } else {
+            ""
+        };
+        cli::out::progress(
+            format_args!("civikey: writing contacts {done}/{total}{indexing}"),
+            false,
+        );
+    }
+}
+
+fn seed_sqlite(spec: &StoreSpec, what: Filling) -> Result<(), Failure> {
     let StoreSpec::Sqlite { path, .. } = spec else {
         return Err(Failure::new(
             exit::USAGE,
-            "seed writes SQLite stores only (--store sqlite:PATH)",
+            "seed writes SQLite stores (--store sqlite:PATH) and MySQL/MariaDB databases (--store mysql://USER@HOST/DB)",
         ));
     };
-    if !sample {
-        return Err(Failure::new(exit::USAGE, "say what to seed with: --sample"));
-    }
     if path.exists() {
         return Err(Failure::new(
             exit::REFUSED,
             format!("{} exists; seed only creates new stores", path.display()),
         ));
     }
-    create_sample_store(path)
+    let (total, contacts) = what.contacts()?;
+    let started = std::time::Instant::now();
+    SqliteStore::create(path, contacts, &mut progress(total, true))?;
+    cli::out::progress(
+        format_args!(
+            "civikey: created {} with {total} contacts in {:.1} s",
+            path.display(),
+            started.elapsed().as_secs_f64()
+        ),
+        true,
+    );
+    Ok(())
+}
+
+/// CiviCRM-shaped tables in an existing, empty database: refused if any table exists.
+fn seed_mysql(
+    options: &civikey::store::spec::MysqlOptions,
+    password_env: Option<&str>,
+    what: Filling,
+) -> Result<(), Failure> {
+    use civikey::store::mysql;
+    use civikey::store::spec::Secret;
+    if matches!(what, Filling::Sample) {
+        return Err(Failure::new(
+            exit::USAGE,
+            "--sample makes SQLite stores; use --synthetic N for a MySQL/MariaDB database",
+        ));
+    }
+    let mut options = options.clone();
+    if let Some(var) = password_env {
+        let value = std::env::var(var).map_err(|_| {
+            Failure::new(
+                exit::USAGE,
+                format!("--password-env {var}: that environment variable is not set"),
+            )
+        })?;
+        options.password = Some(Secret::new(value));
+    }
+    // Bulk inserts take longer than a lookup.
+    options.timeout = options.timeout.max(std::time::Duration::from_secs(60));
+    let prefix = options.table_prefix.clone();
+    let mut conn = mysql::open_connection(&options)?;
+    mysql::install_schema(&mut conn, &prefix)?;
+    let (total, contacts) = what.contacts()?;
+    let started = std::time::Instant::now();
+    mysql::insert_contacts(&mut conn, &prefix, contacts, &mut progress(total, false))?;
+    cli::out::progress(
+        format_args!(
+            "civikey: wrote {total} contacts to {} in {:.1} s",
+            options.address,
+            started.elapsed().as_secs_f64()
+        ),
+        true,
+    );
+    Ok(())
 }
 
 fn run_tui(spec: StoreSpec, journal: JournalSetup) -> Result<(), Failure> {

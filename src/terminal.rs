@@ -11,14 +11,16 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use ratatui::backend::CrosstermBackend;
+use ratatui::backend::{Backend, CrosstermBackend};
+use ratatui::buffer::Buffer;
 use ratatui::crossterm::event::{self, Event as TermEvent};
 use ratatui::crossterm::terminal::{
     self, BeginSynchronizedUpdate, EndSynchronizedUpdate, EnterAlternateScreen,
     LeaveAlternateScreen,
 };
-use ratatui::crossterm::{cursor, execute};
-use ratatui::Terminal;
+use ratatui::crossterm::{cursor, execute, queue};
+use ratatui::layout::Rect;
+use ratatui::{Terminal, TerminalOptions, Viewport};
 
 use crate::app::worker::{self, JournalSetup};
 use crate::app::{keymap, App, Cmd, Msg};
@@ -117,15 +119,15 @@ pub fn run(
     spawn_signal_thread(events_tx.clone())?;
 
     let guard = TerminalGuard::enter()?;
-    let mut term = Terminal::new(CrosstermBackend::new(tty()))?;
-    let size = term.size()?;
+    let mut screen = Screen::fullscreen(tty())?;
+    let size = screen.term.size()?;
     app.update(Msg::Resize {
         width: size.width,
         height: size.height,
     });
     app.now = unix_now();
     // The first frame goes out before any store call, so nothing ever looks frozen.
-    draw(&mut term, &app)?;
+    draw(&mut screen, &app)?;
 
     let (jobs_tx, jobs) = mpsc::channel::<Cmd>();
     let (results_tx, results) = mpsc::channel::<Msg>();
@@ -145,14 +147,21 @@ pub fn run(
     let mut exit = Exit::Quit;
     'outer: while let Ok(first) = events.recv() {
         let mut pending = Some(first);
+        // Whether anything in this batch can change the screen: keys without a meaning
+        // here, mouse and focus events do not, so they cost no frame at all.
+        let mut touched = false;
         // Apply everything queued before drawing once: fast typing costs one frame.
         while let Some(event) = pending.take().or_else(|| events.try_recv().ok()) {
             let cmds = match event {
                 Event::Term(TermEvent::Key(key)) => match keymap::map(key, app.mode()) {
-                    Some(action) => app.update(Msg::Action(action)),
+                    Some(action) => {
+                        touched = true;
+                        app.update(Msg::Action(action))
+                    }
                     None => Vec::new(),
                 },
                 Event::Term(TermEvent::Resize(width, height)) => {
+                    touched = true;
                     app.update(Msg::Resize { width, height })
                 }
                 Event::Term(_) => Vec::new(),
@@ -161,7 +170,10 @@ pub fn run(
                         exit = Exit::StoreFailed(e);
                         break 'outer;
                     }
-                    msg => app.update(msg),
+                    msg => {
+                        touched = true;
+                        app.update(msg)
+                    }
                 },
                 Event::Terminate => {
                     exit = Exit::Terminated;
@@ -188,8 +200,10 @@ pub fn run(
                 break 'outer;
             }
         }
-        app.now = unix_now();
-        draw(&mut term, &app)?;
+        if touched {
+            app.now = unix_now();
+            draw(&mut screen, &app)?;
+        }
     }
     // Let a store call in flight finish (its outcome is then known), then leave; a bulk
     // run stops after the contact in flight.
@@ -219,15 +233,64 @@ fn dispatch(cmds: Vec<Cmd>, jobs: &Sender<Cmd>) {
     }
 }
 
-fn draw(term: &mut Terminal<CrosstermBackend<io::Stdout>>, app: &App) -> io::Result<()> {
+fn draw(screen: &mut Screen<io::Stdout>, app: &App) -> io::Result<()> {
     // Gone, or restored by the panic hook while another thread panicked: draw nothing.
     if TERMINAL_GONE.load(Ordering::SeqCst) || !TERMINAL_ACTIVE.load(Ordering::SeqCst) {
         return Ok(());
     }
-    // Synchronized updates: terminals that know them show the frame at once, no tearing.
-    execute!(tty(), BeginSynchronizedUpdate)?;
-    term.draw(|frame| crate::ui::draw(app, frame))?;
-    execute!(tty(), EndSynchronizedUpdate)
+    screen.draw(app).map(|_| ())
+}
+
+/// The screen as civikey writes it: ratatui's cell diff, wrapped in one synchronized
+/// update, and nothing at all when a new frame is the same as the one shown. The only
+/// full clear is ratatui's own when the terminal changes size. Generic over the writer so
+/// the benchmark counts exactly the bytes a real terminal receives.
+pub struct Screen<W: Write> {
+    term: Terminal<CrosstermBackend<W>>,
+    /// What the terminal shows now.
+    shown: Option<Buffer>,
+}
+
+impl<W: Write> Screen<W> {
+    /// The whole terminal, following its size.
+    pub fn fullscreen(writer: W) -> io::Result<Self> {
+        Ok(Screen {
+            term: Terminal::new(CrosstermBackend::new(writer))?,
+            shown: None,
+        })
+    }
+
+    /// A fixed `width` x `height` area (tests and the benchmark: no terminal to ask).
+    pub fn fixed(writer: W, width: u16, height: u16) -> io::Result<Self> {
+        let options = TerminalOptions {
+            viewport: Viewport::Fixed(Rect::new(0, 0, width, height)),
+        };
+        Ok(Screen {
+            term: Terminal::with_options(CrosstermBackend::new(writer), options)?,
+            shown: None,
+        })
+    }
+
+    /// Renders `app`; writes the changed cells, or nothing when no cell changed. Returns
+    /// whether anything was written.
+    pub fn draw(&mut self, app: &App) -> io::Result<bool> {
+        self.term.autoresize()?;
+        let mut frame = self.term.get_frame();
+        crate::ui::draw(app, &mut frame);
+        if self.shown.as_ref() == Some(self.term.current_buffer_mut()) {
+            // The next frame must start from a blank buffer, as after a swap.
+            self.term.current_buffer_mut().reset();
+            return Ok(false);
+        }
+        self.shown = Some(self.term.current_buffer_mut().clone());
+        // Synchronized updates: terminals that know them show the frame at once, no tearing.
+        queue!(self.term.backend_mut(), BeginSynchronizedUpdate)?;
+        self.term.flush()?;
+        self.term.swap_buffers();
+        queue!(self.term.backend_mut(), EndSynchronizedUpdate)?;
+        Backend::flush(self.term.backend_mut())?;
+        Ok(true)
+    }
 }
 
 fn forward(results: Receiver<Msg>, events: Sender<Event>) -> io::Result<()> {
@@ -342,5 +405,111 @@ fn join_with_timeout(handle: JoinHandle<()>, timeout: Duration) {
     // On timeout the process exits anyway; the worker thread dies with it.
     if rx.recv_timeout(timeout).is_ok() {
         let _ = waiter.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::app::{Action, AppOptions};
+    use crate::key::SeededKeySource;
+    use crate::sanitize::SafeText;
+    use crate::store::{CmsLink, Contact, Page, StoreInfo, StoreKind};
+
+    /// Keeps what the "terminal" received.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Sink {
+        fn take(&self) -> Vec<u8> {
+            std::mem::take(&mut *self.0.lock().unwrap())
+        }
+    }
+
+    fn app_with_contacts() -> App {
+        let options = AppOptions {
+            location: "sqlite:/tmp/t.sqlite".into(),
+            color: true,
+            clipboard_warning: None,
+            data_dir: "/tmp".into(),
+        };
+        let (mut app, _) = App::new(options, Box::new(SeededKeySource::new(1)));
+        app.update(Msg::Resize {
+            width: 80,
+            height: 24,
+        });
+        app.update(Msg::StoreOpened(Ok(StoreInfo {
+            kind: StoreKind::Sqlite,
+            location: SafeText::new("sqlite:/tmp/t.sqlite"),
+            key_capacity: 32,
+            keys_case_insensitive: true,
+            writable: true,
+        })));
+        let contacts = (1..=40)
+            .map(|id| Contact {
+                id,
+                contact_type: SafeText::new("Individual"),
+                display_name: SafeText::new(&format!("Person Number{id:02}")),
+                sort_name: SafeText::new(&format!("Number{id:02}, Person")),
+                email: Some(SafeText::new(&format!("p{id}@example.org"))),
+                is_deleted: false,
+                key: None,
+                cms: CmsLink::None,
+            })
+            .collect();
+        let seq = app.search_seq;
+        app.update(Msg::Searched {
+            seq,
+            append: false,
+            result: Ok(Page {
+                contacts,
+                next: None,
+            }),
+            history: Vec::new(),
+        });
+        app
+    }
+
+    #[test]
+    fn only_changes_reach_the_terminal() {
+        let sink = Sink::default();
+        let mut screen = Screen::fixed(sink.clone(), 80, 24).unwrap();
+        let mut app = app_with_contacts();
+        assert!(screen.draw(&app).unwrap());
+        let first = sink.take();
+        assert!(first.len() > 1000, "the first frame draws the screen");
+        let clear = b"\x1b[2J";
+        assert!(
+            !first.windows(clear.len()).any(|w| w == clear),
+            "no full clear"
+        );
+
+        assert!(!screen.draw(&app).unwrap(), "nothing changed");
+        assert!(sink.take().is_empty(), "an unchanged frame writes nothing");
+
+        app.update(Msg::Action(Action::Down));
+        assert!(screen.draw(&app).unwrap());
+        let moved = sink.take();
+        assert!(
+            moved.len() < 800,
+            "one row down wrote {} bytes",
+            moved.len()
+        );
+        assert!(!moved.windows(clear.len()).any(|w| w == clear));
+        let sync_begin = b"\x1b[?2026h";
+        let sync_end = b"\x1b[?2026l";
+        assert!(moved.starts_with(sync_begin) && moved.ends_with(sync_end));
     }
 }

@@ -169,3 +169,42 @@ fn roles_of_standalone_users_are_told() {
         "no CMS user, no roles"
     );
 }
+
+#[test]
+fn a_big_damaged_store_is_checked_before_its_first_write_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.sqlite");
+    // Past the size up to which every open runs the full check.
+    SqliteStore::create(
+        &path,
+        civikey::seed::synthetic_contacts(40_000, 7),
+        &mut |_| {},
+    )
+    .unwrap();
+    let len = fs::metadata(&path).unwrap().len();
+    assert!(len > 16 << 20, "the store is only {len} bytes");
+    let mut bytes = fs::read(&path).unwrap();
+    let middle = (bytes.len() / 2) & !4095;
+    for (i, b) in bytes[middle..middle + 8192].iter_mut().enumerate() {
+        *b = (i * 31 % 251) as u8;
+    }
+    fs::write(&path, &bytes).unwrap();
+    let mut s = SqliteStore::open(&path).expect("big stores open on the size check");
+    let id = s
+        .search(&civikey::store::Query::new("", 1))
+        .unwrap()
+        .contacts[0]
+        .id;
+    let key = civikey::key::ApiKey::generate().unwrap();
+    let err = s.swap_key(id, None, Some(&key)).unwrap_err().to_string();
+    assert!(
+        err.contains("integrity") || err.contains("damaged"),
+        "{err}"
+    );
+    drop(s);
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        bytes,
+        "a damaged store was modified"
+    );
+}

@@ -1,9 +1,11 @@
 //! The embedded store: a SQLite file on a CiviCRM-shaped schema.
 //!
 //! The tables and column names are CiviCRM's (`civicrm_contact`, `civicrm_email`,
-//! `civicrm_uf_match`), so every query here reads the same on a real CiviCRM database.
-//! A file is opened only after it has proven to be a healthy SQLite database holding that
-//! schema; a file that is not is refused and never modified.
+//! `civicrm_uf_match`); civikey adds its own search structures beside them, all named
+//! `civikey_*` (see [`SEARCH_OBJECTS`]), so a name search stays an index range at a million
+//! contacts. A file is opened only after it has proven to be a SQLite database holding
+//! that schema (small files pass SQLite's full check, big ones a size check; see
+//! [`FULL_CHECK_MAX_BYTES`]); a file that is not is refused and never modified.
 
 use std::fs::{self, OpenOptions};
 use std::io::Read;
@@ -11,6 +13,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rusqlite::types::Value;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use super::{
@@ -22,7 +25,9 @@ use crate::key::{ApiKey, KeyHint, KEY_LEN};
 use crate::sanitize::SafeText;
 use crate::seed::SeedContact;
 
-const SCHEMA: &str = "
+/// The CiviCRM tables. Their indexes come after the bulk insert of a new store (building
+/// an index once is much faster than keeping it sorted row by row).
+const TABLES: &str = "
 CREATE TABLE civicrm_contact (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     contact_type  TEXT,
@@ -37,13 +42,6 @@ CREATE TABLE civicrm_contact (
     -- strict mode.
     api_key       TEXT CHECK (api_key IS NULL OR length(api_key) <= 32)
 );
--- CiviCRM's own indexes. index_api_key compares case-insensitively, as MySQL's _ci
--- collations do, so the uniqueness check means the same here as on a real CiviCRM.
-CREATE INDEX index_api_key ON civicrm_contact (api_key COLLATE NOCASE);
-CREATE INDEX index_is_deleted_sort_name ON civicrm_contact (is_deleted, sort_name, id);
--- civikey's own: lists mix deleted and live contacts in sort_name order.
-CREATE INDEX civikey_sort_name ON civicrm_contact (sort_name, id);
-CREATE INDEX civikey_display_name ON civicrm_contact (display_name);
 
 CREATE TABLE civicrm_email (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -53,8 +51,6 @@ CREATE TABLE civicrm_email (
     location_type_id INTEGER,
     on_hold          INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX UI_email ON civicrm_email (email);
-CREATE INDEX FK_civicrm_email_contact_id ON civicrm_email (contact_id);
 
 CREATE TABLE civicrm_uf_match (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -80,20 +76,227 @@ CREATE TABLE civicrm_user_role (
 CREATE INDEX civikey_user_role_user ON civicrm_user_role (user_id);
 ";
 
-const SELECT_CONTACT: &str = "
-SELECT c.id, c.contact_type, c.display_name, c.sort_name,
+const INDEXES: &str = "
+-- CiviCRM's own indexes. index_api_key compares case-insensitively, as MySQL's _ci
+-- collations do, so the uniqueness check means the same here as on a real CiviCRM.
+CREATE INDEX index_api_key ON civicrm_contact (api_key COLLATE NOCASE);
+CREATE INDEX index_is_deleted_sort_name ON civicrm_contact (is_deleted, sort_name, id);
+CREATE INDEX UI_email ON civicrm_email (email);
+CREATE INDEX FK_civicrm_email_contact_id ON civicrm_email (contact_id);
+";
+
+/// civikey's own search structures. Every name here starts with `civikey_`; stores made
+/// before they existed get them when opened writable (see [`install_search_index`]).
+///
+/// `civikey_sort_key` is the list order itself (lists mix deleted and live contacts), so a
+/// page is an index range. `civikey_name_word` holds, for each contact, its sort name, its
+/// display name and every tail of the display name after a space (see [`name_words`]): a
+/// name search is a prefix range of that one table, giving the contacts `sort_name LIKE
+/// 'x%' OR display_name LIKE 'x%' OR display_name LIKE '% x%'` finds. Triggers keep it in
+/// step with every writer of the file (the sqlite3 shell, a script), not only civikey;
+/// searches still test each found contact, so a stale word can never show a wrong one.
+/// `civikey_position` lists the character positions where a trigger looks for spaces
+/// (triggers may not use recursive queries).
+const SEARCH_OBJECTS: &[&str] = &[
+    "civikey_sort_key",
+    "civikey_position",
+    "civikey_name_word",
+    "civikey_name_word_head",
+    "civikey_name_word_head2",
+    "civikey_name_word_insert",
+    "civikey_name_word_update",
+    "civikey_name_word_delete",
+];
+
+/// Display names are searched by word up to this character; later words are not indexed.
+const MAX_WORD_POSITION: usize = 1024;
+
+const SEARCH_TABLES: &str = "
+CREATE INDEX IF NOT EXISTS civikey_sort_key ON civicrm_contact (coalesce(sort_name, ''), id);
+CREATE TABLE civikey_position (i INTEGER PRIMARY KEY);
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1024)
+INSERT INTO civikey_position (i) SELECT i FROM n;
+CREATE TABLE civikey_name_word (
+    word       TEXT NOT NULL COLLATE NOCASE,
+    contact_id INTEGER NOT NULL,
+    -- The contact's place in the list, coalesce(sort_name, ''), and the word's first one
+    -- and two characters: civikey_name_word_head and _head2 list the words that start
+    -- alike in list order.
+    sort_key   TEXT NOT NULL,
+    head       TEXT NOT NULL COLLATE NOCASE,
+    head2      TEXT NOT NULL COLLATE NOCASE,
+    PRIMARY KEY (word, contact_id)
+) WITHOUT ROWID;
+";
+
+/// Made after the words are in (one sort instead of a million ordered inserts).
+const HEAD_INDEX: &str =
+    "CREATE INDEX civikey_name_word_head ON civikey_name_word (head, sort_key, contact_id);
+     CREATE INDEX civikey_name_word_head2 ON civikey_name_word (head2, sort_key, contact_id);";
+
+/// The words of every contact, for a store that has none yet ([`name_words`] in SQL).
+const INDEX_ALL_WORDS: &str = "
+INSERT OR IGNORE INTO civikey_name_word (word, contact_id, sort_key, head, head2)
+SELECT w, id, coalesce(sort_name, ''), substr(w, 1, 1), substr(w, 1, 2) FROM (
+    SELECT c.id, c.sort_name, c.sort_name AS w FROM civicrm_contact c
+    UNION ALL
+    SELECT c.id, c.sort_name, c.display_name FROM civicrm_contact c
+    UNION ALL
+    SELECT c.id, c.sort_name, substr(c.display_name, p.i + 1)
+      FROM civicrm_contact c JOIN civikey_position p
+        ON p.i < length(c.display_name) AND substr(c.display_name, p.i, 1) = ' '
+) WHERE w IS NOT NULL AND w <> '' AND substr(w, 1, 1) <> ' ';
+";
+
+/// The words of the row `ROW` (NEW or OLD) names, as a subquery ([`name_words`] in SQL).
+const ROW_WORDS: &str = "
+    SELECT w FROM (
+        SELECT ROW.sort_name AS w
+        UNION ALL SELECT ROW.display_name
+        UNION ALL SELECT substr(ROW.display_name, p.i + 1) FROM civikey_position p
+         WHERE p.i < length(ROW.display_name) AND substr(ROW.display_name, p.i, 1) = ' '
+    ) WHERE w IS NOT NULL AND w <> '' AND substr(w, 1, 1) <> ' '";
+
+fn search_triggers() -> String {
+    let new_words = ROW_WORDS.replace("ROW.", "NEW.");
+    let old_words = ROW_WORDS.replace("ROW.", "OLD.");
+    let insert = format!(
+        "INSERT OR IGNORE INTO civikey_name_word (word, contact_id, sort_key, head, head2)
+         SELECT w, NEW.id, coalesce(NEW.sort_name, ''), substr(w, 1, 1), substr(w, 1, 2)
+           FROM ({new_words});"
+    );
+    let delete = format!(
+        "DELETE FROM civikey_name_word WHERE contact_id = OLD.id AND word IN ({old_words});"
+    );
+    format!(
+        "
+CREATE TRIGGER civikey_name_word_insert AFTER INSERT ON civicrm_contact BEGIN
+    {insert}
+END;
+CREATE TRIGGER civikey_name_word_update
+AFTER UPDATE OF id, sort_name, display_name ON civicrm_contact BEGIN
+    {delete}
+    {insert}
+END;
+CREATE TRIGGER civikey_name_word_delete AFTER DELETE ON civicrm_contact BEGIN
+    {delete}
+END;
+"
+    )
+}
+
+/// The words a name search finds a contact by: the sort name, the display name, and the
+/// display name's tail after each space (up to [`MAX_WORD_POSITION`]) that does not start
+/// with another space. Empty ones are left out. The triggers compute the same in SQL.
+fn name_words<'a>(sort_name: &'a str, display_name: &'a str) -> impl Iterator<Item = &'a str> {
+    let tails = display_name
+        .char_indices()
+        .take(MAX_WORD_POSITION)
+        .filter(|(_, c)| *c == ' ')
+        .map(move |(i, _)| &display_name[i + 1..]);
+    [sort_name, display_name]
+        .into_iter()
+        .chain(tails)
+        .filter(|w| !w.is_empty() && !w.starts_with(' '))
+}
+
+/// One row of `civikey_name_word`, made while seeding (the head is derived in SQL).
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Word {
+    /// Folded (A-Z to a-z), so NOCASE order is plain byte order.
+    word: String,
+    contact_id: i64,
+    sort_key: std::rc::Rc<str>,
+}
+
+/// Builds civikey's search structures from scratch (dropping any partial ones), in one
+/// transaction: afterwards either all of them exist and agree with the contacts, or none
+/// changed. `words` are the words of every contact when the caller already has them,
+/// folded and sorted; otherwise they are read from the contacts.
+fn install_search_index(conn: &mut Connection, words: Option<Vec<Word>>) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for trigger in &SEARCH_OBJECTS[5..] {
+        tx.execute_batch(&format!("DROP TRIGGER IF EXISTS {trigger}"))?;
+    }
+    tx.execute_batch(
+        "DROP TABLE IF EXISTS civikey_name_word; DROP TABLE IF EXISTS civikey_position;",
+    )?;
+    tx.execute_batch(SEARCH_TABLES)?;
+    match words {
+        Some(words) => {
+            // Many rows per statement: a million statements cost more than their rows.
+            const ROWS: usize = 200;
+            let statement = |rows: usize| {
+                format!(
+                    "INSERT OR IGNORE INTO civikey_name_word (word, contact_id, sort_key, head, head2) VALUES {}",
+                    vec!["(?, ?, ?, ?, ?)"; rows].join(", ")
+                )
+            };
+            let mut full = tx.prepare(&statement(ROWS))?;
+            for chunk in words.chunks(ROWS) {
+                // substr(word, 1, n): the first n characters.
+                let head = |w: &str, n: usize| -> String { w.chars().take(n).collect() };
+                let values = chunk.iter().flat_map(|w| {
+                    [
+                        Value::Text(w.word.clone()),
+                        Value::Integer(w.contact_id),
+                        Value::Text(w.sort_key.to_string()),
+                        Value::Text(head(&w.word, 1)),
+                        Value::Text(head(&w.word, 2)),
+                    ]
+                });
+                if chunk.len() == ROWS {
+                    full.execute(rusqlite::params_from_iter(values))?;
+                } else {
+                    tx.execute(&statement(chunk.len()), rusqlite::params_from_iter(values))?;
+                }
+            }
+        }
+        None => tx.execute_batch(INDEX_ALL_WORDS)?,
+    }
+    tx.execute_batch(HEAD_INDEX)?;
+    tx.execute_batch(&search_triggers())?;
+    tx.commit()
+}
+
+/// Whether every one of civikey's search structures is in the file.
+fn has_search_index(conn: &Connection) -> rusqlite::Result<bool> {
+    let mut stmt = conn.prepare("SELECT count(*) FROM sqlite_master WHERE name = ?")?;
+    for name in SEARCH_OBJECTS {
+        if stmt.query_row([name], |r| r.get::<_, i64>(0))? == 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The columns a list reads, then the sort key the next page starts after.
+const CONTACT_COLUMNS: &str = "
+       c.id, c.contact_type, c.display_name, c.sort_name,
        (SELECT e.email FROM civicrm_email e
          WHERE e.contact_id = c.id AND e.is_primary = 1 ORDER BY e.id LIMIT 1),
        c.is_deleted,
        CASE WHEN c.api_key IS NULL OR c.api_key = '' THEN NULL ELSE substr(c.api_key, -4) END,
        (SELECT u.uf_id FROM civicrm_uf_match u
-         WHERE u.contact_id = c.id ORDER BY u.domain_id LIMIT 1)
-  FROM civicrm_contact c";
+         WHERE u.contact_id = c.id ORDER BY u.domain_id LIMIT 1),
+       coalesce(c.sort_name, '')";
+
+/// Above this many index entries a prefix is common: walking the contacts in list order
+/// finds a page of matches sooner than collecting and sorting every match. Below it,
+/// collecting and sorting the matches is cheaper than walking past non-matches.
+const DENSE_MATCHES: i64 = 5_000;
 
 pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
     writable: bool,
+    /// civikey's search structures are present (see [`SEARCH_OBJECTS`]). A read-only
+    /// store made before they existed is searched without them, more slowly.
+    indexed: bool,
+    /// [`DENSE_MATCHES`]; the tests lower it to check both plans give the same answers.
+    dense_matches: i64,
+    /// `PRAGMA quick_check` passed (on open for small stores, before the first write for big ones).
+    integrity_checked: bool,
 }
 
 impl SqliteStore {
@@ -129,16 +332,16 @@ impl SqliteStore {
         } else {
             OpenFlags::SQLITE_OPEN_READ_ONLY
         } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags)
+        let mut conn = Connection::open_with_flags(path, flags)
             .map_err(|e| StoreError::invalid(format!("{shown}: {e}")))?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err)?;
-        let verdict: String = conn
-            .query_row("PRAGMA quick_check", [], |r| r.get(0))
-            .map_err(|e| StoreError::invalid(format!("{shown} is damaged: {e}")))?;
-        if verdict != "ok" {
-            return Err(StoreError::invalid(format!(
-                "{shown} failed its integrity check ({verdict}); it was not modified"
-            )));
+        // quick_check reads every page: about a second per million contacts. Small stores
+        // are checked on open; big ones get the size check (check_header) and SQLite's own
+        // checks as pages are read, and the full check before their first write, so a
+        // damaged file is still never modified.
+        let mut integrity_checked = meta.len() <= FULL_CHECK_MAX_BYTES;
+        if integrity_checked {
+            quick_check(&conn, path)?;
         }
         let has_table: Option<i64> = conn
             .query_row(
@@ -155,10 +358,23 @@ impl SqliteStore {
         }
         conn.execute_batch("PRAGMA foreign_keys = ON")
             .map_err(sql_err)?;
+        let mut indexed = has_search_index(&conn).map_err(sql_err)?;
+        if !indexed && writable {
+            if !integrity_checked {
+                quick_check(&conn, path)?;
+                integrity_checked = true;
+            }
+            // A store from before the search index: build it once. If that fails (a full
+            // disk, another writer holding the lock) the store still works, unindexed.
+            indexed = install_search_index(&mut conn, None).is_ok();
+        }
         Ok(SqliteStore {
             conn,
             path: path.to_path_buf(),
             writable,
+            indexed,
+            dense_matches: DENSE_MATCHES,
+            integrity_checked,
         })
     }
 
@@ -193,8 +409,22 @@ impl SqliteStore {
         progress: &mut dyn FnMut(usize),
     ) -> Result<(), StoreError> {
         let mut conn = Connection::open(path).map_err(sql_err)?;
-        conn.execute_batch(SCHEMA).map_err(sql_err)?;
-        insert_contacts(&mut conn, contacts, progress)
+        // No journal and no fsync, only while filling a file no one else has yet: a crash
+        // leaves a broken file, which `create` deletes. A big cache keeps index builds in
+        // memory. Both last as long as this connection.
+        conn.execute_batch(
+            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;
+             PRAGMA temp_store = MEMORY;",
+        )
+        .map_err(sql_err)?;
+        conn.execute_batch(TABLES).map_err(sql_err)?;
+        let mut words = insert_contacts(&mut conn, contacts, progress)?;
+        conn.execute_batch(INDEXES).map_err(sql_err)?;
+        // Sorted here, the words go into their table in key order: far faster than SQLite
+        // sorting them. They are folded (A-Z to a-z), so NOCASE order is plain byte order.
+        words.sort_unstable();
+        words.dedup_by(|a, b| a.word == b.word && a.contact_id == b.contact_id);
+        install_search_index(&mut conn, Some(words)).map_err(sql_err)
     }
 
     pub fn path(&self) -> &Path {
@@ -208,8 +438,13 @@ impl SqliteStore {
         Ok(&mut self.conn)
     }
 
-    fn require_writable(&self) -> Result<(), StoreError> {
+    /// Writes are allowed: the store is writable and has passed the full integrity check.
+    fn require_writable(&mut self) -> Result<(), StoreError> {
         if self.writable {
+            if !self.integrity_checked {
+                quick_check(&self.conn, &self.path)?;
+                self.integrity_checked = true;
+            }
             Ok(())
         } else {
             Err(StoreError::ReadOnly(SafeText::new(&format!(
@@ -220,12 +455,14 @@ impl SqliteStore {
     }
 }
 
-/// Inserts contacts in one transaction, reporting progress every 10,000.
-pub(crate) fn insert_contacts(
+/// Inserts contacts in one transaction, reporting progress every 10,000; returns the words
+/// of their names (see [`name_words`]) for the search index.
+fn insert_contacts(
     conn: &mut Connection,
     contacts: impl IntoIterator<Item = SeedContact>,
     progress: &mut dyn FnMut(usize),
-) -> Result<(), StoreError> {
+) -> Result<Vec<Word>, StoreError> {
+    let mut words = Vec::new();
     let tx = conn.transaction().map_err(sql_err)?;
     {
         let mut contact_stmt = tx
@@ -271,6 +508,12 @@ pub(crate) fn insert_contacts(
                 ])
                 .map_err(sql_err)?;
             let id = tx.last_insert_rowid();
+            let sort_key: std::rc::Rc<str> = c.sort_name.as_str().into();
+            words.extend(name_words(&c.sort_name, &c.display_name).map(|w| Word {
+                word: w.to_ascii_lowercase(),
+                contact_id: id,
+                sort_key: sort_key.clone(),
+            }));
             if let Some(email) = &c.email {
                 email_stmt.execute(params![id, email]).map_err(sql_err)?;
             }
@@ -290,17 +533,44 @@ pub(crate) fn insert_contacts(
                 progress(done);
             }
         }
-        progress(done);
+        if done % 10_000 != 0 {
+            progress(done);
+        }
     }
-    tx.commit().map_err(sql_err)
+    tx.commit().map_err(sql_err)?;
+    Ok(words)
 }
+
+/// SQLite's `quick_check`; a damaged file is refused, and was not modified.
+fn quick_check(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let shown = path.display();
+    let verdict: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(|e| StoreError::invalid(format!("{shown} is damaged: {e}")))?;
+    if verdict == "ok" {
+        Ok(())
+    } else {
+        Err(StoreError::invalid(format!(
+            "{shown} failed its integrity check ({}); it was not modified",
+            SafeText::new(&verdict)
+        )))
+    }
+}
+
+/// Stores up to this size get SQLite's full `quick_check` on every open.
+const FULL_CHECK_MAX_BYTES: u64 = 16 << 20;
 
 fn check_header(path: &Path) -> Result<(), StoreError> {
     let shown = path.display();
-    let mut header = [0u8; 16];
-    let mut file = fs::File::open(path)
+    let mut header = [0u8; 100];
+    let file = fs::File::open(path)
         .map_err(|e| StoreError::invalid(format!("cannot read {shown}: {e}")))?;
+    let len = file
+        .metadata()
+        .map_err(|e| StoreError::invalid(format!("cannot read {shown}: {e}")))?
+        .len();
     let n = file
+        .take(100)
         .read(&mut header)
         .map_err(|e| StoreError::invalid(format!("cannot read {shown}: {e}")))?;
     if n == 0 {
@@ -308,10 +578,27 @@ fn check_header(path: &Path) -> Result<(), StoreError> {
             "{shown} is empty, not a SQLite store; it was not modified"
         )));
     }
-    if n < 16 || &header != b"SQLite format 3\0" {
+    if n < 16 || &header[..16] != b"SQLite format 3\0" {
         return Err(StoreError::invalid(format!(
             "{shown} is not a SQLite database; it was not modified"
         )));
+    }
+    // The header's page count is trustworthy when its "valid for" counter matches the
+    // change counter (file format, section 1.3.7); a file shorter than that lost its end.
+    let be32 = |at: usize| {
+        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    if n == 100 && be32(24) == be32(92) {
+        let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+            1 => 65_536,
+            size => u64::from(size),
+        };
+        let expected = page_size * u64::from(be32(28));
+        if len < expected {
+            return Err(StoreError::invalid(format!(
+                "{shown} is damaged: it is {len} bytes long but its header says {expected} (was it cut off in a copy?); it was not modified"
+            )));
+        }
     }
     Ok(())
 }
@@ -371,6 +658,264 @@ fn like_prefix(text: &str) -> String {
     out
 }
 
+/// Where a search reads its contacts from and what they must satisfy (besides the
+/// deleted flag and the page cursor, which every plan shares).
+struct Plan {
+    from: String,
+    conditions: Vec<String>,
+    args: Vec<Value>,
+    /// The list order's two columns as this plan reads them; rows come out in this order.
+    sort_key: &'static str,
+    id: &'static str,
+    /// Several rows per contact may match (one per word): keep one.
+    one_per_contact: bool,
+    /// The deleted flag and the cursor are already applied inside `from`.
+    pages_itself: bool,
+    /// An expression that is false for a row the index found wrongly (a stale word): the
+    /// search is then answered without the index.
+    check: Option<(String, Vec<Value>)>,
+}
+
+const LIST_ORDER: (&str, &str) = ("coalesce(c.sort_name, '')", "c.id");
+
+impl Plan {
+    /// Walk the contacts in list order (an index range on `civikey_sort_key`), testing each.
+    fn in_list_order(indexed: bool, conditions: Vec<String>, args: Vec<Value>) -> Plan {
+        let from = if indexed {
+            "civicrm_contact c INDEXED BY civikey_sort_key"
+        } else {
+            "civicrm_contact c"
+        };
+        Plan {
+            from: from.into(),
+            conditions,
+            args,
+            sort_key: LIST_ORDER.0,
+            id: LIST_ORDER.1,
+            one_per_contact: false,
+            pages_itself: false,
+            check: None,
+        }
+    }
+
+    /// Collect the ids `ids_sql` yields, then read and sort just those contacts.
+    fn from_ids(ids_sql: &str, args: Vec<Value>) -> Plan {
+        Plan {
+            from: format!("({ids_sql}) m CROSS JOIN civicrm_contact c ON c.id = m.contact_id"),
+            conditions: Vec::new(),
+            args,
+            sort_key: LIST_ORDER.0,
+            id: LIST_ORDER.1,
+            one_per_contact: false,
+            pages_itself: false,
+            check: None,
+        }
+    }
+
+    /// Walk the words starting with the text's first one or `two` characters in list
+    /// order (`civikey_name_word_head`, `_head2`), reading the contact of each that matches.
+    fn by_head(two: bool, conditions: Vec<String>, args: Vec<Value>) -> Plan {
+        let index = if two {
+            "civikey_name_word_head2"
+        } else {
+            "civikey_name_word_head"
+        };
+        Plan {
+            from: format!(
+                "civikey_name_word w INDEXED BY {index}
+                 CROSS JOIN civicrm_contact c ON c.id = w.contact_id"
+            ),
+            conditions,
+            args,
+            sort_key: "w.sort_key",
+            id: "w.contact_id",
+            one_per_contact: true,
+            pages_itself: false,
+            check: None,
+        }
+    }
+}
+
+/// The most contacts one page holds, whatever the caller asks for.
+const MAX_PAGE: usize = 1000;
+
+fn offset_refused() -> StoreError {
+    StoreError::invalid("the SQLite store pages by key, not by offset")
+}
+
+/// `text` with ASCII letters in lower case: the form NOCASE compares in.
+fn nocase_fold(text: &str) -> String {
+    text.to_ascii_lowercase()
+}
+
+/// The smallest string above every string starting with `prefix` in NOCASE order (which
+/// is code point order after folding A-Z to a-z), or None when there is none.
+fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        // The next code point NOCASE can hold (it never sees A-Z: they compare as a-z).
+        let next = (u32::from(last) + 1..=u32::from(char::MAX))
+            .filter_map(char::from_u32)
+            .find(|c| !c.is_ascii_uppercase());
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+impl SqliteStore {
+    /// Chooses how to find the contacts `query` matches.
+    fn plan(&mut self, query: &Query) -> Result<Plan, StoreError> {
+        let indexed = self.indexed;
+        Ok(match query.matcher() {
+            Matcher::All => Plan::in_list_order(indexed, Vec::new(), Vec::new()),
+            Matcher::Id(id) => {
+                let mut plan = Plan::in_list_order(false, vec!["c.id = ?".into()], Vec::new());
+                plan.args.push(Value::Integer(id as i64));
+                plan
+            }
+            Matcher::EmailPrefix(text) => {
+                // UI_email compares without case, so the LIKE is a range of that index.
+                let pattern = Value::Text(like_prefix(text));
+                let matches = self.count_up_to(
+                    "SELECT 1 FROM civicrm_email WHERE email LIKE ?1 ESCAPE '\\' LIMIT ?2",
+                    vec![pattern.clone()],
+                )?;
+                if matches > self.dense_matches {
+                    Plan::in_list_order(
+                        indexed,
+                        vec!["EXISTS (SELECT 1 FROM civicrm_email e WHERE e.contact_id = c.id AND e.email LIKE ? ESCAPE '\\')".into()],
+                        vec![pattern],
+                    )
+                } else {
+                    Plan::from_ids(
+                        "SELECT DISTINCT contact_id FROM civicrm_email WHERE email LIKE ? ESCAPE '\\'",
+                        vec![pattern],
+                    )
+                }
+            }
+            Matcher::Name(text) if indexed => {
+                // The range finds the words; the LIKE keeps the match exact whatever the
+                // collation does at the range's edges. Both bounds must be in the SQL text
+                // (not `? IS NULL OR ...`) for SQLite to read only the range.
+                let mut range_args = vec![Value::Text(nocase_fold(text))];
+                let upper = match prefix_upper_bound(&nocase_fold(text)) {
+                    Some(high) => {
+                        range_args.push(Value::Text(high));
+                        " AND {w}word < ?"
+                    }
+                    None => "",
+                };
+                let range = |w: &str| format!("{w}word >= ?{}", upper.replace("{w}", w));
+                let word_match = |w: &str| format!("{} AND {w}word LIKE ? ESCAPE '\\'", range(w));
+                let mut word_args = range_args.clone();
+                word_args.push(Value::Text(like_prefix(text)));
+                // One or two characters: every word in that head's list matches, so walking
+                // it in list order wastes nothing. Longer: count the matching words.
+                let short = text.chars().nth(2).is_none();
+                let matches = if short {
+                    i64::MAX
+                } else {
+                    self.count_up_to(
+                        &format!(
+                            "SELECT 1 FROM civikey_name_word WHERE {} LIMIT ?",
+                            range("")
+                        ),
+                        range_args,
+                    )?
+                };
+                // Each contact found is tested again, so a stale word never shows a wrong one.
+                let (verify, verify_args) = name_like(text);
+                if matches > self.dense_matches {
+                    // Common: walk the words that start as the text does (one or two characters),
+                    // list order. A page needs only its first matches, however many exist.
+                    let two = text.chars().nth(1).is_some();
+                    let head: String = text.chars().take(if two { 2 } else { 1 }).collect();
+                    let column = if two { "head2" } else { "head" };
+                    let mut conditions = vec![format!("w.{column} = ? AND {}", word_match("w."))];
+                    conditions.extend(verify);
+                    let mut args = vec![Value::Text(head)];
+                    args.extend(word_args);
+                    args.extend(verify_args);
+                    Plan::by_head(two, conditions, args)
+                } else {
+                    // Rare: sort the matching words' contacts by the list order the word
+                    // table holds, then read only one page of contacts.
+                    let mut inner = format!(
+                        "SELECT w.sort_key, w.contact_id FROM civikey_name_word w WHERE {}",
+                        word_match("w.")
+                    );
+                    let mut args = word_args;
+                    if !query.include_deleted {
+                        inner.push_str(" AND EXISTS (SELECT 1 FROM civicrm_contact d WHERE d.id = w.contact_id AND d.is_deleted = 0)");
+                    }
+                    match &query.after {
+                        Some(Cursor::After { sort_name, id }) => {
+                            inner.push_str(
+                                " AND w.sort_key >= ? AND (w.sort_key > ? OR w.contact_id > ?)",
+                            );
+                            args.push(Value::Text(sort_name.clone()));
+                            args.push(Value::Text(sort_name.clone()));
+                            args.push(Value::Integer(*id as i64));
+                        }
+                        Some(Cursor::Offset(_)) => return Err(offset_refused()),
+                        None => {}
+                    }
+                    inner.push_str(" GROUP BY w.sort_key, w.contact_id ORDER BY w.sort_key, w.contact_id LIMIT ?");
+                    args.push(Value::Integer(query.limit.clamp(1, MAX_PAGE) as i64 + 1));
+                    Plan {
+                        from: format!(
+                            "({inner}) m CROSS JOIN civicrm_contact c ON c.id = m.contact_id"
+                        ),
+                        conditions: Vec::new(),
+                        args,
+                        sort_key: "m.sort_key",
+                        id: "m.contact_id",
+                        one_per_contact: false,
+                        pages_itself: true,
+                        check: Some((verify.join(" AND "), verify_args)),
+                    }
+                }
+            }
+            Matcher::Name(text) => {
+                let (conditions, args) = name_like(text);
+                Plan::in_list_order(false, conditions, args)
+            }
+        })
+    }
+
+    /// How many rows `sql` (whose last parameter is its LIMIT) yields, counting at most
+    /// one more than the dense threshold.
+    fn count_up_to(&mut self, sql: &str, mut args: Vec<Value>) -> Result<i64, StoreError> {
+        args.push(Value::Integer(self.dense_matches + 1));
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT count(*) FROM ({sql})"))
+            .map_err(sql_err)?;
+        stmt.query_row(rusqlite::params_from_iter(args), |r| r.get(0))
+            .map_err(sql_err)
+    }
+}
+
+/// The name match as CiviCRM's quick search writes it, tested contact by contact.
+fn name_like(text: &str) -> (Vec<String>, Vec<Value>) {
+    let prefix = like_prefix(text);
+    (
+        vec![
+            "(c.sort_name LIKE ? ESCAPE '\\' OR c.display_name LIKE ? ESCAPE '\\'
+              OR c.display_name LIKE ? ESCAPE '\\')"
+                .into(),
+        ],
+        vec![
+            Value::Text(prefix.clone()),
+            Value::Text(prefix.clone()),
+            Value::Text(format!("% {prefix}")),
+        ],
+    )
+}
+
 impl ContactStore for SqliteStore {
     fn info(&self) -> StoreInfo {
         StoreInfo {
@@ -383,87 +928,82 @@ impl ContactStore for SqliteStore {
     }
 
     fn search(&mut self, query: &Query) -> Result<Page, StoreError> {
-        let limit = query.limit.clamp(1, 1000);
-        let mut conditions: Vec<&str> = Vec::new();
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        use rusqlite::types::Value;
-        match query.matcher() {
-            Matcher::All => {}
-            Matcher::Id(id) => {
-                conditions.push("c.id = ?");
-                args.push(Value::Integer(id as i64));
-            }
-            Matcher::EmailPrefix(text) => {
-                conditions.push(
-                    "c.id IN (SELECT e.contact_id FROM civicrm_email e WHERE e.email LIKE ? ESCAPE '\\')",
-                );
-                args.push(Value::Text(like_prefix(text)));
-            }
-            Matcher::Name(text) => {
-                conditions.push(
-                    "(c.sort_name LIKE ? ESCAPE '\\' OR c.display_name LIKE ? ESCAPE '\\'
-                      OR c.display_name LIKE ? ESCAPE '\\')",
-                );
-                let prefix = like_prefix(text);
-                args.push(Value::Text(prefix.clone()));
-                args.push(Value::Text(prefix.clone()));
-                args.push(Value::Text(format!("% {prefix}")));
-            }
+        let limit = query.limit.clamp(1, MAX_PAGE);
+        let plan = self.plan(query)?;
+        let (check, mut args) = match plan.check {
+            Some((check, check_args)) => (check, check_args),
+            None => ("1".to_string(), Vec::new()),
+        };
+        args.extend(plan.args);
+        let mut sql = format!("SELECT {CONTACT_COLUMNS}, {check} FROM {}", plan.from);
+        let mut conditions = plan.conditions;
+        if !query.include_deleted && !plan.pages_itself {
+            conditions.push("c.is_deleted = 0".into());
         }
-        if !query.include_deleted {
-            conditions.push("c.is_deleted = 0");
-        }
+        let (sort_key, id_column) = (plan.sort_key, plan.id);
         match &query.after {
+            _ if plan.pages_itself => {}
             None => {}
             Some(Cursor::After { sort_name, id }) => {
-                conditions.push("(coalesce(c.sort_name, ''), c.id) > (?, ?)");
+                // Spelled out rather than as a row value, which SQLite does not turn into
+                // a range of the expression index (it would scan from the first contact).
+                conditions.push(format!(
+                    "{sort_key} >= ? AND ({sort_key} > ? OR {id_column} > ?)"
+                ));
+                args.push(Value::Text(sort_name.clone()));
                 args.push(Value::Text(sort_name.clone()));
                 args.push(Value::Integer(*id as i64));
             }
-            Some(Cursor::Offset(_)) => {
-                return Err(StoreError::invalid(
-                    "the SQLite store pages by key, not by offset",
-                ))
-            }
+            Some(Cursor::Offset(_)) => return Err(offset_refused()),
         }
-        let mut sql = String::from(SELECT_CONTACT);
         if !conditions.is_empty() {
             sql.push_str(" WHERE ");
             sql.push_str(&conditions.join(" AND "));
         }
-        sql.push_str(" ORDER BY coalesce(c.sort_name, ''), c.id LIMIT ?");
+        if plan.one_per_contact {
+            sql.push_str(&format!(" GROUP BY {sort_key}, {id_column}"));
+        }
+        sql.push_str(&format!(" ORDER BY {sort_key}, {id_column} LIMIT ?"));
         args.push(Value::Integer(limit as i64 + 1));
 
         let mut stmt = self.conn.prepare_cached(&sql).map_err(sql_err)?;
-        let mut contacts: Vec<Contact> = stmt
-            .query_map(rusqlite::params_from_iter(args), row_to_contact)
+        let mut rows: Vec<(Contact, String, bool)> = stmt
+            .query_map(rusqlite::params_from_iter(args), |row| {
+                Ok((
+                    row_to_contact(row)?,
+                    row.get::<_, String>(8)?,
+                    row.get::<_, Option<bool>>(9)?.unwrap_or(false),
+                ))
+            })
             .map_err(sql_err)?
             .collect::<Result<_, _>>()
             .map_err(sql_err)?;
-        let next = if contacts.len() > limit {
-            contacts.truncate(limit);
-            let last = contacts.last().map(|c| c.id).unwrap_or_default();
-            let sort_name: Option<String> = self
-                .conn
-                .query_row(
-                    "SELECT coalesce(sort_name, '') FROM civicrm_contact WHERE id = ?",
-                    [last as i64],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(sql_err)?;
-            sort_name.map(|sort_name| Cursor::After {
-                sort_name,
-                id: last,
-            })
-        } else {
-            None
+        drop(stmt);
+        if rows.iter().any(|(_, _, ok)| !ok) {
+            // The word table disagrees with a contact (a writer went around the triggers):
+            // answer this search without it.
+            self.indexed = false;
+            let page = self.search(query);
+            self.indexed = true;
+            return page;
+        }
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next = match rows.last() {
+            Some((last, sort_key, _)) if more => Some(Cursor::After {
+                sort_name: sort_key.clone(),
+                id: last.id,
+            }),
+            _ => None,
         };
-        Ok(Page { contacts, next })
+        Ok(Page {
+            contacts: rows.into_iter().map(|(c, _, _)| c).collect(),
+            next,
+        })
     }
 
     fn contact(&mut self, id: ContactId) -> Result<Contact, StoreError> {
-        let sql = format!("{SELECT_CONTACT} WHERE c.id = ?");
+        let sql = format!("SELECT {CONTACT_COLUMNS} FROM civicrm_contact c WHERE c.id = ?");
         self.conn
             .query_row(&sql, [id as i64], row_to_contact)
             .optional()
@@ -582,5 +1122,244 @@ impl ContactStore for SqliteStore {
                 "{n} rows changed for one contact id"
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seed::synthetic_contacts;
+
+    fn ids(store: &mut SqliteStore, text: &str, include_deleted: bool) -> Vec<ContactId> {
+        let mut q = Query::new(text, 7);
+        q.include_deleted = include_deleted;
+        let mut out = Vec::new();
+        loop {
+            let page = store.search(&q).unwrap();
+            out.extend(page.contacts.iter().map(|c| c.id));
+            match page.next {
+                Some(next) => q.after = Some(next),
+                None => return out,
+            }
+        }
+    }
+
+    /// What CiviCRM's quick search would answer: the LIKE query on every contact, sorted.
+    fn reference(conn: &Connection, text: &str, include_deleted: bool) -> Vec<ContactId> {
+        let (conditions, args) = match Query::new(text, 1).matcher() {
+            Matcher::Name(t) => name_like(t),
+            Matcher::EmailPrefix(t) => (
+                vec!["EXISTS (SELECT 1 FROM civicrm_email e WHERE e.contact_id = c.id AND e.email LIKE ? ESCAPE '\\')".to_string()],
+                vec![Value::Text(like_prefix(t))],
+            ),
+            other => panic!("not a text search: {other:?}"),
+        };
+        let deleted = if include_deleted {
+            ""
+        } else {
+            " AND c.is_deleted = 0"
+        };
+        let sql = format!(
+            "SELECT c.id FROM civicrm_contact c NOT INDEXED WHERE {}{deleted} ORDER BY coalesce(c.sort_name, ''), c.id",
+            conditions[0]
+        );
+        let mut stmt = conn.prepare(&sql).unwrap();
+        stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, i64>(0))
+            .unwrap()
+            .map(|r| r.unwrap() as ContactId)
+            .collect()
+    }
+
+    const QUERIES: &[&str] = &[
+        "s",
+        "Sm",
+        "smith",
+        "SMITH, J",
+        "wang",
+        "li",
+        "van der",
+        "der Berg",
+        "de la",
+        "ann lee",
+        "müller",
+        "MÜLLER",
+        "Мария",
+        "山",
+        "山田",
+        "o'b",
+        "family",
+        "acme",
+        "%",
+        "_",
+        "a_",
+        "zz",
+        "ada.",
+        "info1",
+        "MARIA.GARCIA",
+        "household12@",
+        "x@",
+        "@",
+        "ü",
+    ];
+
+    fn store_with(count: usize) -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let mut contacts: Vec<SeedContact> = synthetic_contacts(count, 3).collect();
+        // Edge cases: spaces where words are looked for, case, wildcards, no names.
+        for (i, (sort, display)) in [
+            ("  lead, Space", "  Lead Space"),
+            ("Tail ", "Tail  "),
+            ("double  gap, X", "X  double  gap"),
+            ("", ""),
+            ("100%Sure", "a_b 100%Sure"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            contacts.push(SeedContact {
+                id: Some((count + 1 + i) as i64),
+                contact_type: "Individual".into(),
+                sort_name: sort.into(),
+                display_name: display.into(),
+                ..SeedContact::default()
+            });
+        }
+        let store = SqliteStore::create(&path, contacts, &mut |_| {}).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn every_plan_answers_as_the_plain_like_query() {
+        let (_dir, mut store) = store_with(3000);
+        assert!(store.indexed);
+        for text in QUERIES
+            .iter()
+            .copied()
+            .chain(["  lead", "tail", "double", "gap", "a_b"])
+        {
+            for deleted in [true, false] {
+                let expected = reference(&store.conn, text, deleted);
+                for dense in [0, 20, DENSE_MATCHES] {
+                    store.dense_matches = dense;
+                    assert_eq!(
+                        ids(&mut store, text, deleted),
+                        expected,
+                        "{text:?} dense={dense} deleted={deleted}"
+                    );
+                }
+                store.indexed = false;
+                assert_eq!(
+                    ids(&mut store, text, deleted),
+                    expected,
+                    "{text:?} unindexed"
+                );
+                store.indexed = true;
+            }
+        }
+    }
+
+    fn word_rows(conn: &Connection) -> Vec<(String, i64, String, String)> {
+        let mut stmt = conn
+            .prepare("SELECT lower(word), contact_id, sort_key, lower(head) || '|' || lower(head2) FROM civikey_name_word ORDER BY 1, 2")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn words_built_in_rust_equal_words_built_in_sql() {
+        let (_dir, mut store) = store_with(2000);
+        let built = word_rows(&store.conn);
+        assert!(built.len() > 4000);
+        install_search_index(&mut store.conn, None).unwrap();
+        assert_eq!(word_rows(&store.conn), built);
+    }
+
+    #[test]
+    fn other_writers_keep_the_index_in_step() {
+        let (dir, mut store) = store_with(500);
+        let path = dir.path().join("s.sqlite");
+        // Another program writes the file: the sqlite3 shell, a script.
+        let other = Connection::open(&path).unwrap();
+        other
+            .execute_batch(
+                "UPDATE civicrm_contact SET display_name = 'Quentin Zebrafish', sort_name = 'Zebrafish, Quentin' WHERE id = 1;
+                 INSERT INTO civicrm_contact (id, contact_type, display_name, sort_name) VALUES (9001, 'Individual', 'Xavier Quokka', 'Quokka, Xavier');
+                 UPDATE civicrm_contact SET is_deleted = 1 WHERE id = 9001;
+                 DELETE FROM civicrm_contact WHERE id = 2;",
+            )
+            .unwrap();
+        for text in ["zebra", "quentin", "quokka", "xavier q"] {
+            let expected = reference(&store.conn, text, true);
+            assert!(!expected.is_empty(), "{text}");
+            assert_eq!(ids(&mut store, text, true), expected, "{text}");
+        }
+        assert!(ids(&mut store, "quokka", false).is_empty());
+        // A word no contact has (written around the triggers) never shows a contact.
+        other
+            .execute(
+                "INSERT INTO civikey_name_word VALUES ('bogusname', 3, 'B', 'b', 'bo')",
+                [],
+            )
+            .unwrap();
+        assert!(reference(&store.conn, "bogus", true).is_empty());
+        assert!(ids(&mut store, "bogus", true).is_empty());
+        let count = |id: i64| -> i64 {
+            store
+                .conn
+                .query_row(
+                    "SELECT count(*) FROM civikey_name_word WHERE contact_id = ?",
+                    [id],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        assert_eq!(count(2), 0, "a deleted contact leaves no words");
+        assert_eq!(count(1), 3, "a renamed contact has only its new words");
+    }
+
+    #[test]
+    fn stores_from_before_the_index_still_work() {
+        let (dir, store) = store_with(300);
+        let path = dir.path().join("s.sqlite");
+        drop(store);
+        let strip = || {
+            Connection::open(&path)
+                .unwrap()
+                .execute_batch(
+                    "DROP TRIGGER civikey_name_word_insert; DROP TRIGGER civikey_name_word_update;
+                     DROP TRIGGER civikey_name_word_delete; DROP TABLE civikey_name_word;
+                     DROP TABLE civikey_position; DROP INDEX civikey_sort_key;",
+                )
+                .unwrap();
+        };
+        strip();
+        let mut read_only = SqliteStore::open_with(&path, true).unwrap();
+        assert!(!read_only.indexed, "a read-only store is left as it is");
+        let expected = reference(&read_only.conn, "smith", true);
+        assert_eq!(ids(&mut read_only, "smith", true), expected);
+        drop(read_only);
+        let mut writable = SqliteStore::open(&path).unwrap();
+        assert!(writable.indexed, "a writable one gets the index on open");
+        assert_eq!(ids(&mut writable, "smith", true), expected);
+    }
+
+    #[test]
+    fn upper_bounds_close_prefix_ranges() {
+        assert_eq!(prefix_upper_bound("ab").as_deref(), Some("ac"));
+        assert_eq!(
+            prefix_upper_bound("a@").as_deref(),
+            Some("a["),
+            "A-Z fold to a-z"
+        );
+        assert_eq!(
+            prefix_upper_bound("a\u{d7ff}").as_deref(),
+            Some("a\u{e000}")
+        );
+        assert_eq!(prefix_upper_bound("b\u{10ffff}").as_deref(), Some("c"));
+        assert_eq!(prefix_upper_bound("\u{10ffff}"), None);
     }
 }

@@ -1,0 +1,612 @@
+//! civikey-bench: search latency through the app, time to the first frame, peak memory and
+//! bytes written to the terminal, at several store sizes. See docs/PERFORMANCE.md.
+//!
+//!   cargo run --release --bin civikey-bench -- --sizes 1000,100000,1000000 --dir DIR
+//!   cargo run --bin civikey-bench -- --ci          # 20,000 contacts in a temporary folder
+//!
+//! Each size runs in a child process of its own, so its peak RSS (getrusage ru_maxrss) is
+//! that size's alone. Stores are made once in DIR (`bench-N.sqlite`) and reused. With
+//! CIVIKEY_TEST_MYSQL_URL set, the largest size also runs on MariaDB (database
+//! `civikey_bench_N`, made once and reused), through CiviCRM's own indexes only.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use civikey::app::{Action, App, AppOptions, Cmd, Msg};
+use civikey::key::SeededKeySource;
+use civikey::seed::synthetic_contacts;
+use civikey::store::spec::{MysqlOptions, Secret, StoreSpec};
+use civikey::store::sqlite::SqliteStore;
+use civikey::store::ContactStore;
+use civikey::terminal::Screen;
+
+const WIDTH: u16 = 80;
+const HEIGHT: u16 = 24;
+const SEED: u64 = 1;
+const URL_VAR: &str = "CIVIKEY_TEST_MYSQL_URL";
+const PASSWORD_VAR: &str = "CIVIKEY_TEST_MYSQL_PASSWORD";
+
+/// What an operator types: surnames, given names, a later word, non-Latin names, a prefix
+/// shared by many surnames, a typo; then an email and an id taken from the store. Each is
+/// typed key by key, then cleared.
+const TYPED: &[&str] = &[
+    "smith",
+    "wei wang",
+    "müller",
+    "van der",
+    "garcía, j",
+    "山田",
+    "Смирнова",
+    "schm",
+    "zqx",
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("child") => child(&args[1..]),
+        Some("seed") => seed_child(&args[1..]),
+        _ => parent(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("civikey-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Options {
+    sizes: Vec<usize>,
+    dir: Option<PathBuf>,
+    rounds: usize,
+    ci: bool,
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut options = Options {
+        sizes: vec![1_000, 100_000, 1_000_000],
+        dir: None,
+        rounds: 5,
+        ci: false,
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().ok_or(format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--sizes" => {
+                options.sizes = value()?
+                    .split(',')
+                    .map(|s| s.trim().replace('_', "").parse::<usize>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("--sizes: {e}"))?
+            }
+            "--dir" => options.dir = Some(PathBuf::from(value()?)),
+            "--rounds" => {
+                options.rounds = value()?.parse().map_err(|e| format!("--rounds: {e}"))?
+            }
+            "--ci" => {
+                options.ci = true;
+                options.sizes = vec![20_000];
+                options.rounds = 2;
+            }
+            other => {
+                return Err(format!(
+                    "unknown argument {other:?} (use --sizes N,N,.. --dir DIR --rounds N, or --ci)"
+                ))
+            }
+        }
+    }
+    Ok(options)
+}
+
+/// One child's measurements, one `key=value` per line on its stdout.
+#[derive(Default)]
+struct Report {
+    store: String,
+    contacts: usize,
+    first_frame: Duration,
+    first_page: Duration,
+    rss_kib: i64,
+    latencies: Vec<Duration>,
+    /// CPU time of the same keystrokes: what they cost without other processes' load.
+    cpu: Vec<Duration>,
+    search_bytes: Vec<usize>,
+    nav_bytes: Vec<usize>,
+    idle_bytes: usize,
+}
+
+fn parent(args: &[String]) -> Result<(), String> {
+    let options = parse(args)?;
+    // Without --dir, a folder of our own that is removed afterwards.
+    let (dir, remove) = match &options.dir {
+        Some(dir) => (dir.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("civikey-bench-{}", std::process::id())),
+            true,
+        ),
+    };
+    civikey::fsperm::create_private_dir(&dir)?;
+    let result = measure(&options, &dir);
+    if remove {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+fn measure(options: &Options, dir: &std::path::Path) -> Result<(), String> {
+    let mut reports = Vec::new();
+    for &size in &options.sizes {
+        let path = dir.join(format!("bench-{size}.sqlite"));
+        if !path.exists() {
+            // In a process of its own: Linux carries a process's peak RSS across exec, so
+            // a parent that had seeded would lend its peak to every measuring child.
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let status = Command::new(exe)
+                .arg("seed")
+                .arg(&path)
+                .arg(size.to_string())
+                .status()
+                .map_err(|e| format!("cannot run the seeding process: {e}"))?;
+            if !status.success() {
+                return Err(format!("seeding {} failed", path.display()));
+            }
+        }
+        reports.push(run_child(
+            &format!("sqlite:{}", path.display()),
+            size,
+            options.rounds,
+        )?);
+    }
+    if let Some(url) = std::env::var(URL_VAR).ok().filter(|u| !u.is_empty()) {
+        let size = options.sizes.iter().copied().max().unwrap_or(1_000);
+        let address = mysql_database(&url, size)?;
+        reports.push(run_child(&address, size, options.rounds)?);
+    } else {
+        eprintln!("civikey-bench: {URL_VAR} is not set: no MariaDB run (start one with: eval \"$(bash scripts/mariadb-test-server.sh)\")");
+    }
+    print_table(&reports);
+    if options.ci {
+        check_ci(&reports)?;
+    }
+    Ok(())
+}
+
+/// What CI checks: every search answered and drew, and the byte counts (which do not
+/// depend on the machine's speed) stay small. Wall times are printed, never asserted.
+fn check_ci(reports: &[Report]) -> Result<(), String> {
+    for r in reports {
+        if r.latencies.is_empty() || r.nav_bytes.is_empty() {
+            return Err(format!("{}: no measurements", r.store));
+        }
+        let nav = mean(&r.nav_bytes);
+        if nav >= 800.0 {
+            return Err(format!(
+                "{}: moving the selection wrote {nav:.0} bytes (limit 800)",
+                r.store
+            ));
+        }
+        if r.idle_bytes != 0 {
+            return Err(format!(
+                "{}: an unchanged frame wrote {} bytes",
+                r.store, r.idle_bytes
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn seed_child(args: &[String]) -> Result<(), String> {
+    let [path, size] = args else {
+        return Err("seed PATH SIZE".into());
+    };
+    let size: usize = size.parse().map_err(|e| format!("size: {e}"))?;
+    let path = PathBuf::from(path);
+    let started = Instant::now();
+    SqliteStore::create(&path, synthetic_contacts(size, SEED), &mut |done| {
+        eprint!("\rcivikey-bench: seeding {done}/{size}");
+    })
+    .map_err(|e| e.to_string())?;
+    eprintln!(
+        "\rcivikey-bench: seeded {} with {size} contacts in {:.1} s",
+        path.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn run_child(address: &str, size: usize, rounds: usize) -> Result<Report, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    eprintln!("civikey-bench: measuring {address} ({size} contacts)");
+    let out = Command::new(exe)
+        .args(["child", address, &size.to_string(), &rounds.to_string()])
+        .output()
+        .map_err(|e| format!("cannot run the measuring process: {e}"))?;
+    io::stderr().write_all(&out.stderr).ok();
+    if !out.status.success() {
+        return Err(format!("the measuring process for {address} failed"));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut report = Report {
+        store: address.to_string(),
+        contacts: size,
+        ..Report::default()
+    };
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let micros = |v: &str| Duration::from_micros(v.parse().unwrap_or(0));
+        let list =
+            |v: &str| -> Vec<usize> { v.split(',').filter_map(|x| x.parse().ok()).collect() };
+        match key {
+            "first_frame_us" => report.first_frame = micros(value),
+            "first_page_us" => report.first_page = micros(value),
+            "rss_kib" => report.rss_kib = value.parse().unwrap_or(0),
+            "latency_us" => {
+                report.latencies = list(value)
+                    .into_iter()
+                    .map(|us| Duration::from_micros(us as u64))
+                    .collect()
+            }
+            "cpu_us" => {
+                report.cpu = list(value)
+                    .into_iter()
+                    .map(|us| Duration::from_micros(us as u64))
+                    .collect()
+            }
+            "search_bytes" => report.search_bytes = list(value),
+            "nav_bytes" => report.nav_bytes = list(value),
+            "idle_bytes" => report.idle_bytes = value.parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    Ok(report)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn mean(values: &[usize]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.iter().sum::<usize>() as f64 / values.len() as f64
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+fn print_table(reports: &[Report]) {
+    println!("| store | contacts | keystrokes | key p50 ms | key p99 ms | key max ms | CPU p50 ms | CPU p99 ms | first frame ms | first page ms | peak RSS MiB | bytes/search key | bytes/nav key | bytes/no-op key |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in reports {
+        let mut sorted = r.latencies.clone();
+        sorted.sort();
+        let mut cpu = r.cpu.clone();
+        cpu.sort();
+        let kind = r.store.split(':').next().unwrap_or("?");
+        println!(
+            "| {kind} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.0} | {:.0} | {} |",
+            r.contacts,
+            sorted.len(),
+            ms(percentile(&sorted, 50.0)),
+            ms(percentile(&sorted, 99.0)),
+            ms(sorted.last().copied().unwrap_or_default()),
+            ms(percentile(&cpu, 50.0)),
+            ms(percentile(&cpu, 99.0)),
+            ms(r.first_frame),
+            ms(r.first_page),
+            r.rss_kib as f64 / 1024.0,
+            mean(&r.search_bytes),
+            mean(&r.nav_bytes),
+            r.idle_bytes,
+        );
+    }
+}
+
+/// `mysql://USER@HOST:PORT/civikey_bench_N`, made and filled unless it already exists.
+fn mysql_database(url: &str, size: usize) -> Result<String, String> {
+    use mysql::prelude::Queryable;
+    let url = url.trim_end_matches('/');
+    let db = format!("civikey_bench_{size}");
+    let admin_options = mysql_options(&format!("{url}/information_schema"));
+    let mut admin =
+        civikey::store::mysql::open_connection(&admin_options).map_err(|e| e.to_string())?;
+    let exists: Option<String> = admin
+        .exec_first(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+            (db.as_str(),),
+        )
+        .map_err(|e| e.to_string())?;
+    let address = format!("{url}/{db}");
+    if exists.is_some() {
+        // Made by an earlier run; refuse one that a killed run left half-filled.
+        let mut conn = civikey::store::mysql::open_connection(&mysql_options(&address))
+            .map_err(|e| e.to_string())?;
+        let count: Option<u64> = conn
+            .query_first("SELECT COUNT(*) FROM civicrm_contact")
+            .map_err(|e| e.to_string())?;
+        if count != Some(size as u64) {
+            return Err(format!(
+                "database {db} holds {count:?} contacts, not {size}: drop it (DROP DATABASE {db}) and run again"
+            ));
+        }
+    } else {
+        admin
+            .query_drop(format!(
+                "CREATE DATABASE `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+            ))
+            .map_err(|e| e.to_string())?;
+        let mut conn = civikey::store::mysql::open_connection(&mysql_options(&address))
+            .map_err(|e| e.to_string())?;
+        civikey::store::mysql::install_schema(&mut conn, "").map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        civikey::store::mysql::insert_contacts(
+            &mut conn,
+            "",
+            synthetic_contacts(size, SEED),
+            &mut |done| eprint!("\rcivikey-bench: seeding MariaDB {done}/{size}"),
+        )
+        .map_err(|e| e.to_string())?;
+        eprintln!(
+            "\rcivikey-bench: seeded {db} with {size} contacts in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(address)
+}
+
+fn mysql_options(address: &str) -> MysqlOptions {
+    MysqlOptions {
+        address: address.to_string(),
+        password: std::env::var(PASSWORD_VAR).ok().map(Secret::new),
+        table_prefix: String::new(),
+        tls: false,
+        tls_ca_file: None,
+        timeout: Duration::from_secs(60),
+    }
+}
+
+/// Counts the bytes a terminal would receive.
+#[derive(Clone, Default)]
+struct Counter(Arc<AtomicUsize>);
+
+impl Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.fetch_add(buf.len(), Ordering::Relaxed);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Counter {
+    fn take(&self) -> usize {
+        self.0.swap(0, Ordering::Relaxed)
+    }
+}
+
+/// The app, its store and its screen, driven the way the event loop and the worker drive
+/// them, minus the threads: update -> the Cmd's query on the store -> Msg back -> draw.
+struct Harness {
+    app: App,
+    store: Box<dyn ContactStore>,
+    screen: Screen<Counter>,
+    bytes: Counter,
+}
+
+impl Harness {
+    /// Runs the commands `cmds` (searches only: the bench makes no other), feeding each
+    /// answer back into the app.
+    fn run(&mut self, cmds: Vec<Cmd>) -> Result<(), String> {
+        for cmd in cmds {
+            if let Cmd::Search { seq, append, query } = cmd {
+                let result = self.store.search(&query).map_err(|e| e.to_string());
+                if let Err(e) = &result {
+                    return Err(format!("search {:?} failed: {e}", query.text));
+                }
+                let more = self.app.update(Msg::Searched {
+                    seq,
+                    append,
+                    result,
+                    history: Vec::new(),
+                });
+                self.run(more)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn act(&mut self, action: Action) -> Result<(), String> {
+        let cmds = self.app.update(Msg::Action(action));
+        self.run(cmds)?;
+        self.screen.draw(&self.app).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+fn spec_of(address: &str) -> Result<StoreSpec, String> {
+    match address.strip_prefix("sqlite:") {
+        Some(path) => Ok(StoreSpec::Sqlite {
+            path: PathBuf::from(path),
+            read_only: true,
+        }),
+        None => Ok(StoreSpec::Mysql(mysql_options(address))),
+    }
+}
+
+fn child(args: &[String]) -> Result<(), String> {
+    let started = Instant::now();
+    let [address, _size, rounds] = args else {
+        return Err("child ADDRESS SIZE ROUNDS".into());
+    };
+    let rounds: usize = rounds.parse().map_err(|e| format!("rounds: {e}"))?;
+    let bytes = Counter::default();
+    let mut screen = Screen::fixed(bytes.clone(), WIDTH, HEIGHT).map_err(|e| e.to_string())?;
+    let options = AppOptions {
+        location: address.clone(),
+        color: true,
+        clipboard_warning: None,
+        data_dir: std::env::temp_dir(),
+    };
+    let (mut app, _open) = App::new(options, Box::new(SeededKeySource::new(SEED)));
+    app.update(Msg::Resize {
+        width: WIDTH,
+        height: HEIGHT,
+    });
+    // As in the real loop: the first frame goes out before the store is opened.
+    screen.draw(&app).map_err(|e| e.to_string())?;
+    let first_frame = started.elapsed();
+
+    let store = spec_of(address)?.open().map_err(|e| e.to_string())?;
+    let info = store.info();
+    let cmds = app.update(Msg::StoreOpened(Ok(info)));
+    let mut h = Harness {
+        app,
+        store,
+        screen,
+        bytes,
+    };
+    h.run(cmds)?;
+    h.screen.draw(&h.app).map_err(|e| e.to_string())?;
+    let first_page = started.elapsed();
+    if h.app.contacts.is_empty() {
+        return Err(format!("{address}: the first page is empty"));
+    }
+    h.bytes.take();
+
+    // An email and an id that exist: the store's own answer to a name search.
+    let mut typed: Vec<String> = TYPED.iter().map(|w| w.to_string()).collect();
+    h.act(Action::StartSearch)?;
+    for c in "garcía".chars() {
+        h.act(Action::SearchChar(c))?;
+    }
+    if let Some(c) = h.app.contacts.iter().rev().find(|c| c.email.is_some()) {
+        let email = c.email.as_ref().map(|e| e.to_string()).unwrap_or_default();
+        let cut = email
+            .find('@')
+            .map_or(email.len(), |at| at + 3)
+            .min(email.len());
+        typed.push(email[..cut].to_string());
+        typed.push(c.id.to_string());
+    }
+    h.act(Action::SearchClear)?;
+
+    let mut latencies = Vec::new();
+    let mut cpu = Vec::new();
+    let mut search_bytes = Vec::new();
+    // The slowest keystrokes, with what had been typed, to tell which searches cost most.
+    let mut slowest: Vec<(Duration, String)> = Vec::new();
+    for round in 0..rounds {
+        for word in &typed {
+            h.act(Action::StartSearch)?;
+            h.bytes.take();
+            for c in word.chars() {
+                let t = Instant::now();
+                let c0 = thread_cpu();
+                h.act(Action::SearchChar(c))?;
+                cpu.push(thread_cpu().saturating_sub(c0));
+                latencies.push(t.elapsed());
+                slowest.push((t.elapsed(), h.app.filter.clone()));
+                search_bytes.push(h.bytes.take());
+            }
+            if round == 0 && h.app.contacts.is_empty() {
+                eprintln!("civikey-bench: note: {word:?} matched nothing in {address}");
+            }
+            h.act(Action::SearchClear)?;
+            h.bytes.take();
+        }
+    }
+
+    // The slowest time of each text typed, slowest first.
+    slowest.sort_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)));
+    slowest.dedup_by(|a, b| a.1 == b.1);
+    slowest.sort_by_key(|s| std::cmp::Reverse(s.0));
+    for (time, text) in slowest.iter().take(5) {
+        eprintln!(
+            "civikey-bench: slow keystroke: {:>8} ms after {text:?}",
+            ms(*time)
+        );
+    }
+
+    // Navigation: one row down, 20 times, on the unfiltered list.
+    let mut nav_bytes = Vec::new();
+    for _ in 0..20 {
+        h.act(Action::Down)?;
+        nav_bytes.push(h.bytes.take());
+    }
+    // A key that changes nothing (Up at the top of the list) must write nothing.
+    h.act(Action::Top)?;
+    h.bytes.take();
+    h.act(Action::Up)?;
+    let idle_bytes = h.bytes.take();
+
+    let mut out = String::new();
+    out.push_str(&format!(
+        "first_frame_us={}\nfirst_page_us={}\nrss_kib={}\nidle_bytes={idle_bytes}\n",
+        first_frame.as_micros(),
+        first_page.as_micros(),
+        peak_rss_kib()
+    ));
+    let join = |v: Vec<String>| v.join(",");
+    out.push_str(&format!(
+        "latency_us={}\n",
+        join(
+            latencies
+                .iter()
+                .map(|d| d.as_micros().to_string())
+                .collect()
+        )
+    ));
+    out.push_str(&format!(
+        "cpu_us={}\n",
+        join(cpu.iter().map(|d| d.as_micros().to_string()).collect())
+    ));
+    out.push_str(&format!(
+        "search_bytes={}\n",
+        join(search_bytes.iter().map(ToString::to_string).collect())
+    ));
+    out.push_str(&format!(
+        "nav_bytes={}\n",
+        join(nav_bytes.iter().map(ToString::to_string).collect())
+    ));
+    io::stdout()
+        .write_all(out.as_bytes())
+        .map_err(|e| e.to_string())
+}
+
+/// CPU time this thread has used (user and system).
+fn thread_cpu() -> Duration {
+    // SAFETY: clock_gettime writes into the zeroed timespec it is given.
+    let mut t: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: CLOCK_THREAD_CPUTIME_ID is a valid clock; `t` is a valid, writable timespec.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// This process's peak resident set (ru_maxrss is in KiB on Linux).
+fn peak_rss_kib() -> i64 {
+    // SAFETY: getrusage writes into the zeroed struct it is given and keeps no pointer.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_SELF is a valid `who`; `usage` is a valid, writable rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0 {
+        usage.ru_maxrss
+    } else {
+        -1
+    }
+}
