@@ -102,10 +102,13 @@ impl Actor {
     /// the first field of SSH_CONNECTION.
     pub fn from_env(store: &str, profile: Option<&str>) -> Self {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let operator = var("SUDO_USER").or_else(|| var("USER")).unwrap_or_else(|| {
-            // SAFETY: getuid has no preconditions.
-            format!("uid {}", unsafe { libc::getuid() })
-        });
+        let operator = var("SUDO_USER")
+            .or_else(|| var("USER"))
+            .or_else(login_name)
+            .unwrap_or_else(|| {
+                // SAFETY: getuid has no preconditions.
+                format!("uid {}", unsafe { libc::getuid() })
+            });
         let ssh_client =
             var("SSH_CONNECTION").and_then(|v| v.split_whitespace().next().map(str::to_string));
         Actor {
@@ -114,6 +117,30 @@ impl Actor {
             store: SafeText::new(store).to_string(),
             profile: profile.map(|p| SafeText::new(p).to_string()),
         }
+    }
+}
+
+/// The name of this process's user from the password database (USER is not always set,
+/// e.g. under cron or `env -i`).
+fn login_name() -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: getpwuid_r writes into `pwd` and `buf`, which outlive the call, and sets
+    // `result` to `pwd` or null; pw_name points into `buf` and is read before `buf` is freed.
+    unsafe {
+        let rc = libc::getpwuid_r(
+            libc::getuid(),
+            pwd.as_mut_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        );
+        if rc != 0 || result.is_null() {
+            return None;
+        }
+        let name = std::ffi::CStr::from_ptr((*result).pw_name);
+        Some(name.to_string_lossy().into_owned())
     }
 }
 

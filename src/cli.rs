@@ -48,7 +48,13 @@ pub mod out {
     pub fn progress(text: impl Display, last: bool) {
         let text = SafeText::new(&text.to_string());
         let mut err = io::stderr().lock();
-        let _ = write!(err, "\r{text}{}", if last { "\n" } else { "" });
+        if err.is_terminal() {
+            // Overwrite the line in place; clear what a longer earlier line left.
+            let _ = write!(err, "\r{text}\x1b[K{}", if last { "\n" } else { "" });
+        } else {
+            // A log file or a pipe: one line each, no carriage returns.
+            let _ = writeln!(err, "{text}");
+        }
         let _ = err.flush();
     }
 

@@ -185,7 +185,7 @@ pub fn draw_detail(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         ]),
         Line::from(vec![
             label("Key set   "),
-            Span::raw(match app.key_sets.get(&c.id) {
+            Span::raw(match app.key_sets.get(&c.id).filter(|_| c.key.is_some()) {
                 Some(set) => crate::sanitize::truncate_to_width(
                     &format!(
                         "by civikey {} by {} ({} ago)",
@@ -195,6 +195,7 @@ pub fn draw_detail(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                     ),
                     width,
                 ),
+                None if c.key.is_none() => "no key".into(),
                 None => "not set by civikey".into(),
             }),
         ]),
