@@ -555,20 +555,17 @@ impl MysqlStore {
             .iter()
             .map(|r| {
                 format!(
-                    "(SELECT COUNT(*) FROM (SELECT 1 FROM {contact} FORCE INDEX ({index})
-                       WHERE {column} LIKE ? ESCAPE '!' LIMIT {limit}) x)",
+                    "(SELECT COUNT(*) FROM (SELECT 1 FROM {contact} c FORCE INDEX ({index})
+                       WHERE {condition} LIMIT {limit}) x)",
                     contact = self.tables.contact,
                     index = r.index,
-                    column = r.column,
+                    condition = r.condition,
                     limit = SPARSE_RANGE + 1
                 )
             })
             .collect();
         let sql = format!("SELECT {}", counts.join(", "));
-        let args: Vec<Value> = ranges
-            .iter()
-            .map(|r| Value::from(r.prefix.as_str()))
-            .collect();
+        let args: Vec<Value> = ranges.iter().flat_map(|r| r.args.clone()).collect();
         let row: Option<Row> =
             self.run(Phase::Read, |c| c.exec_first(sql, Params::Positional(args)))?;
         let row =
@@ -661,9 +658,10 @@ const NAME_CONDITION: &str =
                                     OR c.display_name LIKE ? ESCAPE '!')";
 
 /// A name-column range with at most this many entries is read whole and sorted (one row
-/// lookup each: a few ms); a bigger one is walked in list order, where its names are
-/// common enough to fill a page soon.
-const SPARSE_RANGE: u64 = 5_000;
+/// lookup each, about 3 microseconds: up to some 60 ms at this size, measured at 1M); a
+/// bigger one is walked in list order, where its names (2% of a million contacts or
+/// more) are common enough to fill a page soon.
+const SPARSE_RANGE: u64 = 20_000;
 
 /// A contact table with at most this many rows is searched by testing every row for the
 /// exact name condition (later words of every name included): a scan that small takes a
@@ -690,38 +688,51 @@ enum NamePlan {
     Indexed,
 }
 
-/// One name column's index range for a search text.
+/// One name column's index ranges for a search text.
 struct NameRange {
     index: &'static str,
     column: &'static str,
-    /// The LIKE pattern (escaped with '!').
-    prefix: String,
+    /// The condition on `c.column` (ranges of its index), and its arguments.
+    condition: String,
+    args: Vec<Value>,
 }
 
 impl NameRange {
     /// A display name starts with the first name, so a text of several words ("wei wang")
-    /// looks up its first word there; the other names are searched with the whole text.
+    /// needs a first name that is one of its leading words ("wei", equal) or starts with
+    /// the whole text; the other names are searched with the whole text.
     fn for_text(text: &str) -> [NameRange; 4] {
         let whole = super::like_prefix(text, '!');
-        let first_word = text.split_whitespace().next().unwrap_or(text);
-        let range = |index, column, prefix| NameRange {
+        let leading_words: Vec<&str> = text
+            .char_indices()
+            .filter(|(_, c)| *c == ' ')
+            .map(|(i, _)| text[..i].trim_end())
+            .filter(|words| !words.is_empty())
+            .collect();
+        let mut first_condition = String::from("(");
+        let mut first_args = Vec::new();
+        for words in leading_words {
+            first_condition.push_str("c.first_name = ? OR ");
+            first_args.push(Value::from(words));
+        }
+        first_condition.push_str("c.first_name LIKE ? ESCAPE '!')");
+        first_args.push(Value::from(whole.as_str()));
+        let prefix_of = |index, column: &'static str| NameRange {
             index,
             column,
-            prefix,
+            condition: format!("c.{column} LIKE ? ESCAPE '!'"),
+            args: vec![Value::from(whole.as_str())],
         };
         [
-            range(
-                "index_first_name",
-                "first_name",
-                super::like_prefix(first_word, '!'),
-            ),
-            range("index_last_name", "last_name", whole.clone()),
-            range(
-                "index_organization_name",
-                "organization_name",
-                whole.clone(),
-            ),
-            range("index_household_name", "household_name", whole),
+            NameRange {
+                index: "index_first_name",
+                column: "first_name",
+                condition: first_condition,
+                args: first_args,
+            },
+            prefix_of("index_last_name", "last_name"),
+            prefix_of("index_organization_name", "organization_name"),
+            prefix_of("index_household_name", "household_name"),
         ]
     }
 }
@@ -880,22 +891,21 @@ impl ContactStore for MysqlStore {
                             sql.add(
                                 format!(
                                     "(SELECT c.id, c.sort_name FROM {contact} c FORCE INDEX ({index})
-                                       WHERE c.{column} LIKE ? ESCAPE '!'{live_only}{cursor}{NAME_CONDITION}
+                                       WHERE {condition}{live_only}{cursor}{NAME_CONDITION}
                                        ORDER BY c.sort_name, c.id LIMIT {fetch})",
                                     contact = t.contact,
                                     index = range.index,
-                                    column = range.column,
+                                    condition = range.condition,
                                     cursor = sql.cursor,
                                 ),
-                                vec![Value::from(range.prefix.clone())],
+                                range.args.clone(),
                                 &name_matches,
                             );
                         } else if range.column == "first_name" {
                             // Common first names are spread over the whole list: walking it
                             // in order meets a page of them soon.
-                            let condition =
-                                format!(" AND c.first_name LIKE ? ESCAPE '!'{NAME_CONDITION}");
-                            let mut condition_args = vec![Value::from(range.prefix.clone())];
+                            let condition = format!(" AND {}{NAME_CONDITION}", range.condition);
+                            let mut condition_args = range.args.clone();
                             condition_args.extend_from_slice(&name_matches);
                             sql.walk(&condition, &condition_args);
                         }
