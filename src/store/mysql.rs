@@ -1,7 +1,8 @@
 //! The CiviCRM database itself, over the MySQL/MariaDB protocol.
 //!
 //! civikey never alters a CiviCRM schema: every query here runs on the tables and indexes
-//! CiviCRM creates (`index_is_deleted_sort_name`, `index_api_key`, `UI_email`, the foreign
+//! CiviCRM creates (`index_is_deleted_sort_name`, `index_first_name`, `index_last_name`,
+//! `index_organization_name`, `index_household_name`, `index_api_key`, `UI_email`, the foreign
 //! key indexes), and nothing but `civicrm_contact.api_key` is ever written.
 //! [`install_schema`] and [`insert_contacts`] exist only to build a CiviCRM-shaped test or
 //! demo database; they refuse to touch tables that already exist.
@@ -786,7 +787,8 @@ impl Union<'_> {
     /// One ordered range of index_is_deleted_sort_name per is_deleted value, `condition`
     /// tested on each row, read until a page is found.
     fn walk(&mut self, condition: &str, condition_args: &[Value]) {
-        for deleted in self.deleted_values.to_vec() {
+        let deleted_values = self.deleted_values;
+        for deleted in deleted_values {
             let select = format!(
                 "(SELECT c.id, c.sort_name FROM {contact} c FORCE INDEX (index_is_deleted_sort_name)
                    WHERE c.is_deleted = {deleted}{condition}{cursor}
