@@ -1,7 +1,8 @@
 //! The CiviCRM database itself, over the MySQL/MariaDB protocol.
 //!
 //! civikey never alters a CiviCRM schema: every query here runs on the tables and indexes
-//! CiviCRM creates (`index_is_deleted_sort_name`, `index_api_key`, `UI_email`, the foreign
+//! CiviCRM creates (`index_is_deleted_sort_name`, `index_first_name`, `index_last_name`,
+//! `index_organization_name`, `index_household_name`, `index_api_key`, `UI_email`, the foreign
 //! key indexes), and nothing but `civicrm_contact.api_key` is ever written.
 //! [`install_schema`] and [`insert_contacts`] exist only to build a CiviCRM-shaped test or
 //! demo database; they refuse to touch tables that already exist.
@@ -423,6 +424,10 @@ pub struct MysqlStore {
     keys_case_insensitive: bool,
     /// Whether this is a Standalone site with civicrm_user_role (checked once).
     has_roles: Option<bool>,
+    /// How name searches run (decided at the first one).
+    name_plan: Option<NamePlan>,
+    /// Up to this many contacts, name searches test every row (see [`NamePlan::Scan`]).
+    exact_scan_max: u64,
 }
 
 impl MysqlStore {
@@ -465,6 +470,8 @@ impl MysqlStore {
             key_capacity: usize::try_from(capacity).unwrap_or(usize::MAX),
             keys_case_insensitive: collation_is_case_insensitive(collation.as_deref()),
             has_roles: None,
+            name_plan: None,
+            exact_scan_max: EXACT_SCAN_MAX_CONTACTS,
         };
         Ok(store)
     }
@@ -493,6 +500,81 @@ impl MysqlStore {
             }
             map_error(e, &self.location, phase)
         })
+    }
+
+    /// Name searches on a table of at most `contacts` rows test every row, exactly (the
+    /// default is 10,000); above it they use CiviCRM's name indexes. Tests set 0 to run
+    /// the indexed plan on small data.
+    pub fn set_exact_scan_max(&mut self, contacts: u64) {
+        self.exact_scan_max = contacts;
+        self.name_plan = None;
+    }
+
+    /// Decides once how name searches run: through the name indexes when CiviCRM's are
+    /// all there (a database may predate one) and the table is too big to scan.
+    fn name_plan(&mut self) -> Result<NamePlan, StoreError> {
+        if let Some(plan) = self.name_plan {
+            return Ok(plan);
+        }
+        let table = self.tables.contact_name.clone();
+        let columns: Vec<(String, u64, String)> = self.run(Phase::Read, |c| {
+            c.exec(
+                "SELECT INDEX_NAME, SEQ_IN_INDEX, COLUMN_NAME FROM information_schema.STATISTICS
+                  WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
+                (table,),
+            )
+        })?;
+        let indexed = NAME_INDEXES.iter().all(|(index, position, column)| {
+            columns.iter().any(|(i, p, c)| {
+                i.eq_ignore_ascii_case(index) && p == position && c.eq_ignore_ascii_case(column)
+            })
+        });
+        let plan = if indexed {
+            // Counting stops one row past the limit: cheap on any table.
+            let sql = format!(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM {} LIMIT {}) x",
+                self.tables.contact,
+                self.exact_scan_max.saturating_add(1)
+            );
+            let rows: Option<u64> = self.run(Phase::Read, |c| c.query_first(sql))?;
+            if rows.unwrap_or(0) > self.exact_scan_max {
+                NamePlan::Indexed
+            } else {
+                NamePlan::Scan
+            }
+        } else {
+            NamePlan::Scan
+        };
+        self.name_plan = Some(plan);
+        Ok(plan)
+    }
+
+    /// How many entries each range holds, counted up to [`SPARSE_RANGE`] + 1 on the
+    /// index alone (no row is read).
+    fn range_sizes(&mut self, ranges: &[NameRange]) -> Result<Vec<u64>, StoreError> {
+        let counts: Vec<String> = ranges
+            .iter()
+            .map(|r| {
+                format!(
+                    "(SELECT COUNT(*) FROM (SELECT 1 FROM {contact} c FORCE INDEX ({index})
+                       WHERE {condition} LIMIT {limit}) x)",
+                    contact = self.tables.contact,
+                    index = r.index,
+                    condition = r.condition,
+                    limit = SPARSE_RANGE + 1
+                )
+            })
+            .collect();
+        let sql = format!("SELECT {}", counts.join(", "));
+        let args: Vec<Value> = ranges.iter().flat_map(|r| r.args.clone()).collect();
+        let row: Option<Row> =
+            self.run(Phase::Read, |c| c.exec_first(sql, Params::Positional(args)))?;
+        let row =
+            row.ok_or_else(|| StoreError::bad_data(format!("{}: no counts", self.location)))?;
+        (0..ranges.len())
+            .map(|i| uint(&row, i).map(|n| n.unwrap_or(0)))
+            .collect::<Result<_, _>>()
+            .map_err(|e| StoreError::bad_data(format!("{}: {e}", self.location)))
     }
 
     fn contact_exists(&mut self, id: ContactId) -> Result<bool, StoreError> {
@@ -569,6 +651,159 @@ fn row_to_contact(row: &Row) -> Result<(Contact, Option<String>), String> {
     Ok((contact, sort_name))
 }
 
+/// The quick-search name condition (`Query::matcher`): a prefix of the sort name, of the
+/// display name, or of a later word of the display name. Three arguments: the LIKE prefix
+/// twice, then `% ` and the prefix.
+const NAME_CONDITION: &str =
+    " AND (c.sort_name LIKE ? ESCAPE '!' OR c.display_name LIKE ? ESCAPE '!'
+                                    OR c.display_name LIKE ? ESCAPE '!')";
+
+/// A name-column range with at most this many entries is read whole and sorted (one row
+/// lookup each, about 3 microseconds: up to some 60 ms at this size, measured at 1M); a
+/// bigger one is walked in list order, where its names (2% of a million contacts or
+/// more) are common enough to fill a page soon.
+const SPARSE_RANGE: u64 = 20_000;
+
+/// A contact table with at most this many rows is searched by testing every row for the
+/// exact name condition (later words of every name included): a scan that small takes a
+/// few ms. Bigger ones use the name indexes.
+const EXACT_SCAN_MAX_CONTACTS: u64 = 10_000;
+
+/// CiviCRM's indexes the indexed name search forces, as (index, position, column).
+const NAME_INDEXES: [(&str, u64, &str); 6] = [
+    ("index_is_deleted_sort_name", 1, "is_deleted"),
+    ("index_is_deleted_sort_name", 2, "sort_name"),
+    ("index_first_name", 1, "first_name"),
+    ("index_last_name", 1, "last_name"),
+    ("index_organization_name", 1, "organization_name"),
+    ("index_household_name", 1, "household_name"),
+];
+
+/// How name searches run on this database (decided once per store).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NamePlan {
+    /// Walk index_is_deleted_sort_name testing every row: a small table, or one without
+    /// CiviCRM's name indexes.
+    Scan,
+    /// A union of ranges of CiviCRM's name indexes.
+    Indexed,
+}
+
+/// One name column's index ranges for a search text.
+struct NameRange {
+    index: &'static str,
+    column: &'static str,
+    /// The condition on `c.column` (ranges of its index), and its arguments.
+    condition: String,
+    args: Vec<Value>,
+}
+
+impl NameRange {
+    /// A display name starts with the first name, so a text of several words ("wei wang")
+    /// needs a first name that is one of its leading words ("wei", equal) or starts with
+    /// the whole text; the other names are searched with the whole text.
+    fn for_text(text: &str) -> [NameRange; 4] {
+        let whole = super::like_prefix(text, '!');
+        let leading_words: Vec<&str> = text
+            .char_indices()
+            .filter(|(_, c)| *c == ' ')
+            .map(|(i, _)| text[..i].trim_end())
+            .filter(|words| !words.is_empty())
+            .collect();
+        let mut first_condition = String::from("(");
+        let mut first_args = Vec::new();
+        for words in leading_words {
+            first_condition.push_str("c.first_name = ? OR ");
+            first_args.push(Value::from(words));
+        }
+        first_condition.push_str("c.first_name LIKE ? ESCAPE '!')");
+        first_args.push(Value::from(whole.as_str()));
+        let prefix_of = |index, column: &'static str| NameRange {
+            index,
+            column,
+            condition: format!("c.{column} LIKE ? ESCAPE '!'"),
+            args: vec![Value::from(whole.as_str())],
+        };
+        [
+            NameRange {
+                index: "index_first_name",
+                column: "first_name",
+                condition: first_condition,
+                args: first_args,
+            },
+            prefix_of("index_last_name", "last_name"),
+            prefix_of("index_organization_name", "organization_name"),
+            prefix_of("index_household_name", "household_name"),
+        ]
+    }
+}
+
+/// The keyset condition for `after` (with its arguments): rows after the cursor in list
+/// order, NULL sort names first.
+fn cursor_condition(after: Option<&Cursor>) -> Result<(String, Vec<Value>), StoreError> {
+    match after {
+        None => Ok((String::new(), Vec::new())),
+        // Still among the NULL sort names (they sort first), or past them.
+        Some(Cursor::After { sort_name, id }) if sort_name == NULL_SORT_NAME => Ok((
+            " AND (c.sort_name IS NOT NULL OR c.id > ?)".into(),
+            vec![Value::UInt(*id)],
+        )),
+        Some(Cursor::After { sort_name, id }) => Ok((
+            " AND (c.sort_name > ? OR (c.sort_name = ? AND c.id > ?))".into(),
+            vec![
+                Value::from(sort_name.as_str()),
+                Value::from(sort_name.as_str()),
+                Value::UInt(*id),
+            ],
+        )),
+        Some(Cursor::Offset(_)) => Err(StoreError::invalid(
+            "the MySQL store pages by key, not by offset",
+        )),
+    }
+}
+
+/// A search being built: parenthesized SELECTs of (id, sort_name), each already limited
+/// to one page past the cursor, to be merged with UNION (which also drops a contact two
+/// ranges found).
+struct Union<'a> {
+    contact: String,
+    cursor: String,
+    cursor_args: Vec<Value>,
+    deleted_values: &'a [u8],
+    fetch: usize,
+    branches: Vec<String>,
+    args: Vec<Value>,
+}
+
+impl Union<'_> {
+    /// `select`, whose placeholders are `before`, the cursor's, then `after`.
+    fn add(&mut self, select: String, before: Vec<Value>, after: &[Value]) {
+        self.branches.push(select);
+        self.args.extend(before);
+        self.args.extend_from_slice(&self.cursor_args);
+        self.args.extend_from_slice(after);
+    }
+
+    /// One ordered range of index_is_deleted_sort_name per is_deleted value, `condition`
+    /// tested on each row, read until a page is found.
+    fn walk(&mut self, condition: &str, condition_args: &[Value]) {
+        let deleted_values = self.deleted_values;
+        for deleted in deleted_values {
+            let select = format!(
+                "(SELECT c.id, c.sort_name FROM {contact} c FORCE INDEX (index_is_deleted_sort_name)
+                   WHERE c.is_deleted = {deleted}{condition}{cursor}
+                   ORDER BY c.sort_name, c.id LIMIT {fetch})",
+                contact = self.contact,
+                cursor = self.cursor,
+                fetch = self.fetch,
+            );
+            self.branches.push(select);
+            self.args.extend_from_slice(condition_args);
+            self.args.extend_from_slice(&self.cursor_args);
+        }
+    }
+}
+
 impl ContactStore for MysqlStore {
     fn info(&self) -> StoreInfo {
         StoreInfo {
@@ -580,75 +815,113 @@ impl ContactStore for MysqlStore {
         }
     }
 
-    /// Keyset paging on CiviCRM's index (is_deleted, sort_name, id). With deleted contacts
-    /// included, each value of is_deleted is one ordered index range: both are read up to
-    /// the page size and merged, so the server never sorts the whole table.
+    /// Keyset paging in list order (sort_name, id), on CiviCRM's own indexes only (see
+    /// docs/PERFORMANCE.md): each matcher becomes a union of index ranges, each read at most
+    /// up to the page size, merged, and only the page's contacts are read in full.
     fn search(&mut self, query: &Query) -> Result<Page, StoreError> {
         let limit = query.limit.clamp(1, MAX_PAGE);
         let fetch = limit + 1;
         let t = self.tables.clone();
-        let mut conditions = String::new();
-        let mut args: Vec<Value> = Vec::new();
+        let (cursor, cursor_args) = cursor_condition(query.after.as_ref())?;
+        let deleted_values: &[u8] = if query.include_deleted { &[0, 1] } else { &[0] };
+        let live_only = if query.include_deleted {
+            ""
+        } else {
+            " AND c.is_deleted = 0"
+        };
+        let mut sql = Union {
+            contact: t.contact.clone(),
+            cursor,
+            cursor_args,
+            deleted_values,
+            fetch,
+            branches: Vec::new(),
+            args: Vec::new(),
+        };
         match query.matcher() {
-            Matcher::All => {}
+            Matcher::All => sql.walk("", &[]),
             Matcher::Id(id) => {
-                conditions.push_str(" AND c.id = ?");
-                args.push(Value::UInt(id));
+                // The primary key: one row at most.
+                sql.add(
+                    format!(
+                        "(SELECT c.id, c.sort_name FROM {} c WHERE c.id = ?{live_only}{})",
+                        t.contact, sql.cursor
+                    ),
+                    vec![Value::UInt(id)],
+                    &[],
+                );
             }
             Matcher::EmailPrefix(text) => {
-                conditions.push_str(&format!(
-                    " AND c.id IN (SELECT e.contact_id FROM {} e WHERE e.email LIKE ? ESCAPE '!')",
-                    t.email
-                ));
-                args.push(Value::from(super::like_prefix(text, '!')));
+                // A LIKE prefix is a range of UI_email (a case-insensitive index, as LIKE
+                // compares); a contact with two matching emails is one row.
+                sql.add(
+                    format!(
+                        "(SELECT DISTINCT c.id, c.sort_name FROM {email} e
+                           JOIN {contact} c ON c.id = e.contact_id
+                          WHERE e.email LIKE ? ESCAPE '!'{live_only}{cursor}
+                          ORDER BY c.sort_name, c.id LIMIT {fetch})",
+                        email = t.email,
+                        contact = t.contact,
+                        cursor = sql.cursor
+                    ),
+                    vec![Value::from(super::like_prefix(text, '!'))],
+                    &[],
+                );
             }
             Matcher::Name(text) => {
-                conditions.push_str(
-                    " AND (c.sort_name LIKE ? ESCAPE '!' OR c.display_name LIKE ? ESCAPE '!'
-                           OR c.display_name LIKE ? ESCAPE '!')",
-                );
                 let prefix = super::like_prefix(text, '!');
-                args.push(Value::from(prefix.clone()));
-                args.push(Value::from(prefix.clone()));
-                args.push(Value::from(format!("% {prefix}")));
+                let name_matches = [
+                    Value::from(prefix.clone()),
+                    Value::from(prefix.clone()),
+                    Value::from(format!("% {prefix}")),
+                ];
+                if self.name_plan()? == NamePlan::Scan {
+                    sql.walk(NAME_CONDITION, &name_matches);
+                } else {
+                    // sort_name prefix: a range of index_is_deleted_sort_name in list order.
+                    sql.walk(
+                        " AND c.sort_name LIKE ? ESCAPE '!'",
+                        &[Value::from(prefix.clone())],
+                    );
+                    let ranges = NameRange::for_text(text);
+                    let sizes = self.range_sizes(&ranges)?;
+                    for (range, size) in ranges.iter().zip(sizes) {
+                        if size <= SPARSE_RANGE {
+                            // Few enough to read them all and sort: the range of the
+                            // column's own index, each contact checked against the full
+                            // name condition.
+                            sql.add(
+                                format!(
+                                    "(SELECT c.id, c.sort_name FROM {contact} c FORCE INDEX ({index})
+                                       WHERE {condition}{live_only}{cursor}{NAME_CONDITION}
+                                       ORDER BY c.sort_name, c.id LIMIT {fetch})",
+                                    contact = t.contact,
+                                    index = range.index,
+                                    condition = range.condition,
+                                    cursor = sql.cursor,
+                                ),
+                                range.args.clone(),
+                                &name_matches,
+                            );
+                        } else if range.column == "first_name" {
+                            // Common first names are spread over the whole list: walking it
+                            // in order meets a page of them soon.
+                            let condition = format!(" AND {}{NAME_CONDITION}", range.condition);
+                            let mut condition_args = range.args.clone();
+                            condition_args.extend_from_slice(&name_matches);
+                            sql.walk(&condition, &condition_args);
+                        }
+                        // A common last, organisation or household name starts the sort
+                        // name too (CiviCRM's sort name formats): the sort_name range has it.
+                    }
+                }
             }
         }
-        match &query.after {
-            None => {}
-            Some(Cursor::After { sort_name, id }) if sort_name == NULL_SORT_NAME => {
-                // Still among the NULL sort names (they sort first), or past them.
-                conditions.push_str(" AND (c.sort_name IS NOT NULL OR c.id > ?)");
-                args.push(Value::UInt(*id));
-            }
-            Some(Cursor::After { sort_name, id }) => {
-                conditions.push_str(" AND (c.sort_name > ? OR (c.sort_name = ? AND c.id > ?))");
-                args.push(Value::from(sort_name.as_str()));
-                args.push(Value::from(sort_name.as_str()));
-                args.push(Value::UInt(*id));
-            }
-            Some(Cursor::Offset(_)) => {
-                return Err(StoreError::invalid(
-                    "the MySQL store pages by key, not by offset",
-                ))
-            }
-        }
-        let range = |deleted: u8| {
-            format!(
-                "(SELECT c.id, c.sort_name FROM {} c WHERE c.is_deleted = {deleted}{conditions}
-                   ORDER BY c.sort_name, c.id LIMIT {fetch})",
-                t.contact
-            )
-        };
-        let ranges = if query.include_deleted {
-            let both = args.clone();
-            args.extend(both);
-            format!("{} UNION ALL {}", range(0), range(1))
-        } else {
-            range(0)
-        };
+        let Union { branches, args, .. } = sql;
         let sql = format!(
-            "SELECT {} FROM ({ranges}) k JOIN {} c ON c.id = k.id ORDER BY k.sort_name, k.id LIMIT {fetch}",
+            "SELECT {} FROM ({}) k JOIN {} c ON c.id = k.id ORDER BY k.sort_name, k.id LIMIT {fetch}",
             t.contact_columns(),
+            branches.join(" UNION "),
             t.contact
         );
         let rows: Vec<Row> = self.run(Phase::Read, |c| c.exec(sql, Params::Positional(args)))?;
@@ -788,8 +1061,9 @@ impl ContactStore for MysqlStore {
     }
 }
 
-/// Creates CiviCRM-shaped tables (the columns and indexes civikey reads, as CiviCRM defines
-/// them: InnoDB, utf8mb4, utf8mb4_unicode_ci). For test and demo databases only; fails if
+/// Creates CiviCRM-shaped tables (the columns and indexes civikey reads, with the names and
+/// columns CiviCRM's schema/Contact/Contact.entityType.php gives them: InnoDB, utf8mb4,
+/// utf8mb4_unicode_ci). For test and demo databases only; fails if
 /// a table already exists, so it can never change a real CiviCRM schema.
 pub fn install_schema(conn: &mut Conn, prefix: &str) -> Result<(), StoreError> {
     let t = Tables::new(prefix)?;
@@ -802,14 +1076,21 @@ pub fn install_schema(conn: &mut Conn, prefix: &str) -> Result<(), StoreError> {
                contact_type varchar(64) DEFAULT NULL,
                display_name varchar(128) DEFAULT NULL,
                sort_name varchar(128) DEFAULT NULL,
+               organization_name varchar(128) DEFAULT NULL,
                first_name varchar(64) DEFAULT NULL,
                last_name varchar(64) DEFAULT NULL,
+               household_name varchar(128) DEFAULT NULL,
                is_deleted tinyint NOT NULL DEFAULT 0,
                created_date timestamp NULL DEFAULT CURRENT_TIMESTAMP,
                modified_date timestamp NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
                api_key varchar(32) DEFAULT NULL,
                PRIMARY KEY (id),
+               INDEX index_organization_name (organization_name),
+               INDEX index_first_name (first_name),
+               INDEX index_last_name (last_name),
+               INDEX index_sort_name (sort_name),
                INDEX index_api_key (api_key),
+               INDEX index_household_name (household_name),
                INDEX index_is_deleted_sort_name (is_deleted, sort_name, id)
              ) {options}",
             contact = t.contact
@@ -919,20 +1200,33 @@ struct Batch {
 }
 
 impl Batch {
-    const CONTACT_COLUMNS: usize = 8;
+    const CONTACT_COLUMNS: usize = 10;
     const EMAIL_COLUMNS: usize = 2;
     const UF_COLUMNS: usize = 3;
 
     fn add(&mut self, id: u64, c: SeedContact) {
         self.rows += 1;
         let text = |s: Option<String>| s.map_or(Value::NULL, Value::from);
+        // CiviCRM keeps an organisation's or household's name in a column of its own and
+        // derives display_name from it: the name is the display name.
+        let own_name = |kind: &str| {
+            if c.contact_type == kind {
+                Value::from(c.display_name.as_str())
+            } else {
+                Value::NULL
+            }
+        };
+        let organization_name = own_name("Organization");
+        let household_name = own_name("Household");
         self.contacts.extend([
             Value::UInt(id),
             Value::from(c.contact_type),
             Value::from(c.display_name),
             Value::from(c.sort_name),
+            organization_name,
             text(c.first_name),
             text(c.last_name),
+            household_name,
             Value::from(c.is_deleted),
             c.api_key
                 .as_ref()
@@ -954,10 +1248,10 @@ impl Batch {
                 &mut self.contacts,
                 Self::CONTACT_COLUMNS,
                 format!(
-                    "INSERT INTO {} (id, contact_type, display_name, sort_name, first_name, last_name, is_deleted, api_key) VALUES ",
+                    "INSERT INTO {} (id, contact_type, display_name, sort_name, organization_name, first_name, last_name, household_name, is_deleted, api_key) VALUES ",
                     t.contact
                 ),
-                "(?, ?, ?, ?, ?, ?, ?, ?)",
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             ),
             (
                 &mut self.emails,
