@@ -7,7 +7,7 @@
 //! Each size runs in a child process of its own, so its peak RSS (getrusage ru_maxrss) is
 //! that size's alone. Stores are made once in DIR (`bench-N.sqlite`) and reused. With
 //! CIVIKEY_TEST_MYSQL_URL set, the largest size also runs on MariaDB (database
-//! `civikey_bench_N`, made once and reused), through CiviCRM's own indexes only.
+//! `civikey_bench_N_s2`, made once and reused), through CiviCRM's own indexes only.
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -316,11 +316,13 @@ fn print_table(reports: &[Report]) {
     }
 }
 
-/// `mysql://USER@HOST:PORT/civikey_bench_N`, made and filled unless it already exists.
+/// `mysql://USER@HOST:PORT/civikey_bench_N_s2`, made and filled unless it already exists.
 fn mysql_database(url: &str, size: usize) -> Result<String, String> {
     use mysql::prelude::Queryable;
     let url = url.trim_end_matches('/');
-    let db = format!("civikey_bench_{size}");
+    // The suffix names the schema version: a database made by an older install_schema
+    // (without CiviCRM's name indexes) is never reused by mistake.
+    let db = format!("civikey_bench_{size}_s2");
     let admin_options = mysql_options(&format!("{url}/information_schema"));
     let mut admin =
         civikey::store::mysql::open_connection(&admin_options).map_err(|e| e.to_string())?;
