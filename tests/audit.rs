@@ -1,10 +1,12 @@
 //! The audit promises, from outside: no write without a journaled intent, no key in the
 //! journal, manual keys validated, fingerprints that match.
 
+mod binary;
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use base64::Engine as _;
 
@@ -31,12 +33,8 @@ impl Env {
     }
 
     fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_civikey"))
+        let mut child = binary::civikey(self.dir.path())
             .args(args)
-            .env("CIVIKEY_DATA_DIR", self.data())
-            .env_remove("CIVIKEY_CONFIG")
-            .env("HOME", self.dir.path())
-            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
             .env("USER", "alice")
             .env_remove("SUDO_USER")
             .env("SSH_CONNECTION", "192.0.2.7 50000 192.0.2.1 22")

@@ -3,6 +3,8 @@
 //! it was. The same cases are tested on the library in tests/store_sqlite.rs,
 //! tests/config.rs, tests/store_rest.rs and tests/store_cv.rs.
 
+mod binary;
+
 // Shared with tests/store_rest.rs, which uses every failure mode; this file uses a few.
 #[allow(dead_code)]
 mod fake_civicrm;
@@ -33,13 +35,8 @@ impl Env {
     }
 
     fn run(&self, args: &[&str], config: Option<&Path>) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_civikey"));
-        cmd.args(args)
-            .env("CIVIKEY_DATA_DIR", self.path("data"))
-            .env_remove("CIVIKEY_PROFILE")
-            .env("HOME", self.dir.path())
-            .env("XDG_CONFIG_HOME", self.path("xdg"))
-            .stdin(Stdio::null());
+        let mut cmd = binary::civikey(self.dir.path());
+        cmd.args(args);
         match config {
             Some(c) => cmd.env("CIVIKEY_CONFIG", c),
             None => cmd.env_remove("CIVIKEY_CONFIG"),

@@ -1,6 +1,8 @@
 //! Bulk rotation from the CLI: keys to a private file, and an interruption midway leaves
 //! every contact either rotated (in the out file and the journal) or untouched.
 
+mod binary;
+
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -8,14 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// civikey with its data in `data`, which is `home/data`.
 fn civikey(data: &Path, home: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_civikey"));
-    cmd.env("CIVIKEY_DATA_DIR", data)
-        .env_remove("CIVIKEY_CONFIG")
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .stdin(Stdio::null());
-    cmd
+    assert_eq!(data, home.join("data"));
+    binary::civikey(home)
 }
 
 fn setup() -> (tempfile::TempDir, PathBuf) {

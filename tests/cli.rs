@@ -1,9 +1,11 @@
 //! The binary as a script sees it: stdout, stderr, exit codes, files.
 
+mod binary;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 struct Env {
     dir: tempfile::TempDir,
@@ -25,15 +27,8 @@ impl Env {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_civikey"))
+        binary::civikey(self.dir.path())
             .args(args)
-            .env("CIVIKEY_DATA_DIR", self.data_dir())
-            // No config file: the default location is inside the empty tempdir.
-            .env_remove("CIVIKEY_CONFIG")
-            .env("HOME", self.dir.path())
-            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
-            .env_remove("CIVIKEY_PROFILE")
-            .stdin(Stdio::null())
             .output()
             .unwrap()
     }

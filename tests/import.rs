@@ -1,10 +1,12 @@
 //! `civikey import`: a messy CiviCRM export into the SQLite store, through the library and
 //! through the binary as a script sees it.
 
+mod binary;
+
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use civikey::import::{import_csv, ImportError, ImportReport};
@@ -453,14 +455,8 @@ impl Env {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_civikey"))
+        binary::civikey(self.dir.path())
             .args(args)
-            .env("CIVIKEY_DATA_DIR", self.dir.path().join("data"))
-            .env_remove("CIVIKEY_CONFIG")
-            .env("HOME", self.dir.path())
-            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
-            .env_remove("CIVIKEY_PROFILE")
-            .stdin(Stdio::null())
             .output()
             .unwrap()
     }

@@ -2,10 +2,12 @@
 //! hostile payloads: names in the store, fields planted in the audit journal, a store path,
 //! a profile name, a config file. Plus the guard that keeps raw printing out of the source.
 
+mod binary;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use civikey::seed::SeedContact;
 use civikey::store::sqlite::SqliteStore;
@@ -84,14 +86,9 @@ impl Env {
     }
 
     fn run_with(&self, args: &[&str], env: &[(&str, &Path)]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_civikey"));
-        cmd.args(args)
-            .env("CIVIKEY_DATA_DIR", self.data_dir())
-            .env_remove("CIVIKEY_CONFIG")
-            .env_remove("CIVIKEY_PROFILE")
-            .env("HOME", self.dir.path())
-            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
-            .stdin(Stdio::null());
+        assert_eq!(self.data_dir(), self.dir.path().join("data"));
+        let mut cmd = binary::civikey(self.dir.path());
+        cmd.args(args);
         for (name, value) in env {
             cmd.env(name, value);
         }
