@@ -63,10 +63,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         ),
         Popup::Confirm { contact, key } => {
             let mut lines = vec![
-                Line::from(format!(
-                    "Assign the new key ••••{} to",
-                    &key.expose()[key.len().saturating_sub(4)..]
-                )),
+                Line::from(format!("Assign the new key {} to", key.hint().masked())),
                 Line::from(Span::styled(who(contact), theme.bold())),
                 Line::from(format!(
                     "{} · CMS user: {} · email {}",
