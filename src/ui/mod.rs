@@ -94,7 +94,7 @@ fn draw_header(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
 fn footer_keys(mode: Mode) -> &'static str {
     match mode {
         Mode::List => {
-            "/ search  r new key  x revoke  space mark  R rotate marked  a audit  ? help  q quit"
+            "/ search  r new key  x revoke  space mark  R rotate  a audit  ? help  q quit"
         }
         Mode::Search => "type to filter  Enter keep  Esc clear  ↑/↓ move",
         Mode::Help | Mode::Message => "Esc/Enter close",
