@@ -14,8 +14,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use civikey::key::{ApiKey, SeededKeySource};
-use civikey::rotation::{self, Expectation, NewKey};
+use civikey::key::ApiKey;
+use civikey::rotation::{self, Expectation};
 use civikey::seed::SeedContact;
 use civikey::store::cv::CvStore;
 use civikey::store::spec::{CvOptions, StoreSpec};
@@ -228,18 +228,8 @@ fn assert_process_gone(pid_file: &Path) {
 fn every_call_is_api4_json_on_stdin_in_the_site_folder() {
     let f = fixture();
     let mut s = f.store();
-    let mut keys = SeededKeySource::new(3);
-    let generated = ApiKey::generate_from(&mut keys).unwrap();
-    let (_journal_dir, mut j) = contract::journal(&s);
-    let done = rotation::assign(
-        &mut s,
-        &mut j,
-        &mut keys,
-        2,
-        &Expectation::Seen(None),
-        NewKey::Generated(generated),
-    )
-    .unwrap();
+    let (_journal_dir, mut j, result) = contract::assign_generated(&mut s, 3, 2);
+    let done = result.unwrap();
     assert_eq!(s.holders_of(&done.key).unwrap(), vec![2]);
     rotation::revoke(&mut s, &mut j, 2, &Expectation::Current).unwrap();
     assert_eq!(all_ids(&mut s, "ada@", 5), vec![1]);

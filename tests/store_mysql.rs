@@ -11,8 +11,8 @@ use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use civikey::key::{ApiKey, SeededKeySource};
-use civikey::rotation::{self, Expectation, NewKey, RotationError};
+use civikey::key::ApiKey;
+use civikey::rotation::RotationError;
 use civikey::seed::SeedContact;
 use civikey::store::mysql::{insert_contacts, install_schema, open_connection, MysqlStore};
 use civikey::store::spec::{MysqlOptions, Secret, StoreSpec};
@@ -294,18 +294,8 @@ fn table_prefix_is_used_everywhere() {
         "ada@example.org"
     );
     assert_eq!(s.holders_of(&key(contract::KEY_A)).unwrap(), vec![1]);
-    let mut keys = SeededKeySource::new(3);
-    let new = ApiKey::generate_from(&mut keys).unwrap();
-    let (_journal_dir, mut j) = contract::journal(&s);
-    let done = rotation::assign(
-        &mut s,
-        &mut j,
-        &mut keys,
-        2,
-        &Expectation::Seen(None),
-        NewKey::Generated(new),
-    )
-    .unwrap();
+    let (_journal_dir, _, result) = contract::assign_generated(&mut s, 3, 2);
+    let done = result.unwrap();
     let mut admin = f.admin();
     let stored: Option<String> = admin
         .query_first("SELECT api_key FROM crm_civicrm_contact WHERE id = 2")
@@ -382,19 +372,8 @@ fn shortened_column_refuses_long_keys_before_writing() {
         .unwrap();
     let mut s = f.store();
     assert_eq!(s.info().key_capacity, 24);
-    let mut keys = SeededKeySource::new(8);
-    let new = ApiKey::generate_from(&mut keys).unwrap();
-    let (_journal_dir, mut j) = contract::journal(&s);
-    let err = rotation::assign(
-        &mut s,
-        &mut j,
-        &mut keys,
-        2,
-        &Expectation::Seen(None),
-        NewKey::Generated(new),
-    )
-    .err()
-    .expect("refused");
+    let (_journal_dir, j, result) = contract::assign_generated(&mut s, 8, 2);
+    let err = result.err().expect("refused");
     assert!(
         matches!(
             err,
@@ -406,6 +385,10 @@ fn shortened_column_refuses_long_keys_before_writing() {
         "{err}"
     );
     assert_eq!(s.read_key(2).unwrap(), None, "nothing was written");
+    assert!(
+        j.entries(None, 10).unwrap().is_empty(),
+        "refused before any intent was journaled"
+    );
     // The store's own session is strict: even a direct over-long write fails, unwritten.
     let err = unwrap_err(s.swap_key(2, None, Some(&key(&"L".repeat(32)))));
     assert!(matches!(err, StoreError::Invalid(_)), "{err}");
@@ -425,19 +408,8 @@ fn a_rewriting_trigger_is_caught_by_the_read_back() {
         )
         .unwrap();
     let mut s = f.store();
-    let mut keys = SeededKeySource::new(9);
-    let new = ApiKey::generate_from(&mut keys).unwrap();
-    let (_journal_dir, mut j) = contract::journal(&s);
-    let err = rotation::assign(
-        &mut s,
-        &mut j,
-        &mut keys,
-        2,
-        &Expectation::Seen(None),
-        NewKey::Generated(new),
-    )
-    .err()
-    .expect("mismatch detected");
+    let (_journal_dir, j, result) = contract::assign_generated(&mut s, 9, 2);
+    let err = result.err().expect("mismatch detected");
     assert!(
         matches!(
             err,
@@ -464,18 +436,8 @@ fn a_rewriting_trigger_is_caught_by_the_read_back() {
              SET NEW.api_key = CONCAT('x', NEW.api_key)",
         )
         .unwrap();
-    let new = ApiKey::generate_from(&mut keys).unwrap();
-    let (_journal_dir, mut j) = contract::journal(&s);
-    let err = rotation::assign(
-        &mut s,
-        &mut j,
-        &mut keys,
-        4,
-        &Expectation::Seen(None),
-        NewKey::Generated(new),
-    )
-    .err()
-    .expect("mismatch detected");
+    let (_journal_dir, j, result) = contract::assign_generated(&mut s, 10, 4);
+    let err = result.err().expect("mismatch detected");
     assert!(
         matches!(
             err,

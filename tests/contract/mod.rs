@@ -130,6 +130,31 @@ pub fn journal(store: &dyn ContactStore) -> (tempfile::TempDir, Journal) {
     (dir, journal)
 }
 
+/// Assigns a freshly generated key (seeded) to contact `id` as an operator who saw "no key"
+/// would, journaled in a fresh journal, which is returned for inspection.
+pub fn assign_generated(
+    store: &mut dyn ContactStore,
+    seed: u64,
+    id: u64,
+) -> (
+    tempfile::TempDir,
+    Journal,
+    Result<rotation::Assigned, RotationError>,
+) {
+    let (dir, mut journal) = journal(&*store);
+    let mut keys = SeededKeySource::new(seed);
+    let new = ApiKey::generate_from(&mut keys).unwrap();
+    let result = rotation::assign(
+        store,
+        &mut journal,
+        &mut keys,
+        id,
+        &Expectation::Seen(None),
+        NewKey::Generated(new),
+    );
+    (dir, journal, result)
+}
+
 fn key(text: &str) -> ApiKey {
     ApiKey::from_store(text.into())
 }
