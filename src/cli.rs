@@ -187,6 +187,9 @@ pub enum Command {
         /// Only this contact's records
         #[arg(long)]
         contact: Option<ContactId>,
+        /// Records of every store in the journal, not only this one's (adds a store column)
+        #[arg(long)]
+        all_stores: bool,
         #[arg(long, default_value_t = 100)]
         limit: usize,
         #[arg(long)]
@@ -554,11 +557,12 @@ pub fn assign(
 pub fn audit(
     journal: &Journal,
     contact: Option<ContactId>,
+    all_stores: bool,
     limit: usize,
     json: bool,
 ) -> Result<(), Failure> {
     let entries = journal
-        .entries(contact, limit.clamp(1, 100_000))
+        .entries(contact, all_stores, limit.clamp(1, 100_000))
         .map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
     if json {
         let doc = serde_json::to_string(&entries)
@@ -572,8 +576,13 @@ pub fn audit(
             (Some(o), None) => o.clone(),
             (None, None) => "in-flight".into(),
         };
+        let store = if all_stores {
+            format!("{:<24} ", SafeText::new(&e.store).truncated(24))
+        } else {
+            String::new()
+        };
         out::line(format_args!(
-            "{}  {:<10} {:<15} {:>8}  {:<24} {:<6} {}->{}  {}{}",
+            "{}  {store}{:<10} {:<15} {:>8}  {:<24} {:<6} {}->{}  {}{}",
             crate::ui::format_time(e.time),
             SafeText::new(&e.operator).truncated(10),
             SafeText::new(e.ssh_client.as_deref().unwrap_or("local")).truncated(15),

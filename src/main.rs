@@ -119,11 +119,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
     };
     if let Command::Audit {
         contact,
+        all_stores,
         limit,
         json,
     } = command
     {
-        return cli::audit(&journal()?, contact, limit, json);
+        return cli::audit(&journal()?, contact, all_stores, limit, json);
     }
     let mut store = spec.open()?;
     let store = store.as_mut();

@@ -214,7 +214,7 @@ fn planted_journal_fields_are_inert() {
     }
     let entries = civikey::audit::Journal::open(&env.data_dir(), Default::default())
         .unwrap()
-        .entries(None, 10)
+        .entries(None, true, 10)
         .unwrap();
     let e = &entries[0];
     for field in [

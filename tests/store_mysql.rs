@@ -386,7 +386,7 @@ fn shortened_column_refuses_long_keys_before_writing() {
     );
     assert_eq!(s.read_key(2).unwrap(), None, "nothing was written");
     assert!(
-        j.entries(None, 10).unwrap().is_empty(),
+        j.entries(None, true, 10).unwrap().is_empty(),
         "refused before any intent was journaled"
     );
     // The store's own session is strict: even a direct over-long write fails, unwritten.
@@ -421,7 +421,7 @@ fn a_rewriting_trigger_is_caught_by_the_read_back() {
         "{err}"
     );
     assert!(err.store_may_have_changed());
-    let record = &j.entries(Some(2), 1).unwrap()[0];
+    let record = &j.entries(Some(2), true, 1).unwrap()[0];
     assert_eq!(
         record.outcome.as_deref(),
         Some("failed"),
@@ -448,7 +448,7 @@ fn a_rewriting_trigger_is_caught_by_the_read_back() {
         ),
         "{err}"
     );
-    let record = &j.entries(Some(4), 1).unwrap()[0];
+    let record = &j.entries(Some(4), true, 1).unwrap()[0];
     assert_eq!(record.outcome.as_deref(), Some("failed"));
 }
 

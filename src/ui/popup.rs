@@ -175,6 +175,30 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             ],
             6,
         ),
+        Popup::ConfirmUndo { contact_id, name } => (
+            "Undo".into(),
+            vec![
+                Line::from(match name {
+                    Some(name) => format!(
+                        "Undo the last change to {} (id {contact_id})?",
+                        name.truncated(40)
+                    ),
+                    None => format!("Undo the last change to contact {contact_id}?"),
+                }),
+                Line::from(Span::styled(
+                    "Their previous key comes back and works again: if it was replaced",
+                    theme.warning(),
+                )),
+                Line::from(Span::styled(
+                    "because it may have leaked, it is exposed again.",
+                    theme.warning(),
+                )),
+                Line::from("The key set since then stops working."),
+                Line::from(""),
+                Line::from("y: undo · n/Esc: cancel"),
+            ],
+            8,
+        ),
         Popup::Message {
             title,
             text,
@@ -190,7 +214,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                 vec![
                     Line::from(Span::styled(text.clone(), style)),
                     Line::from(""),
-                    Line::from("Enter/Esc: close"),
+                    Line::from("Enter/Esc/q: close"),
                 ],
                 8,
             )
@@ -216,20 +240,21 @@ fn help_lines(theme: &Theme) -> Vec<Line<'static>> {
         ("PgDn / PgUp", "move a page"),
         ("g / G", "first / last contact"),
         ("/", "search: id, email prefix, or name"),
-        ("Enter (search)", "keep the filter"),
-        ("Esc (search)", "clear the filter"),
+        ("Enter/Esc (search)", "keep / clear the filter"),
         ("r or Enter", "new key for the selected contact"),
         ("x", "revoke the selected contact's key"),
-        ("u", "undo the last change (10 minutes)"),
+        ("u", "undo the last change (10 minutes, asks y)"),
         ("space / * / o", "mark one / all matching / old keys"),
+        ("U", "unmark all"),
         ("R", "rotate the marked contacts (keys to a file)"),
         ("A", "list keys older than N days, oldest first"),
-        ("a", "audit journal (f: this contact / all)"),
+        ("a", "audit (f: this store / contact / all stores)"),
         ("c (new key shown)", "copy the key by OSC 52"),
+        ("y / n", "confirm / cancel, in every confirm"),
         ("?", "this help"),
-        ("Esc", "close a popup"),
-        ("q", "quit"),
-        ("Ctrl-C", "quit at once"),
+        ("Esc or q", "close a popup; q in the list: quit"),
+        ("Ctrl-C", "quit; a change in flight finishes first"),
+        ("Ctrl-C twice", "quit at once (the next run settles it)"),
     ];
     let mut lines: Vec<Line> = rows
         .iter()
