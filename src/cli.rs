@@ -576,8 +576,9 @@ pub fn audit(
             (Some(o), None) => o.clone(),
             (None, None) => "in-flight".into(),
         };
+        // In full: two stores' locations often share a long beginning.
         let store = if all_stores {
-            format!("{:<24} ", SafeText::new(&e.store).truncated(24))
+            format!("{}  ", SafeText::new(&e.store))
         } else {
             String::new()
         };

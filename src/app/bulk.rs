@@ -110,6 +110,8 @@ impl App {
             {
                 days.push(c)
             }
+            // The days field takes digits only: q closes it, as in every popup.
+            (Some(Popup::MarkOld { .. }), Action::InputChar('q')) => self.popup = None,
             (
                 Some(Popup::BulkConfirm {
                     path,

@@ -833,6 +833,8 @@ fn a_paste_is_text_in_the_search_and_ignored_elsewhere() {
         panic!()
     };
     assert_eq!(days, "9030");
+    act(&mut app, Action::InputChar('q'));
+    assert!(app.popup.is_none(), "q closes the days popup");
     // A confirm popup ignores it.
     let mut app = app_with(three(), true);
     act(&mut app, Action::Rotate);
