@@ -234,7 +234,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     );
 }
 
-fn help_lines(theme: &Theme) -> Vec<Line<'static>> {
+pub(super) fn help_lines(theme: &Theme) -> Vec<Line<'static>> {
     let rows = [
         ("j / ↓, k / ↑", "move the selection"),
         ("PgDn / PgUp", "move a page"),
