@@ -721,7 +721,7 @@ fn a_second_ctrl_c_during_a_write_quits_at_once_leaving_the_intent() {
     let before = all_keys(&store);
     let blocker = start_a_slow_assign(&mut tui);
     tui.send(CTRL_C);
-    tui.wait_text("Ctrl-C again: quit now");
+    tui.wait_text("Ctrl-C again quits now");
     let asked = std::time::Instant::now();
     tui.send(CTRL_C);
     let exited = tui.wait_exit(secs(3));

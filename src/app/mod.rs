@@ -561,7 +561,7 @@ impl App {
         }
         self.quitting = true;
         self.notice = Some((
-            format!("Finishing the change to {who}… (Ctrl-C again: quit now)"),
+            format!("Finishing the change to {who}; Ctrl-C again quits now"),
             false,
         ));
         // A bulk run stops after the contact in flight; its answer then ends civikey.
@@ -916,7 +916,7 @@ impl App {
                 };
                 self.undo = None;
                 let who = match &name {
-                    Some(name) => format!("{} (id {contact_id})", name.truncated(40)),
+                    Some(name) => format!("{} (id {contact_id})", name.truncated(16)),
                     None => format!("contact {contact_id}"),
                 };
                 self.writing = Some(who);
@@ -1155,9 +1155,9 @@ impl App {
     }
 }
 
-/// "Grace Hopper (id 103)": whom a change is for, in notices.
+/// "Grace Hopper (id 103)": whom a change is for, in notices (short: they fit 80 columns).
 fn contact_label(contact: &Contact) -> String {
-    format!("{} (id {})", contact.display_name.truncated(40), contact.id)
+    format!("{} (id {})", contact.display_name.truncated(16), contact.id)
 }
 
 fn error_popup(title: &'static str, text: String) -> Popup {

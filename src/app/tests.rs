@@ -895,3 +895,25 @@ fn a_failed_search_is_kept_until_one_succeeds() {
     searched(&mut app, three());
     assert_eq!(app.search_error, None);
 }
+
+#[test]
+fn the_finishing_notice_fits_80_columns() {
+    let long = contact(
+        99_999_999,
+        "Maximiliane Alexandra von Hohenzollern-Sigmaringen",
+        Some("AaaaBbbbCcccDdddEeeeFfffGggg0001"),
+    );
+    let mut app = app_with(vec![long], true);
+    act(&mut app, Action::Revoke);
+    act(&mut app, Action::Yes);
+    act(&mut app, Action::ForceQuit);
+    let notice = app.notice.clone().unwrap().0;
+    assert!(
+        notice.starts_with("Finishing the change to Maximiliane"),
+        "{notice}"
+    );
+    assert!(
+        unicode_width::UnicodeWidthStr::width(format!(" {notice}").as_str()) <= 80,
+        "{notice}"
+    );
+}
