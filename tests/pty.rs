@@ -720,6 +720,12 @@ fn a_second_ctrl_c_during_a_write_quits_at_once_leaving_the_intent() {
     let store = tui.store_path();
     let before = all_keys(&store);
     let blocker = start_a_slow_assign(&mut tui);
+    // The intent is journaled before the store write, which now waits on the lock.
+    let start = std::time::Instant::now();
+    while journal_records(&tui, 103) != vec![("assign".to_string(), None)] {
+        assert!(start.elapsed() < secs(5), "the intent was never journaled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     tui.send(CTRL_C);
     tui.wait_text("Ctrl-C again quits now");
     let asked = std::time::Instant::now();

@@ -199,10 +199,11 @@ fn planted_journal_fields_are_inert() {
         .unwrap();
     assert_eq!(changed, 1);
     drop(conn);
+    // The planted store no longer names this store: --all-stores shows it, store column too.
     for args in [
-        vec!["audit"],
-        vec!["audit", "--json"],
-        vec!["audit", "--contact", "100"],
+        vec!["audit", "--all-stores"],
+        vec!["audit", "--json", "--all-stores"],
+        vec!["audit", "--contact", "100", "--all-stores"],
     ] {
         let out = env.run(&args);
         assert!(out.status.success(), "{args:?}: {out:?}");
