@@ -641,6 +641,7 @@ fn q_and_ctrl_c_quit_at_once_while_only_a_read_is_in_flight() {
         tui.send(key);
         let exited = tui.wait_exit(secs(5));
         let took = asked.elapsed();
+        eprintln!("{key:?} with a read in flight: exited after {took:?}");
         assert_eq!(exited.code, Some(0), "{key:?}: {exited:?}");
         assert!(
             took < Duration::from_millis(200),
@@ -732,6 +733,7 @@ fn a_second_ctrl_c_during_a_write_quits_at_once_leaving_the_intent() {
     tui.send(CTRL_C);
     let exited = tui.wait_exit(secs(3));
     let took = asked.elapsed();
+    eprintln!("second Ctrl-C with a write in flight: exited after {took:?}");
     assert_eq!(exited.code, Some(0), "{exited:?}");
     assert!(took < Duration::from_millis(200), "took {took:?}");
     blocker.execute_batch("ROLLBACK").unwrap();
