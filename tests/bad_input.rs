@@ -224,7 +224,7 @@ fn config_with_wrong_types_exits_1_with_its_line() {
             5,
             "invalid type: string \"ten\"",
         ),
-        ("[profiles.db]\nkind = \"mysql\"\naddress = \"mysql://u@h/db\"\ntls = \"yes\"\n", 4, "expected a boolean"),
+        ("[profiles.db]\nkind = \"mysql\"\naddress = \"mysql://u@h/db\"\ntls = \"yes\"\n", 4, "expected true, false or \"off\""),
         ("profiles = 3\n", 1, "invalid type: integer"),
         ("default_profile = [1, 2]\n", 1, "invalid type: sequence"),
         ("[profiles.a]\nkind = 7\n", 2, "invalid type: integer"),
@@ -398,4 +398,53 @@ fn a_redirect_is_not_followed_and_credentials_stay_home() {
         elsewhere.accept().is_err(),
         "the redirect target was contacted"
     );
+}
+
+/// A MySQL host that is not this machine, with no `tls` in the profile (or a bare
+/// `--store`): refused at once, before any connection (192.0.2.1 is a documentation
+/// address nothing answers on: a connection attempt would wait out the 30 s timeout).
+/// With `tls = "off"` it is tried, and every run says that TLS is off.
+#[test]
+fn remote_mysql_without_tls_is_refused_before_connecting() {
+    let env = Env::new();
+    for host in ["db.example.invalid", "192.0.2.1"] {
+        let config = env.file(
+            "config.toml",
+            format!("[profiles.db]\nkind = \"mysql\"\naddress = \"mysql://civikey@{host}/civicrm\"\ntimeout_seconds = 30\n").as_bytes(),
+        );
+        for args in [
+            vec!["list", "--profile", "db"],
+            vec![
+                "list",
+                "--store",
+                &format!("mysql://civikey@{host}/civicrm"),
+            ],
+        ] {
+            let started = std::time::Instant::now();
+            let out = env.run(&args, Some(&config));
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "{args:?}: it tried to connect"
+            );
+            assert_fails(&out, 1, &["only over verified TLS"], &format!("{args:?}"));
+            let err = stderr(&out);
+            assert!(
+                err.contains("nothing was sent") && err.contains("tls = \"off\""),
+                "{err}"
+            );
+        }
+    }
+    let config = env.file(
+        "config.toml",
+        b"[profiles.db]\nkind = \"mysql\"\naddress = \"mysql://civikey@192.0.2.1/civicrm\"\ntls = \"off\"\ntimeout_seconds = 1\n",
+    );
+    for _ in 0..2 {
+        let out = env.run(&["list", "--profile", "db"], Some(&config));
+        let err = stderr(&out);
+        assert_ne!(out.status.code(), Some(0), "{err}");
+        assert!(
+            err.starts_with("warning: TLS is off for mysql://civikey@192.0.2.1:3306/civicrm"),
+            "{err}"
+        );
+    }
 }
