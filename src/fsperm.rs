@@ -33,12 +33,24 @@ pub fn refuse_if_exposed(path: &Path, meta: &fs::Metadata) -> Result<(), String>
             quoted(&target)
         ));
     }
-    let mut folders: Vec<&Path> = path.ancestors().skip(1).collect();
-    folders.extend(target.ancestors().skip(1));
-    for folder in folders.into_iter().filter(|f| !f.as_os_str().is_empty()) {
-        refuse_exposed_folder(folder)?;
-    }
-    Ok(())
+    refuse_if_folders_exposed(path)?;
+    refuse_if_folders_exposed(&target)
+}
+
+/// Refuses `path` if a folder above it (itself excluded) is another user's or open to
+/// writes by others; see [`refuse_if_exposed`].
+fn refuse_if_folders_exposed(path: &Path) -> Result<(), String> {
+    path.ancestors()
+        .skip(1)
+        .filter(|f| !f.as_os_str().is_empty())
+        .try_for_each(refuse_exposed_folder)
+}
+
+/// Refuses a folder civikey keeps files in (the data folder) under the rules of
+/// [`refuse_if_exposed`], before anything is created in it.
+pub fn refuse_if_folder_exposed(folder: &Path) -> Result<(), String> {
+    refuse_exposed_folder(folder)?;
+    refuse_if_folders_exposed(folder)
 }
 
 /// Refuses a file or folder owned by someone other than the operator or root.
@@ -49,8 +61,8 @@ fn refuse_foreign_owner(named: &str, target: &Path, meta: &fs::Metadata) -> Resu
         return Ok(());
     }
     Err(format!(
-        "{named} belongs to user {owner}, not to you (user {me}) or root; another user could have planted or changed it, so civikey refuses to use it. \
-         Check what it holds; if it is yours, fix with: chown {me} {}",
+        "{named} belongs to user {owner}, not to you (user {me}) or root; another user could have planted or changed it, so civikey refuses to use it \
+         (check what it holds before you take it over). Fix with: chown {me} {}",
         quoted(target)
     ))
 }

@@ -166,7 +166,7 @@ fn a_config_open_to_others_is_refused_with_the_chmod_that_fixes_it() {
         write_file(&path, "", mode);
         let err = Config::load(&path).unwrap_err().to_string();
         assert!(
-            err.contains(&format!("chmod 600 '{}'", path.display())),
+            err.contains(&format!("chmod 600 {}", civikey::fsperm::quoted(&path))),
             "{err}"
         );
         assert!(err.contains(&format!("{mode:04o}")), "{err}");
@@ -265,7 +265,7 @@ fn a_secret_file_open_to_others_is_refused_with_chmod() {
         let shown = err.to_string();
         let key_path = dir.path().join("admin.key");
         assert!(
-            shown.contains(&format!("chmod 600 '{}'", key_path.display())),
+            shown.contains(&format!("chmod 600 {}", civikey::fsperm::quoted(&key_path))),
             "{shown}"
         );
         assert!(shown.contains("profiles.api: the API key"), "{shown}");
