@@ -188,9 +188,9 @@ fn now() -> i64 {
 impl Journal {
     /// Opens (creating on first use) the journal and its HMAC secret in `dir`.
     pub fn open(dir: &Path, actor: Actor) -> Result<Self, AuditError> {
-        fsperm::create_private_dir(dir).map_err(AuditError)?;
         // Before anything is made in it: another user's folder could hold a planted key.
         fsperm::refuse_if_folder_exposed(dir).map_err(AuditError)?;
+        fsperm::create_private_dir(dir).map_err(AuditError)?;
         let secret = load_or_make_secret(&dir.join("audit.key"))?;
         let path = dir.join("audit.sqlite");
         if let Ok(meta) = fs::metadata(&path) {

@@ -46,8 +46,9 @@ fn refuse_if_folders_exposed(path: &Path) -> Result<(), String> {
         .try_for_each(refuse_exposed_folder)
 }
 
-/// Refuses a folder civikey keeps files in (the data folder) under the rules of
-/// [`refuse_if_exposed`], before anything is created in it.
+/// Refuses a folder civikey keeps files in (the data folder), and the folders above it,
+/// under the rules of [`refuse_if_exposed`], before anything is created in it. A folder
+/// that does not exist yet passes (civikey makes it, 0700).
 pub fn refuse_if_folder_exposed(folder: &Path) -> Result<(), String> {
     refuse_exposed_folder(folder)?;
     refuse_if_folders_exposed(folder)
