@@ -824,3 +824,91 @@ fn a_trigger_quoting_the_keys_is_redacted_everywhere() {
         .unwrap();
     assert_eq!(still, old);
 }
+
+/// This machine's address on its network (not loopback), if it has one.
+fn network_address() -> Option<std::net::IpAddr> {
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    probe.connect("192.0.2.1:9").ok()?;
+    let ip = probe.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+/// A TCP relay on the network address to the test server: the server as another machine.
+fn relay_to(server: &str) -> std::net::SocketAddr {
+    let ip = network_address().expect("this machine has no network address for the relay");
+    let listener = std::net::TcpListener::bind((ip, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let target = server.to_string();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(upstream) = std::net::TcpStream::connect(&target) else {
+                continue;
+            };
+            let (mut c2, mut u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+            let (mut c1, mut u1) = (client, upstream);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c1, &mut u1);
+                let _ = u1.shutdown(std::net::Shutdown::Both);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut u2, &mut c2);
+                let _ = c2.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    addr
+}
+
+/// The server reached through another address (a relay, as another machine): refused
+/// without `tls`; with `tls = "off"` it works, and the header and every run say TLS is off.
+#[test]
+fn a_remote_server_in_clear_text_only_when_the_profile_says_off() {
+    let Some(f) = fixture() else { return };
+    let server = f.url.trim_start_matches("mysql://");
+    let (user, host_port) = server.split_once('@').unwrap();
+    let relay = relay_to(host_port);
+    let mut opts = f.options();
+    opts.address = format!("mysql://{user}@{relay}/{}", f.db);
+
+    let err = unwrap_err(MysqlStore::connect(&opts));
+    assert!(err.to_string().contains("only over verified TLS"), "{err}");
+
+    opts.tls = MysqlTls::Off;
+    let store = MysqlStore::connect(&opts).expect("through the relay");
+    let location = store.info().location.to_string();
+    assert!(location.contains("TLS OFF"), "{location}");
+    let spec = StoreSpec::Mysql(opts.clone());
+    assert!(spec.warning().unwrap().contains("TLS is off"));
+
+    let home = tempfile::tempdir().unwrap();
+    let password_file = home.path().join("db.password");
+    std::fs::write(&password_file, format!("{}\n", f.password)).unwrap();
+    let config = home.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[profiles.db]\nkind = \"mysql\"\naddress = \"{}\"\npassword_file = \"{}\"\ntls = \"off\"\n",
+            opts.address,
+            password_file.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for file in [&password_file, &config] {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    for _ in 0..2 {
+        let out = binary::civikey(home.path())
+            .env("CIVIKEY_CONFIG", &config)
+            .args(["list", "--profile", "db"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(
+            stderr.starts_with("warning: TLS is off for mysql://"),
+            "{stderr}"
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Lovelace"));
+    }
+}
