@@ -204,6 +204,25 @@ fn a_store_owned_by_another_user_or_in_an_open_folder_is_refused() {
     );
     assert_eq!(fs::read(&store).unwrap(), before, "a refused store changed");
 
+    // Nor is a store made there (the default store, `seed`, `import`).
+    let made = folder.join("new.sqlite");
+    let out = env.run(
+        &[
+            "seed",
+            "--sample",
+            "--store",
+            &format!("sqlite:{}", made.display()),
+        ],
+        None,
+    );
+    assert_refused(
+        &out,
+        1,
+        &["writable by other users"],
+        "seed into a 0777 folder",
+    );
+    assert!(!made.exists(), "a store was made in an open folder");
+
     // A sticky folder (as /tmp): others cannot replace what is in it; accepted.
     fs::set_permissions(folder, fs::Permissions::from_mode(0o1777)).unwrap();
     let out = env.run(&["list", "--store", &address], None);
