@@ -188,6 +188,8 @@ fn now() -> i64 {
 impl Journal {
     /// Opens (creating on first use) the journal and its HMAC secret in `dir`.
     pub fn open(dir: &Path, actor: Actor) -> Result<Self, AuditError> {
+        // Before anything is made in it: another user's folder could hold a planted key.
+        fsperm::refuse_if_folder_exposed(dir).map_err(AuditError)?;
         fsperm::create_private_dir(dir).map_err(AuditError)?;
         let secret = load_or_make_secret(&dir.join("audit.key"))?;
         let path = dir.join("audit.sqlite");
@@ -205,8 +207,9 @@ impl Journal {
         let conn = Connection::open(&path).map_err(AuditError::from_sql)?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(AuditError::from_sql)?;
-        // FULL: the intent is on disk before the store is touched.
-        conn.execute_batch("PRAGMA synchronous = FULL;")
+        // FULL: the intent is on disk before the store is touched. secure_delete: freed
+        // pages are zeroed, so nothing deleted from the journal lingers in the file.
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA secure_delete = ON;")
             .map_err(AuditError::from_sql)?;
         conn.execute_batch(SCHEMA).map_err(AuditError::from_sql)?;
         Ok(Journal {
@@ -526,6 +529,17 @@ mod tests {
             fp1,
             "fingerprints depend on the secret"
         );
+    }
+
+    #[test]
+    fn the_journal_zeroes_what_it_frees() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = journal(dir.path());
+        let on: i64 = j
+            .conn
+            .query_row("PRAGMA secure_delete", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(on, 1);
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod fsperm;
 pub mod hygiene;
 pub mod import;
 pub mod key;
+pub mod redact;
 pub mod rotation;
 pub mod sanitize;
 pub mod seed;

@@ -67,6 +67,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
         ),
     }
     .map_err(config_failure)?;
+    if let Some(warning) = resolved.spec.warning() {
+        cli::out::note(warning);
+    }
     let spec = match resolved.spec {
         // SQLite opens read-only itself; every other store is wrapped.
         spec @ StoreSpec::Sqlite { .. } => spec,
