@@ -83,13 +83,21 @@ pub mod out {
     /// copied into a SafeText, whose copy of the key would not be wiped; keys are
     /// `[A-Za-z0-9]` (generated, or validated on entry), so the line is checked instead and
     /// refused if anything but printable ASCII slipped in.
+    ///
+    /// The line is flushed before this returns, and SIGPIPE is ignored first, so a full disk
+    /// or a closed pipe comes back as an error (for the caller to put the old key back)
+    /// rather than ending the process with the key delivered nowhere.
     pub fn secret_line(text: &str) -> io::Result<()> {
         if !text.chars().all(|c| c == ' ' || c.is_ascii_graphic()) {
             return Err(io::Error::other(
                 "refused to print a key line holding characters other than printable ASCII",
             ));
         }
-        writeln!(io::stdout().lock(), "{text}")
+        // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+        let mut stdout = io::stdout().lock();
+        writeln!(stdout, "{text}")?;
+        stdout.flush()
     }
 
     /// Documents civikey generates from its own definitions (shell completions, the man page):
@@ -477,7 +485,7 @@ pub fn rotate(
         &expectation,
         NewKey::Generated(new),
     )?;
-    if json {
+    let delivered = if json {
         let doc = zeroize::Zeroizing::new(
             serde_json::json!({
                 "contact_id": id,
@@ -486,9 +494,18 @@ pub fn rotate(
             })
             .to_string(),
         );
-        out::secret_line(doc.as_str())?;
+        out::secret_line(doc.as_str())
     } else {
-        out::secret_line(done.key.expose())?;
+        out::secret_line(done.key.expose())
+    };
+    if let Err(e) = delivered {
+        // Nobody got the new key: the old one goes back rather than leaving the contact
+        // with a key no one holds.
+        let reason = format!("the new key could not be written to stdout ({e})");
+        let message = match rotation::put_back(store, journal, &mut keys, done, &reason) {
+            Ok(message) | Err(message) => message,
+        };
+        return Err(Failure::new(exit::ERROR, message));
     }
     out::note(format_args!(
         "civikey: assigned a new key to {}",
@@ -560,18 +577,30 @@ pub fn audit(
     let entries = journal
         .entries(contact, limit.clamp(1, 100_000))
         .map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
+    // Bulk rotations journaled done whose key is missing from their out file.
+    let undelivered = crate::bulk::undelivered(journal, &entries);
     if json {
-        let doc = serde_json::to_string(&entries)
-            .map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
+        let mut doc =
+            serde_json::to_value(&entries).map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
+        if let Some(items) = doc.as_array_mut() {
+            for (item, e) in items.iter_mut().zip(&entries) {
+                item["key_not_delivered"] = serde_json::json!(undelivered.contains(&e.id));
+            }
+        }
         out::line(doc)?;
         return Ok(());
     }
     for e in &entries {
-        let outcome = match (&e.outcome, &e.reconciled) {
+        let mut outcome = match (&e.outcome, &e.reconciled) {
             (_, Some(r)) => format!("unknown->{r}"),
             (Some(o), None) => o.clone(),
             (None, None) => "in-flight".into(),
         };
+        if undelivered.contains(&e.id) {
+            outcome.push_str(
+                " KEY-NOT-DELIVERED (not in its out file: nobody holds this key, rotate again)",
+            );
+        }
         out::line(format_args!(
             "{}  {:<10} {:<15} {:>8}  {:<24} {:<6} {}->{}  {}{}",
             crate::ui::format_time(e.time),
@@ -680,14 +709,7 @@ pub fn rotate_bulk(
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
 
-    let text = std::fs::read_to_string(ids_from).map_err(|e| {
-        Failure::new(
-            exit::ERROR,
-            format!("cannot read {}: {e}", ids_from.display()),
-        )
-    })?;
-    let ids = crate::bulk::parse_ids(&text)
-        .map_err(|e| Failure::new(exit::USAGE, format!("{}: {e}", ids_from.display())))?;
+    let ids = crate::bulk::read_ids_file(ids_from).map_err(|e| Failure::new(exit::USAGE, e))?;
     if ids.is_empty() {
         return Err(Failure::new(
             exit::USAGE,

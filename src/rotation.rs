@@ -138,6 +138,70 @@ pub fn undo(
     }
 }
 
+/// The new key of `done` could not be handed to anyone (stdout failed, the out file could
+/// not be written): puts back the key it replaced, compare-and-set against the new key and
+/// journaled as `undo`, so the contact is not left with a key nobody holds. Both records
+/// note `reason`. Call it right after [`assign`], before anything else writes to the
+/// journal: the assignment is the journal's last intent. Returns the message for the operator: Ok when the old key is back, Err
+/// when it could not be put back and the contact must be rotated again.
+pub fn put_back(
+    store: &mut dyn ContactStore,
+    journal: &mut Journal,
+    keys: &mut dyn KeySource,
+    done: Assigned,
+    reason: &str,
+) -> Result<String, String> {
+    let id = done.contact.id;
+    let assigned = journal.last_intent();
+    let result = undo(store, journal, keys, id, Some(&done.key), done.previous);
+    let (assign_note, message) = match &result {
+        Ok(_) => (
+            format!("the new key was not delivered ({reason}); the old key was put back"),
+            Ok(format!(
+                "{reason}, so the new key reached nobody; the old key was put back: contact {id} works as before"
+            )),
+        ),
+        Err(e) => (
+            format!("the new key was not delivered ({reason}) and the old key could not be put back ({e}): nobody holds this key"),
+            Err(format!(
+                "{reason}, so the new key reached nobody, and the old key could not be put back ({e}): contact {id} now holds a key nobody has; it must be rotated again"
+            )),
+        ),
+    };
+    let mut notes: Vec<Result<(), AuditError>> = assigned
+        .map(|record| journal.annotate(record, &assign_note))
+        .into_iter()
+        .collect();
+    if result.is_ok() {
+        if let Some(record) = journal.last_intent().filter(|r| Some(*r) != assigned) {
+            notes.push(journal.annotate(
+                record,
+                &format!("put back: the new key was not delivered ({reason})"),
+            ));
+        }
+    }
+    match (message, notes.into_iter().find_map(Result::err)) {
+        (message, None) => message,
+        (Ok(m), Some(e)) => Ok(format!("{m} (the journal could not note it: {e})")),
+        (Err(m), Some(e)) => Err(format!("{m} (the journal could not note it: {e})")),
+    }
+}
+
+/// Settles earlier unsettled journal records of contact `id` whose writers are gone, against
+/// the key the store holds, read after that was known. Returns that key.
+pub fn reconcile(
+    store: &mut dyn ContactStore,
+    journal: &mut Journal,
+    id: ContactId,
+) -> Result<Option<ApiKey>, RotationError> {
+    let pending = journal.settleable(id)?;
+    let current = store.read_key(id)?;
+    if !pending.is_empty() {
+        journal.settle(&pending, current.as_ref())?;
+    }
+    Ok(current)
+}
+
 fn assign_as(
     store: &mut dyn ContactStore,
     journal: &mut Journal,
@@ -261,8 +325,7 @@ fn read_current(
     id: ContactId,
 ) -> Result<(Contact, Option<ApiKey>), RotationError> {
     let contact = store.contact(id)?;
-    let previous = store.read_key(id)?;
-    journal.reconcile(id, previous.as_ref())?;
+    let previous = reconcile(store, journal, id)?;
     Ok((contact, previous))
 }
 
