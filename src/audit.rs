@@ -508,6 +508,33 @@ impl Journal {
         Ok(settled)
     }
 
+    /// Whether another writer recorded, after `record`, an intent for `contact_id` that
+    /// replaces `key` (None: no key): it read that key from the store, so `record`'s write
+    /// had landed.
+    pub fn replaced_after(
+        &self,
+        record: RecordId,
+        contact_id: ContactId,
+        key: Option<&ApiKey>,
+    ) -> Result<bool, AuditError> {
+        let fp = key.map(|k| self.fingerprint(k));
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM audit
+                  WHERE store = ?1 AND contact_id = ?2 AND id > ?3 AND old_fp IS ?4
+                    AND writer IS NOT ?5)",
+                params![
+                    self.actor.store,
+                    contact_id as i64,
+                    record.0,
+                    fp,
+                    self.lease.token
+                ],
+                |r| r.get(0),
+            )
+            .map_err(AuditError::from_sql)
+    }
+
     /// Bulk records from `from_id` on that say "done": (record, contact, out file).
     pub fn bulk_deliveries(
         &self,
@@ -765,6 +792,24 @@ mod tests {
             j.last_set(1).unwrap().is_some(),
             "an applied unknown counts as set"
         );
+    }
+
+    #[test]
+    fn a_live_writers_record_is_not_settleable_until_it_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = journal(dir.path());
+        let other = journal(dir.path());
+        let new = ApiKey::generate().unwrap();
+        writer
+            .intent(4, &SafeText::new("D"), Action::Assign, None, Some(&new))
+            .unwrap();
+        assert!(
+            other.settleable(4).unwrap().is_empty(),
+            "writer still alive"
+        );
+        assert_eq!(writer.settleable(4).unwrap().len(), 1, "its own record");
+        drop(writer);
+        assert_eq!(other.settleable(4).unwrap().len(), 1, "writer gone");
     }
 
     #[test]

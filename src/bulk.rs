@@ -313,13 +313,15 @@ fn rotate_one(
                 }
             }
         }
-        Err(RotationError::Store(StoreError::Conflict) | RotationError::ChangedSinceSeen) => {
-            BulkResult {
-                id,
-                name: SafeText::default(),
-                outcome: BulkOutcome::Conflict,
-            }
-        }
+        Err(
+            RotationError::Store(StoreError::Conflict)
+            | RotationError::ChangedSinceSeen
+            | RotationError::ReplacedMeanwhile,
+        ) => BulkResult {
+            id,
+            name: SafeText::default(),
+            outcome: BulkOutcome::Conflict,
+        },
         Err(e) => failed(SafeText::default(), e.to_string()),
     }
 }

@@ -294,7 +294,9 @@ impl From<RotationError> for Failure {
             | RotationError::TooLong { .. }
             | RotationError::ReadOnly
             | RotationError::Key(_) => Failure::new(exit::REFUSED, e.to_string()),
-            RotationError::ChangedSinceSeen => Failure::new(exit::CONFLICT, e.to_string()),
+            RotationError::ChangedSinceSeen | RotationError::ReplacedMeanwhile => {
+                Failure::new(exit::CONFLICT, e.to_string())
+            }
             RotationError::ReadBackMismatch { .. } | RotationError::NoUniqueKey => {
                 Failure::new(exit::ERROR, e.to_string())
             }
@@ -501,7 +503,7 @@ pub fn rotate(
     if let Err(e) = delivered {
         // Nobody got the new key: the old one goes back rather than leaving the contact
         // with a key no one holds.
-        let reason = format!("the new key could not be written to stdout ({e})");
+        let reason = format!("stdout could not be written ({e})");
         let message = match rotation::put_back(store, journal, &mut keys, done, &reason) {
             Ok(message) | Err(message) => message,
         };

@@ -75,6 +75,8 @@ pub enum RotationError {
     ReadBackMismatch { stored_len: usize, sent_len: usize },
     #[error("generated keys kept clashing with existing keys; nothing was written")]
     NoUniqueKey,
+    #[error("the key was written, but another civikey replaced it before it could be read back; the contact holds that rotation's key (see civikey audit)")]
+    ReplacedMeanwhile,
 }
 
 impl RotationError {
@@ -83,6 +85,7 @@ impl RotationError {
         matches!(
             self,
             RotationError::ReadBackMismatch { .. }
+                | RotationError::ReplacedMeanwhile
                 | RotationError::Store(StoreError::OutcomeUnknown(_))
         )
     }
@@ -267,6 +270,7 @@ fn assign_as(
 
     // Steps 4 and 5: compare-and-set, then read back.
     let result = write_and_verify(store, id, previous.as_ref(), Some(&key));
+    let result = replaced_meanwhile(journal, record, id, Some(&key), result);
 
     // Step 6: the outcome.
     let audit_warning = close_record(journal, record, &result);
@@ -307,6 +311,7 @@ fn revoke_as(
     if previous.is_some() {
         let record = journal.intent(id, &contact.display_name, action, previous.as_ref(), None)?;
         let result = write_and_verify(store, id, previous.as_ref(), None);
+        let result = replaced_meanwhile(journal, record, id, None, result);
         audit_warning = close_record(journal, record, &result);
         result?;
     }
@@ -350,6 +355,26 @@ fn write_and_verify(
     Ok(())
 }
 
+/// A read-back that differs because another civikey changed the key right after this
+/// write (its journal intent names this write's key as the one it replaced, so it read it
+/// from the store) is not a store that altered the value: the write was done.
+fn replaced_meanwhile(
+    journal: &Journal,
+    record: audit::RecordId,
+    id: ContactId,
+    written: Option<&ApiKey>,
+    result: Result<(), RotationError>,
+) -> Result<(), RotationError> {
+    match result {
+        Err(RotationError::ReadBackMismatch { .. })
+            if journal.replaced_after(record, id, written).unwrap_or(false) =>
+        {
+            Err(RotationError::ReplacedMeanwhile)
+        }
+        result => result,
+    }
+}
+
 /// Writes the outcome record. A failure here cannot undo the store write, so it becomes a
 /// warning for the operator; the record stays "in flight" and is settled on the next look.
 fn close_record(
@@ -360,6 +385,10 @@ fn close_record(
     let (outcome, error) = match result {
         Ok(()) => (Outcome::Done, None),
         Err(RotationError::Store(StoreError::Conflict)) => (Outcome::Conflict, None),
+        Err(RotationError::ReplacedMeanwhile) => (
+            Outcome::Done,
+            Some("written, then replaced by a later rotation before it was read back".into()),
+        ),
         Err(e @ RotationError::Store(StoreError::OutcomeUnknown(_))) => {
             (Outcome::Unknown, Some(e.to_string()))
         }
