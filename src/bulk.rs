@@ -4,9 +4,11 @@
 //! Interruption safety: the stop flag (Ctrl-C, SIGTERM, SIGHUP) is checked between
 //! contacts, never inside one, and a contact's line is written and synced to the out
 //! file right after its rotation is read back. So each contact is either rotated, in the
-//! out file and in the journal, or untouched. (A SIGKILL or power loss between the store
-//! write and the file write is the one gap: the journal then shows the rotation as done
-//! and the key is lost; rotate that contact again.)
+//! out file and in the journal, or untouched. A line that cannot be written puts the old
+//! key back (see [`rotation::put_back`]). A SIGKILL or power loss between the store write
+//! and the line is the one gap: the contact then holds a key nobody has. Each intent of a
+//! bulk run records its out file, so `civikey audit` flags a "done" record whose contact
+//! is missing from that file ([`undelivered`]); rotate that contact again.
 
 use std::collections::HashSet;
 use std::fs::File;
