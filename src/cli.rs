@@ -93,11 +93,18 @@ pub mod out {
                 "refused to print a key line holding characters other than printable ASCII",
             ));
         }
-        // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
-        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+        ignore_sigpipe();
         let mut stdout = io::stdout().lock();
         writeln!(stdout, "{text}")?;
         stdout.flush()
+    }
+
+    /// From here on a closed pipe is a write error, never a SIGPIPE death: commands that
+    /// change keys call this so that a key is never lost to a signal between a store write
+    /// and its delivery.
+    pub fn ignore_sigpipe() {
+        // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     }
 
     /// Documents civikey generates from its own definitions (shell completions, the man page):
@@ -710,6 +717,9 @@ pub fn rotate_bulk(
 ) -> Result<(), Failure> {
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
+
+    // Progress goes to stderr between store writes: a closed stderr must not end the run.
+    out::ignore_sigpipe();
 
     let ids = crate::bulk::read_ids_file(ids_from).map_err(|e| Failure::new(exit::USAGE, e))?;
     if ids.is_empty() {

@@ -373,15 +373,15 @@ fn parallel_rotations_keep_every_verdict_true_mariadb() {
     admin
         .query_drop(format!("CREATE DATABASE `{db}` CHARACTER SET utf8mb4"))
         .unwrap();
-    struct Drop_<'a>(&'a mut mysql::Conn, String);
-    impl Drop for Drop_<'_> {
+    struct DropDatabase<'a>(&'a mut mysql::Conn, String);
+    impl Drop for DropDatabase<'_> {
         fn drop(&mut self) {
             let _ = self
                 .0
                 .query_drop(format!("DROP DATABASE IF EXISTS `{}`", self.1));
         }
     }
-    let _cleanup = Drop_(&mut admin, db.clone());
+    let _cleanup = DropDatabase(&mut admin, db.clone());
 
     let home = tempfile::tempdir().unwrap();
     let address = format!("{url}/{db}");
