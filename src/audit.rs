@@ -208,15 +208,33 @@ impl Lease {
             .map_err(|e| AuditError(e.to_string()))?;
         let token = hex(&raw);
         let path = leases.join(&token);
+        // Locked under a temporary name, then renamed: a lease is never seen unlocked
+        // while its writer lives.
+        let fresh = leases.join(format!("{token}.new"));
         use std::os::unix::fs::OpenOptionsExt;
         let file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(&path)
-            .map_err(|e| AuditError(format!("cannot create {}: {e}", path.display())))?;
+            .open(&fresh)
+            .map_err(|e| AuditError(format!("cannot create {}: {e}", fresh.display())))?;
         rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
-            .map_err(|e| AuditError(format!("cannot lock {}: {e}", path.display())))?;
+            .map_err(std::io::Error::from)
+            .and_then(|()| fs::rename(&fresh, &path))
+            .map_err(|e| {
+                let _ = fs::remove_file(&fresh);
+                AuditError(format!("cannot take the lease {}: {e}", path.display()))
+            })?;
+        // Clear the leases of civikeys that were killed (a normal exit removes its own).
+        if let Ok(entries) = fs::read_dir(&leases) {
+            for entry in entries.flatten() {
+                if let Some(name) = entry.file_name().to_str().filter(|n| *n != token) {
+                    if is_token(name) {
+                        Lease::writer_is_gone(dir, name);
+                    }
+                }
+            }
+        }
         Ok(Lease {
             token,
             path,
@@ -227,7 +245,7 @@ impl Lease {
     /// Whether the process that wrote records under `token` has ended. A token that is
     /// not one civikey makes (the file is read as untrusted) names no live writer.
     fn writer_is_gone(dir: &Path, token: &str) -> bool {
-        if token.len() != 32 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !is_token(token) {
             return true;
         }
         let path = dir.join("leases").join(token);
@@ -245,6 +263,11 @@ impl Lease {
             }
         }
     }
+}
+
+/// Whether `name` is a lease token as civikey makes them (32 lowercase hex digits).
+fn is_token(name: &str) -> bool {
+    name.len() == 32 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 impl Drop for Lease {
@@ -270,12 +293,21 @@ impl Journal {
             fsperm::refuse_if_exposed(&path, &meta).map_err(AuditError)?;
         } else {
             use std::os::unix::fs::OpenOptionsExt;
-            fs::OpenOptions::new()
+            match fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
                 .open(&path)
-                .map_err(|e| AuditError(format!("cannot create {}: {e}", path.display())))?;
+            {
+                // Another civikey starting at the same moment made it first.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let meta = fs::metadata(&path)
+                        .map_err(|e| AuditError(format!("cannot read {}: {e}", path.display())))?;
+                    fsperm::refuse_if_exposed(&path, &meta).map_err(AuditError)?;
+                }
+                Err(e) => return Err(AuditError(format!("cannot create {}: {e}", path.display()))),
+                Ok(_) => {}
+            }
         }
         let conn = Connection::open(&path).map_err(AuditError::from_sql)?;
         conn.busy_timeout(Duration::from_secs(5))
@@ -655,30 +687,45 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn load_or_make_secret(path: &Path) -> Result<Zeroizing<Vec<u8>>, AuditError> {
-    match fs::metadata(path) {
-        Ok(meta) => {
-            fsperm::refuse_if_exposed(path, &meta).map_err(AuditError)?;
-            let bytes = Zeroizing::new(
-                fs::read(path)
-                    .map_err(|e| AuditError(format!("cannot read {}: {e}", path.display())))?,
-            );
-            if bytes.len() < 32 {
-                return Err(AuditError(format!(
-                    "{} is shorter than 32 bytes; it is not a civikey audit secret",
-                    path.display()
-                )));
-            }
-            Ok(bytes)
-        }
-        Err(_) => {
-            let mut secret = Zeroizing::new(vec![0u8; 32]);
-            OsKeySource
-                .fill(&mut secret)
-                .map_err(|e| AuditError(e.to_string()))?;
-            fsperm::write_new_private_file(path, &secret).map_err(AuditError)?;
-            Ok(secret)
-        }
+    if fs::metadata(path).is_ok() {
+        return read_secret(path);
     }
+    let mut secret = Zeroizing::new(vec![0u8; 32]);
+    let mut tag = [0u8; 8];
+    OsKeySource
+        .fill(&mut secret)
+        .and_then(|()| OsKeySource.fill(&mut tag))
+        .map_err(|e| AuditError(e.to_string()))?;
+    // Written whole under a name of its own, then linked into place (which never replaces
+    // a file): civikeys starting together all end up with one secret, and none reads it
+    // half-written.
+    let mut fresh = path.as_os_str().to_owned();
+    fresh.push(format!(".{}.new", hex(&tag)));
+    let fresh = PathBuf::from(fresh);
+    fsperm::write_new_private_file(&fresh, &secret).map_err(AuditError)?;
+    let linked = fs::hard_link(&fresh, path);
+    let _ = fs::remove_file(&fresh);
+    match linked {
+        Ok(()) => Ok(secret),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_secret(path),
+        Err(e) => Err(AuditError(format!("cannot create {}: {e}", path.display()))),
+    }
+}
+
+fn read_secret(path: &Path) -> Result<Zeroizing<Vec<u8>>, AuditError> {
+    let meta = fs::metadata(path)
+        .map_err(|e| AuditError(format!("cannot read {}: {e}", path.display())))?;
+    fsperm::refuse_if_exposed(path, &meta).map_err(AuditError)?;
+    let bytes = Zeroizing::new(
+        fs::read(path).map_err(|e| AuditError(format!("cannot read {}: {e}", path.display())))?,
+    );
+    if bytes.len() < 32 {
+        return Err(AuditError(format!(
+            "{} is shorter than 32 bytes; it is not a civikey audit secret",
+            path.display()
+        )));
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

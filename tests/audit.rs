@@ -463,3 +463,40 @@ fn a_record_of_a_live_writer_is_settled_only_after_it_is_gone() {
         "civikey left its lease behind: {leftover:?}"
     );
 }
+
+/// civikeys starting together on a data folder without a journal all get the same journal
+/// and secret (each used to find the other's half-made `audit.key` and refuse to run).
+#[test]
+fn civikeys_starting_together_share_one_new_journal() {
+    for _ in 0..3 {
+        let env = Env::new();
+        assert!(!env.data().join("audit.key").exists());
+        let outs: Vec<Output> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (101..109)
+                .map(|id| {
+                    let env = &env;
+                    scope.spawn(move || env.run(&["rotate", &id.to_string(), "--yes"], None))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for out in &outs {
+            assert!(out.status.success(), "{}", text(&out.stderr));
+        }
+        let journal = rusqlite::Connection::open(env.data().join("audit.sqlite")).unwrap();
+        let done: i64 = journal
+            .query_row(
+                "SELECT count(*) FROM audit WHERE outcome = 'done'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(done, 8);
+        let names: Vec<String> = fs::read_dir(env.data())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("audit.key"))
+            .collect();
+        assert_eq!(names, vec!["audit.key".to_string()], "temporary files left");
+    }
+}

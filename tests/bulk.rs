@@ -471,6 +471,9 @@ fn a_key_killed_before_its_out_file_line_is_flagged_in_the_audit() {
     let plain = civikey(&data, dir.path()).arg("audit").output().unwrap();
     let text = String::from_utf8_lossy(&plain.stdout);
     assert_eq!(text.matches("KEY-NOT-DELIVERED").count(), 1, "{text}");
+    // The killed run's lease was cleared by the next civikey.
+    let leases: Vec<_> = fs::read_dir(data.join("leases")).unwrap().collect();
+    assert!(leases.is_empty(), "{leases:?}");
 }
 
 /// Finding 3 for bulk runs: when a line cannot be written to the out file, the contact's old key is put back, journaled as undo.
