@@ -328,6 +328,23 @@ fn rotate_one(
     }
 }
 
+/// What the audit view shows as the outcome of a record [`undelivered`] flags (fits its
+/// 15-column outcome cell).
+pub const UNDELIVERED_OUTCOME: &str = "undelivered";
+
+/// Marks the records [`undelivered`] finds, for the audit view: their outcome becomes
+/// [`UNDELIVERED_OUTCOME`] and their error says what it means.
+pub fn mark_undelivered(journal: &Journal, entries: &mut [Entry]) {
+    let flagged = undelivered(journal, entries);
+    for e in entries.iter_mut().filter(|e| flagged.contains(&e.id)) {
+        e.outcome = Some(UNDELIVERED_OUTCOME.into());
+        e.error = Some(
+            "the key is not in its out file: nobody holds this contact's key, rotate it again"
+                .into(),
+        );
+    }
+}
+
 /// The largest `--ids-from` file read (some 2 million ids), and the longest line in it.
 pub const MAX_IDS_FILE_BYTES: u64 = 16 << 20;
 pub const MAX_ID_LINE_BYTES: usize = 1024;
@@ -485,6 +502,54 @@ mod tests {
             .collect();
         let ids = parse_ids(&text).unwrap();
         assert_eq!(ids, (1..=100_000u64).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn done_records_missing_from_their_out_file_are_marked_undelivered() {
+        use crate::audit::{Action, Actor, Outcome};
+        let dir = tempfile::tempdir().unwrap();
+        let actor = Actor {
+            operator: "alice".into(),
+            store: "sqlite:/x".into(),
+            ..Actor::default()
+        };
+        let mut journal = Journal::open(&dir.path().join("data"), actor).unwrap();
+        let out = dir.path().join("keys.csv");
+        let gone = dir.path().join("deleted.csv");
+        let key = ApiKey::generate().unwrap();
+        for (file, contact) in [(&out, 1), (&out, 2), (&gone, 3)] {
+            journal.set_out_file(Some(file));
+            let record = journal
+                .intent(
+                    contact,
+                    &SafeText::new("C"),
+                    Action::Assign,
+                    None,
+                    Some(&key),
+                )
+                .unwrap();
+            journal.outcome(record, Outcome::Done, None).unwrap();
+        }
+        journal.set_out_file(None);
+        let mut text = OUT_FILE_NOTE.to_vec();
+        text.extend_from_slice(OUT_FILE_HEADER);
+        text.extend_from_slice(b"1,C,key\n");
+        std::fs::write(&out, text).unwrap();
+        let mut entries = journal.entries(None, 10).unwrap();
+        mark_undelivered(&journal, &mut entries);
+        let outcome = |id: ContactId| {
+            entries
+                .iter()
+                .find(|e| e.contact_id == id)
+                .and_then(|e| e.outcome.clone())
+        };
+        assert_eq!(outcome(1).as_deref(), Some("done"));
+        assert_eq!(outcome(2).as_deref(), Some(UNDELIVERED_OUTCOME));
+        assert_eq!(
+            outcome(3).as_deref(),
+            Some("done"),
+            "a deleted file is not judged"
+        );
     }
 
     #[test]

@@ -177,11 +177,11 @@ impl Worker {
             }
             Cmd::LoadAudit { contact } => Msg::AuditLoaded {
                 contact,
-                result: self
-                    .journal
-                    .as_ref()
-                    .map_err(|e| e.clone())
-                    .and_then(|j| j.entries(contact, 500).map_err(|e| e.to_string())),
+                result: self.journal.as_ref().map_err(|e| e.clone()).and_then(|j| {
+                    let mut entries = j.entries(contact, 500).map_err(|e| e.to_string())?;
+                    crate::bulk::mark_undelivered(j, &mut entries);
+                    Ok(entries)
+                }),
             },
             Cmd::LoadRoles { id } => Msg::Roles {
                 id,
