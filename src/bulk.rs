@@ -89,6 +89,7 @@ impl OutFile {
         let stat = rustix::fs::fstat(&dir_fd)
             .map_err(|e| format!("cannot inspect folder {}: {e}", dir.display()))?;
         check_out_dir(dir, stat.st_uid, stat.st_mode)?;
+        check_out_path(dir, (stat.st_dev, stat.st_ino))?;
         let fd = rustix::fs::openat(
             &dir_fd,
             name,
@@ -160,6 +161,41 @@ fn check_out_dir(dir: &Path, owner: u32, mode: u32) -> Result<(), String> {
             "{} can be written by other users (mode {:04o}, no sticky bit), who could swap the out file; refused, nothing was rotated: {fix}",
             dir.display(),
             mode & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses an out folder reached through a path another user could change: every folder
+/// above it must pass [`check_out_dir`] too, and a symlink on the way must belong to this
+/// user or root. Checked after the folder was opened, and the folder the path leads to now
+/// must be the one opened (`opened`: device and inode), so a path swapped in between is
+/// caught: an attacker can change only entries the checks refuse.
+fn check_out_path(dir: &Path, opened: (u64, u64)) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let cannot = |p: &Path, e: std::io::Error| format!("cannot inspect {}: {e}", p.display());
+    let absolute = std::path::absolute(dir).map_err(|e| cannot(dir, e))?;
+    let me = rustix::process::geteuid().as_raw();
+    for step in absolute.ancestors() {
+        let meta = std::fs::symlink_metadata(step).map_err(|e| cannot(step, e))?;
+        if meta.file_type().is_symlink() && meta.uid() != me && meta.uid() != 0 {
+            return Err(format!(
+                "{} is a symlink of another user (uid {}), who could point it elsewhere; refused, nothing was rotated",
+                step.display(),
+                meta.uid()
+            ));
+        }
+    }
+    let real = std::fs::canonicalize(&absolute).map_err(|e| cannot(dir, e))?;
+    for step in real.ancestors() {
+        let meta = std::fs::symlink_metadata(step).map_err(|e| cannot(step, e))?;
+        check_out_dir(step, meta.uid(), meta.mode())?;
+    }
+    let now = std::fs::metadata(&real).map_err(|e| cannot(dir, e))?;
+    if (now.dev(), now.ino()) != opened {
+        return Err(format!(
+            "{} changed while civikey opened it; refused, nothing was rotated",
+            dir.display()
         ));
     }
     Ok(())

@@ -295,6 +295,22 @@ fn out_folders_other_users_can_write_are_refused() {
         assert!(!out_path.exists(), "{mode:o}: the out file was created");
         assert_eq!(keys(&data.join("contacts.sqlite")), before, "{mode:o}");
     }
+    // A private folder inside one that others can write: they could move it and put
+    // their own in its place, so it is refused too.
+    let inner = open.join("inner");
+    fs::create_dir(&inner).unwrap();
+    fs::set_permissions(&inner, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    let out = bulk(&data, dir.path(), &ids, &inner.join("keys.csv"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains("open: ") || stderr.contains("/open "),
+        "{stderr}"
+    );
+    assert_eq!(keys(&data.join("contacts.sqlite")), before);
     // Sticky and owned by this user (like /tmp, which root owns): accepted.
     fs::set_permissions(&open, fs::Permissions::from_mode(0o1777)).unwrap();
     let out = bulk(&data, dir.path(), &ids, &open.join("keys.csv"))
@@ -317,6 +333,21 @@ fn out_folders_other_users_can_write_are_refused() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(5), "{stderr}");
         assert!(stderr.contains("another user"), "{stderr}");
+        assert_eq!(keys(&data.join("contacts.sqlite")), before);
+        // A symlink of another user on the way (planted in a sticky folder like /tmp),
+        // even to a folder of this user: refused.
+        let mine = dir.path().join("mine");
+        fs::create_dir(&mine).unwrap();
+        let link = open.join("keys-dir");
+        std::os::unix::fs::symlink(&mine, &link).unwrap();
+        std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+        let out = bulk(&data, dir.path(), &ids, &link.join("keys.csv"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(5), "{stderr}");
+        assert!(stderr.contains("symlink of another user"), "{stderr}");
+        assert!(!mine.join("keys.csv").exists());
         assert_eq!(keys(&data.join("contacts.sqlite")), before);
     } else {
         let _ = writeln!(
