@@ -275,15 +275,20 @@ pub fn rotate_many(
     let total = items.len();
     let mut results = Vec::with_capacity(total);
     journal.set_out_file(Some(out.path()));
+    // An out file that cannot be written stops the run: the next keys would not reach it
+    // either.
+    let mut out_failed = false;
     for (index, (id, expectation)) in items.iter().enumerate() {
-        let result = if stop.load(Ordering::SeqCst) {
+        let result = if stop.load(Ordering::SeqCst) || out_failed {
             BulkResult {
                 id: *id,
                 name: SafeText::default(),
                 outcome: BulkOutcome::Skipped,
             }
         } else {
-            rotate_one(store, journal, keys, *id, expectation, out)
+            let (result, failed) = rotate_one(store, journal, keys, *id, expectation, out);
+            out_failed = failed;
+            result
         };
         progress(index + 1, total, &result);
         results.push(result);
@@ -314,7 +319,7 @@ fn rotate_one(
     id: ContactId,
     expectation: &Expectation,
     out: &mut OutFile,
-) -> BulkResult {
+) -> (BulkResult, bool) {
     let failed = |name: SafeText, e: String| BulkResult {
         id,
         name,
@@ -322,7 +327,7 @@ fn rotate_one(
     };
     let key = match ApiKey::generate_from(keys) {
         Ok(k) => k,
-        Err(e) => return failed(SafeText::default(), e.to_string()),
+        Err(e) => return (failed(SafeText::default(), e.to_string()), false),
     };
     match rotation::assign(
         store,
@@ -337,17 +342,20 @@ fn rotate_one(
             #[cfg(debug_assertions)]
             debug_hooks::before_out_line();
             match out.append(id, &name, &done.key) {
-                Ok(()) => BulkResult {
-                    id,
-                    name,
-                    outcome: BulkOutcome::Done,
-                },
+                Ok(()) => (
+                    BulkResult {
+                        id,
+                        name,
+                        outcome: BulkOutcome::Done,
+                    },
+                    false,
+                ),
                 Err(e) => {
                     let reason = format!("the out file could not be written ({e})");
                     let message = match rotation::put_back(store, journal, keys, done, &reason) {
                         Ok(message) | Err(message) => message,
                     };
-                    failed(name, message)
+                    (failed(name, message), true)
                 }
             }
         }
@@ -355,12 +363,15 @@ fn rotate_one(
             RotationError::Store(StoreError::Conflict)
             | RotationError::ChangedSinceSeen
             | RotationError::ReplacedMeanwhile,
-        ) => BulkResult {
-            id,
-            name: SafeText::default(),
-            outcome: BulkOutcome::Conflict,
-        },
-        Err(e) => failed(SafeText::default(), e.to_string()),
+        ) => (
+            BulkResult {
+                id,
+                name: SafeText::default(),
+                outcome: BulkOutcome::Conflict,
+            },
+            false,
+        ),
+        Err(e) => (failed(SafeText::default(), e.to_string()), false),
     }
 }
 
