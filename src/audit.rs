@@ -660,24 +660,30 @@ impl Journal {
 
 /// Adds the columns of [`ADDED_COLUMNS`] a journal made by an earlier civikey lacks.
 fn add_missing_columns(conn: &Connection) -> Result<(), AuditError> {
+    let missing = |conn: &Connection| -> Result<Vec<(&str, &str)>, AuditError> {
+        let mut stmt = conn
+            .prepare("SELECT name FROM pragma_table_info('audit')")
+            .map_err(AuditError::from_sql)?;
+        let have = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(AuditError::from_sql)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(AuditError::from_sql)?;
+        Ok(ADDED_COLUMNS
+            .into_iter()
+            .filter(|(name, _)| !have.iter().any(|h| h == name))
+            .collect())
+    };
+    if missing(conn)?.is_empty() {
+        return Ok(());
+    }
     // One process at a time: two civikeys opening an old journal together must not both
     // add a column.
     let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
         .map_err(AuditError::from_sql)?;
-    let mut stmt = tx
-        .prepare("SELECT name FROM pragma_table_info('audit')")
-        .map_err(AuditError::from_sql)?;
-    let have = stmt
-        .query_map([], |r| r.get::<_, String>(0))
-        .map_err(AuditError::from_sql)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(AuditError::from_sql)?;
-    drop(stmt);
-    for (name, kind) in ADDED_COLUMNS {
-        if !have.iter().any(|h| h == name) {
-            tx.execute_batch(&format!("ALTER TABLE audit ADD COLUMN {name} {kind}"))
-                .map_err(AuditError::from_sql)?;
-        }
+    for (name, kind) in missing(&tx)? {
+        tx.execute_batch(&format!("ALTER TABLE audit ADD COLUMN {name} {kind}"))
+            .map_err(AuditError::from_sql)?;
     }
     tx.commit().map_err(AuditError::from_sql)
 }
@@ -838,6 +844,43 @@ mod tests {
         assert!(
             j.last_set(1).unwrap().is_some(),
             "an applied unknown counts as set"
+        );
+    }
+
+    #[test]
+    fn a_journal_from_before_the_new_columns_gets_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let old_schema = SCHEMA
+            .replace(
+                "reconciled   TEXT,                      -- for unknown: applied | not-applied | superseded",
+                "reconciled   TEXT",
+            )
+            .replace("    writer       TEXT,                      -- lease token of the process that wrote it\n", "")
+            .replace("    out_file     TEXT                       -- bulk: the out file the new key went to\n", "");
+        assert!(!old_schema.contains("writer"), "{old_schema}");
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let path = dir.path().join("audit.sqlite");
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .unwrap();
+            Connection::open(&path)
+                .unwrap()
+                .execute_batch(&old_schema)
+                .unwrap();
+        }
+        let mut j = journal(dir.path());
+        let key = ApiKey::generate().unwrap();
+        let rec = j
+            .intent(5, &SafeText::new("E"), Action::Assign, None, Some(&key))
+            .unwrap();
+        j.outcome(rec, Outcome::Done, None).unwrap();
+        assert_eq!(
+            j.entries(Some(5), 1).unwrap()[0].outcome.as_deref(),
+            Some("done")
         );
     }
 

@@ -145,8 +145,9 @@ pub fn undo(
 /// not be written): puts back the key it replaced, compare-and-set against the new key and
 /// journaled as `undo`, so the contact is not left with a key nobody holds. Both records
 /// note `reason`. Call it right after [`assign`], before anything else writes to the
-/// journal: the assignment is the journal's last intent. Returns the message for the operator: Ok when the old key is back, Err
-/// when it could not be put back and the contact must be rotated again.
+/// journal: the assignment is the journal's last intent. Returns the message for the
+/// operator: Ok when the old key is back, Err when it is not (someone changed the key
+/// meanwhile, or the put-back failed and the contact must be rotated again).
 pub fn put_back(
     store: &mut dyn ContactStore,
     journal: &mut Journal,
@@ -162,6 +163,12 @@ pub fn put_back(
             format!("the new key was not delivered ({reason}); the old key was put back"),
             Ok(format!(
                 "{reason}, so the new key reached nobody; the old key was put back: contact {id} works as before"
+            )),
+        ),
+        Err(RotationError::ChangedSinceSeen | RotationError::Store(StoreError::Conflict)) => (
+            format!("the new key was not delivered ({reason}); someone else had changed the key meanwhile, so nothing was put back"),
+            Err(format!(
+                "{reason}, so the new key reached nobody; meanwhile someone else changed contact {id}'s key, so it was left as they set it (see civikey audit)"
             )),
         ),
         Err(e) => (
