@@ -83,13 +83,28 @@ pub mod out {
     /// copied into a SafeText, whose copy of the key would not be wiped; keys are
     /// `[A-Za-z0-9]` (generated, or validated on entry), so the line is checked instead and
     /// refused if anything but printable ASCII slipped in.
+    ///
+    /// The line is flushed before this returns, and SIGPIPE is ignored first, so a full disk
+    /// or a closed pipe comes back as an error (for the caller to put the old key back)
+    /// rather than ending the process with the key delivered nowhere.
     pub fn secret_line(text: &str) -> io::Result<()> {
         if !text.chars().all(|c| c == ' ' || c.is_ascii_graphic()) {
             return Err(io::Error::other(
                 "refused to print a key line holding characters other than printable ASCII",
             ));
         }
-        writeln!(io::stdout().lock(), "{text}")
+        ignore_sigpipe();
+        let mut stdout = io::stdout().lock();
+        writeln!(stdout, "{text}")?;
+        stdout.flush()
+    }
+
+    /// From here on a closed pipe is a write error, never a SIGPIPE death: commands that
+    /// change keys call this so that a key is never lost to a signal between a store write
+    /// and its delivery.
+    pub fn ignore_sigpipe() {
+        // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     }
 
     /// Documents civikey generates from its own definitions (shell completions, the man page):
@@ -289,7 +304,9 @@ impl From<RotationError> for Failure {
             | RotationError::TooLong { .. }
             | RotationError::ReadOnly
             | RotationError::Key(_) => Failure::new(exit::REFUSED, e.to_string()),
-            RotationError::ChangedSinceSeen => Failure::new(exit::CONFLICT, e.to_string()),
+            RotationError::ChangedSinceSeen | RotationError::ReplacedMeanwhile => {
+                Failure::new(exit::CONFLICT, e.to_string())
+            }
             RotationError::ReadBackMismatch { .. } | RotationError::NoUniqueKey => {
                 Failure::new(exit::ERROR, e.to_string())
             }
@@ -480,7 +497,7 @@ pub fn rotate(
         &expectation,
         NewKey::Generated(new),
     )?;
-    if json {
+    let delivered = if json {
         let doc = zeroize::Zeroizing::new(
             serde_json::json!({
                 "contact_id": id,
@@ -489,9 +506,18 @@ pub fn rotate(
             })
             .to_string(),
         );
-        out::secret_line(doc.as_str())?;
+        out::secret_line(doc.as_str())
     } else {
-        out::secret_line(done.key.expose())?;
+        out::secret_line(done.key.expose())
+    };
+    if let Err(e) = delivered {
+        // Nobody got the new key: the old one goes back rather than leaving the contact
+        // with a key no one holds.
+        let reason = format!("stdout could not be written ({e})");
+        let message = match rotation::put_back(store, journal, &mut keys, done, &reason) {
+            Ok(message) | Err(message) => message,
+        };
+        return Err(Failure::new(exit::ERROR, message));
     }
     out::note(format_args!(
         "civikey: assigned a new key to {}",
@@ -564,14 +590,21 @@ pub fn audit(
     let entries = journal
         .entries(contact, all_stores, limit.clamp(1, 100_000))
         .map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
+    // Bulk rotations journaled done whose key is missing from their out file.
+    let undelivered = crate::bulk::undelivered(journal, &entries);
     if json {
-        let doc = serde_json::to_string(&entries)
-            .map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
+        let mut doc =
+            serde_json::to_value(&entries).map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
+        if let Some(items) = doc.as_array_mut() {
+            for (item, e) in items.iter_mut().zip(&entries) {
+                item["key_not_delivered"] = serde_json::json!(undelivered.contains(&e.id));
+            }
+        }
         out::line(doc)?;
         return Ok(());
     }
     for e in &entries {
-        let outcome = match (&e.outcome, &e.reconciled) {
+        let mut outcome = match (&e.outcome, &e.reconciled) {
             (_, Some(r)) => format!("unknown->{r}"),
             (Some(o), None) => o.clone(),
             (None, None) => "in-flight".into(),
@@ -582,6 +615,11 @@ pub fn audit(
         } else {
             String::new()
         };
+        if undelivered.contains(&e.id) {
+            outcome.push_str(
+                " KEY-NOT-DELIVERED (not in its out file: nobody holds this key, rotate again)",
+            );
+        }
         out::line(format_args!(
             "{}  {store}{:<10} {:<15} {:>8}  {:<24} {:<6} {}->{}  {}{}",
             crate::ui::format_time(e.time),
@@ -690,14 +728,10 @@ pub fn rotate_bulk(
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
 
-    let text = std::fs::read_to_string(ids_from).map_err(|e| {
-        Failure::new(
-            exit::ERROR,
-            format!("cannot read {}: {e}", ids_from.display()),
-        )
-    })?;
-    let ids = crate::bulk::parse_ids(&text)
-        .map_err(|e| Failure::new(exit::USAGE, format!("{}: {e}", ids_from.display())))?;
+    // Progress goes to stderr between store writes: a closed stderr must not end the run.
+    out::ignore_sigpipe();
+
+    let ids = crate::bulk::read_ids_file(ids_from).map_err(|e| Failure::new(exit::USAGE, e))?;
     if ids.is_empty() {
         return Err(Failure::new(
             exit::USAGE,

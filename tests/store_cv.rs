@@ -563,7 +563,7 @@ fn a_rotation_journals_and_shows_cv_errors_without_keys() {
     )
     .err()
     .expect("cv failed");
-    let record = &journal.entries(Some(1), 1).unwrap()[0];
+    let record = &journal.entries(Some(1), true, 1).unwrap()[0];
     let journaled = record.error.clone().unwrap_or_default();
     assert!(journaled.contains("DB Error"), "{journaled}");
     let file = String::from_utf8_lossy(&fs::read(journal.path()).unwrap()).to_lowercase();

@@ -474,7 +474,7 @@ fn a_rotation_journals_and_shows_site_errors_without_keys() {
         shown.contains("DB ERROR") || shown.contains("DB Error"),
         "{shown}"
     );
-    let record = &journal.entries(Some(1), 1).unwrap()[0];
+    let record = &journal.entries(Some(1), true, 1).unwrap()[0];
     let journaled = record.error.clone().unwrap_or_default();
     let file = String::from_utf8_lossy(&std::fs::read(journal.path()).unwrap()).to_lowercase();
     for text in [shown.to_lowercase(), journaled.to_lowercase(), file] {

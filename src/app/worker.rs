@@ -166,9 +166,9 @@ impl Worker {
             Cmd::Refresh { id } => {
                 let store = self.store.as_mut()?;
                 let result = store.contact(id).map_err(|e| e.to_string());
-                if let (Ok(journal), Ok(key)) = (self.journal.as_mut(), store.read_key(id)) {
+                if let Ok(journal) = self.journal.as_mut() {
                     // The next look at a contact settles an earlier unknown outcome.
-                    let _ = journal.reconcile(id, key.as_ref());
+                    let _ = rotation::reconcile(store.as_mut(), journal, id);
                 }
                 Msg::Refreshed {
                     result,
@@ -182,8 +182,11 @@ impl Worker {
                 contact,
                 all_stores,
                 result: self.journal.as_ref().map_err(|e| e.clone()).and_then(|j| {
-                    j.entries(contact, all_stores, 500)
-                        .map_err(|e| e.to_string())
+                    let mut entries = j
+                        .entries(contact, all_stores, 500)
+                        .map_err(|e| e.to_string())?;
+                    crate::bulk::mark_undelivered(j, &mut entries);
+                    Ok(entries)
                 }),
             },
             Cmd::LoadRoles { id } => Msg::Roles {
@@ -254,9 +257,7 @@ impl Worker {
             .iter()
             .filter(|id| page.contacts.iter().any(|c| c.id == **id))
         {
-            if let Ok(key) = store.read_key(*id) {
-                let _ = journal.reconcile(*id, key.as_ref());
-            }
+            let _ = rotation::reconcile(store.as_mut(), journal, *id);
         }
         page.contacts
             .iter()
