@@ -19,6 +19,7 @@ pub mod fsperm;
 pub mod hygiene;
 pub mod import;
 pub mod key;
+pub mod login_check;
 pub mod rotation;
 pub mod sanitize;
 pub mod seed;
