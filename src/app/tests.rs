@@ -235,9 +235,9 @@ fn generate_regenerate_confirm_assign() {
     );
     app.update(Msg::Roles {
         id: 2,
-        roles: Some(vec![SafeText::new("administrator")]),
+        standing: crate::store::Standing::no_account(),
     });
-    assert!(app.roles.contains_key(&2));
+    assert!(app.standings.contains_key(&2));
     let first = new_key_of(&app);
     assert_eq!(first.len(), 32);
     act(&mut app, Action::Regenerate);
