@@ -599,7 +599,13 @@ pub fn rotate(
     if let Some(w) = done.audit_warning {
         out::note(format_args!("civikey: warning: {w}"));
     }
-    match login_check {
+    note_login_check(login_check.as_ref());
+    Ok(())
+}
+
+/// The login check on stderr; a failure is a warning: the key stays assigned.
+fn note_login_check(check: Option<&crate::login_check::LoginCheck>) {
+    match check {
         Some(check) if check.ok => {
             out::note(format_args!("civikey: login check: {}", check.detail))
         }
@@ -609,7 +615,6 @@ pub fn rotate(
         )),
         None => {}
     }
-    Ok(())
 }
 
 /// Reads a key from stdin: a hidden prompt on a terminal, else the first line, at most 4 KiB.
@@ -657,9 +662,13 @@ pub fn assign(
         journal.short_fingerprint(&done.key),
         describe(&done.contact)
     ));
-    if let Some(w) = done.audit_warning {
+    if let Some(w) = &done.audit_warning {
         out::note(format_args!("civikey: warning: {w}"));
     }
+    let login_check = store
+        .login_site()
+        .map(|site| crate::login_check::check(&site, &done.key, id));
+    note_login_check(login_check.as_ref());
     Ok(())
 }
 

@@ -198,3 +198,33 @@ fn stores_without_a_site_leave_the_login_check_out() {
         .unwrap();
     assert_eq!(codes(&json(&out)), ["trashed", "no_user_account"]);
 }
+
+#[test]
+fn assign_from_stdin_checks_the_login_too() {
+    use std::io::Write;
+    let site = Site::new();
+    let config = site.config(true);
+    let key = "GivenGivenGivenGivenGivenGiven01";
+    let mut child = binary::civikey(site.dir.path())
+        .args(["assign", "1", "--key-stdin"])
+        .env("CIVIKEY_CONFIG", &config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{key}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("login check: logs in as contact 1"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(key) && out.stdout.is_empty(), "{stderr}");
+}
