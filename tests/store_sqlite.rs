@@ -239,3 +239,38 @@ fn a_big_damaged_store_is_checked_before_its_first_write_and_left_untouched() {
         "a damaged store was modified"
     );
 }
+
+/// `check` (issue 14) judges every key holder: standings come in chunks, two queries each.
+#[test]
+fn standings_of_fifty_thousand_contacts_take_seconds_not_minutes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data/big.sqlite");
+    let contacts = civikey::seed::synthetic_contacts(50_000, 7).map(|mut c| {
+        if c.uf_id.is_some() {
+            c.roles = vec!["api client".into()];
+        }
+        c
+    });
+    let mut s = SqliteStore::create(&path, contacts, &mut |_| {}).unwrap();
+    let ids: Vec<u64> = (1..=50_000).collect();
+    let started = std::time::Instant::now();
+    let all = s.standings(&ids).unwrap();
+    let elapsed = started.elapsed();
+    eprintln!("standings of {} contacts in {elapsed:?}", all.len());
+    assert_eq!(all.len(), 50_000);
+    let users = all
+        .values()
+        .filter(|st| matches!(st.account, civikey::store::AccountState::Account(_)))
+        .count();
+    assert!(users > 100, "{users}");
+    assert!(
+        all.values()
+            .filter(|st| matches!(st.account, civikey::store::AccountState::Account(_)))
+            .all(|st| st
+                .roles
+                .as_ref()
+                .is_some_and(|r| r.iter().any(|r| r.grants_api_login))),
+        "every user has its role"
+    );
+    assert!(elapsed < std::time::Duration::from_secs(10), "{elapsed:?}");
+}
