@@ -228,3 +228,59 @@ fn assign_from_stdin_checks_the_login_too() {
     );
     assert!(!stderr.contains(key) && out.stdout.is_empty(), "{stderr}");
 }
+
+/// A cv profile with `site_url` checks the new key on that site: here the site is another
+/// one (the fake REST site does not share cv's data), so authx does not know the key, and
+/// the check says so while the key stays assigned.
+#[test]
+fn a_cv_profile_with_site_url_checks_the_login_on_that_site() {
+    let site = Site::new();
+    let folder = site.dir.path().join("civicrm");
+    fs::create_dir(&folder).unwrap();
+    let data = site.file(
+        "cv-data.json",
+        r#"{"contacts": [{"id": 1, "contact_type": "Individual", "display_name": "Apiuser",
+            "sort_name": "Apiuser", "is_deleted": false, "api_key": null, "emails": [],
+            "uf_matches": []}], "seen_keys": []}"#,
+    );
+    let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake-cv/cv");
+    let wrapper = site.file(
+        "cv",
+        &format!(
+            "#!/bin/sh\nFAKE_CV_DATA='{}' exec '{}' \"$@\"\n",
+            data.display(),
+            fake.display()
+        ),
+    );
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o700)).unwrap();
+    site.file("site.key", &format!("{SITE_KEY}\n"));
+    let config = site.file(
+        "cv.toml",
+        &format!(
+            "default_profile = \"cv\"\n[profiles.cv]\nkind = \"cv\"\naddress = \"cv:{}\"\ncv_binary = \"{}\"\nsite_url = \"{}\"\nsite_key_file = \"site.key\"\n",
+            folder.display(),
+            wrapper.display(),
+            site.server.url()
+        ),
+    );
+    let out = site.run(&["rotate", "1", "--yes", "--json"], &config);
+    let doc = json(&out);
+    let check = &doc["login_check"];
+    assert_eq!(check["ok"], false, "{doc}");
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 401 Invalid credential"),
+        "{check}"
+    );
+    let key = doc["key"].as_str().unwrap();
+    let state = site.server.state();
+    let login = state.requests.last().unwrap();
+    assert_eq!(login.credential.as_deref(), Some(key));
+    assert!(login.site_key_sent);
+    assert!(
+        fs::read_to_string(&data).unwrap().contains(key),
+        "the key stays assigned"
+    );
+}
