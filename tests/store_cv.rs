@@ -607,4 +607,8 @@ fn recorded_cv_errors_read_as_their_message() {
         !text.contains("api4 ["),
         "the usage line is left out: {text}"
     );
+    assert!(
+        text.contains("the profile's address must be cv:PATH"),
+        "{text}"
+    );
 }

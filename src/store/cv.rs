@@ -778,10 +778,19 @@ fn exit_message(status: ExitStatus, stderr: &Captured, secrets: &[&ApiKey]) -> S
         None => "cv was killed by a signal".to_string(),
     };
     let said = shown_stderr(&stderr.bytes, secrets);
+    // What the recorded failures mean for the operator (tests/recorded/cv/).
+    let hint =
+        if said.contains("civicrm.settings.php") || said.contains("Invalid working directory") {
+            "; no CiviCRM site there: the profile's address must be cv:PATH of the site folder"
+        } else if said.contains("does not exist (or the extension") {
+            "; this site has no such API (a Standalone-only entity on another CMS?)"
+        } else {
+            ""
+        };
     if said.is_empty() {
         format!("{how} without an error message")
     } else {
-        format!("{how}: {said}")
+        format!("{how}: {said}{hint}")
     }
 }
 
