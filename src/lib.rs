@@ -9,6 +9,7 @@
 #![warn(clippy::disallowed_macros, clippy::disallowed_methods)]
 
 pub mod app;
+pub mod assess;
 pub mod audit;
 pub mod bulk;
 pub mod cli;
@@ -18,6 +19,7 @@ pub mod fsperm;
 pub mod hygiene;
 pub mod import;
 pub mod key;
+pub mod login_check;
 pub mod redact;
 pub mod rotation;
 pub mod sanitize;

@@ -93,7 +93,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 ))
             }
         };
-        return match &spec {
+        return match spec.without_login() {
             StoreSpec::Mysql(options) => seed_mysql(options, password_env.as_deref(), what),
             _ => seed_sqlite(&spec, what),
         };
@@ -138,7 +138,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             no_deleted,
             json,
         } => cli::list(store, search.as_deref(), limit, no_deleted, json),
-        Command::Show { id, json } => cli::show(store, id, json),
+        Command::Show { id, json } => cli::show(store, journal().ok().as_ref(), id, json),
         Command::Rotate {
             ids_from: Some(ids),
             out: Some(out),
