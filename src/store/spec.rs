@@ -126,6 +126,13 @@ impl ContactStore for ReadOnlyStore {
     fn read_key(&mut self, id: super::ContactId) -> Result<Option<ApiKey>, StoreError> {
         self.0.read_key(id)
     }
+    fn key_holders(
+        &mut self,
+        after: Option<&super::HolderCursor>,
+        limit: usize,
+    ) -> Result<super::HolderPage, StoreError> {
+        self.0.key_holders(after, limit)
+    }
     fn swap_key(
         &mut self,
         _id: super::ContactId,
