@@ -9,6 +9,7 @@
 #![warn(clippy::disallowed_macros, clippy::disallowed_methods)]
 
 pub mod app;
+pub mod assess;
 pub mod audit;
 pub mod bulk;
 pub mod cli;

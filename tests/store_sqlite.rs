@@ -171,6 +171,53 @@ fn roles_of_standalone_users_are_told() {
 }
 
 #[test]
+fn standings_read_the_user_account_its_state_and_active_roles() {
+    use civikey::store::{AccountState, Role, Standing, UserAccount};
+    let f = fixture();
+    {
+        let conn = rusqlite::Connection::open(&f.path).unwrap();
+        conn.execute_batch(
+            "INSERT INTO civicrm_role (name, label, permissions, is_active)
+                 VALUES ('api', 'API', '\x01authenticate with api key\x01', 1),
+                        ('old', 'Old API', '\x01authenticate with api key\x01', 0);
+             INSERT INTO civicrm_user_role (user_id, role_id)
+                 SELECT 11, id FROM civicrm_role WHERE name IN ('api', 'old');
+             UPDATE civicrm_uf_match SET is_active = 0 WHERE contact_id = 2;",
+        )
+        .unwrap();
+    }
+    let mut s = SqliteStore::open(&f.path).unwrap();
+    let all = s.standings(&[1, 2, 3, 999]).unwrap();
+    assert_eq!(
+        all[&1],
+        Standing {
+            account: AccountState::Account(UserAccount {
+                id: 11,
+                name: civikey::sanitize::SafeText::new("ada"),
+                active: true,
+            }),
+            roles: Some(vec![
+                Role::from_permissions("API", ["authenticate with api key"]),
+                Role::from_permissions("authenticated", ["access CiviCRM"]),
+            ]),
+        },
+        "the inactive role is left out; user_role.user_id is the uf_match id"
+    );
+    assert!(
+        matches!(&all[&2].account, AccountState::Account(u) if !u.active),
+        "a blocked user is told: {:?}",
+        all[&2]
+    );
+    assert_eq!(all[&3], Standing::no_account());
+    assert!(!all.contains_key(&999), "no such contact");
+    assert_eq!(s.standing(1).unwrap(), all[&1]);
+    assert!(matches!(
+        s.standing(999),
+        Err(civikey::store::StoreError::NotFound(999))
+    ));
+}
+
+#[test]
 fn a_big_damaged_store_is_checked_before_its_first_write_and_left_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.sqlite");
