@@ -1096,7 +1096,7 @@ mod tests {
                 Val::Text(crate::store::like_prefix("100%_a\\", '\\')),
             )],
             order_by: Some(SortOrder {
-                sort_name: "ASC",
+                sort_name: Some("ASC"),
                 id: "ASC",
             }),
             limit: Some(8),
