@@ -5,6 +5,7 @@
 //! testable without a terminal or a store.
 
 mod bulk;
+pub mod health;
 pub mod keymap;
 pub mod worker;
 
@@ -50,6 +51,7 @@ pub enum Action {
     MarkOld,
     AgeFilter,
     BulkRotate,
+    Health,
     InputChar(char),
     InputBackspace,
     Back,
@@ -132,6 +134,13 @@ pub enum Msg {
         contact: Option<ContactId>,
         result: Result<Vec<Entry>, String>,
     },
+    /// The key health check has read this many key holders so far.
+    HealthProgress {
+        read: usize,
+    },
+    HealthChecked {
+        result: Result<crate::health::Report, String>,
+    },
 }
 
 /// Work for the outside world: store calls (run by the worker) and the clipboard.
@@ -179,6 +188,14 @@ pub enum Cmd {
     LoadAudit {
         contact: Option<ContactId>,
     },
+    /// The key health check over every key holder (`civikey check`).
+    CheckHealth {
+        max_age_days: Option<u32>,
+    },
+    /// Revoke each contact's key (the health view's `x`); answered as a `BulkFinished`.
+    BulkRevoke {
+        items: Vec<(ContactId, Expectation)>,
+    },
     CopyToClipboard(ApiKey),
 }
 
@@ -198,6 +215,8 @@ pub enum Mode {
     Input,
     BulkRunning,
     BulkResults,
+    Health,
+    ConfirmBulkRevoke,
 }
 
 pub enum Popup {
@@ -256,6 +275,20 @@ pub enum Popup {
         out: String,
         error: Option<String>,
         scroll: usize,
+    },
+    /// The key health check is running.
+    Checking {
+        read: usize,
+    },
+    /// The health view: the findings (most severe first), the selected one, the first line shown.
+    Health {
+        report: crate::health::Report,
+        selected: usize,
+        scroll: usize,
+    },
+    /// "Revoke the keys of N marked contacts?"
+    ConfirmBulkRevoke {
+        count: usize,
     },
 }
 
@@ -358,7 +391,7 @@ impl App {
             Some(Popup::Help) => Mode::Help,
             Some(Popup::NewKey { .. }) => Mode::NewKey,
             Some(Popup::Confirm { .. }) => Mode::Confirm,
-            Some(Popup::Working { .. }) => Mode::Working,
+            Some(Popup::Working { .. } | Popup::Checking { .. }) => Mode::Working,
             Some(Popup::Shown { .. }) => Mode::Shown,
             Some(Popup::ConfirmRevoke { .. }) => Mode::ConfirmRevoke,
             Some(Popup::Message { .. }) => Mode::Message,
@@ -366,6 +399,8 @@ impl App {
             Some(Popup::MarkOld { .. } | Popup::BulkConfirm { .. }) => Mode::Input,
             Some(Popup::BulkRunning { .. }) => Mode::BulkRunning,
             Some(Popup::BulkResults { .. }) => Mode::BulkResults,
+            Some(Popup::Health { .. }) => Mode::Health,
+            Some(Popup::ConfirmBulkRevoke { .. }) => Mode::ConfirmBulkRevoke,
             None if self.search_input.is_some() => Mode::Search,
             None => Mode::List,
         }
@@ -439,6 +474,13 @@ impl App {
                 out,
                 error,
             } => self.on_bulk_finished(results, out, error),
+            Msg::HealthProgress { read } => {
+                if let Some(Popup::Checking { read: shown }) = self.popup.as_mut() {
+                    *shown = read;
+                }
+                Vec::new()
+            }
+            Msg::HealthChecked { result } => self.on_health_checked(result),
             Msg::AuditLoaded { contact, result } => {
                 self.popup = Some(match result {
                     Ok(entries) => Popup::Audit {
@@ -479,6 +521,8 @@ impl App {
             Mode::Input => self.on_input_action(action),
             Mode::BulkRunning => Vec::new(),
             Mode::BulkResults => self.on_bulk_results_action(action),
+            Mode::Health => self.on_health_action(action),
+            Mode::ConfirmBulkRevoke => self.on_confirm_bulk_revoke_action(action),
         }
     }
 
@@ -545,6 +589,7 @@ impl App {
             Action::Rotate | Action::Proceed => self.open_new_key(),
             Action::Revoke => self.open_revoke(),
             Action::Audit => vec![Cmd::LoadAudit { contact: None }],
+            Action::Health => self.open_health(),
             Action::ToggleMark => self.toggle_mark(),
             Action::MarkMatching => self.mark_matching(None),
             Action::MarkOld => {

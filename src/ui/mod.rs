@@ -2,6 +2,7 @@
 
 mod audit;
 mod bulk;
+mod health;
 mod list;
 mod popup;
 mod theme;
@@ -106,6 +107,8 @@ fn footer_keys(mode: Mode) -> &'static str {
         Mode::Input => "type  Enter go on  Esc cancel",
         Mode::BulkRunning => "rotating…  Ctrl-C stops after the contact in flight",
         Mode::BulkResults => "j/k scroll  Enter close",
+        Mode::Health => "j/k move  space mark  * group  R rotate  x revoke  Esc close",
+        Mode::ConfirmBulkRevoke => "y revoke all  n/Esc no",
     }
 }
 

@@ -120,6 +120,23 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             super::audit::draw(app, frame, area, theme);
             return;
         }
+        Popup::Checking { .. } | Popup::Health { .. } => {
+            super::health::draw(app, frame, area, theme);
+            return;
+        }
+        Popup::ConfirmBulkRevoke { count } => (
+            "Revoke".into(),
+            vec![
+                Line::from(format!("Revoke the keys of {count} marked contacts?")),
+                Line::from(Span::styled(
+                    "Their keys will STOP WORKING (u cannot undo a bulk revoke).",
+                    theme.warning(),
+                )),
+                Line::from(""),
+                Line::from("y: revoke them all · n/Esc: cancel"),
+            ],
+            6,
+        ),
         Popup::MarkOld { .. }
         | Popup::BulkConfirm { .. }
         | Popup::BulkRunning { .. }
@@ -224,7 +241,10 @@ fn help_lines(theme: &Theme) -> Vec<Line<'static>> {
         ("space / * / o", "mark one / all matching / old keys"),
         ("R", "rotate the marked contacts (keys to a file)"),
         ("A", "list keys older than N days, oldest first"),
-        ("a", "audit journal (f: this contact / all)"),
+        (
+            "a / h",
+            "audit journal (f: this contact / all) / key health",
+        ),
         ("c (new key shown)", "copy the key by OSC 52"),
         ("?", "this help"),
         ("Esc", "close a popup"),

@@ -342,3 +342,10 @@ fn bulk_results_80x24() {
     });
     insta::assert_snapshot!(render(&mut app, 80, 24).backend());
 }
+
+#[test]
+fn health_view_80x24() {
+    let mut app = crate::app::health::tests::opened(true);
+    act(&mut app, Action::ToggleMark);
+    insta::assert_snapshot!(render(&mut app, 80, 24).backend());
+}
