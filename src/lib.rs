@@ -20,6 +20,7 @@ pub mod health;
 pub mod hygiene;
 pub mod import;
 pub mod key;
+pub mod login_check;
 pub mod rotation;
 pub mod sanitize;
 pub mod seed;

@@ -96,7 +96,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 ))
             }
         };
-        return match &spec {
+        return match spec.without_login() {
             StoreSpec::Mysql(options) => seed_mysql(options, password_env.as_deref(), what),
             _ => seed_sqlite(&spec, what),
         };

@@ -334,6 +334,12 @@ pub trait ContactStore: Send {
             .collect()
     }
 
+    /// The site to log in to with a new key, to check it works (the REST store's own site,
+    /// or the profile's `site_url`). None: no site is known.
+    fn login_site(&self) -> Option<spec::SiteLogin> {
+        None
+    }
+
     /// Compare-and-set: writes `new` only if the contact's key is still `expected`
     /// (byte for byte); otherwise [`StoreError::Conflict`] and nothing is written.
     fn swap_key(
