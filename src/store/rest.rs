@@ -1254,7 +1254,6 @@ impl ContactStore for RestStore {
         };
         let params = Params(json!({
             "select": CONTACT_FIELDS,
-            "join": [["UFMatch AS uf", "LEFT", ["uf.contact_id", "=", "id"]]],
             "where": [["api_key", "IS NOT NULL"], ["api_key", "!=", ""], ["is_deleted", "IN", [0, 1]]],
             "limit": limit + 1,
             "offset": offset,
@@ -1281,6 +1280,14 @@ impl ContactStore for RestStore {
         } else {
             None
         };
+        let ids: Vec<ContactId> = holders.iter().map(|h| h.contact.id).collect();
+        let links = self.cms_links(&ids)?;
+        for h in &mut holders {
+            h.contact.cms = links
+                .get(&h.contact.id)
+                .copied()
+                .unwrap_or(CmsLink::Unknown);
+        }
         Ok(HolderPage { holders, next })
     }
 
