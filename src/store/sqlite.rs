@@ -1252,7 +1252,8 @@ impl ContactStore for SqliteStore {
         }
     }
 
-    /// A range of index_api_key (NOCASE, then id): the keyed rows only, in key order.
+    /// A range of index_api_key (NOCASE, then id): the keyed rows only, in key order
+    /// (`> ''` starts the range past the NULLs and empty strings).
     fn key_holders(
         &mut self,
         after: Option<&HolderCursor>,
@@ -1261,7 +1262,7 @@ impl ContactStore for SqliteStore {
         let limit = limit.clamp(1, MAX_PAGE);
         let mut sql = format!(
             "SELECT {CONTACT_COLUMNS}, c.api_key FROM civicrm_contact c
-              WHERE c.api_key IS NOT NULL AND c.api_key <> ''"
+              WHERE c.api_key > '' COLLATE NOCASE"
         );
         let mut args = Vec::new();
         match after {
