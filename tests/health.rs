@@ -498,17 +498,21 @@ fn the_sample_store_shows_a_new_user_each_case() {
 }
 
 /// A config file (0600) with the given profiles.
-fn config(home: &Path, profiles: &[(&str, String)]) -> std::path::PathBuf {
+fn config(home: &Path, profiles: &[(&str, String)], cv_binary: &Path) -> std::path::PathBuf {
     let mut text = String::new();
     for (name, address) in profiles {
-        let kind = if address.starts_with("sqlite:") {
-            "sqlite"
-        } else {
-            "mysql"
+        let kind = match address.split(':').next() {
+            Some("sqlite") => "sqlite",
+            Some("cv") => "cv",
+            _ => "mysql",
         };
         text.push_str(&format!(
-            "[profiles.{name}]\nkind = \"{kind}\"\naddress = \"{address}\"\n\n"
+            "[profiles.{name}]\nkind = \"{kind}\"\naddress = \"{address}\"\n"
         ));
+        if kind == "cv" {
+            text.push_str(&format!("cv_binary = \"{}\"\n", cv_binary.display()));
+        }
+        text.push('\n');
     }
     let path = home.join("config.toml");
     std::fs::write(&path, text).unwrap();
@@ -538,13 +542,44 @@ fn whose_finds_the_holder_on_the_right_profile_and_names_the_unreachable_one() {
         &mut |_| {},
     )
     .unwrap();
+    // A cv site (the fake cv) whose contact 31 holds the same key as contact 8: keys go
+    // to cv on stdin, and the fake logs every argv it was given.
+    let site = home.path().join("site");
+    std::fs::create_dir(&site).unwrap();
+    let data = home.path().join("cv-data.json");
+    let cv_contact = serde_json::json!({
+        "id": 31, "contact_type": "Individual", "display_name": "Cv Holder",
+        "sort_name": "Holder, Cv", "is_deleted": false, "api_key": GOOD[4],
+        "emails": [], "uf_matches": [],
+    });
+    std::fs::write(
+        &data,
+        serde_json::json!({"contacts": [cv_contact], "seen_keys": []}).to_string(),
+    )
+    .unwrap();
+    let argv_log = home.path().join("argv.log");
+    let cv = home.path().join("cv");
+    std::fs::write(
+        &cv,
+        format!(
+            "#!/bin/sh\nexport FAKE_CV_DATA='{}' FAKE_CV_SITE='{}' FAKE_CV_ARGV_LOG='{}'\nexec '{}/tests/fake-cv/cv' \"$@\"\n",
+            data.display(),
+            site.display(),
+            argv_log.display(),
+            env!("CARGO_MANIFEST_DIR")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cv, std::fs::Permissions::from_mode(0o700)).unwrap();
     let config = config(
         home.path(),
         &[
             ("a-other", format!("sqlite:{}", other.display())),
             ("b-holder", format!("sqlite:{}", holder.display())),
             ("c-gone", "mysql://civikey@127.0.0.1:9/civicrm".to_string()),
+            ("d-cv", format!("cv:{}", site.display())),
         ],
+        &cv,
     );
     let lookup = |key: &str| {
         let mut cmd = binary::civikey(home.path());
@@ -586,6 +621,22 @@ fn whose_finds_the_holder_on_the_right_profile_and_names_the_unreachable_one() {
         lines[4].starts_with("c-gone") && lines[4].contains("unreachable"),
         "{stdout}"
     );
+    assert!(
+        lines[5].starts_with("d-cv") && lines[5].ends_with("1 holder"),
+        "{stdout}"
+    );
+    assert!(lines[6].contains("Cv Holder"), "{stdout}");
+    assert!(
+        lines[7].contains("civikey --profile d-cv rotate 31"),
+        "{stdout}"
+    );
+    assert_eq!(lines.len(), 8, "{stdout}");
+    // cv was asked (the key went on stdin: the fake saw it), never with the key in argv.
+    let seen: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&data).unwrap()).unwrap();
+    assert!(seen["seen_keys"].to_string().contains(GOOD[4]), "{seen}");
+    let argv = std::fs::read_to_string(&argv_log).unwrap();
+    assert!(!argv.is_empty() && !argv.contains(GOOD[4]), "{argv}");
     // Compared as the store compares: the other case of a shared key finds both holders.
     let out = lookup(&DUP_UPPER.to_ascii_lowercase());
     assert!(
@@ -618,7 +669,7 @@ fn whose_finds_the_holder_on_the_right_profile_and_names_the_unreachable_one() {
         .collect();
     assert_eq!(
         lookups.len(),
-        8,
+        12,
         "one record per searched profile and lookup"
     );
     assert!(lookups
