@@ -24,6 +24,7 @@ impl App {
     pub(super) fn on_health_checked(&mut self, result: Result<Report, String>) -> Vec<Cmd> {
         self.popup = Some(match result {
             Ok(report) => Popup::Health {
+                summary: report.summary(),
                 report,
                 selected: 0,
                 scroll: 0,
@@ -92,12 +93,18 @@ impl App {
             report,
             selected,
             scroll,
+            ..
         }) = self.popup.as_mut()
         {
             // Group headers take lines too: count the lines up to the selection.
             let line = health_line_of(report, *selected);
-            if line < *scroll {
-                *scroll = line;
+            // A group's first finding brings its header line into view with it.
+            let starts_group = *selected == 0
+                || report.findings.get(*selected).map(|f| f.code)
+                    != report.findings.get(*selected - 1).map(|f| f.code);
+            let top = if starts_group { line - 1 } else { line };
+            if top < *scroll {
+                *scroll = top;
             } else if line >= *scroll + rows {
                 *scroll = line + 1 - rows;
             }
@@ -355,6 +362,41 @@ pub(crate) mod tests {
             app.popup,
             Some(Popup::Message { is_error: true, .. })
         ));
+    }
+
+    #[test]
+    fn the_selection_stays_in_view_with_many_findings() {
+        let mut app = app(true);
+        app.update(Msg::Resize {
+            width: 80,
+            height: 24,
+        });
+        act(&mut app, Action::Health);
+        let mut many = report();
+        let weak = many.findings[2].clone();
+        for id in 100..160 {
+            let mut f = weak.clone();
+            f.contact.id = id;
+            many.findings.insert(3, f);
+        }
+        app.update(Msg::HealthChecked { result: Ok(many) });
+        act(&mut app, Action::Bottom);
+        let Some(Popup::Health {
+            report,
+            selected,
+            scroll,
+            ..
+        }) = &app.popup
+        else {
+            panic!("the health view");
+        };
+        let line = health_line_of(report, *selected);
+        assert!(
+            *scroll > 0 && line < scroll + health_rows_for(24),
+            "{scroll} {line}"
+        );
+        act(&mut app, Action::Top);
+        assert!(matches!(app.popup, Some(Popup::Health { scroll: 0, .. })));
     }
 
     #[test]

@@ -283,6 +283,8 @@ pub enum Popup {
     /// The health view: the findings (most severe first), the selected one, the first line shown.
     Health {
         report: crate::health::Report,
+        /// `report.summary()`, made once.
+        summary: String,
         selected: usize,
         scroll: usize,
     },

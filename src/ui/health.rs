@@ -28,17 +28,13 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         }
         Some(Popup::Health {
             report,
+            summary,
             selected,
             scroll,
         }) => {
             let rect = area.inner(Margin::new(1, 1));
             frame.render_widget(Clear, rect);
-            let title = format!(
-                " Key health: {} findings on {} of {} key holders ",
-                report.findings.len(),
-                report.contacts_flagged(),
-                report.holders
-            );
+            let title = format!(" Key health: {} findings ", report.findings.len());
             let block = Block::bordered()
                 .border_type(BorderType::Rounded)
                 .title(Span::styled(title, theme.bold()));
@@ -47,54 +43,64 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             let [list, info] =
                 Layout::vertical([Constraint::Min(1), Constraint::Length(2)]).areas(inner);
             let width = usize::from(list.width);
-            let mut lines = Vec::new();
+            // Only the visible lines are made: a big site has tens of thousands of findings.
+            let (first, height) = (*scroll, usize::from(list.height));
+            let mut visible = Vec::with_capacity(height);
+            let mut line = 0;
             for (i, f) in report.findings.iter().enumerate() {
-                if i == 0 || report.findings[i - 1].code != f.code {
-                    let header = format!(
-                        "{} · {} · {}: {}",
-                        f.code.as_str(),
-                        f.code.severity().as_str(),
-                        report.count(f.code),
-                        f.code.advice()
-                    );
-                    lines.push(Line::from(Span::styled(
-                        truncate_to_width(&header, width),
-                        theme.table_header(),
-                    )));
+                if line >= first + height {
+                    break;
                 }
-                let name = if f.contact.is_deleted {
-                    format!("[deleted] {}", f.contact.display_name)
-                } else {
-                    f.contact.display_name.to_string()
-                };
-                let row = format!(
-                    "{}{} {:>7}  {:<22}  {:<8}  {}",
-                    if i == *selected { "▶" } else { " " },
-                    if app.marked.contains_key(&f.contact.id) {
-                        "*"
+                if i == 0 || report.findings[i - 1].code != f.code {
+                    if line >= first {
+                        let header = format!(
+                            "{} · {} · {}: {}",
+                            f.code.as_str(),
+                            f.code.severity().as_str(),
+                            report.count(f.code),
+                            f.code.advice()
+                        );
+                        visible.push(Line::from(Span::styled(
+                            truncate_to_width(&header, width),
+                            theme.table_header(),
+                        )));
+                    }
+                    line += 1;
+                    if line >= first + height {
+                        break;
+                    }
+                }
+                if line >= first {
+                    let name = if f.contact.is_deleted {
+                        format!("[deleted] {}", f.contact.display_name)
                     } else {
-                        " "
-                    },
-                    f.contact.id,
-                    truncate_to_width(&name, 22),
-                    f.key.masked(),
-                    f.detail
-                );
-                let row = truncate_to_width(&row, width);
-                lines.push(if i == *selected {
-                    Line::from(Span::styled(row, theme.selected()))
-                } else {
-                    Line::from(row)
-                });
+                        f.contact.display_name.to_string()
+                    };
+                    let row = format!(
+                        "{}{} {:>7}  {:<22}  {:<8}  {}",
+                        if i == *selected { "▶" } else { " " },
+                        if app.marked.contains_key(&f.contact.id) {
+                            "*"
+                        } else {
+                            " "
+                        },
+                        f.contact.id,
+                        truncate_to_width(&name, 22),
+                        f.key.masked(),
+                        f.detail
+                    );
+                    let row = truncate_to_width(&row, width);
+                    visible.push(if i == *selected {
+                        Line::from(Span::styled(row, theme.selected()))
+                    } else {
+                        Line::from(row)
+                    });
+                }
+                line += 1;
             }
-            if lines.is_empty() {
-                lines.push(Line::from("No findings: every key passed."));
+            if report.findings.is_empty() {
+                visible.push(Line::from("No findings: every key passed."));
             }
-            let visible: Vec<Line> = lines
-                .into_iter()
-                .skip(*scroll)
-                .take(usize::from(list.height))
-                .collect();
             frame.render_widget(Paragraph::new(visible), list);
             let marked = if app.marked.is_empty() {
                 String::new()
@@ -104,7 +110,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             frame.render_widget(
                 Paragraph::new(vec![
                     Line::from(Span::styled(
-                        truncate_to_width(&report.summary(), width),
+                        truncate_to_width(summary, width),
                         theme.dim(),
                     )),
                     Line::from(truncate_to_width(
