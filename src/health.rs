@@ -242,20 +242,16 @@ pub fn weakness(key: &ApiKey) -> Option<(WeakRule, String)> {
             ));
         }
     }
-    for sequence in SEQUENCES {
-        let forwards: Vec<char> = sequence.chars().collect();
-        let backwards: Vec<char> = forwards.iter().rev().copied().collect();
-        for line in [&forwards, &backwards] {
-            if line
-                .windows(SEQUENCE)
-                .any(|piece| folded.contains(&piece.iter().collect::<String>()))
-            {
-                return Some((
-                    WeakRule::Sequence,
-                    format!("a keyboard or counting sequence of {SEQUENCE} or more characters"),
-                ));
-            }
-        }
+    // Only [A-Za-z0-9] gets here (the alphabet rule came first), so bytes are characters.
+    if folded
+        .as_bytes()
+        .windows(SEQUENCE)
+        .any(|piece| sequence_pieces().contains(piece))
+    {
+        return Some((
+            WeakRule::Sequence,
+            format!("a keyboard or counting sequence of {SEQUENCE} or more characters"),
+        ));
     }
     let distinct: HashSet<char> = chars.iter().copied().collect();
     if distinct.len() < FEW_DISTINCT {
@@ -269,6 +265,22 @@ pub fn weakness(key: &ApiKey) -> Option<(WeakRule, String)> {
         ));
     }
     None
+}
+
+/// Every [`SEQUENCE`]-long piece of [`SEQUENCES`], forwards and backwards, made once.
+fn sequence_pieces() -> &'static HashSet<Vec<u8>> {
+    static PIECES: std::sync::OnceLock<HashSet<Vec<u8>>> = std::sync::OnceLock::new();
+    PIECES.get_or_init(|| {
+        let mut pieces = HashSet::new();
+        for sequence in SEQUENCES {
+            let forwards = sequence.as_bytes().to_vec();
+            let backwards: Vec<u8> = forwards.iter().rev().copied().collect();
+            for line in [forwards, backwards] {
+                pieces.extend(line.windows(SEQUENCE).map(<[u8]>::to_vec));
+            }
+        }
+        pieces
+    })
 }
 
 /// About how many distinct characters a random key of `len` characters of 62 holds.

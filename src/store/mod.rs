@@ -309,6 +309,7 @@ pub trait ContactStore: Send {
     /// One page of the contacts that hold a key (deleted ones too), with their keys: only
     /// those rows, through the api_key index (or the API's `api_key IS NOT NULL`), never
     /// every contact. An empty string counts as no key. Pages hold at most `limit` holders.
+    /// A store may leave `email` out (None) where reading it would slow the page down.
     fn key_holders(
         &mut self,
         after: Option<&HolderCursor>,
