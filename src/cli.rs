@@ -14,7 +14,9 @@ use crate::audit::Journal;
 use crate::key::{ApiKey, OsKeySource, KEY_LEN, MIN_MANUAL_LEN};
 use crate::rotation::{self, Expectation, NewKey, RotationError};
 use crate::sanitize::SafeText;
-use crate::store::{CmsLink, Contact, ContactId, ContactStore, Query, StoreError};
+use crate::store::{
+    AccountState, CmsLink, Contact, ContactId, ContactStore, Query, Standing, StoreError,
+};
 
 /// The only code that writes to stdout and stderr outside the TUI (which has its own, in
 /// `terminal.rs`). clippy.toml forbids `print!`, `println!`, `eprint!`, `eprintln!`, `dbg!`,
@@ -419,14 +421,110 @@ pub fn list(
     Ok(())
 }
 
-pub fn show(store: &mut dyn ContactStore, id: ContactId, json: bool) -> Result<(), Failure> {
+/// The detail view: the contact, its key and who set it (from the journal, when it can be
+/// read), its user account and roles, and what the operator must know (crate::assess).
+pub fn show(
+    store: &mut dyn ContactStore,
+    journal: Option<&Journal>,
+    id: ContactId,
+    json: bool,
+) -> Result<(), Failure> {
     let c = store.contact(id)?;
+    // A store that cannot tell says so (roles_unknown); it never stops the view.
+    let standing = store.standing(id).unwrap_or(Standing::UNKNOWN);
+    let warnings = crate::assess::assess(&c, &standing);
+    let set = c
+        .key
+        .as_ref()
+        .and_then(|_| journal?.last_set(id).ok().flatten());
+    let user = match &standing.account {
+        AccountState::Account(u) => Some(u),
+        _ => None,
+    };
     if json {
-        out::line(contact_json(&c))?;
-    } else {
-        out::line(contact_line(&c))?;
+        let mut doc = contact_json(&c);
+        doc["key"] = match &c.key {
+            None => serde_json::Value::Null,
+            Some(k) => serde_json::json!({
+                "masked": k.masked(),
+                "set_at": set.as_ref().map(|(time, _)| *time),
+                "set_by": set.as_ref().map(|(_, by)| by.as_str()),
+            }),
+        };
+        doc["user"] = match (&standing.account, user) {
+            (_, Some(u)) => {
+                serde_json::json!({"id": u.id, "name": u.name.as_str(), "active": u.active})
+            }
+            (AccountState::NoAccount, None) => serde_json::json!(false),
+            _ => serde_json::Value::Null,
+        };
+        doc["roles"] = match &standing.roles {
+            Some(roles) => serde_json::json!(roles
+                .iter()
+                .map(|r| serde_json::json!({"name": r.name.as_str(), "grants_api_login": r.grants_api_login}))
+                .collect::<Vec<_>>()),
+            None => serde_json::Value::Null,
+        };
+        doc["warnings"] = serde_json::json!(warnings
+            .iter()
+            .map(|w| serde_json::json!({"code": w.code.as_str(), "text": w.text}))
+            .collect::<Vec<_>>());
+        out::line(doc)?;
+        return Ok(());
+    }
+    let row = |label: &str, value: &str| out::line(format_args!("{label:<9} {value}"));
+    row("Contact", &format!("{} (id {})", c.display_name, c.id))?;
+    row("Type", c.contact_type.as_str())?;
+    row("Email", c.email.as_ref().map_or("none", SafeText::as_str))?;
+    row("State", if c.is_deleted { "in the trash" } else { "live" })?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    row(
+        "Key",
+        &match (&c.key, &set) {
+            (None, _) => "none".to_string(),
+            (Some(k), Some((time, by))) => format!(
+                "{}, set by civikey {} by {} ({} ago)",
+                k.masked(),
+                crate::ui::format_time(*time),
+                SafeText::new(by),
+                crate::ui::format_age(now, *time)
+            ),
+            (Some(k), None) => format!("{}, not set by civikey", k.masked()),
+        },
+    )?;
+    row("User", &account_text(&standing))?;
+    row("Roles", &roles_text(&standing))?;
+    for w in &warnings {
+        row("Warning", &format!("[{}] {}", w.code.as_str(), w.text))?;
     }
     Ok(())
+}
+
+fn account_text(standing: &Standing) -> String {
+    match &standing.account {
+        AccountState::Account(u) => format!(
+            "{} (id {}), {}",
+            u.name,
+            u.id,
+            if u.active { "active" } else { "BLOCKED" }
+        ),
+        AccountState::NoAccount => "none".to_string(),
+        AccountState::Unknown => "the store cannot tell".to_string(),
+    }
+}
+
+fn roles_text(standing: &Standing) -> String {
+    match &standing.roles {
+        Some(roles) if roles.is_empty() => "none".to_string(),
+        Some(roles) => roles
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        None => "the store cannot tell".to_string(),
+    }
 }
 
 /// Asks on the terminal; refuses when there is no terminal to ask on.
@@ -479,18 +577,17 @@ pub fn rotate(
             Some(k) => format!("Their current key {} will stop working.", k.masked()),
             None => "They have no key now.".into(),
         };
-        let roles = match store.roles(id) {
-            Ok(Some(roles)) if !roles.is_empty() => {
-                let names: Vec<&str> = roles.iter().map(SafeText::as_str).collect();
-                format!(" Roles: {}.", names.join(", "))
-            }
-            Ok(Some(_)) => " Roles: none.".into(),
-            _ => String::new(),
-        };
-        confirm(&format!(
-            "Assign a new key to {}?{roles} {stops}",
-            describe(&contact)
-        ))?;
+        let standing = store.standing(id).unwrap_or(Standing::UNKNOWN);
+        let mut question = format!(
+            "Assign a new key to {}? User: {}. Roles: {}.",
+            describe(&contact),
+            account_text(&standing),
+            roles_text(&standing)
+        );
+        for w in crate::assess::assess(&contact, &standing) {
+            question.push_str(&format!("\n  warning [{}]: {}", w.code.as_str(), w.text));
+        }
+        confirm(&format!("{question}\n{stops}"))?;
     }
     let expectation = Expectation::Seen(contact.key.clone());
     let mut keys = OsKeySource;
@@ -504,15 +601,20 @@ pub fn rotate(
         &expectation,
         NewKey::Generated(new),
     )?;
+    // Once, never retried; a failure says what to fix and undoes nothing.
+    let login_check = store
+        .login_site()
+        .map(|site| crate::login_check::check(&site, &done.key, id));
     if json {
-        let doc = zeroize::Zeroizing::new(
-            serde_json::json!({
-                "contact_id": id,
-                "key": done.key.expose(),
-                "fingerprint": journal.short_fingerprint(&done.key),
-            })
-            .to_string(),
-        );
+        let mut doc = serde_json::json!({
+            "contact_id": id,
+            "key": done.key.expose(),
+            "fingerprint": journal.short_fingerprint(&done.key),
+        });
+        if let Some(check) = &login_check {
+            doc["login_check"] = check.to_json();
+        }
+        let doc = zeroize::Zeroizing::new(doc.to_string());
         out::secret_line(doc.as_str())?;
     } else {
         out::secret_line(done.key.expose())?;
@@ -524,7 +626,22 @@ pub fn rotate(
     if let Some(w) = done.audit_warning {
         out::note(format_args!("civikey: warning: {w}"));
     }
+    note_login_check(login_check.as_ref());
     Ok(())
+}
+
+/// The login check on stderr; a failure is a warning: the key stays assigned.
+fn note_login_check(check: Option<&crate::login_check::LoginCheck>) {
+    match check {
+        Some(check) if check.ok => {
+            out::note(format_args!("civikey: login check: {}", check.detail))
+        }
+        Some(check) => out::note(format_args!(
+            "civikey: warning: login check: {} (the key stays assigned)",
+            check.detail
+        )),
+        None => {}
+    }
 }
 
 /// Reads a key from stdin: a hidden prompt on a terminal, else the first line, at most 4 KiB.
@@ -572,9 +689,13 @@ pub fn assign(
         journal.short_fingerprint(&done.key),
         describe(&done.contact)
     ));
-    if let Some(w) = done.audit_warning {
+    if let Some(w) = &done.audit_warning {
         out::note(format_args!("civikey: warning: {w}"));
     }
+    let login_check = store
+        .login_site()
+        .map(|site| crate::login_check::check(&site, &done.key, id));
+    note_login_check(login_check.as_ref());
     Ok(())
 }
 

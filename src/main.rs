@@ -156,7 +156,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             no_deleted,
             json,
         } => cli::list(store, search.as_deref(), limit, no_deleted, json),
-        Command::Show { id, json } => cli::show(store, id, json),
+        Command::Show { id, json } => cli::show(store, journal().ok().as_ref(), id, json),
         Command::Rotate {
             ids_from: Some(ids),
             out: Some(out),

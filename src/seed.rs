@@ -25,10 +25,10 @@ pub fn role_permissions(role: &str) -> &'static str {
     match role {
         "administrator" | "admin" => "\u{1}all CiviCRM permissions and ACLs\u{1}",
         "api client" => {
-            "\u{1}access CiviCRM\u{1}access AJAX API\u{1}authenticate with api key\u{1}"
+            "\u{1}access CiviCRM\u{1}access AJAX API\u{1}view my contact\u{1}authenticate with api key\u{1}"
         }
         "staff" => "\u{1}access CiviCRM\u{1}view all contacts\u{1}edit all contacts\u{1}",
-        _ => "\u{1}access CiviCRM\u{1}",
+        _ => "\u{1}access CiviCRM\u{1}view my contact\u{1}",
     }
 }
 

@@ -155,22 +155,6 @@ fn read_only_file_views_but_refuses_writes() {
 }
 
 #[test]
-fn roles_of_standalone_users_are_told() {
-    let f = fixture();
-    let mut s = SqliteStore::open(&f.path).unwrap();
-    let roles = s.roles(1).unwrap().expect("the SQLite store can tell");
-    assert_eq!(
-        roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-        vec!["authenticated"]
-    );
-    assert_eq!(
-        s.roles(3).unwrap(),
-        Some(Vec::new()),
-        "no CMS user, no roles"
-    );
-}
-
-#[test]
 fn standings_read_the_user_account_its_state_and_active_roles() {
     use civikey::store::{AccountState, Role, Standing, UserAccount};
     let f = fixture();

@@ -185,8 +185,12 @@ impl Worker {
             },
             Cmd::LoadRoles { id } => Msg::Roles {
                 id,
-                // A failure to read roles is shown as "cannot tell", never as "no roles".
-                roles: self.store.as_mut()?.roles(id).ok().flatten(),
+                // A failure to read them is shown as "cannot tell", never as "none".
+                standing: self
+                    .store
+                    .as_mut()?
+                    .standing(id)
+                    .unwrap_or(crate::store::Standing::UNKNOWN),
             },
             Cmd::AgeFilter { seq, query, days } => {
                 let result = self
@@ -503,12 +507,17 @@ impl Worker {
             NewKey::Generated(key),
         )
         .map_err(|e| e.to_string())?;
+        // Once, never retried; a failed check says what to fix and undoes nothing.
+        let login_check = store
+            .login_site()
+            .map(|site| crate::login_check::check(&site, &done.key, id));
         let undo = self.remember(id, Some(done.key.clone()), done.previous.clone());
         let history = self.key_set(id);
         Ok(super::AssignDone {
             assigned: done,
             undo,
             history,
+            login_check,
         })
     }
 

@@ -316,12 +316,6 @@ pub trait ContactStore: Send {
         limit: usize,
     ) -> Result<HolderPage, StoreError>;
 
-    /// The contact's roles (a Standalone site's civicrm_user_role / civicrm_role), what the
-    /// operator must double-check before handing out a key. `None`: the store cannot tell.
-    fn roles(&mut self, _id: ContactId) -> Result<Option<Vec<SafeText>>, StoreError> {
-        Ok(None)
-    }
-
     /// The contact's user account and roles, what the operator must double-check before
     /// handing out a key. Stores that cannot tell answer [`Standing::UNKNOWN`].
     fn standing(&mut self, _id: ContactId) -> Result<Standing, StoreError> {

@@ -1169,38 +1169,6 @@ impl ContactStore for SqliteStore {
             .ok_or(StoreError::NotFound(id))
     }
 
-    fn roles(&mut self, id: ContactId) -> Result<Option<Vec<SafeText>>, StoreError> {
-        // Stores made before roles existed have no role tables: the store cannot tell.
-        let has_roles: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'civicrm_user_role'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(sql_err)?;
-        if has_roles.is_none() {
-            return Ok(None);
-        }
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT coalesce(r.label, r.name) FROM civicrm_uf_match u
-                   JOIN civicrm_user_role ur ON ur.user_id = u.uf_id
-                   JOIN civicrm_role r ON r.id = ur.role_id
-                  WHERE u.contact_id = ? ORDER BY r.name",
-            )
-            .map_err(sql_err)?;
-        let roles = stmt
-            .query_map([id as i64], |r| r.get::<_, String>(0))
-            .map_err(sql_err)?
-            .map(|r| r.map(|name| SafeText::new(&name)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(sql_err)?;
-        Ok(Some(roles))
-    }
-
     fn standing(&mut self, id: ContactId) -> Result<Standing, StoreError> {
         let mut found = self.standings(&[id])?;
         found.remove(&id).ok_or(StoreError::NotFound(id))

@@ -1153,7 +1153,8 @@ fn visible_rows<'a>(
         if c.is_deleted && !caller.has("access deleted contacts") {
             continue;
         }
-        if !sees_all && !(sees_own && caller.contact_id == Some(c.id)) {
+        let own = sees_own && caller.contact_id == Some(c.id);
+        if !(sees_all || own) {
             continue;
         }
         let ufs: Vec<Option<&FakeUser>> = match join {
