@@ -317,12 +317,38 @@ fn mariadb_each_planted_case_is_found_and_nothing_else() {
         let mut conn = open_connection(&options).unwrap();
         install_schema(&mut conn, "").unwrap();
         insert_contacts(&mut conn, "", planted(), &mut |_| {}).unwrap();
-        // Where the schema knows Standalone users, contact 7's is blocked.
-        let _ = conn.query_drop("UPDATE civicrm_uf_match SET is_active = 0 WHERE contact_id = 7");
+        // A Standalone site's users and roles, as CiviCRM creates them: users are
+        // civicrm_uf_match rows (username, is_active), roles hold their permissions.
+        // Contact 7's user is blocked; contact 8's only role lacks 'authenticate with api key'.
+        conn.query_drop(
+            "ALTER TABLE civicrm_uf_match ADD COLUMN username varchar(60) NULL,
+                 ADD COLUMN is_active tinyint NOT NULL DEFAULT 1;
+             CREATE TABLE civicrm_role (id int unsigned NOT NULL AUTO_INCREMENT PRIMARY KEY,
+                 name varchar(60) NOT NULL, label varchar(128) NULL, permissions text NULL,
+                 is_active tinyint NOT NULL DEFAULT 1);
+             CREATE TABLE civicrm_user_role (id int unsigned NOT NULL AUTO_INCREMENT PRIMARY KEY,
+                 user_id int unsigned NOT NULL, role_id int unsigned NOT NULL);
+             INSERT INTO civicrm_role (name, label, permissions) VALUES
+                 ('api client', 'API client', '[\"access CiviCRM\",\"authenticate with api key\"]'),
+                 ('authenticated', 'Authenticated', '[\"access CiviCRM\"]'),
+                 ('administrator', 'Administrator', '[\"all CiviCRM permissions and ACLs\"]');
+             INSERT INTO civicrm_user_role (user_id, role_id)
+                 SELECT u.id, r.id FROM civicrm_uf_match u JOIN civicrm_role r
+                     ON r.name = CASE u.contact_id WHEN 8 THEN 'authenticated'
+                                                   WHEN 12 THEN 'administrator'
+                                                   ELSE 'api client' END;
+             UPDATE civicrm_uf_match SET username = CONCAT('user', contact_id),
+                 is_active = (contact_id <> 7);",
+        )
+        .unwrap();
         let mut store = MysqlStore::connect(&options).unwrap();
         assert!(
             store.info().keys_case_insensitive,
             "utf8mb4_unicode_ci compares without case"
+        );
+        assert!(
+            store.standing(8).unwrap().roles.is_some(),
+            "a Standalone-shaped database: users and roles are read, so every code can be found"
         );
         assert_planted_cases(&mut store);
     });
