@@ -4,6 +4,7 @@
 //! of every output and of the journal.
 
 mod binary;
+mod fake_civicrm;
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -258,6 +259,51 @@ fn ages_come_from_the_journal() {
     assert_eq!(ages(&report), expected);
     // Without --max-age no age is judged.
     assert!(ages(&check(&mut store, Some(&journal), None, now)).is_empty());
+}
+
+// ---- REST (the fake API v4 site) -------------------------------------------------------
+
+#[test]
+fn rest_each_planted_case_is_found_paging_with_progress() {
+    use civikey::store::rest::RestStore;
+    use civikey::store::spec::{RestOptions, Secret};
+    let server = fake_civicrm::FakeCivi::start(planted());
+    server.state().user_of_mut(7).unwrap().active = false;
+    let mut store = RestStore::connect(&RestOptions {
+        base_url: server.url(),
+        api_key: ApiKey::from_store(fake_civicrm::ADMIN_KEY.into()),
+        site_key: Some(Secret::new(fake_civicrm::SITE_KEY.into())),
+        timeout: Duration::from_secs(10),
+    })
+    .unwrap();
+    assert!(
+        store.standing(8).unwrap().roles.is_some(),
+        "User.get and Role.get"
+    );
+    assert_planted_cases(&mut store);
+    // Paged through `api_key IS NOT NULL`, the running count reported after each page.
+    let mut counts = Vec::new();
+    let mut page = None;
+    loop {
+        let got = store.key_holders(page.as_ref(), 4).unwrap();
+        counts.push(got.holders.len());
+        match got.next {
+            Some(next) => page = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(counts, [4, 4, 3]);
+    let mut progress = Vec::new();
+    health::check(&mut store, None, Options::default(), &mut |n| {
+        progress.push(n)
+    })
+    .unwrap();
+    assert_eq!(progress.last(), Some(&11));
+    let state = server.state();
+    assert!(state
+        .requests
+        .iter()
+        .all(|r| !r.target.contains(GOOD[0]) && r.method == "POST"));
 }
 
 // ---- MariaDB -------------------------------------------------------------------------
