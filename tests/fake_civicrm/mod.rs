@@ -63,6 +63,9 @@ pub enum Mode {
     ServerError,
     /// 403 with an API error ("Authorization failed" behind the generic text).
     Forbidden,
+    /// 500 with an error_message that quotes the request's params, upper-cased (as an SQL
+    /// error from a site's extension might), shown whatever the caller's permissions.
+    EchoParams,
 }
 
 #[derive(Clone, Debug)]
@@ -749,6 +752,12 @@ fn answer(
         }
     }
     match mode {
+        Mode::EchoParams => {
+            let quoted = format!("DB Error: bad params {}", params.to_string().to_uppercase());
+            let mut debug = caller;
+            debug.permissions.push("view debug output".into());
+            return api_error(s, &debug, 500, &quoted);
+        }
         Mode::ServerError => return api_error(s, &caller, 500, "DB Error: unknown error"),
         Mode::Forbidden => return api_error(s, &caller, 403, "Authorization failed"),
         _ => {}
