@@ -317,8 +317,8 @@ impl Finding {
 /// What the check was asked to do.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Options {
-    /// Report keys set longer ago than this many days (and keys of unknown age); None:
-    /// ages are not checked.
+    /// Report keys set longer ago than this many days (and keys of unknown age); None, or
+    /// no journal: ages are not checked.
     pub max_age_days: Option<u32>,
     /// Unix time to measure ages against.
     pub now: i64,
@@ -487,15 +487,16 @@ pub fn check(
         }
     }
 
-    if let Some(days) = options.max_age_days {
-        let changes = match journal {
-            Some(j) => j.last_changes().map_err(|e| StoreError::invalid(e.0))?,
-            None => HashMap::new(),
-        };
+    // Ages need the journal: without one they are not judged (never guessed as unknown).
+    let max_age_days = options.max_age_days.filter(|_| journal.is_some());
+    if let (Some(days), Some(journal)) = (max_age_days, journal) {
+        let changes = journal
+            .last_changes()
+            .map_err(|e| StoreError::invalid(e.0))?;
         let limit = i64::from(days) * 86_400;
         for h in &holders {
             match changes.get(&h.contact.id) {
-                Some((time, Some(fp))) if journal.is_some_and(|j| j.fingerprint(&h.key) == *fp) => {
+                Some((time, Some(fp))) if journal.fingerprint(&h.key) == *fp => {
                     if options.now - time > limit {
                         findings.push(finding(
                             h,
@@ -532,7 +533,7 @@ pub fn check(
         findings,
         holders: holders.len(),
         standing_unknown,
-        max_age_days: options.max_age_days,
+        max_age_days,
     })
 }
 

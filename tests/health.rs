@@ -257,8 +257,14 @@ fn ages_come_from_the_journal() {
     let mut expected = unknown;
     expected.insert(("age_unknown", 1));
     assert_eq!(ages(&report), expected);
-    // Without --max-age no age is judged.
+    // Without --max-age no age is judged; nor without a journal (never guessed "unknown").
     assert!(ages(&check(&mut store, Some(&journal), None, now)).is_empty());
+    let blind = check(&mut store, None, Some(90), now);
+    assert!(ages(&blind).is_empty());
+    assert_eq!(
+        blind.max_age_days, None,
+        "the summary says ages were not checked"
+    );
 }
 
 // ---- REST (the fake API v4 site) -------------------------------------------------------
