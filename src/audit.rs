@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS audit (
     profile      TEXT,
     contact_id   INTEGER NOT NULL,
     contact_name TEXT NOT NULL,
-    action       TEXT NOT NULL,             -- assign | revoke | undo
+    action       TEXT NOT NULL,             -- assign | revoke | undo | lookup (old_fp = new_fp = the key asked about)
     old_fp       TEXT,                      -- HMAC-SHA256 hex of the old key, NULL = none
     new_fp       TEXT,                      -- HMAC-SHA256 hex of the new key, NULL = none
     outcome      TEXT,                      -- NULL while in flight; done | conflict | failed | unknown
@@ -647,6 +647,97 @@ impl Journal {
             .collect::<Result<Vec<_>, _>>()
             .map_err(AuditError::from_sql)?;
         Ok(rows)
+    }
+
+    /// Records that someone asked whose key this is (`civikey whose`): the key's fingerprint
+    /// and the holders found in `store`, never the key. Settled at once (nothing changed).
+    pub fn lookup(
+        &mut self,
+        key: &ApiKey,
+        holders: &[ContactId],
+        store: &str,
+        profile: Option<&str>,
+    ) -> Result<(), AuditError> {
+        let fp = self.fingerprint(key);
+        let found = if holders.is_empty() {
+            "lookup: no holder".to_string()
+        } else {
+            let ids: Vec<String> = holders.iter().map(ToString::to_string).collect();
+            format!("lookup: held by {}", ids.join(", "))
+        };
+        self.conn
+            .execute(
+                "INSERT INTO audit (time, operator, ssh_client, store, profile, contact_id,
+                                    contact_name, action, old_fp, new_fp, outcome, outcome_time)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'lookup', ?8, ?8, 'done', ?1)",
+                params![
+                    now(),
+                    self.actor.operator,
+                    self.actor.ssh_client,
+                    SafeText::new(store).as_str(),
+                    profile.map(|p| SafeText::new(p).to_string()),
+                    holders.first().copied().unwrap_or(0) as i64,
+                    found,
+                    fp,
+                ],
+            )
+            .map_err(AuditError::from_sql)?;
+        Ok(())
+    }
+
+    /// The last change civikey made to each contact's key in this store that took effect:
+    /// when, and the full fingerprint of the key it left (None after a revoke). One query
+    /// for the key health check, however many contacts there are.
+    pub fn last_changes(
+        &self,
+    ) -> Result<std::collections::HashMap<ContactId, (i64, Option<String>)>, AuditError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT contact_id, time, new_fp, action FROM audit
+                  WHERE store = ?1 AND action IN ('assign', 'undo', 'revoke')
+                    AND (outcome = 'done' OR reconciled = 'applied')
+                  ORDER BY id",
+            )
+            .map_err(AuditError::from_sql)?;
+        let mut changes = std::collections::HashMap::new();
+        let rows = stmt
+            .query_map([&self.actor.store], |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as ContactId,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(AuditError::from_sql)?;
+        // When each (contact, key) was assigned: an undo puts back an older key, whose
+        // age is that of its assign (as `last_set` says), never the time of the undo.
+        let mut assigned: std::collections::HashMap<(ContactId, String), i64> =
+            std::collections::HashMap::new();
+        for row in rows {
+            let (id, time, fp, action) = row.map_err(AuditError::from_sql)?;
+            // Later records replace earlier ones: the last word on each contact wins.
+            match (action.as_str(), fp) {
+                ("undo", Some(fp)) => match assigned.get(&(id, fp.clone())) {
+                    Some(&set) => {
+                        changes.insert(id, (set, Some(fp)));
+                    }
+                    // civikey never assigned the restored key: its age is unknown.
+                    None => {
+                        changes.remove(&id);
+                    }
+                },
+                ("assign", Some(fp)) => {
+                    assigned.insert((id, fp.clone()), time);
+                    changes.insert(id, (time, Some(fp)));
+                }
+                (_, fp) => {
+                    changes.insert(id, (time, fp));
+                }
+            }
+        }
+        Ok(changes)
     }
 
     /// When civikey set the key `contact_id` holds in this store, and who did it. After an

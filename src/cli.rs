@@ -218,6 +218,31 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Audit every key the store holds: duplicates, weak keys, keys on contacts that should
+    /// not hold one, old keys. Exit code 6 when there are findings (for cron and monitoring)
+    ///
+    /// Reads only the contacts that hold a key. Codes: duplicate, weak, trashed,
+    /// user_blocked, no_user_account, no_api_login_permission, old, age_unknown (the last
+    /// two with --max-age). Keys are never printed, only masks.
+    Check {
+        /// Also report keys set longer ago than this (90d, 12w; from the journal) and keys
+        /// whose age is unknown (never set by civikey)
+        #[arg(long, value_name = "AGE", value_parser = crate::health::parse_max_age)]
+        max_age: Option<u32>,
+        /// One JSON object on stdout: {"findings": [...], "summary": {...}}
+        #[arg(long)]
+        json: bool,
+    },
+    /// Whose key is this? Reads one key from stdin (hidden prompt on a terminal) and names
+    /// its holders, read-only; the lookup is journaled with the key's fingerprint only
+    Whose {
+        /// Read the key from stdin; required: keys never go in argv
+        #[arg(long, required = true)]
+        key_stdin: bool,
+        /// Look on every profile of the config file (one line per profile)
+        #[arg(long)]
+        all_profiles: bool,
+    },
     /// List the store profiles of the config file (never their secrets)
     Profiles {
         #[arg(long)]
@@ -268,6 +293,8 @@ pub mod exit {
     pub const CONFLICT: u8 = 3;
     pub const NOT_FOUND: u8 = 4;
     pub const REFUSED: u8 = 5;
+    /// `check` found something (the findings are on stdout).
+    pub const FINDINGS: u8 = 6;
 }
 
 /// A failed command: what to tell the operator and which exit code scripts see.
@@ -955,4 +982,230 @@ pub fn man() -> Result<(), Failure> {
     clap_mangen::Man::new(cmd).render(&mut page)?;
     out::generated(&page)?;
     Ok(())
+}
+
+fn finding_json(f: &crate::health::Finding) -> serde_json::Value {
+    serde_json::json!({
+        "code": f.code.as_str(),
+        "severity": f.code.severity().as_str(),
+        "contact": contact_json(&f.contact),
+        "key": f.key.masked(),
+        "detail": f.detail.as_str(),
+        "rule": f.rule.map(|r| r.as_str()),
+        "holders": f.holders,
+        "remedy": f.code.remedy().as_str(),
+        "advice": f.code.advice(),
+        "command": f.command(),
+    })
+}
+
+fn finding_line(f: &crate::health::Finding) -> String {
+    let name = if f.contact.is_deleted {
+        format!("[deleted] {}", f.contact.display_name)
+    } else {
+        f.contact.display_name.to_string()
+    };
+    format!(
+        "{:<8}  {:<23}  {:>8}  {:<24}  {:<8}  {:<24}  {}",
+        f.code.severity().as_str(),
+        f.code.as_str(),
+        f.contact.id,
+        crate::sanitize::truncate_to_width(&name, 24),
+        f.key.masked(),
+        f.command(),
+        f.detail,
+    )
+}
+
+/// `civikey check`: the key health report. Findings are data (stdout); exit code 6 says
+/// there are some.
+pub fn check(
+    store: &mut dyn ContactStore,
+    journal: Option<&Journal>,
+    max_age_days: Option<u32>,
+    json: bool,
+) -> Result<(), Failure> {
+    let options = crate::health::Options {
+        max_age_days,
+        now: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
+    };
+    let terminal = out::stderr_is_terminal();
+    let mut last_noted = 0;
+    let report = crate::health::check(store, journal, options, &mut |read| {
+        // Every page on a terminal; in a log, every 10,000 holders.
+        if terminal || read >= last_noted + 10_000 {
+            out::progress(format_args!("civikey: read {read} key holders…"), false);
+            last_noted = read;
+        }
+    })?;
+    if terminal {
+        out::progress(
+            format_args!("civikey: read {} key holders", report.holders),
+            true,
+        );
+    }
+    if json {
+        let by_code: serde_json::Map<String, serde_json::Value> = crate::health::Code::ALL
+            .iter()
+            .map(|c| (c.as_str().to_string(), serde_json::json!(report.count(*c))))
+            .collect();
+        let doc = serde_json::json!({
+            "findings": report.findings.iter().map(finding_json).collect::<Vec<_>>(),
+            "summary": {
+                "store": store.info().location.as_str(),
+                "holders": report.holders,
+                "findings": report.findings.len(),
+                "contacts_flagged": report.contacts_flagged(),
+                "by_code": by_code,
+                "max_age_days": report.max_age_days,
+                "standing_unknown": report.standing_unknown,
+                "text": report.summary(),
+            },
+        });
+        out::line(doc)?;
+    } else {
+        if !report.findings.is_empty() {
+            out::line(format_args!(
+                "{:<8}  {:<23}  {:>8}  {:<24}  {:<8}  {:<24}  DETAIL",
+                "SEVERITY", "CODE", "ID", "NAME", "KEY", "TO FIX"
+            ))?;
+        }
+        for f in &report.findings {
+            out::line(finding_line(f))?;
+        }
+        // What each code found means to do, once per code.
+        for code in crate::health::Code::ALL {
+            if report.count(code) > 0 {
+                out::line(format_args!("{}: {}", code.as_str(), code.advice()))?;
+            }
+        }
+        out::line(format_args!("civikey check: {}", report.summary()))?;
+    }
+    if report.findings.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            exit::FINDINGS,
+            format!(
+                "{} findings on {} contacts",
+                report.findings.len(),
+                report.contacts_flagged()
+            ),
+        ))
+    }
+}
+
+/// The key to look up: a hidden prompt on a terminal, else the first line of stdin (at
+/// most 4 KiB). Any text is looked up (a leaked value need not be a valid key); only
+/// surrounding whitespace is dropped.
+fn read_lookup_key() -> Result<ApiKey, Failure> {
+    let text = if io::stdin().is_terminal() {
+        zeroize::Zeroizing::new(
+            rpassword::prompt_password("Key to look up (input hidden): ")
+                .map_err(|e| Failure::new(exit::ERROR, format!("cannot read the key: {e}")))?,
+        )
+    } else {
+        let mut line = zeroize::Zeroizing::new(String::new());
+        io::Read::take(io::stdin().lock(), 4096)
+            .read_line(&mut line)
+            .map_err(|e| {
+                Failure::new(exit::ERROR, format!("cannot read the key from stdin: {e}"))
+            })?;
+        line
+    };
+    let key = text.trim();
+    if key.is_empty() {
+        return Err(Failure::new(exit::USAGE, "no key was given on stdin"));
+    }
+    Ok(ApiKey::from_store(key.to_string()))
+}
+
+/// One place `whose` looks: a profile name (or the store address) and how to open it.
+pub struct LookupTarget {
+    pub label: String,
+    /// The `--profile NAME` / `--store ADDRESS` that names it in a command.
+    pub selector: String,
+    pub spec: Result<crate::store::spec::StoreSpec, String>,
+}
+
+/// `civikey whose --key-stdin`: who holds this key, on each target, read-only. The key is
+/// compared as each store compares (`holders_of`), never printed, logged or journaled:
+/// the journal gets a `lookup` record with its fingerprint.
+pub fn whose(targets: Vec<LookupTarget>, journal: &mut Journal) -> Result<(), Failure> {
+    if targets.is_empty() {
+        return Err(Failure::new(
+            exit::USAGE,
+            "no profiles to look in (the config file defines none); see assets/config.example.toml",
+        ));
+    }
+    let key = read_lookup_key()?;
+    out::note(format_args!(
+        "civikey: looking up the key with fingerprint {}",
+        journal.short_fingerprint(&key)
+    ));
+    let width = targets.iter().map(|t| t.label.len()).max().unwrap_or(0);
+    let (mut found, mut unreachable) = (0, 0);
+    for target in &targets {
+        let label = format!("{:<width$}", target.label);
+        let result = target.spec.clone().and_then(|spec| {
+            let location = spec.location();
+            let mut store = spec.open().map_err(|e| e.to_string())?;
+            let ids = store.holders_of(&key).map_err(|e| e.to_string())?;
+            let mut holders = Vec::with_capacity(ids.len());
+            for id in &ids {
+                holders.push(store.contact(*id).map_err(|e| e.to_string())?);
+            }
+            Ok((location, holders))
+        });
+        match result {
+            Ok((location, holders)) => {
+                let ids: Vec<ContactId> = holders.iter().map(|c| c.id).collect();
+                journal
+                    .lookup(&key, &ids, &location, Some(&target.label))
+                    .map_err(|e| Failure::new(exit::REFUSED, e.to_string()))?;
+                match holders.len() {
+                    0 => out::line(format_args!("{label}  {location}  no holder"))?,
+                    n => {
+                        out::line(format_args!(
+                            "{label}  {location}  {n} holder{}{}",
+                            if n == 1 { "" } else { "s" },
+                            if n > 1 {
+                                " (the same key on several contacts: the lowest id logs in)"
+                            } else {
+                                ""
+                            }
+                        ))?;
+                        for c in &holders {
+                            out::line(format_args!("  {}", contact_line(c)))?;
+                            out::line(format_args!(
+                                "    to rotate: civikey {}rotate {}",
+                                target.selector, c.id
+                            ))?;
+                        }
+                    }
+                }
+                found += holders.len();
+            }
+            Err(e) => {
+                unreachable += 1;
+                out::line(format_args!("{label}  unreachable: {e}"))?;
+            }
+        }
+    }
+    if found > 0 {
+        Ok(())
+    } else if unreachable > 0 {
+        Err(Failure::new(
+            exit::ERROR,
+            format!(
+                "no holder found, but {unreachable} of {} could not be searched",
+                targets.len()
+            ),
+        ))
+    } else {
+        Err(Failure::new(exit::NOT_FOUND, "no contact holds this key"))
+    }
 }

@@ -508,6 +508,11 @@ impl Config {
         self.default_profile.as_deref()
     }
 
+    /// The profiles' names, in order (`civikey whose --all-profiles` looks in each).
+    pub fn profile_names(&self) -> Vec<String> {
+        self.profiles.keys().cloned().collect()
+    }
+
     /// The profiles, by name, for `civikey profiles`.
     pub fn summaries(&self) -> Vec<ProfileSummary> {
         self.profiles

@@ -16,6 +16,7 @@ pub mod cli;
 pub mod clipboard;
 pub mod config;
 pub mod fsperm;
+pub mod health;
 pub mod hygiene;
 pub mod import;
 pub mod key;

@@ -52,6 +52,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
     if let Some(Command::Profiles { json }) = &cli.command {
         return cli::profiles(config.as_ref(), *json);
     }
+    if let Some(Command::Whose {
+        all_profiles: true, ..
+    }) = &cli.command
+    {
+        return whose_everywhere(config.as_ref(), &data_dir);
+    }
     let resolved = match &config {
         Some(c) => c.resolve(
             cli.store.as_deref(),
@@ -129,6 +135,22 @@ fn run(cli: Cli) -> Result<(), Failure> {
     {
         return cli::audit(&journal()?, contact, all_stores, limit, json);
     }
+    if let Command::Whose { .. } = command {
+        let selector = match (&resolved.profile, &cli.store) {
+            (Some(name), _) => format!("--profile {name} "),
+            (None, Some(address)) => format!("--store {address} "),
+            (None, None) => String::new(),
+        };
+        let target = cli::LookupTarget {
+            label: resolved
+                .profile
+                .clone()
+                .unwrap_or_else(|| "store".to_string()),
+            selector,
+            spec: Ok(read_only(spec)),
+        };
+        return cli::whose(vec![target], &mut journal()?);
+    }
     let mut store = spec.open()?;
     let store = store.as_mut();
     match command {
@@ -157,14 +179,56 @@ fn run(cli: Cli) -> Result<(), Failure> {
         )),
         Command::Assign { id, .. } => cli::assign(store, &mut journal()?, id),
         Command::Revoke { id, yes } => cli::revoke(store, &mut journal()?, id, yes),
+        Command::Check { max_age, json } => {
+            // The journal is read only for key ages.
+            let journal = max_age.map(|_| journal()).transpose()?;
+            cli::check(store, journal.as_ref(), max_age, json)
+        }
         Command::Generate { .. }
         | Command::Seed { .. }
         | Command::Audit { .. }
         | Command::Profiles { .. }
+        | Command::Whose { .. }
         | Command::Completions { .. }
         | Command::Man
         | Command::Import { .. } => Ok(()),
     }
+}
+
+/// The same store, opened so that no write can reach it.
+fn read_only(spec: StoreSpec) -> StoreSpec {
+    match spec {
+        StoreSpec::Sqlite { path, .. } => StoreSpec::Sqlite {
+            path,
+            read_only: true,
+        },
+        spec @ StoreSpec::ReadOnly(_) => spec,
+        spec => StoreSpec::ReadOnly(Box::new(spec)),
+    }
+}
+
+/// `whose --all-profiles`: every profile of the config, read-only, one line each; a
+/// profile whose secrets cannot be read is named as unreachable, not fatal.
+fn whose_everywhere(config: Option<&Config>, data_dir: &Path) -> Result<(), Failure> {
+    let targets = config
+        .map(|c| {
+            c.profile_names()
+                .into_iter()
+                .map(|name| cli::LookupTarget {
+                    selector: format!("--profile {name} "),
+                    spec: c
+                        .resolve(None, Some(&name), data_dir, true)
+                        .map(|r| read_only(r.spec))
+                        .map_err(|e| e.to_string()),
+                    label: name,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let actor = Actor::from_env("whose --all-profiles", None);
+    let mut journal =
+        Journal::open(data_dir, actor).map_err(|e| Failure::new(exit::REFUSED, e.to_string()))?;
+    cli::whose(targets, &mut journal)
 }
 
 fn create_sample_store(path: &Path) -> Result<(), Failure> {

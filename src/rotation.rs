@@ -489,6 +489,13 @@ mod tests {
         fn read_key(&mut self, id: ContactId) -> Result<Option<ApiKey>, StoreError> {
             self.inner.read_key(id)
         }
+        fn key_holders(
+            &mut self,
+            after: Option<&crate::store::HolderCursor>,
+            limit: usize,
+        ) -> Result<crate::store::HolderPage, StoreError> {
+            self.inner.key_holders(after, limit)
+        }
         fn swap_key(
             &mut self,
             _id: ContactId,

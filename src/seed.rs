@@ -668,6 +668,17 @@ mod tests {
                 assert!(k.len() <= 32 && k.expose().chars().all(|c| c.is_ascii_alphanumeric()));
             }
         }
+        // What `civikey check` finds on a new user's store.
+        let keys: Vec<&ApiKey> = all.iter().filter_map(|c| c.api_key.as_ref()).collect();
+        assert!(
+            keys.iter()
+                .enumerate()
+                .any(|(i, a)| keys[i + 1..].iter().any(|b| a.eq_ignore_case(b) && a != b)),
+            "a duplicate pair differing in case"
+        );
+        assert!(keys.iter().any(|k| k.len() < 20), "a short key");
+        assert!(all.iter().any(|c| c.is_deleted && c.api_key.is_some()));
+        assert!(all.iter().any(|c| c.uf_id.is_none() && c.api_key.is_some()));
     }
 
     #[test]

@@ -746,3 +746,73 @@ fn a_second_ctrl_c_during_a_write_quits_at_once_leaving_the_intent() {
     let raw = tui.raw();
     assert_restored_at_end(&tui, &raw);
 }
+
+/// The health view on the sample store: `*` and `R` rotate the shared key of two contacts
+/// through the bulk flow, space and `x` then `y` revoke the rest; `civikey check` then
+/// finds nothing (exit 0) where it found six things (exit 6).
+#[test]
+fn health_view_fixes_every_finding_of_the_sample() {
+    let _serial = serial();
+    let mut tui = Tui::start(80, 24);
+    tui.wait_list();
+    let store = tui.store_path();
+    let before = all_keys(&store);
+    let check = |tui: &Tui| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_civikey"))
+            .arg("check")
+            .env("HOME", tui.dir.path())
+            .env("CIVIKEY_DATA_DIR", tui.dir.path().join("data"))
+            .env("XDG_CONFIG_HOME", tui.dir.path().join("config"))
+            .env_remove("CIVIKEY_CONFIG")
+            .output()
+            .unwrap()
+    };
+    assert_eq!(
+        check(&tui).status.code(),
+        Some(6),
+        "the sample has findings"
+    );
+
+    tui.send("h");
+    tui.wait_text("Key health:");
+    tui.wait_text("duplicate · critical · 2");
+    tui.send("*");
+    tui.wait_text("Marked the 2 contacts of duplicate");
+    tui.send("R");
+    tui.wait_text("Enter: rotate all");
+    tui.send(ENTER);
+    tui.wait_text("2 done");
+    tui.send(ENTER);
+    let after = all_keys(&store);
+    for id in [145, 146] {
+        assert_ne!(after[&id], before[&id], "contact {id} was rotated");
+    }
+    assert!(!after[&145]
+        .as_deref()
+        .unwrap()
+        .eq_ignore_ascii_case(after[&146].as_deref().unwrap()));
+
+    // Again: now the short key, the trashed holder, the holder without an account and the
+    // one without the API permission lead, in that order. Mark the four, revoke them.
+    tui.send("h");
+    tui.wait_text("weak · critical · 1");
+    tui.send("    ");
+    tui.send("x");
+    tui.wait_text("Revoke the keys of 4 marked contacts?");
+    tui.send("y");
+    tui.wait_text("4 done");
+    tui.send(ENTER);
+    let after = all_keys(&store);
+    for id in [147, 141, 103, 104] {
+        assert_eq!(after[&id], None, "contact {id}'s key was revoked");
+    }
+    tui.send("q");
+    tui.wait_exit(secs(10));
+    let out = check(&tui);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

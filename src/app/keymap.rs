@@ -84,6 +84,7 @@ pub fn map(key: KeyEvent, mode: Mode) -> Option<Action> {
             KeyCode::Char('A') => Some(Action::AgeFilter),
             KeyCode::Char('R') => Some(Action::BulkRotate),
             KeyCode::Char('a') => Some(Action::Audit),
+            KeyCode::Char('h') => Some(Action::Health),
             KeyCode::Char('?') => Some(Action::Help),
             KeyCode::Char('q') => Some(Action::Quit),
             _ => None,
@@ -94,14 +95,16 @@ pub fn map(key: KeyEvent, mode: Mode) -> Option<Action> {
             KeyCode::Char('q') => Some(Action::Back),
             _ => None,
         },
-        Mode::Confirm | Mode::ConfirmRevoke | Mode::ConfirmUndo | Mode::ConfirmBulk => {
-            match key.code {
-                KeyCode::Char('y') | KeyCode::Char('Y') => Some(Action::Yes),
-                KeyCode::Char('n') | KeyCode::Char('N') => Some(Action::No),
-                KeyCode::Char('q') => Some(Action::Back),
-                _ => None,
-            }
-        }
+        Mode::Confirm
+        | Mode::ConfirmRevoke
+        | Mode::ConfirmUndo
+        | Mode::ConfirmBulk
+        | Mode::ConfirmBulkRevoke => match key.code {
+            KeyCode::Char('y') | KeyCode::Char('Y') => Some(Action::Yes),
+            KeyCode::Char('n') | KeyCode::Char('N') => Some(Action::No),
+            KeyCode::Char('q') => Some(Action::Back),
+            _ => None,
+        },
         Mode::Shown => match key.code {
             KeyCode::Char('c') => Some(Action::Copy),
             KeyCode::Char('q') => Some(Action::Back),
@@ -123,6 +126,20 @@ pub fn map(key: KeyEvent, mode: Mode) -> Option<Action> {
             KeyCode::PageDown => Some(Action::PageDown),
             KeyCode::Char('f') => Some(Action::AuditFilter),
             KeyCode::Char('q') | KeyCode::Char('a') => Some(Action::Back),
+            _ => None,
+        },
+        Mode::Health => match key.code {
+            KeyCode::Up | KeyCode::Char('k') => Some(Action::Up),
+            KeyCode::Down | KeyCode::Char('j') => Some(Action::Down),
+            KeyCode::PageUp => Some(Action::PageUp),
+            KeyCode::PageDown => Some(Action::PageDown),
+            KeyCode::Home | KeyCode::Char('g') => Some(Action::Top),
+            KeyCode::End | KeyCode::Char('G') => Some(Action::Bottom),
+            KeyCode::Char(' ') => Some(Action::ToggleMark),
+            KeyCode::Char('*') => Some(Action::MarkMatching),
+            KeyCode::Char('R') => Some(Action::BulkRotate),
+            KeyCode::Char('x') => Some(Action::Revoke),
+            KeyCode::Char('q') | KeyCode::Char('h') => Some(Action::Back),
             _ => None,
         },
         Mode::BulkResults => match key.code {

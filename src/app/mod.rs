@@ -5,6 +5,7 @@
 //! testable without a terminal or a store.
 
 mod bulk;
+pub mod health;
 pub mod keymap;
 pub mod worker;
 
@@ -51,6 +52,7 @@ pub enum Action {
     MarkOld,
     AgeFilter,
     BulkRotate,
+    Health,
     InputChar(char),
     InputBackspace,
     Back,
@@ -138,6 +140,13 @@ pub enum Msg {
         all_stores: bool,
         result: Result<Vec<Entry>, String>,
     },
+    /// The key health check has read this many key holders so far.
+    HealthProgress {
+        read: usize,
+    },
+    HealthChecked {
+        result: Result<crate::health::Report, String>,
+    },
 }
 
 /// Work for the outside world: store calls (run by the worker) and the clipboard.
@@ -187,6 +196,14 @@ pub enum Cmd {
         contact: Option<ContactId>,
         all_stores: bool,
     },
+    /// The key health check over every key holder (`civikey check`).
+    CheckHealth {
+        max_age_days: Option<u32>,
+    },
+    /// Revoke each contact's key (the health view's `x`); answered as a `BulkFinished`.
+    BulkRevoke {
+        items: Vec<(ContactId, Expectation)>,
+    },
     CopyToClipboard(ApiKey),
     /// Stop a bulk run after the contact in flight (the terminal loop sets the flag).
     StopBulk,
@@ -212,6 +229,8 @@ pub enum Mode {
     BulkResults,
     /// The terminal is smaller than the UI: only the notice shows, only q and Ctrl-C act.
     TooSmall,
+    Health,
+    ConfirmBulkRevoke,
 }
 
 pub enum Popup {
@@ -279,6 +298,22 @@ pub enum Popup {
         out: String,
         error: Option<String>,
         scroll: usize,
+    },
+    /// The key health check is running.
+    Checking {
+        read: usize,
+    },
+    /// The health view: the findings (most severe first), the selected one, the first line shown.
+    Health {
+        report: crate::health::Report,
+        /// `report.summary()`, made once.
+        summary: String,
+        selected: usize,
+        scroll: usize,
+    },
+    /// "Revoke the keys of N marked contacts?"
+    ConfirmBulkRevoke {
+        count: usize,
     },
 }
 
@@ -399,7 +434,7 @@ impl App {
             Some(Popup::Help) => Mode::Help,
             Some(Popup::NewKey { .. }) => Mode::NewKey,
             Some(Popup::Confirm { .. }) => Mode::Confirm,
-            Some(Popup::Working { .. }) => Mode::Working,
+            Some(Popup::Working { .. } | Popup::Checking { .. }) => Mode::Working,
             Some(Popup::Shown { .. }) => Mode::Shown,
             Some(Popup::ConfirmRevoke { .. }) => Mode::ConfirmRevoke,
             Some(Popup::ConfirmUndo { .. }) => Mode::ConfirmUndo,
@@ -411,6 +446,8 @@ impl App {
             Some(Popup::MarkOld { .. } | Popup::BulkConfirm { .. }) => Mode::Input,
             Some(Popup::BulkRunning { .. }) => Mode::BulkRunning,
             Some(Popup::BulkResults { .. }) => Mode::BulkResults,
+            Some(Popup::Health { .. }) => Mode::Health,
+            Some(Popup::ConfirmBulkRevoke { .. }) => Mode::ConfirmBulkRevoke,
             None if self.search_input.is_some() => Mode::Search,
             None => Mode::List,
         }
@@ -523,6 +560,13 @@ impl App {
                 self.settled();
                 self.on_bulk_finished(results, out, error)
             }
+            Msg::HealthProgress { read } => {
+                if let Some(Popup::Checking { read: shown }) = self.popup.as_mut() {
+                    *shown = read;
+                }
+                Vec::new()
+            }
+            Msg::HealthChecked { result } => self.on_health_checked(result),
             Msg::AuditLoaded {
                 contact,
                 all_stores,
@@ -651,6 +695,8 @@ impl App {
             Mode::Input | Mode::ConfirmBulk => self.on_input_action(action),
             Mode::BulkRunning => Vec::new(),
             Mode::BulkResults => self.on_bulk_results_action(action),
+            Mode::Health => self.on_health_action(action),
+            Mode::ConfirmBulkRevoke => self.on_confirm_bulk_revoke_action(action),
         }
     }
 
@@ -743,6 +789,7 @@ impl App {
                 contact: None,
                 all_stores: false,
             }],
+            Action::Health => self.open_health(),
             Action::ToggleMark => self.toggle_mark(),
             Action::UnmarkAll => {
                 let n = self.marked.len();

@@ -224,6 +224,24 @@ impl Worker {
                 result: self.mark_matching(query, older_than_days, limit),
             },
             Cmd::BulkRotate { items, out } => self.bulk_rotate(&items, &out),
+            Cmd::CheckHealth { max_age_days } => {
+                let store = self.store.as_mut()?;
+                let sender = self.results.clone();
+                let result = crate::health::check(
+                    store.as_mut(),
+                    self.journal.as_ref().ok(),
+                    crate::health::Options {
+                        max_age_days,
+                        now: unix_now(),
+                    },
+                    &mut |read| {
+                        let _ = sender.send(Msg::HealthProgress { read });
+                    },
+                )
+                .map_err(|e| e.to_string());
+                Msg::HealthChecked { result }
+            }
+            Cmd::BulkRevoke { items } => self.bulk_revoke(&items),
             Cmd::OpenStore | Cmd::CopyToClipboard(_) | Cmd::StopBulk => return None,
         })
     }
@@ -382,6 +400,72 @@ impl Worker {
         let interrupted = results
             .iter()
             .any(|r| r.outcome == crate::bulk::BulkOutcome::Skipped);
+        finished(
+            results,
+            interrupted
+                .then(|| "interrupted: the contacts not attempted were left untouched".into()),
+        )
+    }
+
+    /// Revokes each contact's key through the full workflow (journaled, compare-and-set),
+    /// stopping between contacts when told to.
+    fn bulk_revoke(&mut self, items: &[(ContactId, rotation::Expectation)]) -> Msg {
+        use crate::bulk::{BulkOutcome, BulkResult};
+        let finished = |results, error| Msg::BulkFinished {
+            results,
+            out: "none: the keys were revoked".into(),
+            error,
+        };
+        let Some(store) = self.store.as_mut() else {
+            return finished(Vec::new(), Some("the store is not open".into()));
+        };
+        let journal = match self.journal.as_mut() {
+            Ok(j) => j,
+            Err(e) => {
+                return finished(
+                    Vec::new(),
+                    Some(format!(
+                        "the audit journal is unavailable ({e}); nothing was revoked"
+                    )),
+                )
+            }
+        };
+        let total = items.len();
+        let mut results = Vec::with_capacity(total);
+        for (index, (id, expectation)) in items.iter().enumerate() {
+            let outcome = if self.stop.load(std::sync::atomic::Ordering::SeqCst) {
+                (crate::sanitize::SafeText::default(), BulkOutcome::Skipped)
+            } else {
+                match rotation::revoke(store.as_mut(), journal, *id, expectation) {
+                    Ok(done) => (done.contact.display_name, BulkOutcome::Done),
+                    Err(
+                        rotation::RotationError::ChangedSinceSeen
+                        | rotation::RotationError::Store(crate::store::StoreError::Conflict),
+                    ) => (crate::sanitize::SafeText::default(), BulkOutcome::Conflict),
+                    Err(e) => (
+                        crate::sanitize::SafeText::default(),
+                        BulkOutcome::Failed(e.to_string()),
+                    ),
+                }
+            };
+            let result = BulkResult {
+                id: *id,
+                name: outcome.0,
+                outcome: outcome.1,
+            };
+            let _ = self.results.send(Msg::BulkProgress {
+                done: index + 1,
+                total,
+                last: format!(
+                    "contact {} {}: {}",
+                    result.id,
+                    result.name.truncated(30),
+                    result.outcome.label()
+                ),
+            });
+            results.push(result);
+        }
+        let interrupted = results.iter().any(|r| r.outcome == BulkOutcome::Skipped);
         finished(
             results,
             interrupted

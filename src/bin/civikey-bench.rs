@@ -3,6 +3,8 @@
 //!
 //!   cargo run --release --bin civikey-bench -- --sizes 1000,100000,1000000 --dir DIR
 //!   cargo run --bin civikey-bench -- --ci          # 20,000 contacts in a temporary folder
+//!   cargo run --release --bin civikey-bench -- check --size 1000000 --dir DIR
+//!                                                  # `civikey check` over every key holder
 //!
 //! Each size runs in a child process of its own, so its peak RSS (getrusage ru_maxrss) is
 //! that size's alone. Stores are made once in DIR (`bench-N.sqlite`) and reused. With
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("child") => child(&args[1..]),
         Some("seed") => seed_child(&args[1..]),
+        Some("check") => check_bench(&args[1..]),
         _ => parent(&args),
     };
     match result {
@@ -198,6 +201,92 @@ fn check_ci(reports: &[Report]) -> Result<(), String> {
             ));
         }
     }
+    Ok(())
+}
+
+/// `check --size N --dir DIR [--rounds R]`: the key health check (`civikey check`, and
+/// `civikey check --max-age 90d` with an empty journal) over the same stores `measure`
+/// makes, SQLite and (with CIVIKEY_TEST_MYSQL_URL) MariaDB. Prints one table row per run.
+fn check_bench(args: &[String]) -> Result<(), String> {
+    let (mut size, mut dir, mut rounds) = (1_000_000usize, None, 3usize);
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().ok_or(format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--size" => size = value()?.parse().map_err(|e| format!("--size: {e}"))?,
+            "--dir" => dir = Some(PathBuf::from(value()?)),
+            "--rounds" => rounds = value()?.parse().map_err(|e| format!("--rounds: {e}"))?,
+            other => {
+                return Err(format!(
+                    "unknown argument {other:?} (check --size N --dir DIR --rounds N)"
+                ))
+            }
+        }
+    }
+    let dir = dir.ok_or("check needs --dir DIR (the stores are made there once and reused)")?;
+    civikey::fsperm::create_private_dir(&dir)?;
+    let path = dir.join(format!("bench-{size}.sqlite"));
+    if !path.exists() {
+        seed_child(&[path.display().to_string(), size.to_string()])?;
+    }
+    let mut addresses = vec![format!("sqlite:{}", path.display())];
+    match std::env::var(URL_VAR).ok().filter(|u| !u.is_empty()) {
+        Some(url) => addresses.push(mysql_database(&url, size)?),
+        None => eprintln!("civikey-bench: {URL_VAR} is not set: no MariaDB run"),
+    }
+    // A journal of its own, empty of these stores: every age is unknown.
+    let journal_dir = dir.join(format!("check-journal-{}", std::process::id()));
+    println!("| store | contacts | key holders | --max-age | findings | first run | median of {rounds} |");
+    println!("|---|---:|---:|---|---:|---:|---:|");
+    for address in &addresses {
+        let journal = civikey::audit::Journal::open(
+            &journal_dir,
+            civikey::audit::Actor {
+                store: address.clone(),
+                ..Default::default()
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        for max_age_days in [None, Some(90)] {
+            let mut times = Vec::new();
+            let mut last = None;
+            for _ in 0..rounds.max(1) {
+                // A new connection each round: nothing cached in the client.
+                let mut store = spec_of(address)?.open().map_err(|e| e.to_string())?;
+                let started = Instant::now();
+                let report = civikey::health::check(
+                    store.as_mut(),
+                    Some(&journal),
+                    civikey::health::Options {
+                        max_age_days,
+                        now: 0,
+                    },
+                    &mut |read| eprint!("\rcivikey-bench: {address}: {read} key holders"),
+                )
+                .map_err(|e| e.to_string())?;
+                times.push(started.elapsed());
+                last = Some(report);
+            }
+            eprintln!();
+            let report = last.ok_or("no run")?;
+            let first = times[0];
+            times.sort();
+            let kind = if address.starts_with("sqlite:") {
+                "SQLite"
+            } else {
+                "MariaDB"
+            };
+            println!(
+                "| {kind} | {size} | {} | {} | {} | {} | {} |",
+                report.holders,
+                max_age_days.map_or("no".to_string(), |d| format!("{d}d")),
+                report.findings.len(),
+                ms(first),
+                ms(percentile(&times, 50.0)),
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&journal_dir);
     Ok(())
 }
 

@@ -27,8 +27,9 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::spec::CvOptions;
 use super::{
-    AccountState, CmsLink, Contact, ContactId, ContactStore, Cursor, Matcher, Page, Query, Role,
-    Standing, StoreError, StoreInfo, StoreKind, UserAccount,
+    AccountState, CmsLink, Contact, ContactId, ContactStore, Cursor, Holder, HolderCursor,
+    HolderPage, Matcher, Page, Query, Role, Standing, StoreError, StoreInfo, StoreKind,
+    UserAccount,
 };
 use crate::key::{ApiKey, KeyHint, KEY_LEN};
 use crate::sanitize::SafeText;
@@ -345,7 +346,7 @@ impl ContactStore for CvStore {
                 join: join.clone(),
                 where_: where_.clone(),
                 order_by: Some(SortOrder {
-                    sort_name: "ASC",
+                    sort_name: Some("ASC"),
                     id: "ASC",
                 }),
                 limit: Some(fetch as u64),
@@ -450,6 +451,69 @@ impl ContactStore for CvStore {
 
     fn read_key(&mut self, id: ContactId) -> Result<Option<ApiKey>, StoreError> {
         self.current_key(id)
+    }
+
+    /// `api_key IS NOT NULL` pages of rows, by id. A contact whose rows (one per domain)
+    /// straddle two pages comes back on both; the health check counts each contact once.
+    fn key_holders(
+        &mut self,
+        after: Option<&HolderCursor>,
+        limit: usize,
+    ) -> Result<HolderPage, StoreError> {
+        let limit = limit.clamp(1, 1000);
+        let offset = match after {
+            None => 0,
+            Some(HolderCursor::Offset(n)) => *n,
+            Some(HolderCursor::AfterKey { .. }) => {
+                return Err(StoreError::invalid(
+                    "the cv store pages key holders by offset, not by key",
+                ))
+            }
+        };
+        let params = GetParams {
+            select: CONTACT_FIELDS,
+            join: vec![UF_JOIN],
+            where_: vec![
+                Clause::IsNotNull("api_key"),
+                Clause::Cmp("api_key", "!=", Val::Text(String::new())),
+                Clause::Cmp("is_deleted", "IN", Val::Ints(ANY_DELETED)),
+            ],
+            order_by: Some(SortOrder {
+                sort_name: None,
+                id: "ASC",
+            }),
+            limit: Some(limit as u64),
+            offset: Some(offset),
+        };
+        // The same answer read twice: once as contacts (the key becomes a hint at once),
+        // once as keys.
+        let out = self
+            .call(Action::Get, &params, &[])
+            .map_err(Failure::for_read)?;
+        let rows: Vec<ContactRow> = parse_rows(&out, &[]).map_err(Failure::for_read)?;
+        let keys: Vec<KeyRow> = parse_rows(&out, &[]).map_err(Failure::for_read)?;
+        let fetched = rows.len();
+        let mut keys = keys.into_iter();
+        let mut holders = Vec::new();
+        for (contact, count) in merge_rows(rows) {
+            let row = keys.next();
+            // The other rows of the contact (other domains) carry the same key.
+            keys.by_ref().take(count - 1).for_each(drop);
+            match row {
+                Some(KeyRow {
+                    id,
+                    api_key: Some(Some(key)),
+                }) if id == contact.id && !key.is_empty() => holders.push(Holder { contact, key }),
+                Some(KeyRow { api_key: None, .. }) => return Err(missing_api_key()),
+                _ => {
+                    return Err(StoreError::bad_data(
+                        "cv returned contacts without a key when asked for key holders; refused",
+                    ))
+                }
+            }
+        }
+        let next = (fetched == limit).then(|| HolderCursor::Offset(offset + fetched as u64));
+        Ok(HolderPage { holders, next })
     }
 
     fn swap_key(
@@ -1095,7 +1159,8 @@ struct GetParams<'a> {
 /// `{"sort_name":"ASC","id":"ASC"}`: a struct, so the order of the keys is fixed.
 #[derive(Serialize)]
 struct SortOrder {
-    sort_name: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sort_name: Option<&'static str>,
     id: &'static str,
 }
 
@@ -1117,6 +1182,7 @@ struct KeyValue<'a> {
 enum Clause<'a> {
     Cmp(&'static str, &'static str, Val<'a>),
     IsNull(&'static str),
+    IsNotNull(&'static str),
     Or(Vec<Clause<'a>>),
 }
 
@@ -1139,10 +1205,14 @@ impl Serialize for Clause<'_> {
                 seq.serialize_element(value)?;
                 seq.end()
             }
-            Clause::IsNull(field) => {
+            Clause::IsNull(field) | Clause::IsNotNull(field) => {
                 let mut seq = s.serialize_seq(Some(2))?;
                 seq.serialize_element(field)?;
-                seq.serialize_element("IS NULL")?;
+                seq.serialize_element(if matches!(self, Clause::IsNull(_)) {
+                    "IS NULL"
+                } else {
+                    "IS NOT NULL"
+                })?;
                 seq.end()
             }
             Clause::Or(clauses) => {
@@ -1197,7 +1267,7 @@ mod tests {
                 Val::Text(crate::store::like_prefix("100%_a\\", '\\')),
             )],
             order_by: Some(SortOrder {
-                sort_name: "ASC",
+                sort_name: Some("ASC"),
                 id: "ASC",
             }),
             limit: Some(8),

@@ -217,6 +217,30 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
+/// A contact that holds a key, with the key itself: what the key health check reads.
+/// The key is a secret like any other ([`ApiKey`]: redacted Debug, zeroized on drop).
+#[derive(Clone, Debug)]
+pub struct Holder {
+    pub contact: Contact,
+    pub key: ApiKey,
+}
+
+/// Where a page of key holders ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HolderCursor {
+    /// After this key and contact id, in the order of the api_key index (SQL stores).
+    AfterKey { key: ApiKey, id: ContactId },
+    /// After this many holders (APIs that page by offset).
+    Offset(u64),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct HolderPage {
+    pub holders: Vec<Holder>,
+    /// Present when there may be more holders.
+    pub next: Option<HolderCursor>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("contact {0} was not found")]
@@ -281,6 +305,16 @@ pub trait ContactStore: Send {
     fn holders_of(&mut self, key: &ApiKey) -> Result<Vec<ContactId>, StoreError>;
 
     fn read_key(&mut self, id: ContactId) -> Result<Option<ApiKey>, StoreError>;
+
+    /// One page of the contacts that hold a key (deleted ones too), with their keys: only
+    /// those rows, through the api_key index (or the API's `api_key IS NOT NULL`), never
+    /// every contact. An empty string counts as no key. Pages hold at most `limit` holders.
+    /// A store may leave `email` out (None) where reading it would slow the page down.
+    fn key_holders(
+        &mut self,
+        after: Option<&HolderCursor>,
+        limit: usize,
+    ) -> Result<HolderPage, StoreError>;
 
     /// The contact's user account and roles, what the operator must double-check before
     /// handing out a key. Stores that cannot tell answer [`Standing::UNKNOWN`].

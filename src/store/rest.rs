@@ -19,8 +19,9 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::spec::{RestOptions, Secret, SiteLogin};
 use super::{
-    AccountState, CmsLink, Contact, ContactId, ContactStore, Cursor, Matcher, Page, Query, Role,
-    Standing, StoreError, StoreInfo, StoreKind, UserAccount,
+    AccountState, CmsLink, Contact, ContactId, ContactStore, Cursor, Holder, HolderCursor,
+    HolderPage, Matcher, Page, Query, Role, Standing, StoreError, StoreInfo, StoreKind,
+    UserAccount,
 };
 use crate::key::{ApiKey, KEY_LEN};
 use crate::sanitize::SafeText;
@@ -893,6 +894,9 @@ struct Params(Value);
 /// their keys; `form_body` puts it first in the params.
 const ORDER_CONTACTS: &str = r#"{"sort_name":"ASC","id":"ASC"}"#;
 
+/// Key holders' order: by id, so offset pages are stable.
+const ORDER_BY_ID: &str = r#"{"id":"ASC"}"#;
+
 impl Drop for Params {
     fn drop(&mut self) {
         wipe(&mut self.0);
@@ -1229,6 +1233,62 @@ impl ContactStore for RestStore {
                 record_key(map)
             }
         }
+    }
+
+    /// `api_key IS NOT NULL` pages, by id. Each record must carry its key (the permission
+    /// trap drops the filter, which would list every contact: refused).
+    fn key_holders(
+        &mut self,
+        after: Option<&HolderCursor>,
+        limit: usize,
+    ) -> Result<HolderPage, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let offset = match after {
+            None => 0,
+            Some(HolderCursor::Offset(n)) => *n,
+            Some(HolderCursor::AfterKey { .. }) => {
+                return Err(StoreError::invalid(
+                    "the REST store pages key holders by offset, not by key",
+                ))
+            }
+        };
+        let params = Params(json!({
+            "select": CONTACT_FIELDS,
+            "where": [["api_key", "IS NOT NULL"], ["api_key", "!=", ""], ["is_deleted", "IN", [0, 1]]],
+            "limit": limit + 1,
+            "offset": offset,
+        }));
+        let reply = self.call("get", params, Some(ORDER_BY_ID), Call::Read, &[])?;
+        reply.refuse_trap()?;
+        let mut holders = Vec::new();
+        for record in reply.records()? {
+            let contact = record_to_contact(record)?;
+            let (map, _) = record_id(record)?;
+            match record_key(map)? {
+                Some(key) => holders.push(Holder { contact, key }),
+                None => {
+                    return Err(StoreError::bad_data(
+                        "the site returned contacts without a key when asked for key holders; \
+                         it ignored the filter",
+                    ))
+                }
+            }
+        }
+        let next = if holders.len() > limit {
+            holders.truncate(limit);
+            Some(HolderCursor::Offset(offset + limit as u64))
+        } else {
+            None
+        };
+        let ids: Vec<ContactId> = holders.iter().map(|h| h.contact.id).collect();
+        let links = self.cms_links(&ids)?;
+        for h in &mut holders {
+            h.contact.cms = links
+                .get(&h.contact.id)
+                .copied()
+                .unwrap_or(CmsLink::Unknown);
+        }
+        Ok(HolderPage { holders, next })
     }
 
     fn swap_key(

@@ -182,6 +182,13 @@ impl ContactStore for LoginStore {
     ) -> Result<std::collections::HashMap<super::ContactId, super::Standing>, StoreError> {
         self.inner.standings(ids)
     }
+    fn key_holders(
+        &mut self,
+        after: Option<&super::HolderCursor>,
+        limit: usize,
+    ) -> Result<super::HolderPage, StoreError> {
+        self.inner.key_holders(after, limit)
+    }
     fn login_site(&self) -> Option<SiteLogin> {
         Some(self.login.clone())
     }
@@ -217,6 +224,13 @@ impl ContactStore for ReadOnlyStore {
     }
     fn read_key(&mut self, id: super::ContactId) -> Result<Option<ApiKey>, StoreError> {
         self.0.read_key(id)
+    }
+    fn key_holders(
+        &mut self,
+        after: Option<&super::HolderCursor>,
+        limit: usize,
+    ) -> Result<super::HolderPage, StoreError> {
+        self.0.key_holders(after, limit)
     }
     fn standing(&mut self, id: super::ContactId) -> Result<super::Standing, StoreError> {
         self.0.standing(id)

@@ -17,8 +17,9 @@ use rusqlite::types::Value;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use super::{
-    split_permissions, AccountState, CmsLink, Contact, ContactId, ContactStore, Cursor, Matcher,
-    Page, Query, Role, Standing, StoreError, StoreInfo, StoreKind, UserAccount,
+    split_permissions, AccountState, CmsLink, Contact, ContactId, ContactStore, Cursor, Holder,
+    HolderCursor, HolderPage, Matcher, Page, Query, Role, Standing, StoreError, StoreInfo,
+    StoreKind, UserAccount,
 };
 use crate::fsperm;
 use crate::key::{ApiKey, KeyHint, KEY_LEN};
@@ -1273,6 +1274,64 @@ impl ContactStore for SqliteStore {
             Some(Some(v)) if v.is_empty() => Ok(None),
             Some(Some(v)) => Ok(Some(ApiKey::from_store(v))),
         }
+    }
+
+    /// A range of index_api_key (NOCASE, then id): the keyed rows only, in key order
+    /// (`> ''` starts the range past the NULLs and empty strings).
+    fn key_holders(
+        &mut self,
+        after: Option<&HolderCursor>,
+        limit: usize,
+    ) -> Result<HolderPage, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let mut sql = format!(
+            "SELECT {CONTACT_COLUMNS}, c.api_key FROM civicrm_contact c
+              WHERE c.api_key > '' COLLATE NOCASE"
+        );
+        let mut args = Vec::new();
+        match after {
+            None => {}
+            Some(HolderCursor::AfterKey { key, id }) => {
+                sql.push_str(
+                    " AND c.api_key >= ?1 COLLATE NOCASE
+                      AND (c.api_key > ?1 COLLATE NOCASE OR c.id > ?2)",
+                );
+                args.push(Value::Text(key.expose().to_string()));
+                args.push(Value::Integer(*id as i64));
+            }
+            Some(HolderCursor::Offset(_)) => return Err(offset_refused()),
+        }
+        sql.push_str(&format!(
+            " ORDER BY c.api_key COLLATE NOCASE, c.id LIMIT {}",
+            limit + 1
+        ));
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(sql_err)?;
+        let mut holders = stmt
+            .query_map(rusqlite::params_from_iter(&args), |row| {
+                Ok(Holder {
+                    contact: row_to_contact(row)?,
+                    key: ApiKey::from_store(row.get::<_, String>(9)?),
+                })
+            })
+            .map_err(sql_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql_err)?;
+        // The cursor's copy of a key is wiped with the argument list.
+        for arg in &mut args {
+            if let Value::Text(text) = arg {
+                zeroize::Zeroize::zeroize(text);
+            }
+        }
+        let more = holders.len() > limit;
+        holders.truncate(limit);
+        let next = match holders.last() {
+            Some(last) if more => Some(HolderCursor::AfterKey {
+                key: last.key.clone(),
+                id: last.contact.id,
+            }),
+            _ => None,
+        };
+        Ok(HolderPage { holders, next })
     }
 
     fn swap_key(

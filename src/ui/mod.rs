@@ -2,6 +2,7 @@
 
 mod audit;
 mod bulk;
+mod health;
 mod list;
 mod popup;
 mod theme;
@@ -145,6 +146,8 @@ fn footer_keys(mode: Mode, writable: bool) -> &'static str {
         Mode::BulkRunning => "rotating…  q/Ctrl-C stop after the contact in flight",
         Mode::BulkResults => "j/k scroll  Enter/q close",
         Mode::TooSmall => "q quit",
+        Mode::Health => "j/k move  space mark  * group  R rotate  x revoke  q close",
+        Mode::ConfirmBulkRevoke => "y revoke all  n/Esc no",
     }
 }
 

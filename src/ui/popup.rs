@@ -123,6 +123,23 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             super::audit::draw(app, frame, area, theme);
             return;
         }
+        Popup::Checking { .. } | Popup::Health { .. } => {
+            super::health::draw(app, frame, area, theme);
+            return;
+        }
+        Popup::ConfirmBulkRevoke { count } => (
+            "Revoke".into(),
+            vec![
+                Line::from(format!("Revoke the keys of {count} marked contacts?")),
+                Line::from(Span::styled(
+                    "Their keys will STOP WORKING (u cannot undo a bulk revoke).",
+                    theme.warning(),
+                )),
+                Line::from(""),
+                Line::from("y: revoke them all · n/Esc: cancel"),
+            ],
+            6,
+        ),
         Popup::MarkOld { .. }
         | Popup::BulkConfirm { .. }
         | Popup::BulkRunning { .. }
@@ -265,6 +282,7 @@ pub(super) fn help_lines(theme: &Theme) -> Vec<Line<'static>> {
         ("R", "rotate the marked contacts (keys to a file)"),
         ("A", "list keys older than N days, oldest first"),
         ("a", "audit (f: this store / contact / all stores)"),
+        ("h", "key health: findings; mark, R rotate, x revoke"),
         ("c (new key shown)", "copy the key by OSC 52"),
         ("y / n", "confirm / cancel, in every confirm"),
         ("?", "this help"),

@@ -389,6 +389,8 @@ fn every_footer_fits_80_columns() {
         Mode::BulkRunning,
         Mode::BulkResults,
         Mode::TooSmall,
+        Mode::Health,
+        Mode::ConfirmBulkRevoke,
     ] {
         for writable in [true, false] {
             let text = format!(" {}", super::footer_keys(mode, writable));
@@ -609,4 +611,11 @@ fn help_and_readme_name_the_keys_the_keymap_has() {
             }
         }
     }
+}
+
+#[test]
+fn health_view_80x24() {
+    let mut app = crate::app::health::tests::opened(true);
+    act(&mut app, Action::ToggleMark);
+    insta::assert_snapshot!(render(&mut app, 80, 24).backend());
 }

@@ -478,6 +478,55 @@ pub fn undo_restores_the_previous_key_and_is_audited(f: &dyn Fixture) {
     assert_eq!(s.read_key(2).unwrap(), Some(theirs));
 }
 
+/// Every contact holding a key (deleted ones too), once, with its exact key; none other.
+pub fn key_holders_pages_every_keyed_contact_once(f: &dyn Fixture) {
+    let mut s = f.open();
+    let mut expected = Vec::new();
+    let mut q = Query::new("", 7);
+    loop {
+        let page = s.search(&q).unwrap();
+        expected.extend(
+            page.contacts
+                .iter()
+                .filter(|c| c.key.is_some())
+                .map(|c| c.id),
+        );
+        match page.next {
+            Some(next) => q.after = Some(next),
+            None => break,
+        }
+    }
+    expected.sort_unstable();
+    assert!(expected.len() >= 3, "the data set has keys");
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.key_holders(after.as_ref(), 2).unwrap();
+        assert!(page.holders.len() <= 2);
+        for h in &page.holders {
+            assert_eq!(
+                s.read_key(h.contact.id).unwrap().as_ref(),
+                Some(&h.key),
+                "contact {}",
+                h.contact.id
+            );
+            assert_eq!(h.contact.key, Some(h.key.hint()));
+            seen.push(h.contact.id);
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen, expected);
+    assert!(
+        seen.contains(&11),
+        "the deleted contact's key is listed too"
+    );
+}
+
 pub fn conflict_is_audited_and_keeps_the_other_writers_key(f: &dyn Fixture) {
     // A second writer changes the key between our read and our write: the store's
     // compare-and-set refuses, the journal says "conflict", the other key stays.
@@ -501,6 +550,13 @@ pub fn conflict_is_audited_and_keeps_the_other_writers_key(f: &dyn Fixture) {
         }
         fn read_key(&mut self, id: u64) -> Result<Option<ApiKey>, StoreError> {
             self.inner.read_key(id)
+        }
+        fn key_holders(
+            &mut self,
+            after: Option<&civikey::store::HolderCursor>,
+            limit: usize,
+        ) -> Result<civikey::store::HolderPage, StoreError> {
+            self.inner.key_holders(after, limit)
         }
         fn swap_key(
             &mut self,
@@ -586,7 +642,8 @@ macro_rules! contract_tests {
             holders_of_finds_keys_as_the_store_compares, rotation_assigns_a_unique_key,
             rotation_refuses_when_the_key_changed_since_seen,
             undo_restores_the_previous_key_and_is_audited,
-            conflict_is_audited_and_keeps_the_other_writers_key);
+            conflict_is_audited_and_keeps_the_other_writers_key,
+            key_holders_pages_every_keyed_contact_once);
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
         $(

@@ -1,0 +1,412 @@
+//! The health view of the App: every finding of the key health check, grouped by code;
+//! findings are marked (their contacts join the bulk marks), then `R` rotates them through
+//! the bulk flow or `x` revokes them after one confirm. Still pure: no IO here.
+
+use super::{Action, App, Cmd, Popup};
+use crate::health::Report;
+use crate::rotation::Expectation;
+
+/// The TUI checks ages too, against the same default as `o` and `A`.
+pub const HEALTH_MAX_AGE_DAYS: u32 = 90;
+
+impl App {
+    pub(super) fn open_health(&mut self) -> Vec<Cmd> {
+        if self.store_info().is_none() {
+            self.notice = Some(("The store is not open yet.".into(), true));
+            return Vec::new();
+        }
+        self.popup = Some(Popup::Checking { read: 0 });
+        vec![Cmd::CheckHealth {
+            max_age_days: Some(HEALTH_MAX_AGE_DAYS),
+        }]
+    }
+
+    pub(super) fn on_health_checked(&mut self, result: Result<Report, String>) -> Vec<Cmd> {
+        self.popup = Some(match result {
+            Ok(report) => Popup::Health {
+                summary: report.summary(),
+                report,
+                selected: 0,
+                scroll: 0,
+            },
+            Err(e) => super::error_popup("The key health check failed", e),
+        });
+        Vec::new()
+    }
+
+    pub(super) fn on_health_action(&mut self, action: Action) -> Vec<Cmd> {
+        let rows = self.table_rows();
+        let Some(Popup::Health {
+            report, selected, ..
+        }) = self.popup.as_mut()
+        else {
+            return Vec::new();
+        };
+        let last = report.findings.len().saturating_sub(1);
+        match action {
+            Action::Down => *selected = (*selected + 1).min(last),
+            Action::Up => *selected = selected.saturating_sub(1),
+            Action::PageDown => *selected = (*selected + rows).min(last),
+            Action::PageUp => *selected = selected.saturating_sub(rows),
+            Action::Top => *selected = 0,
+            Action::Bottom => *selected = last,
+            Action::ToggleMark => {
+                if let Some(f) = report.findings.get(*selected) {
+                    let contact = f.contact.clone();
+                    *selected = (*selected + 1).min(last);
+                    if self.marked.remove(&contact.id).is_none() {
+                        self.marked.insert(contact.id, contact);
+                    }
+                }
+            }
+            Action::MarkMatching => {
+                // Every contact of the selected finding's group.
+                if let Some(code) = report.findings.get(*selected).map(|f| f.code) {
+                    let group: Vec<_> = report
+                        .findings
+                        .iter()
+                        .filter(|f| f.code == code)
+                        .map(|f| f.contact.clone())
+                        .collect();
+                    let n = group.len();
+                    for c in group {
+                        self.marked.insert(c.id, c);
+                    }
+                    self.notice = Some((
+                        format!("Marked the {n} contacts of {}.", code.as_str()),
+                        false,
+                    ));
+                }
+            }
+            Action::BulkRotate => return self.open_bulk_confirm(),
+            Action::Revoke => self.open_bulk_revoke(),
+            Action::Back | Action::Quit | Action::Health => self.popup = None,
+            _ => {}
+        }
+        self.keep_health_selection_visible();
+        Vec::new()
+    }
+
+    fn keep_health_selection_visible(&mut self) {
+        let rows = health_rows_for(self.size.1);
+        if let Some(Popup::Health {
+            report,
+            selected,
+            scroll,
+            ..
+        }) = self.popup.as_mut()
+        {
+            // Group headers take lines too: count the lines up to the selection.
+            let line = health_line_of(report, *selected);
+            // A group's first finding brings its header line into view with it.
+            let starts_group = *selected == 0
+                || report.findings.get(*selected).map(|f| f.code)
+                    != report.findings.get(*selected - 1).map(|f| f.code);
+            let top = if starts_group { line - 1 } else { line };
+            if top < *scroll {
+                *scroll = top;
+            } else if line >= *scroll + rows {
+                *scroll = line + 1 - rows;
+            }
+        }
+    }
+
+    /// The marked contacts that hold a key, for a bulk revoke.
+    fn revocable(&self) -> Vec<(crate::store::ContactId, Expectation)> {
+        self.marked
+            .values()
+            .filter(|c| c.key.is_some())
+            .map(|c| (c.id, Expectation::Seen(c.key.clone())))
+            .collect()
+    }
+
+    fn open_bulk_revoke(&mut self) {
+        if !self.store_info().is_some_and(|i| i.writable) {
+            self.notice = Some((
+                "The store is read-only: keys cannot be changed.".into(),
+                true,
+            ));
+            return;
+        }
+        let count = self.revocable().len();
+        if count == 0 {
+            self.notice = Some((
+                "Mark findings first: space marks one, * its whole group.".into(),
+                false,
+            ));
+            return;
+        }
+        self.popup = Some(Popup::ConfirmBulkRevoke { count });
+    }
+
+    pub(super) fn on_confirm_bulk_revoke_action(&mut self, action: Action) -> Vec<Cmd> {
+        match action {
+            Action::Yes => {
+                let items = self.revocable();
+                // A write in flight: quitting waits for the contact being revoked.
+                self.writing = Some("the contact in flight (the run stops after it)".into());
+                self.popup = Some(Popup::BulkRunning {
+                    done: 0,
+                    total: items.len(),
+                    last: String::new(),
+                });
+                vec![Cmd::BulkRevoke { items }]
+            }
+            Action::No | Action::Back => {
+                self.cancel("Cancelled: every key was kept.");
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Lines of findings the health view shows at this terminal height.
+pub fn health_rows_for(height: u16) -> usize {
+    // margins (2), borders (2), the summary and the keys lines (2).
+    usize::from(height.saturating_sub(6)).max(1)
+}
+
+/// The line (counting one header line per group) that shows finding `index`.
+pub fn health_line_of(report: &Report, index: usize) -> usize {
+    let groups = report
+        .findings
+        .iter()
+        .take(index + 1)
+        .enumerate()
+        .filter(|(i, f)| *i == 0 || report.findings[i - 1].code != f.code)
+        .count();
+    index + groups
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::app::{AppOptions, Mode, Msg};
+    use crate::health::{Code, Finding};
+    use crate::key::{KeyHint, SeededKeySource};
+    use crate::sanitize::SafeText;
+    use crate::store::{CmsLink, Contact, StoreInfo, StoreKind};
+
+    fn contact(id: u64, key: &str, deleted: bool) -> Contact {
+        Contact {
+            id,
+            contact_type: SafeText::new("Individual"),
+            display_name: SafeText::new(&format!("Person {id}")),
+            sort_name: SafeText::new(&format!("Person {id}")),
+            email: None,
+            is_deleted: deleted,
+            key: Some(KeyHint::from_tail(key)),
+            cms: CmsLink::Linked { uf_id: id },
+        }
+    }
+
+    fn finding(code: Code, c: &Contact) -> Finding {
+        Finding {
+            code,
+            contact: c.clone(),
+            key: c.key.clone().unwrap_or_else(|| KeyHint::from_tail("")),
+            detail: format!("{} detail", code.as_str()),
+            rule: None,
+            holders: Vec::new(),
+        }
+    }
+
+    pub(crate) fn report() -> Report {
+        let (a, b, c, d) = (
+            contact(11, "AAAA", false),
+            contact(12, "aaaa", false),
+            contact(13, "shrt", false),
+            contact(14, "TRSH", true),
+        );
+        Report {
+            findings: vec![
+                finding(Code::Duplicate, &a),
+                finding(Code::Duplicate, &b),
+                finding(Code::Weak, &c),
+                finding(Code::Trashed, &d),
+            ],
+            holders: 9,
+            standing_unknown: 0,
+            max_age_days: Some(90),
+        }
+    }
+
+    fn app(writable: bool) -> App {
+        let options = AppOptions {
+            location: "sqlite:/tmp/t.sqlite".into(),
+            color: false,
+            clipboard_warning: None,
+            data_dir: "/data".into(),
+        };
+        let (mut app, _) = App::new(options, Box::new(SeededKeySource::new(1)));
+        app.update(Msg::StoreOpened(Ok(StoreInfo {
+            kind: StoreKind::Sqlite,
+            location: SafeText::new("sqlite:/tmp/t.sqlite"),
+            key_capacity: 32,
+            keys_case_insensitive: true,
+            writable,
+        })));
+        app
+    }
+
+    /// `h`, then the check's answer: the health view.
+    pub(crate) fn opened(writable: bool) -> App {
+        let mut app = app(writable);
+        let cmds = app.update(Msg::Action(Action::Health));
+        assert!(matches!(
+            cmds.as_slice(),
+            [Cmd::CheckHealth {
+                max_age_days: Some(HEALTH_MAX_AGE_DAYS)
+            }]
+        ));
+        assert_eq!(app.mode(), Mode::Working, "a checking popup while it runs");
+        app.update(Msg::HealthProgress { read: 7 });
+        assert!(matches!(app.popup, Some(Popup::Checking { read: 7 })));
+        app.update(Msg::HealthChecked {
+            result: Ok(report()),
+        });
+        assert_eq!(app.mode(), Mode::Health);
+        app
+    }
+
+    fn act(app: &mut App, action: Action) -> Vec<Cmd> {
+        app.update(Msg::Action(action))
+    }
+
+    #[test]
+    fn marking_findings_marks_their_contacts_and_r_rotates_them_in_bulk() {
+        let mut app = opened(true);
+        act(&mut app, Action::ToggleMark);
+        assert_eq!(app.marked.keys().copied().collect::<Vec<_>>(), [11]);
+        act(&mut app, Action::Down);
+        act(&mut app, Action::ToggleMark);
+        assert_eq!(app.marked.keys().copied().collect::<Vec<_>>(), [11, 13]);
+        act(&mut app, Action::Up);
+        act(&mut app, Action::ToggleMark);
+        assert_eq!(
+            app.marked.keys().copied().collect::<Vec<_>>(),
+            [11],
+            "space again unmarks"
+        );
+        act(&mut app, Action::Top);
+        act(&mut app, Action::MarkMatching);
+        assert_eq!(
+            app.marked.keys().copied().collect::<Vec<_>>(),
+            [11, 12],
+            "* marks the selected finding's whole group"
+        );
+        act(&mut app, Action::BulkRotate);
+        assert!(
+            matches!(app.popup, Some(Popup::BulkConfirm { .. })),
+            "R goes on to the bulk flow's one confirm screen"
+        );
+    }
+
+    #[test]
+    fn x_revokes_the_marked_set_after_one_yes() {
+        let mut app = opened(true);
+        assert!(act(&mut app, Action::Revoke).is_empty());
+        assert_eq!(
+            app.mode(),
+            Mode::Health,
+            "nothing marked: nothing to confirm"
+        );
+        assert!(app.notice.is_some());
+        act(&mut app, Action::Bottom);
+        act(&mut app, Action::ToggleMark);
+        assert!(act(&mut app, Action::Revoke).is_empty());
+        assert!(matches!(
+            app.popup,
+            Some(Popup::ConfirmBulkRevoke { count: 1 })
+        ));
+        let cmds = act(&mut app, Action::Yes);
+        let [Cmd::BulkRevoke { items }] = cmds.as_slice() else {
+            panic!("y revokes");
+        };
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].0, 14);
+        assert_eq!(
+            items[0].1,
+            Expectation::Seen(Some(KeyHint::from_tail("TRSH"))),
+            "compare-and-set against the key the check saw"
+        );
+        assert_eq!(app.mode(), Mode::BulkRunning);
+    }
+
+    #[test]
+    fn no_cancels_and_a_read_only_store_refuses() {
+        let mut app = opened(true);
+        act(&mut app, Action::ToggleMark);
+        act(&mut app, Action::Revoke);
+        assert!(act(&mut app, Action::No).is_empty());
+        assert!(app.popup.is_none(), "n cancels, nothing written");
+        let mut app = opened(false);
+        act(&mut app, Action::ToggleMark);
+        act(&mut app, Action::Revoke);
+        assert_eq!(app.mode(), Mode::Health);
+        assert!(app
+            .notice
+            .as_ref()
+            .is_some_and(|(t, _)| t.contains("read-only")));
+        act(&mut app, Action::Back);
+        assert!(app.popup.is_none(), "Esc closes the view");
+    }
+
+    #[test]
+    fn a_failed_check_says_so() {
+        let mut app = app(true);
+        act(&mut app, Action::Health);
+        app.update(Msg::HealthChecked {
+            result: Err("the store cannot be reached".into()),
+        });
+        assert!(matches!(
+            app.popup,
+            Some(Popup::Message { is_error: true, .. })
+        ));
+    }
+
+    #[test]
+    fn the_selection_stays_in_view_with_many_findings() {
+        let mut app = app(true);
+        app.update(Msg::Resize {
+            width: 80,
+            height: 24,
+        });
+        act(&mut app, Action::Health);
+        let mut many = report();
+        let weak = many.findings[2].clone();
+        for id in 100..160 {
+            let mut f = weak.clone();
+            f.contact.id = id;
+            many.findings.insert(3, f);
+        }
+        app.update(Msg::HealthChecked { result: Ok(many) });
+        act(&mut app, Action::Bottom);
+        let Some(Popup::Health {
+            report,
+            selected,
+            scroll,
+            ..
+        }) = &app.popup
+        else {
+            panic!("the health view");
+        };
+        let line = health_line_of(report, *selected);
+        assert!(
+            *scroll > 0 && line < scroll + health_rows_for(24),
+            "{scroll} {line}"
+        );
+        act(&mut app, Action::Top);
+        assert!(matches!(app.popup, Some(Popup::Health { scroll: 0, .. })));
+    }
+
+    #[test]
+    fn group_headers_count_as_lines() {
+        let r = report();
+        assert_eq!(health_line_of(&r, 0), 1);
+        assert_eq!(health_line_of(&r, 1), 2);
+        assert_eq!(health_line_of(&r, 2), 4, "weak starts a new group");
+        assert_eq!(health_line_of(&r, 3), 6);
+    }
+}

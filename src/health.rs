@@ -1,0 +1,629 @@
+//! Key health: every key a store holds, judged at once.
+//!
+//! Reads only the contacts that hold a key ([`ContactStore::key_holders`], paged through
+//! the api_key index or the API's `api_key IS NOT NULL`), then finds what CiviCRM's own
+//! advice warns about: keys shared by several contacts (compared as the store compares),
+//! keys that are easy to guess, keys on contacts that should not hold one (the warning
+//! codes of [`crate::assess`]), and keys older than a limit (from the journal). Each
+//! finding has a stable code for scripts. No key leaves this module: findings carry the
+//! [`KeyHint`] only.
+
+use std::collections::{HashMap, HashSet};
+
+use sha2::{Digest, Sha256};
+
+use crate::assess::{self, WarningCode};
+use crate::audit::Journal;
+use crate::key::{ApiKey, KeyHint, MIN_MANUAL_LEN};
+use crate::store::{Contact, ContactId, ContactStore, Holder, HolderCursor, StoreError};
+
+/// How many holders one store call reads.
+pub const PAGE: usize = 1000;
+/// How many holders one standings call asks about.
+const STANDINGS_CHUNK: usize = 500;
+
+/// A run of this many identical characters is "visibly low entropy". In a random key of
+/// 32 characters out of 62 a run of 6 happens about once in 30 million keys.
+const LONG_RUN: usize = 6;
+/// A keyboard or counting sequence this long (forwards or backwards, any case): in random
+/// keys about once in 6 million.
+const SEQUENCE: usize = 7;
+/// Fewer distinct characters than this (a random 20-character key has about 17).
+const FEW_DISTINCT: usize = 8;
+
+/// The example key of CiviCRM's sysadmin docs ("API Keys", the cv recipe): pasted as is it
+/// is cut to 32 characters by the column, or to 29 and "..." by API v4.
+const DOCS_EXAMPLE_KEY: &str = "T0PS3CR3T6ateeUXgTOJ9e3PpXvDZF9Al55WAmBsNQI";
+
+/// Keyboard rows and counting sequences (matched in either direction, any case).
+const SEQUENCES: &[&str] = &[
+    "0123456789",
+    "abcdefghijklmnopqrstuvwxyz",
+    "qwertyuiop",
+    "asdfghjkl",
+    "zxcvbnm",
+    "1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik9ol0p",
+    "qwertzuiop",
+    "azertyuiop",
+];
+
+/// The finding codes, stable for scripts (`check --json`, monitoring).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Code {
+    Duplicate,
+    Weak,
+    Trashed,
+    UserBlocked,
+    NoUserAccount,
+    NoApiLoginPermission,
+    Old,
+    AgeUnknown,
+}
+
+/// How urgent a finding is; the table is sorted by it, most urgent first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Severity {
+    /// Someone else can log in with the key now.
+    Critical,
+    /// The key logs in where it should not.
+    High,
+    /// The key is on a contact that cannot use it as intended: revoke or fix the account.
+    Medium,
+    /// Due for rotation.
+    Low,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+        }
+    }
+}
+
+/// What the operator should do about a finding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Remedy {
+    Rotate,
+    Revoke,
+}
+
+impl Remedy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Remedy::Rotate => "rotate",
+            Remedy::Revoke => "revoke",
+        }
+    }
+}
+
+impl Code {
+    pub const ALL: [Code; 8] = [
+        Code::Duplicate,
+        Code::Weak,
+        Code::Trashed,
+        Code::UserBlocked,
+        Code::NoUserAccount,
+        Code::NoApiLoginPermission,
+        Code::Old,
+        Code::AgeUnknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Duplicate => "duplicate",
+            Code::Weak => "weak",
+            Code::Trashed => "trashed",
+            Code::UserBlocked => "user_blocked",
+            Code::NoUserAccount => "no_user_account",
+            Code::NoApiLoginPermission => "no_api_login_permission",
+            Code::Old => "old",
+            Code::AgeUnknown => "age_unknown",
+        }
+    }
+
+    pub fn severity(self) -> Severity {
+        match self {
+            Code::Duplicate | Code::Weak => Severity::Critical,
+            Code::Trashed => Severity::High,
+            Code::UserBlocked | Code::NoUserAccount | Code::NoApiLoginPermission => {
+                Severity::Medium
+            }
+            Code::Old | Code::AgeUnknown => Severity::Low,
+        }
+    }
+
+    pub fn remedy(self) -> Remedy {
+        match self {
+            Code::Duplicate | Code::Weak | Code::Old | Code::AgeUnknown => Remedy::Rotate,
+            Code::Trashed
+            | Code::UserBlocked
+            | Code::NoUserAccount
+            | Code::NoApiLoginPermission => Remedy::Revoke,
+        }
+    }
+
+    /// What to do, in plain words.
+    pub fn advice(self) -> &'static str {
+        match self {
+            Code::Duplicate => {
+                "rotate the keys of all holders but the intended one: CiviCRM logs the lowest id in"
+            }
+            Code::Weak => "rotate: CiviCRM advises 20+ random letters and digits",
+            Code::Trashed => "revoke: a trashed contact's key still logs in",
+            Code::UserBlocked => {
+                "revoke: the key is refused while the user is blocked, and works again if unblocked"
+            }
+            Code::NoUserAccount => "revoke, or link the contact to a user account",
+            Code::NoApiLoginPermission => {
+                "revoke, or give the user a role granting 'authenticate with api key'"
+            }
+            Code::Old => "rotate",
+            Code::AgeUnknown => "rotate with civikey, so the journal knows the key's age",
+        }
+    }
+
+    fn from_warning(code: WarningCode) -> Option<Code> {
+        match code {
+            WarningCode::Trashed => Some(Code::Trashed),
+            WarningCode::UserBlocked => Some(Code::UserBlocked),
+            WarningCode::NoUserAccount => Some(Code::NoUserAccount),
+            WarningCode::NoApiLoginPermission => Some(Code::NoApiLoginPermission),
+            // Not a finding about the key: the store cannot say (counted in the summary).
+            WarningCode::RolesUnknown => None,
+        }
+    }
+}
+
+/// Which weak-key rule fired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeakRule {
+    Short,
+    Alphabet,
+    Run,
+    Sequence,
+    FewCharacters,
+    KnownSample,
+}
+
+impl WeakRule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WeakRule::Short => "short",
+            WeakRule::Alphabet => "alphabet",
+            WeakRule::Run => "run",
+            WeakRule::Sequence => "sequence",
+            WeakRule::FewCharacters => "few_characters",
+            WeakRule::KnownSample => "known_sample",
+        }
+    }
+}
+
+/// Why `key` is easy to guess, or None. The reason never quotes the key.
+pub fn weakness(key: &ApiKey) -> Option<(WeakRule, String)> {
+    let text = key.expose();
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() < MIN_MANUAL_LEN {
+        return Some((
+            WeakRule::Short,
+            format!(
+                "short: {} characters (CiviCRM advises {MIN_MANUAL_LEN}+)",
+                chars.len()
+            ),
+        ));
+    }
+    let docs = DOCS_EXAMPLE_KEY.to_ascii_lowercase();
+    let folded = text.to_ascii_lowercase();
+    if docs.starts_with(&folded) || folded == format!("{}...", &docs[..29]) {
+        return Some((
+            WeakRule::KnownSample,
+            "the example key of CiviCRM's sysadmin docs (public)".into(),
+        ));
+    }
+    if let Some(pos) = chars.iter().position(|c| !c.is_ascii_alphanumeric()) {
+        return Some((
+            WeakRule::Alphabet,
+            format!(
+                "holds a character outside A-Z, a-z, 0-9 (at position {})",
+                pos + 1
+            ),
+        ));
+    }
+    let mut run = 1;
+    for pair in chars.windows(2) {
+        run = if pair[0] == pair[1] { run + 1 } else { 1 };
+        if run >= LONG_RUN {
+            return Some((
+                WeakRule::Run,
+                format!("a run of {LONG_RUN} or more identical characters"),
+            ));
+        }
+    }
+    // Only [A-Za-z0-9] gets here (the alphabet rule came first), so bytes are characters.
+    if folded
+        .as_bytes()
+        .windows(SEQUENCE)
+        .any(|piece| sequence_pieces().contains(piece))
+    {
+        return Some((
+            WeakRule::Sequence,
+            format!("a keyboard or counting sequence of {SEQUENCE} or more characters"),
+        ));
+    }
+    let distinct: HashSet<char> = chars.iter().copied().collect();
+    if distinct.len() < FEW_DISTINCT {
+        return Some((
+            WeakRule::FewCharacters,
+            format!(
+                "only {} different characters (a random key has about {})",
+                distinct.len(),
+                expected_distinct(chars.len())
+            ),
+        ));
+    }
+    None
+}
+
+/// Every [`SEQUENCE`]-long piece of [`SEQUENCES`], forwards and backwards, made once.
+fn sequence_pieces() -> &'static HashSet<Vec<u8>> {
+    static PIECES: std::sync::OnceLock<HashSet<Vec<u8>>> = std::sync::OnceLock::new();
+    PIECES.get_or_init(|| {
+        let mut pieces = HashSet::new();
+        for sequence in SEQUENCES {
+            let forwards = sequence.as_bytes().to_vec();
+            let backwards: Vec<u8> = forwards.iter().rev().copied().collect();
+            for line in [forwards, backwards] {
+                pieces.extend(line.windows(SEQUENCE).map(<[u8]>::to_vec));
+            }
+        }
+        pieces
+    })
+}
+
+/// About how many distinct characters a random key of `len` characters of 62 holds.
+fn expected_distinct(len: usize) -> usize {
+    let miss = (61.0f64 / 62.0).powi(i32::try_from(len).unwrap_or(i32::MAX));
+    (62.0 * (1.0 - miss)).round() as usize
+}
+
+/// One thing wrong with one contact's key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub code: Code,
+    pub contact: Contact,
+    pub key: KeyHint,
+    /// What exactly is wrong (which rule fired, who else holds the key, how old it is).
+    pub detail: String,
+    /// For `weak`: the rule that fired.
+    pub rule: Option<WeakRule>,
+    /// For `duplicate`: every contact holding the key, this one included, by id.
+    pub holders: Vec<ContactId>,
+}
+
+impl Finding {
+    /// The command that fixes it.
+    pub fn command(&self) -> String {
+        format!(
+            "civikey {} {}",
+            self.code.remedy().as_str(),
+            self.contact.id
+        )
+    }
+}
+
+/// What the check was asked to do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Report keys set longer ago than this many days (and keys of unknown age); None, or
+    /// no journal: ages are not checked.
+    pub max_age_days: Option<u32>,
+    /// Unix time to measure ages against.
+    pub now: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Most severe first, then by code, contact id.
+    pub findings: Vec<Finding>,
+    /// Contacts holding a key.
+    pub holders: usize,
+    /// Holders whose user account and roles the store could not tell.
+    pub standing_unknown: usize,
+    pub max_age_days: Option<u32>,
+}
+
+impl Report {
+    /// Contacts with at least one finding.
+    pub fn contacts_flagged(&self) -> usize {
+        self.findings
+            .iter()
+            .map(|f| f.contact.id)
+            .collect::<HashSet<_>>()
+            .len()
+    }
+
+    pub fn count(&self, code: Code) -> usize {
+        self.findings.iter().filter(|f| f.code == code).count()
+    }
+
+    /// The one-line summary under the table.
+    pub fn summary(&self) -> String {
+        let mut text = if self.findings.is_empty() {
+            format!("no findings on {} key holders", self.holders)
+        } else {
+            let parts: Vec<String> = Code::ALL
+                .iter()
+                .filter(|c| self.count(**c) > 0)
+                .map(|c| format!("{} {}", self.count(*c), c.as_str()))
+                .collect();
+            format!(
+                "{} findings on {} of {} key holders ({})",
+                self.findings.len(),
+                self.contacts_flagged(),
+                self.holders,
+                parts.join(", ")
+            )
+        };
+        match self.max_age_days {
+            Some(days) => text.push_str(&format!("; max age {days} days")),
+            None => text.push_str("; ages not checked (--max-age)"),
+        }
+        if self.standing_unknown > 0 {
+            text.push_str(&format!(
+                "; user accounts and roles unknown for {} holders",
+                self.standing_unknown
+            ));
+        }
+        text
+    }
+}
+
+/// A key as the store compares it, hashed so the grouping holds no copy of any key:
+/// `_ci` collations ignore case and (PAD SPACE) trailing spaces.
+fn comparison_digest(key: &ApiKey, case_insensitive: bool) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    if case_insensitive {
+        let folded = zeroize::Zeroizing::new(key.expose().trim_end_matches(' ').to_lowercase());
+        hash.update(folded.as_bytes());
+    } else {
+        hash.update(key.expose().as_bytes());
+    }
+    hash.finalize().into()
+}
+
+/// Reads every key holder of `store` and judges each key. `progress` hears the running
+/// count of holders read, after each page.
+pub fn check(
+    store: &mut dyn ContactStore,
+    journal: Option<&Journal>,
+    options: Options,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Report, StoreError> {
+    let case_insensitive = store.info().keys_case_insensitive;
+    let mut holders: Vec<Holder> = Vec::new();
+    let mut seen = HashSet::new();
+    let mut after: Option<HolderCursor> = None;
+    loop {
+        let page = store.key_holders(after.as_ref(), PAGE)?;
+        // Stores that page by offset may repeat a contact across pages: count it once.
+        holders.extend(
+            page.holders
+                .into_iter()
+                .filter(|h| seen.insert(h.contact.id)),
+        );
+        progress(holders.len());
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let mut findings = Vec::new();
+
+    let mut groups: HashMap<[u8; 32], Vec<usize>> = HashMap::new();
+    for (i, h) in holders.iter().enumerate() {
+        groups
+            .entry(comparison_digest(&h.key, case_insensitive))
+            .or_default()
+            .push(i);
+    }
+    for members in groups.values().filter(|m| m.len() > 1) {
+        let mut ids: Vec<ContactId> = members.iter().map(|i| holders[*i].contact.id).collect();
+        ids.sort_unstable();
+        let how = if case_insensitive {
+            "compared as the store compares: without case"
+        } else {
+            "byte for byte"
+        };
+        for i in members {
+            let h = &holders[*i];
+            let others: Vec<String> = ids
+                .iter()
+                .filter(|id| **id != h.contact.id)
+                .map(ToString::to_string)
+                .collect();
+            let first = if ids.first() == Some(&h.contact.id) {
+                " (the lowest id: this contact logs in with it)"
+            } else {
+                ""
+            };
+            findings.push(Finding {
+                code: Code::Duplicate,
+                contact: h.contact.clone(),
+                key: h.key.hint(),
+                detail: format!(
+                    "the same key as contact {} ({how}){first}",
+                    others.join(", ")
+                ),
+                rule: None,
+                holders: ids.clone(),
+            });
+        }
+    }
+
+    for h in &holders {
+        if let Some((rule, why)) = weakness(&h.key) {
+            findings.push(finding(h, Code::Weak, why, Some(rule)));
+        }
+    }
+
+    let mut standing_unknown = 0;
+    for chunk in holders.chunks(STANDINGS_CHUNK) {
+        let ids: Vec<ContactId> = chunk.iter().map(|h| h.contact.id).collect();
+        let standings = store.standings(&ids)?;
+        for h in chunk {
+            let standing = standings
+                .get(&h.contact.id)
+                .cloned()
+                .unwrap_or(crate::store::Standing::UNKNOWN);
+            for warning in assess::assess(&h.contact, &standing) {
+                match Code::from_warning(warning.code) {
+                    Some(code) => findings.push(finding(h, code, warning.text, None)),
+                    None => standing_unknown += 1,
+                }
+            }
+        }
+    }
+
+    // Ages need the journal: without one they are not judged (never guessed as unknown).
+    let max_age_days = options.max_age_days.filter(|_| journal.is_some());
+    if let (Some(days), Some(journal)) = (max_age_days, journal) {
+        let changes = journal
+            .last_changes()
+            .map_err(|e| StoreError::invalid(e.0))?;
+        let limit = i64::from(days) * 86_400;
+        for h in &holders {
+            match changes.get(&h.contact.id) {
+                Some((time, Some(fp))) if journal.fingerprint(&h.key) == *fp => {
+                    if options.now - time > limit {
+                        findings.push(finding(
+                            h,
+                            Code::Old,
+                            format!(
+                                "set {} days ago by civikey (on {}); the limit is {days}",
+                                (options.now - time) / 86_400,
+                                crate::ui::format_time(*time)
+                            ),
+                            None,
+                        ));
+                    }
+                }
+                Some(_) => findings.push(finding(
+                    h,
+                    Code::AgeUnknown,
+                    "changed outside civikey since civikey last set it: its age is unknown".into(),
+                    None,
+                )),
+                None => findings.push(finding(
+                    h,
+                    Code::AgeUnknown,
+                    "never set by civikey: its age is unknown".into(),
+                    None,
+                )),
+            }
+        }
+    }
+
+    findings.sort_by(|a, b| {
+        (a.code.severity(), a.code, a.contact.id).cmp(&(b.code.severity(), b.code, b.contact.id))
+    });
+    Ok(Report {
+        findings,
+        holders: holders.len(),
+        standing_unknown,
+        max_age_days,
+    })
+}
+
+fn finding(h: &Holder, code: Code, detail: String, rule: Option<WeakRule>) -> Finding {
+    Finding {
+        code,
+        contact: h.contact.clone(),
+        key: h.key.hint(),
+        detail,
+        rule,
+        holders: Vec::new(),
+    }
+}
+
+/// `90d`, `12w`, `90`: a number of days (weeks with `w`).
+pub fn parse_max_age(text: &str) -> Result<u32, String> {
+    let text = text.trim();
+    let (number, factor) = match text.strip_suffix(['d', 'D']) {
+        Some(n) => (n, 1),
+        None => match text.strip_suffix(['w', 'W']) {
+            Some(n) => (n, 7),
+            None => (text, 1),
+        },
+    };
+    number
+        .parse::<u32>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{text:?} is not an age: give days like 90d, or weeks like 12w"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weak(text: &str) -> Option<&'static str> {
+        weakness(&ApiKey::from_store(text.into())).map(|(rule, _)| rule.as_str())
+    }
+
+    #[test]
+    fn each_weak_rule_fires_and_says_which() {
+        assert_eq!(weak("abc123"), Some("short"));
+        assert_eq!(weak("Abcdef ghij0123456789xyz"), Some("alphabet"));
+        assert_eq!(weak("Q7wKx9AAAAAAm2Pz4RtY8vLn"), Some("run"));
+        assert_eq!(weak("Q7wKx9m2Pz4Rt1234567Y8vLnZ"), Some("sequence"));
+        assert_eq!(weak("Q7wKx9m2PzQWERTYURtY8vLnZ"), Some("sequence"));
+        assert_eq!(
+            weak("Q7wKx9m2PzLKJHGFDRtY8vLnZ"),
+            Some("sequence"),
+            "backwards"
+        );
+        assert_eq!(weak("abababcdcdcdabababcdcd"), Some("few_characters"));
+        assert_eq!(
+            weak("T0PS3CR3T6ateeUXgTOJ9e3PpXvDZF9A"),
+            Some("known_sample")
+        );
+        assert_eq!(
+            weak("t0ps3cr3t6ateeuxgtoj9e3ppxvdz..."),
+            Some("known_sample"),
+            "as API v4 cuts it"
+        );
+        assert_eq!(weak("Abcdef.ghij0123456789xyz"), Some("alphabet"));
+        assert_eq!(weak("T0PS3CR3T6ateeUXgTOJ9e3P"), Some("known_sample"));
+        assert_eq!(weak("xM4qT9vB2nL7kP3wZ8rY5cF1hJ6dG0sA"), None);
+    }
+
+    #[test]
+    fn generated_keys_are_not_weak() {
+        // The rules must not flag good keys: 20,000 random ones, none flagged.
+        for _ in 0..20_000 {
+            let key = ApiKey::generate().unwrap();
+            assert_eq!(weakness(&key).map(|(r, _)| r), None);
+        }
+    }
+
+    #[test]
+    fn digests_compare_as_the_store_compares() {
+        let a = ApiKey::from_store("AbcdEfghIjklMnopQrstUvwx".into());
+        let b = ApiKey::from_store("abcdefghijklmnopqrstuvwx ".into());
+        assert_eq!(comparison_digest(&a, true), comparison_digest(&b, true));
+        assert_ne!(comparison_digest(&a, false), comparison_digest(&b, false));
+    }
+
+    #[test]
+    fn max_age_parses_days_and_weeks() {
+        assert_eq!(parse_max_age("90d"), Ok(90));
+        assert_eq!(parse_max_age("12w"), Ok(84));
+        assert_eq!(parse_max_age("30"), Ok(30));
+        assert!(parse_max_age("0d").is_err());
+        assert!(parse_max_age("soon").is_err());
+    }
+}

@@ -1,0 +1,128 @@
+//! The health view: the key health check's findings, grouped by code, most severe first.
+
+use ratatui::layout::{Constraint, Layout, Margin, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, BorderType, Clear, Paragraph};
+use ratatui::Frame;
+
+use super::theme::Theme;
+use crate::app::{App, Popup};
+use crate::sanitize::truncate_to_width;
+
+pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
+    match &app.popup {
+        Some(Popup::Checking { read }) => {
+            let rect = super::popup::centered(area, 50, 4);
+            frame.render_widget(Clear, rect);
+            let block = Block::bordered()
+                .border_type(BorderType::Rounded)
+                .title(Span::styled(" Key health ", theme.bold()));
+            frame.render_widget(
+                Paragraph::new(vec![
+                    Line::from("Checking every key the store holds…"),
+                    Line::from(format!("{read} key holders read")),
+                ])
+                .block(block),
+                rect,
+            );
+        }
+        Some(Popup::Health {
+            report,
+            summary,
+            selected,
+            scroll,
+        }) => {
+            let rect = area.inner(Margin::new(1, 1));
+            frame.render_widget(Clear, rect);
+            let title = format!(" Key health: {} findings ", report.findings.len());
+            let block = Block::bordered()
+                .border_type(BorderType::Rounded)
+                .title(Span::styled(title, theme.bold()));
+            let inner = block.inner(rect);
+            frame.render_widget(block, rect);
+            let [list, info] =
+                Layout::vertical([Constraint::Min(1), Constraint::Length(2)]).areas(inner);
+            let width = usize::from(list.width);
+            // Only the visible lines are made: a big site has tens of thousands of findings.
+            let (first, height) = (*scroll, usize::from(list.height));
+            let mut visible = Vec::with_capacity(height);
+            let mut line = 0;
+            for (i, f) in report.findings.iter().enumerate() {
+                if line >= first + height {
+                    break;
+                }
+                if i == 0 || report.findings[i - 1].code != f.code {
+                    if line >= first {
+                        let header = format!(
+                            "{} · {} · {}: {}",
+                            f.code.as_str(),
+                            f.code.severity().as_str(),
+                            report.count(f.code),
+                            f.code.advice()
+                        );
+                        visible.push(Line::from(Span::styled(
+                            truncate_to_width(&header, width),
+                            theme.table_header(),
+                        )));
+                    }
+                    line += 1;
+                    if line >= first + height {
+                        break;
+                    }
+                }
+                if line >= first {
+                    let name = if f.contact.is_deleted {
+                        format!("[deleted] {}", f.contact.display_name)
+                    } else {
+                        f.contact.display_name.to_string()
+                    };
+                    let row = format!(
+                        "{}{} {:>7}  {:<22}  {:<8}  {}",
+                        if i == *selected { "▶" } else { " " },
+                        if app.marked.contains_key(&f.contact.id) {
+                            "*"
+                        } else {
+                            " "
+                        },
+                        f.contact.id,
+                        truncate_to_width(&name, 22),
+                        f.key.masked(),
+                        f.detail
+                    );
+                    let row = truncate_to_width(&row, width);
+                    visible.push(if i == *selected {
+                        Line::from(Span::styled(row, theme.selected()))
+                    } else {
+                        Line::from(row)
+                    });
+                }
+                line += 1;
+            }
+            if report.findings.is_empty() {
+                visible.push(Line::from("No findings: every key passed."));
+            }
+            frame.render_widget(Paragraph::new(visible), list);
+            let marked = if app.marked.is_empty() {
+                String::new()
+            } else {
+                format!("{} marked · ", app.marked.len())
+            };
+            frame.render_widget(
+                Paragraph::new(vec![
+                    Line::from(Span::styled(
+                        truncate_to_width(summary, width),
+                        theme.dim(),
+                    )),
+                    Line::from(truncate_to_width(
+                        &format!(
+                            "{marked}space mark · * mark its group · R rotate marked · x revoke marked"
+                        ),
+                        width,
+                    )),
+                ]),
+                info,
+            );
+        }
+        _ => {}
+    }
+}
