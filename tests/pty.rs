@@ -779,8 +779,10 @@ fn health_view_fixes_every_finding_of_the_sample() {
     tui.send("*");
     tui.wait_text("Marked the 2 contacts of duplicate");
     tui.send("R");
-    tui.wait_text("Enter: rotate all");
+    tui.wait_text("Enter: this file");
     tui.send(ENTER);
+    tui.wait_text("y: rotate all");
+    tui.send("y");
     tui.wait_text("2 done");
     tui.send(ENTER);
     let after = all_keys(&store);
