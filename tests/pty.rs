@@ -700,6 +700,10 @@ fn ctrl_c_during_a_write_finishes_it_then_quits() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(tui.alive(), "quit before the write settled");
     blocker.execute_batch("ROLLBACK").unwrap();
+    // The new key is shown once before the quit ends: nobody else will ever have it.
+    tui.wait_text("closing this popup quits");
+    assert!(tui.alive(), "quit before the new key was shown");
+    tui.send("q");
     let exited = tui.wait_exit(secs(3));
     assert_eq!(exited.code, Some(0), "{exited:?}");
     let after = all_keys(&store);

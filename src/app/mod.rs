@@ -525,7 +525,17 @@ impl App {
                 self.on_searched(append, result)
             }
             Msg::Assigned { result } => {
-                self.settled();
+                // A new key nobody has seen must not vanish with the quit: it is shown
+                // once, and closing that popup finishes the quit.
+                if result.is_ok() && self.quitting {
+                    self.writing = None;
+                    self.notice = Some((
+                        "Quitting: note or copy the new key; closing this popup quits".into(),
+                        false,
+                    ));
+                } else {
+                    self.settled();
+                }
                 self.on_assigned(result)
             }
             Msg::Revoked { result } => {
@@ -927,6 +937,10 @@ impl App {
             }
             Action::Proceed | Action::Back | Action::Quit => {
                 self.popup = None;
+                // A quit asked for while this key was being assigned ends here.
+                if self.quitting {
+                    self.should_quit = true;
+                }
                 Vec::new()
             }
             _ => Vec::new(),

@@ -795,6 +795,51 @@ fn quit_waits_for_a_write_in_flight_and_a_second_ctrl_c_does_not() {
     }
 }
 
+/// A quit asked for while a key is being assigned waits for it, then shows the new key
+/// once (nobody else will ever have it) and quits when that popup is closed.
+#[test]
+fn quit_during_an_assign_shows_the_new_key_before_quitting() {
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::Rotate);
+    act(&mut app, Action::Proceed);
+    let Some(Popup::Confirm { contact, key }) = &app.popup else {
+        panic!("no confirm popup");
+    };
+    let (contact, key) = (
+        contact.clone(),
+        ApiKey::from_store(key.expose().to_string()),
+    );
+    act(&mut app, Action::Yes);
+    act(&mut app, Action::ForceQuit);
+    app.update(Msg::Assigned {
+        result: Ok(AssignDone {
+            assigned: Assigned {
+                contact: contact.clone(),
+                key,
+                previous: None,
+                regenerated: false,
+                audit_warning: None,
+            },
+            undo: UndoInfo {
+                contact_id: contact.id,
+                until_unix: 600,
+            },
+            history: None,
+            login_check: None,
+        }),
+    });
+    assert!(!app.should_quit, "the key has not been seen yet");
+    assert!(matches!(app.popup, Some(Popup::Shown { .. })));
+    assert!(app
+        .notice
+        .clone()
+        .unwrap()
+        .0
+        .contains("closing this popup quits"));
+    act(&mut app, Action::Back);
+    assert!(app.should_quit, "closing the shown key ends the quit");
+}
+
 #[test]
 fn quit_during_a_bulk_run_stops_it_then_quits() {
     let mut app = app_with(three(), true);
