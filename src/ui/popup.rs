@@ -211,27 +211,8 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
 }
 
 fn help_lines(theme: &Theme) -> Vec<Line<'static>> {
-    let rows = [
-        ("j / ↓, k / ↑", "move the selection"),
-        ("PgDn / PgUp", "move a page"),
-        ("g / G", "first / last contact"),
-        ("/", "search: id, email prefix, or name"),
-        ("Enter (search)", "keep the filter"),
-        ("Esc (search)", "clear the filter"),
-        ("r or Enter", "new key for the selected contact"),
-        ("x", "revoke the selected contact's key"),
-        ("u", "undo the last change (10 minutes)"),
-        ("space / * / o", "mark one / all matching / old keys"),
-        ("R", "rotate the marked contacts (keys to a file)"),
-        ("A", "list keys older than N days, oldest first"),
-        ("a", "audit journal (f: this contact / all)"),
-        ("c (new key shown)", "copy the key by OSC 52"),
-        ("?", "this help"),
-        ("Esc", "close a popup"),
-        ("q", "quit"),
-        ("Ctrl-C", "quit at once"),
-    ];
-    let mut lines: Vec<Line> = rows
+    // The same table as the man page and the README.
+    let mut lines: Vec<Line> = crate::reference::TUI_KEYS
         .iter()
         .map(|(k, v)| {
             Line::from(vec![
