@@ -465,7 +465,7 @@ fn man_page_has_every_section_command_key_and_exit_code() {
         "NO_COLOR",
         "api_key_env",
     ] {
-        assert!(page.contains(&var.replace('_', "_")), "{var}");
+        assert!(page.contains(var), "{var}");
     }
     for code in 0..=6 {
         assert!(
@@ -478,7 +478,6 @@ fn man_page_has_every_section_command_key_and_exit_code() {
         !page.contains("civikey\\-"),
         "a reference to another civikey page"
     );
-    assert!(!page.contains("(1)") || !page.contains("civikey\\-"));
 }
 
 #[test]
