@@ -259,8 +259,10 @@ pub enum Command {
     /// Where the config file is, write a commented one, or check it
     #[command(subcommand)]
     Config(crate::config_cmd::ConfigCommand),
-    /// Print a shell completion script (bash, zsh, fish, elvish, powershell); it completes
-    /// commands, flags and profile names by asking civikey
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    ///
+    /// The script asks civikey at each Tab, so it completes commands, their own flags, flag
+    /// values and the profile names of the config as it is then.
     Completions {
         /// The shell the script is for
         shell: clap_complete::Shell,
