@@ -188,6 +188,8 @@ fn now() -> i64 {
 impl Journal {
     /// Opens (creating on first use) the journal and its HMAC secret in `dir`.
     pub fn open(dir: &Path, actor: Actor) -> Result<Self, AuditError> {
+        // Before anything is made in it: another user's folder could hold a planted key.
+        fsperm::refuse_if_folder_exposed(dir).map_err(AuditError)?;
         fsperm::create_private_dir(dir).map_err(AuditError)?;
         let secret = load_or_make_secret(&dir.join("audit.key"))?;
         let path = dir.join("audit.sqlite");
@@ -205,8 +207,9 @@ impl Journal {
         let conn = Connection::open(&path).map_err(AuditError::from_sql)?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(AuditError::from_sql)?;
-        // FULL: the intent is on disk before the store is touched.
-        conn.execute_batch("PRAGMA synchronous = FULL;")
+        // FULL: the intent is on disk before the store is touched. secure_delete: freed
+        // pages are zeroed, so nothing deleted from the journal lingers in the file.
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA secure_delete = ON;")
             .map_err(AuditError::from_sql)?;
         conn.execute_batch(SCHEMA).map_err(AuditError::from_sql)?;
         Ok(Journal {
@@ -358,10 +361,12 @@ impl Journal {
         Ok(records.len())
     }
 
-    /// Newest first; `contact` narrows to one contact (in any store).
+    /// Newest first, of this store (of every store with `all_stores`: contact ids of two
+    /// stores are different people); `contact` narrows to one contact.
     pub fn entries(
         &self,
         contact: Option<ContactId>,
+        all_stores: bool,
         limit: usize,
     ) -> Result<Vec<Entry>, AuditError> {
         let mut stmt = self
@@ -369,7 +374,7 @@ impl Journal {
             .prepare_cached(
                 "SELECT id, time, operator, ssh_client, store, profile, contact_id, contact_name,
                         action, old_fp, new_fp, outcome, error, reconciled
-                   FROM audit WHERE (?1 IS NULL OR contact_id = ?1)
+                   FROM audit WHERE (?1 IS NULL OR contact_id = ?1) AND (?3 OR store = ?4)
                   ORDER BY id DESC LIMIT ?2",
             )
             .map_err(AuditError::from_sql)?;
@@ -380,49 +385,79 @@ impl Journal {
         let safe_opt = |text: Option<String>| text.map(safe);
         let short = |fp: Option<String>| fp.map(|f| safe(f.chars().take(8).collect::<String>()));
         let rows = stmt
-            .query_map(params![contact.map(|c| c as i64), limit as i64], |r| {
-                Ok(Entry {
-                    id: r.get(0)?,
-                    time: r.get(1)?,
-                    operator: safe(r.get(2)?),
-                    ssh_client: safe_opt(r.get(3)?),
-                    store: safe(r.get(4)?),
-                    profile: safe_opt(r.get(5)?),
-                    contact_id: r.get::<_, i64>(6)? as ContactId,
-                    contact_name: safe(r.get(7)?),
-                    action: safe(r.get(8)?),
-                    old_fingerprint: short(r.get(9)?),
-                    new_fingerprint: short(r.get(10)?),
-                    outcome: safe_opt(r.get(11)?),
-                    error: safe_opt(r.get(12)?),
-                    reconciled: safe_opt(r.get(13)?),
-                })
-            })
+            .query_map(
+                params![
+                    contact.map(|c| c as i64),
+                    limit as i64,
+                    all_stores,
+                    self.actor.store
+                ],
+                |r| {
+                    Ok(Entry {
+                        id: r.get(0)?,
+                        time: r.get(1)?,
+                        operator: safe(r.get(2)?),
+                        ssh_client: safe_opt(r.get(3)?),
+                        store: safe(r.get(4)?),
+                        profile: safe_opt(r.get(5)?),
+                        contact_id: r.get::<_, i64>(6)? as ContactId,
+                        contact_name: safe(r.get(7)?),
+                        action: safe(r.get(8)?),
+                        old_fingerprint: short(r.get(9)?),
+                        new_fingerprint: short(r.get(10)?),
+                        outcome: safe_opt(r.get(11)?),
+                        error: safe_opt(r.get(12)?),
+                        reconciled: safe_opt(r.get(13)?),
+                    })
+                },
+            )
             .map_err(AuditError::from_sql)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(AuditError::from_sql)?;
         Ok(rows)
     }
 
-    /// When civikey last set the key of `contact_id` in this store, and who did it.
+    /// When civikey set the key `contact_id` holds in this store, and who did it. After an
+    /// undo that is when the restored key was first assigned (None when civikey never
+    /// assigned it: its age is unknown), never the time of the undo.
     pub fn last_set(&self, contact_id: ContactId) -> Result<Option<(i64, String)>, AuditError> {
-        self.conn
+        let applied = "(outcome = 'done' OR reconciled = 'applied')";
+        let last: Option<(i64, String, String, Option<String>, i64)> = self
+            .conn
             .query_row(
-                "SELECT time, operator FROM audit
-                  WHERE store = ?1 AND contact_id = ?2 AND action IN ('assign', 'undo')
-                    AND (outcome = 'done' OR reconciled = 'applied')
-                  ORDER BY id DESC LIMIT 1",
+                &format!(
+                    "SELECT time, operator, action, new_fp, id FROM audit
+                      WHERE store = ?1 AND contact_id = ?2 AND action IN ('assign', 'undo')
+                        AND {applied}
+                      ORDER BY id DESC LIMIT 1"
+                ),
                 params![self.actor.store, contact_id as i64],
-                // Read back as untrusted, like `entries`: the operator name reaches the screen.
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        SafeText::new(&r.get::<_, String>(1)?).to_string(),
-                    ))
-                },
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()
-            .map_err(AuditError::from_sql)
+            .map_err(AuditError::from_sql)?;
+        let found = match last {
+            None => None,
+            Some((time, operator, action, _, _)) if action == "assign" => Some((time, operator)),
+            // An undo put back an older key: its age is that of the assign that set it.
+            Some((_, _, _, None, _)) => None,
+            Some((_, _, _, Some(fp), id)) => self
+                .conn
+                .query_row(
+                    &format!(
+                        "SELECT time, operator FROM audit
+                          WHERE store = ?1 AND contact_id = ?2 AND action = 'assign'
+                            AND new_fp = ?3 AND id < ?4 AND {applied}
+                          ORDER BY id DESC LIMIT 1"
+                    ),
+                    params![self.actor.store, contact_id as i64, fp, id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(AuditError::from_sql)?,
+        };
+        // Read back as untrusted, like `entries`: the operator name reaches the screen.
+        Ok(found.map(|(time, operator)| (time, SafeText::new(&operator).to_string())))
     }
 }
 
@@ -497,6 +532,17 @@ mod tests {
     }
 
     #[test]
+    fn the_journal_zeroes_what_it_frees() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = journal(dir.path());
+        let on: i64 = j
+            .conn
+            .query_row("PRAGMA secure_delete", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(on, 1);
+    }
+
+    #[test]
     fn intent_then_outcome_and_history() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = journal(dir.path());
@@ -518,7 +564,7 @@ mod tests {
         );
         j.outcome(rec, Outcome::Done, None).unwrap();
         assert!(j.unsettled(7).unwrap().is_empty());
-        let e = &j.entries(Some(7), 10).unwrap()[0];
+        let e = &j.entries(Some(7), false, 10).unwrap()[0];
         assert_eq!(e.outcome.as_deref(), Some("done"));
         assert_eq!(
             e.new_fingerprint.as_deref(),
@@ -556,9 +602,9 @@ mod tests {
         assert_eq!(j.unsettled_contacts().unwrap().len(), 2);
         assert_eq!(j.reconcile(1, Some(&new)).unwrap(), 1);
         assert_eq!(j.reconcile(2, Some(&old)).unwrap(), 1);
-        let e1 = &j.entries(Some(1), 1).unwrap()[0];
+        let e1 = &j.entries(Some(1), false, 1).unwrap()[0];
         assert_eq!(e1.reconciled.as_deref(), Some("applied"));
-        let e2 = &j.entries(Some(2), 1).unwrap()[0];
+        let e2 = &j.entries(Some(2), false, 1).unwrap()[0];
         assert_eq!(e2.reconciled.as_deref(), Some("not-applied"));
         assert_eq!(e2.outcome.as_deref(), Some("unknown"));
         assert!(j.unsettled_contacts().unwrap().is_empty());
@@ -598,5 +644,88 @@ mod tests {
         .unwrap();
         let err = Journal::open(dir.path(), Actor::default()).err().unwrap();
         assert!(err.to_string().contains("chmod 600"), "{err}");
+    }
+
+    fn done(
+        j: &mut Journal,
+        id: ContactId,
+        action: Action,
+        old: Option<&ApiKey>,
+        new: Option<&ApiKey>,
+    ) {
+        let rec = j
+            .intent(id, &SafeText::new("Ada"), action, old, new)
+            .unwrap();
+        j.outcome(rec, Outcome::Done, None).unwrap();
+    }
+
+    fn set_time(j: &Journal, time: i64) {
+        j.conn
+            .execute(
+                "UPDATE audit SET time = ?1 WHERE id = (SELECT max(id) FROM audit)",
+                [time],
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn an_undone_key_keeps_the_age_of_its_assign_or_has_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = journal(dir.path());
+        let (k0, k1, k2) = (
+            ApiKey::generate().unwrap(),
+            ApiKey::generate().unwrap(),
+            ApiKey::generate().unwrap(),
+        );
+        done(&mut j, 7, Action::Assign, Some(&k0), Some(&k1));
+        set_time(&j, 1_000);
+        done(&mut j, 7, Action::Assign, Some(&k1), Some(&k2));
+        set_time(&j, 2_000);
+        done(&mut j, 7, Action::Undo, Some(&k2), Some(&k1));
+        set_time(&j, 3_000);
+        assert_eq!(j.last_set(7).unwrap().map(|s| s.0), Some(1_000), "k1's age");
+        // Undoing the first assign brings back k0, which civikey never set: unknown.
+        done(&mut j, 7, Action::Assign, Some(&k1), Some(&k2));
+        done(&mut j, 8, Action::Assign, Some(&k0), Some(&k1));
+        done(&mut j, 8, Action::Undo, Some(&k1), Some(&k0));
+        assert_eq!(j.last_set(8).unwrap(), None, "k0's age is unknown");
+        // A revoke undone: the key that comes back keeps the age of its assign.
+        done(&mut j, 9, Action::Assign, None, Some(&k1));
+        set_time(&j, 5_000);
+        done(&mut j, 9, Action::Revoke, Some(&k1), None);
+        done(&mut j, 9, Action::Undo, None, Some(&k1));
+        assert_eq!(j.last_set(9).unwrap().map(|s| s.0), Some(5_000));
+    }
+
+    #[test]
+    fn entries_are_of_this_store_unless_all_are_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = ApiKey::generate().unwrap();
+        let mut here = journal(dir.path());
+        done(&mut here, 1, Action::Assign, None, Some(&key));
+        drop(here);
+        let mut other = Journal::open(
+            dir.path(),
+            Actor {
+                operator: "bob".into(),
+                store: "https://other.example.org".into(),
+                ..Actor::default()
+            },
+        )
+        .unwrap();
+        // Contact 1 of another store: another person.
+        done(&mut other, 1, Action::Revoke, Some(&key), None);
+        let here = journal(dir.path());
+        let mine = here.entries(None, false, 10).unwrap();
+        assert_eq!(mine.len(), 1);
+        assert_eq!(mine[0].store, "sqlite:/x");
+        assert_eq!(here.entries(Some(1), false, 10).unwrap().len(), 1);
+        let all = here.entries(None, true, 10).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].store, "https://other.example.org");
+        assert_eq!(
+            other.entries(Some(1), false, 10).unwrap()[0].action,
+            "revoke"
+        );
     }
 }

@@ -232,6 +232,9 @@ pub enum Command {
         /// Only this contact's records
         #[arg(long)]
         contact: Option<ContactId>,
+        /// Records of every store in the journal, not only this one's (adds a store column)
+        #[arg(long)]
+        all_stores: bool,
         /// At most this many records (1 to 100000)
         #[arg(long, default_value_t = 100)]
         limit: usize,
@@ -637,12 +640,13 @@ pub fn assign(
 pub fn audit(
     journal: &Journal,
     contact: Option<ContactId>,
+    all_stores: bool,
     limit: usize,
     json: bool,
     header: bool,
 ) -> Result<(), Failure> {
     let entries = journal
-        .entries(contact, limit.clamp(1, 100_000))
+        .entries(contact, all_stores, limit.clamp(1, 100_000))
         .map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
     if json {
         let doc = serde_json::to_string(&entries)
@@ -651,7 +655,7 @@ pub fn audit(
         return Ok(());
     }
     if header {
-        out::line(audit_header())?;
+        out::line(audit_header(all_stores))?;
     }
     for e in &entries {
         let outcome = match (&e.outcome, &e.reconciled) {
@@ -659,8 +663,14 @@ pub fn audit(
             (Some(o), None) => o.clone(),
             (None, None) => "in-flight".into(),
         };
+        // In full: two stores' locations often share a long beginning.
+        let store = if all_stores {
+            format!("{}  ", SafeText::new(&e.store))
+        } else {
+            String::new()
+        };
         out::line(format_args!(
-            "{}  {:<10} {:<15} {:>8}  {:<24} {:<6} {}->{}  {}{}",
+            "{}  {store}{:<10} {:<15} {:>8}  {:<24} {:<6} {}->{}  {}{}",
             crate::ui::format_time(e.time),
             SafeText::new(&e.operator).truncated(10),
             SafeText::new(e.ssh_client.as_deref().unwrap_or("local")).truncated(15),
@@ -679,10 +689,18 @@ pub fn audit(
     Ok(())
 }
 
-fn audit_header() -> String {
+fn audit_header(all_stores: bool) -> String {
     format!(
-        "{:<20}  {:<10} {:<15} {:>8}  {:<24} {:<6} {}  {}",
-        "TIME", "OPERATOR", "FROM", "CONTACT", "NAME", "ACTION", "OLD->NEW", "OUTCOME"
+        "{:<20}  {}{:<10} {:<15} {:>8}  {:<24} {:<6} {}  {}",
+        "TIME",
+        if all_stores { "STORE  " } else { "" },
+        "OPERATOR",
+        "FROM",
+        "CONTACT",
+        "NAME",
+        "ACTION",
+        "OLD->NEW",
+        "OUTCOME"
     )
 }
 

@@ -26,7 +26,7 @@ use zeroize::Zeroizing;
 use crate::fsperm;
 use crate::key::ApiKey;
 use crate::sanitize::SafeText;
-use crate::store::spec::{CvOptions, MysqlOptions, RestOptions, Secret, StoreSpec};
+use crate::store::spec::{CvOptions, MysqlOptions, MysqlTls, RestOptions, Secret, StoreSpec};
 
 /// Environment variable naming the config file.
 pub const CONFIG_ENV: &str = "CIVIKEY_CONFIG";
@@ -226,7 +226,7 @@ struct RawProfile {
     password_file: Option<Spanned<String>>,
     password_env: Option<Spanned<String>>,
     table_prefix: Option<Spanned<String>>,
-    tls: Option<Spanned<bool>>,
+    tls: Option<Spanned<RawTls>>,
     tls_ca_file: Option<Spanned<String>>,
     timeout_seconds: Option<Spanned<i64>>,
     api_key_file: Option<Spanned<String>>,
@@ -234,6 +234,36 @@ struct RawProfile {
     site_key_file: Option<Spanned<String>>,
     site_key_env: Option<Spanned<String>>,
     cv_binary: Option<Spanned<String>>,
+}
+
+/// A MySQL profile's `tls` as written: `true`, `false` or `"off"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RawTls {
+    Bool(bool),
+    Off,
+}
+
+impl<'de> Deserialize<'de> for RawTls {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RawTls;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true, false or \"off\"")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<RawTls, E> {
+                Ok(RawTls::Bool(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawTls, E> {
+                if v == "off" {
+                    Ok(RawTls::Off)
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Str(v), &self))
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 impl RawProfile {
@@ -361,7 +391,7 @@ enum Target {
         address: String,
         password: Option<SecretSource>,
         table_prefix: String,
-        tls: bool,
+        tls: MysqlTls,
         tls_ca_file: Option<PathBuf>,
         timeout: Duration,
     },
@@ -995,17 +1025,22 @@ fn check_profile(
                 Some(ca) => Some(path_field("tls_ca_file", ca)?),
                 None => None,
             };
-            let tls = match (&raw.tls, &tls_ca_file) {
-                (Some(tls), Some(_)) if !*tls.get_ref() => {
+            let tls = match (raw.tls.as_ref().map(|t| (*t.get_ref(), t.span())), &tls_ca_file) {
+                (Some((RawTls::Bool(false) | RawTls::Off, span)), Some(_)) => {
                     return Err(ConfigError::at(
                         src,
-                        &tls.span(),
-                        format!("{here}.tls: tls = false but tls_ca_file is set; expected tls = true or no tls_ca_file"),
+                        &span,
+                        format!("{here}.tls: TLS is off but tls_ca_file is set; expected tls = true or no tls_ca_file"),
                     ))
                 }
-                (Some(tls), _) => *tls.get_ref(),
+                (Some((RawTls::Bool(true), _)), _) => MysqlTls::Required,
+                (Some((RawTls::Off, _)), _) => MysqlTls::Off,
+                // `false` is the same as leaving it out: no TLS to this machine, any other
+                // host refused until the profile says true or "off".
+                (Some((RawTls::Bool(false), _)), None) => MysqlTls::Auto,
                 // A CA file only makes sense with TLS: asking for one asks for TLS.
-                (None, ca) => ca.is_some(),
+                (None, Some(_)) => MysqlTls::Required,
+                (None, None) => MysqlTls::Auto,
             };
             Target::Mysql {
                 address,
@@ -1126,7 +1161,8 @@ fn bare_store(address: &str, read_only: bool) -> Result<StoreSpec, ConfigError> 
             // The MySQL store falls back to ~/.my.cnf [client] when there is no password.
             password: None,
             table_prefix: String::new(),
-            tls: false,
+            // Loopback only: another host needs a profile that says tls = true or "off".
+            tls: MysqlTls::Auto,
             tls_ca_file: None,
             timeout: Duration::from_secs(DEFAULT_MYSQL_TIMEOUT),
         })),

@@ -90,7 +90,12 @@ const FIELDS: &[(&str, &str, &str, bool)] = &[
         "\"civi_\"",
         false,
     ),
-    ("tls", "optional; true requires TLS (default false)", "true", false),
+    (
+        "tls",
+        "true: verified TLS; \"off\": clear text, warned on every run; not set (or false): only a database on this machine (loopback) is reached",
+        "true",
+        false,
+    ),
     (
         "tls_ca_file",
         "optional; the CA certificate that signed the server's (PEM); implies tls",

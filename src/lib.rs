@@ -20,6 +20,7 @@ pub mod hygiene;
 pub mod import;
 pub mod key;
 pub mod manpage;
+pub mod redact;
 pub mod reference;
 pub mod rotation;
 pub mod sanitize;

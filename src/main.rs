@@ -99,6 +99,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
         ),
     }
     .map_err(config_failure)?;
+    if let Some(warning) = resolved.spec.warning() {
+        cli::out::note(warning);
+    }
     let spec = match resolved.spec {
         // SQLite opens read-only itself; every other store is wrapped.
         spec @ StoreSpec::Sqlite { .. } => spec,
@@ -151,6 +154,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     };
     if let Command::Audit {
         contact,
+        all_stores,
         limit,
         json,
         no_header,
@@ -159,6 +163,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         return cli::audit(
             &journal()?,
             contact,
+            all_stores,
             limit,
             json,
             cli::wants_header(no_header),

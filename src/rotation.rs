@@ -13,6 +13,7 @@
 
 use crate::audit::{self, AuditError, Journal, Outcome};
 use crate::key::{ApiKey, KeyError, KeyHint, KeySource};
+use crate::redact;
 use crate::sanitize::SafeText;
 use crate::store::{Contact, ContactId, ContactStore, StoreError};
 
@@ -169,7 +170,9 @@ fn assign_as(
                 capacity: info.key_capacity,
             });
         }
-        let holders = store.holders_of(&key)?;
+        let holders = store
+            .holders_of(&key)
+            .map_err(|e| redact::store_error(e, &held(previous.as_ref(), Some(&key))))?;
         let clash = holders.first().copied().or_else(|| {
             // A store that compares case-sensitively still must not hold a key that a
             // case-insensitive CiviCRM would confuse with the current one.
@@ -266,7 +269,28 @@ fn read_current(
     Ok((contact, previous))
 }
 
+/// The keys an operation holds, for [`redact::store_error`].
+fn held<'a>(old: Option<&'a ApiKey>, new: Option<&'a ApiKey>) -> Vec<&'a ApiKey> {
+    old.into_iter().chain(new).collect()
+}
+
+/// Steps 4 and 5. Store errors come back with the old and the new key hidden, before they
+/// are journaled or shown.
 fn write_and_verify(
+    store: &mut dyn ContactStore,
+    id: ContactId,
+    expected: Option<&ApiKey>,
+    new: Option<&ApiKey>,
+) -> Result<(), RotationError> {
+    write_and_verify_raw(store, id, expected, new).map_err(|e| match e {
+        RotationError::Store(e) => {
+            RotationError::Store(redact::store_error(e, &held(expected, new)))
+        }
+        other => other,
+    })
+}
+
+fn write_and_verify_raw(
     store: &mut dyn ContactStore,
     id: ContactId,
     expected: Option<&ApiKey>,
@@ -321,6 +345,139 @@ fn check_expectation(
                 Ok(())
             } else {
                 Err(RotationError::ChangedSinceSeen)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::Actor;
+    use crate::key::OsKeySource;
+    use crate::seed::SeedContact;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{Page, Query, StoreInfo};
+
+    /// A SQLite store whose writes (or uniqueness checks) fail with a message quoting
+    /// every key they were handed, as a MySQL trigger, a REST site or `cv` can.
+    struct Echoing {
+        inner: SqliteStore,
+        make: fn(SafeText) -> StoreError,
+        on_holders: bool,
+    }
+
+    impl ContactStore for Echoing {
+        fn info(&self) -> StoreInfo {
+            self.inner.info()
+        }
+        fn search(&mut self, query: &Query) -> Result<Page, StoreError> {
+            self.inner.search(query)
+        }
+        fn contact(&mut self, id: ContactId) -> Result<Contact, StoreError> {
+            self.inner.contact(id)
+        }
+        fn holders_of(&mut self, key: &ApiKey) -> Result<Vec<ContactId>, StoreError> {
+            if self.on_holders {
+                return Err((self.make)(SafeText::new(&format!(
+                    "cannot search for {} ({})",
+                    key.expose(),
+                    key.expose().to_ascii_uppercase()
+                ))));
+            }
+            self.inner.holders_of(key)
+        }
+        fn read_key(&mut self, id: ContactId) -> Result<Option<ApiKey>, StoreError> {
+            self.inner.read_key(id)
+        }
+        fn swap_key(
+            &mut self,
+            _id: ContactId,
+            expected: Option<&ApiKey>,
+            new: Option<&ApiKey>,
+        ) -> Result<(), StoreError> {
+            let quote = |k: Option<&ApiKey>| k.map_or(String::new(), |k| k.expose().to_string());
+            Err((self.make)(SafeText::new(&format!(
+                "45000 trigger said: {}{} / old={} new={}",
+                quote(expected),
+                quote(new),
+                quote(expected).to_ascii_lowercase(),
+                quote(new)
+            ))))
+        }
+    }
+
+    #[test]
+    fn store_errors_are_shown_and_journaled_without_the_keys() {
+        let makers: [fn(SafeText) -> StoreError; 7] = [
+            StoreError::PermissionDenied,
+            StoreError::ReadOnly,
+            StoreError::Unreachable,
+            StoreError::Timeout,
+            StoreError::BadData,
+            StoreError::OutcomeUnknown,
+            StoreError::Invalid,
+        ];
+        for (i, make) in makers.into_iter().enumerate() {
+            for on_holders in [false, true] {
+                let dir = tempfile::tempdir().unwrap();
+                let old = ApiKey::generate().unwrap();
+                let contact = SeedContact {
+                    id: Some(7),
+                    contact_type: "Individual".into(),
+                    display_name: "Ada".into(),
+                    sort_name: "Ada".into(),
+                    first_name: None,
+                    last_name: None,
+                    email: None,
+                    is_deleted: false,
+                    api_key: Some(old.clone()),
+                    uf_id: None,
+                    roles: vec![],
+                };
+                let path = dir.path().join("s.sqlite");
+                let inner = SqliteStore::create(&path, [contact], &mut |_| {}).unwrap();
+                let mut store = Echoing {
+                    inner,
+                    make,
+                    on_holders,
+                };
+                let actor = Actor {
+                    operator: "alice".into(),
+                    ..Actor::default()
+                };
+                let mut journal = Journal::open(&dir.path().join("data"), actor).unwrap();
+                let new = ApiKey::generate().unwrap();
+                let given = ApiKey::from_store(new.expose().to_string());
+                let err = assign(
+                    &mut store,
+                    &mut journal,
+                    &mut OsKeySource,
+                    7,
+                    &Expectation::Current,
+                    NewKey::Generated(given),
+                )
+                .err()
+                .unwrap();
+                let shown = err.to_string();
+                let journal_bytes = std::fs::read(journal.path()).unwrap();
+                let entries = format!("{:?}", journal.entries(Some(7), false, 10).unwrap());
+                for key in [&old, &new] {
+                    for text in [key.expose().to_string(), key.expose().to_ascii_lowercase()] {
+                        assert!(!shown.contains(&text), "{i} {on_holders}: {shown}");
+                        assert!(!entries.contains(&text), "{i}: {entries}");
+                        assert!(
+                            !journal_bytes
+                                .windows(text.len())
+                                .any(|w| w == text.as_bytes()),
+                            "{i}: the journal file holds a key"
+                        );
+                    }
+                }
+                assert!(shown.contains(redact::HIDDEN), "{shown}");
+                if !on_holders {
+                    assert!(entries.contains(redact::HIDDEN), "{i}: {entries}");
+                }
             }
         }
     }

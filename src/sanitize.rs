@@ -6,6 +6,11 @@
 //! hand a raw escape sequence to the operator's terminal.
 
 use std::fmt;
+
+use icu_properties::props::{DefaultIgnorableCodePoint, GeneralCategory};
+use icu_properties::{
+    CodePointMapData, CodePointMapDataBorrowed, CodePointSetData, CodePointSetDataBorrowed,
+};
 use unicode_width::UnicodeWidthChar;
 
 /// Text that holds no control characters, no bidi overrides and no invisible characters.
@@ -66,19 +71,31 @@ fn push_inert(out: &mut String, c: char) {
         0x7F => out.push('\u{2421}'),
         // C1 controls have no pictures; 0x9B alone is a CSI on 8-bit terminals.
         0x80..=0x9F => out.push_str(&format!("\\x{code:02X}")),
-        // Bidi embeddings/overrides/isolates and marks, zero-width characters, line and
-        // paragraph separators, the BOM and the interlinear annotation characters: all
-        // invisible or reordering, so an attacker could hide or disguise text with them.
-        0x061C
-        | 0x180E
-        | 0x200B..=0x200F
-        | 0x2028..=0x202E
-        | 0x2060..=0x2069
-        | 0xFEFF
-        | 0xFFF9..=0xFFFB
-        | 0xE0000..=0xE007F => out.push_str(&format!("<U+{code:04X}>")),
+        _ if is_invisible(c) => out.push_str(&format!("<U+{code:04X}>")),
         _ => out.push(c),
     }
+}
+
+/// Characters that show nothing, or reorder or hide the text around them, so an attacker
+/// could hide or disguise text with them: every Default_Ignorable_Code_Point (zero-width
+/// characters, bidi controls, variation selectors, Hangul fillers, tags, ...), every
+/// format character (General_Category=Cf: bidi marks, the BOM, Arabic number signs,
+/// interlinear annotations, ...), the line and paragraph separators, and U+2800 BRAILLE
+/// PATTERN BLANK, a symbol that renders as an empty cell. From the Unicode data ICU4X
+/// ships (`icu_properties`), so new Unicode versions come with the crate.
+pub fn is_invisible(c: char) -> bool {
+    const DEFAULT_IGNORABLE: CodePointSetDataBorrowed<'static> =
+        CodePointSetData::new::<DefaultIgnorableCodePoint>();
+    const CATEGORY: CodePointMapDataBorrowed<'static, GeneralCategory> =
+        CodePointMapData::<GeneralCategory>::new();
+    DEFAULT_IGNORABLE.contains(c)
+        || matches!(
+            CATEGORY.get(c),
+            GeneralCategory::Format
+                | GeneralCategory::LineSeparator
+                | GeneralCategory::ParagraphSeparator
+        )
+        || c == '\u{2800}'
 }
 
 /// Cuts already-safe text to `max` columns, ending in `…` when anything was cut.
@@ -178,6 +195,53 @@ mod tests {
             let c = char::from_u32(code).unwrap();
             let safe = SafeText::new(&format!("a{c}b"));
             assert_eq!(safe.as_str(), format!("a<U+{code:04X}>b"));
+        }
+    }
+
+    /// The code points an adversarial review found reaching `list`, `show` and `--json`
+    /// raw, before the sanitizer took its set from the Unicode data.
+    const REVIEW_FOUND: &[(u32, u32)] = &[
+        (0x00AD, 0x00AD),
+        (0x034F, 0x034F),
+        (0x0600, 0x0605),
+        (0x06DD, 0x06DD),
+        (0x070F, 0x070F),
+        (0x115F, 0x1160),
+        (0x3164, 0x3164),
+        (0xFFA0, 0xFFA0),
+        (0x180B, 0x180F),
+        (0x206A, 0x206F),
+        (0x2800, 0x2800),
+        (0xFE00, 0xFE0F),
+        (0xE0100, 0xE01EF),
+        (0x1BCA0, 0x1BCA3),
+        (0x1D173, 0x1D17A),
+    ];
+
+    #[test]
+    fn invisible_and_format_characters_the_review_found_are_shown() {
+        for &(first, last) in REVIEW_FOUND {
+            for code in first..=last {
+                let c = char::from_u32(code).unwrap();
+                let safe = SafeText::new(&format!("a{c}b"));
+                assert_eq!(safe.as_str(), format!("a<U+{code:04X}>b"));
+            }
+        }
+    }
+
+    #[test]
+    fn every_code_point_is_sanitized_idempotently() {
+        for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+            let once = SafeText::new(c.encode_utf8(&mut [0; 4]));
+            assert!(
+                !once
+                    .as_str()
+                    .chars()
+                    .any(|d| d.is_control() || is_invisible(d)),
+                "U+{:04X} -> {once:?}",
+                c as u32
+            );
+            assert_eq!(SafeText::new(once.as_str()), once, "U+{:04X}", c as u32);
         }
     }
 

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use ratatui::backend::{Backend, CrosstermBackend};
 use ratatui::buffer::Buffer;
-use ratatui::crossterm::event::{self, Event as TermEvent};
+use ratatui::crossterm::event::{
+    self, DisableBracketedPaste, EnableBracketedPaste, Event as TermEvent,
+};
 use ratatui::crossterm::terminal::{
     self, BeginSynchronizedUpdate, EndSynchronizedUpdate, EnterAlternateScreen,
     LeaveAlternateScreen,
@@ -33,8 +35,11 @@ static TERMINAL_ACTIVE: AtomicBool = AtomicBool::new(false);
 
 /// How long a dropped link waits for a store call in flight to finish before exiting.
 const HANGUP_GRACE: Duration = Duration::from_millis(1500);
-/// How long a normal quit waits for a store call in flight.
-const QUIT_GRACE: Duration = Duration::from_secs(15);
+/// How long SIGTERM waits for a store call in flight.
+const TERMINATE_GRACE: Duration = Duration::from_secs(15);
+/// How long the input thread lets crossterm look for more of what arrived (see
+/// `spawn_input_thread`).
+const INPUT_DRAIN: Duration = Duration::from_millis(1);
 
 /// The TUI's only way to the terminal: ratatui frames (drawn from SafeText; ratatui also drops
 /// control characters), mode switches, and the OSC 52 copy the operator asked for. Everything
@@ -50,7 +55,12 @@ fn restore() {
     }
     let _ = terminal::disable_raw_mode();
     if !TERMINAL_GONE.load(Ordering::SeqCst) {
-        let _ = execute!(tty(), LeaveAlternateScreen, cursor::Show);
+        let _ = execute!(
+            tty(),
+            DisableBracketedPaste,
+            LeaveAlternateScreen,
+            cursor::Show
+        );
     }
 }
 
@@ -62,7 +72,13 @@ impl TerminalGuard {
         terminal::enable_raw_mode()?;
         TERMINAL_ACTIVE.store(true, Ordering::SeqCst);
         let guard = TerminalGuard(());
-        execute!(tty(), EnterAlternateScreen, cursor::Hide)?;
+        // Bracketed paste: a paste arrives as one Event::Paste, never as key presses.
+        execute!(
+            tty(),
+            EnterAlternateScreen,
+            EnableBracketedPaste,
+            cursor::Hide
+        )?;
         Ok(guard)
     }
 }
@@ -160,6 +176,10 @@ pub fn run(
                     }
                     None => Vec::new(),
                 },
+                Event::Term(TermEvent::Paste(text)) => {
+                    touched = true;
+                    app.update(Msg::Paste(text))
+                }
                 Event::Term(TermEvent::Resize(width, height)) => {
                     touched = true;
                     app.update(Msg::Resize { width, height })
@@ -193,6 +213,8 @@ pub fn run(
                         out.write_all(seq.as_bytes())?;
                         out.flush()?;
                     }
+                    // A bulk run stops after the contact in flight; its answer ends the TUI.
+                    Cmd::StopBulk => stop.store(true, Ordering::SeqCst),
                     other => dispatch(vec![other], &jobs_tx),
                 }
             }
@@ -205,16 +227,17 @@ pub fn run(
             draw(&mut screen, &app)?;
         }
     }
-    // Let a store call in flight finish (its outcome is then known), then leave; a bulk
-    // run stops after the contact in flight.
     stop.store(true, Ordering::SeqCst);
     drop(jobs_tx);
-    let grace = if matches!(exit, Exit::HungUp) {
-        HANGUP_GRACE
-    } else {
-        QUIT_GRACE
-    };
-    join_with_timeout(worker, grace);
+    // q and Ctrl-C end the TUI only when no write is in flight (the app waited for it to
+    // settle), or when the operator pressed Ctrl-C again (the journal's intent is settled
+    // by the next run): the worker is abandoned, whatever read it is doing. A signal or a
+    // dropped link lets a store call in flight finish first, so its outcome is known.
+    match exit {
+        Exit::Quit | Exit::StoreFailed(_) => drop(worker),
+        Exit::HungUp => join_with_timeout(worker, HANGUP_GRACE),
+        Exit::Terminated => join_with_timeout(worker, TERMINATE_GRACE),
+    }
     drop(guard);
     Ok(exit)
 }
@@ -314,9 +337,19 @@ fn spawn_input_thread(events: Sender<Event>) -> io::Result<()> {
                 let _ = events.send(Event::Hangup);
                 return;
             }
-            // What arrived, then whatever crossterm parsed along with it (a paste is many
-            // keys in one read); poll(ZERO) answers from crossterm's buffer first.
+            // What arrived, then whatever crossterm parsed along with it (several keys in
+            // one read). Only poll() with a short timeout, never a blocking read(): should
+            // the terminal hang up right now, crossterm returns within INPUT_DRAIN and
+            // `wait_for_input` sees the hang-up.
             loop {
+                match event::poll(INPUT_DRAIN) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(_) => {
+                        let _ = events.send(Event::Hangup);
+                        return;
+                    }
+                }
                 let event = match event::read() {
                     Ok(ev) => Event::Term(ev),
                     // The terminal failed: the operator is gone. Never retry in a loop.
@@ -325,14 +358,6 @@ fn spawn_input_thread(events: Sender<Event>) -> io::Result<()> {
                 let gone = matches!(event, Event::Hangup);
                 if events.send(event).is_err() || gone {
                     return;
-                }
-                match event::poll(Duration::ZERO) {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err(_) => {
-                        let _ = events.send(Event::Hangup);
-                        return;
-                    }
                 }
             }
         })?;
@@ -350,6 +375,12 @@ fn spawn_input_thread(events: Sender<Event>) -> io::Result<()> {
 /// hang-up to land inside crossterm.
 ///
 /// crossterm reads stdin when it is a terminal, which `run` requires of its callers.
+///
+/// crossterm's event source is its poll(2) one (feature `use-dev-tty`, Cargo.toml), which
+/// is level-triggered like this wait. Its default mio source is edge-triggered and, when a
+/// SIGWINCH and a key press were both pending, returned the resize and dropped the
+/// terminal's readiness: the key then waited inside crossterm for the next one (a key held
+/// back after every resize, tests/pty.rs).
 fn wait_for_input() -> bool {
     let mut fd = libc::pollfd {
         fd: libc::STDIN_FILENO,

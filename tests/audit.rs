@@ -201,3 +201,48 @@ fn assign_from_stdin_validates_and_refuses_clashes() {
         "--key-stdin is required: keys never go in argv"
     );
 }
+
+/// Two stores share contact ids (different people): `audit` shows this store's records only,
+/// `--all-stores` every store's, with a store column.
+#[test]
+fn audit_shows_this_stores_records_unless_all_stores() {
+    let env = Env::new();
+    let other = env.dir.path().join("other.sqlite");
+    let other_spec = format!("sqlite:{}", other.display());
+    let out = env.run(&["seed", "--sample", "--store", &other_spec], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for store in [None, Some(other_spec.as_str())] {
+        let mut args = vec!["rotate", "101", "--yes"];
+        if let Some(spec) = store {
+            args.extend(["--store", spec]);
+        }
+        let out = env.run(&args, None);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let stores = |args: &[&str]| -> Vec<String> {
+        let out = env.run(args, None);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let entries: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["store"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let here = stores(&["audit", "--json"]);
+    assert_eq!(here.len(), 1, "{here:?}");
+    assert!(!here[0].contains("other.sqlite"), "{here:?}");
+    let there = stores(&["audit", "--json", "--store", &other_spec]);
+    assert_eq!(there.len(), 1, "{there:?}");
+    assert!(there[0].contains("other.sqlite"), "{there:?}");
+    assert_eq!(
+        stores(&["audit", "--json", "--contact", "101", "--all-stores"]).len(),
+        2
+    );
+    let plain = text(&env.run(&["audit", "--all-stores"], None).stdout);
+    assert_eq!(plain.lines().count(), 2, "{plain}");
+    assert!(plain.contains("other.sqlite"), "a store column: {plain}");
+    let plain = text(&env.run(&["audit"], None).stdout);
+    assert!(!plain.contains("sqlite:"), "no store column: {plain}");
+}

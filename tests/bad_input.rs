@@ -224,7 +224,7 @@ fn config_with_wrong_types_exits_1_with_its_line() {
             5,
             "invalid type: string \"ten\"",
         ),
-        ("[profiles.db]\nkind = \"mysql\"\naddress = \"mysql://u@h/db\"\ntls = \"yes\"\n", 4, "expected a boolean"),
+        ("[profiles.db]\nkind = \"mysql\"\naddress = \"mysql://u@h/db\"\ntls = \"yes\"\n", 4, "expected true, false or \"off\""),
         ("profiles = 3\n", 1, "invalid type: integer"),
         ("default_profile = [1, 2]\n", 1, "invalid type: sequence"),
         ("[profiles.a]\nkind = 7\n", 2, "invalid type: integer"),
@@ -398,4 +398,158 @@ fn a_redirect_is_not_followed_and_credentials_stay_home() {
         elsewhere.accept().is_err(),
         "the redirect target was contacted"
     );
+}
+
+/// A MySQL host that is not this machine, with no `tls` in the profile (or a bare
+/// `--store`): refused at once, before any connection. 0.0.0.0 is not loopback by its
+/// text, yet a connection to it stays on this machine (Linux routes it to the local
+/// host), so no test here ever sends a packet elsewhere.
+/// With `tls = "off"` it is tried, and every run says that TLS is off.
+#[test]
+fn remote_mysql_without_tls_is_refused_before_connecting() {
+    let env = Env::new();
+    for host in ["db.example.invalid", "0.0.0.0"] {
+        let config = env.file(
+            "config.toml",
+            format!("[profiles.db]\nkind = \"mysql\"\naddress = \"mysql://civikey@{host}/civicrm\"\ntimeout_seconds = 30\n").as_bytes(),
+        );
+        for args in [
+            vec!["list", "--profile", "db"],
+            vec![
+                "list",
+                "--store",
+                &format!("mysql://civikey@{host}/civicrm"),
+            ],
+        ] {
+            let started = std::time::Instant::now();
+            let out = env.run(&args, Some(&config));
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "{args:?}: it tried to connect"
+            );
+            assert_fails(&out, 1, &["only over verified TLS"], &format!("{args:?}"));
+            let err = stderr(&out);
+            assert!(
+                err.contains("nothing was sent") && err.contains("tls = \"off\""),
+                "{err}"
+            );
+        }
+    }
+    let config = env.file(
+        "config.toml",
+        b"[profiles.db]\nkind = \"mysql\"\naddress = \"mysql://civikey@0.0.0.0:1/civicrm\"\ntls = \"off\"\ntimeout_seconds = 1\n",
+    );
+    for _ in 0..2 {
+        let out = env.run(&["list", "--profile", "db"], Some(&config));
+        let err = stderr(&out);
+        assert_ne!(out.status.code(), Some(0), "{err}");
+        assert!(
+            err.starts_with("warning: TLS is off for mysql://civikey@0.0.0.0:1/civicrm"),
+            "{err}"
+        );
+    }
+}
+
+/// A database that is not civikey's and is not CiviCRM-shaped (the columns civikey reads
+/// are missing): refused by every command, and not one byte of it changes (civikey's
+/// search tables and triggers are never added to it).
+#[test]
+fn foreign_sqlite_file_is_never_modified() {
+    let env = Env::new();
+    let path = env.path("foreign.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE civicrm_contact (id INTEGER PRIMARY KEY, display_name TEXT, sort_name TEXT, note TEXT);
+             INSERT INTO civicrm_contact VALUES (1, 'Ada', 'Lovelace, Ada', 'keep me');",
+        )
+        .unwrap();
+    }
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    let before = fs::read(&path).unwrap();
+    for args in [
+        vec!["list"],
+        vec!["show", "1"],
+        vec!["rotate", "1", "--yes"],
+    ] {
+        let out = env.run(&[&args[..], &["--store", &sqlite(&path)]].concat(), None);
+        assert_fails(&out, 1, &["not a civikey store"], &format!("{args:?}"));
+        assert!(stderr(&out).contains("contact_type"), "{}", stderr(&out));
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            before,
+            "{args:?} changed the file"
+        );
+        assert!(!env.path("foreign.sqlite-journal").exists());
+    }
+}
+
+/// `--store sqlite:FIFO` is refused at once instead of waiting for a writer.
+#[test]
+fn a_fifo_as_store_is_refused_without_hanging() {
+    let env = Env::new();
+    let fifo = env.path("fifo.sqlite");
+    assert!(Command::new("mkfifo")
+        .args(["-m", "600"])
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let mut child = binary::civikey(env.dir.path())
+        .args(["list", "--store", &sqlite(&fifo)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("civikey hung on a FIFO store");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_fails(&out, 1, &["not a regular file"], "FIFO store");
+}
+
+/// A rotated-away or revoked key leaves no trace in the store file's free space
+/// (secure_delete, also while the store is made): grepped in the file's raw bytes.
+#[test]
+fn a_rotated_away_key_is_gone_from_the_store_file() {
+    let env = Env::new();
+    let path = env.path("keys.sqlite");
+    let key_of = |i: i64| format!("OldKeyOldKeyOldKeyOldKey{i:08}");
+    let contacts = (1..=300).map(|i| SeedContact {
+        id: Some(i),
+        contact_type: "Individual".into(),
+        display_name: format!("Person {i}"),
+        sort_name: format!("{i}, Person"),
+        api_key: Some(ApiKey::from_store(key_of(i))),
+        ..Default::default()
+    });
+    SqliteStore::create(&path, contacts, &mut |_| {}).unwrap();
+    let contains = |key: &[u8]| {
+        fs::read(&path)
+            .unwrap()
+            .windows(key.len())
+            .any(|w| w == key)
+    };
+    assert!(contains(key_of(2).as_bytes()), "the fixture holds the key");
+    let out = env.run(&["rotate", "2", "--yes", "--store", &sqlite(&path)], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let new = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_eq!(new.len(), 32, "{new}");
+    assert!(contains(new.as_bytes()), "the new key is stored");
+    // Revoked mid-list: its index entry's page gets nothing in its place (the NULL entry
+    // goes to the first page), so only zeroing removes the key from there.
+    let out = env.run(&["revoke", "150", "--yes", "--store", &sqlite(&path)], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for gone in [2, 150] {
+        assert!(
+            !contains(key_of(gone).as_bytes()),
+            "contact {gone}'s old key is still in the file's bytes"
+        );
+    }
+    assert!(contains(key_of(4).as_bytes()));
 }

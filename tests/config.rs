@@ -168,7 +168,7 @@ fn a_config_open_to_others_is_refused_with_the_chmod_that_fixes_it() {
         write_file(&path, "", mode);
         let err = Config::load(&path).unwrap_err().to_string();
         assert!(
-            err.contains(&format!("chmod 600 '{}'", path.display())),
+            err.contains(&format!("chmod 600 {}", civikey::fsperm::quoted(&path))),
             "{err}"
         );
         assert!(err.contains(&format!("{mode:04o}")), "{err}");
@@ -267,7 +267,7 @@ fn a_secret_file_open_to_others_is_refused_with_chmod() {
         let shown = err.to_string();
         let key_path = dir.path().join("admin.key");
         assert!(
-            shown.contains(&format!("chmod 600 '{}'", key_path.display())),
+            shown.contains(&format!("chmod 600 {}", civikey::fsperm::quoted(&key_path))),
             "{shown}"
         );
         assert!(shown.contains("profiles.api: the API key"), "{shown}");
@@ -917,4 +917,118 @@ fn check_without_a_config_points_at_init() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn mysql_tls_resolves_from_the_profile() {
+    use civikey::store::mysql::{decide_tls, TlsDecision};
+    use civikey::store::spec::MysqlTls;
+    let _env = env_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let profile = |tls: &str, host: &str| {
+        let config = load_str(
+            dir.path(),
+            &format!("[profiles.db]\nkind = \"mysql\"\naddress = \"mysql://civikey@{host}/civicrm\"\n{tls}\n"),
+        )
+        .unwrap();
+        match config.resolve(None, Some("db"), &data, false).unwrap().spec {
+            StoreSpec::Mysql(o) => o,
+            _ => panic!("not MySQL"),
+        }
+    };
+    for (line, expected) in [
+        ("", MysqlTls::Auto),
+        ("tls = false", MysqlTls::Auto),
+        ("tls = true", MysqlTls::Required),
+        ("tls = \"off\"", MysqlTls::Off),
+        ("tls_ca_file = \"/etc/ssl/ca.pem\"", MysqlTls::Required),
+    ] {
+        assert_eq!(profile(line, "db.example.org").tls, expected, "{line:?}");
+    }
+    // The decision, host by host: loopback as before; another machine needs TLS or "off".
+    for (host, tls, expected) in [
+        (
+            "localhost",
+            MysqlTls::Auto,
+            Some(TlsDecision::PlainLoopback),
+        ),
+        (
+            "127.0.0.1:3307",
+            MysqlTls::Auto,
+            Some(TlsDecision::PlainLoopback),
+        ),
+        (
+            "127.3.4.5",
+            MysqlTls::Auto,
+            Some(TlsDecision::PlainLoopback),
+        ),
+        (
+            "[::1]:3306",
+            MysqlTls::Auto,
+            Some(TlsDecision::PlainLoopback),
+        ),
+        (
+            "[::ffff:127.0.0.1]",
+            MysqlTls::Auto,
+            Some(TlsDecision::PlainLoopback),
+        ),
+        ("localhost", MysqlTls::Required, Some(TlsDecision::Verified)),
+        ("localhost", MysqlTls::Off, Some(TlsDecision::PlainLoopback)),
+        ("db.example.invalid", MysqlTls::Auto, None),
+        ("10.0.0.5", MysqlTls::Auto, None),
+        ("[2001:db8::1]", MysqlTls::Auto, None),
+        ("localhost.evil.example", MysqlTls::Auto, None),
+        (
+            "db.example.invalid",
+            MysqlTls::Required,
+            Some(TlsDecision::Verified),
+        ),
+        (
+            "db.example.invalid",
+            MysqlTls::Off,
+            Some(TlsDecision::PlainRemote),
+        ),
+    ] {
+        let address = format!("mysql://civikey@{host}/civicrm");
+        match (decide_tls(&address, tls), expected) {
+            (Ok(got), Some(want)) => assert_eq!(got, want, "{host} {tls:?}"),
+            (Err(e), None) => {
+                let shown = e.to_string();
+                assert!(
+                    shown.contains("tls = true")
+                        && shown.contains("tls = \"off\"")
+                        && shown.contains("nothing was sent"),
+                    "{shown}"
+                );
+            }
+            (got, want) => panic!("{host} {tls:?}: {got:?}, expected {want:?}"),
+        }
+    }
+    // A bare --store to another machine has no profile to say either: refused too.
+    let StoreSpec::Mysql(bare) = config::resolve_without_config(
+        Some("mysql://civikey@db.example.org/civicrm"),
+        None,
+        &data,
+        false,
+    )
+    .unwrap()
+    .spec
+    else {
+        panic!("not MySQL")
+    };
+    assert_eq!(bare.tls, MysqlTls::Auto);
+    assert!(decide_tls(&bare.address, bare.tls).is_err());
+    // "off" with a CA file contradicts itself.
+    let err = load_str(
+        dir.path(),
+        "[profiles.db]\nkind = \"mysql\"\naddress = \"mysql://u@h/db\"\ntls = \"off\"\ntls_ca_file = \"/ca.pem\"\n",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("TLS is off but tls_ca_file is set"),
+        "{err}"
+    );
+    assert_eq!(err.line(), Some(4));
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use civikey::import::{import_csv, ImportError, ImportReport};
 use civikey::seed::sample_contacts;
-use civikey::store::spec::{MysqlOptions, StoreSpec};
+use civikey::store::spec::{MysqlOptions, MysqlTls, StoreSpec};
 use civikey::store::sqlite::SqliteStore;
 
 fn fixture(name: &str) -> PathBuf {
@@ -416,7 +416,7 @@ fn only_sqlite_stores_take_an_import() {
         address: "mysql://civikey@db.example.org/civicrm".into(),
         password: None,
         table_prefix: String::new(),
-        tls: false,
+        tls: MysqlTls::Auto,
         tls_ca_file: None,
         timeout: Duration::from_secs(1),
     });

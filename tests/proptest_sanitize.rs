@@ -5,6 +5,8 @@
 mod proptest_support;
 
 use civikey::sanitize::{truncate_to_width, SafeText};
+use icu_properties::props::{DefaultIgnorableCodePoint, GeneralCategory};
+use icu_properties::{CodePointMapData, CodePointSetData};
 use proptest::prelude::*;
 use proptest_support::{dangerous, hostile_text, run};
 use unicode_width::UnicodeWidthChar;
@@ -69,6 +71,47 @@ fn truncation_fits_its_width_and_is_idempotent() {
             }
             prop_assert_eq!(truncate_to_width(&cut, max), cut.clone(), "not idempotent");
             prop_assert!(!cut.chars().any(dangerous));
+            Ok(())
+        },
+    );
+}
+
+/// Every Default_Ignorable_Code_Point and every General_Category=Cf code point, as ranges,
+/// straight from the Unicode data (not from the sanitizer).
+fn invisible_ranges() -> Vec<std::ops::RangeInclusive<u32>> {
+    let mut ranges: Vec<_> = CodePointSetData::new::<DefaultIgnorableCodePoint>()
+        .iter_ranges()
+        .collect();
+    ranges.extend(
+        CodePointMapData::<GeneralCategory>::new().iter_ranges_for_value(GeneralCategory::Format),
+    );
+    ranges
+}
+
+#[test]
+fn every_default_ignorable_and_format_character_is_shown() {
+    let ranges = invisible_ranges();
+    assert!(ranges.len() > 20, "the Unicode data is missing: {ranges:?}");
+    let picks = prop::sample::select(ranges)
+        .prop_flat_map(|r| r.prop_filter_map("surrogate", char::from_u32));
+    run(
+        "sanitize_invisible",
+        512,
+        (hostile_text(20), picks, hostile_text(20)),
+        |(before, c, after)| {
+            let safe = SafeText::new(&format!("{before}{c}{after}"));
+            let shown = format!("<U+{:04X}>", c as u32);
+            prop_assert!(
+                safe.as_str().contains(&shown),
+                "U+{:04X} was not shown: {safe:?}",
+                c as u32
+            );
+            prop_assert!(!safe.as_str().chars().any(dangerous), "{safe:?}");
+            prop_assert!(
+                !safe.as_str().contains(c),
+                "U+{:04X} survived raw: {safe:?}",
+                c as u32
+            );
             Ok(())
         },
     );

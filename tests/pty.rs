@@ -13,6 +13,9 @@ use pty_support::{
 
 const LEAVE_ALT_SCREEN: &[u8] = b"\x1b[?1049l";
 const SHOW_CURSOR: &[u8] = b"\x1b[?25h";
+const PASTE_ON: &[u8] = b"\x1b[?2004h";
+const PASTE_OFF: &[u8] = b"\x1b[?2004l";
+const CTRL_C: &str = "\x03";
 
 /// How much CPU a process that only waits may use while it is being ended.
 const IDLE_CPU: Duration = Duration::from_millis(300);
@@ -67,7 +70,7 @@ fn escape_sequences(raw: &[u8]) -> Vec<(String, String)> {
 /// Only what a ratatui/crossterm frame is made of may reach the terminal: cursor moves,
 /// colours, erase-line, and the modes the guard sets and restores.
 fn assert_only_frame_sequences(raw: &[u8]) {
-    const ALLOWED_MODES: [&str; 3] = ["1049", "25", "2026"];
+    const ALLOWED_MODES: [&str; 4] = ["1049", "25", "2026", "2004"];
     for (kind, text) in escape_sequences(raw) {
         let ok = match kind.as_str() {
             "CSI H" | "CSI m" | "CSI K" => true,
@@ -145,6 +148,13 @@ fn assert_restored_at_end(tui: &Tui, raw: &[u8]) -> usize {
     assert!(
         shown > rfind(raw, b"\x1b[?25l").unwrap(),
         "the cursor was hidden again after it was shown"
+    );
+    // Bracketed paste was on, and is off again before the alternate screen is left.
+    let paste_on = rfind(raw, PASTE_ON).expect("bracketed paste was never enabled");
+    let paste_off = rfind(raw, PASTE_OFF).expect("bracketed paste was never disabled");
+    assert!(
+        paste_on < paste_off && paste_off < left,
+        "bracketed paste is still on after exit"
     );
     // Nothing is drawn after the restore: only the restore itself and plain text may follow.
     let tail = &raw[left..];
@@ -524,4 +534,215 @@ fn sighup_while_idle_exits_quickly() {
         Some(0),
         "a hang-up is not an error: {exited:?}"
     );
+}
+
+/// The id on the selected row (the one marked ▶), if any.
+fn selected_id(screen: &str) -> Option<u64> {
+    let line = screen.lines().find(|l| l.starts_with('▶'))?;
+    line.trim_start_matches('▶')
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn a_key_right_after_a_resize_is_never_held_back() {
+    let _serial = serial();
+    let mut tui = Tui::start(100, 30);
+    tui.wait_list();
+    let mut selected = selected_id(&tui.screen()).expect("a selected row");
+    for round in 0..20u16 {
+        let (cols, rows) = if round % 2 == 0 { (120, 40) } else { (100, 30) };
+        tui.resize(cols, rows);
+        // Sometimes at once, sometimes once the resize has been taken in.
+        std::thread::sleep(Duration::from_millis(u64::from(round % 4) * 15));
+        let key = if round % 5 == 4 { "k" } else { "j" };
+        tui.send(key);
+        let before = selected;
+        tui.wait_for(
+            &format!("round {round}: {key} moving the selection within 200 ms"),
+            Duration::from_millis(200),
+            |s| selected_id(s).is_some_and(|id| id != before),
+        );
+        selected = selected_id(&tui.screen()).unwrap();
+    }
+    // And q right after a resize quits at once.
+    tui.resize(80, 24);
+    tui.send("q");
+    let exited = tui.wait_exit(Duration::from_millis(500));
+    assert_eq!(exited.code, Some(0), "{exited:?}");
+}
+
+#[test]
+fn a_paste_is_text_for_the_search_and_never_commands() {
+    let _serial = serial();
+    let mut tui = Tui::start(80, 24);
+    tui.wait_list();
+    let store = tui.store_path();
+    let before = all_keys(&store);
+    // o (mark old keys), r (new key), Enter (new key), y (confirm) in one paste.
+    tui.send("\x1b[200~lovelace or\ry\x1b[201~");
+    tui.wait_text("Paste ignored");
+    tui.settle(Duration::from_millis(200));
+    let screen = tui.screen();
+    for popup in ["Mark old keys", "New key", "Confirm", "Not saved yet"] {
+        assert!(
+            !screen.contains(popup),
+            "the paste opened {popup:?}:\n{screen}"
+        );
+    }
+    // Into the search box: text, the Enter inside it is not "keep".
+    tui.send("/");
+    tui.wait_text("Enter keep");
+    tui.send("\x1b[200~Hop\rper y\x1b[201~");
+    tui.wait_text("/ Hop per y");
+    tui.settle(Duration::from_millis(200));
+    let screen = tui.screen();
+    assert!(
+        screen.contains("Enter keep"),
+        "still typing a search:\n{screen}"
+    );
+    assert!(!screen.contains("New key") && !screen.contains("Confirm"));
+    tui.send(ESC);
+    tui.wait_text("/ search");
+    tui.send("q");
+    let exited = tui.wait_exit(secs(5));
+    assert_eq!(exited.code, Some(0), "{exited:?}");
+    assert_eq!(all_keys(&store), before, "a paste wrote to the store");
+    let raw = tui.raw();
+    assert_restored_at_end(&tui, &raw);
+    assert_cooked(&tui);
+}
+
+/// Keeps a search running: an exclusive lock makes the store's reads wait (5 s busy timeout).
+fn start_a_slow_search(tui: &mut Tui) -> rusqlite::Connection {
+    let blocker = rusqlite::Connection::open(tui.store_path()).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    tui.send("/");
+    tui.wait_text("Enter keep");
+    tui.send("Hop");
+    tui.send(ENTER);
+    tui.wait_for("the pending search shown", secs(5), |s| {
+        s.lines().next().is_some_and(|h| h.contains("searching…"))
+    });
+    blocker
+}
+
+#[test]
+fn q_and_ctrl_c_quit_at_once_while_only_a_read_is_in_flight() {
+    let _serial = serial();
+    for key in ["q", CTRL_C] {
+        let mut tui = Tui::start(80, 24);
+        tui.wait_list();
+        let before = all_keys(&tui.store_path());
+        let blocker = start_a_slow_search(&mut tui);
+        let asked = std::time::Instant::now();
+        tui.send(key);
+        let exited = tui.wait_exit(secs(5));
+        let took = asked.elapsed();
+        eprintln!("{key:?} with a read in flight: exited after {took:?}");
+        assert_eq!(exited.code, Some(0), "{key:?}: {exited:?}");
+        assert!(
+            took < Duration::from_millis(200),
+            "{key:?} took {took:?} with a read in flight"
+        );
+        blocker.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(
+            all_keys(&tui.store_path()),
+            before,
+            "{key:?}: something was written"
+        );
+        let raw = tui.raw();
+        assert_restored_at_end(&tui, &raw);
+        assert_cooked(&tui);
+    }
+}
+
+/// Opens the assign confirm for Grace Hopper and presses y while another writer holds the
+/// store's write lock: the assign stays in flight until the returned connection lets go.
+fn start_a_slow_assign(tui: &mut Tui) -> rusqlite::Connection {
+    search_one(tui, "Hopper");
+    tui.send("r");
+    tui.wait_text("Not saved yet");
+    tui.send(ENTER);
+    tui.wait_text("y: assign");
+    let blocker = rusqlite::Connection::open(tui.store_path()).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    tui.send("y");
+    tui.wait_text("Assigning the key");
+    blocker
+}
+
+/// The journal's records for contact `id`: (action, outcome).
+fn journal_records(tui: &Tui, id: i64) -> Vec<(String, Option<String>)> {
+    let path = tui.dir.path().join("data").join("audit.sqlite");
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT action, outcome FROM audit WHERE contact_id = ?1 ORDER BY id")
+        .unwrap();
+    stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn ctrl_c_during_a_write_finishes_it_then_quits() {
+    let _serial = serial();
+    let mut tui = Tui::start(80, 24);
+    tui.wait_list();
+    let store = tui.store_path();
+    let before = all_keys(&store);
+    let blocker = start_a_slow_assign(&mut tui);
+    tui.send(CTRL_C);
+    tui.wait_text("Finishing the change to Grace Hopper (id 103)");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(tui.alive(), "quit before the write settled");
+    blocker.execute_batch("ROLLBACK").unwrap();
+    let exited = tui.wait_exit(secs(3));
+    assert_eq!(exited.code, Some(0), "{exited:?}");
+    let after = all_keys(&store);
+    assert_ne!(after[&103], before[&103], "the assign went through");
+    assert_eq!(
+        journal_records(&tui, 103),
+        vec![("assign".to_string(), Some("done".to_string()))],
+        "the journal and the store agree"
+    );
+    let raw = tui.raw();
+    assert_restored_at_end(&tui, &raw);
+}
+
+#[test]
+fn a_second_ctrl_c_during_a_write_quits_at_once_leaving_the_intent() {
+    let _serial = serial();
+    let mut tui = Tui::start(80, 24);
+    tui.wait_list();
+    let store = tui.store_path();
+    let before = all_keys(&store);
+    let blocker = start_a_slow_assign(&mut tui);
+    // The intent is journaled before the store write, which now waits on the lock.
+    let start = std::time::Instant::now();
+    while journal_records(&tui, 103) != vec![("assign".to_string(), None)] {
+        assert!(start.elapsed() < secs(5), "the intent was never journaled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    tui.send(CTRL_C);
+    tui.wait_text("Ctrl-C again quits now");
+    let asked = std::time::Instant::now();
+    tui.send(CTRL_C);
+    let exited = tui.wait_exit(secs(3));
+    let took = asked.elapsed();
+    eprintln!("second Ctrl-C with a write in flight: exited after {took:?}");
+    assert_eq!(exited.code, Some(0), "{exited:?}");
+    assert!(took < Duration::from_millis(200), "took {took:?}");
+    blocker.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(all_keys(&store), before, "nothing was written");
+    assert_eq!(
+        journal_records(&tui, 103),
+        vec![("assign".to_string(), None)],
+        "the intent stays for the next run to settle"
+    );
+    let raw = tui.raw();
+    assert_restored_at_end(&tui, &raw);
 }

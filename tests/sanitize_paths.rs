@@ -24,6 +24,9 @@ const PAYLOADS: &[&str] = &[
     "Bidi \u{202e}gnp.exe\u{202c} \u{2066}x\u{2069}",
     "Zero\u{200b}width\u{feff}\u{2028}sep",
     "Bell\x07 back\x08space del\x7f nul\x00",
+    // Default-ignorable and format characters an adversarial review found passing raw
+    // (the first and last of each range; src/sanitize.rs tests every one).
+    "Hidden\u{ad}\u{34f}\u{600}\u{605}\u{6dd}\u{70f}\u{115f}\u{1160}\u{3164}\u{ffa0}\u{180b}\u{180f}\u{206a}\u{206f}\u{2800}\u{fe00}\u{fe0f}\u{e0100}\u{e01ef}\u{1bca0}\u{1bca3}\u{1d173}\u{1d17a}end",
 ];
 
 /// True when `bytes` could act on a terminal: any C0 control but newline (and carriage
@@ -44,6 +47,22 @@ fn live(bytes: &[u8], cr: bool) -> Option<String> {
                         | 0x2060..=0x2069
                         | 0xFEFF
                         | 0xFFF9..=0xFFFB
+                        | 0x00AD
+                        | 0x034F
+                        | 0x0600..=0x0605
+                        | 0x06DD
+                        | 0x070F
+                        | 0x115F
+                        | 0x1160
+                        | 0x3164
+                        | 0xFFA0
+                        | 0x180B..=0x180F
+                        | 0x206A..=0x206F
+                        | 0x2800
+                        | 0xFE00..=0xFE0F
+                        | 0xE0100..=0xE01EF
+                        | 0x1BCA0..=0x1BCA3
+                        | 0x1D173..=0x1D17A
                 )
         })
         .map(|c| format!("U+{:04X} in {text:?}", c as u32))
@@ -199,10 +218,11 @@ fn planted_journal_fields_are_inert() {
         .unwrap();
     assert_eq!(changed, 1);
     drop(conn);
+    // The planted store no longer names this store: --all-stores shows it, store column too.
     for args in [
-        vec!["audit"],
-        vec!["audit", "--json"],
-        vec!["audit", "--contact", "100"],
+        vec!["audit", "--all-stores"],
+        vec!["audit", "--json", "--all-stores"],
+        vec!["audit", "--contact", "100", "--all-stores"],
     ] {
         let out = env.run(&args);
         assert!(out.status.success(), "{args:?}: {out:?}");
@@ -214,7 +234,7 @@ fn planted_journal_fields_are_inert() {
     }
     let entries = civikey::audit::Journal::open(&env.data_dir(), Default::default())
         .unwrap()
-        .entries(None, 10)
+        .entries(None, true, 10)
         .unwrap();
     let e = &entries[0];
     for field in [

@@ -543,3 +543,37 @@ fn a_trashed_contact_key_can_be_changed() {
     assert_eq!(s.read_key(11).unwrap(), None);
     assert!(s.contact(11).unwrap().is_deleted);
 }
+
+/// Through the rotation workflow: cv's stderr quoting the request (both keys) reaches
+/// neither the error the operator sees nor the journal, in any case.
+#[test]
+fn a_rotation_journals_and_shows_cv_errors_without_keys() {
+    let env = [("FAKE_CV_MODE", "fail-echo"), ("FAKE_CV_MODE_ON", "update")];
+    let f = fixture_with(&env, data_from(&contract::contacts()));
+    let mut store = f.store();
+    let (_dir, mut journal) = contract::journal(&store);
+    let new = key("EchoedEchoedEchoedEchoedEchoed02");
+    let err = rotation::assign(
+        &mut store,
+        &mut journal,
+        &mut civikey::key::OsKeySource,
+        1,
+        &Expectation::Current,
+        rotation::NewKey::Given(new.clone()),
+    )
+    .err()
+    .expect("cv failed");
+    let record = &journal.entries(Some(1), false, 1).unwrap()[0];
+    let journaled = record.error.clone().unwrap_or_default();
+    assert!(journaled.contains("DB Error"), "{journaled}");
+    let file = String::from_utf8_lossy(&fs::read(journal.path()).unwrap()).to_lowercase();
+    for text in [
+        err.to_string().to_lowercase(),
+        journaled.to_lowercase(),
+        file,
+    ] {
+        for k in [contract::KEY_A, new.expose()] {
+            assert!(!text.contains(&k.to_lowercase()), "{text}");
+        }
+    }
+}

@@ -5,6 +5,7 @@
 //! CIVIKEY_TEST_MYSQL_PASSWORD. Every fixture creates and drops its own database.
 //! Without a server these tests fail under CI=true and are skipped (visibly) otherwise.
 
+mod binary;
 mod contract;
 
 use std::io::Write;
@@ -15,7 +16,7 @@ use civikey::key::ApiKey;
 use civikey::rotation::RotationError;
 use civikey::seed::SeedContact;
 use civikey::store::mysql::{insert_contacts, install_schema, open_connection, MysqlStore};
-use civikey::store::spec::{MysqlOptions, Secret, StoreSpec};
+use civikey::store::spec::{MysqlOptions, MysqlTls, Secret, StoreSpec};
 use civikey::store::{ContactStore, Cursor, Query, StoreError};
 use mysql::prelude::Queryable;
 
@@ -51,7 +52,7 @@ fn options(url: &str, db: &str, password: &str, prefix: &str) -> MysqlOptions {
         address: format!("{url}/{db}"),
         password: Some(Secret::new(password.to_string())),
         table_prefix: prefix.to_string(),
-        tls: false,
+        tls: MysqlTls::Auto,
         tls_ca_file: None,
         timeout: Duration::from_secs(10),
     }
@@ -157,7 +158,7 @@ fn password_in_the_address_is_refused() {
         address: "mysql://civikey:Hunter2Sekr3t@127.0.0.1:3306/civicrm".into(),
         password: None,
         table_prefix: String::new(),
-        tls: false,
+        tls: MysqlTls::Auto,
         tls_ca_file: None,
         timeout: Duration::from_secs(2),
     };
@@ -246,7 +247,7 @@ fn required_tls_is_not_given_up() {
         return;
     };
     let mut opts = options(&url, "information_schema", &password, "");
-    opts.tls = true;
+    opts.tls = MysqlTls::Required;
     // The test server offers no TLS (or only a certificate nobody vouches for): refused either way.
     let err = unwrap_err(MysqlStore::connect(&opts));
     assert!(matches!(err, StoreError::Unreachable(_)), "{err}");
@@ -386,7 +387,7 @@ fn shortened_column_refuses_long_keys_before_writing() {
     );
     assert_eq!(s.read_key(2).unwrap(), None, "nothing was written");
     assert!(
-        j.entries(None, 10).unwrap().is_empty(),
+        j.entries(None, true, 10).unwrap().is_empty(),
         "refused before any intent was journaled"
     );
     // The store's own session is strict: even a direct over-long write fails, unwritten.
@@ -421,7 +422,7 @@ fn a_rewriting_trigger_is_caught_by_the_read_back() {
         "{err}"
     );
     assert!(err.store_may_have_changed());
-    let record = &j.entries(Some(2), 1).unwrap()[0];
+    let record = &j.entries(Some(2), true, 1).unwrap()[0];
     assert_eq!(
         record.outcome.as_deref(),
         Some("failed"),
@@ -448,7 +449,7 @@ fn a_rewriting_trigger_is_caught_by_the_read_back() {
         ),
         "{err}"
     );
-    let record = &j.entries(Some(4), 1).unwrap()[0];
+    let record = &j.entries(Some(4), true, 1).unwrap()[0];
     assert_eq!(record.outcome.as_deref(), Some("failed"));
 }
 
@@ -734,4 +735,154 @@ fn indexed_name_search_agrees_with_the_exact_scan() {
     );
     assert!(found.contains(&101), "Mary Lee: 'Lee' starts her last name");
     assert!(every_page(&mut indexed, Query::new("Ann Lee", 50)).contains(&7));
+}
+
+/// A trigger that puts both keys into its error (`SIGNAL ... CONCAT(OLD.api_key,
+/// NEW.api_key)`): neither key reaches stderr, the journal file or `civikey audit`.
+#[test]
+fn a_trigger_quoting_the_keys_is_redacted_everywhere() {
+    let Some(f) = fixture() else { return };
+    f.admin()
+        .query_drop(
+            "CREATE TRIGGER quote_keys BEFORE UPDATE ON civicrm_contact FOR EACH ROW BEGIN
+               DECLARE message VARCHAR(200);
+               SET message = CONCAT('keys: ', OLD.api_key, NEW.api_key, ' / ', LOWER(OLD.api_key));
+               SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = message;
+             END",
+        )
+        .unwrap();
+    let old: String = f
+        .admin()
+        .query_first("SELECT api_key FROM civicrm_contact WHERE id = 1")
+        .unwrap()
+        .unwrap();
+    assert_eq!(old, contract::KEY_A);
+    let home = tempfile::tempdir().unwrap();
+    let password_file = home.path().join("db.password");
+    std::fs::write(&password_file, format!("{}\n", f.password)).unwrap();
+    let config = home.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[profiles.db]\nkind = \"mysql\"\naddress = \"{}/{}\"\npassword_file = \"{}\"\n",
+            f.url,
+            f.db,
+            password_file.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for file in [&password_file, &config] {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let run = |args: &[&str]| {
+        binary::civikey(home.path())
+            .env("CIVIKEY_CONFIG", &config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["rotate", "1", "--yes", "--profile", "db"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "no key was assigned, none is printed"
+    );
+    assert!(
+        stderr.contains("keys: [key hidden][key hidden] / [key hidden]"),
+        "{stderr}"
+    );
+    let audit = run(&["audit", "--json"]);
+    assert!(audit.status.success(), "{audit:?}");
+    let audit_text = String::from_utf8_lossy(&audit.stdout).into_owned();
+    assert!(audit_text.contains("[key hidden]"), "{audit_text}");
+    let journal = std::fs::read(home.path().join("data/audit.sqlite")).unwrap();
+    // The new key was never shown: any 32-character run of letters and digits in what
+    // civikey printed or journaled would be one (fingerprints are hex, longer or shorter).
+    let key_like = |text: &str| {
+        text.split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|w| w.len() == 32 && !w.chars().all(|c| c.is_ascii_hexdigit()))
+    };
+    for (what, text) in [("stderr", &stderr), ("audit", &audit_text)] {
+        assert!(
+            !text
+                .to_ascii_lowercase()
+                .contains(&old.to_ascii_lowercase()),
+            "{what}: {text}"
+        );
+        assert!(!key_like(text), "{what} holds a key-like run: {text}");
+    }
+    let journal_text = String::from_utf8_lossy(&journal);
+    assert!(!journal_text.contains(&old) && !journal_text.contains(&old.to_ascii_lowercase()));
+    assert!(!key_like(&journal_text), "the journal holds a key-like run");
+    // The trigger refused the write: the old key is still there.
+    let still: String = f
+        .admin()
+        .query_first("SELECT api_key FROM civicrm_contact WHERE id = 1")
+        .unwrap()
+        .unwrap();
+    assert_eq!(still, old);
+}
+
+/// The test server under an address that is not loopback by its text but never leaves
+/// this machine: Linux routes a connection to 0.0.0.0 to the local host, so the server
+/// on 127.0.0.1 answers there as if it were another machine, and no packet goes out.
+fn as_remote(host_port: &str) -> String {
+    let port = host_port.rsplit_once(':').expect("host:port").1;
+    format!("0.0.0.0:{port}")
+}
+
+/// The server reached through a non-loopback address (as another machine): refused
+/// without `tls`; with `tls = "off"` it works, and the header and every run say TLS is off.
+#[test]
+fn a_remote_server_in_clear_text_only_when_the_profile_says_off() {
+    let Some(f) = fixture() else { return };
+    let server = f.url.trim_start_matches("mysql://");
+    let (user, host_port) = server.split_once('@').unwrap();
+    let relay = as_remote(host_port);
+    let mut opts = f.options();
+    opts.address = format!("mysql://{user}@{relay}/{}", f.db);
+
+    let err = unwrap_err(MysqlStore::connect(&opts));
+    assert!(err.to_string().contains("only over verified TLS"), "{err}");
+
+    opts.tls = MysqlTls::Off;
+    let store = MysqlStore::connect(&opts).expect("through the non-loopback address");
+    let location = store.info().location.to_string();
+    assert!(location.contains("TLS OFF"), "{location}");
+    let spec = StoreSpec::Mysql(opts.clone());
+    assert!(spec.warning().unwrap().contains("TLS is off"));
+
+    let home = tempfile::tempdir().unwrap();
+    let password_file = home.path().join("db.password");
+    std::fs::write(&password_file, format!("{}\n", f.password)).unwrap();
+    let config = home.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[profiles.db]\nkind = \"mysql\"\naddress = \"{}\"\npassword_file = \"{}\"\ntls = \"off\"\n",
+            opts.address,
+            password_file.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for file in [&password_file, &config] {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    for _ in 0..2 {
+        let out = binary::civikey(home.path())
+            .env("CIVIKEY_CONFIG", &config)
+            .args(["list", "--profile", "db"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(
+            stderr.starts_with("warning: TLS is off for mysql://"),
+            "{stderr}"
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Lovelace"));
+    }
 }

@@ -449,3 +449,37 @@ fn the_fake_site_answers_as_api_v4_documents() {
     assert!(hidden.starts_with("HTTP/1.1 200"), "{hidden}");
     assert!(hidden.contains("\"values\":[]"), "{hidden}");
 }
+
+/// A site whose error quotes the request (both keys, upper-cased): through the rotation
+/// workflow, neither key reaches the error shown or the journal.
+#[test]
+fn a_rotation_journals_and_shows_site_errors_without_keys() {
+    let server = FakeCivi::start(contract::contacts());
+    server.set_mode_for(Mode::EchoParams, Some("update"));
+    let mut store = connect(&server);
+    let (_dir, mut journal) = contract::journal(&store);
+    let new = key("EchoedEchoedEchoedEchoedEchoed03");
+    let err = rotation::assign(
+        &mut store,
+        &mut journal,
+        &mut SeededKeySource::new(1),
+        1,
+        &Expectation::Current,
+        NewKey::Given(new.clone()),
+    )
+    .err()
+    .expect("the site failed");
+    let shown = err.to_string();
+    assert!(
+        shown.contains("DB ERROR") || shown.contains("DB Error"),
+        "{shown}"
+    );
+    let record = &journal.entries(Some(1), false, 1).unwrap()[0];
+    let journaled = record.error.clone().unwrap_or_default();
+    let file = String::from_utf8_lossy(&std::fs::read(journal.path()).unwrap()).to_lowercase();
+    for text in [shown.to_lowercase(), journaled.to_lowercase(), file] {
+        for k in [contract::KEY_A, new.expose()] {
+            assert!(!text.contains(&k.to_lowercase()), "{text}");
+        }
+    }
+}

@@ -34,10 +34,17 @@ impl App {
     pub(super) fn on_marked(&mut self, result: Result<Vec<Contact>, String>) -> Vec<Cmd> {
         match result {
             Ok(found) => {
+                // A deleted contact (in the trash) is never marked for a new key.
+                let (deleted, found): (Vec<_>, Vec<_>) =
+                    found.into_iter().partition(|c| c.is_deleted);
                 let n = found.len();
                 for c in found {
                     self.marked.insert(c.id, c);
                 }
+                let skipped = match deleted.len() {
+                    0 => String::new(),
+                    d => format!(", skipped {d} deleted"),
+                };
                 let cap = if n >= MARK_LIMIT {
                     format!(" (the limit is {MARK_LIMIT} at a time)")
                 } else {
@@ -45,7 +52,7 @@ impl App {
                 };
                 self.notice = Some((
                     format!(
-                        "Marked {n} contacts{cap}; {} marked in all. R: rotate them",
+                        "Marked {n} contacts{cap}{skipped}; {} marked in all. R: rotate them",
                         self.marked.len()
                     ),
                     false,
@@ -90,6 +97,7 @@ impl App {
         self.popup = Some(Popup::BulkConfirm {
             path: self.default_out_path(),
             scroll: 0,
+            confirming: false,
         });
         Vec::new()
     }
@@ -102,11 +110,25 @@ impl App {
             {
                 days.push(c)
             }
-            (Some(Popup::BulkConfirm { path, .. }), Action::InputChar(c)) if !c.is_control() => {
-                path.push(c)
-            }
+            // The days field takes digits only: q closes it, as in every popup.
+            (Some(Popup::MarkOld { .. }), Action::InputChar('q')) => self.popup = None,
             (
-                Some(Popup::MarkOld { days: text, .. } | Popup::BulkConfirm { path: text, .. }),
+                Some(Popup::BulkConfirm {
+                    path,
+                    confirming: false,
+                    ..
+                }),
+                Action::InputChar(c),
+            ) if !c.is_control() => path.push(c),
+            (
+                Some(
+                    Popup::MarkOld { days: text, .. }
+                    | Popup::BulkConfirm {
+                        path: text,
+                        confirming: false,
+                        ..
+                    },
+                ),
                 Action::InputBackspace,
             ) => {
                 text.pop();
@@ -131,17 +153,38 @@ impl App {
                 self.age_filter = Some(days);
                 return vec![cmd];
             }
-            (Some(Popup::BulkConfirm { path, .. }), Action::Proceed) => {
+            // Enter ends the path; `y` then starts the run, as every confirm does.
+            (
+                Some(Popup::BulkConfirm {
+                    path,
+                    confirming: confirming @ false,
+                    ..
+                }),
+                Action::Proceed,
+            ) if !path.trim().is_empty() => *confirming = true,
+            (
+                Some(Popup::BulkConfirm {
+                    confirming: confirming @ true,
+                    ..
+                }),
+                Action::No,
+            ) => *confirming = false,
+            (
+                Some(Popup::BulkConfirm {
+                    path,
+                    confirming: true,
+                    ..
+                }),
+                Action::Yes,
+            ) => {
                 let out = std::path::PathBuf::from(path.trim());
-                if out.as_os_str().is_empty() {
-                    return Vec::new();
-                }
                 let items = self
                     .marked
                     .values()
                     .map(|c| (c.id, Expectation::Seen(c.key.clone())))
                     .collect::<Vec<_>>();
                 let total = items.len();
+                self.writing = Some("the contact in flight (the run stops after it)".into());
                 self.popup = Some(Popup::BulkRunning {
                     done: 0,
                     total,

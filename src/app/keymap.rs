@@ -12,6 +12,29 @@ pub fn map(key: KeyEvent, mode: Mode) -> Option<Action> {
     if ctrl && matches!(key.code, KeyCode::Char('c') | KeyCode::Char('C')) {
         return Some(Action::ForceQuit);
     }
+    // Ctrl-B / Ctrl-F page the list, as in less and vim.
+    if mode == Mode::List && key.modifiers == KeyModifiers::CONTROL {
+        return match key.code {
+            KeyCode::Char('b') => Some(Action::PageUp),
+            KeyCode::Char('f') => Some(Action::PageDown),
+            _ => None,
+        };
+    }
+    // Every other key with Ctrl or Alt means nothing: Ctrl-U, Ctrl-R, Alt-x are reflexes
+    // from readline and vim, never a command (nor text).
+    if key
+        .modifiers
+        .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT | KeyModifiers::SUPER)
+    {
+        return None;
+    }
+    if mode == Mode::TooSmall {
+        // The screen shows only the notice: nothing may act on what it hides.
+        return match key.code {
+            KeyCode::Char('q') => Some(Action::Quit),
+            _ => None,
+        };
+    }
     if mode == Mode::Input {
         return match key.code {
             KeyCode::Enter => Some(Action::Proceed),
@@ -19,7 +42,7 @@ pub fn map(key: KeyEvent, mode: Mode) -> Option<Action> {
             KeyCode::Backspace => Some(Action::InputBackspace),
             KeyCode::Up => Some(Action::Up),
             KeyCode::Down => Some(Action::Down),
-            KeyCode::Char(c) if !ctrl => Some(Action::InputChar(c)),
+            KeyCode::Char(c) => Some(Action::InputChar(c)),
             _ => None,
         };
     }
@@ -30,7 +53,7 @@ pub fn map(key: KeyEvent, mode: Mode) -> Option<Action> {
             KeyCode::Backspace => Some(Action::SearchBackspace),
             KeyCode::Up => Some(Action::Up),
             KeyCode::Down => Some(Action::Down),
-            KeyCode::Char(c) if !ctrl => Some(Action::SearchChar(c)),
+            KeyCode::Char(c) => Some(Action::SearchChar(c)),
             _ => None,
         };
     }
@@ -48,8 +71,6 @@ pub fn map(key: KeyEvent, mode: Mode) -> Option<Action> {
             KeyCode::Down | KeyCode::Char('j') => Some(Action::Down),
             KeyCode::PageUp => Some(Action::PageUp),
             KeyCode::PageDown => Some(Action::PageDown),
-            KeyCode::Char('b') if ctrl => Some(Action::PageUp),
-            KeyCode::Char('f') if ctrl => Some(Action::PageDown),
             KeyCode::Home | KeyCode::Char('g') => Some(Action::Top),
             KeyCode::End | KeyCode::Char('G') => Some(Action::Bottom),
             KeyCode::Char('/') => Some(Action::StartSearch),
@@ -57,6 +78,7 @@ pub fn map(key: KeyEvent, mode: Mode) -> Option<Action> {
             KeyCode::Char('x') => Some(Action::Revoke),
             KeyCode::Char('u') => Some(Action::Undo),
             KeyCode::Char(' ') => Some(Action::ToggleMark),
+            KeyCode::Char('U') => Some(Action::UnmarkAll),
             KeyCode::Char('*') => Some(Action::MarkMatching),
             KeyCode::Char('o') => Some(Action::MarkOld),
             KeyCode::Char('A') => Some(Action::AgeFilter),
@@ -69,15 +91,25 @@ pub fn map(key: KeyEvent, mode: Mode) -> Option<Action> {
         Mode::NewKey => match key.code {
             KeyCode::Char('r') => Some(Action::Regenerate),
             KeyCode::Char('n') => Some(Action::No),
+            KeyCode::Char('q') => Some(Action::Back),
             _ => None,
         },
-        Mode::Confirm | Mode::ConfirmRevoke => match key.code {
-            KeyCode::Char('y') | KeyCode::Char('Y') => Some(Action::Yes),
-            KeyCode::Char('n') | KeyCode::Char('N') => Some(Action::No),
-            _ => None,
-        },
+        Mode::Confirm | Mode::ConfirmRevoke | Mode::ConfirmUndo | Mode::ConfirmBulk => {
+            match key.code {
+                KeyCode::Char('y') | KeyCode::Char('Y') => Some(Action::Yes),
+                KeyCode::Char('n') | KeyCode::Char('N') => Some(Action::No),
+                KeyCode::Char('q') => Some(Action::Back),
+                _ => None,
+            }
+        }
         Mode::Shown => match key.code {
             KeyCode::Char('c') => Some(Action::Copy),
+            KeyCode::Char('q') => Some(Action::Back),
+            _ => None,
+        },
+        // Nothing to close: q asks to quit, once the change in flight has settled.
+        Mode::Working | Mode::BulkRunning => match key.code {
+            KeyCode::Char('q') => Some(Action::Quit),
             _ => None,
         },
         Mode::Help | Mode::Message => match key.code {
@@ -99,7 +131,7 @@ pub fn map(key: KeyEvent, mode: Mode) -> Option<Action> {
             KeyCode::Char('q') => Some(Action::Back),
             _ => None,
         },
-        Mode::Working | Mode::Search | Mode::Input | Mode::BulkRunning => None,
+        Mode::Search | Mode::Input | Mode::TooSmall => None,
     }
 }
 
@@ -235,7 +267,11 @@ mod tests {
             Some(Action::InputChar('y'))
         );
         assert_eq!(map(key(KeyCode::Enter), Mode::Input), Some(Action::Proceed));
-        assert_eq!(map(key(KeyCode::Char('q')), Mode::BulkRunning), None);
+        assert_eq!(
+            map(key(KeyCode::Char('q')), Mode::BulkRunning),
+            Some(Action::Quit),
+            "q asks to stop and quit"
+        );
     }
 
     #[test]
@@ -243,5 +279,152 @@ mod tests {
         let mut release = key(KeyCode::Char('q'));
         release.kind = KeyEventKind::Release;
         assert_eq!(map(release, Mode::List), None);
+    }
+
+    /// Every mode and the keys that mean something there (plain).
+    fn command_keys() -> Vec<(Mode, Vec<KeyCode>)> {
+        let chars = |cs: &str| cs.chars().map(KeyCode::Char).collect::<Vec<_>>();
+        let mut list = chars("kjgG/rxu *oAURa?q");
+        list.extend([
+            KeyCode::Up,
+            KeyCode::Down,
+            KeyCode::PageUp,
+            KeyCode::PageDown,
+            KeyCode::Home,
+            KeyCode::End,
+            KeyCode::Enter,
+            KeyCode::Esc,
+        ]);
+        let confirm = [chars("yYnNq"), vec![KeyCode::Enter, KeyCode::Esc]].concat();
+        vec![
+            (Mode::List, list),
+            (
+                Mode::Search,
+                [
+                    chars("aq"),
+                    vec![KeyCode::Enter, KeyCode::Esc, KeyCode::Backspace],
+                ]
+                .concat(),
+            ),
+            (
+                Mode::Input,
+                [
+                    chars("9q"),
+                    vec![KeyCode::Enter, KeyCode::Esc, KeyCode::Backspace],
+                ]
+                .concat(),
+            ),
+            (
+                Mode::NewKey,
+                [chars("rnq"), vec![KeyCode::Enter, KeyCode::Esc]].concat(),
+            ),
+            (Mode::Confirm, confirm.clone()),
+            (Mode::ConfirmRevoke, confirm.clone()),
+            (Mode::ConfirmUndo, confirm.clone()),
+            (Mode::ConfirmBulk, confirm),
+            (
+                Mode::Shown,
+                [chars("cq"), vec![KeyCode::Enter, KeyCode::Esc]].concat(),
+            ),
+            (
+                Mode::Help,
+                [chars("q?"), vec![KeyCode::Enter, KeyCode::Esc]].concat(),
+            ),
+            (
+                Mode::Message,
+                [chars("q?"), vec![KeyCode::Enter, KeyCode::Esc]].concat(),
+            ),
+            (
+                Mode::Audit,
+                [
+                    chars("jkfqa"),
+                    vec![KeyCode::Up, KeyCode::Down, KeyCode::Esc],
+                ]
+                .concat(),
+            ),
+            (
+                Mode::BulkResults,
+                [chars("jkq"), vec![KeyCode::Enter]].concat(),
+            ),
+            (Mode::Working, chars("q")),
+            (Mode::BulkRunning, chars("q")),
+            (Mode::TooSmall, chars("q")),
+        ]
+    }
+
+    #[test]
+    fn command_keys_fire_only_without_ctrl_or_alt() {
+        for (mode, codes) in command_keys() {
+            for code in codes {
+                assert!(map(key(code), mode).is_some(), "{code:?} in {mode:?}");
+                for modifiers in [
+                    KeyModifiers::CONTROL,
+                    KeyModifiers::ALT,
+                    KeyModifiers::CONTROL | KeyModifiers::SHIFT,
+                    KeyModifiers::ALT | KeyModifiers::SHIFT,
+                ] {
+                    if code == KeyCode::Char('c') && modifiers.contains(KeyModifiers::CONTROL) {
+                        continue;
+                    }
+                    assert_eq!(
+                        map(KeyEvent::new(code, modifiers), mode),
+                        None,
+                        "{modifiers:?}+{code:?} in {mode:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_reflex_ctrl_letters_do_nothing() {
+        for c in ['u', 'r', 'x', 'a', 'o', 'y', 'q'] {
+            let ctrl = KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL);
+            for mode in [Mode::List, Mode::Confirm, Mode::Search, Mode::Input] {
+                assert_eq!(map(ctrl, mode), None, "Ctrl-{c} in {mode:?}");
+            }
+        }
+        let page = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL);
+        assert_eq!(map(page('f'), Mode::List), Some(Action::PageDown));
+        assert_eq!(map(page('b'), Mode::List), Some(Action::PageUp));
+    }
+
+    #[test]
+    fn q_closes_every_popup_and_quits_only_from_the_list() {
+        let q = key(KeyCode::Char('q'));
+        assert_eq!(map(q, Mode::List), Some(Action::Quit));
+        for mode in [
+            Mode::NewKey,
+            Mode::Confirm,
+            Mode::ConfirmRevoke,
+            Mode::ConfirmUndo,
+            Mode::ConfirmBulk,
+            Mode::Shown,
+            Mode::Help,
+            Mode::Message,
+            Mode::Audit,
+            Mode::BulkResults,
+        ] {
+            assert_eq!(map(q, mode), Some(Action::Back), "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn too_small_takes_only_q_and_ctrl_c() {
+        assert_eq!(
+            map(key(KeyCode::Char('q')), Mode::TooSmall),
+            Some(Action::Quit)
+        );
+        let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+        assert_eq!(map(ctrl_c, Mode::TooSmall), Some(Action::ForceQuit));
+        for code in [
+            KeyCode::Char('y'),
+            KeyCode::Char('r'),
+            KeyCode::Enter,
+            KeyCode::Esc,
+            KeyCode::Char('j'),
+        ] {
+            assert_eq!(map(key(code), Mode::TooSmall), None, "{code:?}");
+        }
     }
 }

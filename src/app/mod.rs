@@ -46,6 +46,7 @@ pub enum Action {
     Audit,
     AuditFilter,
     ToggleMark,
+    UnmarkAll,
     MarkMatching,
     MarkOld,
     AgeFilter,
@@ -85,6 +86,8 @@ pub struct RevokeDone {
 /// Everything that can change the app: an action, a terminal event, or a worker's answer.
 pub enum Msg {
     Action(Action),
+    /// Text the operator pasted (bracketed paste): text for a text field, never keys.
+    Paste(String),
     Resize {
         width: u16,
         height: u16,
@@ -130,6 +133,7 @@ pub enum Msg {
     },
     AuditLoaded {
         contact: Option<ContactId>,
+        all_stores: bool,
         result: Result<Vec<Entry>, String>,
     },
 }
@@ -176,10 +180,14 @@ pub enum Cmd {
         items: Vec<(ContactId, Expectation)>,
         out: std::path::PathBuf,
     },
+    /// The journal's records of this store (of every store with `all_stores`).
     LoadAudit {
         contact: Option<ContactId>,
+        all_stores: bool,
     },
     CopyToClipboard(ApiKey),
+    /// Stop a bulk run after the contact in flight (the terminal loop sets the flag).
+    StopBulk,
 }
 
 /// Which keys mean what right now.
@@ -193,11 +201,15 @@ pub enum Mode {
     Working,
     Shown,
     ConfirmRevoke,
+    ConfirmUndo,
+    ConfirmBulk,
     Message,
     Audit,
     Input,
     BulkRunning,
     BulkResults,
+    /// The terminal is smaller than the UI: only the notice shows, only q and Ctrl-C act.
+    TooSmall,
 }
 
 pub enum Popup {
@@ -225,6 +237,11 @@ pub enum Popup {
     ConfirmRevoke {
         contact: Contact,
     },
+    /// Undo of the last change to this contact: its previous key comes back.
+    ConfirmUndo {
+        contact_id: ContactId,
+        name: Option<crate::sanitize::SafeText>,
+    },
     Message {
         title: &'static str,
         text: String,
@@ -232,6 +249,7 @@ pub enum Popup {
     },
     Audit {
         contact: Option<ContactId>,
+        all_stores: bool,
         entries: Vec<Entry>,
         scroll: usize,
     },
@@ -245,6 +263,8 @@ pub enum Popup {
     BulkConfirm {
         path: String,
         scroll: usize,
+        /// Enter was pressed in the path field: `y` now starts the run.
+        confirming: bool,
     },
     BulkRunning {
         done: usize,
@@ -312,8 +332,19 @@ pub struct App {
     /// Contacts marked for bulk rotation, with the key state seen when marked.
     pub marked: std::collections::BTreeMap<ContactId, Contact>,
     pub data_dir: std::path::PathBuf,
+    /// Who the store write in flight is for ("Grace Hopper (id 103)", "12 contacts").
+    pub writing: Option<String>,
+    /// Quit was asked while a write was in flight: quit as soon as it settles.
+    pub quitting: bool,
+    /// The newest search failed: the rows shown are those of an older one.
+    pub search_error: Option<String>,
+    /// A search answer that arrived under a popup: applied once the popup closes.
+    deferred: Option<Deferred>,
     keys: Box<dyn KeySource>,
 }
+
+/// A search answer held back while a popup is open: append, result, key history.
+type Deferred = (bool, Result<Page, String>, Vec<(ContactId, KeySet)>);
 
 /// Rows the table shows at the current size (the layout in ui/ agrees with this).
 pub fn table_rows_for(height: u16) -> usize {
@@ -348,12 +379,19 @@ impl App {
             roles: HashMap::new(),
             age_filter: None,
             data_dir: options.data_dir,
+            writing: None,
+            quitting: false,
+            search_error: None,
+            deferred: None,
             keys,
         };
         (app, vec![Cmd::OpenStore])
     }
 
     pub fn mode(&self) -> Mode {
+        if self.too_small() {
+            return Mode::TooSmall;
+        }
         match &self.popup {
             Some(Popup::Help) => Mode::Help,
             Some(Popup::NewKey { .. }) => Mode::NewKey,
@@ -361,14 +399,28 @@ impl App {
             Some(Popup::Working { .. }) => Mode::Working,
             Some(Popup::Shown { .. }) => Mode::Shown,
             Some(Popup::ConfirmRevoke { .. }) => Mode::ConfirmRevoke,
+            Some(Popup::ConfirmUndo { .. }) => Mode::ConfirmUndo,
             Some(Popup::Message { .. }) => Mode::Message,
             Some(Popup::Audit { .. }) => Mode::Audit,
+            Some(Popup::BulkConfirm {
+                confirming: true, ..
+            }) => Mode::ConfirmBulk,
             Some(Popup::MarkOld { .. } | Popup::BulkConfirm { .. }) => Mode::Input,
             Some(Popup::BulkRunning { .. }) => Mode::BulkRunning,
             Some(Popup::BulkResults { .. }) => Mode::BulkResults,
             None if self.search_input.is_some() => Mode::Search,
             None => Mode::List,
         }
+    }
+
+    /// Whether the terminal is smaller than the UI (the screen shows only a notice).
+    pub fn too_small(&self) -> bool {
+        self.size.0 < crate::ui::MIN_WIDTH || self.size.1 < crate::ui::MIN_HEIGHT
+    }
+
+    /// A search for the current text is running: the rows shown are an older one's.
+    pub fn searching(&self) -> bool {
+        self.loading && matches!(self.store, StoreState::Ready(_))
     }
 
     pub fn selected_contact(&self) -> Option<&Contact> {
@@ -387,8 +439,21 @@ impl App {
     }
 
     pub fn update(&mut self, msg: Msg) -> Vec<Cmd> {
+        let mut cmds = self.apply(msg);
+        // The list never changes under a popup: an answer that came meanwhile lands now.
+        if self.popup.is_none() {
+            if let Some((append, result, history)) = self.deferred.take() {
+                self.key_sets.extend(history);
+                cmds.extend(self.on_searched(append, result));
+            }
+        }
+        cmds
+    }
+
+    fn apply(&mut self, msg: Msg) -> Vec<Cmd> {
         match msg {
             Msg::Action(action) => self.on_action(action),
+            Msg::Paste(text) => self.on_paste(&text),
             Msg::Resize { width, height } => {
                 self.size = (width, height);
                 self.keep_selection_visible();
@@ -412,12 +477,25 @@ impl App {
                 if seq != self.search_seq {
                     return Vec::new(); // a newer search replaced this one
                 }
+                if self.popup.is_some() {
+                    self.deferred = Some((append, result, history));
+                    return Vec::new();
+                }
                 self.key_sets.extend(history);
                 self.on_searched(append, result)
             }
-            Msg::Assigned { result } => self.on_assigned(result),
-            Msg::Revoked { result } => self.on_revoked(result),
-            Msg::Undone { result } => self.on_undone(result),
+            Msg::Assigned { result } => {
+                self.settled();
+                self.on_assigned(result)
+            }
+            Msg::Revoked { result } => {
+                self.settled();
+                self.on_revoked(result)
+            }
+            Msg::Undone { result } => {
+                self.settled();
+                self.on_undone(result)
+            }
             Msg::Refreshed { result, history } => {
                 if let Ok(contact) = result {
                     self.set_history(contact.id, history);
@@ -438,11 +516,19 @@ impl App {
                 results,
                 out,
                 error,
-            } => self.on_bulk_finished(results, out, error),
-            Msg::AuditLoaded { contact, result } => {
+            } => {
+                self.settled();
+                self.on_bulk_finished(results, out, error)
+            }
+            Msg::AuditLoaded {
+                contact,
+                all_stores,
+                result,
+            } => {
                 self.popup = Some(match result {
                     Ok(entries) => Popup::Audit {
                         contact,
+                        all_stores,
                         entries,
                         scroll: 0,
                     },
@@ -453,12 +539,94 @@ impl App {
         }
     }
 
-    fn on_action(&mut self, action: Action) -> Vec<Cmd> {
-        if action == Action::ForceQuit {
+    /// The write in flight has answered.
+    fn settled(&mut self) {
+        self.writing = None;
+        if self.quitting {
+            self.should_quit = true;
+        }
+    }
+
+    /// q from the list (or a screen with nothing to close) and Ctrl-C: quit now, unless a
+    /// write is in flight; then quit when it settles, or now on a second Ctrl-C (the
+    /// journal's intent is settled by the next run).
+    fn quit(&mut self, force: bool) -> Vec<Cmd> {
+        let Some(who) = self.writing.clone() else {
+            self.should_quit = true;
+            return Vec::new();
+        };
+        if self.quitting && force {
             self.should_quit = true;
             return Vec::new();
         }
+        self.quitting = true;
+        self.notice = Some((
+            format!("Finishing the change to {who}; Ctrl-C again quits now"),
+            false,
+        ));
+        // A bulk run stops after the contact in flight; its answer then ends civikey.
+        if matches!(self.popup, Some(Popup::BulkRunning { .. })) {
+            return vec![Cmd::StopBulk];
+        }
+        Vec::new()
+    }
+
+    fn on_paste(&mut self, text: &str) -> Vec<Cmd> {
+        // One line of text: line breaks become spaces, other controls are dropped.
+        let clean = |text: &str| -> String {
+            text.chars()
+                .map(|c| {
+                    if c == '\n' || c == '\r' || c == '\t' {
+                        ' '
+                    } else {
+                        c
+                    }
+                })
+                .filter(|c| !c.is_control())
+                .collect()
+        };
         match self.mode() {
+            Mode::Search => {
+                let Some(input) = self.search_input.as_mut() else {
+                    return Vec::new();
+                };
+                input.push_str(&clean(text));
+                self.filter = input.clone();
+                self.search(false)
+            }
+            Mode::Input => {
+                for c in clean(text).chars() {
+                    self.on_input_action(Action::InputChar(c));
+                }
+                Vec::new()
+            }
+            Mode::TooSmall => Vec::new(),
+            _ => {
+                self.notice = Some((
+                    "Paste ignored: paste into the search (/) or a text field.".into(),
+                    false,
+                ));
+                Vec::new()
+            }
+        }
+    }
+
+    fn on_action(&mut self, action: Action) -> Vec<Cmd> {
+        let mode = self.mode();
+        match action {
+            Action::ForceQuit => return self.quit(true),
+            Action::Quit
+                if matches!(
+                    mode,
+                    Mode::List | Mode::TooSmall | Mode::Working | Mode::BulkRunning
+                ) =>
+            {
+                return self.quit(false)
+            }
+            _ => {}
+        }
+        match mode {
+            Mode::TooSmall => Vec::new(),
             Mode::List => self.on_list_action(action),
             Mode::Search => self.on_search_action(action),
             Mode::Help | Mode::Message => {
@@ -475,8 +643,9 @@ impl App {
             Mode::Working => Vec::new(),
             Mode::Shown => self.on_shown_action(action),
             Mode::ConfirmRevoke => self.on_confirm_revoke_action(action),
+            Mode::ConfirmUndo => self.on_confirm_undo_action(action),
             Mode::Audit => self.on_audit_action(action),
-            Mode::Input => self.on_input_action(action),
+            Mode::Input | Mode::ConfirmBulk => self.on_input_action(action),
             Mode::BulkRunning => Vec::new(),
             Mode::BulkResults => self.on_bulk_results_action(action),
         }
@@ -485,6 +654,7 @@ impl App {
     fn on_audit_action(&mut self, action: Action) -> Vec<Cmd> {
         let Some(Popup::Audit {
             contact,
+            all_stores,
             entries,
             scroll,
         }) = self.popup.as_mut()
@@ -497,12 +667,17 @@ impl App {
             Action::PageDown => *scroll = (*scroll + 10).min(entries.len().saturating_sub(1)),
             Action::PageUp => *scroll = scroll.saturating_sub(10),
             Action::AuditFilter => {
-                // Toggle between every record and the selected contact's.
-                let next = match contact {
-                    Some(_) => None,
-                    None => self.contacts.get(self.selected).map(|c| c.id),
+                // This store -> the selected contact (in this store) -> every store.
+                let selected = self.contacts.get(self.selected).map(|c| c.id);
+                let (contact, all_stores) = match (*contact, *all_stores) {
+                    (None, false) if selected.is_some() => (selected, false),
+                    (None, false) | (Some(_), _) => (None, true),
+                    (None, true) => (None, false),
                 };
-                return vec![Cmd::LoadAudit { contact: next }];
+                return vec![Cmd::LoadAudit {
+                    contact,
+                    all_stores,
+                }];
             }
             Action::Back | Action::Quit | Action::Audit | Action::Proceed => self.popup = None,
             _ => {}
@@ -519,6 +694,23 @@ impl App {
 
     fn on_list_action(&mut self, action: Action) -> Vec<Cmd> {
         self.notice = None;
+        let on_a_contact = matches!(
+            action,
+            Action::Rotate
+                | Action::Proceed
+                | Action::Revoke
+                | Action::ToggleMark
+                | Action::MarkMatching
+                | Action::MarkOld
+                | Action::AgeFilter
+        );
+        if on_a_contact && self.searching() {
+            self.notice = Some((
+                "Searching: wait for the results before acting on a contact.".into(),
+                false,
+            ));
+            return Vec::new();
+        }
         match action {
             Action::Up => self.move_selection(-1),
             Action::Down => self.move_selection(1),
@@ -544,8 +736,17 @@ impl App {
             }
             Action::Rotate | Action::Proceed => self.open_new_key(),
             Action::Revoke => self.open_revoke(),
-            Action::Audit => vec![Cmd::LoadAudit { contact: None }],
+            Action::Audit => vec![Cmd::LoadAudit {
+                contact: None,
+                all_stores: false,
+            }],
             Action::ToggleMark => self.toggle_mark(),
+            Action::UnmarkAll => {
+                let n = self.marked.len();
+                self.marked.clear();
+                self.notice = Some((format!("Unmarked {n} contacts."), false));
+                Vec::new()
+            }
             Action::MarkMatching => self.mark_matching(None),
             Action::MarkOld => {
                 self.popup = Some(Popup::MarkOld {
@@ -564,19 +765,16 @@ impl App {
             }
             Action::Undo => match &self.undo {
                 Some(undo) => {
-                    let contact = self
+                    let name = self
                         .contacts
                         .iter()
                         .find(|c| c.id == undo.contact_id)
-                        .cloned();
-                    self.undo = None;
-                    if let Some(contact) = contact {
-                        self.popup = Some(Popup::Working {
-                            contact,
-                            what: "Undoing the last change",
-                        });
-                    }
-                    vec![Cmd::Undo]
+                        .map(|c| c.display_name.clone());
+                    self.popup = Some(Popup::ConfirmUndo {
+                        contact_id: undo.contact_id,
+                        name,
+                    });
+                    Vec::new()
                 }
                 None => {
                     self.notice = Some(("Nothing to undo.".into(), false));
@@ -651,6 +849,7 @@ impl App {
                         expectation: Expectation::Seen(contact.key.clone()),
                         key,
                     };
+                    self.writing = Some(contact_label(&contact));
                     self.popup = Some(Popup::Working {
                         contact,
                         what: "Assigning the key",
@@ -692,6 +891,7 @@ impl App {
                         id: contact.id,
                         expectation: Expectation::Seen(contact.key.clone()),
                     };
+                    self.writing = Some(contact_label(&contact));
                     self.popup = Some(Popup::Working {
                         contact,
                         what: "Revoking the key",
@@ -702,6 +902,34 @@ impl App {
             }
             Action::No | Action::Back => {
                 self.cancel("Cancelled: the key was kept.");
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn on_confirm_undo_action(&mut self, action: Action) -> Vec<Cmd> {
+        match action {
+            Action::Yes => {
+                let Some(Popup::ConfirmUndo { contact_id, name }) = self.popup.take() else {
+                    return Vec::new();
+                };
+                self.undo = None;
+                let who = match &name {
+                    Some(name) => format!("{} (id {contact_id})", name.truncated(16)),
+                    None => format!("contact {contact_id}"),
+                };
+                self.writing = Some(who);
+                if let Some(contact) = self.contacts.iter().find(|c| c.id == contact_id) {
+                    self.popup = Some(Popup::Working {
+                        contact: contact.clone(),
+                        what: "Undoing the last change",
+                    });
+                }
+                vec![Cmd::Undo]
+            }
+            Action::No | Action::Back => {
+                self.cancel("Cancelled: nothing was undone.");
                 Vec::new()
             }
             _ => Vec::new(),
@@ -882,6 +1110,7 @@ impl App {
         self.loading_more = false;
         match result {
             Ok(page) => {
+                self.search_error = None;
                 if append {
                     self.contacts.extend(page.contacts);
                 } else {
@@ -895,6 +1124,7 @@ impl App {
             }
             Err(e) => {
                 self.notice = Some((format!("Search failed: {e}"), true));
+                self.search_error = Some(e);
                 Vec::new()
             }
         }
@@ -923,6 +1153,11 @@ impl App {
             self.scroll = self.selected + 1 - rows;
         }
     }
+}
+
+/// "Grace Hopper (id 103)": whom a change is for, in notices (short: they fit 80 columns).
+fn contact_label(contact: &Contact) -> String {
+    format!("{} (id {})", contact.display_name.truncated(16), contact.id)
 }
 
 fn error_popup(title: &'static str, text: String) -> Popup {

@@ -440,7 +440,9 @@ fn undo_goes_to_the_worker_once() {
         contact_id: 1,
         until_unix: 600,
     });
-    let cmds = act(&mut app, Action::Undo);
+    assert!(act(&mut app, Action::Undo).is_empty(), "undo asks first");
+    assert_eq!(app.mode(), Mode::ConfirmUndo);
+    let cmds = act(&mut app, Action::Yes);
     assert!(matches!(&cmds[..], [Cmd::Undo]));
     assert_eq!(app.mode(), Mode::Working);
     assert!(app.undo.is_none());
@@ -456,14 +458,49 @@ fn undo_goes_to_the_worker_once() {
 fn audit_view_opens_filters_and_closes() {
     let mut app = app_with(three(), true);
     let cmds = act(&mut app, Action::Audit);
-    assert!(matches!(&cmds[..], [Cmd::LoadAudit { contact: None }]));
-    app.update(Msg::AuditLoaded {
-        contact: None,
-        result: Ok(Vec::new()),
-    });
-    assert_eq!(app.mode(), Mode::Audit);
+    assert!(matches!(
+        &cmds[..],
+        [Cmd::LoadAudit {
+            contact: None,
+            all_stores: false
+        }]
+    ));
+    let load = |app: &mut App, contact, all_stores| {
+        app.update(Msg::AuditLoaded {
+            contact,
+            all_stores,
+            result: Ok(Vec::new()),
+        });
+        assert_eq!(app.mode(), Mode::Audit);
+    };
+    load(&mut app, None, false);
+    // f: this store -> the selected contact -> every store -> this store.
     let cmds = act(&mut app, Action::AuditFilter);
-    assert!(matches!(&cmds[..], [Cmd::LoadAudit { contact: Some(1) }]));
+    assert!(matches!(
+        &cmds[..],
+        [Cmd::LoadAudit {
+            contact: Some(1),
+            all_stores: false
+        }]
+    ));
+    load(&mut app, Some(1), false);
+    let cmds = act(&mut app, Action::AuditFilter);
+    assert!(matches!(
+        &cmds[..],
+        [Cmd::LoadAudit {
+            contact: None,
+            all_stores: true
+        }]
+    ));
+    load(&mut app, None, true);
+    let cmds = act(&mut app, Action::AuditFilter);
+    assert!(matches!(
+        &cmds[..],
+        [Cmd::LoadAudit {
+            contact: None,
+            all_stores: false
+        }]
+    ));
     act(&mut app, Action::Back);
     assert!(app.popup.is_none());
 }
@@ -508,9 +545,17 @@ fn marking_and_bulk_rotation_flow() {
     for c in "/tmp/k.csv".chars() {
         act(&mut app, Action::InputChar(c));
     }
-    let cmds = act(&mut app, Action::Proceed);
+    assert!(
+        act(&mut app, Action::Proceed).is_empty(),
+        "Enter ends the path"
+    );
+    assert_eq!(app.mode(), Mode::ConfirmBulk);
+    assert!(act(&mut app, Action::No).is_empty());
+    assert_eq!(app.mode(), Mode::Input, "n goes back to the path");
+    act(&mut app, Action::Proceed);
+    let cmds = act(&mut app, Action::Yes);
     let [Cmd::BulkRotate { items, out }] = cmds.as_slice() else {
-        panic!("Enter must start the run")
+        panic!("y must start the run")
     };
     assert_eq!(out.to_str(), Some("/tmp/k.csv"));
     assert_eq!(items.len(), 3);
@@ -613,4 +658,262 @@ fn key_age_view_lists_old_keys_and_esc_leaves_it() {
     let cmds = act(&mut app, Action::Back);
     assert!(matches!(&cmds[..], [Cmd::Search { .. }]));
     assert_eq!(app.age_filter, None);
+}
+
+fn searched(app: &mut App, contacts: Vec<Contact>) {
+    let seq = app.search_seq;
+    app.update(Msg::Searched {
+        seq,
+        append: false,
+        result: Ok(Page {
+            contacts,
+            next: None,
+        }),
+        history: Vec::new(),
+    });
+}
+
+#[test]
+fn too_small_keeps_popups_and_takes_only_quit() {
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::Rotate);
+    act(&mut app, Action::Proceed);
+    assert_eq!(app.mode(), Mode::Confirm);
+    app.update(Msg::Resize {
+        width: 60,
+        height: 20,
+    });
+    assert_eq!(app.mode(), Mode::TooSmall);
+    for action in [Action::Yes, Action::Back, Action::Proceed, Action::No] {
+        assert!(act(&mut app, action).is_empty(), "{action:?}");
+    }
+    assert!(
+        matches!(app.popup, Some(Popup::Confirm { .. })),
+        "the popup survives"
+    );
+    app.update(Msg::Resize {
+        width: 80,
+        height: 24,
+    });
+    assert_eq!(app.mode(), Mode::Confirm);
+    app.update(Msg::Resize {
+        width: 79,
+        height: 24,
+    });
+    act(&mut app, Action::Quit);
+    assert!(app.should_quit, "q quits from the notice");
+}
+
+#[test]
+fn a_pending_search_refuses_contact_commands_and_shows() {
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::StartSearch);
+    let cmds = act(&mut app, Action::SearchChar('g'));
+    assert!(matches!(&cmds[..], [Cmd::Search { .. }]));
+    act(&mut app, Action::SearchAccept);
+    assert!(app.searching());
+    for action in [
+        Action::Rotate,
+        Action::Proceed,
+        Action::Revoke,
+        Action::ToggleMark,
+        Action::MarkMatching,
+        Action::MarkOld,
+    ] {
+        assert!(act(&mut app, action).is_empty(), "{action:?}");
+        assert!(app.popup.is_none(), "{action:?} opened a popup");
+        assert!(app.marked.is_empty(), "{action:?} marked");
+        let notice = app.notice.clone().unwrap().0;
+        assert!(notice.contains("Searching"), "{notice}");
+    }
+    searched(&mut app, vec![three().remove(2)]);
+    assert!(!app.searching());
+    act(&mut app, Action::Rotate);
+    let Some(Popup::NewKey { contact, .. }) = &app.popup else {
+        panic!("r works once the answer is in")
+    };
+    assert_eq!(contact.id, 3);
+}
+
+#[test]
+fn the_list_never_changes_under_a_popup() {
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::Help);
+    // A search answer (e.g. the reload after a bulk run) lands while a popup is open.
+    app.search_seq += 1;
+    app.loading = true;
+    searched(&mut app, vec![contact(9, "Someone Else", None)]);
+    assert_eq!(app.contacts.len(), 3, "the list behind the popup stays");
+    assert_eq!(app.selected_contact().unwrap().id, 1);
+    act(&mut app, Action::Back);
+    assert_eq!(app.contacts.len(), 1, "it lands once the popup is closed");
+    assert_eq!(app.contacts[0].id, 9);
+    assert!(!app.searching());
+}
+
+#[test]
+fn quit_waits_for_a_write_in_flight_and_a_second_ctrl_c_does_not() {
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::Quit);
+    assert!(app.should_quit, "nothing in flight: at once");
+
+    for second in [false, true] {
+        let mut app = app_with(three(), true);
+        act(&mut app, Action::Rotate);
+        act(&mut app, Action::Proceed);
+        assert!(matches!(
+            &act(&mut app, Action::Yes)[..],
+            [Cmd::Assign { .. }]
+        ));
+        act(&mut app, Action::ForceQuit);
+        assert!(!app.should_quit, "a write is in flight");
+        let notice = app.notice.clone().unwrap().0;
+        assert!(
+            notice.contains("Finishing the change to Ada Lovelace (id 1)"),
+            "{notice}"
+        );
+        if second {
+            act(&mut app, Action::ForceQuit);
+            assert!(app.should_quit, "a second Ctrl-C quits at once");
+        } else {
+            act(&mut app, Action::Quit);
+            assert!(!app.should_quit, "q waits too");
+            app.update(Msg::Assigned {
+                result: Err("conflict".into()),
+            });
+            assert!(app.should_quit, "quits once the write settled");
+        }
+    }
+}
+
+#[test]
+fn quit_during_a_bulk_run_stops_it_then_quits() {
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::ToggleMark);
+    act(&mut app, Action::BulkRotate);
+    act(&mut app, Action::Proceed);
+    assert!(matches!(
+        &act(&mut app, Action::Yes)[..],
+        [Cmd::BulkRotate { .. }]
+    ));
+    let cmds = act(&mut app, Action::ForceQuit);
+    assert!(matches!(&cmds[..], [Cmd::StopBulk]));
+    assert!(!app.should_quit);
+    app.update(Msg::BulkFinished {
+        results: Vec::new(),
+        out: "/tmp/x.csv".into(),
+        error: Some("interrupted".into()),
+    });
+    assert!(app.should_quit);
+}
+
+#[test]
+fn a_paste_is_text_in_the_search_and_ignored_elsewhere() {
+    let mut app = app_with(three(), true);
+    assert!(app.update(Msg::Paste("or\ry\n".into())).is_empty());
+    assert!(app.popup.is_none(), "a paste never runs commands");
+    assert!(app.notice.clone().unwrap().0.contains("Paste ignored"));
+    act(&mut app, Action::StartSearch);
+    let cmds = app.update(Msg::Paste("Hop\r\nper\x1b".into()));
+    let [Cmd::Search { query, .. }] = cmds.as_slice() else {
+        panic!("a paste into the search searches")
+    };
+    assert_eq!(query.text, "Hop  per");
+    assert_eq!(app.search_input.as_deref(), Some("Hop  per"));
+    assert_eq!(
+        app.mode(),
+        Mode::Search,
+        "Enter in a paste does not keep it"
+    );
+    // In a text field, as typed text.
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::MarkOld);
+    app.update(Msg::Paste("3y0".into()));
+    let Some(Popup::MarkOld { days, .. }) = &app.popup else {
+        panic!()
+    };
+    assert_eq!(days, "9030");
+    act(&mut app, Action::InputChar('q'));
+    assert!(app.popup.is_none(), "q closes the days popup");
+    // A confirm popup ignores it.
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::Rotate);
+    act(&mut app, Action::Proceed);
+    app.update(Msg::Paste("y".into()));
+    assert_eq!(app.mode(), Mode::Confirm);
+}
+
+#[test]
+fn undo_asks_and_cancel_keeps_it() {
+    let mut app = app_with(three(), true);
+    app.undo = Some(UndoInfo {
+        contact_id: 3,
+        until_unix: 600,
+    });
+    act(&mut app, Action::Undo);
+    let Some(Popup::ConfirmUndo {
+        contact_id: 3,
+        name,
+    }) = &app.popup
+    else {
+        panic!("undo asks for y")
+    };
+    assert_eq!(name.as_ref().map(|n| n.as_str()), Some("Grace Hopper"));
+    act(&mut app, Action::No);
+    assert!(app.popup.is_none());
+    assert!(app.undo.is_some(), "a cancelled undo can still be done");
+}
+
+#[test]
+fn unmark_all_and_mark_matching_skips_deleted() {
+    let mut app = app_with(three(), true);
+    let mut found = three();
+    found[1].is_deleted = true;
+    app.update(Msg::Marked { result: Ok(found) });
+    assert_eq!(app.marked.keys().copied().collect::<Vec<_>>(), vec![1, 3]);
+    let notice = app.notice.clone().unwrap().0;
+    assert!(notice.contains("skipped 1 deleted"), "{notice}");
+    act(&mut app, Action::UnmarkAll);
+    assert!(app.marked.is_empty());
+}
+
+#[test]
+fn a_failed_search_is_kept_until_one_succeeds() {
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::StartSearch);
+    act(&mut app, Action::SearchChar('x'));
+    let seq = app.search_seq;
+    app.update(Msg::Searched {
+        seq,
+        append: false,
+        result: Err("connection refused".into()),
+        history: Vec::new(),
+    });
+    assert_eq!(app.search_error.as_deref(), Some("connection refused"));
+    assert_eq!(app.contacts.len(), 3, "the old rows stay, marked stale");
+    act(&mut app, Action::SearchBackspace);
+    searched(&mut app, three());
+    assert_eq!(app.search_error, None);
+}
+
+#[test]
+fn the_finishing_notice_fits_80_columns() {
+    let long = contact(
+        99_999_999,
+        "Maximiliane Alexandra von Hohenzollern-Sigmaringen",
+        Some("AaaaBbbbCcccDdddEeeeFfffGggg0001"),
+    );
+    let mut app = app_with(vec![long], true);
+    act(&mut app, Action::Revoke);
+    act(&mut app, Action::Yes);
+    act(&mut app, Action::ForceQuit);
+    let notice = app.notice.clone().unwrap().0;
+    assert!(
+        notice.starts_with("Finishing the change to Maximiliane"),
+        "{notice}"
+    );
+    assert!(
+        unicode_width::UnicodeWidthStr::width(format!(" {notice}").as_str()) <= 80,
+        "{notice}"
+    );
 }

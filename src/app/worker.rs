@@ -175,13 +175,16 @@ impl Worker {
                     history: self.key_set(id),
                 }
             }
-            Cmd::LoadAudit { contact } => Msg::AuditLoaded {
+            Cmd::LoadAudit {
                 contact,
-                result: self
-                    .journal
-                    .as_ref()
-                    .map_err(|e| e.clone())
-                    .and_then(|j| j.entries(contact, 500).map_err(|e| e.to_string())),
+                all_stores,
+            } => Msg::AuditLoaded {
+                contact,
+                all_stores,
+                result: self.journal.as_ref().map_err(|e| e.clone()).and_then(|j| {
+                    j.entries(contact, all_stores, 500)
+                        .map_err(|e| e.to_string())
+                }),
             },
             Cmd::LoadRoles { id } => Msg::Roles {
                 id,
@@ -214,7 +217,7 @@ impl Worker {
                 result: self.mark_matching(query, older_than_days, limit),
             },
             Cmd::BulkRotate { items, out } => self.bulk_rotate(&items, &out),
-            Cmd::OpenStore | Cmd::CopyToClipboard(_) => return None,
+            Cmd::OpenStore | Cmd::CopyToClipboard(_) | Cmd::StopBulk => return None,
         })
     }
 

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use civikey::app::{Action, App, AppOptions, Cmd, Msg};
 use civikey::key::SeededKeySource;
 use civikey::seed::synthetic_contacts;
-use civikey::store::spec::{MysqlOptions, Secret, StoreSpec};
+use civikey::store::spec::{MysqlOptions, MysqlTls, Secret, StoreSpec};
 use civikey::store::sqlite::SqliteStore;
 use civikey::store::ContactStore;
 use civikey::terminal::Screen;
@@ -375,7 +375,7 @@ fn mysql_options(address: &str) -> MysqlOptions {
         address: address.to_string(),
         password: std::env::var(PASSWORD_VAR).ok().map(Secret::new),
         table_prefix: String::new(),
-        tls: false,
+        tls: MysqlTls::Auto,
         tls_ca_file: None,
         timeout: Duration::from_secs(60),
     }

@@ -663,14 +663,8 @@ fn shown_stderr(bytes: &[u8], secrets: &[&ApiKey]) -> String {
 /// Hides the call's keys (any case) and anything else that looks like a key: PHP errors
 /// may quote the parameters or the SQL they failed on.
 fn redact(text: &str, secrets: &[&ApiKey]) -> String {
-    let mut text = text.to_string();
-    for secret in secrets.iter().map(|k| k.expose()).filter(|s| !s.is_empty()) {
-        let needle = secret.to_ascii_lowercase();
-        // ASCII lowercasing keeps byte offsets, so `at` is valid in `text` too.
-        while let Some(at) = text.to_ascii_lowercase().find(&needle) {
-            text.replace_range(at..at + needle.len(), "[key hidden]");
-        }
-    }
+    // One pass (a key that occurs in the marker itself cannot loop).
+    let text = crate::redact::hide_keys(text, secrets);
     let mut out = String::with_capacity(text.len());
     let mut run = String::new();
     for c in text.chars() {

@@ -15,7 +15,7 @@ use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder, Params, Row, SslOpts, TxOpts, Value};
 use zeroize::Zeroizing;
 
-use super::spec::MysqlOptions;
+use super::spec::{MysqlOptions, MysqlTls};
 use super::{
     CmsLink, Contact, ContactId, ContactStore, Cursor, Matcher, Page, Query, StoreError, StoreInfo,
     StoreKind,
@@ -140,6 +140,63 @@ fn parse_address(address: &str) -> Result<Address, StoreError> {
         port,
         db: db.to_string(),
     })
+}
+
+/// Whether `host` is this machine: `localhost`, or an address in 127.0.0.0/8 or ::1
+/// (also as an IPv4-mapped IPv6 address). Names are not looked up: any other name counts
+/// as another machine, so a DNS answer cannot turn TLS off.
+fn is_loopback(host: &str) -> bool {
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => v4.is_loopback(),
+        Ok(std::net::IpAddr::V6(v6)) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
+/// How a connection to `host` is made under the profile's `tls`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsDecision {
+    /// Verified TLS (system roots, or the profile's tls_ca_file).
+    Verified,
+    /// No TLS, to this machine.
+    PlainLoopback,
+    /// No TLS to another machine, because the profile says `tls = "off"`: warned about.
+    PlainRemote,
+}
+
+/// The TLS rule, decided before anything is sent: verified TLS to any host but this
+/// machine unless the profile says `tls = "off"`; a remote host with `tls` unset is refused.
+pub fn decide_tls(address: &str, tls: MysqlTls) -> Result<TlsDecision, StoreError> {
+    let parsed = parse_address(address)?;
+    Ok(match (tls, is_loopback(&parsed.host)) {
+        (MysqlTls::Required, _) => TlsDecision::Verified,
+        (MysqlTls::Auto | MysqlTls::Off, true) => TlsDecision::PlainLoopback,
+        (MysqlTls::Off, false) => TlsDecision::PlainRemote,
+        (MysqlTls::Auto, false) => {
+            return Err(StoreError::invalid(format!(
+                "{} is another machine, and civikey sends keys there only over verified TLS; nothing was sent. \
+                 Set tls = true in the profile (with tls_ca_file if the server's certificate is not signed by a \
+                 public CA), or tls = \"off\" to send keys and the password readable by anyone on the network",
+                parsed.shown()
+            )))
+        }
+    })
+}
+
+/// The warning for every run of a profile with `tls = "off"` to another machine.
+pub fn clear_text_warning(opts: &MysqlOptions) -> Option<String> {
+    match decide_tls(&opts.address, opts.tls) {
+        Ok(TlsDecision::PlainRemote) => Some(format!(
+            "warning: TLS is off for {} (tls = \"off\"): keys and the password cross the network readable by anyone on the way",
+            parse_address(&opts.address).map_or_else(|_| opts.address.clone(), |a| a.shown())
+        )),
+        _ => None,
+    }
 }
 
 /// Only letters, digits and `_`: the prefix is pasted into SQL as part of table names.
@@ -273,6 +330,7 @@ fn password_from_option_file(path: &Path) -> Result<Option<Zeroizing<String>>, S
 /// The connection options for `opts`, and the address as shown to the operator.
 fn connection_opts(opts: &MysqlOptions) -> Result<(Opts, Address), StoreError> {
     let address = parse_address(&opts.address)?;
+    let tls = decide_tls(&opts.address, opts.tls)?;
     let password: Option<Zeroizing<String>> = match &opts.password {
         Some(secret) => Some(Zeroizing::new(secret.expose().to_string())),
         None => match directories::BaseDirs::new() {
@@ -298,7 +356,7 @@ fn connection_opts(opts: &MysqlOptions) -> Result<(Opts, Address), StoreError> {
         .additional_capabilities(CapabilityFlags::CLIENT_FOUND_ROWS)
         // A too-long value must fail, not be silently cut (CiviCRM runs non-strict).
         .init(vec!["SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'STRICT_ALL_TABLES')"]);
-    if opts.tls {
+    if tls == TlsDecision::Verified {
         let mut ssl = SslOpts::default();
         if let Some(ca) = &opts.tls_ca_file {
             ssl = ssl.with_root_cert_path(Some(ca.clone()));
@@ -419,6 +477,8 @@ pub struct MysqlStore {
     conn: Option<Conn>,
     opts: Opts,
     location: String,
+    /// `tls = "off"` to another machine: the header says so.
+    clear_text_remote: bool,
     tables: Tables,
     key_capacity: usize,
     keys_case_insensitive: bool,
@@ -466,6 +526,7 @@ impl MysqlStore {
             } else {
                 format!("{location} (table prefix {})", opts.table_prefix)
             },
+            clear_text_remote: clear_text_warning(opts).is_some(),
             tables,
             key_capacity: usize::try_from(capacity).unwrap_or(usize::MAX),
             keys_case_insensitive: collation_is_case_insensitive(collation.as_deref()),
@@ -808,7 +869,14 @@ impl ContactStore for MysqlStore {
     fn info(&self) -> StoreInfo {
         StoreInfo {
             kind: StoreKind::Mysql,
-            location: SafeText::new(&self.location),
+            location: SafeText::new(&if self.clear_text_remote {
+                format!(
+                    "{} (TLS OFF: keys cross the network readable)",
+                    self.location
+                )
+            } else {
+                self.location.clone()
+            }),
             key_capacity: self.key_capacity,
             keys_case_insensitive: self.keys_case_insensitive,
             writable: true,

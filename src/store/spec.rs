@@ -30,6 +30,18 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// A MySQL profile's `tls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MysqlTls {
+    /// Not set (or `tls = false`): no TLS to a loopback host; any other host is refused,
+    /// before anything is sent, until the profile says `true` or `"off"`.
+    Auto,
+    /// `tls = true`: verified TLS, whatever the host.
+    Required,
+    /// `tls = "off"`: clear text even to another machine, warned about on every run.
+    Off,
+}
+
 #[derive(Debug, Clone)]
 pub struct MysqlOptions {
     /// `mysql://USER@HOST[:PORT]/DB` (no password in it: refused if one is there).
@@ -38,8 +50,8 @@ pub struct MysqlOptions {
     /// (`~/.my.cnf`, `[client]` section) or no password.
     pub password: Option<Secret>,
     pub table_prefix: String,
-    /// Require TLS (rustls, system roots or `tls_ca_file`).
-    pub tls: bool,
+    /// Whether the connection uses TLS (rustls, system roots or `tls_ca_file`).
+    pub tls: MysqlTls,
     pub tls_ca_file: Option<PathBuf>,
     pub timeout: Duration,
 }
@@ -86,6 +98,16 @@ impl StoreSpec {
             StoreSpec::Rest(o) => o.base_url.clone(),
             StoreSpec::Cv(o) => format!("cv:{}", o.site_path.display()),
             StoreSpec::ReadOnly(inner) => inner.location(),
+        }
+    }
+
+    /// What the operator must be told on every run about this store: clear-text MySQL to
+    /// another machine (`tls = "off"`).
+    pub fn warning(&self) -> Option<String> {
+        match self {
+            StoreSpec::Mysql(o) => super::mysql::clear_text_warning(o),
+            StoreSpec::ReadOnly(inner) => inner.warning(),
+            _ => None,
         }
     }
 

@@ -343,19 +343,12 @@ impl SqliteStore {
         if integrity_checked {
             quick_check(&conn, path)?;
         }
-        let has_table: Option<i64> = conn
-            .query_row(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'civicrm_contact'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
+        // Decided before anything is written: only a file holding the columns civikey
+        // reads may get civikey's search structures (a foreign file is never modified).
+        check_schema(&conn, path)?;
+        // Freed pages are zeroed: a rotated-away key does not stay in the file.
+        conn.execute_batch("PRAGMA secure_delete = ON")
             .map_err(sql_err)?;
-        if has_table.is_none() {
-            return Err(StoreError::invalid(format!(
-                "{shown} is a SQLite database but holds no civicrm_contact table; it is not a civikey store"
-            )));
-        }
         conn.execute_batch("PRAGMA foreign_keys = ON")
             .map_err(sql_err)?;
         let mut indexed = has_search_index(&conn).map_err(sql_err)?;
@@ -386,6 +379,9 @@ impl SqliteStore {
         progress: &mut dyn FnMut(usize),
     ) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // Not in another user's folder, nor one others can write: the file made there
+            // would be refused on open anyway, after keys were put in it.
+            fsperm::refuse_if_folder_exposed(dir).map_err(StoreError::invalid)?;
             fsperm::create_private_dir(dir).map_err(StoreError::invalid)?;
         }
         OpenOptions::new()
@@ -411,10 +407,11 @@ impl SqliteStore {
         let mut conn = Connection::open(path).map_err(sql_err)?;
         // No journal and no fsync, only while filling a file no one else has yet: a crash
         // leaves a broken file, which `create` deletes. A big cache keeps index builds in
-        // memory. Both last as long as this connection.
+        // memory. Both last as long as this connection. secure_delete: pages split while
+        // filling keep no stale copies of keys in their free space.
         conn.execute_batch(
             "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;
-             PRAGMA temp_store = MEMORY;",
+             PRAGMA temp_store = MEMORY; PRAGMA secure_delete = ON;",
         )
         .map_err(sql_err)?;
         conn.execute_batch(TABLES).map_err(sql_err)?;
@@ -557,18 +554,77 @@ fn quick_check(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     }
 }
 
+/// The tables and columns civikey reads and its search structures index: a file without
+/// every one of them is not a civikey store, nor a CiviCRM-shaped database civikey may
+/// index.
+const REQUIRED_COLUMNS: &[(&str, &[&str])] = &[
+    (
+        "civicrm_contact",
+        &[
+            "id",
+            "contact_type",
+            "display_name",
+            "sort_name",
+            "is_deleted",
+            "api_key",
+        ],
+    ),
+    ("civicrm_email", &["contact_id", "email", "is_primary"]),
+    ("civicrm_uf_match", &["contact_id", "uf_id", "domain_id"]),
+];
+
+/// Refuses (without writing) a database that lacks a table or column of [`REQUIRED_COLUMNS`].
+fn check_schema(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let shown = path.display();
+    let mut stmt = conn
+        .prepare("SELECT name FROM pragma_table_info(?1)")
+        .map_err(sql_err)?;
+    for (table, columns) in REQUIRED_COLUMNS {
+        let present: Vec<String> = stmt
+            .query_map([table], |r| r.get(0))
+            .and_then(Iterator::collect)
+            .map_err(sql_err)?;
+        if present.is_empty() {
+            return Err(StoreError::invalid(format!(
+                "{shown} is a SQLite database but holds no {table} table; it is not a civikey store, and it was not modified"
+            )));
+        }
+        let missing: Vec<&str> = columns
+            .iter()
+            .copied()
+            .filter(|c| !present.iter().any(|p| p.eq_ignore_ascii_case(c)))
+            .collect();
+        if !missing.is_empty() {
+            return Err(StoreError::invalid(format!(
+                "{shown} has a {table} table without the column(s) {}; it is not a civikey store, and it was not modified",
+                missing.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Stores up to this size get SQLite's full `quick_check` on every open.
 const FULL_CHECK_MAX_BYTES: u64 = 16 << 20;
 
 fn check_header(path: &Path) -> Result<(), StoreError> {
     let shown = path.display();
     let mut header = [0u8; 100];
-    let file = fs::File::open(path)
+    // O_NONBLOCK: a FIFO put in the file's place cannot hang civikey at open.
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
         .map_err(|e| StoreError::invalid(format!("cannot read {shown}: {e}")))?;
-    let len = file
+    let meta = file
         .metadata()
-        .map_err(|e| StoreError::invalid(format!("cannot read {shown}: {e}")))?
-        .len();
+        .map_err(|e| StoreError::invalid(format!("cannot read {shown}: {e}")))?;
+    if !meta.is_file() {
+        return Err(StoreError::invalid(format!(
+            "{shown} is not a regular file (a FIFO, a device or a socket?); civikey refuses to use it"
+        )));
+    }
+    let len = meta.len();
     let n = file
         .take(100)
         .read(&mut header)

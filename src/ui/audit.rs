@@ -12,6 +12,7 @@ use crate::sanitize::{truncate_to_width, SafeText};
 pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     let Some(Popup::Audit {
         contact,
+        all_stores,
         entries,
         scroll,
     }) = &app.popup
@@ -20,10 +21,17 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     };
     let rect = area.inner(Margin::new(1, 1));
     frame.render_widget(Clear, rect);
-    let title = match contact {
-        Some(id) => format!(" Audit journal: contact {id} ({} records) ", entries.len()),
-        None => format!(
-            " Audit journal: all contacts ({} shown, newest first) ",
+    let title = match (contact, all_stores) {
+        (Some(id), _) => format!(
+            " Audit journal: contact {id}, this store ({} records) ",
+            entries.len()
+        ),
+        (None, false) => format!(
+            " Audit journal: this store ({} shown, newest first) ",
+            entries.len()
+        ),
+        (None, true) => format!(
+            " Audit journal: every store ({} shown, newest first) ",
             entries.len()
         ),
     };
@@ -39,7 +47,14 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         );
         return;
     }
-    let name_w = usize::from(inner.width.saturating_sub(11 + 8 + 7 + 6 + 17 + 15 + 6)).max(6);
+    // Every store: a store column, taken from the name's room.
+    let store_w: u16 = if *all_stores { 16 } else { 0 };
+    let name_w = usize::from(
+        inner
+            .width
+            .saturating_sub(11 + 8 + 7 + 6 + 17 + 15 + 6 + store_w + u16::from(*all_stores)),
+    )
+    .max(6);
     let rows = entries.iter().skip(*scroll).map(|e| {
         let outcome = match (&e.outcome, &e.reconciled) {
             (_, Some(r)) => format!("unknown→{r}"),
@@ -52,37 +67,42 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             e.new_fingerprint.as_deref().unwrap_or("none")
         );
         // Journal text was sanitized on the way in; sanitize again, it is a file others could edit.
-        Row::new([
+        let mut cells = vec![
             super::format_time(e.time)
                 .get(5..16)
                 .unwrap_or_default()
                 .to_string(),
             truncate_to_width(SafeText::new(&e.operator).as_str(), 8),
+        ];
+        if *all_stores {
+            cells.push(truncate_to_width(
+                SafeText::new(&e.store).as_str(),
+                usize::from(store_w),
+            ));
+        }
+        cells.extend([
             e.contact_id.to_string(),
             truncate_to_width(SafeText::new(&e.contact_name).as_str(), name_w),
             e.action.clone(),
             fp,
             outcome,
-        ])
+        ]);
+        Row::new(cells)
     });
-    let widths = [
-        Constraint::Length(11),
-        Constraint::Length(8),
+    let mut widths = vec![Constraint::Length(11), Constraint::Length(8)];
+    let mut heads = vec!["UTC", "Operator"];
+    if *all_stores {
+        widths.push(Constraint::Length(store_w));
+        heads.push("Store");
+    }
+    widths.extend([
         Constraint::Length(7),
         Constraint::Min(6),
         Constraint::Length(6),
         Constraint::Length(17),
         Constraint::Length(15),
-    ];
-    let header = Row::new([
-        "UTC",
-        "Operator",
-        "Contact",
-        "Name",
-        "Action",
-        "Old→new key fp",
-        "Outcome",
-    ])
-    .style(theme.table_header());
+    ]);
+    heads.extend(["Contact", "Name", "Action", "Old→new key fp", "Outcome"]);
+    let header = Row::new(heads).style(theme.table_header());
     frame.render_widget(Table::new(rows, widths).header(header), inner);
 }

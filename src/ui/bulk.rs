@@ -35,7 +35,11 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             ];
             boxed(frame, rect, title, lines, theme);
         }
-        Some(Popup::BulkConfirm { path, scroll }) => {
+        Some(Popup::BulkConfirm {
+            path,
+            scroll,
+            confirming,
+        }) => {
             let rect = area.inner(Margin::new(2, 1));
             frame.render_widget(Clear, rect);
             let title = format!(" Rotate {} marked contacts ", app.marked.len());
@@ -76,8 +80,19 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                     theme.warning(),
                 )),
                 Line::from("The new keys are written to this new file (0600), never shown here:"),
-                Line::from(vec![Span::styled(format!("{path}▏"), theme.key())]),
-                Line::from("Enter: rotate all · Esc: cancel · ↑/↓: scroll the list"),
+                Line::from(vec![Span::styled(
+                    if *confirming {
+                        path.clone()
+                    } else {
+                        format!("{path}▏")
+                    },
+                    theme.key(),
+                )]),
+                Line::from(if *confirming {
+                    "y: rotate all · n: edit the file name · Esc: cancel"
+                } else {
+                    "Enter: this file · Esc: cancel · ↑/↓: scroll the list"
+                }),
             ];
             frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), info);
         }

@@ -58,8 +58,17 @@ pub fn draw_table(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         Constraint::Length(KEY_W),
         Constraint::Length(CMS_W),
     ];
+    // Rows of an older search: dimmed while the new one runs, marked stale if it failed.
+    let stale = app.search_error.is_some() || app.searching();
+    let name_head = if app.search_error.is_some() {
+        "Name (stale: the search failed)"
+    } else if app.searching() {
+        "Name (searching…)"
+    } else {
+        "Name"
+    };
     let header =
-        Row::new(["", "ID", "Name", "Type", "Email", "Key", "CMS"]).style(theme.table_header());
+        Row::new(["", "ID", name_head, "Type", "Email", "Key", "CMS"]).style(theme.table_header());
     let visible = usize::from(area.height.saturating_sub(1));
     let rows: Vec<Row> = app
         .contacts
@@ -104,7 +113,9 @@ pub fn draw_table(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                 }),
                 Cell::from(cms_status(c.cms)),
             ]);
-            if selected {
+            if stale {
+                row.style(theme.dim())
+            } else if selected {
                 row.style(theme.selected())
             } else if c.is_deleted {
                 row.style(theme.deleted())

@@ -61,7 +61,40 @@ fn draw_header(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             format!("{}{ro}", info.location)
         }
     };
-    let count = if app.loading {
+    if let Some(e) = &app.search_error {
+        // At once, even while the operator types: the rows below are an older search's.
+        let right = format!("{} stale ", app.contacts.len());
+        let room = usize::from(area.width).saturating_sub(right.chars().count() + 1);
+        let left = crate::sanitize::truncate_to_width(
+            &format!(
+                " civikey │ search failed: {}",
+                crate::sanitize::SafeText::new(e)
+            ),
+            room,
+        );
+        let pad = usize::from(area.width).saturating_sub(
+            unicode_width::UnicodeWidthStr::width(left.as_str()) + right.chars().count(),
+        );
+        let line = Line::from(vec![
+            Span::styled(left, theme.error()),
+            Span::raw(" ".repeat(pad)),
+            Span::raw(right),
+        ]);
+        frame.render_widget(Paragraph::new(line).style(theme.header()), area);
+        return;
+    }
+    // A kept search, so the operator knows the list is filtered.
+    let kept = if app.search_input.is_none() && !app.filter.is_empty() {
+        format!(
+            "/{} · ",
+            crate::sanitize::SafeText::new(&app.filter).truncated(20)
+        )
+    } else {
+        String::new()
+    };
+    let count = if app.searching() && !app.contacts.is_empty() {
+        format!("{kept}searching…")
+    } else if app.loading {
         "loading…".to_string()
     } else {
         let more = if app.next.is_some() { "+" } else { "" };
@@ -74,7 +107,7 @@ fn draw_header(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             .age_filter
             .map(|d| format!(" · keys older than {d}d"))
             .unwrap_or_default();
-        format!("{}{more} shown{age}{marked}", app.contacts.len())
+        format!("{kept}{}{more} shown{age}{marked}", app.contacts.len())
     };
     let left = format!(" civikey │ {store}");
     let right = format!("{count} ");
@@ -91,32 +124,58 @@ fn draw_header(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     frame.render_widget(Paragraph::new(line).style(theme.header()), area);
 }
 
-fn footer_keys(mode: Mode) -> &'static str {
+/// The keys that work in `mode`; every line fits 80 columns with its leading space.
+fn footer_keys(mode: Mode, writable: bool) -> &'static str {
     match mode {
-        Mode::List => {
+        Mode::List if writable => {
             "/ search  r new key  x revoke  space mark  R rotate  a audit  ? help  q quit"
         }
+        // A read-only store: only what works.
+        Mode::List => "/ search  A key age  a audit  ? help  q quit",
         Mode::Search => "type to filter  Enter keep  Esc clear  ↑/↓ move",
-        Mode::Help | Mode::Message => "Esc/Enter close",
-        Mode::NewKey => "r regenerate  Enter continue  Esc cancel",
-        Mode::Confirm | Mode::ConfirmRevoke => "y yes  n/Esc no",
-        Mode::Working => "working…  Ctrl-C quit",
-        Mode::Shown => "c copy to clipboard  Enter close",
-        Mode::Audit => "j/k scroll  f this contact/all  Esc close",
+        Mode::Help | Mode::Message => "Esc/Enter/q close",
+        Mode::NewKey => "r regenerate  Enter continue  Esc/q cancel",
+        Mode::Confirm | Mode::ConfirmRevoke | Mode::ConfirmUndo | Mode::ConfirmBulk => {
+            "y yes  n/Esc/q no"
+        }
+        Mode::Working => "working…  q/Ctrl-C quit once the change is done",
+        Mode::Shown => "c copy to clipboard  Enter/Esc/q close",
+        Mode::Audit => "j/k scroll  f this store/contact/all stores  Esc/q close",
         Mode::Input => "type  Enter go on  Esc cancel",
-        Mode::BulkRunning => "rotating…  Ctrl-C stops after the contact in flight",
-        Mode::BulkResults => "j/k scroll  Enter close",
+        Mode::BulkRunning => "rotating…  q/Ctrl-C stop after the contact in flight",
+        Mode::BulkResults => "j/k scroll  Enter/q close",
+        Mode::TooSmall => "q quit",
     }
 }
 
+/// The list's footer while an undo is possible.
+fn undo_footer(undo: &crate::app::UndoInfo, writable: bool) -> (String, &'static str) {
+    let until = format_time(undo.until_unix);
+    let hhmm = until.get(11..).unwrap_or(&until);
+    (
+        format!(" u undo id {} until {hhmm}", undo.contact_id),
+        if writable {
+            "  / search  r new key  a audit  ? help"
+        } else {
+            "  / search  a audit  ? help"
+        },
+    )
+}
+
 fn draw_footer(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
+    let writable = app.store_info().is_none_or(|i| i.writable);
     let line = if let Some(input) = &app.search_input {
+        let hint = footer_keys(Mode::Search, writable);
+        // The text gets what the hint leaves, so the line fits the terminal.
+        let room = usize::from(area.width)
+            .saturating_sub(6 + unicode_width::UnicodeWidthStr::width(hint))
+            .max(10);
         Line::from(vec![
             Span::styled(" / ", theme.accent()),
-            Span::raw(crate::sanitize::SafeText::new(input).truncated(50)),
+            Span::raw(crate::sanitize::SafeText::new(input).truncated(room)),
             Span::styled("▏", theme.accent()),
             Span::raw("  "),
-            Span::styled(footer_keys(Mode::Search), theme.dim()),
+            Span::styled(hint, theme.dim()),
         ])
     } else if let Some((text, is_error)) = &app.notice {
         let style = if *is_error {
@@ -128,20 +187,14 @@ fn draw_footer(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     } else if let StoreState::Failed(e) = &app.store {
         Line::from(Span::styled(format!(" {e}"), theme.error()))
     } else if let (Mode::List, Some(undo)) = (app.mode(), &app.undo) {
+        let (undo, keys) = undo_footer(undo, writable);
         Line::from(vec![
-            Span::styled(
-                format!(
-                    " u undo (id {}, until {})",
-                    undo.contact_id,
-                    format_time(undo.until_unix)
-                ),
-                theme.warning(),
-            ),
-            Span::styled("  / search  r new key  a audit  ? help", theme.dim()),
+            Span::styled(undo, theme.warning()),
+            Span::styled(keys, theme.dim()),
         ])
     } else {
         Line::from(Span::styled(
-            format!(" {}", footer_keys(app.mode())),
+            format!(" {}", footer_keys(app.mode(), writable)),
             theme.dim(),
         ))
     };

@@ -175,6 +175,30 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             ],
             6,
         ),
+        Popup::ConfirmUndo { contact_id, name } => (
+            "Undo".into(),
+            vec![
+                Line::from(match name {
+                    Some(name) => format!(
+                        "Undo the last change to {} (id {contact_id})?",
+                        name.truncated(40)
+                    ),
+                    None => format!("Undo the last change to contact {contact_id}?"),
+                }),
+                Line::from(Span::styled(
+                    "Their previous key comes back and works again: if it was replaced",
+                    theme.warning(),
+                )),
+                Line::from(Span::styled(
+                    "because it may have leaked, it is exposed again.",
+                    theme.warning(),
+                )),
+                Line::from("The key set since then stops working."),
+                Line::from(""),
+                Line::from("y: undo · n/Esc: cancel"),
+            ],
+            8,
+        ),
         Popup::Message {
             title,
             text,
@@ -190,7 +214,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                 vec![
                     Line::from(Span::styled(text.clone(), style)),
                     Line::from(""),
-                    Line::from("Enter/Esc: close"),
+                    Line::from("Enter/Esc/q: close"),
                 ],
                 8,
             )
@@ -210,7 +234,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     );
 }
 
-fn help_lines(theme: &Theme) -> Vec<Line<'static>> {
+pub(super) fn help_lines(theme: &Theme) -> Vec<Line<'static>> {
     // The same table as the man page and the README.
     let mut lines: Vec<Line> = crate::reference::TUI_KEYS
         .iter()

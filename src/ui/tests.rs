@@ -5,7 +5,7 @@ use ratatui::backend::TestBackend;
 use ratatui::style::Color;
 use ratatui::Terminal;
 
-use crate::app::{Action, App, AppOptions, Msg, Popup};
+use crate::app::{Action, App, AppOptions, Msg, Popup, StoreState};
 use crate::key::{KeyHint, SeededKeySource};
 use crate::sanitize::SafeText;
 use crate::store::{CmsLink, Contact, Page, StoreInfo, StoreKind};
@@ -286,6 +286,7 @@ fn audit_view_80x24() {
     };
     app.update(Msg::AuditLoaded {
         contact: None,
+        all_stores: false,
         result: Ok(vec![
             entry(3, 4, "undo", Some("done"), None),
             entry(2, 4, "assign", Some("unknown"), Some("applied")),
@@ -341,4 +342,256 @@ fn bulk_results_80x24() {
         error: None,
     });
     insta::assert_snapshot!(render(&mut app, 80, 24).backend());
+}
+
+/// Row `y` of the rendered screen, trailing blanks trimmed.
+fn row(term: &Terminal<TestBackend>, y: u16) -> String {
+    let buffer = term.backend().buffer();
+    (0..buffer.area.width)
+        .map(|x| buffer[(x, y)].symbol().to_string())
+        .collect::<String>()
+        .trim_end()
+        .to_string()
+}
+
+#[test]
+fn every_footer_fits_80_columns() {
+    use crate::app::{Mode, UndoInfo};
+    for mode in [
+        Mode::List,
+        Mode::Search,
+        Mode::Help,
+        Mode::NewKey,
+        Mode::Confirm,
+        Mode::Working,
+        Mode::Shown,
+        Mode::ConfirmRevoke,
+        Mode::ConfirmUndo,
+        Mode::ConfirmBulk,
+        Mode::Message,
+        Mode::Audit,
+        Mode::Input,
+        Mode::BulkRunning,
+        Mode::BulkResults,
+        Mode::TooSmall,
+    ] {
+        for writable in [true, false] {
+            let text = format!(" {}", super::footer_keys(mode, writable));
+            assert!(
+                unicode_width::UnicodeWidthStr::width(text.as_str()) <= 80,
+                "{mode:?}: {text}"
+            );
+        }
+    }
+    // The undo footer, with the longest id a store hands out in practice.
+    let undo = UndoInfo {
+        contact_id: 99_999_999,
+        until_unix: 1_795_000_600,
+    };
+    for writable in [true, false] {
+        let (left, right) = super::undo_footer(&undo, writable);
+        let all = format!("{left}{right}");
+        assert!(all.chars().count() <= 80, "{all}");
+    }
+    // And as drawn: the last key hint is on the screen, not cut.
+    let mut app = app(true);
+    app.undo = Some(undo);
+    let term = render(&mut app, 80, 24);
+    assert!(row(&term, 23).ends_with("? help"), "{}", row(&term, 23));
+    // A long search text leaves the hint whole.
+    let mut app = self::app(true);
+    act(&mut app, Action::StartSearch);
+    for c in "a very long search text that goes on and on and on and on".chars() {
+        act(&mut app, Action::SearchChar(c));
+    }
+    let term = render(&mut app, 80, 24);
+    assert!(row(&term, 23).ends_with("↑/↓ move"), "{}", row(&term, 23));
+}
+
+#[test]
+fn read_only_footer_lists_only_what_works() {
+    let mut app = app(true);
+    app.store = StoreState::Ready(StoreInfo {
+        kind: StoreKind::Sqlite,
+        location: SafeText::new("sqlite:/data/contacts.sqlite"),
+        key_capacity: 32,
+        keys_case_insensitive: true,
+        writable: false,
+    });
+    let term = render(&mut app, 80, 24);
+    let footer = row(&term, 23);
+    for gone in ["r new key", "x revoke", "R rotate", "space mark"] {
+        assert!(!footer.contains(gone), "{footer}");
+    }
+    assert!(
+        footer.contains("/ search") && footer.contains("q quit"),
+        "{footer}"
+    );
+}
+
+#[test]
+fn the_header_shows_a_kept_filter_a_pending_search_and_a_failed_one() {
+    let mut app = app(true);
+    act(&mut app, Action::StartSearch);
+    act(&mut app, Action::SearchChar('A'));
+    let term = render(&mut app, 80, 24);
+    assert!(row(&term, 0).ends_with("searching…"), "{}", row(&term, 0));
+    assert!(
+        row(&term, 1).contains("Name (searching…)"),
+        "{}",
+        row(&term, 1)
+    );
+    let seq = app.search_seq;
+    app.update(Msg::Searched {
+        seq,
+        append: false,
+        result: Ok(Page {
+            contacts: sample().into_iter().take(2).collect(),
+            next: None,
+        }),
+        history: Vec::new(),
+    });
+    act(&mut app, Action::SearchAccept);
+    let term = render(&mut app, 80, 24);
+    assert!(row(&term, 0).ends_with("/A · 2 shown"), "{}", row(&term, 0));
+
+    act(&mut app, Action::StartSearch);
+    act(&mut app, Action::SearchChar('x'));
+    let seq = app.search_seq;
+    app.update(Msg::Searched {
+        seq,
+        append: false,
+        result: Err("the store stopped answering".into()),
+        history: Vec::new(),
+    });
+    let term = render(&mut app, 80, 24);
+    let header = row(&term, 0);
+    assert!(
+        header.contains("search failed: the store stopped answering")
+            && header.ends_with("2 stale"),
+        "{header}"
+    );
+    assert!(row(&term, 1).contains("stale"), "{}", row(&term, 1));
+}
+
+#[test]
+fn audit_view_of_every_store_has_a_store_column() {
+    let mut app = app(true);
+    let entry = |store: &str| crate::audit::Entry {
+        id: 1,
+        time: 1_795_000_000,
+        operator: "alice".into(),
+        ssh_client: None,
+        store: store.into(),
+        profile: None,
+        contact_id: 4,
+        contact_name: "Ada".into(),
+        action: "assign".into(),
+        old_fingerprint: None,
+        new_fingerprint: Some("5e6f7a8b".into()),
+        outcome: Some("done".into()),
+        error: None,
+        reconciled: None,
+    };
+    app.update(Msg::AuditLoaded {
+        contact: None,
+        all_stores: true,
+        result: Ok(vec![entry("https://crm.example.org"), entry("sqlite:/x")]),
+    });
+    let term = render(&mut app, 120, 30);
+    let screen = (0..30)
+        .map(|y| row(&term, y))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(screen.contains("every store"), "{screen}");
+    assert!(
+        screen.contains("Store") && screen.contains("https://crm.exa"),
+        "{screen}"
+    );
+    app.update(Msg::AuditLoaded {
+        contact: None,
+        all_stores: false,
+        result: Ok(vec![entry("sqlite:/x")]),
+    });
+    let term = render(&mut app, 120, 30);
+    let screen = (0..30)
+        .map(|y| row(&term, y))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        screen.contains("this store") && !screen.contains("Store "),
+        "{screen}"
+    );
+}
+
+#[test]
+fn undo_confirm_80x24() {
+    let mut app = app(true);
+    app.undo = Some(crate::app::UndoInfo {
+        contact_id: 1,
+        until_unix: 1_795_000_600,
+    });
+    act(&mut app, Action::Undo);
+    insta::assert_snapshot!(render(&mut app, 80, 24).backend());
+}
+
+/// The single-character keys named in the `?` help, and in the README's key table, are the
+/// keys the keymap knows, and each one the help names is in the README too.
+#[test]
+fn help_and_readme_name_the_keys_the_keymap_has() {
+    use crate::app::{keymap, Mode};
+    use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let theme = super::theme::Theme { color: false };
+    let readme = include_str!("../../README.md");
+    let table: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("## Keys in the TUI"))
+        .take_while(|l| !l.starts_with("## Commands"))
+        .filter(|l| l.starts_with("| `"))
+        // The key column only.
+        .filter_map(|l| l.split('|').nth(1))
+        .collect();
+    assert!(table.len() > 10, "the README key table");
+    let known = |c: char| {
+        let key = KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE);
+        [
+            Mode::List,
+            Mode::NewKey,
+            Mode::Confirm,
+            Mode::Shown,
+            Mode::Audit,
+        ]
+        .iter()
+        .any(|m| keymap::map(key, *m).is_some())
+    };
+    let mut checked = 0;
+    for line in super::popup::help_lines(&theme) {
+        let Some(keys) = line.spans.first().map(|s| s.content.to_string()) else {
+            continue;
+        };
+        let keys = keys.split(" (").next().unwrap_or_default().to_string();
+        for token in keys
+            .split([' ', '/', ','])
+            .filter(|t| t.len() == 1 && t.chars().all(|c| c.is_ascii_graphic()))
+        {
+            let c = token.chars().next().unwrap();
+            assert!(known(c), "the help names {c:?}, which no mode maps");
+            let quoted = format!("`{c}`");
+            assert!(
+                table.iter().any(|l| l.contains(&quoted)),
+                "the README key table lacks {quoted}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 12, "only {checked} keys checked");
+    // And every key the README's table names in backticks is one the keymap knows.
+    for line in &table {
+        for quoted in line.split('`').skip(1).step_by(2) {
+            if quoted.chars().count() == 1 {
+                let c = quoted.chars().next().unwrap();
+                assert!(known(c), "the README names {c:?}, which no mode maps");
+            }
+        }
+    }
 }

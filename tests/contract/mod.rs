@@ -415,7 +415,7 @@ pub fn rotation_assigns_a_unique_key(f: &dyn Fixture) {
     assert_ne!(done.key, key(KEY_B));
     assert_eq!(s.read_key(4).unwrap(), Some(done.key.clone()));
     // The journal holds one record per write, each done, with fingerprints only.
-    let entries = j.entries(None, 10).unwrap();
+    let entries = j.entries(None, true, 10).unwrap();
     assert_eq!(
         entries.len(),
         2,
@@ -456,7 +456,7 @@ pub fn undo_restores_the_previous_key_and_is_audited(f: &dyn Fixture) {
     .unwrap();
     assert_eq!(back.id, 1);
     assert_eq!(s.read_key(1).unwrap(), Some(key(KEY_A)));
-    let entries = j.entries(Some(1), 10).unwrap();
+    let entries = j.entries(Some(1), true, 10).unwrap();
     assert_eq!(entries[0].action, "undo");
     assert_eq!(entries[0].outcome.as_deref(), Some("done"));
     // Undo after someone else changed the key: refused, their key kept.
@@ -539,7 +539,7 @@ pub fn conflict_is_audited_and_keeps_the_other_writers_key(f: &dyn Fixture) {
     );
     assert_eq!(s.read_key(1).unwrap(), Some(theirs));
     assert_eq!(
-        j.entries(Some(1), 1).unwrap()[0].outcome.as_deref(),
+        j.entries(Some(1), true, 1).unwrap()[0].outcome.as_deref(),
         Some("conflict")
     );
 }

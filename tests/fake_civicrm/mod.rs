@@ -45,6 +45,9 @@ pub enum Mode {
     ServerError,
     /// 403 with an API error_message.
     Forbidden,
+    /// 500 with an error_message that quotes the request's params, upper-cased (as an SQL
+    /// error from a site's extension might).
+    EchoParams,
 }
 
 #[derive(Clone, Debug)]
@@ -366,6 +369,10 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
         Mode::ServerError => return api_error(&mut stream, 500, "DB Error: unknown error"),
         Mode::Forbidden => return api_error(&mut stream, 403, "Authorization failed"),
         Mode::Huge => return huge(&mut stream),
+        Mode::EchoParams => {
+            let quoted = format!("DB Error: bad params {}", params.to_string().to_uppercase());
+            return api_error(&mut stream, 500, &quoted);
+        }
         _ => {}
     }
     let (trap, debug) = match mode {

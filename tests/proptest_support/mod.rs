@@ -64,22 +64,12 @@ fn report(name: &str, cases: u32, failures: u32, elapsed: Duration) {
     }
 }
 
-/// Characters a terminal could act on or that hide or reorder text: controls (C0, DEL, C1),
-/// bidi embeddings, overrides, isolates and marks, zero-width characters, line and
-/// paragraph separators, the BOM, interlinear annotations, tag characters.
+/// Characters a terminal could act on or that hide or reorder text: controls (C0, DEL, C1)
+/// and everything `sanitize::is_invisible` names (Default_Ignorable_Code_Point, format
+/// characters, separators, U+2800). `tests/proptest_sanitize.rs` checks that set against
+/// the Unicode ranges themselves.
 pub fn dangerous(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c as u32,
-            0x061C
-                | 0x180E
-                | 0x200B..=0x200F
-                | 0x2028..=0x202E
-                | 0x2060..=0x2069
-                | 0xFEFF
-                | 0xFFF9..=0xFFFB
-                | 0xE0000..=0xE007F
-        )
+    c.is_control() || civikey::sanitize::is_invisible(c)
 }
 
 /// Pieces of the escape sequences attackers use.
