@@ -27,7 +27,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 if ! command -v cargo-deb >/dev/null; then
   echo "package-check.sh: installing cargo-deb" >&2
-  cargo install cargo-deb --locked --quiet
+  nice cargo install cargo-deb --locked --quiet
 fi
 
 rm -f target/debian/civikey_*.deb

@@ -793,7 +793,7 @@ fn a_trigger_quoting_the_keys_is_redacted_everywhere() {
         stderr.contains("keys: [key hidden][key hidden] / [key hidden]"),
         "{stderr}"
     );
-    let audit = run(&["audit", "--json"]);
+    let audit = run(&["audit", "--json", "--profile", "db"]);
     assert!(audit.status.success(), "{audit:?}");
     let audit_text = String::from_utf8_lossy(&audit.stdout).into_owned();
     assert!(audit_text.contains("[key hidden]"), "{audit_text}");
