@@ -910,6 +910,13 @@ pub fn completions(shell: clap_complete::Shell) -> Result<(), Failure> {
         .ok_or_else(|| Failure::new(exit::USAGE, format!("no completion for {name}")))?;
     let mut script = Vec::new();
     completer.write_registration(COMPLETE_ENV, "civikey", "civikey", "civikey", &mut script)?;
+    if shell == clap_complete::Shell::Zsh {
+        // Installed as `_civikey` in $fpath, the file is autoloaded as that function on the
+        // first Tab: complete that Tab too, not only the ones after it.
+        script.extend_from_slice(
+            b"if [ \"$funcstack[1]\" = \"_civikey\" ]; then\n    _clap_dynamic_completer_civikey \"$@\"\nfi\n",
+        );
+    }
     out::generated(&script)?;
     Ok(())
 }

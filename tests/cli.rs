@@ -392,6 +392,12 @@ fn completion_scripts_call_civikey_for_every_shell() {
             "{shell}: {text}"
         );
     }
+    // Autoloaded from $fpath as _civikey, the zsh file completes its first Tab too.
+    let zsh = stdout(&env.run(&["completions", "zsh"]));
+    assert!(
+        zsh.contains("if [ \"$funcstack[1]\" = \"_civikey\" ]; then\n    _clap_dynamic_completer_civikey \"$@\""),
+        "{zsh}"
+    );
     // Asked the way fish asks: the candidates come from the config of the moment.
     write_config(&env, &["gamma"]);
     let out = binary::civikey(env.dir.path())
