@@ -36,10 +36,15 @@ CREATE TABLE IF NOT EXISTS audit (
     outcome      TEXT,                      -- NULL while in flight; done | conflict | failed | unknown
     error        TEXT,
     outcome_time INTEGER,
-    reconciled   TEXT                       -- for unknown: applied | not-applied | superseded
+    reconciled   TEXT,                      -- for unknown: applied | not-applied | superseded
+    writer       TEXT,                      -- lease token of the process that wrote it
+    out_file     TEXT                       -- bulk: the out file the new key went to
 );
 CREATE INDEX IF NOT EXISTS audit_contact ON audit (store, contact_id, id);
 ";
+
+/// Columns added after the first release, for journals made before them.
+const ADDED_COLUMNS: [(&str, &str); 2] = [("writer", "TEXT"), ("out_file", "TEXT")];
 
 #[derive(Debug, thiserror::Error)]
 #[error("the audit journal cannot be written ({0}); nothing was changed")]
@@ -176,6 +181,99 @@ pub struct Journal {
     secret: Zeroizing<Vec<u8>>,
     actor: Actor,
     path: PathBuf,
+    lease: Lease,
+    /// Set during a bulk run: recorded with each intent.
+    out_file: Option<String>,
+    last_intent: Option<RecordId>,
+}
+
+/// This process's claim to the records it writes: `leases/TOKEN` in the data folder, held
+/// with an exclusive flock(2) from before the first record until the journal is dropped.
+/// The kernel drops the lock when the process ends in any way (SIGKILL, a crash), so a
+/// record whose writer's lease can be locked by someone else was left by a process that
+/// is gone, while one whose lease is held belongs to a civikey still at work.
+struct Lease {
+    token: String,
+    path: PathBuf,
+    _file: fs::File,
+}
+
+impl Lease {
+    fn take(dir: &Path) -> Result<Self, AuditError> {
+        let leases = dir.join("leases");
+        fsperm::create_private_dir(&leases).map_err(AuditError)?;
+        let mut raw = [0u8; 16];
+        OsKeySource
+            .fill(&mut raw)
+            .map_err(|e| AuditError(e.to_string()))?;
+        let token = hex(&raw);
+        let path = leases.join(&token);
+        // Locked under a temporary name, then renamed: a lease is never seen unlocked
+        // while its writer lives.
+        let fresh = leases.join(format!("{token}.new"));
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&fresh)
+            .map_err(|e| AuditError(format!("cannot create {}: {e}", fresh.display())))?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(std::io::Error::from)
+            .and_then(|()| fs::rename(&fresh, &path))
+            .map_err(|e| {
+                let _ = fs::remove_file(&fresh);
+                AuditError(format!("cannot take the lease {}: {e}", path.display()))
+            })?;
+        // Clear the leases of civikeys that were killed (a normal exit removes its own).
+        if let Ok(entries) = fs::read_dir(&leases) {
+            for entry in entries.flatten() {
+                if let Some(name) = entry.file_name().to_str().filter(|n| *n != token) {
+                    if is_token(name) {
+                        Lease::writer_is_gone(dir, name);
+                    }
+                }
+            }
+        }
+        Ok(Lease {
+            token,
+            path,
+            _file: file,
+        })
+    }
+
+    /// Whether the process that wrote records under `token` has ended. A token that is
+    /// not one civikey makes (the file is read as untrusted) names no live writer.
+    fn writer_is_gone(dir: &Path, token: &str) -> bool {
+        if !is_token(token) {
+            return true;
+        }
+        let path = dir.join("leases").join(token);
+        match fs::File::open(&path) {
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+            Ok(file) => {
+                let gone =
+                    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared)
+                        .is_ok();
+                if gone {
+                    // Its writer is gone for good: the lease is litter now.
+                    let _ = fs::remove_file(&path);
+                }
+                gone
+            }
+        }
+    }
+}
+
+/// Whether `name` is a lease token as civikey makes them (32 lowercase hex digits).
+fn is_token(name: &str) -> bool {
+    name.len() == 32 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
 }
 
 fn now() -> i64 {
@@ -197,12 +295,21 @@ impl Journal {
             fsperm::refuse_if_exposed(&path, &meta).map_err(AuditError)?;
         } else {
             use std::os::unix::fs::OpenOptionsExt;
-            fs::OpenOptions::new()
+            match fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
                 .open(&path)
-                .map_err(|e| AuditError(format!("cannot create {}: {e}", path.display())))?;
+            {
+                // Another civikey starting at the same moment made it first.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let meta = fs::metadata(&path)
+                        .map_err(|e| AuditError(format!("cannot read {}: {e}", path.display())))?;
+                    fsperm::refuse_if_exposed(&path, &meta).map_err(AuditError)?;
+                }
+                Err(e) => return Err(AuditError(format!("cannot create {}: {e}", path.display()))),
+                Ok(_) => {}
+            }
         }
         let conn = Connection::open(&path).map_err(AuditError::from_sql)?;
         conn.busy_timeout(Duration::from_secs(5))
@@ -212,12 +319,40 @@ impl Journal {
         conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA secure_delete = ON;")
             .map_err(AuditError::from_sql)?;
         conn.execute_batch(SCHEMA).map_err(AuditError::from_sql)?;
+        add_missing_columns(&conn)?;
+        let lease = Lease::take(dir)?;
         Ok(Journal {
             conn,
             secret,
             actor,
             path,
+            lease,
+            out_file: None,
+            last_intent: None,
         })
+    }
+
+    /// During a bulk run, the out file each new key goes to (recorded with every intent, so
+    /// `civikey audit` can tell a key that never reached it); None after.
+    pub fn set_out_file(&mut self, path: Option<&Path>) {
+        self.out_file = path.map(|p| p.to_string_lossy().into_owned());
+    }
+
+    /// The last record this journal wrote an intent for.
+    pub fn last_intent(&self) -> Option<RecordId> {
+        self.last_intent
+    }
+
+    /// Adds a note to a record (in its error field), e.g. that its new key was not delivered.
+    /// `note` is already-safe text (never a key).
+    pub fn annotate(&mut self, record: RecordId, note: &str) -> Result<(), AuditError> {
+        self.conn
+            .execute(
+                "UPDATE audit SET error = ?1 WHERE id = ?2",
+                params![note, record.0],
+            )
+            .map_err(AuditError::from_sql)?;
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -255,8 +390,8 @@ impl Journal {
         self.conn
             .execute(
                 "INSERT INTO audit (time, operator, ssh_client, store, profile, contact_id,
-                                    contact_name, action, old_fp, new_fp)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                                    contact_name, action, old_fp, new_fp, writer, out_file)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     now(),
                     self.actor.operator,
@@ -268,10 +403,14 @@ impl Journal {
                     action.as_str(),
                     old_fp,
                     new_fp,
+                    self.lease.token,
+                    self.out_file,
                 ],
             )
             .map_err(AuditError::from_sql)?;
-        Ok(RecordId(self.conn.last_insert_rowid()))
+        let record = RecordId(self.conn.last_insert_rowid());
+        self.last_intent = Some(record);
+        Ok(record)
     }
 
     /// Records how the store write ended. `error` is already-safe text (never a key).
@@ -330,17 +469,58 @@ impl Journal {
         Ok(ids)
     }
 
-    /// Settles unknown outcomes for a contact against the key the store holds now:
-    /// `applied` if it is the intended new key, `not-applied` if it is still the old one,
-    /// `superseded` if it is neither (someone changed it since). Returns how many settled.
-    pub fn reconcile(
+    /// The unsettled records of `contact_id` that may be settled now: those with an
+    /// "unknown" outcome, and those without any outcome whose writer is gone (killed or
+    /// crashed; see [`Lease`]) or is this journal. A record another running civikey is
+    /// still writing is left alone. Read the store's key after this, then [`Self::settle`].
+    pub fn settleable(&self, contact_id: ContactId) -> Result<Vec<Unsettled>, AuditError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, old_fp, new_fp, outcome, writer FROM audit
+                  WHERE store = ?1 AND contact_id = ?2 AND reconciled IS NULL
+                    AND (outcome IS NULL OR outcome = 'unknown')
+                  ORDER BY id",
+            )
+            .map_err(AuditError::from_sql)?;
+        let rows = stmt
+            .query_map(params![self.actor.store, contact_id as i64], |r| {
+                Ok((
+                    (RecordId(r.get(0)?), r.get(1)?, r.get(2)?),
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                ))
+            })
+            .map_err(AuditError::from_sql)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(AuditError::from_sql)?;
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        Ok(rows
+            .into_iter()
+            .filter(|(_, outcome, writer)| {
+                outcome.is_some()
+                    || match writer {
+                        None => true,
+                        Some(w) if *w == self.lease.token => true,
+                        Some(w) => Lease::writer_is_gone(dir, w),
+                    }
+            })
+            .map(|(record, _, _)| record)
+            .collect())
+    }
+
+    /// Settles `records` (from [`Self::settleable`]) against `current`, the key the store
+    /// holds, read after they were found settleable: `applied` if it is the intended new
+    /// key, `not-applied` if it is still the old one, `superseded` if it is neither (someone
+    /// changed it since). Returns how many settled.
+    pub fn settle(
         &mut self,
-        contact_id: ContactId,
+        records: &[Unsettled],
         current: Option<&ApiKey>,
     ) -> Result<usize, AuditError> {
         let current_fp = current.map(|k| self.fingerprint(k));
-        let records = self.unsettled(contact_id)?;
-        for (record, old_fp, new_fp) in &records {
+        let mut settled = 0;
+        for (record, old_fp, new_fp) in records {
             let verdict = if current_fp == *new_fp {
                 "applied"
             } else if current_fp == *old_fp {
@@ -348,17 +528,69 @@ impl Journal {
             } else {
                 "superseded"
             };
-            self.conn
+            settled += self
+                .conn
                 .execute(
                     "UPDATE audit SET reconciled = ?1,
                             outcome = coalesce(outcome, 'unknown'),
                             outcome_time = coalesce(outcome_time, ?2)
-                      WHERE id = ?3",
+                      WHERE id = ?3 AND reconciled IS NULL
+                        AND (outcome IS NULL OR outcome = 'unknown')",
                     params![verdict, now(), record.0],
                 )
                 .map_err(AuditError::from_sql)?;
         }
-        Ok(records.len())
+        Ok(settled)
+    }
+
+    /// Whether another writer recorded, after `record`, an intent for `contact_id` that
+    /// replaces `key` (None: no key): it read that key from the store, so `record`'s write
+    /// had landed.
+    pub fn replaced_after(
+        &self,
+        record: RecordId,
+        contact_id: ContactId,
+        key: Option<&ApiKey>,
+    ) -> Result<bool, AuditError> {
+        let fp = key.map(|k| self.fingerprint(k));
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM audit
+                  WHERE store = ?1 AND contact_id = ?2 AND id > ?3 AND old_fp IS ?4
+                    AND writer IS NOT ?5)",
+                params![
+                    self.actor.store,
+                    contact_id as i64,
+                    record.0,
+                    fp,
+                    self.lease.token
+                ],
+                |r| r.get(0),
+            )
+            .map_err(AuditError::from_sql)
+    }
+
+    /// Bulk records from `from_id` on that say "done": (record, contact, out file).
+    pub fn bulk_deliveries(
+        &self,
+        from_id: i64,
+    ) -> Result<Vec<(i64, ContactId, String)>, AuditError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, contact_id, out_file FROM audit
+                  WHERE id >= ?1 AND out_file IS NOT NULL AND action = 'assign'
+                    AND outcome = 'done' AND error IS NULL",
+            )
+            .map_err(AuditError::from_sql)?;
+        let rows = stmt
+            .query_map([from_id], |r| {
+                Ok((r.get(0)?, r.get::<_, i64>(1)? as ContactId, r.get(2)?))
+            })
+            .map_err(AuditError::from_sql)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(AuditError::from_sql)?;
+        Ok(rows)
     }
 
     /// Newest first, of this store (of every store with `all_stores`: contact ids of two
@@ -461,35 +693,80 @@ impl Journal {
     }
 }
 
+/// Adds the columns of [`ADDED_COLUMNS`] a journal made by an earlier civikey lacks.
+fn add_missing_columns(conn: &Connection) -> Result<(), AuditError> {
+    let missing = |conn: &Connection| -> Result<Vec<(&str, &str)>, AuditError> {
+        let mut stmt = conn
+            .prepare("SELECT name FROM pragma_table_info('audit')")
+            .map_err(AuditError::from_sql)?;
+        let have = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(AuditError::from_sql)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(AuditError::from_sql)?;
+        Ok(ADDED_COLUMNS
+            .into_iter()
+            .filter(|(name, _)| !have.iter().any(|h| h == name))
+            .collect())
+    };
+    if missing(conn)?.is_empty() {
+        return Ok(());
+    }
+    // One process at a time: two civikeys opening an old journal together must not both
+    // add a column.
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
+        .map_err(AuditError::from_sql)?;
+    for (name, kind) in missing(&tx)? {
+        tx.execute_batch(&format!("ALTER TABLE audit ADD COLUMN {name} {kind}"))
+            .map_err(AuditError::from_sql)?;
+    }
+    tx.commit().map_err(AuditError::from_sql)
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn load_or_make_secret(path: &Path) -> Result<Zeroizing<Vec<u8>>, AuditError> {
-    match fs::metadata(path) {
-        Ok(meta) => {
-            fsperm::refuse_if_exposed(path, &meta).map_err(AuditError)?;
-            let bytes = Zeroizing::new(
-                fs::read(path)
-                    .map_err(|e| AuditError(format!("cannot read {}: {e}", path.display())))?,
-            );
-            if bytes.len() < 32 {
-                return Err(AuditError(format!(
-                    "{} is shorter than 32 bytes; it is not a civikey audit secret",
-                    path.display()
-                )));
-            }
-            Ok(bytes)
-        }
-        Err(_) => {
-            let mut secret = Zeroizing::new(vec![0u8; 32]);
-            OsKeySource
-                .fill(&mut secret)
-                .map_err(|e| AuditError(e.to_string()))?;
-            fsperm::write_new_private_file(path, &secret).map_err(AuditError)?;
-            Ok(secret)
-        }
+    if fs::metadata(path).is_ok() {
+        return read_secret(path);
     }
+    let mut secret = Zeroizing::new(vec![0u8; 32]);
+    let mut tag = [0u8; 8];
+    OsKeySource
+        .fill(&mut secret)
+        .and_then(|()| OsKeySource.fill(&mut tag))
+        .map_err(|e| AuditError(e.to_string()))?;
+    // Written whole under a name of its own, then linked into place (which never replaces
+    // a file): civikeys starting together all end up with one secret, and none reads it
+    // half-written.
+    let mut fresh = path.as_os_str().to_owned();
+    fresh.push(format!(".{}.new", hex(&tag)));
+    let fresh = PathBuf::from(fresh);
+    fsperm::write_new_private_file(&fresh, &secret).map_err(AuditError)?;
+    let linked = fs::hard_link(&fresh, path);
+    let _ = fs::remove_file(&fresh);
+    match linked {
+        Ok(()) => Ok(secret),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_secret(path),
+        Err(e) => Err(AuditError(format!("cannot create {}: {e}", path.display()))),
+    }
+}
+
+fn read_secret(path: &Path) -> Result<Zeroizing<Vec<u8>>, AuditError> {
+    let meta = fs::metadata(path)
+        .map_err(|e| AuditError(format!("cannot read {}: {e}", path.display())))?;
+    fsperm::refuse_if_exposed(path, &meta).map_err(AuditError)?;
+    let bytes = Zeroizing::new(
+        fs::read(path).map_err(|e| AuditError(format!("cannot read {}: {e}", path.display())))?,
+    );
+    if bytes.len() < 32 {
+        return Err(AuditError(format!(
+            "{} is shorter than 32 bytes; it is not a civikey audit secret",
+            path.display()
+        )));
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -600,8 +877,10 @@ mod tests {
         )
         .unwrap(); // crash: no outcome
         assert_eq!(j.unsettled_contacts().unwrap().len(), 2);
-        assert_eq!(j.reconcile(1, Some(&new)).unwrap(), 1);
-        assert_eq!(j.reconcile(2, Some(&old)).unwrap(), 1);
+        let pending = j.settleable(1).unwrap();
+        assert_eq!(j.settle(&pending, Some(&new)).unwrap(), 1);
+        let pending = j.settleable(2).unwrap();
+        assert_eq!(j.settle(&pending, Some(&old)).unwrap(), 1);
         let e1 = &j.entries(Some(1), false, 1).unwrap()[0];
         assert_eq!(e1.reconciled.as_deref(), Some("applied"));
         let e2 = &j.entries(Some(2), false, 1).unwrap()[0];
@@ -612,6 +891,61 @@ mod tests {
             j.last_set(1).unwrap().is_some(),
             "an applied unknown counts as set"
         );
+    }
+
+    #[test]
+    fn a_journal_from_before_the_new_columns_gets_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let old_schema = SCHEMA
+            .replace(
+                "reconciled   TEXT,                      -- for unknown: applied | not-applied | superseded",
+                "reconciled   TEXT",
+            )
+            .replace("    writer       TEXT,                      -- lease token of the process that wrote it\n", "")
+            .replace("    out_file     TEXT                       -- bulk: the out file the new key went to\n", "");
+        assert!(!old_schema.contains("writer"), "{old_schema}");
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let path = dir.path().join("audit.sqlite");
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .unwrap();
+            Connection::open(&path)
+                .unwrap()
+                .execute_batch(&old_schema)
+                .unwrap();
+        }
+        let mut j = journal(dir.path());
+        let key = ApiKey::generate().unwrap();
+        let rec = j
+            .intent(5, &SafeText::new("E"), Action::Assign, None, Some(&key))
+            .unwrap();
+        j.outcome(rec, Outcome::Done, None).unwrap();
+        assert_eq!(
+            j.entries(Some(5), true, 1).unwrap()[0].outcome.as_deref(),
+            Some("done")
+        );
+    }
+
+    #[test]
+    fn a_live_writers_record_is_not_settleable_until_it_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = journal(dir.path());
+        let other = journal(dir.path());
+        let new = ApiKey::generate().unwrap();
+        writer
+            .intent(4, &SafeText::new("D"), Action::Assign, None, Some(&new))
+            .unwrap();
+        assert!(
+            other.settleable(4).unwrap().is_empty(),
+            "writer still alive"
+        );
+        assert_eq!(writer.settleable(4).unwrap().len(), 1, "its own record");
+        drop(writer);
+        assert_eq!(other.settleable(4).unwrap().len(), 1, "writer gone");
     }
 
     #[test]

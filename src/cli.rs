@@ -14,7 +14,9 @@ use crate::audit::Journal;
 use crate::key::{ApiKey, OsKeySource, KEY_LEN, MIN_MANUAL_LEN};
 use crate::rotation::{self, Expectation, NewKey, RotationError};
 use crate::sanitize::SafeText;
-use crate::store::{CmsLink, Contact, ContactId, ContactStore, Query, StoreError};
+use crate::store::{
+    AccountState, CmsLink, Contact, ContactId, ContactStore, Query, Standing, StoreError,
+};
 
 /// The only code that writes to stdout and stderr outside the TUI (which has its own, in
 /// `terminal.rs`). clippy.toml forbids `print!`, `println!`, `eprint!`, `eprintln!`, `dbg!`,
@@ -110,13 +112,28 @@ pub mod out {
     /// copied into a SafeText, whose copy of the key would not be wiped; keys are
     /// `[A-Za-z0-9]` (generated, or validated on entry), so the line is checked instead and
     /// refused if anything but printable ASCII slipped in.
+    ///
+    /// The line is flushed before this returns, and SIGPIPE is ignored first, so a full disk
+    /// or a closed pipe comes back as an error (for the caller to put the old key back)
+    /// rather than ending the process with the key delivered nowhere.
     pub fn secret_line(text: &str) -> io::Result<()> {
         if !text.chars().all(|c| c == ' ' || c.is_ascii_graphic()) {
             return Err(io::Error::other(
                 "refused to print a key line holding characters other than printable ASCII",
             ));
         }
-        writeln!(io::stdout().lock(), "{text}")
+        ignore_sigpipe();
+        let mut stdout = io::stdout().lock();
+        writeln!(stdout, "{text}")?;
+        stdout.flush()
+    }
+
+    /// From here on a closed pipe is a write error, never a SIGPIPE death: commands that
+    /// change keys call this so that a key is never lost to a signal between a store write
+    /// and its delivery.
+    pub fn ignore_sigpipe() {
+        // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     }
 
     /// Documents civikey generates from its own definitions (shell completions, the man page):
@@ -194,7 +211,7 @@ pub enum Command {
     Show {
         /// The contact id
         id: ContactId,
-        /// Print a JSON object instead of a line
+        /// Print a JSON object instead of the detail view
         #[arg(long)]
         json: bool,
     },
@@ -209,7 +226,8 @@ pub enum Command {
         /// Do not ask for confirmation
         #[arg(long)]
         yes: bool,
-        /// Print {"contact_id", "key", "fingerprint"} as JSON instead of the key alone
+        /// Print a JSON object (contact_id, key, fingerprint, login_check when the profile has
+        /// a site) instead of the key alone
         #[arg(long, conflicts_with = "ids_from")]
         json: bool,
         /// Bulk: a file of contact ids, one per line (# comments allowed)
@@ -351,7 +369,9 @@ impl From<RotationError> for Failure {
             | RotationError::TooLong { .. }
             | RotationError::ReadOnly
             | RotationError::Key(_) => Failure::new(exit::REFUSED, e.to_string()),
-            RotationError::ChangedSinceSeen => Failure::new(exit::CONFLICT, e.to_string()),
+            RotationError::ChangedSinceSeen | RotationError::ReplacedMeanwhile => {
+                Failure::new(exit::CONFLICT, e.to_string())
+            }
             RotationError::ReadBackMismatch { .. } | RotationError::NoUniqueKey => {
                 Failure::new(exit::ERROR, e.to_string())
             }
@@ -478,14 +498,110 @@ pub fn list(
     Ok(())
 }
 
-pub fn show(store: &mut dyn ContactStore, id: ContactId, json: bool) -> Result<(), Failure> {
+/// The detail view: the contact, its key and who set it (from the journal, when it can be
+/// read), its user account and roles, and what the operator must know (crate::assess).
+pub fn show(
+    store: &mut dyn ContactStore,
+    journal: Option<&Journal>,
+    id: ContactId,
+    json: bool,
+) -> Result<(), Failure> {
     let c = store.contact(id)?;
+    // A store that cannot tell says so (roles_unknown); it never stops the view.
+    let standing = store.standing(id).unwrap_or(Standing::UNKNOWN);
+    let warnings = crate::assess::assess(&c, &standing);
+    let set = c
+        .key
+        .as_ref()
+        .and_then(|_| journal?.last_set(id).ok().flatten());
+    let user = match &standing.account {
+        AccountState::Account(u) => Some(u),
+        _ => None,
+    };
     if json {
-        out::line(contact_json(&c))?;
-    } else {
-        out::line(contact_line(&c))?;
+        let mut doc = contact_json(&c);
+        doc["key"] = match &c.key {
+            None => serde_json::Value::Null,
+            Some(k) => serde_json::json!({
+                "masked": k.masked(),
+                "set_at": set.as_ref().map(|(time, _)| *time),
+                "set_by": set.as_ref().map(|(_, by)| by.as_str()),
+            }),
+        };
+        doc["user"] = match (&standing.account, user) {
+            (_, Some(u)) => {
+                serde_json::json!({"id": u.id, "name": u.name.as_str(), "active": u.active})
+            }
+            (AccountState::NoAccount, None) => serde_json::json!(false),
+            _ => serde_json::Value::Null,
+        };
+        doc["roles"] = match &standing.roles {
+            Some(roles) => serde_json::json!(roles
+                .iter()
+                .map(|r| serde_json::json!({"name": r.name.as_str(), "grants_api_login": r.grants_api_login}))
+                .collect::<Vec<_>>()),
+            None => serde_json::Value::Null,
+        };
+        doc["warnings"] = serde_json::json!(warnings
+            .iter()
+            .map(|w| serde_json::json!({"code": w.code.as_str(), "text": w.text}))
+            .collect::<Vec<_>>());
+        out::line(doc)?;
+        return Ok(());
+    }
+    let row = |label: &str, value: &str| out::line(format_args!("{label:<9} {value}"));
+    row("Contact", &format!("{} (id {})", c.display_name, c.id))?;
+    row("Type", c.contact_type.as_str())?;
+    row("Email", c.email.as_ref().map_or("none", SafeText::as_str))?;
+    row("State", if c.is_deleted { "in the trash" } else { "live" })?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    row(
+        "Key",
+        &match (&c.key, &set) {
+            (None, _) => "none".to_string(),
+            (Some(k), Some((time, by))) => format!(
+                "{}, set by civikey {} by {} ({} ago)",
+                k.masked(),
+                crate::ui::format_time(*time),
+                SafeText::new(by),
+                crate::ui::format_age(now, *time)
+            ),
+            (Some(k), None) => format!("{}, not set by civikey", k.masked()),
+        },
+    )?;
+    row("User", &account_text(&standing))?;
+    row("Roles", &roles_text(&standing))?;
+    for w in &warnings {
+        row("Warning", &format!("[{}] {}", w.code.as_str(), w.text))?;
     }
     Ok(())
+}
+
+fn account_text(standing: &Standing) -> String {
+    match &standing.account {
+        AccountState::Account(u) => format!(
+            "{} (id {}), {}",
+            u.name,
+            u.id,
+            if u.active { "active" } else { "BLOCKED" }
+        ),
+        AccountState::NoAccount => "none".to_string(),
+        AccountState::Unknown => "the store cannot tell".to_string(),
+    }
+}
+
+fn roles_text(standing: &Standing) -> String {
+    match &standing.roles {
+        Some(roles) if roles.is_empty() => "none".to_string(),
+        Some(roles) => roles
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        None => "the store cannot tell".to_string(),
+    }
 }
 
 /// Asks on the terminal; refuses when there is no terminal to ask on.
@@ -538,18 +654,17 @@ pub fn rotate(
             Some(k) => format!("Their current key {} will stop working.", k.masked()),
             None => "They have no key now.".into(),
         };
-        let roles = match store.roles(id) {
-            Ok(Some(roles)) if !roles.is_empty() => {
-                let names: Vec<&str> = roles.iter().map(SafeText::as_str).collect();
-                format!(" Roles: {}.", names.join(", "))
-            }
-            Ok(Some(_)) => " Roles: none.".into(),
-            _ => String::new(),
-        };
-        confirm(&format!(
-            "Assign a new key to {}?{roles} {stops}",
-            describe(&contact)
-        ))?;
+        let standing = store.standing(id).unwrap_or(Standing::UNKNOWN);
+        let mut question = format!(
+            "Assign a new key to {}? User: {}. Roles: {}.",
+            describe(&contact),
+            account_text(&standing),
+            roles_text(&standing)
+        );
+        for w in crate::assess::assess(&contact, &standing) {
+            question.push_str(&format!("\n  warning [{}]: {}", w.code.as_str(), w.text));
+        }
+        confirm(&format!("{question}\n{stops}"))?;
     }
     let expectation = Expectation::Seen(contact.key.clone());
     let mut keys = OsKeySource;
@@ -563,18 +678,32 @@ pub fn rotate(
         &expectation,
         NewKey::Generated(new),
     )?;
-    if json {
-        let doc = zeroize::Zeroizing::new(
-            serde_json::json!({
-                "contact_id": id,
-                "key": done.key.expose(),
-                "fingerprint": journal.short_fingerprint(&done.key),
-            })
-            .to_string(),
-        );
-        out::secret_line(doc.as_str())?;
+    // Once, never retried; a failure says what to fix and undoes nothing.
+    let login_check = store
+        .login_site()
+        .map(|site| crate::login_check::check(&site, &done.key, id));
+    let delivered = if json {
+        let mut doc = serde_json::json!({
+            "contact_id": id,
+            "key": done.key.expose(),
+            "fingerprint": journal.short_fingerprint(&done.key),
+        });
+        if let Some(check) = &login_check {
+            doc["login_check"] = check.to_json();
+        }
+        let doc = zeroize::Zeroizing::new(doc.to_string());
+        out::secret_line(doc.as_str())
     } else {
-        out::secret_line(done.key.expose())?;
+        out::secret_line(done.key.expose())
+    };
+    if let Err(e) = delivered {
+        // Nobody got the new key: the old one goes back rather than leaving the contact
+        // with a key no one holds.
+        let reason = format!("stdout could not be written ({e})");
+        let message = match rotation::put_back(store, journal, &mut keys, done, &reason) {
+            Ok(message) | Err(message) => message,
+        };
+        return Err(Failure::new(exit::ERROR, message));
     }
     out::note(format_args!(
         "civikey: assigned a new key to {}",
@@ -583,7 +712,22 @@ pub fn rotate(
     if let Some(w) = done.audit_warning {
         out::note(format_args!("civikey: warning: {w}"));
     }
+    note_login_check(login_check.as_ref());
     Ok(())
+}
+
+/// The login check on stderr; a failure is a warning: the key stays assigned.
+fn note_login_check(check: Option<&crate::login_check::LoginCheck>) {
+    match check {
+        Some(check) if check.ok => {
+            out::note(format_args!("civikey: login check: {}", check.detail))
+        }
+        Some(check) => out::note(format_args!(
+            "civikey: warning: login check: {} (the key stays assigned)",
+            check.detail
+        )),
+        None => {}
+    }
 }
 
 /// Reads a key from stdin: a hidden prompt on a terminal, else the first line, at most 4 KiB.
@@ -631,9 +775,13 @@ pub fn assign(
         journal.short_fingerprint(&done.key),
         describe(&done.contact)
     ));
-    if let Some(w) = done.audit_warning {
+    if let Some(w) = &done.audit_warning {
         out::note(format_args!("civikey: warning: {w}"));
     }
+    let login_check = store
+        .login_site()
+        .map(|site| crate::login_check::check(&site, &done.key, id));
+    note_login_check(login_check.as_ref());
     Ok(())
 }
 
@@ -648,9 +796,16 @@ pub fn audit(
     let entries = journal
         .entries(contact, all_stores, limit.clamp(1, 100_000))
         .map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
+    // Bulk rotations journaled done whose key is missing from their out file.
+    let undelivered = crate::bulk::undelivered(journal, &entries);
     if json {
-        let doc = serde_json::to_string(&entries)
-            .map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
+        let mut doc =
+            serde_json::to_value(&entries).map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
+        if let Some(items) = doc.as_array_mut() {
+            for (item, e) in items.iter_mut().zip(&entries) {
+                item["key_not_delivered"] = serde_json::json!(undelivered.contains(&e.id));
+            }
+        }
         out::line(doc)?;
         return Ok(());
     }
@@ -658,7 +813,7 @@ pub fn audit(
         out::line(audit_header(all_stores))?;
     }
     for e in &entries {
-        let outcome = match (&e.outcome, &e.reconciled) {
+        let mut outcome = match (&e.outcome, &e.reconciled) {
             (_, Some(r)) => format!("unknown->{r}"),
             (Some(o), None) => o.clone(),
             (None, None) => "in-flight".into(),
@@ -669,6 +824,11 @@ pub fn audit(
         } else {
             String::new()
         };
+        if undelivered.contains(&e.id) {
+            outcome.push_str(
+                " KEY-NOT-DELIVERED (not in its out file: nobody holds this key, rotate again)",
+            );
+        }
         out::line(format_args!(
             "{}  {store}{:<10} {:<15} {:>8}  {:<24} {:<6} {}->{}  {}{}",
             crate::ui::format_time(e.time),
@@ -795,14 +955,10 @@ pub fn rotate_bulk(
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
 
-    let text = std::fs::read_to_string(ids_from).map_err(|e| {
-        Failure::new(
-            exit::ERROR,
-            format!("cannot read {}: {e}", ids_from.display()),
-        )
-    })?;
-    let ids = crate::bulk::parse_ids(&text)
-        .map_err(|e| Failure::new(exit::USAGE, format!("{}: {e}", ids_from.display())))?;
+    // Progress goes to stderr between store writes: a closed stderr must not end the run.
+    out::ignore_sigpipe();
+
+    let ids = crate::bulk::read_ids_file(ids_from).map_err(|e| Failure::new(exit::USAGE, e))?;
     if ids.is_empty() {
         return Err(Failure::new(
             exit::USAGE,

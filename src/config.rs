@@ -26,7 +26,9 @@ use zeroize::Zeroizing;
 use crate::fsperm;
 use crate::key::ApiKey;
 use crate::sanitize::SafeText;
-use crate::store::spec::{CvOptions, MysqlOptions, MysqlTls, RestOptions, Secret, StoreSpec};
+use crate::store::spec::{
+    CvOptions, MysqlOptions, MysqlTls, RestOptions, Secret, SiteLogin, StoreSpec,
+};
 
 /// Environment variable naming the config file.
 pub const CONFIG_ENV: &str = "CIVIKEY_CONFIG";
@@ -234,6 +236,8 @@ struct RawProfile {
     site_key_file: Option<Spanned<String>>,
     site_key_env: Option<Spanned<String>>,
     cv_binary: Option<Spanned<String>>,
+    api_url: Option<Spanned<String>>,
+    site_url: Option<Spanned<String>>,
 }
 
 /// A MySQL profile's `tls` as written: `true`, `false` or `"off"`.
@@ -285,6 +289,8 @@ impl RawProfile {
             ("site_key_file", span(&self.site_key_file)),
             ("site_key_env", span(&self.site_key_env)),
             ("cv_binary", span(&self.cv_binary)),
+            ("api_url", span(&self.api_url)),
+            ("site_url", span(&self.site_url)),
         ]
         .into_iter()
         .filter_map(|(name, span)| span.map(|span| (name, span)))
@@ -327,6 +333,9 @@ impl Kind {
                 "tls",
                 "tls_ca_file",
                 "timeout_seconds",
+                "site_url",
+                "site_key_file",
+                "site_key_env",
             ],
             Kind::Rest => &[
                 "api_key_file",
@@ -334,8 +343,15 @@ impl Kind {
                 "site_key_file",
                 "site_key_env",
                 "timeout_seconds",
+                "api_url",
             ],
-            Kind::Cv => &["cv_binary", "timeout_seconds"],
+            Kind::Cv => &[
+                "cv_binary",
+                "timeout_seconds",
+                "site_url",
+                "site_key_file",
+                "site_key_env",
+            ],
         }
     }
 
@@ -381,6 +397,13 @@ impl SecretSource {
     }
 }
 
+/// The site a MySQL or cv profile names (`site_url`), to check new keys by logging in.
+#[derive(Clone, Debug)]
+struct LoginTarget {
+    address: String,
+    site_key: Option<SecretSource>,
+}
+
 #[derive(Clone, Debug)]
 enum Target {
     Sqlite {
@@ -394,9 +417,12 @@ enum Target {
         tls: MysqlTls,
         tls_ca_file: Option<PathBuf>,
         timeout: Duration,
+        login: Option<LoginTarget>,
     },
     Rest {
         base_url: String,
+        /// The API v4 address template, when the CMS routes it through a query string.
+        api_url: Option<String>,
         api_key: SecretSource,
         site_key: Option<SecretSource>,
         timeout: Duration,
@@ -405,6 +431,7 @@ enum Target {
         site_path: PathBuf,
         cv_binary: PathBuf,
         timeout: Duration,
+        login: Option<LoginTarget>,
     },
 }
 
@@ -643,26 +670,33 @@ impl Config {
                 tls,
                 tls_ca_file,
                 timeout,
-            } => StoreSpec::Mysql(MysqlOptions {
-                address: address.clone(),
-                password: match password {
-                    Some(source) => {
-                        Some(Secret(self.read_secret(name, "password", source, false)?))
-                    }
-                    None => None,
-                },
-                table_prefix: table_prefix.clone(),
-                tls: *tls,
-                tls_ca_file: tls_ca_file.clone(),
-                timeout: *timeout,
-            }),
+                login,
+            } => self.with_login(
+                name,
+                login,
+                *timeout,
+                StoreSpec::Mysql(MysqlOptions {
+                    address: address.clone(),
+                    password: match password {
+                        Some(source) => {
+                            Some(Secret(self.read_secret(name, "password", source, false)?))
+                        }
+                        None => None,
+                    },
+                    table_prefix: table_prefix.clone(),
+                    tls: *tls,
+                    tls_ca_file: tls_ca_file.clone(),
+                    timeout: *timeout,
+                }),
+            )?,
             Target::Rest {
                 base_url,
+                api_url,
                 api_key,
                 site_key,
                 timeout,
             } => StoreSpec::Rest(RestOptions {
-                base_url: base_url.clone(),
+                base_url: api_url.clone().unwrap_or_else(|| base_url.clone()),
                 api_key: ApiKey::from_store(
                     self.read_secret(name, "API key", api_key, true)?
                         .to_string(),
@@ -677,12 +711,43 @@ impl Config {
                 site_path,
                 cv_binary,
                 timeout,
-            } => StoreSpec::Cv(CvOptions {
-                site_path: site_path.clone(),
-                cv_binary: cv_binary.clone(),
-                timeout: *timeout,
-            }),
+                login,
+            } => self.with_login(
+                name,
+                login,
+                *timeout,
+                StoreSpec::Cv(CvOptions {
+                    site_path: site_path.clone(),
+                    cv_binary: cv_binary.clone(),
+                    timeout: *timeout,
+                }),
+            )?,
         })
+    }
+
+    /// `spec`, with the site its new keys are checked on when the profile names one.
+    fn with_login(
+        &self,
+        name: &str,
+        login: &Option<LoginTarget>,
+        timeout: Duration,
+        spec: StoreSpec,
+    ) -> Result<StoreSpec, ConfigError> {
+        let Some(login) = login else {
+            return Ok(spec);
+        };
+        let site_key = match &login.site_key {
+            Some(source) => Some(Secret(self.read_secret(name, "site key", source, true)?)),
+            None => None,
+        };
+        Ok(StoreSpec::WithLogin(
+            Box::new(spec),
+            SiteLogin {
+                api_address: login.address.clone(),
+                site_key,
+                timeout,
+            },
+        ))
     }
 
     /// Reads one secret. Errors say which profile, which secret and where it should come
@@ -990,6 +1055,31 @@ fn check_profile(
         }
     };
 
+    // An API address (api_url, site_url): the REST store's own rules, at the field's line.
+    let api_address = |field: &str, value: &Spanned<String>| -> Result<String, ConfigError> {
+        crate::store::rest::check_api_address(value.get_ref())
+            .map(|(_, template, _)| template)
+            .map_err(|e| ConfigError::at(src, &value.span(), format!("{here}.{field}: {e}")))
+    };
+    let login = || -> Result<Option<LoginTarget>, ConfigError> {
+        let site_key = secret(
+            ("site_key_file", &raw.site_key_file),
+            ("site_key_env", &raw.site_key_env),
+        )?;
+        match (&raw.site_url, site_key) {
+            (Some(url), site_key) => Ok(Some(LoginTarget {
+                address: api_address("site_url", url)?,
+                site_key,
+            })),
+            (None, Some(_)) => Err(ConfigError::at(
+                src,
+                name_span,
+                format!("{here}: a site key is set but no site_url; expected site_url = \"https://SITE\" (where new keys are checked by logging in)"),
+            )),
+            (None, None) => Ok(None),
+        }
+    };
+
     let parsed = parse_address(address.get_ref(), base).map_err(at_address)?;
     if parsed.kind() != kind {
         return Err(at_address(format!(
@@ -1052,6 +1142,7 @@ fn check_profile(
                 tls,
                 tls_ca_file,
                 timeout: timeout(DEFAULT_MYSQL_TIMEOUT)?,
+                login: login()?,
             }
         }
         Address::Rest(base_url) => {
@@ -1063,8 +1154,13 @@ fn check_profile(
                         format!("{here}: a civicrm-rest profile needs the admin's API key: expected api_key_file or api_key_env"),
                     )
                 })?;
+            let api_url = match &raw.api_url {
+                Some(url) => Some(api_address("api_url", url)?),
+                None => None,
+            };
             Target::Rest {
                 base_url,
+                api_url,
                 api_key,
                 site_key: secret(
                     ("site_key_file", &raw.site_key_file),
@@ -1093,6 +1189,7 @@ fn check_profile(
                 site_path,
                 cv_binary,
                 timeout: timeout(DEFAULT_CV_TIMEOUT)?,
+                login: login()?,
             }
         }
     })

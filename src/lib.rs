@@ -9,6 +9,7 @@
 #![warn(clippy::disallowed_macros, clippy::disallowed_methods)]
 
 pub mod app;
+pub mod assess;
 pub mod audit;
 pub mod bulk;
 pub mod cli;
@@ -19,6 +20,7 @@ pub mod fsperm;
 pub mod hygiene;
 pub mod import;
 pub mod key;
+pub mod login_check;
 pub mod manpage;
 pub mod redact;
 pub mod reference;

@@ -125,7 +125,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 ))
             }
         };
-        return match &spec {
+        return match spec.without_login() {
             StoreSpec::Mysql(options) => seed_mysql(options, password_env.as_deref(), what),
             _ => seed_sqlite(&spec, what),
         };
@@ -186,7 +186,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             json,
             cli::wants_header(no_header),
         ),
-        Command::Show { id, json } => cli::show(store, id, json),
+        Command::Show { id, json } => cli::show(store, journal().ok().as_ref(), id, json),
         Command::Rotate {
             ids_from: Some(ids),
             out: Some(out),

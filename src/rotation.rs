@@ -76,6 +76,8 @@ pub enum RotationError {
     ReadBackMismatch { stored_len: usize, sent_len: usize },
     #[error("generated keys kept clashing with existing keys; nothing was written")]
     NoUniqueKey,
+    #[error("the key was written, but another civikey replaced it before it could be read back; the contact holds that rotation's key (see civikey audit)")]
+    ReplacedMeanwhile,
 }
 
 impl RotationError {
@@ -84,6 +86,7 @@ impl RotationError {
         matches!(
             self,
             RotationError::ReadBackMismatch { .. }
+                | RotationError::ReplacedMeanwhile
                 | RotationError::Store(StoreError::OutcomeUnknown(_))
         )
     }
@@ -137,6 +140,77 @@ pub fn undo(
         }
         None => Ok(revoke_as(store, journal, id, &expectation, audit::Action::Undo)?.contact),
     }
+}
+
+/// The new key of `done` could not be handed to anyone (stdout failed, the out file could
+/// not be written): puts back the key it replaced, compare-and-set against the new key and
+/// journaled as `undo`, so the contact is not left with a key nobody holds. Both records
+/// note `reason`. Call it right after [`assign`], before anything else writes to the
+/// journal: the assignment is the journal's last intent. Returns the message for the
+/// operator: Ok when the old key is back, Err when it is not (someone changed the key
+/// meanwhile, or the put-back failed and the contact must be rotated again).
+pub fn put_back(
+    store: &mut dyn ContactStore,
+    journal: &mut Journal,
+    keys: &mut dyn KeySource,
+    done: Assigned,
+    reason: &str,
+) -> Result<String, String> {
+    let id = done.contact.id;
+    let assigned = journal.last_intent();
+    let result = undo(store, journal, keys, id, Some(&done.key), done.previous);
+    let (assign_note, message) = match &result {
+        Ok(_) => (
+            format!("the new key was not delivered ({reason}); the old key was put back"),
+            Ok(format!(
+                "{reason}, so the new key reached nobody; the old key was put back: contact {id} works as before"
+            )),
+        ),
+        Err(RotationError::ChangedSinceSeen | RotationError::Store(StoreError::Conflict)) => (
+            format!("the new key was not delivered ({reason}); someone else had changed the key meanwhile, so nothing was put back"),
+            Err(format!(
+                "{reason}, so the new key reached nobody; meanwhile someone else changed contact {id}'s key, so it was left as they set it (see civikey audit)"
+            )),
+        ),
+        Err(e) => (
+            format!("the new key was not delivered ({reason}) and the old key could not be put back ({e}): nobody holds this key"),
+            Err(format!(
+                "{reason}, so the new key reached nobody, and the old key could not be put back ({e}): contact {id} now holds a key nobody has; it must be rotated again"
+            )),
+        ),
+    };
+    let mut notes: Vec<Result<(), AuditError>> = assigned
+        .map(|record| journal.annotate(record, &assign_note))
+        .into_iter()
+        .collect();
+    if result.is_ok() {
+        if let Some(record) = journal.last_intent().filter(|r| Some(*r) != assigned) {
+            notes.push(journal.annotate(
+                record,
+                &format!("put back: the new key was not delivered ({reason})"),
+            ));
+        }
+    }
+    match (message, notes.into_iter().find_map(Result::err)) {
+        (message, None) => message,
+        (Ok(m), Some(e)) => Ok(format!("{m} (the journal could not note it: {e})")),
+        (Err(m), Some(e)) => Err(format!("{m} (the journal could not note it: {e})")),
+    }
+}
+
+/// Settles earlier unsettled journal records of contact `id` whose writers are gone, against
+/// the key the store holds, read after that was known. Returns that key.
+pub fn reconcile(
+    store: &mut dyn ContactStore,
+    journal: &mut Journal,
+    id: ContactId,
+) -> Result<Option<ApiKey>, RotationError> {
+    let pending = journal.settleable(id)?;
+    let current = store.read_key(id)?;
+    if !pending.is_empty() {
+        journal.settle(&pending, current.as_ref())?;
+    }
+    Ok(current)
 }
 
 fn assign_as(
@@ -206,6 +280,7 @@ fn assign_as(
 
     // Steps 4 and 5: compare-and-set, then read back.
     let result = write_and_verify(store, id, previous.as_ref(), Some(&key));
+    let result = replaced_meanwhile(journal, record, id, Some(&key), result);
 
     // Step 6: the outcome.
     let audit_warning = close_record(journal, record, &result);
@@ -246,6 +321,7 @@ fn revoke_as(
     if previous.is_some() {
         let record = journal.intent(id, &contact.display_name, action, previous.as_ref(), None)?;
         let result = write_and_verify(store, id, previous.as_ref(), None);
+        let result = replaced_meanwhile(journal, record, id, None, result);
         audit_warning = close_record(journal, record, &result);
         result?;
     }
@@ -264,8 +340,7 @@ fn read_current(
     id: ContactId,
 ) -> Result<(Contact, Option<ApiKey>), RotationError> {
     let contact = store.contact(id)?;
-    let previous = store.read_key(id)?;
-    journal.reconcile(id, previous.as_ref())?;
+    let previous = reconcile(store, journal, id)?;
     Ok((contact, previous))
 }
 
@@ -311,6 +386,26 @@ fn write_and_verify_raw(
     Ok(())
 }
 
+/// A read-back that differs because another civikey changed the key right after this
+/// write (its journal intent names this write's key as the one it replaced, so it read it
+/// from the store) is not a store that altered the value: the write was done.
+fn replaced_meanwhile(
+    journal: &Journal,
+    record: audit::RecordId,
+    id: ContactId,
+    written: Option<&ApiKey>,
+    result: Result<(), RotationError>,
+) -> Result<(), RotationError> {
+    match result {
+        Err(RotationError::ReadBackMismatch { .. })
+            if journal.replaced_after(record, id, written).unwrap_or(false) =>
+        {
+            Err(RotationError::ReplacedMeanwhile)
+        }
+        result => result,
+    }
+}
+
 /// Writes the outcome record. A failure here cannot undo the store write, so it becomes a
 /// warning for the operator; the record stays "in flight" and is settled on the next look.
 fn close_record(
@@ -321,6 +416,10 @@ fn close_record(
     let (outcome, error) = match result {
         Ok(()) => (Outcome::Done, None),
         Err(RotationError::Store(StoreError::Conflict)) => (Outcome::Conflict, None),
+        Err(RotationError::ReplacedMeanwhile) => (
+            Outcome::Done,
+            Some("written, then replaced by a later rotation before it was read back".into()),
+        ),
         Err(e @ RotationError::Store(StoreError::OutcomeUnknown(_))) => {
             (Outcome::Unknown, Some(e.to_string()))
         }
@@ -461,7 +560,7 @@ mod tests {
                 .unwrap();
                 let shown = err.to_string();
                 let journal_bytes = std::fs::read(journal.path()).unwrap();
-                let entries = format!("{:?}", journal.entries(Some(7), false, 10).unwrap());
+                let entries = format!("{:?}", journal.entries(Some(7), true, 10).unwrap());
                 for key in [&old, &new] {
                     for text in [key.expose().to_string(), key.expose().to_ascii_lowercase()] {
                         assert!(!shown.contains(&text), "{i} {on_holders}: {shown}");

@@ -19,6 +19,19 @@ pub struct SeedContact {
     pub roles: Vec<String>,
 }
 
+/// The permissions a new store gives a seeded role, as a Standalone site's stock roles
+/// have them (separator-bookended, as civicrm_role.permissions stores them).
+pub fn role_permissions(role: &str) -> &'static str {
+    match role {
+        "administrator" | "admin" => "\u{1}all CiviCRM permissions and ACLs\u{1}",
+        "api client" => {
+            "\u{1}access CiviCRM\u{1}access AJAX API\u{1}view my contact\u{1}authenticate with api key\u{1}"
+        }
+        "staff" => "\u{1}access CiviCRM\u{1}view all contacts\u{1}edit all contacts\u{1}",
+        _ => "\u{1}access CiviCRM\u{1}view my contact\u{1}",
+    }
+}
+
 /// assets/sample-contacts.csv, compiled in so the binary needs no files beside it.
 const SAMPLE_CSV: &[u8] = include_bytes!("../assets/sample-contacts.csv");
 

@@ -246,3 +246,302 @@ fn audit_shows_this_stores_records_unless_all_stores() {
     let plain = text(&env.run(&["audit"], None).stdout);
     assert!(!plain.contains("sqlite:"), "no store column: {plain}");
 }
+
+/// HMAC-SHA256 of `key` under the journal's secret in `data`, hex (as the journal stores it).
+fn fingerprint(data: &Path, key: &str) -> String {
+    use hmac::Mac;
+    let secret = fs::read(data.join("audit.key")).unwrap();
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&secret).unwrap();
+    mac.update(key.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Finding 2 of the security review: with several civikeys rotating one contact at once,
+/// each settled the others' records still in flight as if they had crashed, so "done"
+/// records later showed as `unknown->not-applied`, `superseded` or `applied`. Runs
+/// `PROCESSES` loops of `ROUNDS` rotations in parallel on one data folder, then checks that
+/// every record's verdict matches what happened and what the store holds.
+fn parallel_rotations_keep_every_verdict(
+    home: &Path,
+    store_args: &[&str],
+    id: u64,
+    current_key: &dyn Fn() -> Option<String>,
+) {
+    const PROCESSES: usize = 4;
+    const ROUNDS: usize = 30;
+    let data = home.join("data");
+    let initial = current_key();
+    let runs: Vec<Vec<Output>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..PROCESSES)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..ROUNDS)
+                        .map(|_| {
+                            binary::civikey(home)
+                                .args(store_args)
+                                .args(["rotate", &id.to_string(), "--yes", "--json"])
+                                .output()
+                                .unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut printed = Vec::new();
+    let mut conflicts = 0;
+    let mut replaced = 0;
+    for out in runs.iter().flatten() {
+        match out.status.code() {
+            Some(0) => {
+                let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                printed.push(doc["key"].as_str().unwrap().to_string());
+            }
+            // Another run replaced this run's key between its write and its read-back.
+            Some(3) if text(&out.stderr).contains("replaced it before") => replaced += 1,
+            Some(3) => conflicts += 1,
+            other => panic!("exit {other:?}: {}", text(&out.stderr)),
+        }
+    }
+    assert!(!printed.is_empty());
+
+    let journal = rusqlite::Connection::open(data.join("audit.sqlite")).unwrap();
+    type Row = (String, Option<String>, Option<String>, Option<String>);
+    let records: Vec<Row> = journal
+        .prepare(
+            "SELECT outcome, reconciled, old_fp, new_fp FROM audit
+              WHERE contact_id = ?1 AND action = 'assign' ORDER BY id",
+        )
+        .unwrap()
+        .query_map([id as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for (outcome, reconciled, _, _) in &records {
+        assert!(
+            matches!(outcome.as_str(), "done" | "conflict") && reconciled.is_none(),
+            "a live writer's record was settled as crashed: {outcome} / {reconciled:?}"
+        );
+    }
+    let done: Vec<&Row> = records.iter().filter(|r| r.0 == "done").collect();
+    assert_eq!(
+        done.len(),
+        printed.len() + replaced,
+        "one done record per key printed or replaced before its read-back"
+    );
+    // A conflict needs its intent written (changes caught earlier leave no record).
+    assert!(records.len() - done.len() <= conflicts);
+    // Compare-and-set makes the done records a chain from the first key to the stored one.
+    let mut expected_old = initial.as_deref().map(|k| fingerprint(&data, k));
+    for (_, _, old_fp, new_fp) in &done {
+        assert_eq!(
+            *old_fp, expected_old,
+            "a done record replaced a key it did not hold"
+        );
+        expected_old = new_fp.clone();
+    }
+    let stored = current_key().expect("the contact has a key");
+    assert_eq!(expected_old, Some(fingerprint(&data, &stored)));
+    for key in &printed {
+        let fp = fingerprint(&data, key);
+        assert!(
+            done.iter().any(|r| r.3.as_deref() == Some(fp.as_str())),
+            "a printed key has no done record"
+        );
+    }
+    // And as `civikey audit` shows them: no verdict but done or conflict.
+    let out = binary::civikey(home)
+        .args(store_args)
+        .args(["audit", "--contact", &id.to_string(), "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let entries: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for e in entries.as_array().unwrap() {
+        assert!(e["reconciled"].is_null(), "{e}");
+        assert!(e["outcome"] == "done" || e["outcome"] == "conflict", "{e}");
+    }
+}
+
+#[test]
+fn parallel_rotations_keep_every_verdict_true_sqlite() {
+    let env = Env::new();
+    let store = env.data().join("contacts.sqlite");
+    let current = || {
+        rusqlite::Connection::open(&store)
+            .unwrap()
+            .query_row(
+                "SELECT api_key FROM civicrm_contact WHERE id = 110",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    parallel_rotations_keep_every_verdict(env.dir.path(), &[], 110, &current);
+}
+
+#[test]
+fn parallel_rotations_keep_every_verdict_true_mariadb() {
+    use civikey::store::mysql::open_connection;
+    use civikey::store::spec::{MysqlOptions, Secret};
+    use mysql::prelude::Queryable;
+    let Ok(url) = std::env::var("CIVIKEY_TEST_MYSQL_URL") else {
+        let reason = "CIVIKEY_TEST_MYSQL_URL is not set; start a server with: eval \"$(bash scripts/mariadb-test-server.sh)\"";
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{reason}");
+        }
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIP parallel_rotations_keep_every_verdict_true_mariadb: {reason}"
+        );
+        return;
+    };
+    let url = url.trim_end_matches('/').to_string();
+    let password = std::env::var("CIVIKEY_TEST_MYSQL_PASSWORD").unwrap_or_default();
+    let options = |db: &str| MysqlOptions {
+        address: format!("{url}/{db}"),
+        password: Some(Secret::new(password.clone())),
+        table_prefix: String::new(),
+        tls: civikey::store::spec::MysqlTls::Auto,
+        tls_ca_file: None,
+        timeout: std::time::Duration::from_secs(10),
+    };
+    let db = format!("civikey_t_parallel_{}", std::process::id());
+    let mut admin = open_connection(&options("information_schema")).unwrap();
+    admin
+        .query_drop(format!("CREATE DATABASE `{db}` CHARACTER SET utf8mb4"))
+        .unwrap();
+    struct DropDatabase<'a>(&'a mut mysql::Conn, String);
+    impl Drop for DropDatabase<'_> {
+        fn drop(&mut self) {
+            let _ = self
+                .0
+                .query_drop(format!("DROP DATABASE IF EXISTS `{}`", self.1));
+        }
+    }
+    let _cleanup = DropDatabase(&mut admin, db.clone());
+
+    let home = tempfile::tempdir().unwrap();
+    let address = format!("{url}/{db}");
+    let seeded = binary::civikey(home.path())
+        .args(["--store", &address, "seed", "--synthetic", "5"])
+        .args(["--password-env", "CIVIKEY_TEST_MYSQL_PASSWORD"])
+        .output()
+        .unwrap();
+    assert!(seeded.status.success(), "{}", text(&seeded.stderr));
+    // The rotations read the password from ~/.my.cnf, as an operator's would.
+    let cnf = home.path().join(".my.cnf");
+    fs::write(&cnf, format!("[client]\npassword={password}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&cnf, fs::Permissions::from_mode(0o600)).unwrap();
+    let current = || {
+        let mut conn = open_connection(&options(&db)).unwrap();
+        conn.query_first::<Option<String>, _>("SELECT api_key FROM civicrm_contact WHERE id = 3")
+            .unwrap()
+            .flatten()
+    };
+    parallel_rotations_keep_every_verdict(home.path(), &["--store", &address], 3, &current);
+}
+
+/// The lease itself: a record without an outcome whose writer still holds its lease is
+/// left alone by another civikey; once that writer is gone, it is settled.
+#[test]
+fn a_record_of_a_live_writer_is_settled_only_after_it_is_gone() {
+    let env = Env::new();
+    let out = env.run(&["rotate", "101", "--yes"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let journal = rusqlite::Connection::open(env.data().join("audit.sqlite")).unwrap();
+    // Another civikey, mid-write: its lease is held (here by this test) and its intent for
+    // contact 101 has no outcome yet.
+    let token = "0123456789abcdef0123456789abcdef";
+    let lease = fs::File::create(env.data().join("leases").join(token)).unwrap();
+    rustix::fs::flock(&lease, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    journal
+        .execute(
+            "INSERT INTO audit (time, operator, store, contact_id, contact_name, action,
+                                old_fp, new_fp, writer)
+             SELECT time, operator, store, contact_id, contact_name, 'assign', new_fp,
+                    'feedfeed', ?1 FROM audit WHERE contact_id = 101",
+            [token],
+        )
+        .unwrap();
+    let planted = journal.last_insert_rowid();
+    let verdict = || -> (Option<String>, Option<String>) {
+        journal
+            .query_row(
+                "SELECT outcome, reconciled FROM audit WHERE id = ?",
+                [planted],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+    };
+    // Looking at and rotating the contact would settle unsettled records: not this one.
+    let out = env.run(&["rotate", "101", "--yes"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        verdict(),
+        (None, None),
+        "a live writer's record was settled"
+    );
+    // The writer dies (its lock goes with it): the next look settles the record.
+    drop(lease);
+    let out = env.run(&["rotate", "101", "--yes"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        verdict(),
+        (Some("unknown".into()), Some("superseded".into()))
+    );
+    assert!(
+        !env.data().join("leases").join(token).exists(),
+        "a dead writer's lease is cleared"
+    );
+    let leftover: Vec<_> = fs::read_dir(env.data().join("leases")).unwrap().collect();
+    assert!(
+        leftover.is_empty(),
+        "civikey left its lease behind: {leftover:?}"
+    );
+}
+
+/// civikeys starting together on a data folder without a journal all get the same journal
+/// and secret (each used to find the other's half-made `audit.key` and refuse to run).
+#[test]
+fn civikeys_starting_together_share_one_new_journal() {
+    for _ in 0..3 {
+        let env = Env::new();
+        assert!(!env.data().join("audit.key").exists());
+        let outs: Vec<Output> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (101..109)
+                .map(|id| {
+                    let env = &env;
+                    scope.spawn(move || env.run(&["rotate", &id.to_string(), "--yes"], None))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for out in &outs {
+            assert!(out.status.success(), "{}", text(&out.stderr));
+        }
+        let journal = rusqlite::Connection::open(env.data().join("audit.sqlite")).unwrap();
+        let done: i64 = journal
+            .query_row(
+                "SELECT count(*) FROM audit WHERE outcome = 'done'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(done, 8);
+        let names: Vec<String> = fs::read_dir(env.data())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("audit.key"))
+            .collect();
+        assert_eq!(names, vec!["audit.key".to_string()], "temporary files left");
+    }
+}

@@ -6,7 +6,6 @@
 mod binary;
 
 // Shared with tests/store_rest.rs, which uses every failure mode; this file uses a few.
-#[allow(dead_code)]
 mod fake_civicrm;
 
 use std::fs;

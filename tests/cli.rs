@@ -754,3 +754,105 @@ fn counts_take_the_right_plural() {
         stderr(&out)
     );
 }
+
+/// The journal's records for a contact: (action, outcome, error), oldest first.
+fn journal_records(env: &Env, id: i64) -> Vec<(String, String, Option<String>)> {
+    rusqlite::Connection::open(env.data_dir().join("audit.sqlite"))
+        .unwrap()
+        .prepare("SELECT action, outcome, error FROM audit WHERE contact_id = ? ORDER BY id")
+        .unwrap()
+        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Finding 3 of the security review: `rotate --yes > /dev/full` and into a closed pipe
+/// replaced the key and printed it nowhere. Now the old key is put back (journaled as
+/// undo), the command says so and exits 1.
+#[test]
+fn a_key_that_cannot_be_delivered_is_taken_back() {
+    use std::process::Stdio;
+    let env = Env::new();
+    env.sample_store();
+    let cases: [(&str, &[&str]); 3] = [
+        ("/dev/full", &["rotate", "101", "--yes"]),
+        ("closed pipe", &["rotate", "102", "--yes"]),
+        ("closed pipe", &["rotate", "103", "--yes", "--json"]),
+    ];
+    for (into, args) in cases {
+        let id: i64 = args[1].parse().unwrap();
+        let before = stored_key(&env.store(), id);
+        let mut cmd = binary::civikey(env.dir.path());
+        cmd.args(args).stderr(Stdio::piped());
+        let out = if into == "/dev/full" {
+            cmd.stdout(fs::File::create("/dev/full").unwrap())
+                .output()
+                .unwrap()
+        } else {
+            let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+            // The reader goes away before civikey writes: like `| true`.
+            drop(child.stdout.take());
+            child.wait_with_output().unwrap()
+        };
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{into} {args:?}: {err}");
+        assert!(
+            err.contains("the old key was put back"),
+            "{into} {args:?}: {err}"
+        );
+        assert_eq!(
+            stored_key(&env.store(), id),
+            before,
+            "{into} {args:?}: the store kept a key nobody received"
+        );
+        let records = journal_records(&env, id);
+        assert_eq!(records.len(), 2, "{records:?}");
+        assert_eq!((&records[0].0[..], &records[0].1[..]), ("assign", "done"));
+        assert!(
+            records[0]
+                .2
+                .as_deref()
+                .is_some_and(|e| e.contains("not delivered") && e.contains("put back")),
+            "{records:?}"
+        );
+        assert_eq!((&records[1].0[..], &records[1].1[..]), ("undo", "done"));
+    }
+}
+
+/// When the old key cannot be put back either, civikey says plainly that the contact holds
+/// a key nobody has.
+#[test]
+fn a_failed_put_back_says_nobody_holds_the_key() {
+    let env = Env::new();
+    env.sample_store();
+    let old = stored_key(&env.store(), 104).expect("contact 104 has a key in the sample");
+    // A trigger (as a site might have) refuses to set this key again: the put-back fails.
+    rusqlite::Connection::open(env.store())
+        .unwrap()
+        .execute_batch(&format!(
+            "CREATE TRIGGER no_reuse BEFORE UPDATE OF api_key ON civicrm_contact
+               WHEN NEW.api_key = '{old}' BEGIN SELECT RAISE(ABORT, 'no reuse'); END;"
+        ))
+        .unwrap();
+    let out = binary::civikey(env.dir.path())
+        .args(["rotate", "104", "--yes"])
+        .stdout(fs::File::create("/dev/full").unwrap())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("now holds a key nobody has") && err.contains("rotated again"),
+        "{err}"
+    );
+    assert!(!err.contains(&old));
+    let records = journal_records(&env, 104);
+    assert!(
+        records[0]
+            .2
+            .as_deref()
+            .is_some_and(|e| e.contains("nobody holds this key")),
+        "{records:?}"
+    );
+}

@@ -1032,3 +1032,79 @@ fn mysql_tls_resolves_from_the_profile() {
     );
     assert_eq!(err.line(), Some(4));
 }
+
+#[test]
+fn api_url_and_site_url_are_checked_and_carried_into_the_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        &dir.path().join("admin.key"),
+        "AdminKeyAdminKey1234\n",
+        0o600,
+    );
+    write_file(&dir.path().join("site.key"), "SiteKey123\n", 0o600);
+    let config = load_str(
+        dir.path(),
+        r#"
+[profiles.wp]
+kind = "civicrm-rest"
+address = "https://crm.example.org"
+api_url = "https://crm.example.org/wp-admin/admin.php?page=CiviCRM&q=civicrm/ajax/api4/{entity}/{action}"
+api_key_file = "admin.key"
+
+[profiles.db]
+kind = "mysql"
+address = "mysql://civikey@db.example.org/civicrm"
+site_url = "https://crm.example.org/"
+site_key_file = "site.key"
+
+[profiles.cv]
+kind = "cv"
+address = "cv:/var/www/crm"
+"#,
+    )
+    .unwrap();
+    let resolved = config.resolve(None, Some("wp"), dir.path(), false).unwrap();
+    let StoreSpec::Rest(options) = resolved.spec else {
+        panic!("not a REST spec")
+    };
+    assert!(options
+        .base_url
+        .contains("?page=CiviCRM&q=civicrm/ajax/api4/{entity}/{action}"));
+    let resolved = config.resolve(None, Some("db"), dir.path(), false).unwrap();
+    let StoreSpec::WithLogin(inner, login) = resolved.spec else {
+        panic!("no login site")
+    };
+    assert!(matches!(*inner, StoreSpec::Mysql(_)));
+    assert_eq!(
+        login.api_address,
+        "https://crm.example.org/civicrm/ajax/api4/{entity}/{action}"
+    );
+    assert_eq!(login.site_key.unwrap().expose(), "SiteKey123");
+    let resolved = config.resolve(None, Some("cv"), dir.path(), false).unwrap();
+    assert!(
+        matches!(resolved.spec, StoreSpec::Cv(_)),
+        "no site_url, no login check"
+    );
+
+    for (profile, words) in [
+        (
+            "kind = \"civicrm-rest\"\naddress = \"https://x.org\"\napi_key_file = \"admin.key\"\napi_url = \"https://x.org/?q=civicrm/ajax/api4/{entity}\"",
+            "api_url: https://x.org/?q=civicrm/ajax/api4/{entity}: an api_url template needs both",
+        ),
+        (
+            "kind = \"mysql\"\naddress = \"mysql://u@h/db\"\nsite_url = \"http://crm.example.org\"",
+            "site_url: http://crm.example.org: plain http",
+        ),
+        (
+            "kind = \"mysql\"\naddress = \"mysql://u@h/db\"\nsite_key_file = \"site.key\"",
+            "a site key is set but no site_url",
+        ),
+        (
+            "kind = \"sqlite\"\naddress = \"sqlite:x.sqlite\"\nsite_url = \"https://x.org\"",
+            "site_url: this field does not belong to a profile of kind sqlite",
+        ),
+    ] {
+        let err = load_str(dir.path(), &format!("[profiles.p]\n{profile}\n")).unwrap_err();
+        assert!(err.to_string().contains(words), "{profile}: {err}");
+    }
+}

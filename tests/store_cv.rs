@@ -87,7 +87,8 @@ impl CvFixture {
             assert_eq!(argv.len(), 6, "{argv:?}");
             assert_eq!(argv[0], "api4", "{argv:?}");
             assert!(
-                argv[1] == "Contact.get" || argv[1] == "Contact.update",
+                ["Contact.get", "Contact.update", "User.get", "Role.get"]
+                    .contains(&argv[1].as_str()),
                 "{argv:?}"
             );
             assert_eq!(argv[2..5], ["--in=json", "--out=json", "--cwd"], "{argv:?}");
@@ -544,6 +545,74 @@ fn a_trashed_contact_key_can_be_changed() {
     assert!(s.contact(11).unwrap().is_deleted);
 }
 
+/// Standalone's users and roles through `cv api4 User.get` and `Role.get`.
+#[test]
+fn standing_comes_from_user_get_and_role_get() {
+    use civikey::store::{AccountState, Standing};
+    let mut data = data_from(&contract::contacts());
+    data["roles"] = json!([
+        {"id": 1, "name": "api", "label": "API", "permissions": ["authenticate with api key"], "is_active": true},
+        {"id": 2, "name": "staff", "label": "", "permissions": ["access CiviCRM"], "is_active": true},
+        {"id": 3, "name": "old", "label": "Old", "permissions": ["authenticate with api key"], "is_active": false},
+    ]);
+    // Contact 1 (uf 11): an API user with an inactive role too; contact 2 (uf 12): blocked.
+    data["contacts"][0]["uf_matches"] = json!([{"domain_id": 1, "uf_id": 11, "id": 11, "username": "ada", "is_active": true, "roles": [1, 3]}]);
+    data["contacts"][1]["uf_matches"] = json!([{"domain_id": 1, "uf_id": 12, "id": 12, "username": "alan", "is_active": false, "roles": [2]}]);
+    let f = fixture_with(&[], data.clone());
+    let mut s = f.store();
+    let all = s.standings(&[1, 2, 3]).unwrap();
+    let AccountState::Account(ada) = &all[&1].account else {
+        panic!("{:?}", all[&1])
+    };
+    assert_eq!((ada.id, ada.name.as_str(), ada.active), (11, "ada", true));
+    let roles = all[&1].roles.as_ref().unwrap();
+    assert_eq!(roles.len(), 1, "the inactive role is left out: {roles:?}");
+    assert!(roles[0].grants_api_login);
+    let codes = |id: u64, all: &std::collections::HashMap<u64, Standing>, s: &mut CvStore| {
+        civikey::assess::assess(&s.contact(id).unwrap(), &all[&id])
+            .iter()
+            .map(|w| w.code.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        codes(2, &all, &mut s),
+        ["user_blocked", "no_api_login_permission"]
+    );
+    assert_eq!(all[&3], Standing::no_account());
+
+    // Not Standalone: cv says the User entity does not exist; the roles are unknown.
+    data["standalone"] = json!(false);
+    let f = fixture_with(&[], data);
+    let mut s = f.store();
+    assert_eq!(s.standing(1).unwrap(), Standing::UNKNOWN);
+    assert_eq!(
+        codes(1, &s.standings(&[1]).unwrap(), &mut s),
+        ["roles_unknown"]
+    );
+}
+
+/// cv's errors as recorded (tests/recorded/cv/13, 16): the message out of the box.
+#[test]
+fn recorded_cv_errors_read_as_their_message() {
+    let mut f = fixture();
+    let elsewhere = f.dir.path().join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    f.site = elsewhere;
+    let text = f.store().contact(1).unwrap_err().to_string();
+    assert!(
+        text.contains("Failed to locate civicrm.settings.php. By default, this tool searches the parent directories"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("api4 ["),
+        "the usage line is left out: {text}"
+    );
+    assert!(
+        text.contains("the profile's address must be cv:PATH"),
+        "{text}"
+    );
+}
+
 /// Through the rotation workflow: cv's stderr quoting the request (both keys) reaches
 /// neither the error the operator sees nor the journal, in any case.
 #[test]
@@ -563,7 +632,7 @@ fn a_rotation_journals_and_shows_cv_errors_without_keys() {
     )
     .err()
     .expect("cv failed");
-    let record = &journal.entries(Some(1), false, 1).unwrap()[0];
+    let record = &journal.entries(Some(1), true, 1).unwrap()[0];
     let journaled = record.error.clone().unwrap_or_default();
     assert!(journaled.contains("DB Error"), "{journaled}");
     let file = String::from_utf8_lossy(&fs::read(journal.path()).unwrap()).to_lowercase();

@@ -614,36 +614,61 @@ fn seeding_and_paging_at_scale() {
 }
 
 #[test]
-fn standalone_roles_are_read_when_the_tables_exist() {
+fn standalone_users_and_roles_are_read_when_the_tables_exist() {
+    use civikey::store::{AccountState, Role, Standing};
     let Some(f) = fixture() else { return };
     let mut s = f.store();
     assert_eq!(
-        s.roles(1).unwrap(),
-        None,
-        "no role tables: the CMS holds roles, the store cannot tell"
+        s.standing(1).unwrap(),
+        Standing::UNKNOWN,
+        "no Standalone columns: the CMS holds users and roles, the store cannot tell"
     );
+    assert_eq!(s.standing(3).unwrap(), Standing::no_account());
     let mut admin = f.admin();
+    // As a Standalone site has them: users are uf_match rows, user_role.user_id points at
+    // uf_match.id (not uf_id), roles have is_active.
     admin
         .query_drop(
-            "CREATE TABLE civicrm_role (id int unsigned AUTO_INCREMENT PRIMARY KEY, name varchar(64) NOT NULL,
-                 label varchar(128), permissions text, is_active tinyint DEFAULT 1);
+            "ALTER TABLE civicrm_uf_match ADD username varchar(60) NOT NULL DEFAULT '',
+                 ADD is_active tinyint(1) NOT NULL DEFAULT 1;
+             UPDATE civicrm_uf_match SET username = 'ada', uf_id = 900 WHERE contact_id = 1;
+             UPDATE civicrm_uf_match SET is_active = 0 WHERE contact_id = 2;
+             CREATE TABLE civicrm_role (id int unsigned AUTO_INCREMENT PRIMARY KEY, name varchar(60) NOT NULL,
+                 label varchar(128) NOT NULL, permissions text NOT NULL, is_active tinyint(1) NOT NULL DEFAULT 1);
              CREATE TABLE civicrm_user_role (id int unsigned AUTO_INCREMENT PRIMARY KEY,
-                 user_id int unsigned NOT NULL, role_id int unsigned NOT NULL);
-             INSERT INTO civicrm_role (id, name, label) VALUES (1, 'admin', 'Administrator'), (2, 'staff', NULL);
-             INSERT INTO civicrm_user_role (user_id, role_id) VALUES (11, 1), (11, 2);",
+                 user_id int unsigned, role_id int unsigned);
+             INSERT INTO civicrm_role (id, name, label, permissions, is_active) VALUES
+                 (1, 'admin', 'Administrator', CONCAT(CHAR(1), 'all CiviCRM permissions and ACLs', CHAR(1)), 1),
+                 (2, 'staff', '', CONCAT(CHAR(1), 'access CiviCRM', CHAR(1)), 1),
+                 (3, 'old', 'Old', CONCAT(CHAR(1), 'authenticate with api key', CHAR(1)), 0);
+             INSERT INTO civicrm_user_role (user_id, role_id)
+                 SELECT id, r.rid FROM civicrm_uf_match, (SELECT 1 AS rid UNION SELECT 2 UNION SELECT 3) r
+                  WHERE contact_id = 1;
+             INSERT INTO civicrm_user_role (user_id, role_id) VALUES (900, 1);",
         )
         .unwrap();
     let mut s = f.store();
-    let roles = s.roles(1).unwrap().expect("a Standalone site can tell");
+    let all = s.standings(&[1, 2, 3, 424242]).unwrap();
+    let AccountState::Account(ada) = &all[&1].account else {
+        panic!("{:?}", all[&1])
+    };
+    assert_eq!((ada.name.as_str(), ada.active), ("ada", true));
     assert_eq!(
-        roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-        vec!["Administrator", "staff"]
+        all[&1].roles,
+        Some(vec![
+            Role::from_permissions("Administrator", ["all CiviCRM permissions and ACLs"]),
+            Role::from_permissions("staff", ["access CiviCRM"]),
+        ]),
+        "joined on uf_match.id, the inactive role left out, the label or else the name"
     );
-    assert_eq!(
-        s.roles(3).unwrap(),
-        Some(Vec::new()),
-        "no CMS user, no roles"
+    assert!(
+        matches!(&all[&2].account, AccountState::Account(u) if !u.active),
+        "a blocked user: {:?}",
+        all[&2]
     );
+    assert_eq!(all[&2].roles, Some(Vec::new()));
+    assert_eq!(all[&3], Standing::no_account(), "no CMS user, no roles");
+    assert!(!all.contains_key(&424242));
 }
 
 #[test]

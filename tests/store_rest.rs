@@ -67,8 +67,14 @@ fn assert_keys_stayed_out_of_urls(server: &FakeCivi) {
     for seen in &state.requests {
         assert_eq!(seen.method, "POST", "{seen:?}");
         assert!(
-            seen.target == "/civicrm/ajax/api4/Contact/get"
-                || seen.target == "/civicrm/ajax/api4/Contact/update",
+            [
+                "/civicrm/ajax/api4/Contact/get",
+                "/civicrm/ajax/api4/Contact/update",
+                "/civicrm/ajax/api4/UFMatch/get",
+                "/civicrm/ajax/api4/User/get",
+                "/civicrm/ajax/api4/Role/get",
+            ]
+            .contains(&seen.target.as_str()),
             "{seen:?}"
         );
     }
@@ -143,7 +149,7 @@ fn http_failures_are_clear_errors() {
         (
             Mode::Forbidden,
             |e| matches!(e, StoreError::PermissionDenied(_)),
-            "Authorization failed",
+            "Error ID",
         ),
         (
             Mode::Maintenance,
@@ -168,7 +174,7 @@ fn http_failures_are_clear_errors() {
         (
             Mode::ServerError,
             |e| matches!(e, StoreError::BadData(_)),
-            "DB Error: unknown error",
+            "the site admin finds the details in CiviCRM's log under Error ID Fk",
         ),
     ];
     for (mode, is_right_kind, words) in cases {
@@ -219,11 +225,22 @@ fn failed_update_answers_say_whether_anything_may_have_changed() {
     server.set_mode_for(Mode::ServerError, Some("update"));
     let err = s.swap_key(4, None, Some(&new)).unwrap_err();
     assert!(matches!(err, StoreError::BadData(_)), "{err}");
-    assert!(err.to_string().contains("DB Error"), "{err}");
+    assert!(err.to_string().contains("Error ID"), "{err}");
+    // As CiviCRM refuses a key write by a user without 'edit api keys' (rest/028, 038).
     server.set_mode_for(Mode::Forbidden, Some("update"));
     let err = s.swap_key(4, None, Some(&new)).unwrap_err();
     assert!(matches!(err, StoreError::PermissionDenied(_)), "{err}");
+    assert!(err.to_string().contains("'edit api keys'"), "{err}");
+    assert!(err.to_string().contains("Error ID"), "{err}");
     assert_eq!(server.key_of(4), None);
+    // With 'view debug output' the real message comes through instead.
+    server.set_mode_for(Mode::Forbidden, Some("update"));
+    server
+        .state()
+        .admin_permissions
+        .push("view debug output".into());
+    let err = s.swap_key(4, None, Some(&new)).unwrap_err();
+    assert!(err.to_string().contains("Authorization failed"), "{err}");
 }
 
 #[test]
@@ -428,8 +445,8 @@ fn the_fake_site_answers_as_api_v4_documents() {
         &server,
         "POST /civicrm/ajax/api4/Contact/get HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
     );
-    assert!(no_auth.starts_with("HTTP/1.1 401"), "{no_auth}");
-    assert!(no_auth.contains("Content-Type: text/plain"), "{no_auth}");
+    assert!(no_auth.starts_with("HTTP/1.1 400"), "{no_auth}");
+    assert!(no_auth.contains("SECURITY ALERT"), "{no_auth}");
     let get_update = raw(
         &server,
         &format!(
@@ -437,8 +454,8 @@ fn the_fake_site_answers_as_api_v4_documents() {
         ),
     );
     assert!(get_update.starts_with("HTTP/1.1 405"), "{get_update}");
-    // Deleted contacts are hidden unless is_deleted is named.
-    let body = "params=%7B%22select%22%3A%5B%22id%22%5D%2C%22where%22%3A%5B%5B%22id%22%2C%22%3D%22%2C11%5D%5D%7D";
+    // Deleted contacts are hidden unless is_deleted (or the id) is named.
+    let body = "params=%7B%22select%22%3A%5B%22id%22%5D%2C%22where%22%3A%5B%5B%22display_name%22%2C%22%3D%22%2C%22Del+Eted%22%5D%5D%7D";
     let hidden = raw(
         &server,
         &format!(
@@ -448,6 +465,297 @@ fn the_fake_site_answers_as_api_v4_documents() {
     );
     assert!(hidden.starts_with("HTTP/1.1 200"), "{hidden}");
     assert!(hidden.contains("\"values\":[]"), "{hidden}");
+}
+
+#[test]
+fn recorded_refusals_become_clear_errors() {
+    use civikey::store::rest::parse_contacts_answer;
+    // rest/044: neither credentials nor X-Requested-With.
+    let err = parse_contacts_answer(
+        400,
+        "application/json",
+        br#"{"error_code": 400, "error_message": "SECURITY ALERT: Ajax requests can only be issued by javascript clients, eg. CRM.api4()."}"#,
+    )
+    .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("did not recognise the request as an API call"),
+        "{err}"
+    );
+    // rest/064: the generic 500 a user without 'view debug output' gets.
+    let err = parse_contacts_answer(
+        500,
+        "application/json",
+        br#"{"error_code": "1", "error_message": "Sorry an error occurred and your request was not completed. (Error ID: rogO-PGAw-5L7B)", "status": 500}"#,
+    )
+    .unwrap_err();
+    assert!(matches!(err, StoreError::BadData(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("CiviCRM's log under Error ID rogO-PGAw-5L7B"),
+        "{err}"
+    );
+    // Maintenance mode: 503 JSON with status_message.
+    let err = parse_contacts_answer(
+        503,
+        "application/json",
+        br#"{"status_code": 503, "status_message": "The site is down for maintenance."}"#,
+    )
+    .unwrap_err();
+    assert!(matches!(err, StoreError::Unreachable(_)), "{err}");
+    assert!(err.to_string().contains("maintenance mode"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("The site is down for maintenance."),
+        "{err}"
+    );
+    // rest/041: authx's guard.
+    let err = parse_contacts_answer(
+        401,
+        "text/plain;charset=UTF-8",
+        b"HTTP 401 Login not permitted. Must satisfy guard (site_key, perm).",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("site_key_file"), "{err}");
+}
+
+#[test]
+fn standing_comes_from_user_get_and_role_get_on_standalone() {
+    use civikey::store::{AccountState, Standing};
+    let server = FakeCivi::start(contract::contacts());
+    server.state().user_of_mut(2).unwrap().active = false;
+    let mut s = connect(&server);
+    let all = s.standings(&[1, 2, 3]).unwrap();
+    let AccountState::Account(ada) = &all[&1].account else {
+        panic!("{:?}", all[&1])
+    };
+    assert_eq!((ada.id, ada.name.as_str(), ada.active), (11, "ada", true));
+    let roles = all[&1].roles.as_ref().unwrap();
+    assert_eq!(roles.len(), 1);
+    assert_eq!(roles[0].name.as_str(), "authenticated");
+    assert!(!roles[0].grants_api_login);
+    assert!(matches!(&all[&2].account, AccountState::Account(u) if !u.active));
+    assert_eq!(all[&3], Standing::no_account());
+    let warnings: Vec<&str> = civikey::assess::assess(&s.contact(2).unwrap(), &all[&2])
+        .iter()
+        .map(|w| w.code.as_str())
+        .collect();
+    assert_eq!(warnings, ["user_blocked", "no_api_login_permission"]);
+
+    // Not Standalone (no User entity): only "no user account" can be told.
+    server.state().standalone = false;
+    assert_eq!(s.standing(1).unwrap(), Standing::UNKNOWN);
+    assert_eq!(s.standing(3).unwrap(), Standing::no_account());
+    // An admin who may not read users or UFMatch: nothing can be told, and lists still work.
+    server
+        .state()
+        .admin_permissions
+        .retain(|p| p != "cms:administer users");
+    assert_eq!(s.standing(3).unwrap(), Standing::UNKNOWN);
+    assert_eq!(s.contact(1).unwrap().cms, civikey::store::CmsLink::Unknown);
+}
+
+#[test]
+fn a_site_with_two_domains_lists_each_contact_once() {
+    let server = FakeCivi::start(contract::contacts());
+    server.add_second_domain();
+    let mut s = connect(&server);
+    let mut seen = Vec::new();
+    let mut query = Query::new("", 3);
+    loop {
+        let page = s.search(&query).unwrap();
+        seen.extend(page.contacts.iter().map(|c| (c.id, c.cms)));
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => break,
+        }
+    }
+    let mut ids: Vec<u64> = seen.iter().map(|(id, _)| *id).collect();
+    let count = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), count, "a contact came twice: {seen:?}");
+    assert_eq!(count, contract::contacts().len());
+    assert!(
+        seen.contains(&(1, civikey::store::CmsLink::Linked { uf_id: 11 })),
+        "the current domain's link: {seen:?}"
+    );
+}
+
+#[test]
+fn api_url_templates_reach_api_v4_through_the_cms_route() {
+    for route in [
+        "/wp-admin/admin.php?page=CiviCRM&q=civicrm/ajax/api4/{entity}/{action}",
+        "/administrator/index.php?option=com_civicrm&task=civicrm/ajax/api4/{entity}/{action}",
+    ] {
+        let server = FakeCivi::start(contract::contacts());
+        let mut opts = options(&server.url(), Duration::from_secs(5));
+        opts.base_url = format!("{}{route}", server.url());
+        let mut s = StoreSpec::Rest(opts).open().unwrap();
+        assert_eq!(s.contact(1).unwrap().id, 1);
+        let new = key("TemplateTemplateTemplateTemplat1");
+        s.swap_key(2, None, Some(&new)).unwrap();
+        assert_eq!(server.key_of(2).as_deref(), Some(new.expose()));
+        let state = server.state();
+        assert!(!state.key_in_url);
+        let path = route.split('?').next().unwrap();
+        assert!(
+            state
+                .requests
+                .iter()
+                .all(|r| r.target.starts_with(path) && r.method == "POST"),
+            "{:?}",
+            state.requests
+        );
+        assert!(state
+            .requests
+            .iter()
+            .any(|r| r.target.ends_with("civicrm/ajax/api4/Contact/update")));
+    }
+    for (address, words) in [
+        (
+            "https://example.org/wp-admin/admin.php?page=CiviCRM&q=civicrm/ajax/api4/{entity}",
+            "{entity} and {action}",
+        ),
+        (
+            "https://example.org/x.php?q=civicrm/ajax/api4/{entity}/{action}&_authx=Bearer+x",
+            "credential",
+        ),
+        (
+            "https://example.org/x.php?q=civicrm/ajax/api4/{entity}/{action}#top",
+            "fragment",
+        ),
+        (
+            "http://example.org/x.php?q=civicrm/ajax/api4/{entity}/{action}",
+            "plain http",
+        ),
+        (
+            "https://user:pw@example.org/x.php?q={entity}/{action}",
+            "user name or password",
+        ),
+        (
+            "https://example.org/?q=civicrm/ajax/api4/Contact/get",
+            "must not have a query",
+        ),
+    ] {
+        let mut opts = options("https://example.org", Duration::from_secs(5));
+        opts.base_url = address.to_string();
+        let err = RestStore::connect(&opts).unwrap_err();
+        assert!(err.to_string().contains(words), "{address}: {err}");
+    }
+}
+
+/// The login check against authx's guards as recorded (rest/036, 037, 041, 101, 104).
+#[test]
+fn the_login_check_logs_in_once_with_the_new_key_and_says_what_it_saw() {
+    use civikey::login_check::check;
+    let server = FakeCivi::start(contract::contacts());
+    let mut s = connect(&server);
+    let site = s.login_site().expect("a REST store knows its site");
+    let new = key("LoginCheckLoginCheckLoginCheck01");
+    let (_journal_dir, mut j) = contract::journal(&s);
+    let mut keys = SeededKeySource::new(9);
+    rotation::assign(
+        &mut s,
+        &mut j,
+        &mut keys,
+        1,
+        &Expectation::Current,
+        NewKey::Given(new.clone()),
+    )
+    .unwrap();
+    let before = server.state().requests.len();
+    let ok = check(&site, &new, 1);
+    assert!(ok.ok, "{ok:?}");
+    assert_eq!(ok.contact_id, Some(1));
+    assert_eq!(ok.detail, "logs in as contact 1");
+    {
+        let state = server.state();
+        let sent: Vec<_> = state.requests[before..].iter().collect();
+        assert_eq!(sent.len(), 1, "one call: {sent:?}");
+        assert_eq!(sent[0].credential.as_deref(), Some(new.expose()));
+        assert!(sent[0].site_key_sent, "the profile has a site key");
+    }
+
+    // Ada's role lacks 'authenticate with api key': without the site key authx refuses.
+    let mut no_site_key = site.clone();
+    no_site_key.site_key = None;
+    let before = server.state().requests.len();
+    let refused = check(&no_site_key, &new, 1);
+    assert!(!refused.ok);
+    assert_eq!(refused.contact_id, None);
+    assert!(
+        refused
+            .detail
+            .contains("HTTP 401 Login not permitted. Must satisfy guard (site_key, perm)."),
+        "{refused:?}"
+    );
+    assert!(
+        refused.detail.contains("'authenticate with api key'"),
+        "{refused:?}"
+    );
+    assert_eq!(server.state().requests.len(), before + 1, "never retried");
+    assert_eq!(
+        server.key_of(1).as_deref(),
+        Some(new.expose()),
+        "a failed check undoes nothing"
+    );
+
+    // A blocked user.
+    server.state().user_of_mut(1).unwrap().active = false;
+    let blocked = check(&site, &new, 1);
+    assert!(
+        !blocked.ok && blocked.detail.contains("User is blocked"),
+        "{blocked:?}"
+    );
+    server.state().user_of_mut(1).unwrap().active = true;
+
+    // Another contact with a lower id holds the same key (letter case aside): it wins.
+    let shared = key("SharedSharedSharedSharedShared01");
+    {
+        let mut state = server.state();
+        state
+            .contacts
+            .iter_mut()
+            .find(|c| c.id == 2)
+            .unwrap()
+            .api_key = Some(shared.expose().to_lowercase());
+        state
+            .contacts
+            .iter_mut()
+            .find(|c| c.id == 5)
+            .unwrap()
+            .api_key = Some(shared.expose().to_string());
+    }
+    let collision = check(&site, &shared, 5);
+    assert!(!collision.ok);
+    assert_eq!(collision.contact_id, Some(2));
+    assert!(
+        collision.detail.starts_with("logs in, but as contact 2"),
+        "{collision:?}"
+    );
+
+    // A contact with no user account: with the site key it logs in with no permissions.
+    let nouser = key("NoUserNoUserNoUserNoUserNoUser01");
+    server
+        .state()
+        .contacts
+        .iter_mut()
+        .find(|c| c.id == 4)
+        .unwrap()
+        .api_key = Some(nouser.expose().to_string());
+    let empty = check(&site, &nouser, 4);
+    assert!(!empty.ok && empty.contact_id.is_none(), "{empty:?}");
+    let without = check(&no_site_key, &nouser, 4);
+    assert!(without.detail.contains("Must satisfy guard"), "{without:?}");
+
+    for c in [&ok, &refused, &blocked, &collision, &empty, &without] {
+        for k in [&new, &shared, &nouser] {
+            assert!(!c.detail.contains(k.expose()), "{c:?}");
+        }
+        assert_no_secret(&c.detail);
+    }
 }
 
 /// A site whose error quotes the request (both keys, upper-cased): through the rotation
@@ -474,7 +782,7 @@ fn a_rotation_journals_and_shows_site_errors_without_keys() {
         shown.contains("DB ERROR") || shown.contains("DB Error"),
         "{shown}"
     );
-    let record = &journal.entries(Some(1), false, 1).unwrap()[0];
+    let record = &journal.entries(Some(1), true, 1).unwrap()[0];
     let journaled = record.error.clone().unwrap_or_default();
     let file = String::from_utf8_lossy(&std::fs::read(journal.path()).unwrap()).to_lowercase();
     for text in [shown.to_lowercase(), journaled.to_lowercase(), file] {

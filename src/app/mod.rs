@@ -76,6 +76,8 @@ pub struct AssignDone {
     pub assigned: Assigned,
     pub undo: UndoInfo,
     pub history: Option<KeySet>,
+    /// Logging in with the new key, where the site is known.
+    pub login_check: Option<crate::login_check::LoginCheck>,
 }
 
 pub struct RevokeDone {
@@ -112,10 +114,10 @@ pub enum Msg {
         result: Result<Contact, String>,
         history: Option<KeySet>,
     },
-    /// The roles of a contact, for the confirm popup (None: the store cannot tell).
+    /// A contact's user account and roles, for the confirm popup.
     Roles {
         id: ContactId,
-        roles: Option<Vec<crate::sanitize::SafeText>>,
+        standing: crate::store::Standing,
     },
     /// Contacts found by "mark all matching" / "mark old keys".
     Marked {
@@ -233,6 +235,7 @@ pub enum Popup {
         regenerated: bool,
         /// Set when the outcome could not be journaled.
         warning: Option<String>,
+        login_check: Option<crate::login_check::LoginCheck>,
     },
     ConfirmRevoke {
         contact: Contact,
@@ -327,8 +330,8 @@ pub struct App {
     pub now: i64,
     /// Set while the list shows only keys older than this many days.
     pub age_filter: Option<u32>,
-    /// Roles per contact, loaded when a new key is proposed for it.
-    pub roles: HashMap<ContactId, Option<Vec<crate::sanitize::SafeText>>>,
+    /// User account and roles per contact, loaded when a new key is proposed for it.
+    pub standings: HashMap<ContactId, crate::store::Standing>,
     /// Contacts marked for bulk rotation, with the key state seen when marked.
     pub marked: std::collections::BTreeMap<ContactId, Contact>,
     pub data_dir: std::path::PathBuf,
@@ -376,7 +379,7 @@ impl App {
             undo: None,
             now: 0,
             marked: std::collections::BTreeMap::new(),
-            roles: HashMap::new(),
+            standings: HashMap::new(),
             age_filter: None,
             data_dir: options.data_dir,
             writing: None,
@@ -504,8 +507,8 @@ impl App {
                 Vec::new()
             }
             Msg::Marked { result } => self.on_marked(result),
-            Msg::Roles { id, roles } => {
-                self.roles.insert(id, roles);
+            Msg::Roles { id, standing } => {
+                self.standings.insert(id, standing);
                 Vec::new()
             }
             Msg::BulkProgress { done, total, last } => {
@@ -992,6 +995,7 @@ impl App {
                 assigned,
                 undo,
                 history,
+                login_check,
             }) => {
                 self.set_history(assigned.contact.id, history);
                 self.replace_contact(assigned.contact.clone());
@@ -1002,6 +1006,7 @@ impl App {
                     copied: false,
                     regenerated: assigned.regenerated,
                     warning: assigned.audit_warning,
+                    login_check,
                 });
                 Vec::new()
             }

@@ -235,9 +235,9 @@ fn generate_regenerate_confirm_assign() {
     );
     app.update(Msg::Roles {
         id: 2,
-        roles: Some(vec![SafeText::new("administrator")]),
+        standing: crate::store::Standing::no_account(),
     });
-    assert!(app.roles.contains_key(&2));
+    assert!(app.standings.contains_key(&2));
     let first = new_key_of(&app);
     assert_eq!(first.len(), 32);
     act(&mut app, Action::Regenerate);
@@ -282,8 +282,17 @@ fn generate_regenerate_confirm_assign() {
                 time: 0,
                 by: "alice".into(),
             }),
+            login_check: Some(crate::login_check::LoginCheck {
+                ok: true,
+                contact_id: Some(2),
+                detail: "logs in as contact 2".into(),
+            }),
         }),
     });
+    assert!(
+        matches!(&app.popup, Some(Popup::Shown { login_check: Some(c), .. }) if c.ok),
+        "the shown-once popup carries the login check"
+    );
     assert_eq!(app.undo.as_ref().map(|u| u.contact_id), Some(2));
     assert_eq!(app.key_sets.get(&2).map(|k| k.by.as_str()), Some("alice"));
     assert_eq!(app.mode(), Mode::Shown);

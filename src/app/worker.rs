@@ -166,9 +166,9 @@ impl Worker {
             Cmd::Refresh { id } => {
                 let store = self.store.as_mut()?;
                 let result = store.contact(id).map_err(|e| e.to_string());
-                if let (Ok(journal), Ok(key)) = (self.journal.as_mut(), store.read_key(id)) {
+                if let Ok(journal) = self.journal.as_mut() {
                     // The next look at a contact settles an earlier unknown outcome.
-                    let _ = journal.reconcile(id, key.as_ref());
+                    let _ = rotation::reconcile(store.as_mut(), journal, id);
                 }
                 Msg::Refreshed {
                     result,
@@ -182,14 +182,21 @@ impl Worker {
                 contact,
                 all_stores,
                 result: self.journal.as_ref().map_err(|e| e.clone()).and_then(|j| {
-                    j.entries(contact, all_stores, 500)
-                        .map_err(|e| e.to_string())
+                    let mut entries = j
+                        .entries(contact, all_stores, 500)
+                        .map_err(|e| e.to_string())?;
+                    crate::bulk::mark_undelivered(j, &mut entries);
+                    Ok(entries)
                 }),
             },
             Cmd::LoadRoles { id } => Msg::Roles {
                 id,
-                // A failure to read roles is shown as "cannot tell", never as "no roles".
-                roles: self.store.as_mut()?.roles(id).ok().flatten(),
+                // A failure to read them is shown as "cannot tell", never as "none".
+                standing: self
+                    .store
+                    .as_mut()?
+                    .standing(id)
+                    .unwrap_or(crate::store::Standing::UNKNOWN),
             },
             Cmd::AgeFilter { seq, query, days } => {
                 let result = self
@@ -254,9 +261,7 @@ impl Worker {
             .iter()
             .filter(|id| page.contacts.iter().any(|c| c.id == **id))
         {
-            if let Ok(key) = store.read_key(*id) {
-                let _ = journal.reconcile(*id, key.as_ref());
-            }
+            let _ = rotation::reconcile(store.as_mut(), journal, *id);
         }
         page.contacts
             .iter()
@@ -422,12 +427,17 @@ impl Worker {
             NewKey::Generated(key),
         )
         .map_err(|e| e.to_string())?;
+        // Once, never retried; a failed check says what to fix and undoes nothing.
+        let login_check = store
+            .login_site()
+            .map(|site| crate::login_check::check(&site, &done.key, id));
         let undo = self.remember(id, Some(done.key.clone()), done.previous.clone());
         let history = self.key_set(id);
         Ok(super::AssignDone {
             assigned: done,
             undo,
             history,
+            login_check,
         })
     }
 

@@ -27,8 +27,8 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::spec::CvOptions;
 use super::{
-    CmsLink, Contact, ContactId, ContactStore, Cursor, Matcher, Page, Query, StoreError, StoreInfo,
-    StoreKind,
+    AccountState, CmsLink, Contact, ContactId, ContactStore, Cursor, Matcher, Page, Query, Role,
+    Standing, StoreError, StoreInfo, StoreKind, UserAccount,
 };
 use crate::key::{ApiKey, KeyHint, KEY_LEN};
 use crate::sanitize::SafeText;
@@ -399,6 +399,22 @@ impl ContactStore for CvStore {
         }
     }
 
+    fn standing(&mut self, id: ContactId) -> Result<Standing, StoreError> {
+        let mut all = self.standings(&[id])?;
+        Ok(all.remove(&id).unwrap_or(Standing::UNKNOWN))
+    }
+
+    /// Through User.get and Role.get on a Standalone site; elsewhere the CMS holds users
+    /// and roles and this store cannot tell.
+    fn standings(
+        &mut self,
+        ids: &[ContactId],
+    ) -> Result<std::collections::HashMap<ContactId, Standing>, StoreError> {
+        Ok(self
+            .users(ids)?
+            .unwrap_or_else(|| ids.iter().map(|&id| (id, Standing::UNKNOWN)).collect()))
+    }
+
     fn holders_of(&mut self, key: &ApiKey) -> Result<Vec<ContactId>, StoreError> {
         let params = GetParams {
             select: KEY_FIELDS,
@@ -487,6 +503,9 @@ impl ContactStore for CvStore {
 enum Action {
     Get,
     Update,
+    /// Standalone's users and roles, for [`ContactStore::standing`].
+    UserGet,
+    RoleGet,
 }
 
 impl Action {
@@ -494,7 +513,132 @@ impl Action {
         match self {
             Action::Get => "Contact.get",
             Action::Update => "Contact.update",
+            Action::UserGet => "User.get",
+            Action::RoleGet => "Role.get",
         }
+    }
+}
+
+/// Ids per User.get / Role.get.
+const IDS_PER_CALL: usize = 200;
+
+/// A User.get row.
+#[derive(Deserialize)]
+struct UserRow {
+    #[serde(deserialize_with = "de_id")]
+    id: u64,
+    #[serde(deserialize_with = "de_id")]
+    contact_id: u64,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default = "active_by_default", deserialize_with = "de_flag")]
+    is_active: bool,
+    #[serde(default)]
+    roles: Vec<serde_json::Value>,
+}
+
+fn active_by_default() -> bool {
+    true
+}
+
+/// A Role.get row.
+#[derive(Deserialize)]
+struct RoleRow {
+    #[serde(deserialize_with = "de_id")]
+    id: u64,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    permissions: Vec<String>,
+}
+
+fn json_id(value: &serde_json::Value) -> Option<u64> {
+    match value {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+impl CvStore {
+    /// Users and their active roles (User.get, Role.get); None when the site has no User
+    /// entity (not Standalone): cv then exits 1 with "API (User, get) does not exist".
+    fn users(
+        &self,
+        ids: &[ContactId],
+    ) -> Result<Option<std::collections::HashMap<ContactId, Standing>>, StoreError> {
+        let mut users: Vec<UserRow> = Vec::new();
+        for chunk in ids.chunks(IDS_PER_CALL) {
+            let params = serde_json::json!({
+                "select": ["id", "username", "contact_id", "is_active", "roles"],
+                "where": [["contact_id", "IN", chunk]],
+                "limit": chunk.len() * 2,
+            });
+            match self
+                .call(Action::UserGet, &params, &[])
+                .and_then(|out| parse_rows::<UserRow>(&out, &[]))
+            {
+                Ok(rows) => users.extend(rows),
+                Err(Failure::Ran {
+                    kind: FailKind::Exit,
+                    message,
+                }) if message.contains("does not exist") => return Ok(None),
+                Err(e) => return Err(e.for_read()),
+            }
+        }
+        let mut role_ids: Vec<u64> = users
+            .iter()
+            .flat_map(|u| u.roles.iter().filter_map(json_id))
+            .collect();
+        role_ids.sort_unstable();
+        role_ids.dedup();
+        let mut roles = std::collections::HashMap::new();
+        for chunk in role_ids.chunks(IDS_PER_CALL) {
+            let params = serde_json::json!({
+                "select": ["id", "name", "label", "permissions"],
+                "where": [["id", "IN", chunk], ["is_active", "=", true]],
+                "limit": chunk.len(),
+            });
+            let rows = self
+                .call(Action::RoleGet, &params, &[])
+                .and_then(|out| parse_rows::<RoleRow>(&out, &[]))
+                .map_err(Failure::for_read)?;
+            for r in rows {
+                let name = r
+                    .label
+                    .filter(|l| !l.is_empty())
+                    .or(r.name)
+                    .unwrap_or_default();
+                roles.insert(
+                    r.id,
+                    Role::from_permissions(&name, r.permissions.iter().map(String::as_str)),
+                );
+            }
+        }
+        let mut out: std::collections::HashMap<ContactId, Standing> =
+            ids.iter().map(|&id| (id, Standing::no_account())).collect();
+        for u in users {
+            let user_roles = u
+                .roles
+                .iter()
+                .filter_map(json_id)
+                .filter_map(|r| roles.get(&r).cloned())
+                .collect();
+            out.insert(
+                u.contact_id,
+                Standing {
+                    account: AccountState::Account(UserAccount {
+                        id: u.id,
+                        name: SafeText::new(u.username.as_deref().unwrap_or_default()),
+                        active: u.is_active,
+                    }),
+                    roles: Some(user_roles),
+                },
+            );
+        }
+        Ok(Some(out))
     }
 }
 
@@ -634,23 +778,55 @@ fn exit_message(status: ExitStatus, stderr: &Captured, secrets: &[&ApiKey]) -> S
         None => "cv was killed by a signal".to_string(),
     };
     let said = shown_stderr(&stderr.bytes, secrets);
+    // What the recorded failures mean for the operator (tests/recorded/cv/).
+    let hint =
+        if said.contains("civicrm.settings.php") || said.contains("Invalid working directory") {
+            "; no CiviCRM site there: the profile's address must be cv:PATH of the site folder"
+        } else if said.contains("does not exist (or the extension") {
+            "; this site has no such API (a Standalone-only entity on another CMS?)"
+        } else {
+            ""
+        };
     if said.is_empty() {
         format!("{how} without an error message")
     } else {
-        format!("{how}: {said}")
+        format!("{how}: {said}{hint}")
     }
+}
+
+/// The message inside the Symfony console box cv prints for an exception ("In FILE line
+/// N:", the message wrapped in a padded box, then cv's usage line), unwrapped; None when
+/// stderr has no box.
+fn boxed_message(text: &str) -> Option<String> {
+    let mut lines = text
+        .lines()
+        .skip_while(|l| !(l.starts_with("In ") && l.ends_with(':')));
+    lines.next()?;
+    let mut message = String::new();
+    for line in lines {
+        if line.starts_with("api4 [") {
+            break;
+        }
+        // Box rows are "  text  ", wrapped mid-word at a fixed width: two columns of
+        // margin off, the padding off, and the pieces joined as they are.
+        let row = line.strip_prefix("  ").unwrap_or(line).trim_end();
+        message.push_str(row);
+    }
+    let message = message.trim().to_string();
+    (!message.is_empty()).then_some(message)
 }
 
 /// cv's stderr as one line for an error message: keys hidden, cut to a readable size.
 /// SafeText neutralises what is left where the message becomes a StoreError.
 fn shown_stderr(bytes: &[u8], secrets: &[&ApiKey]) -> String {
     let text = String::from_utf8_lossy(bytes);
-    let one_line = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" / ");
+    let one_line = boxed_message(&text).unwrap_or_else(|| {
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" / ")
+    });
     let redacted = redact(&one_line, secrets);
     if redacted.chars().count() > SHOWN_STDERR {
         let cut: String = redacted.chars().take(SHOWN_STDERR).collect();

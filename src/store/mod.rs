@@ -10,6 +10,7 @@ pub mod rest;
 pub mod spec;
 pub mod sqlite;
 
+use std::collections::HashMap;
 use std::fmt;
 
 use crate::key::{ApiKey, KeyHint};
@@ -59,6 +60,86 @@ pub enum CmsLink {
     None,
     /// The store cannot tell (e.g. an API key without permission to read uf_match).
     Unknown,
+}
+
+/// A contact's user account (on Standalone: its civicrm_uf_match row).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserAccount {
+    pub id: u64,
+    pub name: SafeText,
+    /// False when the account is blocked: CiviCRM then refuses its key.
+    pub active: bool,
+}
+
+/// What the store knows of a contact's user account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccountState {
+    Unknown,
+    NoAccount,
+    Account(UserAccount),
+}
+
+/// One active role of a user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Role {
+    pub name: SafeText,
+    /// The role grants `authenticate with api key` (or every permission).
+    pub grants_api_login: bool,
+}
+
+/// The permission that lets a key log in without the site key (authx's `perm` guard).
+pub const API_LOGIN_PERMISSION: &str = "authenticate with api key";
+/// Standalone's super-permission: every other permission with it.
+pub const ALL_PERMISSIONS: &str = "all CiviCRM permissions and ACLs";
+
+impl Role {
+    /// A role from its name and its permissions as a list.
+    pub fn from_permissions<'a>(
+        name: &str,
+        permissions: impl IntoIterator<Item = &'a str>,
+    ) -> Role {
+        Role {
+            name: SafeText::new(name),
+            grants_api_login: permissions
+                .into_iter()
+                .any(|p| matches!(p.trim(), API_LOGIN_PERMISSION | ALL_PERMISSIONS)),
+        }
+    }
+}
+
+/// Permissions as civicrm_role.permissions stores them: separator-bookended
+/// (`\x01a\x01b\x01`), a JSON list, or one per line or comma.
+pub fn split_permissions(text: &str) -> Vec<String> {
+    if let Ok(list) = serde_json::from_str::<Vec<String>>(text) {
+        return list;
+    }
+    text.split(['\u{1}', ',', '\n'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// What the store can tell about a contact's login: user account and roles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Standing {
+    pub account: AccountState,
+    /// The user's active roles; `None`: the store cannot tell.
+    pub roles: Option<Vec<Role>>,
+}
+
+impl Standing {
+    pub const UNKNOWN: Standing = Standing {
+        account: AccountState::Unknown,
+        roles: None,
+    };
+    /// No user account: no roles either.
+    pub fn no_account() -> Standing {
+        Standing {
+            account: AccountState::NoAccount,
+            roles: Some(Vec::new()),
+        }
+    }
 }
 
 /// One contact, as lists and the detail pane show it. Never holds a key.
@@ -201,10 +282,23 @@ pub trait ContactStore: Send {
 
     fn read_key(&mut self, id: ContactId) -> Result<Option<ApiKey>, StoreError>;
 
-    /// The contact's roles (a Standalone site's civicrm_user_role / civicrm_role), what the
-    /// operator must double-check before handing out a key. `None`: the store cannot tell.
-    fn roles(&mut self, _id: ContactId) -> Result<Option<Vec<SafeText>>, StoreError> {
-        Ok(None)
+    /// The contact's user account and roles, what the operator must double-check before
+    /// handing out a key. Stores that cannot tell answer [`Standing::UNKNOWN`].
+    fn standing(&mut self, _id: ContactId) -> Result<Standing, StoreError> {
+        Ok(Standing::UNKNOWN)
+    }
+
+    /// [`ContactStore::standing`] of many contacts (SQL stores: one query per chunk of ids).
+    fn standings(&mut self, ids: &[ContactId]) -> Result<HashMap<ContactId, Standing>, StoreError> {
+        ids.iter()
+            .map(|&id| self.standing(id).map(|s| (id, s)))
+            .collect()
+    }
+
+    /// The site to log in to with a new key, to check it works (the REST store's own site,
+    /// or the profile's `site_url`). None: no site is known.
+    fn login_site(&self) -> Option<spec::SiteLogin> {
+        None
     }
 
     /// Compare-and-set: writes `new` only if the contact's key is still `expected`

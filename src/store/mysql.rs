@@ -17,8 +17,8 @@ use zeroize::Zeroizing;
 
 use super::spec::{MysqlOptions, MysqlTls};
 use super::{
-    CmsLink, Contact, ContactId, ContactStore, Cursor, Matcher, Page, Query, StoreError, StoreInfo,
-    StoreKind,
+    split_permissions, AccountState, CmsLink, Contact, ContactId, ContactStore, Cursor, Matcher,
+    Page, Query, Role, Standing, StoreError, StoreInfo, StoreKind, UserAccount,
 };
 use crate::fsperm;
 use crate::key::{ApiKey, KeyHint};
@@ -214,6 +214,18 @@ fn check_prefix(prefix: &str) -> Result<(), StoreError> {
     }
 }
 
+/// Standalone's user and role columns, as far as the database has them.
+#[derive(Clone, Copy, Debug)]
+struct StandaloneColumns {
+    /// civicrm_uf_match.username and is_active: users are uf_match rows (Standalone).
+    users: bool,
+    roles: bool,
+    role_active: bool,
+}
+
+/// Ids per `IN (...)` list when reading standings.
+const STANDING_CHUNK: usize = 500;
+
 /// The three table names, prefixed and quoted, ready to paste into SQL.
 #[derive(Clone)]
 struct Tables {
@@ -225,6 +237,8 @@ struct Tables {
     user_role: String,
     /// The unquoted table names, for information_schema.
     contact_name: String,
+    uf_name: String,
+    role_name: String,
     user_role_name: String,
 }
 
@@ -238,6 +252,8 @@ impl Tables {
             role: format!("`{prefix}civicrm_role`"),
             user_role: format!("`{prefix}civicrm_user_role`"),
             contact_name: format!("{prefix}civicrm_contact"),
+            uf_name: format!("{prefix}civicrm_uf_match"),
+            role_name: format!("{prefix}civicrm_role"),
             user_role_name: format!("{prefix}civicrm_user_role"),
         })
     }
@@ -482,8 +498,8 @@ pub struct MysqlStore {
     tables: Tables,
     key_capacity: usize,
     keys_case_insensitive: bool,
-    /// Whether this is a Standalone site with civicrm_user_role (checked once).
-    has_roles: Option<bool>,
+    /// Which of Standalone's user and role columns the database has (checked once).
+    standalone: Option<StandaloneColumns>,
     /// How name searches run (decided at the first one).
     name_plan: Option<NamePlan>,
     /// Up to this many contacts, name searches test every row (see [`NamePlan::Scan`]).
@@ -530,7 +546,7 @@ impl MysqlStore {
             tables,
             key_capacity: usize::try_from(capacity).unwrap_or(usize::MAX),
             keys_case_insensitive: collation_is_case_insensitive(collation.as_deref()),
-            has_roles: None,
+            standalone: None,
             name_plan: None,
             exact_scan_max: EXACT_SCAN_MAX_CONTACTS,
         };
@@ -546,6 +562,127 @@ impl MysqlStore {
         self.conn
             .as_mut()
             .ok_or_else(|| StoreError::unreachable(format!("{}: no connection", self.location)))
+    }
+
+    fn standalone_columns(&mut self) -> Result<StandaloneColumns, StoreError> {
+        if let Some(columns) = self.standalone {
+            return Ok(columns);
+        }
+        let names = (
+            self.tables.uf_name.clone(),
+            self.tables.role_name.clone(),
+            self.tables.user_role_name.clone(),
+        );
+        let rows: Vec<Row> = self.run(Phase::Read, |c| {
+            c.exec(
+                "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS
+                  WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN (?, ?, ?)",
+                names.clone(),
+            )
+        })?;
+        let mut present = Vec::new();
+        for row in &rows {
+            let table = text(row, 0)
+                .map_err(StoreError::bad_data)?
+                .unwrap_or_default();
+            let column = text(row, 1)
+                .map_err(StoreError::bad_data)?
+                .unwrap_or_default();
+            present.push((table, column.to_ascii_lowercase()));
+        }
+        let has =
+            |table: &str, column: &str| present.iter().any(|(t, c)| t == table && c == column);
+        let columns = StandaloneColumns {
+            users: has(&names.0, "username") && has(&names.0, "is_active"),
+            roles: has(&names.2, "user_id") && has(&names.1, "permissions"),
+            role_active: has(&names.1, "is_active"),
+        };
+        self.standalone = Some(columns);
+        Ok(columns)
+    }
+
+    fn standings_chunk(
+        &mut self,
+        ids: &[ContactId],
+        columns: StandaloneColumns,
+        out: &mut std::collections::HashMap<ContactId, Standing>,
+    ) -> Result<(), StoreError> {
+        let marks = vec!["?"; ids.len()].join(", ");
+        let params: Vec<Value> = ids.iter().map(|&id| Value::from(id)).collect();
+        // The lowest domain's row: a Standalone site has one domain.
+        let sql = format!(
+            "SELECT c.id, u.id, {name}, {active} FROM {contact} c
+               LEFT JOIN {uf} u ON u.contact_id = c.id
+                AND u.domain_id = (SELECT MIN(d.domain_id) FROM {uf} d WHERE d.contact_id = c.id)
+              WHERE c.id IN ({marks})",
+            name = if columns.users {
+                "COALESCE(NULLIF(u.username, ''), u.uf_name, '')"
+            } else {
+                "COALESCE(u.uf_name, '')"
+            },
+            active = if columns.users { "u.is_active" } else { "NULL" },
+            contact = self.tables.contact,
+            uf = self.tables.uf,
+        );
+        let rows: Vec<Row> = self.run(Phase::Read, |c| c.exec(sql, params))?;
+        let bad = |e: String| StoreError::bad_data(format!("{}: {e}", self.location));
+        let mut users = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let contact = uint(row, 0).map_err(bad)?.unwrap_or_default();
+            let user = uint(row, 1).map_err(bad)?;
+            let name = text(row, 2).map_err(bad)?.unwrap_or_default();
+            let active = uint(row, 3).map_err(bad)?.map(|a| a != 0);
+            users.push((contact, user, name, active));
+        }
+        let user_ids: Vec<Value> = users.iter().filter_map(|u| u.1).map(Value::from).collect();
+        let mut roles: std::collections::HashMap<u64, Vec<Role>> = Default::default();
+        if columns.users && columns.roles && !user_ids.is_empty() {
+            let sql = format!(
+                "SELECT ur.user_id, COALESCE(NULLIF(r.label, ''), r.name), COALESCE(r.permissions, '')
+                   FROM {ur} ur JOIN {r} r ON r.id = ur.role_id
+                  WHERE ur.user_id IN ({marks}){active}
+                  ORDER BY ur.user_id, r.name",
+                marks = vec!["?"; user_ids.len()].join(", "),
+                active = if columns.role_active {
+                    " AND r.is_active = 1"
+                } else {
+                    ""
+                },
+                ur = self.tables.user_role,
+                r = self.tables.role,
+            );
+            let rows: Vec<Row> = self.run(Phase::Read, |c| c.exec(sql, user_ids))?;
+            let bad = |e: String| StoreError::bad_data(format!("{}: {e}", self.location));
+            for row in &rows {
+                let user = uint(row, 0).map_err(bad)?.unwrap_or_default();
+                let name = text(row, 1).map_err(bad)?.unwrap_or_default();
+                let permissions =
+                    split_permissions(&text(row, 2).map_err(bad)?.unwrap_or_default());
+                roles.entry(user).or_default().push(Role::from_permissions(
+                    &name,
+                    permissions.iter().map(String::as_str),
+                ));
+            }
+        }
+        for (contact, user, name, active) in users {
+            let standing = match (user, active) {
+                (None, _) => Standing::no_account(),
+                // Not Standalone: the CMS holds the account, its state and roles.
+                (Some(_), None) => Standing::UNKNOWN,
+                (Some(user), Some(active)) => Standing {
+                    account: AccountState::Account(UserAccount {
+                        id: user,
+                        name: SafeText::new(&name),
+                        active,
+                    }),
+                    roles: columns
+                        .roles
+                        .then(|| roles.remove(&user).unwrap_or_default()),
+                },
+            };
+            out.insert(contact, standing);
+        }
+        Ok(())
     }
 
     /// Runs `f` on the connection; forgets the connection if it broke.
@@ -1028,37 +1165,25 @@ impl ContactStore for MysqlStore {
             .map_err(|e| StoreError::bad_data(format!("{}: {e}", self.location)))
     }
 
-    /// On a Standalone site, the role labels of the contact's user; elsewhere the CMS holds
-    /// the roles and this store cannot tell.
-    fn roles(&mut self, id: ContactId) -> Result<Option<Vec<SafeText>>, StoreError> {
-        if self.has_roles.is_none() {
-            let name = self.tables.user_role_name.clone();
-            let found: Option<Row> = self.run(Phase::Read, |c| {
-                c.exec_first(
-                    "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
-                    (name,),
-                )
-            })?;
-            self.has_roles = Some(found.is_some());
+    fn standing(&mut self, id: ContactId) -> Result<Standing, StoreError> {
+        let mut found = self.standings(&[id])?;
+        found.remove(&id).ok_or(StoreError::NotFound(id))
+    }
+
+    /// On a Standalone site, the user (a civicrm_uf_match row: username, is_active) and its
+    /// active roles (civicrm_user_role.user_id is civicrm_uf_match.id); elsewhere the CMS
+    /// holds users and roles and only "no user account" can be told. Two queries per
+    /// chunk of ids; contacts that do not exist are left out.
+    fn standings(
+        &mut self,
+        ids: &[ContactId],
+    ) -> Result<std::collections::HashMap<ContactId, Standing>, StoreError> {
+        let columns = self.standalone_columns()?;
+        let mut out = std::collections::HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(STANDING_CHUNK) {
+            self.standings_chunk(chunk, columns, &mut out)?;
         }
-        if self.has_roles != Some(true) {
-            return Ok(None);
-        }
-        let sql = format!(
-            "SELECT COALESCE(r.label, r.name) FROM {uf} u
-               JOIN {ur} ur ON ur.user_id = u.uf_id
-               JOIN {r} r ON r.id = ur.role_id
-              WHERE u.contact_id = ? ORDER BY r.name",
-            uf = self.tables.uf,
-            ur = self.tables.user_role,
-            r = self.tables.role
-        );
-        let rows: Vec<Row> = self.run(Phase::Read, |c| c.exec(sql, (id,)))?;
-        rows.iter()
-            .map(|row| text(row, 0).map(|t| SafeText::new(&t.unwrap_or_default())))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some)
-            .map_err(|e| StoreError::bad_data(format!("{}: {e}", self.location)))
+        Ok(out)
     }
 
     /// `api_key = ?` on index_api_key, compared as the column's collation compares (as

@@ -1,4 +1,5 @@
-//! The CiviCRM REST API v4 store: `POST {site}/civicrm/ajax/api4/Contact/{get|update}`.
+//! The CiviCRM REST API v4 store: `POST {site}/civicrm/ajax/api4/Contact/{get|update}`
+//! (or the profile's address template, for CMSs that route API v4 through a query string).
 //!
 //! Everything here follows CiviCRM's documented behaviour (shared/CIVICRM.md, "REST API
 //! v4"): credentials travel only in headers (never in the URL, where web server logs would
@@ -7,6 +8,7 @@
 //! `edit api keys`, CiviCRM silently drops `api_key` from select AND where, so a filter on
 //! a key would match every contact. Any answer missing `api_key` is therefore refused.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io::Read;
 use std::net::IpAddr;
@@ -15,15 +17,17 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 use zeroize::{Zeroize, Zeroizing};
 
-use super::spec::{RestOptions, Secret};
+use super::spec::{RestOptions, Secret, SiteLogin};
 use super::{
-    CmsLink, Contact, ContactId, ContactStore, Cursor, Matcher, Page, Query, StoreError, StoreInfo,
-    StoreKind,
+    AccountState, CmsLink, Contact, ContactId, ContactStore, Cursor, Matcher, Page, Query, Role,
+    Standing, StoreError, StoreInfo, StoreKind, UserAccount,
 };
 use crate::key::{ApiKey, KEY_LEN};
 use crate::sanitize::SafeText;
 
-const API_PATH: &str = "/civicrm/ajax/api4/Contact/";
+/// API v4's route under the site address (Standalone, Drupal, Backdrop, WordPress with
+/// clean URLs).
+const API_ROUTE: &str = "/civicrm/ajax/api4/{entity}/{action}";
 /// The largest answer read. A page of contacts is a few kilobytes; anything near this is a
 /// misbehaving server, and reading it unbounded would let it exhaust memory.
 const MAX_BODY: u64 = 8 * 1024 * 1024;
@@ -36,7 +40,7 @@ const MAX_HOLDERS: usize = 1000;
 /// Largest page a search asks for.
 const MAX_PAGE: usize = 1000;
 
-const CONTACT_FIELDS: [&str; 8] = [
+const CONTACT_FIELDS: [&str; 7] = [
     "id",
     "display_name",
     "sort_name",
@@ -44,8 +48,9 @@ const CONTACT_FIELDS: [&str; 8] = [
     "is_deleted",
     "email_primary.email",
     "api_key",
-    "uf.uf_id",
 ];
+/// Ids per request when reading CMS links, users and roles.
+const IDS_PER_CALL: usize = 200;
 
 const NO_EDIT_API_KEYS: &str = "the admin API key's user lacks the CiviCRM permission \
 'edit api keys' (or 'administer CiviCRM'). CiviCRM then silently hides api_key from answers \
@@ -62,7 +67,9 @@ enum Call {
 
 pub struct RestStore {
     agent: ureq::Agent,
-    /// `scheme://host[:port][/path]` without a trailing slash; holds no credentials.
+    /// The API v4 address with `{entity}` and `{action}` in it; holds no credentials.
+    template: String,
+    /// Where the site is, for messages: the site address, or the template.
     base: String,
     api_key: ApiKey,
     site_key: Option<Secret>,
@@ -82,7 +89,7 @@ impl RestStore {
     /// every call reports its own failure (401, maintenance, the permission trap) clearly,
     /// so opening stays instant and the first screen is not held up by the network.
     pub fn connect(opts: &RestOptions) -> Result<Self, StoreError> {
-        let (base, plain_http) = check_base_url(&opts.base_url)?;
+        let (base, template, plain_http) = check_api_address(&opts.base_url)?;
         check_header_secret(opts.api_key.expose(), "the admin API key")?;
         if let Some(site_key) = &opts.site_key {
             check_header_secret(site_key.expose(), "the site key")?;
@@ -112,6 +119,7 @@ impl RestStore {
         }
         Ok(RestStore {
             agent: config.build().into(),
+            template,
             base,
             api_key: opts.api_key.clone(),
             site_key: opts.site_key.clone(),
@@ -119,8 +127,23 @@ impl RestStore {
         })
     }
 
-    /// One API v4 call. `secrets` are values in `params` that must not come back in an error
-    /// message (CiviCRM error texts may quote the request).
+    /// The address of `entity`.`action`.
+    fn url(&self, entity: &str, action: &str) -> String {
+        self.template
+            .replace("{entity}", entity)
+            .replace("{action}", action)
+    }
+
+    /// What to log in with to check a new key on this site (the login check).
+    pub fn site_login(&self) -> SiteLogin {
+        SiteLogin {
+            api_address: self.template.clone(),
+            site_key: self.site_key.clone(),
+            timeout: self.timeout,
+        }
+    }
+
+    /// One Contact call.
     fn call(
         &self,
         action: &str,
@@ -129,13 +152,58 @@ impl RestStore {
         kind: Call,
         secrets: &[&str],
     ) -> Result<Reply, StoreError> {
-        let url = format!("{}{API_PATH}{action}", self.base);
+        self.call_entity("Contact", action, params, order_by, kind, secrets)
+    }
+
+    /// One API v4 call. `secrets` are values in `params` that must not come back in an error
+    /// message (CiviCRM error texts may quote the request).
+    fn call_entity(
+        &self,
+        entity: &str,
+        action: &str,
+        params: Params,
+        order_by: Option<&str>,
+        kind: Call,
+        secrets: &[&str],
+    ) -> Result<Reply, StoreError> {
+        let url = self.url(entity, action);
+        let answer = self.send(&url, params, order_by, kind)?;
+        let site_key = self.site_key.as_ref().map(Secret::expose);
+        let exchange = Exchange {
+            url: &url,
+            kind,
+            secrets: secrets
+                .iter()
+                .copied()
+                .chain([self.api_key.expose()])
+                .chain(site_key)
+                .collect(),
+            site_key_sent: self.site_key.is_some(),
+        };
+        judge_answer(
+            &exchange,
+            answer.status,
+            &answer.content_type,
+            answer.location.as_deref(),
+            &answer.bytes,
+            answer.too_big,
+        )
+    }
+
+    /// Sends one request; the answer as it came, read up to the size cap.
+    fn send(
+        &self,
+        url: &str,
+        params: Params,
+        order_by: Option<&str>,
+        kind: Call,
+    ) -> Result<RawAnswer, StoreError> {
         let body = form_body(&params.0, order_by)?;
         drop(params);
         let auth = Zeroizing::new(format!("Bearer {}", self.api_key.expose()));
         let mut request = self
             .agent
-            .post(&url)
+            .post(url)
             .header("X-Civi-Auth", auth.as_str())
             .header("X-Requested-With", "XMLHttpRequest")
             .header("Content-Type", "application/x-www-form-urlencoded");
@@ -171,26 +239,13 @@ impl RestStore {
             .read_to_end(&mut bytes)
             .map_err(|e| self.transport_error(ureq::Error::from(e), kind))?;
         let too_big = bytes.len() as u64 > limit;
-        let site_key = self.site_key.as_ref().map(Secret::expose);
-        let exchange = Exchange {
-            url: &url,
-            kind,
-            secrets: secrets
-                .iter()
-                .copied()
-                .chain([self.api_key.expose()])
-                .chain(site_key)
-                .collect(),
-            site_key_sent: self.site_key.is_some(),
-        };
-        judge_answer(
-            &exchange,
+        Ok(RawAnswer {
             status,
-            &content_type,
-            location.as_deref(),
-            &bytes,
+            content_type,
+            location,
+            bytes,
             too_big,
-        )
+        })
     }
 
     fn transport_error(&self, e: ureq::Error, kind: Call) -> StoreError {
@@ -246,14 +301,208 @@ impl RestStore {
     ) -> Result<Vec<Contact>, StoreError> {
         let params = Params(json!({
             "select": CONTACT_FIELDS,
-            "join": [["UFMatch AS uf", "LEFT", ["uf.contact_id", "=", "id"]]],
             "where": where_,
             "limit": limit,
             "offset": offset,
         }));
         let reply = self.call("get", params, Some(ORDER_CONTACTS), Call::Read, &[])?;
         reply.refuse_trap()?;
-        reply.records()?.iter().map(record_to_contact).collect()
+        let mut contacts: Vec<Contact> = reply
+            .records()?
+            .iter()
+            .map(record_to_contact)
+            .collect::<Result<_, _>>()?;
+        let ids: Vec<ContactId> = contacts.iter().map(|c| c.id).collect();
+        let links = self.cms_links(&ids)?;
+        for c in &mut contacts {
+            c.cms = links.get(&c.id).copied().unwrap_or(CmsLink::Unknown);
+        }
+        Ok(contacts)
+    }
+
+    /// The CMS links of `ids` on the site's current domain: one row per contact, however
+    /// many domains the site has (a UFMatch join would give one row per domain). A site
+    /// that does not let the admin read UFMatch answers `Unknown` for each.
+    fn cms_links(&self, ids: &[ContactId]) -> Result<HashMap<ContactId, CmsLink>, StoreError> {
+        let mut links = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(IDS_PER_CALL) {
+            let params = Params(json!({
+                "select": ["contact_id", "uf_id"],
+                "where": [["contact_id", "IN", chunk], ["domain_id", "=", "current_domain"]],
+            }));
+            let reply = match self.call_entity("UFMatch", "get", params, None, Call::Read, &[]) {
+                Ok(reply) => reply,
+                Err(StoreError::PermissionDenied(_) | StoreError::BadData(_)) => {
+                    return Ok(ids.iter().map(|&id| (id, CmsLink::Unknown)).collect())
+                }
+                Err(e) => return Err(e),
+            };
+            for &id in chunk {
+                links.insert(id, CmsLink::None);
+            }
+            for record in reply.records()? {
+                let contact = record.get("contact_id").and_then(as_id);
+                let uf_id = record.get("uf_id").and_then(as_id);
+                if let (Some(contact), Some(uf_id)) = (contact, uf_id) {
+                    links.insert(contact, CmsLink::Linked { uf_id });
+                }
+            }
+        }
+        Ok(links)
+    }
+
+    /// Users (Standalone's User entity, the current domain's) and their active roles.
+    /// `None`: the site has no User entity (not Standalone) or the admin may not read it.
+    fn users(&self, ids: &[ContactId]) -> Result<Option<HashMap<ContactId, Standing>>, StoreError> {
+        let mut found: HashMap<ContactId, (UserAccount, Vec<u64>)> = HashMap::new();
+        for chunk in ids.chunks(IDS_PER_CALL) {
+            let params = Params(json!({
+                "select": ["id", "username", "contact_id", "is_active", "roles"],
+                "where": [["contact_id", "IN", chunk]],
+            }));
+            let reply = match self.call_entity("User", "get", params, None, Call::Read, &[]) {
+                Ok(reply) => reply,
+                Err(StoreError::PermissionDenied(_) | StoreError::BadData(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            for record in reply.records()? {
+                let (Some(id), Some(contact)) = (
+                    record.get("id").and_then(as_id),
+                    record.get("contact_id").and_then(as_id),
+                ) else {
+                    continue;
+                };
+                let name = record
+                    .get("username")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let active = match record.get("is_active") {
+                    Some(Value::Bool(b)) => *b,
+                    Some(other) => as_id(other).is_none_or(|n| n != 0),
+                    None => true,
+                };
+                let roles = record
+                    .get("roles")
+                    .and_then(Value::as_array)
+                    .map(|r| r.iter().filter_map(as_id).collect())
+                    .unwrap_or_default();
+                found.insert(
+                    contact,
+                    (
+                        UserAccount {
+                            id,
+                            name: SafeText::new(name),
+                            active,
+                        },
+                        roles,
+                    ),
+                );
+            }
+        }
+        let mut role_ids: Vec<u64> = found.values().flat_map(|(_, r)| r.clone()).collect();
+        role_ids.sort_unstable();
+        role_ids.dedup();
+        let roles = self.roles_by_id(&role_ids)?;
+        Ok(Some(
+            ids.iter()
+                .map(|&id| {
+                    let standing = match found.remove(&id) {
+                        None => Standing::no_account(),
+                        Some((user, user_roles)) => Standing {
+                            account: AccountState::Account(user),
+                            roles: roles.as_ref().map(|all| {
+                                user_roles
+                                    .iter()
+                                    .filter_map(|r| all.get(r).cloned())
+                                    .collect()
+                            }),
+                        },
+                    };
+                    (id, standing)
+                })
+                .collect(),
+        ))
+    }
+
+    /// Active roles by id (Role.get); `None` when the site does not say.
+    fn roles_by_id(&self, ids: &[u64]) -> Result<Option<HashMap<u64, Role>>, StoreError> {
+        let mut roles = HashMap::new();
+        for chunk in ids.chunks(IDS_PER_CALL) {
+            let params = Params(json!({
+                "select": ["id", "name", "label", "permissions", "is_active"],
+                "where": [["id", "IN", chunk], ["is_active", "=", true]],
+            }));
+            let reply = match self.call_entity("Role", "get", params, None, Call::Read, &[]) {
+                Ok(reply) => reply,
+                Err(StoreError::PermissionDenied(_) | StoreError::BadData(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            for record in reply.records()? {
+                let Some(id) = record.get("id").and_then(as_id) else {
+                    continue;
+                };
+                let name = ["label", "name"]
+                    .iter()
+                    .find_map(|f| {
+                        record
+                            .get(*f)
+                            .and_then(Value::as_str)
+                            .filter(|n| !n.is_empty())
+                    })
+                    .unwrap_or_default();
+                let permissions: Vec<&str> = record
+                    .get("permissions")
+                    .and_then(Value::as_array)
+                    .map(|p| p.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                roles.insert(id, Role::from_permissions(name, permissions));
+            }
+        }
+        Ok(Some(roles))
+    }
+
+    /// The login check: Contact.get where id = 'user_contact_id', logged in with this
+    /// store's key. Ok(Some(id)): logged in as contact id; Ok(None): logged in, but the
+    /// contact cannot read its own record; Err(text): refused (authx's own words on 401).
+    pub(crate) fn whoami(&self) -> Result<Option<ContactId>, String> {
+        let url = self.url("Contact", "get");
+        let params = Params(json!({
+            "select": ["id"],
+            "where": [["id", "=", "user_contact_id"]],
+            "limit": 1,
+        }));
+        let answer = self
+            .send(&url, params, None, Call::Read)
+            .map_err(|e| e.to_string())?;
+        let site_key = self.site_key.as_ref().map(Secret::expose);
+        let secrets: Vec<&str> = [self.api_key.expose()]
+            .into_iter()
+            .chain(site_key)
+            .collect();
+        if answer.status == 401 {
+            let mut text = String::from_utf8_lossy(&answer.bytes).into_owned();
+            for secret in &secrets {
+                text = text.replace(secret, "<redacted>");
+            }
+            return Err(SafeText::new(text.trim()).truncated(MAX_SHOWN));
+        }
+        let exchange = Exchange {
+            url: &url,
+            kind: Call::Read,
+            secrets,
+            site_key_sent: self.site_key.is_some(),
+        };
+        let reply = judge_answer(
+            &exchange,
+            answer.status,
+            &answer.content_type,
+            answer.location.as_deref(),
+            &answer.bytes,
+            answer.too_big,
+        )
+        .map_err(|e| e.to_string())?;
+        let records = reply.records().map_err(|e| e.to_string())?;
+        Ok(records.first().and_then(|r| r.get("id")).and_then(as_id))
     }
 
     /// Whether contact `id` exists (deleted or not).
@@ -266,6 +515,15 @@ impl RestStore {
         let reply = self.call("get", params, None, Call::Read, &[])?;
         Ok(!reply.records()?.is_empty())
     }
+}
+
+/// An HTTP answer as it came: lowercased content type, redirect target, body up to the cap.
+struct RawAnswer {
+    status: u16,
+    content_type: String,
+    location: Option<String>,
+    bytes: Zeroizing<Vec<u8>>,
+    too_big: bool,
 }
 
 /// One call's particulars, for judging its answer.
@@ -340,18 +598,69 @@ fn judge_answer(
     } else {
         format!(": {message}")
     };
+    // Without 'view debug output' CiviCRM answers a generic text; the real message is in
+    // its log under this id.
+    let error_id = serde_json::from_slice::<Value>(bytes)
+        .ok()
+        .and_then(|v| {
+            v.get("error_id")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .or_else(|| {
+            let at = message.find("(Error ID: ")? + "(Error ID: ".len();
+            message[at..].split(')').next().map(str::to_string)
+        })
+        .map(|id| {
+            format!(
+                "; the site admin finds the details in CiviCRM's log under Error ID {}",
+                SafeText::new(&id)
+            )
+        })
+        .unwrap_or_default();
     Err(match status {
-        401 => StoreError::PermissionDenied(SafeText::new(&format!(
-            "authentication failed (HTTP 401){detail}. Check the admin API key{also}, and \
-             that its contact has a CMS user allowed to 'authenticate with api key'",
-            also = if x.site_key_sent {
-                " and the site key"
+        400 => StoreError::invalid(format!(
+            "{url} did not recognise the request as an API call (HTTP 400){detail}. CiviCRM \
+             answers so when a request carries neither credentials nor X-Requested-With: \
+             check that nothing between civikey and the site strips headers"
+        )),
+        401 => {
+            let hint = if message.contains("Must satisfy guard") {
+                format!(
+                    "the admin key logs in only with the site key or when its user's role \
+                     grants 'authenticate with api key': {}",
+                    if x.site_key_sent {
+                        "the site key sent is wrong (check site_key_file), or grant that permission"
+                    } else {
+                        "add the site key to the profile (site_key_file) or grant that permission"
+                    }
+                )
+            } else if message.contains("User is blocked") {
+                "the admin key's user account is blocked; unblock it in CiviCRM (Users)".to_string()
             } else {
-                ""
-            }
+                format!(
+                    "check the admin API key{}, and that its contact's user may \
+                     'authenticate with api key'",
+                    if x.site_key_sent {
+                        " and the site key"
+                    } else {
+                        ""
+                    }
+                )
+            };
+            StoreError::PermissionDenied(SafeText::new(&format!(
+                "authentication failed (HTTP 401){detail}. {hint}"
+            )))
+        }
+        403 if x.kind == Call::Write => StoreError::PermissionDenied(SafeText::new(&format!(
+            "permission denied: the site refused to change the key (HTTP 403){detail}{error_id}. \
+             The admin user's role needs the CiviCRM permission 'edit api keys' (or \
+             'administer CiviCRM') and may edit this contact; nothing was changed"
         ))),
         403 => StoreError::PermissionDenied(SafeText::new(&format!(
-            "the site refused the request (HTTP 403){detail}"
+            "the site refused the request (HTTP 403){detail}{error_id}. The admin user's role \
+             lacks a permission civikey needs (see docs/SECURITY.md: 'edit api keys', 'view all \
+             contacts', 'access deleted contacts', 'access AJAX API')"
         ))),
         404 => StoreError::invalid(format!(
             "{url} answered 404: no CiviCRM API v4 there; check the site address \
@@ -361,7 +670,8 @@ fn judge_answer(
             "{url} refused the request method (HTTP 405){detail}"
         )),
         503 => StoreError::unreachable(format!(
-            "site in maintenance mode or overloaded (HTTP 503){detail}; try again later"
+            "site in maintenance mode or overloaded (HTTP 503){detail}; nothing was done, try \
+             again later"
         )),
         300..=399 => StoreError::invalid(format!(
             "{url} redirected (HTTP {status}) to {}; civikey does not resend credentials \
@@ -370,9 +680,9 @@ fn judge_answer(
         )),
         // CiviCRM's own exception handler answered: the API call failed and its
         // transaction was rolled back, so even an update did not apply.
-        500 if json_message.is_some() => {
-            StoreError::bad_data(format!("the site reported an error (HTTP 500){detail}"))
-        }
+        500 if json_message.is_some() => StoreError::bad_data(format!(
+            "the site reported an error (HTTP 500){detail}{error_id}"
+        )),
         // A success other than 200 is not API v4's answer: the update may have applied.
         201..=299 if x.kind == Call::Write => unknown_after_ok(&format!("HTTP {status}")),
         500..=599 if x.kind == Call::Write => StoreError::OutcomeUnknown(SafeText::new(&format!(
@@ -417,6 +727,55 @@ pub fn parse_contacts_answer(
     )?;
     reply.refuse_trap()?;
     reply.records()?.iter().map(record_to_contact).collect()
+}
+
+/// The site address or an API v4 address template (with `{entity}` and `{action}`), checked:
+/// the address for messages, the template, and whether it is plain http.
+pub(crate) fn check_api_address(address: &str) -> Result<(String, String, bool), StoreError> {
+    if !(address.contains("{entity}") || address.contains("{action}")) {
+        let (base, plain_http) = check_base_url(address)?;
+        let template = format!("{base}{API_ROUTE}");
+        return Ok((base, template, plain_http));
+    }
+    let template = address.trim();
+    let shown = SafeText::new(template);
+    if !(template.contains("{entity}") && template.contains("{action}")) {
+        return Err(StoreError::invalid(format!(
+            "{shown}: an api_url template needs both {{entity}} and {{action}}"
+        )));
+    }
+    if template.contains('#') {
+        return Err(StoreError::invalid(format!(
+            "{shown}: the api_url must not have a fragment"
+        )));
+    }
+    // The template's query is allowed as written (WordPress's page=CiviCRM&q=..., Joomla's
+    // option=com_civicrm&task=...), but never one that carries a credential.
+    let example = template
+        .replace("{entity}", "Contact")
+        .replace("{action}", "get");
+    let (before_query, query) = match example.split_once('?') {
+        Some((path, query)) => (path.to_string(), Some(query.to_string())),
+        None => (example.clone(), None),
+    };
+    if before_query.contains("{") || before_query.contains("}") {
+        return Err(StoreError::invalid(format!(
+            "{shown}: unknown placeholder in the api_url; only {{entity}} and {{action}} are replaced"
+        )));
+    }
+    if let Some(query) = &query {
+        for pair in query.split('&') {
+            let name = pair.split('=').next().unwrap_or("").to_ascii_lowercase();
+            if matches!(name.as_str(), "_authx" | "api_key" | "key" | "_civi_key") {
+                return Err(StoreError::invalid(format!(
+                    "{shown}: the api_url carries a credential ({name}=); credentials go in the \
+                     profile's key files, never in the address"
+                )));
+            }
+        }
+    }
+    let (_, plain_http) = check_base_url(&before_query)?;
+    Ok((template.to_string(), template.to_string(), plain_http))
 }
 
 /// Validates the site address; returns it without a trailing slash, and whether it is
@@ -552,6 +911,9 @@ impl Drop for Reply {
 impl Reply {
     fn error_message(&self) -> Option<String> {
         let map = self.0.as_object()?;
+        if let Some(Value::String(m)) = map.get("status_message") {
+            return Some(m.clone());
+        }
         match map.get("error_message") {
             Some(Value::String(m)) => Some(m.clone()),
             Some(Value::Null) | None if map.contains_key("error_code") => {
@@ -721,6 +1083,34 @@ impl ContactStore for RestStore {
             keys_case_insensitive: true,
             writable: true,
         }
+    }
+
+    fn login_site(&self) -> Option<SiteLogin> {
+        Some(self.site_login())
+    }
+
+    fn standing(&mut self, id: ContactId) -> Result<Standing, StoreError> {
+        let mut all = self.standings(&[id])?;
+        Ok(all.remove(&id).unwrap_or(Standing::UNKNOWN))
+    }
+
+    /// Through User.get and Role.get on a Standalone site; elsewhere (or when the admin may
+    /// not read users) only whether a CMS user exists, roles unknown.
+    fn standings(&mut self, ids: &[ContactId]) -> Result<HashMap<ContactId, Standing>, StoreError> {
+        if let Some(found) = self.users(ids)? {
+            return Ok(found);
+        }
+        let links = self.cms_links(ids)?;
+        Ok(ids
+            .iter()
+            .map(|&id| {
+                let standing = match links.get(&id) {
+                    Some(CmsLink::None) => Standing::no_account(),
+                    _ => Standing::UNKNOWN,
+                };
+                (id, standing)
+            })
+            .collect())
     }
 
     fn search(&mut self, query: &Query) -> Result<Page, StoreError> {

@@ -58,7 +58,9 @@ pub struct MysqlOptions {
 
 #[derive(Debug, Clone)]
 pub struct RestOptions {
-    /// `https://SITE` (plain http only for loopback addresses).
+    /// `https://SITE` (plain http only for loopback addresses), or an API v4 address
+    /// template with `{entity}` and `{action}` (the profile's `api_url`, for WordPress
+    /// without clean URLs and Joomla).
     pub base_url: String,
     /// The admin's API key, sent as `X-Civi-Auth: Bearer ...`.
     pub api_key: ApiKey,
@@ -76,6 +78,15 @@ pub struct CvOptions {
     pub timeout: Duration,
 }
 
+/// A site to log in to with a new key (the login check): an address as
+/// [`RestOptions::base_url`] takes it, and the site key if the profile has one.
+#[derive(Debug, Clone)]
+pub struct SiteLogin {
+    pub api_address: String,
+    pub site_key: Option<Secret>,
+    pub timeout: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub enum StoreSpec {
     Sqlite {
@@ -87,6 +98,9 @@ pub enum StoreSpec {
     Cv(CvOptions),
     /// `--read-only`: the inner store, with every write refused before it is sent.
     ReadOnly(Box<StoreSpec>),
+    /// A MySQL or cv store whose profile names the site (`site_url`), so new keys can be
+    /// checked by logging in with them.
+    WithLogin(Box<StoreSpec>, SiteLogin),
 }
 
 impl StoreSpec {
@@ -97,7 +111,7 @@ impl StoreSpec {
             StoreSpec::Mysql(o) => o.address.clone(),
             StoreSpec::Rest(o) => o.base_url.clone(),
             StoreSpec::Cv(o) => format!("cv:{}", o.site_path.display()),
-            StoreSpec::ReadOnly(inner) => inner.location(),
+            StoreSpec::ReadOnly(inner) | StoreSpec::WithLogin(inner, _) => inner.location(),
         }
     }
 
@@ -121,7 +135,63 @@ impl StoreSpec {
             StoreSpec::Rest(o) => Ok(Box::new(super::rest::RestStore::connect(o)?)),
             StoreSpec::Cv(o) => Ok(Box::new(super::cv::CvStore::new(o)?)),
             StoreSpec::ReadOnly(inner) => Ok(Box::new(ReadOnlyStore(inner.open()?))),
+            StoreSpec::WithLogin(inner, login) => Ok(Box::new(LoginStore {
+                inner: inner.open()?,
+                login: login.clone(),
+            })),
         }
+    }
+
+    /// The store itself, without the login site.
+    pub fn without_login(&self) -> &StoreSpec {
+        match self {
+            StoreSpec::WithLogin(inner, _) => inner,
+            other => other,
+        }
+    }
+}
+
+/// A store and the site its new keys are checked on.
+struct LoginStore {
+    inner: Box<dyn ContactStore>,
+    login: SiteLogin,
+}
+
+impl ContactStore for LoginStore {
+    fn info(&self) -> super::StoreInfo {
+        self.inner.info()
+    }
+    fn search(&mut self, query: &super::Query) -> Result<super::Page, StoreError> {
+        self.inner.search(query)
+    }
+    fn contact(&mut self, id: super::ContactId) -> Result<super::Contact, StoreError> {
+        self.inner.contact(id)
+    }
+    fn holders_of(&mut self, key: &ApiKey) -> Result<Vec<super::ContactId>, StoreError> {
+        self.inner.holders_of(key)
+    }
+    fn read_key(&mut self, id: super::ContactId) -> Result<Option<ApiKey>, StoreError> {
+        self.inner.read_key(id)
+    }
+    fn standing(&mut self, id: super::ContactId) -> Result<super::Standing, StoreError> {
+        self.inner.standing(id)
+    }
+    fn standings(
+        &mut self,
+        ids: &[super::ContactId],
+    ) -> Result<std::collections::HashMap<super::ContactId, super::Standing>, StoreError> {
+        self.inner.standings(ids)
+    }
+    fn login_site(&self) -> Option<SiteLogin> {
+        Some(self.login.clone())
+    }
+    fn swap_key(
+        &mut self,
+        id: super::ContactId,
+        expected: Option<&ApiKey>,
+        new: Option<&ApiKey>,
+    ) -> Result<(), StoreError> {
+        self.inner.swap_key(id, expected, new)
     }
 }
 
@@ -147,6 +217,15 @@ impl ContactStore for ReadOnlyStore {
     }
     fn read_key(&mut self, id: super::ContactId) -> Result<Option<ApiKey>, StoreError> {
         self.0.read_key(id)
+    }
+    fn standing(&mut self, id: super::ContactId) -> Result<super::Standing, StoreError> {
+        self.0.standing(id)
+    }
+    fn standings(
+        &mut self,
+        ids: &[super::ContactId],
+    ) -> Result<std::collections::HashMap<super::ContactId, super::Standing>, StoreError> {
+        self.0.standings(ids)
     }
     fn swap_key(
         &mut self,

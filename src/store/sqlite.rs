@@ -17,8 +17,8 @@ use rusqlite::types::Value;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use super::{
-    CmsLink, Contact, ContactId, ContactStore, Cursor, Matcher, Page, Query, StoreError, StoreInfo,
-    StoreKind,
+    split_permissions, AccountState, CmsLink, Contact, ContactId, ContactStore, Cursor, Matcher,
+    Page, Query, Role, Standing, StoreError, StoreInfo, StoreKind, UserAccount,
 };
 use crate::fsperm;
 use crate::key::{ApiKey, KeyHint, KEY_LEN};
@@ -58,6 +58,9 @@ CREATE TABLE civicrm_uf_match (
     uf_id      INTEGER NOT NULL,
     uf_name    TEXT,
     contact_id INTEGER REFERENCES civicrm_contact (id) ON DELETE CASCADE,
+    -- Standalone: the user account is this row (uf_id equals id).
+    username   TEXT,
+    is_active  INTEGER NOT NULL DEFAULT 1,
     UNIQUE (contact_id, domain_id)
 );
 
@@ -66,10 +69,12 @@ CREATE TABLE civicrm_role (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     name        TEXT NOT NULL UNIQUE,
     label       TEXT,
-    permissions TEXT
+    permissions TEXT,
+    is_active   INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE civicrm_user_role (
     id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    -- civicrm_uf_match.id
     user_id INTEGER NOT NULL,
     role_id INTEGER NOT NULL REFERENCES civicrm_role (id) ON DELETE CASCADE
 );
@@ -297,7 +302,21 @@ pub struct SqliteStore {
     dense_matches: i64,
     /// `PRAGMA quick_check` passed (on open for small stores, before the first write for big ones).
     integrity_checked: bool,
+    /// Which Standalone columns this file has (stores made by older civikeys lack some).
+    standalone: Option<StandaloneColumns>,
 }
+
+/// The user and role columns a store made by an older civikey may lack.
+#[derive(Clone, Copy, Debug)]
+struct StandaloneColumns {
+    roles: bool,
+    username: bool,
+    user_active: bool,
+    role_active: bool,
+}
+
+/// Ids per `IN (...)` list when reading standings.
+const STANDING_CHUNK: usize = 500;
 
 impl SqliteStore {
     /// Opens an existing store. Refuses (without touching the file) anything that is not a
@@ -368,6 +387,7 @@ impl SqliteStore {
             indexed,
             dense_matches: DENSE_MATCHES,
             integrity_checked,
+            standalone: None,
         })
     }
 
@@ -424,6 +444,134 @@ impl SqliteStore {
         install_search_index(&mut conn, Some(words)).map_err(sql_err)
     }
 
+    fn standalone_columns(&mut self) -> Result<StandaloneColumns, StoreError> {
+        if let Some(columns) = self.standalone {
+            return Ok(columns);
+        }
+        let has = |table: &str, column: &str| -> Result<bool, StoreError> {
+            self.conn
+                .query_row(
+                    "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2",
+                    [table, column],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map(|found| found.is_some())
+                .map_err(sql_err)
+        };
+        let columns = StandaloneColumns {
+            roles: has("civicrm_user_role", "user_id")?,
+            username: has("civicrm_uf_match", "username")?,
+            user_active: has("civicrm_uf_match", "is_active")?,
+            role_active: has("civicrm_role", "is_active")?,
+        };
+        self.standalone = Some(columns);
+        Ok(columns)
+    }
+
+    /// Standings of at most [`STANDING_CHUNK`] contacts: two queries.
+    fn standings_chunk(
+        &mut self,
+        ids: &[ContactId],
+        out: &mut std::collections::HashMap<ContactId, Standing>,
+    ) -> Result<(), StoreError> {
+        let columns = self.standalone_columns()?;
+        let marks = vec!["?"; ids.len()].join(", ");
+        let args: Vec<Value> = ids.iter().map(|&id| Value::Integer(id as i64)).collect();
+        // The current domain's row (the lowest domain id: SQLite stores have one).
+        let sql = format!(
+            "SELECT c.id, u.id, {name}, {active} FROM civicrm_contact c
+               LEFT JOIN civicrm_uf_match u ON u.contact_id = c.id
+                AND u.domain_id = (SELECT min(d.domain_id) FROM civicrm_uf_match d
+                                    WHERE d.contact_id = c.id)
+              WHERE c.id IN ({marks})",
+            name = if columns.username {
+                "coalesce(nullif(u.username, ''), u.uf_name, '')"
+            } else {
+                "coalesce(u.uf_name, '')"
+            },
+            active = if columns.user_active {
+                "coalesce(u.is_active, 1)"
+            } else {
+                "1"
+            },
+        );
+        let mut users = Vec::new();
+        {
+            let mut stmt = self.conn.prepare_cached(&sql).map_err(sql_err)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                    Ok((
+                        r.get::<_, i64>(0)? as ContactId,
+                        r.get::<_, Option<i64>>(1)?.map(|u| u as u64),
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)? != 0,
+                    ))
+                })
+                .map_err(sql_err)?;
+            for row in rows {
+                users.push(row.map_err(sql_err)?);
+            }
+        }
+        let mut roles: std::collections::HashMap<u64, Vec<Role>> = Default::default();
+        let user_ids: Vec<i64> = users.iter().filter_map(|u| u.1).map(|u| u as i64).collect();
+        if columns.roles && !user_ids.is_empty() {
+            let user_marks = vec!["?"; user_ids.len()].join(", ");
+            let sql = format!(
+                "SELECT ur.user_id, coalesce(nullif(r.label, ''), r.name), coalesce(r.permissions, '')
+                   FROM civicrm_user_role ur JOIN civicrm_role r ON r.id = ur.role_id
+                  WHERE ur.user_id IN ({user_marks}){active}
+                  ORDER BY ur.user_id, r.name",
+                active = if columns.role_active {
+                    " AND r.is_active = 1"
+                } else {
+                    ""
+                },
+            );
+            let mut stmt = self.conn.prepare_cached(&sql).map_err(sql_err)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(user_ids.iter()), |r| {
+                    Ok((
+                        r.get::<_, i64>(0)? as u64,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })
+                .map_err(sql_err)?;
+            for row in rows {
+                let (user_id, name, permissions) = row.map_err(sql_err)?;
+                let permissions = split_permissions(&permissions);
+                roles
+                    .entry(user_id)
+                    .or_default()
+                    .push(Role::from_permissions(
+                        &name,
+                        permissions.iter().map(String::as_str),
+                    ));
+            }
+        }
+        for (contact_id, user_id, name, active) in users {
+            let Some(user_id) = user_id else {
+                out.insert(contact_id, Standing::no_account());
+                continue;
+            };
+            out.insert(
+                contact_id,
+                Standing {
+                    account: AccountState::Account(UserAccount {
+                        id: user_id,
+                        name: SafeText::new(&name),
+                        active,
+                    }),
+                    roles: columns
+                        .roles
+                        .then(|| roles.remove(&user_id).unwrap_or_default()),
+                },
+            );
+        }
+        Ok(())
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -477,12 +625,14 @@ fn insert_contacts(
             .map_err(sql_err)?;
         let mut uf_stmt = tx
             .prepare(
-                "INSERT INTO civicrm_uf_match (domain_id, uf_id, uf_name, contact_id)
-                 VALUES (1, ?1, ?2, ?3)",
+                "INSERT INTO civicrm_uf_match (id, domain_id, uf_id, uf_name, username, contact_id)
+                 VALUES (?1, 1, ?1, ?2, ?3, ?4)",
             )
             .map_err(sql_err)?;
         let mut role_stmt = tx
-            .prepare("INSERT OR IGNORE INTO civicrm_role (name, label) VALUES (?1, ?1)")
+            .prepare(
+                "INSERT OR IGNORE INTO civicrm_role (name, label, permissions) VALUES (?1, ?1, ?2)",
+            )
             .map_err(sql_err)?;
         let mut user_role_stmt = tx
             .prepare(
@@ -515,11 +665,18 @@ fn insert_contacts(
                 email_stmt.execute(params![id, email]).map_err(sql_err)?;
             }
             if let Some(uf_id) = c.uf_id {
+                let username = c
+                    .email
+                    .as_deref()
+                    .and_then(|e| e.split('@').next())
+                    .map_or_else(|| format!("user{uf_id}"), str::to_string);
                 uf_stmt
-                    .execute(params![uf_id, c.email, id])
+                    .execute(params![uf_id, c.email, username, id])
                     .map_err(sql_err)?;
                 for role in &c.roles {
-                    role_stmt.execute([role]).map_err(sql_err)?;
+                    role_stmt
+                        .execute(params![role, crate::seed::role_permissions(role)])
+                        .map_err(sql_err)?;
                     user_role_stmt
                         .execute(params![uf_id, role])
                         .map_err(sql_err)?;
@@ -1067,36 +1224,21 @@ impl ContactStore for SqliteStore {
             .ok_or(StoreError::NotFound(id))
     }
 
-    fn roles(&mut self, id: ContactId) -> Result<Option<Vec<SafeText>>, StoreError> {
-        // Stores made before roles existed have no role tables: the store cannot tell.
-        let has_roles: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'civicrm_user_role'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(sql_err)?;
-        if has_roles.is_none() {
-            return Ok(None);
+    fn standing(&mut self, id: ContactId) -> Result<Standing, StoreError> {
+        let mut found = self.standings(&[id])?;
+        found.remove(&id).ok_or(StoreError::NotFound(id))
+    }
+
+    /// Contacts that do not exist are left out.
+    fn standings(
+        &mut self,
+        ids: &[ContactId],
+    ) -> Result<std::collections::HashMap<ContactId, Standing>, StoreError> {
+        let mut out = std::collections::HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(STANDING_CHUNK) {
+            self.standings_chunk(chunk, &mut out)?;
         }
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT coalesce(r.label, r.name) FROM civicrm_uf_match u
-                   JOIN civicrm_user_role ur ON ur.user_id = u.uf_id
-                   JOIN civicrm_role r ON r.id = ur.role_id
-                  WHERE u.contact_id = ? ORDER BY r.name",
-            )
-            .map_err(sql_err)?;
-        let roles = stmt
-            .query_map([id as i64], |r| r.get::<_, String>(0))
-            .map_err(sql_err)?
-            .map(|r| r.map(|name| SafeText::new(&name)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(sql_err)?;
-        Ok(Some(roles))
+        Ok(out)
     }
 
     fn holders_of(&mut self, key: &ApiKey) -> Result<Vec<ContactId>, StoreError> {

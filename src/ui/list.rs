@@ -161,7 +161,12 @@ pub fn draw_detail(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     let label = |text: &'static str| Span::styled(text, theme.accent());
     let cms = match c.cms {
         CmsLink::Linked { uf_id } => format!("yes (CMS user id {uf_id})"),
-        CmsLink::None => "no CMS user: legacy REST (v3) will refuse this contact's key".into(),
+        CmsLink::None => format!(
+            "none: {}",
+            crate::assess::WarningCode::NoUserAccount
+                .text()
+                .trim_start_matches("no user account: ")
+        ),
         CmsLink::Unknown => "unknown (the store cannot tell)".into(),
     };
     let mut status = format!("{} · {}", c.contact_type, key_status(c));

@@ -8,7 +8,7 @@ use ratatui::Frame;
 use super::list::{cms_status, key_status};
 use super::theme::Theme;
 use crate::app::{App, Popup};
-use crate::store::{CmsLink, Contact};
+use crate::store::{AccountState, Contact, Standing};
 
 pub(super) fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let [row] = Layout::vertical([Constraint::Length(height.min(area.height))])
@@ -24,22 +24,18 @@ fn who(contact: &Contact) -> String {
     format!("{} (id {})", contact.display_name.truncated(40), contact.id)
 }
 
-/// What CiviCRM's docs tell the operator to double-check before a key is assigned.
-fn warnings(contact: &Contact) -> Vec<String> {
-    let mut out = Vec::new();
-    if contact.is_deleted {
-        out.push("⚠ This contact is DELETED (in the trash).".to_string());
+/// The user account line of the confirm popup.
+fn account_line(standing: &Standing) -> String {
+    match &standing.account {
+        AccountState::Account(user) => format!(
+            "User: {} (id {}){}",
+            user.name.truncated(30),
+            user.id,
+            if user.active { "" } else { ", BLOCKED" }
+        ),
+        AccountState::NoAccount => "User: none".to_string(),
+        AccountState::Unknown => "User: the store cannot tell".to_string(),
     }
-    match contact.cms {
-        CmsLink::None => {
-            out.push("⚠ No CMS user: legacy REST (v3) refuses this contact's key.".into())
-        }
-        CmsLink::Unknown => {
-            out.push("⚠ The store cannot tell whether a CMS user is linked.".into())
-        }
-        CmsLink::Linked { .. } => {}
-    }
-    out
 }
 
 pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
@@ -83,25 +79,32 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                     None => Line::from("They have no key now."),
                 },
             ];
-            lines.push(Line::from(match app.roles.get(&contact.id) {
-                Some(Some(roles)) if roles.is_empty() => "Roles: none".to_string(),
-                Some(Some(roles)) => format!(
+            // What CiviCRM's docs tell the operator to double-check, judged in one place.
+            let standing = app
+                .standings
+                .get(&contact.id)
+                .cloned()
+                .unwrap_or(Standing::UNKNOWN);
+            lines.push(Line::from(account_line(&standing)));
+            lines.push(Line::from(match &standing.roles {
+                Some(roles) if roles.is_empty() => "Roles: none".to_string(),
+                Some(roles) => format!(
                     "Roles: {}",
                     crate::sanitize::truncate_to_width(
                         &roles
                             .iter()
-                            .map(|r| r.as_str())
+                            .map(|r| r.name.as_str())
                             .collect::<Vec<_>>()
                             .join(", "),
                         60
                     )
                 ),
-                _ => "Roles: the store cannot tell".to_string(),
+                None => "Roles: the store cannot tell".to_string(),
             }));
             lines.extend(
-                warnings(contact)
+                crate::assess::assess(contact, &standing)
                     .into_iter()
-                    .map(|w| Line::from(Span::styled(w, theme.warning()))),
+                    .map(|w| Line::from(Span::styled(format!("⚠ {}", w.text), theme.warning()))),
             );
             lines.push(Line::from(""));
             lines.push(Line::from("y: assign · n/Esc: cancel"));
@@ -133,6 +136,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             copied,
             regenerated,
             warning,
+            login_check,
         } => {
             let mut lines = vec![
                 Line::from(format!("Assigned to {}.", who(contact))),
@@ -151,6 +155,14 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             }
             if let Some(w) = warning {
                 lines.push(Line::from(Span::styled(w.clone(), theme.warning())));
+            }
+            if let Some(check) = login_check {
+                let text = format!("Login check: {}", check.detail);
+                lines.push(Line::from(if check.ok {
+                    Span::raw(text)
+                } else {
+                    Span::styled(format!("⚠ {text}"), theme.warning())
+                }));
             }
             if *copied {
                 lines.push(Line::from("Copied to the clipboard (OSC 52)."));
@@ -221,6 +233,10 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         }
     };
     let width = 72.min(area.width);
+    // Long lines (warnings, the login check) wrap: make room for every row.
+    let inner = usize::from(width.saturating_sub(2)).max(1);
+    let wrapped: usize = lines.iter().map(|l| l.width().div_ceil(inner).max(1)).sum();
+    let height = height.max(wrapped as u16 + 2);
     let rect = centered(area, width, height);
     frame.render_widget(Clear, rect);
     let block = Block::bordered()

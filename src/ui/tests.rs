@@ -139,7 +139,17 @@ fn confirm_popup_80x24() {
     act(&mut app, Action::Rotate);
     app.update(Msg::Roles {
         id: 3,
-        roles: Some(vec![SafeText::new("api client"), SafeText::new("staff")]),
+        standing: crate::store::Standing {
+            account: crate::store::AccountState::Account(crate::store::UserAccount {
+                id: 8,
+                name: SafeText::new("grace"),
+                active: false,
+            }),
+            roles: Some(vec![
+                crate::store::Role::from_permissions("api client", ["authenticate with api key"]),
+                crate::store::Role::from_permissions("staff", ["access CiviCRM"]),
+            ]),
+        },
     });
     act(&mut app, Action::Proceed);
     insta::assert_snapshot!(render(&mut app, 80, 24).backend());
@@ -158,6 +168,11 @@ fn shown_once_popup_80x24() {
         copied: true,
         regenerated: false,
         warning: None,
+        login_check: Some(crate::login_check::LoginCheck {
+            ok: false,
+            contact_id: None,
+            detail: "does not log in: HTTP 401 Login not permitted. Must satisfy guard (site_key, perm).".into(),
+        }),
     });
     insta::assert_snapshot!(render(&mut app, 80, 24).backend());
 }

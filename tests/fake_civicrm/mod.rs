@@ -1,11 +1,19 @@
-//! A fake CiviCRM site speaking REST API v4 the way shared/CIVICRM.md documents it, on
-//! 127.0.0.1 with a random port, in a thread, over in-memory contacts.
+//! A fake CiviCRM 6.14 Standalone site speaking REST API v4 as the recordings in
+//! tests/recorded/rest/ show it (tests/recorded_rest.rs replays every one of them against
+//! this fake and compares), on 127.0.0.1 with a random port, in a thread, in memory.
 //!
-//! It checks the auth headers (401 text/plain when missing or wrong), answers 405 to a GET
-//! on a write action, hides deleted contacts unless `is_deleted` is in the where clause,
-//! evaluates the where clauses (=, !=, IN, LIKE, IS NULL, IS NOT NULL, OR/AND/NOT),
-//! orderBy, limit/offset and the UFMatch join, and compares text case-insensitively as
-//! MySQL's `_ci` collations do. Modes reproduce the failures a client must survive.
+//! It models authx at its defaults (X-Civi-Auth / Authorization `Bearer KEY`, `_authx` as
+//! a POST field or GET parameter, guards site_key OR `authenticate with api key`, keys
+//! compared case-insensitively, the lowest holder winning, blocked users refused), users
+//! and roles as Standalone keeps them (one uf_match row per domain), CiviCRM's permission
+//! rules for contacts and api_key (hidden from select and where without `edit api keys`,
+//! 403 on writing it), its error bodies (generic with an Error ID unless the caller may
+//! `view debug output`), the trash (hidden unless is_deleted or an id is in the where),
+//! and the routes of other CMSs (`?q=civicrm/ajax/api4/...` or `task=`). Modes reproduce
+//! the failures a client must survive.
+
+// Each test program uses part of the fake.
+#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -19,21 +27,31 @@ use serde_json::{json, Map, Value};
 
 use civikey::seed::SeedContact;
 
+/// The key of the site's admin (contact [`ADMIN_CONTACT`], not in the contact list).
 pub const ADMIN_KEY: &str = "AdminAdminAdminAdminAdminKey0001";
 pub const SITE_KEY: &str = "SiteKeySiteKeySiteKeySiteKey0001";
+pub const ADMIN_CONTACT: u64 = 203;
+
+pub const API_LOGIN: &str = "authenticate with api key";
+pub const ALL_PERMISSIONS: &str = "all CiviCRM permissions and ACLs";
+pub const GENERIC_ERROR: &str = "Sorry an error occurred and your request was not completed.";
+pub const GUARD_401: &str = "HTTP 401 Login not permitted. Must satisfy guard (site_key, perm).";
+pub const INVALID_401: &str = "HTTP 401 Invalid credential";
+pub const MAINTENANCE: &str = "The site is currently undergoing maintenance.";
 
 /// How the site misbehaves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mode {
     Normal,
-    /// The admin's user lacks `edit api keys`: api_key dropped from select, where and values,
-    /// and named in `debug.unauthorized_fields` when `debug` (a site may not send debug).
+    /// The admin's role lacks `edit api keys`: api_key dropped from select and where, and
+    /// writing it refused with 403. `debug`: the admin may `view debug output` (error
+    /// bodies then carry the real message).
     NoEditApiKeys {
         debug: bool,
     },
     /// Answers after `delay`. The request is still applied.
     Slow(Duration),
-    /// 503, as a site in maintenance mode answers.
+    /// 503 JSON, as CiviCRM in maintenance mode answers.
     Maintenance,
     /// 200 text/html: a login page.
     Html,
@@ -41,12 +59,12 @@ pub enum Mode {
     TruncatedJson,
     /// 200 with 10 MB of values.
     Huge,
-    /// 500 with an API error_message.
+    /// 500 with an API error ("DB Error: unknown error" behind the generic text).
     ServerError,
-    /// 403 with an API error_message.
+    /// 403 with an API error ("Authorization failed" behind the generic text).
     Forbidden,
     /// 500 with an error_message that quotes the request's params, upper-cased (as an SQL
-    /// error from a site's extension might).
+    /// error from a site's extension might), shown whatever the caller's permissions.
     EchoParams,
 }
 
@@ -59,7 +77,26 @@ pub struct FakeContact {
     pub email: Option<String>,
     pub is_deleted: bool,
     pub api_key: Option<String>,
-    pub uf_id: Option<u64>,
+}
+
+/// A Standalone user: a civicrm_uf_match row (one per domain).
+#[derive(Clone, Debug)]
+pub struct FakeUser {
+    pub id: u64,
+    pub domain_id: u64,
+    pub contact_id: u64,
+    pub username: String,
+    pub active: bool,
+    pub roles: Vec<u64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct FakeRole {
+    pub id: u64,
+    pub name: String,
+    pub label: String,
+    pub permissions: Vec<String>,
+    pub active: bool,
 }
 
 /// One request as the site saw it.
@@ -67,20 +104,37 @@ pub struct FakeContact {
 pub struct Seen {
     pub method: String,
     pub target: String,
+    /// The entity and action it addressed ("Contact/get").
+    pub call: String,
+    /// The credential it logged in with (the Bearer value), if any.
+    pub credential: Option<String>,
+    pub site_key_sent: bool,
 }
 
 pub struct State {
     pub contacts: Vec<FakeContact>,
+    pub users: Vec<FakeUser>,
+    pub roles: Vec<FakeRole>,
+    /// The admin login ([`ADMIN_KEY`] as contact [`ADMIN_CONTACT`]); None on a site
+    /// where the admin is an ordinary contact of the list.
+    pub admin: Option<(String, u64)>,
+    /// The admin's permissions (when `admin` is set).
+    pub admin_permissions: Vec<String>,
+    pub site_key: String,
+    pub current_domain: u64,
+    /// False: a Drupal/WordPress/Joomla site, without the User and Role entities.
+    pub standalone: bool,
     pub mode: Mode,
     /// When set, the mode applies to this action only ("get" or "update").
     pub mode_action: Option<&'static str>,
-    /// Whether X-Civi-Key is required (the authx site_key guard).
+    /// The admin's role lacks `authenticate with api key`: its key needs the site key.
     pub require_site_key: bool,
     pub requests: Vec<Seen>,
     /// Update requests the site received (whatever their outcome).
     pub updates_received: usize,
     /// A credential seen in a request line: the server's assertion that keys stay out of URLs.
     pub key_in_url: bool,
+    errors: u64,
 }
 
 pub struct FakeCivi {
@@ -89,30 +143,67 @@ pub struct FakeCivi {
     stop: Arc<AtomicBool>,
 }
 
+/// The permissions of civikey's admin user on the default fake site.
+pub fn admin_permissions() -> Vec<String> {
+    [
+        "access CiviCRM",
+        "access AJAX API",
+        "view all contacts",
+        "edit all contacts",
+        "access deleted contacts",
+        "delete contacts",
+        "edit api keys",
+        "cms:administer users",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 impl FakeCivi {
+    /// A Standalone site with `contacts` (their CMS users and roles as the seed gives
+    /// them), administered through [`ADMIN_KEY`].
     pub fn start(contacts: Vec<SeedContact>) -> FakeCivi {
-        let contacts = contacts
-            .into_iter()
-            .map(|c| FakeContact {
-                id: c.id.unwrap() as u64,
+        let mut state = State::empty();
+        state.admin = Some((ADMIN_KEY.to_string(), ADMIN_CONTACT));
+        state.admin_permissions = admin_permissions();
+        for c in contacts {
+            let id = c.id.unwrap() as u64;
+            if let Some(uf_id) = c.uf_id {
+                let roles = c.roles.iter().map(|r| state.role_id(r)).collect();
+                state.users.push(FakeUser {
+                    id: uf_id as u64,
+                    domain_id: 1,
+                    contact_id: id,
+                    username: c
+                        .email
+                        .as_deref()
+                        .and_then(|e| e.split('@').next())
+                        .unwrap_or("user")
+                        .to_string(),
+                    active: true,
+                    roles,
+                });
+            }
+            state.contacts.push(FakeContact {
+                id,
                 contact_type: c.contact_type,
                 display_name: c.display_name,
                 sort_name: c.sort_name,
                 email: c.email,
                 is_deleted: c.is_deleted,
                 api_key: c.api_key.map(|k| k.expose().to_string()),
-                uf_id: c.uf_id.map(|u| u as u64),
-            })
-            .collect();
-        let state = Arc::new(Mutex::new(State {
-            contacts,
-            mode: Mode::Normal,
-            mode_action: None,
-            require_site_key: true,
-            requests: Vec::new(),
-            updates_received: 0,
-            key_in_url: false,
-        }));
+            });
+        }
+        Self::serve_state(state)
+    }
+
+    /// A site built by the caller (the recorded site of tests/recorded_rest.rs).
+    pub fn start_with(state: State) -> FakeCivi {
+        Self::serve_state(state)
+    }
+
+    fn serve_state(state: State) -> FakeCivi {
+        let state = Arc::new(Mutex::new(state));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
@@ -160,6 +251,22 @@ impl FakeCivi {
             .api_key
             .clone()
     }
+
+    /// Gives every user a second uf_match row, for domain 2 (a multi-domain site).
+    pub fn add_second_domain(&self) {
+        let mut s = self.state();
+        let next = s.users.iter().map(|u| u.id).max().unwrap_or(0);
+        let copies: Vec<FakeUser> = s
+            .users
+            .iter()
+            .map(|u| FakeUser {
+                id: u.id + next,
+                domain_id: 2,
+                ..u.clone()
+            })
+            .collect();
+        s.users.extend(copies);
+    }
 }
 
 impl Drop for FakeCivi {
@@ -167,6 +274,90 @@ impl Drop for FakeCivi {
         self.stop.store(true, Ordering::SeqCst);
         // Wakes the accept loop so it sees the flag.
         let _ = TcpStream::connect(self.addr);
+    }
+}
+
+impl State {
+    pub fn empty() -> State {
+        State {
+            contacts: Vec::new(),
+            users: Vec::new(),
+            roles: Vec::new(),
+            admin: None,
+            admin_permissions: Vec::new(),
+            site_key: SITE_KEY.to_string(),
+            current_domain: 1,
+            standalone: true,
+            mode: Mode::Normal,
+            mode_action: None,
+            require_site_key: true,
+            requests: Vec::new(),
+            updates_received: 0,
+            key_in_url: false,
+            errors: 0,
+        }
+    }
+
+    /// The id of the role `name`, created with the seed's permissions if new.
+    pub fn role_id(&mut self, name: &str) -> u64 {
+        if let Some(r) = self.roles.iter().find(|r| r.name == name) {
+            return r.id;
+        }
+        let id = self.roles.len() as u64 + 1;
+        let permissions = civikey::seed::role_permissions(name)
+            .split('\u{1}')
+            .filter(|p| !p.is_empty())
+            .map(String::from)
+            .collect();
+        self.roles.push(FakeRole {
+            id,
+            name: name.to_string(),
+            label: name.to_string(),
+            permissions,
+            active: true,
+        });
+        id
+    }
+
+    pub fn user_of(&self, contact_id: u64) -> Option<&FakeUser> {
+        self.users
+            .iter()
+            .find(|u| u.contact_id == contact_id && u.domain_id == self.current_domain)
+    }
+
+    pub fn user_of_mut(&mut self, contact_id: u64) -> Option<&mut FakeUser> {
+        let domain = self.current_domain;
+        self.users
+            .iter_mut()
+            .find(|u| u.contact_id == contact_id && u.domain_id == domain)
+    }
+
+    fn permissions_of_user(&self, user: &FakeUser) -> Vec<String> {
+        self.roles
+            .iter()
+            .filter(|r| r.active && user.roles.contains(&r.id))
+            .flat_map(|r| r.permissions.iter().cloned())
+            .collect()
+    }
+}
+
+/// Who a request runs as.
+struct Caller {
+    contact_id: Option<u64>,
+    permissions: Vec<String>,
+}
+
+impl Caller {
+    fn has(&self, permission: &str) -> bool {
+        self.permissions
+            .iter()
+            .any(|p| p == permission || p == ALL_PERMISSIONS)
+    }
+    fn reads_keys(&self) -> bool {
+        self.has("edit api keys") || self.has("administer CiviCRM")
+    }
+    fn sees_debug(&self) -> bool {
+        self.has("view debug output")
     }
 }
 
@@ -209,9 +400,26 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
     })
 }
 
-fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &[u8]) {
+/// An answer: status, content type, body.
+pub struct Answer(pub u16, pub &'static str, pub Vec<u8>);
+
+const JSON: &str = "application/json";
+const TEXT: &str = "text/plain;charset=UTF-8";
+const HTML: &str = "text/html; charset=UTF-8";
+
+fn json_answer(status: u16, value: &Value) -> Answer {
+    Answer(status, JSON, value.to_string().into_bytes())
+}
+
+fn text_answer(status: u16, text: &str) -> Answer {
+    Answer(status, TEXT, text.as_bytes().to_vec())
+}
+
+fn write_answer(stream: &mut TcpStream, answer: &Answer) {
+    let Answer(status, content_type, body) = answer;
     let reason = match status {
         200 => "OK",
+        400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
@@ -221,7 +429,7 @@ fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &[u8])
         _ => "Other",
     };
     let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nSet-Cookie: SESSCIVISO=fake; path=/; HttpOnly\r\nConnection: close\r\n\r\n",
         body.len()
     );
     // The client may have given up (timeouts, size caps): a failed write is expected then.
@@ -230,24 +438,7 @@ fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &[u8])
     let _ = stream.flush();
 }
 
-fn respond_json(stream: &mut TcpStream, status: u16, value: &Value) {
-    respond(
-        stream,
-        status,
-        "application/json",
-        value.to_string().as_bytes(),
-    );
-}
-
-fn api_error(stream: &mut TcpStream, status: u16, message: &str) {
-    respond_json(
-        stream,
-        status,
-        &json!({"error_code": 0, "error_message": message, "status": status}),
-    );
-}
-
-fn url_decode(text: &str) -> String {
+pub fn url_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -278,133 +469,338 @@ fn form_field(body: &str, name: &str) -> Option<String> {
     })
 }
 
+/// The API v4 route a request addresses: the path on Standalone/Drupal, the `q` or `task`
+/// query parameter on WordPress and Joomla.
+fn route(path: &str, query: Option<&str>) -> Option<String> {
+    if let Some(rest) = path.strip_prefix("/civicrm/ajax/api4") {
+        return Some(rest.trim_start_matches('/').to_string());
+    }
+    let query = query?;
+    ["q", "task"].iter().find_map(|name| {
+        form_field(query, name)?
+            .strip_prefix("civicrm/ajax/api4")
+            .map(|r| r.trim_start_matches('/').to_string())
+    })
+}
+
 fn serve(mut stream: TcpStream, state: &Mutex<State>) {
     let Some(request) = read_request(&stream) else {
         return;
     };
     let lock = || state.lock().unwrap_or_else(|e| e.into_inner());
+    let (answer, slow) = {
+        let mut s = lock();
+        handle(&mut s, &request)
+    };
+    if let Some(delay) = slow {
+        thread::sleep(delay);
+    }
+    match answer {
+        Some(answer) => write_answer(&mut stream, &answer),
+        None => huge(&mut stream),
+    }
+}
+
+/// One request against the site: the answer (None: the huge one), and how long to wait
+/// before sending it.
+fn handle(s: &mut State, request: &Request) -> (Option<Answer>, Option<Duration>) {
     let (path, query) = match request.target.split_once('?') {
         Some((p, q)) => (p.to_string(), Some(q.to_string())),
         None => (request.target.clone(), None),
     };
-    let action = path.rsplit('/').next().unwrap_or("").to_string();
-    let mode = {
-        let mut s = lock();
-        let decoded = url_decode(&request.target);
-        if decoded.contains(ADMIN_KEY) || decoded.contains(SITE_KEY) {
-            s.key_in_url = true;
-        }
-        s.requests.push(Seen {
-            method: request.method.clone(),
-            target: request.target.clone(),
-        });
-        if action == "update" {
-            s.updates_received += 1;
-        }
-        match s.mode_action {
-            Some(only) if only != action => Mode::Normal,
-            _ => s.mode.clone(),
-        }
-    };
-    match &mode {
-        Mode::Maintenance => {
-            return respond(
-                &mut stream,
-                503,
-                "text/html",
-                b"<html><body><h1>Site under maintenance</h1></body></html>",
-            )
-        }
-        Mode::Html => {
-            return respond(
-                &mut stream,
-                200,
-                "text/html; charset=utf-8",
-                b"<!DOCTYPE html><html><head><title>Log in</title></head><body><form>user, password</form></body></html>",
-            )
-        }
-        _ => {}
+    let call = route(&path, query.as_deref()).unwrap_or_default();
+    let action = call.rsplit('/').next().unwrap_or("").to_string();
+    let decoded = url_decode(&request.target);
+    let body_text = String::from_utf8_lossy(&request.body).into_owned();
+    let credential = credential_of(request, query.as_deref(), &body_text);
+    if decoded.contains(ADMIN_KEY) || decoded.contains(&s.site_key) {
+        s.key_in_url = true;
     }
-    let auth_ok = request.headers.get("x-civi-auth").map(String::as_str)
-        == Some(&format!("Bearer {ADMIN_KEY}"))
-        && (!lock().require_site_key
-            || request.headers.get("x-civi-key").map(String::as_str) == Some(SITE_KEY));
-    if !auth_ok {
-        return respond(
-            &mut stream,
-            401,
-            "text/plain",
-            b"Invalid credential\x1b[31m",
+    let site_key_sent = request.headers.contains_key("x-civi-key");
+    s.requests.push(Seen {
+        method: request.method.clone(),
+        target: request.target.clone(),
+        call: call.clone(),
+        credential: match &credential {
+            Credential::Bearer(k) => Some(k.clone()),
+            _ => None,
+        },
+        site_key_sent,
+    });
+    if action == "update" {
+        s.updates_received += 1;
+    }
+    let mode = match s.mode_action {
+        Some(only) if only != action => Mode::Normal,
+        _ => s.mode.clone(),
+    };
+    let slow = match &mode {
+        Mode::Slow(delay) => Some(*delay),
+        _ => None,
+    };
+    let answer = match &mode {
+        Mode::Maintenance => Some(json_answer(
+            503,
+            &json!({"status_code": 503, "status_message": MAINTENANCE}),
+        )),
+        Mode::Html => Some(Answer(
+            200,
+            "text/html; charset=utf-8",
+            b"<!DOCTYPE html><html><head><title>Log in</title></head><body><form>user, password</form></body></html>".to_vec(),
+        )),
+        Mode::Huge => None,
+        _ => Some(answer(s, request, &mode, &call, query.as_deref(), &body_text, credential)),
+    };
+    let answer = match (answer, &mode) {
+        (Some(Answer(200, ct, body)), Mode::TruncatedJson) => {
+            let half = body.len() / 2;
+            Some(Answer(200, ct, body[..half].to_vec()))
+        }
+        (answer, _) => answer,
+    };
+    (answer, slow)
+}
+
+enum Credential {
+    None,
+    Bearer(String),
+    /// A credential authx refuses, with the 401 text.
+    Refused(String),
+}
+
+fn credential_of(request: &Request, query: Option<&str>, body: &str) -> Credential {
+    let header = request
+        .headers
+        .get("x-civi-auth")
+        .or_else(|| request.headers.get("authorization"))
+        .cloned();
+    let value = header.or_else(|| match request.method.as_str() {
+        // authx reads `_authx` from the form of a POST and from the query of a GET only.
+        "POST" => form_field(body, "_authx"),
+        _ => query.and_then(|q| form_field(q, "_authx")),
+    });
+    let Some(value) = value else {
+        return Credential::None;
+    };
+    if value.starts_with("Basic ") {
+        return Credential::Refused(
+            "HTTP 401 Authentication type \"pass\" with flow \"xheader\" is not allowed for this principal."
+                .to_string(),
         );
     }
-    if request.headers.get("x-requested-with").map(String::as_str) != Some("XMLHttpRequest") {
-        return api_error(&mut stream, 403, "missing X-Requested-With");
+    match value.strip_prefix("Bearer ") {
+        Some(key) if !key.is_empty() && !key.contains(' ') => Credential::Bearer(key.to_string()),
+        _ => Credential::Refused(INVALID_401.to_string()),
     }
-    let Some(entity_path) = path.strip_prefix("/civicrm/ajax/api4/") else {
-        return respond(
-            &mut stream,
-            404,
-            "text/html",
-            b"<html>Page not found</html>",
-        );
+}
+
+/// authx: who the credential logs in as, or the 401 text.
+fn login(s: &State, key: &str, site_key_ok: bool) -> Result<Caller, String> {
+    let key = key.trim_end_matches(' ').to_lowercase();
+    let holder = s
+        .contacts
+        .iter()
+        .filter(|c| {
+            c.api_key
+                .as_deref()
+                .is_some_and(|k| k.trim_end_matches(' ').to_lowercase() == key)
+        })
+        .map(|c| c.id)
+        .min();
+    let (contact_id, permissions) = match holder {
+        Some(id) => match s.user_of(id) {
+            Some(user) if !user.active => return Err("HTTP 401 User is blocked".to_string()),
+            Some(user) => (id, s.permissions_of_user(user)),
+            None => (id, Vec::new()),
+        },
+        None => match &s.admin {
+            Some((admin_key, id)) if admin_key.to_lowercase() == key => {
+                let mut permissions = s.admin_permissions.clone();
+                if !s.require_site_key {
+                    permissions.push(API_LOGIN.to_string());
+                }
+                (*id, permissions)
+            }
+            _ => return Err(INVALID_401.to_string()),
+        },
     };
-    if entity_path != format!("Contact/{action}") || !matches!(action.as_str(), "get" | "update") {
-        return api_error(&mut stream, 404, "API (Contact, ...) does not exist");
+    let caller = Caller {
+        contact_id: Some(contact_id),
+        permissions,
+    };
+    if site_key_ok || caller.has(API_LOGIN) {
+        Ok(caller)
+    } else {
+        Err(GUARD_401.to_string())
     }
-    let raw_params = match request.method.as_str() {
-        "POST" => form_field(&String::from_utf8_lossy(&request.body), "params"),
-        "GET" if action == "get" => query.as_deref().and_then(|q| form_field(q, "params")),
-        "GET" => return api_error(&mut stream, 405, "Method not allowed"),
-        _ => return api_error(&mut stream, 405, "Method not allowed"),
+}
+
+/// An API error body: the real message for callers who may view debug output, else the
+/// generic one with an Error ID (the message goes to CiviCRM's log).
+fn api_error(s: &mut State, caller: &Caller, status: u16, message: &str) -> Answer {
+    s.errors += 1;
+    let id = format!("Fk{:02}-rr0r-{:04}", s.errors % 100, s.errors);
+    if caller.sees_debug() {
+        json_answer(
+            status,
+            &json!({"error_id": id, "error_code": 0, "error_message": message, "status": status}),
+        )
+    } else {
+        json_answer(
+            status,
+            &json!({"error_code": "1", "error_message": format!("{GENERIC_ERROR} (Error ID: {id})"), "status": status}),
+        )
+    }
+}
+
+const ERROR_PAGE: &str = "<!DOCTYPE html PUBLIC \"-//W3C//DTD XHTML 1.0 Strict//EN\" \"http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd\">\n<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\" xml:lang=\"en\">\n\n<head>\n  <title>Error</title>\n</head>\n<body><div class=\"crm-fatal\">Sorry, due to an error, we are unable to fulfill your request at the moment.</div></body>\n</html>\n";
+
+const PARAMS: &[&str] = &[
+    "select",
+    "where",
+    "orderBy",
+    "limit",
+    "offset",
+    "join",
+    "values",
+    "debug",
+    "checkPermissions",
+    "groupBy",
+    "having",
+    "language",
+    "chain",
+    "useTrash",
+    "input",
+    "action",
+];
+
+fn answer(
+    s: &mut State,
+    request: &Request,
+    mode: &Mode,
+    call: &str,
+    query: Option<&str>,
+    body: &str,
+    credential: Credential,
+) -> Answer {
+    let site_key_ok = request.headers.get("x-civi-key") == Some(&s.site_key);
+    let mut caller = match credential {
+        Credential::Refused(text) => return text_answer(401, &text),
+        Credential::None => {
+            if !request.headers.contains_key("x-requested-with") {
+                return json_answer(
+                    400,
+                    &json!({"error_code": 400, "error_message": "SECURITY ALERT: Ajax requests can only be issued by javascript clients, eg. CRM.api4()."}),
+                );
+            }
+            Caller {
+                contact_id: None,
+                permissions: Vec::new(),
+            }
+        }
+        Credential::Bearer(key) => match login(s, &key, site_key_ok) {
+            Ok(caller) => caller,
+            Err(text) => return text_answer(401, &text),
+        },
     };
-    let params: Value = match raw_params.as_deref().map(serde_json::from_str) {
+    if caller.contact_id.is_some()
+        && s.admin
+            .as_ref()
+            .is_some_and(|a| Some(a.1) == caller.contact_id)
+    {
+        if let Mode::NoEditApiKeys { debug } = mode {
+            caller.permissions.retain(|p| p != "edit api keys");
+            if *debug {
+                caller.permissions.push("view debug output".into());
+            }
+        }
+    }
+    let (entity, action) = call.split_once('/').unwrap_or((call, ""));
+    let raw = match request.method.as_str() {
+        "POST" => form_field(body, "params"),
+        _ if matches!(action, "get" | "getFields" | "autocomplete") => {
+            query.and_then(|q| form_field(q, "params"))
+        }
+        _ => {
+            return json_answer(
+                405,
+                &json!({"error_code": 405, "error_message": "SECURITY: All requests that modify the database must be http POST, not GET."}),
+            )
+        }
+    };
+    let params: Value = match raw.as_deref().map(serde_json::from_str::<Value>) {
         None => json!({}),
         Some(Ok(v)) => v,
-        Some(Err(_)) => return api_error(&mut stream, 400, "params is not valid JSON"),
+        Some(Err(_)) => return Answer(500, HTML, ERROR_PAGE.as_bytes().to_vec()),
     };
-    if let Mode::Slow(delay) = &mode {
-        thread::sleep(*delay);
-    }
-    match &mode {
-        Mode::ServerError => return api_error(&mut stream, 500, "DB Error: unknown error"),
-        Mode::Forbidden => return api_error(&mut stream, 403, "Authorization failed"),
-        Mode::Huge => return huge(&mut stream),
-        Mode::EchoParams => {
-            let quoted = format!("DB Error: bad params {}", params.to_string().to_uppercase());
-            return api_error(&mut stream, 500, &quoted);
-        }
-        _ => {}
-    }
-    let (trap, debug) = match mode {
-        Mode::NoEditApiKeys { debug } => (true, debug),
-        _ => (false, false),
+    let Some(params_map) = params.as_object() else {
+        return api_error(s, &caller, 500, "Unknown api parameter: set0");
     };
-    let result = {
-        let mut s = lock();
-        if action == "get" {
-            get(
-                &s.contacts,
-                &params,
-                raw_params.as_deref().unwrap_or("{}"),
-                trap,
-                debug,
-            )
-        } else {
-            update(&mut s.contacts, &params, trap, debug)
-        }
-    };
-    match result {
-        Ok(value) if mode == Mode::TruncatedJson => {
-            let text = value.to_string();
-            respond(
-                &mut stream,
-                200,
-                "application/json",
-                &text.as_bytes()[..text.len() / 2],
+    for name in params_map.keys() {
+        if !PARAMS.contains(&name.as_str()) {
+            let mut chars = name.chars();
+            let upper: String = chars
+                .next()
+                .map(|c| c.to_uppercase().chain(chars).collect())
+                .unwrap_or_default();
+            return api_error(
+                s,
+                &caller,
+                500,
+                &format!("Unknown api parameter: set{upper}"),
             );
         }
-        Ok(value) => respond_json(&mut stream, 200, &value),
-        Err(message) => api_error(&mut stream, 500, &message),
+    }
+    match mode {
+        Mode::EchoParams => {
+            let quoted = format!("DB Error: bad params {}", params.to_string().to_uppercase());
+            let mut debug = caller;
+            debug.permissions.push("view debug output".into());
+            return api_error(s, &debug, 500, &quoted);
+        }
+        Mode::ServerError => return api_error(s, &caller, 500, "DB Error: unknown error"),
+        Mode::Forbidden => return api_error(s, &caller, 403, "Authorization failed"),
+        _ => {}
+    }
+    let known = ["Contact", "UFMatch"]
+        .into_iter()
+        .chain(
+            s.standalone
+                .then_some(["User", "Role"])
+                .into_iter()
+                .flatten(),
+        )
+        .any(|e| e == entity);
+    if !known {
+        return api_error(
+            s,
+            &caller,
+            500,
+            &format!("API ({entity}, {action}) does not exist (or the extension it belongs to is not enabled)."),
+        );
+    }
+    let result = match (entity, action) {
+        ("Contact", "get") => contact_get(s, &caller, &params, raw.as_deref().unwrap_or("{}")),
+        ("Contact", "update") => contact_update(s, &caller, &params),
+        ("Contact", "delete") => contact_delete(s, &caller, &params),
+        ("UFMatch" | "User" | "Role", "get") => {
+            if caller.has("cms:administer users") {
+                account_get(s, entity, &params)
+            } else {
+                Err((
+                    403,
+                    format!("Authorization failed: CiviCRM APIv4 ({entity}::get)"),
+                ))
+            }
+        }
+        _ => Err((
+            500,
+            format!("Api {entity} {action} version 4 does not exist."),
+        )),
+    };
+    match result {
+        Ok(value) => json_answer(200, &value),
+        Err((status, message)) => api_error(s, &caller, status, &message),
     }
 }
 
@@ -426,9 +822,17 @@ fn huge(stream: &mut TcpStream) {
     }
 }
 
-/// Fields as API v4 names them; `alias` is the UFMatch join's alias, if joined.
-fn value_of(c: &FakeContact, field: &str, alias: Option<&str>) -> Result<Value, String> {
-    Ok(match field {
+/// A row of a Contact.get: the contact and, with the UFMatch join, one uf_match row.
+struct Row<'a> {
+    c: &'a FakeContact,
+    uf: Option<&'a FakeUser>,
+}
+
+/// Contact fields as API v4 names them; `alias` is the UFMatch join's alias, if joined.
+/// None: no such field.
+fn value_of(row: &Row<'_>, field: &str, alias: Option<&str>) -> Option<Value> {
+    let c = row.c;
+    Some(match field {
         "id" => json!(c.id),
         "display_name" => json!(c.display_name),
         "sort_name" => json!(c.sort_name),
@@ -437,28 +841,28 @@ fn value_of(c: &FakeContact, field: &str, alias: Option<&str>) -> Result<Value, 
         "email_primary.email" => json!(c.email),
         "api_key" => json!(c.api_key),
         other => match (other.split_once('.'), alias) {
-            (Some((a, "uf_id")), Some(alias)) if a == alias => json!(c.uf_id),
-            (Some((a, "contact_id")), Some(alias)) if a == alias => {
-                if c.uf_id.is_some() {
-                    json!(c.id)
-                } else {
-                    Value::Null
-                }
-            }
-            _ => return Err(format!("Invalid field '{other}'")),
+            (Some((a, f)), Some(alias)) if a == alias => match (f, row.uf) {
+                (_, None) => Value::Null,
+                ("uf_id", Some(u)) => json!(u.id),
+                ("contact_id", Some(u)) => json!(u.contact_id),
+                ("domain_id", Some(u)) => json!(u.domain_id),
+                ("id", Some(u)) => json!(u.id),
+                _ => return None,
+            },
+            _ => return None,
         },
     })
 }
 
 fn lower(v: &Value) -> Value {
     match v {
-        Value::String(s) => Value::String(s.to_lowercase()),
+        Value::String(s) => Value::String(s.trim_end_matches(' ').to_lowercase()),
         Value::Bool(b) => json!(u8::from(*b)),
         other => other.clone(),
     }
 }
 
-/// MySQL-ish equality: `_ci` for text, booleans as 0/1.
+/// MySQL-ish equality: `_ci` PAD SPACE for text, booleans as 0/1.
 fn equal(a: &Value, b: &Value) -> bool {
     if a.is_null() || b.is_null() {
         return false;
@@ -469,6 +873,14 @@ fn equal(a: &Value, b: &Value) -> bool {
             x.to_string() == *y
         }
         _ => a == b,
+    }
+}
+
+fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
+        (Value::String(x), Value::String(y)) => Some(x.to_lowercase().cmp(&y.to_lowercase())),
+        _ => None,
     }
 }
 
@@ -539,23 +951,42 @@ fn drop_field(clauses: &[Value], field: &str) -> Vec<Value> {
         .collect()
 }
 
-fn matches(c: &FakeContact, clause: &Value, alias: Option<&str>) -> Result<bool, String> {
-    let items = clause.as_array().ok_or("a where clause must be an array")?;
+/// `user_contact_id` in a where value: the contact the caller logged in as.
+fn resolve_user_contact(clauses: &mut [Value], me: Option<u64>) {
+    for clause in clauses.iter_mut() {
+        let Some(items) = clause.as_array_mut() else {
+            continue;
+        };
+        if let Some(Value::Array(subs)) = items.get_mut(1) {
+            resolve_user_contact(subs, me);
+        }
+        if let Some(v) = items.get_mut(2) {
+            if v.as_str() == Some("user_contact_id") {
+                *v = json!(me.unwrap_or(0));
+            }
+        }
+    }
+}
+
+type Fields<'a> = &'a dyn Fn(&str) -> Option<Value>;
+
+fn matches(get: Fields<'_>, clause: &Value) -> Result<bool, String> {
+    let items = clause.as_array().ok_or("Illegal operator")?;
     let head = items
         .first()
         .and_then(Value::as_str)
-        .ok_or("a where clause needs a field")?;
+        .ok_or("Illegal operator")?;
     let subs = || -> Result<Vec<Value>, String> {
         items
             .get(1)
             .and_then(Value::as_array)
             .cloned()
-            .ok_or_else(|| format!("{head} needs a list"))
+            .ok_or_else(|| "Illegal operator".to_string())
     };
     match head {
         "OR" => {
             for sub in subs()? {
-                if matches(c, &sub, alias)? {
+                if matches(get, &sub)? {
                     return Ok(true);
                 }
             }
@@ -563,7 +994,7 @@ fn matches(c: &FakeContact, clause: &Value, alias: Option<&str>) -> Result<bool,
         }
         "AND" => {
             for sub in subs()? {
-                if !matches(c, &sub, alias)? {
+                if !matches(get, &sub)? {
                     return Ok(false);
                 }
             }
@@ -571,7 +1002,7 @@ fn matches(c: &FakeContact, clause: &Value, alias: Option<&str>) -> Result<bool,
         }
         "NOT" => {
             for sub in subs()? {
-                if !matches(c, &sub, alias)? {
+                if !matches(get, &sub)? {
                     return Ok(true);
                 }
             }
@@ -579,98 +1010,205 @@ fn matches(c: &FakeContact, clause: &Value, alias: Option<&str>) -> Result<bool,
         }
         _ => {}
     }
-    let value = value_of(c, head, alias)?;
+    let value = get(head).ok_or_else(|| format!("Invalid field '{head}'"))?;
     let op = items
         .get(1)
         .and_then(Value::as_str)
-        .ok_or("a where clause needs an operator")?;
+        .ok_or("Illegal operator")?;
     let arg = items.get(2).cloned().unwrap_or(Value::Null);
+    let list = || arg.as_array().cloned().ok_or("Illegal operator");
     Ok(match op {
         "=" => equal(&value, &arg),
         "!=" | "<>" => !value.is_null() && !equal(&value, &arg),
-        "IN" => arg
-            .as_array()
-            .ok_or("IN needs a list")?
-            .iter()
-            .any(|a| equal(&value, a)),
+        "<" | ">" | "<=" | ">=" => match compare(&value, &arg) {
+            Some(o) => match op {
+                "<" => o.is_lt(),
+                ">" => o.is_gt(),
+                "<=" => o.is_le(),
+                _ => o.is_ge(),
+            },
+            None => false,
+        },
+        "IN" => list()?.iter().any(|a| equal(&value, a)),
+        "NOT IN" => !value.is_null() && !list()?.iter().any(|a| equal(&value, a)),
         "IS NULL" => value.is_null(),
         "IS NOT NULL" => !value.is_null(),
-        "LIKE" => match (&value, arg.as_str()) {
-            (Value::String(s), Some(p)) => like(s, p),
+        "IS EMPTY" => value.is_null() || value == json!(""),
+        "LIKE" | "NOT LIKE" => match (&value, arg.as_str()) {
+            (Value::String(s), Some(p)) => like(s, p) == (op == "LIKE"),
             _ => false,
         },
-        other => return Err(format!("Illegal operator '{other}'")),
+        _ => return Err("Illegal operator".into()),
     })
 }
 
-/// The UFMatch join alias, if the params join it the way the client must.
-fn uf_alias(params: &Value) -> Result<Option<String>, String> {
+/// The UFMatch join: alias and its conditions on the uf row (beyond contact_id = id).
+fn uf_join(params: &Value) -> Result<Option<(String, Vec<Value>)>, String> {
     let Some(joins) = params.get("join").and_then(Value::as_array) else {
         return Ok(None);
     };
-    let mut alias = None;
+    let mut found = None;
     for join in joins {
-        let entity = join.get(0).and_then(Value::as_str).unwrap_or("");
+        let items = join.as_array().cloned().unwrap_or_default();
+        let entity = items.first().and_then(Value::as_str).unwrap_or("");
         let Some(("UFMatch", a)) = entity.split_once(" AS ") else {
             return Err(format!("Unsupported join '{entity}'"));
         };
-        let on = join.get(2).cloned().unwrap_or(Value::Null);
-        if on != json!([format!("{a}.contact_id"), "=", "id"]) {
-            return Err(format!("Unsupported join condition {on}"));
+        let mut conditions = Vec::new();
+        let mut linked = false;
+        for on in items.iter().skip(2) {
+            if *on == json!([format!("{a}.contact_id"), "=", "id"]) {
+                linked = true;
+            } else {
+                conditions.push(on.clone());
+            }
         }
-        alias = Some(a.to_string());
+        if !linked {
+            return Err("Unsupported join condition".into());
+        }
+        found = Some((a.to_string(), conditions));
     }
-    Ok(alias)
+    Ok(found)
 }
 
-/// The contacts a where clause selects, with CiviCRM's hiding of deleted contacts.
-fn select_rows<'a>(
-    contacts: &'a [FakeContact],
+fn domain_value(s: &State, v: &Value) -> Value {
+    if v.as_str() == Some("current_domain") {
+        json!(s.current_domain)
+    } else {
+        v.clone()
+    }
+}
+
+/// `domain_id = 'current_domain'` and friends, on a uf_match/user row.
+fn uf_fields(s: &State, u: &FakeUser, field: &str) -> Option<Value> {
+    Some(match field {
+        "id" | "uf_id" => json!(u.id),
+        "domain_id" => json!(u.domain_id),
+        "contact_id" => json!(u.contact_id),
+        "uf_name" => {
+            let email = s
+                .contacts
+                .iter()
+                .find(|c| c.id == u.contact_id)
+                .and_then(|c| c.email.clone());
+            json!(email)
+        }
+        "username" => json!(u.username),
+        "is_active" => json!(u.active),
+        "language" | "when_last_accessed" => Value::Null,
+        "roles" => json!(u.roles.iter().map(|r| r.to_string()).collect::<Vec<_>>()),
+        "roles:name" | "roles:label" => {
+            let label = field.ends_with("label");
+            json!(u
+                .roles
+                .iter()
+                .filter_map(|id| s.roles.iter().find(|r| r.id == *id))
+                .map(|r| if label {
+                    r.label.clone()
+                } else {
+                    r.name.clone()
+                })
+                .collect::<Vec<_>>())
+        }
+        _ => return None,
+    })
+}
+
+fn with_domains(s: &State, clauses: &[Value]) -> Vec<Value> {
+    clauses
+        .iter()
+        .map(|c| match c.as_array() {
+            Some(items) if items.len() == 3 => {
+                json!([items[0], items[1], domain_value(s, &items[2])])
+            }
+            _ => c.clone(),
+        })
+        .collect()
+}
+
+fn where_of(params: &Value) -> Vec<Value> {
+    params
+        .get("where")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Contacts the caller may see, with CiviCRM's trash rule: deleted contacts are left out
+/// unless the where names is_deleted or selects by id (`id =` or `id IN` at the top).
+fn visible_rows<'a>(
+    s: &'a State,
+    caller: &Caller,
     where_: &[Value],
-    alias: Option<&str>,
-) -> Result<Vec<&'a FakeContact>, String> {
+    join: Option<&(String, Vec<Value>)>,
+) -> Result<Vec<Row<'a>>, String> {
     let mut named = Vec::new();
     for clause in where_ {
         clause_fields(clause, &mut named);
     }
-    let hide_deleted = !named.iter().any(|f| f == "is_deleted");
+    let by_id = where_.iter().any(|c| {
+        c.get(0).and_then(Value::as_str) == Some("id")
+            && matches!(c.get(1).and_then(Value::as_str), Some("=" | "IN"))
+    });
+    let hide_deleted = !named.iter().any(|f| f == "is_deleted") && !by_id;
+    let sees_all = caller.has("view all contacts") || caller.has("edit all contacts");
+    let sees_own = caller.has("view my contact") || caller.has("edit my contact");
+    let alias = join.map(|j| j.0.as_str());
     let mut out = Vec::new();
-    for c in contacts {
+    for c in &s.contacts {
         if hide_deleted && c.is_deleted {
             continue;
         }
-        let mut all = true;
-        for clause in where_ {
-            if !matches(c, clause, alias)? {
-                all = false;
-                break;
-            }
+        if c.is_deleted && !caller.has("access deleted contacts") {
+            continue;
         }
-        if all {
-            out.push(c);
+        let own = sees_own && caller.contact_id == Some(c.id);
+        if !(sees_all || own) {
+            continue;
+        }
+        let ufs: Vec<Option<&FakeUser>> = match join {
+            None => vec![None],
+            Some((alias, conditions)) => {
+                let conditions = with_domains(s, conditions);
+                let found: Vec<Option<&FakeUser>> = s
+                    .users
+                    .iter()
+                    .filter(|u| u.contact_id == c.id)
+                    .filter(|u| {
+                        conditions.iter().all(|cond| {
+                            let get = |f: &str| {
+                                f.strip_prefix(alias)
+                                    .and_then(|f| f.strip_prefix('.'))
+                                    .and_then(|f| uf_fields(s, u, f))
+                            };
+                            matches(&get, cond).unwrap_or(false)
+                        })
+                    })
+                    .map(Some)
+                    .collect();
+                if found.is_empty() {
+                    vec![None]
+                } else {
+                    found
+                }
+            }
+        };
+        for uf in ufs {
+            let row = Row { c, uf };
+            let get = |f: &str| value_of(&row, f, alias);
+            let mut all = true;
+            for clause in where_ {
+                if !matches(&get, clause)? {
+                    all = false;
+                    break;
+                }
+            }
+            if all {
+                out.push(row);
+            }
         }
     }
     Ok(out)
-}
-
-fn where_of(params: &Value, trap: bool) -> Vec<Value> {
-    let where_ = params
-        .get("where")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    if trap {
-        drop_field(&where_, "api_key")
-    } else {
-        where_
-    }
-}
-
-fn with_debug(mut result: Map<String, Value>, debug: bool) -> Value {
-    if debug {
-        result.insert("debug".into(), json!({"unauthorized_fields": ["api_key"]}));
-    }
-    Value::Object(result)
 }
 
 /// The params' orderBy in the order written: PHP arrays keep key order, serde_json's maps
@@ -710,16 +1248,32 @@ fn order_by(raw: &str) -> Option<Vec<(String, String)>> {
         .map(|o| o.0)
 }
 
-fn get(
-    contacts: &[FakeContact],
-    params: &Value,
-    raw: &str,
-    trap: bool,
-    debug: bool,
-) -> Result<Value, String> {
-    let alias = uf_alias(params)?;
-    let alias = alias.as_deref();
-    let mut rows = select_rows(contacts, &where_of(params, trap), alias)?;
+fn result(entity: &str, action: &str, values: Vec<Value>, matched: Option<usize>) -> Value {
+    let mut r = Map::new();
+    r.insert("values".into(), json!(values));
+    r.insert("entity".into(), json!(entity));
+    r.insert("action".into(), json!(action));
+    r.insert("debug".into(), Value::Null);
+    r.insert("version".into(), json!(4));
+    r.insert("count".into(), json!(matched.unwrap_or(values.len())));
+    r.insert("countFetched".into(), json!(values.len()));
+    if let Some(m) = matched {
+        r.insert("countMatched".into(), json!(m));
+    }
+    Value::Object(r)
+}
+
+type Failed = (u16, String);
+
+fn contact_get(s: &State, caller: &Caller, params: &Value, raw: &str) -> Result<Value, Failed> {
+    let join = uf_join(params).map_err(|e| (500, e))?;
+    let alias = join.as_ref().map(|j| j.0.as_str());
+    let mut where_ = where_of(params);
+    resolve_user_contact(&mut where_, caller.contact_id);
+    if !caller.reads_keys() {
+        where_ = drop_field(&where_, "api_key");
+    }
+    let mut rows = visible_rows(s, caller, &where_, join.as_ref()).map_err(|e| (500, e))?;
     let order: Vec<(String, bool)> = match order_by(raw) {
         Some(pairs) => pairs
             .into_iter()
@@ -727,13 +1281,8 @@ fn get(
             .collect(),
         None => vec![("id".to_string(), false)],
     };
-    if let Some(first) = contacts.first() {
-        for (field, _) in &order {
-            value_of(first, field, alias)?;
-        }
-    }
-    let key = |c: &FakeContact, field: &str| -> (u8, String, u64) {
-        match value_of(c, field, alias).unwrap_or(Value::Null) {
+    let key = |r: &Row<'_>, field: &str| -> (u8, String, u64) {
+        match value_of(r, field, alias).unwrap_or(Value::Null) {
             Value::Null => (0, String::new(), 0),
             Value::Number(n) => (1, String::new(), n.as_u64().unwrap_or(0)),
             Value::Bool(b) => (1, String::new(), u64::from(b)),
@@ -751,13 +1300,9 @@ fn get(
         }
         std::cmp::Ordering::Equal
     });
+    let total = rows.len();
     let offset = params.get("offset").and_then(Value::as_u64).unwrap_or(0) as usize;
     let limit = params.get("limit").and_then(Value::as_u64).unwrap_or(0) as usize;
-    let rows: Vec<_> = rows
-        .into_iter()
-        .skip(offset)
-        .take(if limit == 0 { usize::MAX } else { limit })
-        .collect();
     let mut select: Vec<String> = params
         .get("select")
         .and_then(Value::as_array)
@@ -767,7 +1312,9 @@ fn get(
                 .collect()
         })
         .unwrap_or_default();
-    if select.is_empty() {
+    let row_count = select.iter().any(|f| f == "row_count");
+    select.retain(|f| f != "row_count");
+    if select.is_empty() && !row_count {
         select = [
             "id",
             "display_name",
@@ -778,76 +1325,227 @@ fn get(
         .map(String::from)
         .to_vec();
     }
-    if trap {
+    if !caller.reads_keys() {
         select.retain(|f| f != "api_key");
     }
-    let mut values = Vec::new();
-    for c in &rows {
-        let mut record = Map::new();
-        for field in &select {
-            record.insert(field.clone(), value_of(c, field, alias)?);
+    if let Some(alias) = alias {
+        // Joined fields of an entity the caller may not read are left out.
+        if !caller.has("cms:administer users") {
+            select.retain(|f| !f.starts_with(&format!("{alias}.")));
         }
-        values.push(Value::Object(record));
     }
-    let mut result = Map::new();
-    result.insert("entity".into(), json!("Contact"));
-    result.insert("action".into(), json!("get"));
-    result.insert("version".into(), json!(4));
-    result.insert("count".into(), json!(values.len()));
-    result.insert("countFetched".into(), json!(values.len()));
-    result.insert("values".into(), Value::Array(values));
-    Ok(with_debug(result, debug))
+    let mut values = Vec::new();
+    if !(row_count && select.is_empty()) {
+        for r in rows
+            .iter()
+            .skip(offset)
+            .take(if limit == 0 { usize::MAX } else { limit })
+        {
+            let mut record = Map::new();
+            for field in &select {
+                // An unknown field in select is silently left out, as CiviCRM does.
+                if let Some(v) = value_of(r, field, alias) {
+                    record.insert(field.clone(), v);
+                }
+            }
+            values.push(Value::Object(record));
+        }
+    }
+    Ok(result("Contact", "get", values, row_count.then_some(total)))
 }
 
-fn update(
-    contacts: &mut [FakeContact],
-    params: &Value,
-    trap: bool,
-    debug: bool,
-) -> Result<Value, String> {
-    let where_ = where_of(params, trap);
+/// The ids a write's where selects (the caller's view of the contacts).
+fn write_targets(s: &State, caller: &Caller, params: &Value) -> Result<Vec<u64>, Failed> {
+    let mut where_ = where_of(params);
     if where_.is_empty() {
-        return Err("Parameter \"where\" is required.".into());
+        return Err((500, "Parameter \"where\" is required.".into()));
     }
+    resolve_user_contact(&mut where_, caller.contact_id);
+    if !caller.reads_keys() {
+        // A user who may write its own key but not read it: the key condition is dropped.
+        where_ = drop_field(&where_, "api_key");
+    }
+    let all = Caller {
+        contact_id: caller.contact_id,
+        permissions: vec![ALL_PERMISSIONS.to_string()],
+    };
+    Ok(visible_rows(s, &all, &where_, None)
+        .map_err(|e| (500, e))?
+        .iter()
+        .map(|r| r.c.id)
+        .collect())
+}
+
+fn may_edit(caller: &Caller, id: u64) -> bool {
+    caller.has("edit all contacts")
+        || (caller.has("edit my contact") && caller.contact_id == Some(id))
+}
+
+fn contact_update(s: &mut State, caller: &Caller, params: &Value) -> Result<Value, Failed> {
+    let ids = write_targets(s, caller, params)?;
     let values = params
         .get("values")
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    for field in values.keys() {
-        if field != "api_key" {
-            return Err(format!("the fake site only updates api_key, not '{field}'"));
+    for &id in &ids {
+        if !may_edit(caller, id) {
+            return Err((403, "ACL check failed".into()));
+        }
+        if values.contains_key("api_key")
+            && !(caller.reads_keys()
+                || (caller.has("edit own api keys") && caller.contact_id == Some(id)))
+        {
+            return Err((403, "Permission denied to modify api key".into()));
         }
     }
-    let ids: Vec<u64> = select_rows(contacts, &where_, None)?
-        .iter()
-        .map(|c| c.id)
-        .collect();
-    if !trap {
-        if let Some(new) = values.get("api_key") {
-            let new = match new {
-                Value::Null => None,
-                Value::String(s) if s.is_empty() => None,
-                // CiviCRM's DAO cuts a value longer than the column to 29 characters + "...".
-                Value::String(s) if s.chars().count() > 32 => {
-                    Some(format!("{}...", s.chars().take(29).collect::<String>()))
-                }
-                Value::String(s) => Some(s.clone()),
-                _ => return Err("api_key must be text".into()),
+    let new_key = match values.get("api_key") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(k)) if k.is_empty() => Some(None),
+        // CiviCRM's DAO cuts a value longer than the column to 29 characters + "...".
+        Some(Value::String(k)) if k.chars().count() > 32 => Some(Some(format!(
+            "{}...",
+            k.chars().take(29).collect::<String>()
+        ))),
+        Some(Value::String(k)) => Some(Some(k.clone())),
+        Some(_) => return Err((500, "api_key must be text".into())),
+    };
+    let mut out = Vec::new();
+    for c in s.contacts.iter_mut().filter(|c| ids.contains(&c.id)) {
+        if let Some(k) = &new_key {
+            c.api_key = k.clone();
+        }
+        if let Some(d) = values.get("is_deleted").and_then(Value::as_bool) {
+            c.is_deleted = d;
+        }
+        let mut record = Map::new();
+        record.insert("id".into(), json!(c.id));
+        record.insert("contact_type".into(), json!(c.contact_type));
+        record.insert("display_name".into(), json!(c.display_name));
+        record.insert("sort_name".into(), json!(c.sort_name));
+        for (field, value) in &values {
+            let shown = match field.as_str() {
+                "api_key" => json!(c.api_key),
+                _ => value.clone(),
             };
-            for c in contacts.iter_mut().filter(|c| ids.contains(&c.id)) {
-                c.api_key = new.clone();
+            record.insert(field.clone(), shown);
+        }
+        out.push(Value::Object(record));
+    }
+    Ok(result("Contact", "update", out, None))
+}
+
+fn contact_delete(s: &mut State, caller: &Caller, params: &Value) -> Result<Value, Failed> {
+    let ids = write_targets(s, caller, params)?;
+    if !caller.has("delete contacts") {
+        return Err((403, "ACL check failed".into()));
+    }
+    for c in s.contacts.iter_mut().filter(|c| ids.contains(&c.id)) {
+        c.is_deleted = true;
+    }
+    Ok(result(
+        "Contact",
+        "delete",
+        ids.iter().map(|id| json!({"id": id})).collect(),
+        None,
+    ))
+}
+
+/// UFMatch.get, User.get (the current domain's rows) and Role.get.
+fn account_get(s: &State, entity: &str, params: &Value) -> Result<Value, Failed> {
+    let where_ = with_domains(s, &where_of(params));
+    let select: Vec<String> = params
+        .get("select")
+        .and_then(Value::as_array)
+        .map(|s| {
+            s.iter()
+                .filter_map(|f| f.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut values = Vec::new();
+    if entity == "Role" {
+        let select = if select.is_empty() {
+            ["id", "name", "label", "permissions", "is_active"]
+                .map(String::from)
+                .to_vec()
+        } else {
+            select
+        };
+        for r in &s.roles {
+            let get = |f: &str| -> Option<Value> {
+                Some(match f {
+                    "id" => json!(r.id),
+                    "name" => json!(r.name),
+                    "label" => json!(r.label),
+                    "permissions" => json!(r.permissions),
+                    "is_active" => json!(r.active),
+                    _ => return None,
+                })
+            };
+            if where_
+                .iter()
+                .map(|c| matches(&get, c))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| (500, e))?
+                .iter()
+                .all(|b| *b)
+            {
+                values.push(Value::Object(
+                    select
+                        .iter()
+                        .filter_map(|f| Some((f.clone(), get(f)?)))
+                        .collect(),
+                ));
             }
         }
+        return Ok(result(entity, "get", values, None));
     }
-    let mut result = Map::new();
-    result.insert("entity".into(), json!("Contact"));
-    result.insert("action".into(), json!("update"));
-    result.insert("version".into(), json!(4));
-    result.insert("count".into(), json!(ids.len()));
-    result.insert(
-        "values".into(),
-        ids.iter().map(|id| json!({"id": id})).collect(),
-    );
-    Ok(with_debug(result, debug))
+    let default: &[&str] = if entity == "UFMatch" {
+        &[
+            "id",
+            "domain_id",
+            "uf_id",
+            "uf_name",
+            "contact_id",
+            "language",
+        ]
+    } else {
+        &[
+            "id",
+            "username",
+            "uf_name",
+            "contact_id",
+            "is_active",
+            "when_last_accessed",
+        ]
+    };
+    let select = if select.is_empty() {
+        default.iter().map(|f| f.to_string()).collect()
+    } else {
+        select
+    };
+    for u in &s.users {
+        if entity == "User" && u.domain_id != s.current_domain {
+            continue;
+        }
+        let get = |f: &str| uf_fields(s, u, f);
+        if where_
+            .iter()
+            .map(|c| matches(&get, c))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| (500, e))?
+            .iter()
+            .all(|b| *b)
+        {
+            values.push(Value::Object(
+                select
+                    .iter()
+                    .filter_map(|f| Some((f.clone(), get(f)?)))
+                    .collect(),
+            ));
+        }
+    }
+    Ok(result(entity, "get", values, None))
 }
