@@ -122,7 +122,7 @@ const FIELDS: &[(&str, &str, &str, bool)] = &[
     ),
     (
         "site_key_file",
-        "optional; the site key (CIVICRM_SITE_KEY) in a file, mode 0600, if the site asks for it (or site_key_env)",
+        "optional; the site key (CIVICRM_SITE_KEY) in a file, mode 0600, if the site asks for it; for mysql and cv only with site_url (or site_key_env)",
         "\"crm-site.key\"",
         false,
     ),
@@ -130,6 +130,18 @@ const FIELDS: &[(&str, &str, &str, bool)] = &[
         "site_key_env",
         "or the name of an environment variable holding the site key",
         "\"CIVIKEY_SITE_KEY\"",
+        false,
+    ),
+    (
+        "site_url",
+        "optional; the site's address: each new key is checked by logging in with it there",
+        "\"https://crm.example.org\"",
+        false,
+    ),
+    (
+        "api_url",
+        "optional; API v4 through a CMS query-string route, e.g. WordPress without clean URLs (Joomla: /administrator/ then index.php?option=com_civicrm&task=civicrm/ajax/api4/{entity}/{action})",
+        "\"https://crm.example.org/wp-admin/admin.php?page=CiviCRM&q=civicrm/ajax/api4/{entity}/{action}\"",
         false,
     ),
     (
