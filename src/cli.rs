@@ -27,15 +27,42 @@ pub mod out {
 
     use std::fmt::Display;
     use std::io::{self, IsTerminal, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     use crate::sanitize::SafeText;
+
+    static QUIET_BROKEN_PIPE: AtomicBool = AtomicBool::new(false);
+
+    /// For commands that only read (list, show, audit, ...): when the reader of stdout goes
+    /// away (`civikey list | head`), end at once and quietly, killed by SIGPIPE as coreutils
+    /// are. Commands that print a newly assigned key never call this: [`secret_line`]
+    /// always reports the failure, so they can act on an undelivered key.
+    pub fn end_quietly_on_broken_pipe() {
+        QUIET_BROKEN_PIPE.store(true, Ordering::Relaxed);
+    }
+
+    fn on_stdout(result: io::Result<()>) -> io::Result<()> {
+        if let Err(e) = &result {
+            if e.kind() == io::ErrorKind::BrokenPipe && QUIET_BROKEN_PIPE.load(Ordering::Relaxed) {
+                // SAFETY: restoring the default action of SIGPIPE and raising it on this
+                // process; nothing is left to clean up for a command that only reads.
+                unsafe {
+                    libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                    libc::raise(libc::SIGPIPE);
+                }
+                // Only reached if SIGPIPE is blocked: the shell's status for it.
+                std::process::exit(128 + libc::SIGPIPE);
+            }
+        }
+        result
+    }
 
     /// One line of data on stdout. The whole line passes the sanitizer, so nothing that went
     /// into it (a name from a store, a journal field, a path) can act on the terminal; text
     /// that is already SafeText comes out unchanged.
     pub fn line(text: impl Display) -> io::Result<()> {
         let text = SafeText::new(&text.to_string());
-        writeln!(io::stdout().lock(), "{text}")
+        on_stdout(writeln!(io::stdout().lock(), "{text}"))
     }
 
     /// A message for the operator on stderr, sanitized like [`line`]. A failure to write to
@@ -112,7 +139,7 @@ pub mod out {
     /// Documents civikey generates from its own definitions (shell completions, the man page):
     /// trusted text, written as is.
     pub fn generated(bytes: &[u8]) -> io::Result<()> {
-        io::stdout().lock().write_all(bytes)
+        on_stdout(io::stdout().lock().write_all(bytes))
     }
 
     /// Whether a question on stderr reaches a person.
@@ -130,14 +157,22 @@ pub mod out {
 #[command(
     name = "civikey",
     version,
-    about = "Manage CiviCRM API keys from a terminal"
+    about = "Manage CiviCRM API keys from a terminal",
+    long_about = "Manage CiviCRM API keys from a terminal. With no command, civikey opens its \
+interactive screen (press ? there for the keys); the commands below are for scripts.",
+    after_help = crate::reference::after_help()
 )]
 pub struct Cli {
     /// Store address: sqlite:PATH, mysql://USER@HOST[:PORT]/DB, https://SITE, cv:PATH
     #[arg(long, global = true, value_name = "ADDRESS")]
     pub store: Option<String>,
-    /// Profile from the config file ($CIVIKEY_CONFIG)
-    #[arg(long, global = true, value_name = "NAME")]
+    /// Profile from the config file ($CIVIKEY_CONFIG; `civikey profiles` lists them)
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        add = clap_complete::ArgValueCandidates::new(crate::config_cmd::profile_candidates)
+    )]
     pub profile: Option<String>,
     /// Open the store read-only: look, never change a key
     #[arg(long, global = true)]
@@ -159,17 +194,24 @@ pub enum Command {
         /// Id, email prefix, or name prefix
         #[arg(long)]
         search: Option<String>,
+        /// At most this many contacts (1 to 1000)
         #[arg(long, default_value_t = 50)]
         limit: usize,
         /// Hide deleted contacts
         #[arg(long)]
         no_deleted: bool,
+        /// Print a JSON array instead of a table
         #[arg(long)]
         json: bool,
+        /// No header row, even on a terminal (pipes never get one)
+        #[arg(long)]
+        no_header: bool,
     },
     /// Show one contact (key masked)
     Show {
+        /// The contact id
         id: ContactId,
+        /// Print a JSON object instead of the detail view
         #[arg(long)]
         json: bool,
     },
@@ -178,11 +220,14 @@ pub enum Command {
     /// With --ids-from FILE --out FILE: rotates every contact listed (one id per line) and
     /// writes the new keys to a new 0600 CSV file, never to the screen.
     Rotate {
+        /// The contact id
         #[arg(required_unless_present = "ids_from")]
         id: Option<ContactId>,
         /// Do not ask for confirmation
         #[arg(long)]
         yes: bool,
+        /// Print a JSON object (contact_id, key, fingerprint, login_check when the profile has
+        /// a site) instead of the key alone
         #[arg(long, conflicts_with = "ids_from")]
         json: bool,
         /// Bulk: a file of contact ids, one per line (# comments allowed)
@@ -194,6 +239,7 @@ pub enum Command {
     },
     /// Assign a key given on stdin (for a key that must be kept, e.g. during a migration)
     Assign {
+        /// The contact id
         id: ContactId,
         /// Read the key from stdin (hidden prompt on a terminal); required: keys never go in argv
         #[arg(long, required = true)]
@@ -207,14 +253,21 @@ pub enum Command {
         /// Records of every store in the journal, not only this one's (adds a store column)
         #[arg(long)]
         all_stores: bool,
+        /// At most this many records (1 to 100000)
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// Print a JSON array instead of a table
         #[arg(long)]
         json: bool,
+        /// No header row, even on a terminal (pipes never get one)
+        #[arg(long)]
+        no_header: bool,
     },
     /// Remove a contact's key
     Revoke {
+        /// The contact id
         id: ContactId,
+        /// Do not ask for confirmation
         #[arg(long)]
         yes: bool,
     },
@@ -245,11 +298,21 @@ pub enum Command {
     },
     /// List the store profiles of the config file (never their secrets)
     Profiles {
+        /// Print a JSON array instead of a table
         #[arg(long)]
         json: bool,
     },
+    /// Where the config file is, write a commented one, or check it
+    #[command(subcommand)]
+    Config(crate::config_cmd::ConfigCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
-    Completions { shell: clap_complete::Shell },
+    ///
+    /// The script asks civikey at each Tab, so it completes commands, their own flags, flag
+    /// values and the profile names of the config as it is then.
+    Completions {
+        /// The shell the script is for
+        shell: clap_complete::Shell,
+    },
     /// Print the man page (roff) on stdout
     Man,
     /// Import contacts from a CiviCRM contact export (CSV) into the local SQLite store
@@ -390,6 +453,23 @@ fn contact_json(c: &Contact) -> serde_json::Value {
     })
 }
 
+/// `1 contact`, `2 contacts`: the count with the right form.
+pub fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Whether a table gets a header row: on a terminal, unless `--no-header`.
+pub fn wants_header(no_header: bool) -> bool {
+    !no_header && out::stdout_is_terminal()
+}
+
+fn list_header() -> String {
+    format!(
+        "{:>8}  {:<32}  {:<12}  {:<32}  {:<9}  {}",
+        "ID", "NAME", "TYPE", "EMAIL", "KEY", "CMS"
+    )
+}
+
 fn contact_line(c: &Contact) -> String {
     let name = if c.is_deleted {
         format!("[deleted] {}", c.display_name)
@@ -420,6 +500,7 @@ pub fn list(
     limit: usize,
     no_deleted: bool,
     json: bool,
+    header: bool,
 ) -> Result<(), Failure> {
     let mut query = Query::new(search.unwrap_or(""), limit.clamp(1, 1000));
     query.include_deleted = !no_deleted;
@@ -428,13 +509,16 @@ pub fn list(
         let items: Vec<_> = page.contacts.iter().map(contact_json).collect();
         out::line(serde_json::Value::Array(items))?;
     } else {
+        if header {
+            out::line(list_header())?;
+        }
         for c in &page.contacts {
             out::line(contact_line(c))?;
         }
         if page.next.is_some() {
             out::note(format_args!(
-                "(more than {} contacts match; use --limit or a narrower --search)",
-                page.contacts.len()
+                "(more than {}; use --limit or a narrower --search)",
+                plural(page.contacts.len(), "contact matches", "contacts match")
             ));
         }
     }
@@ -734,6 +818,7 @@ pub fn audit(
     all_stores: bool,
     limit: usize,
     json: bool,
+    header: bool,
 ) -> Result<(), Failure> {
     let entries = journal
         .entries(contact, all_stores, limit.clamp(1, 100_000))
@@ -750,6 +835,9 @@ pub fn audit(
         }
         out::line(doc)?;
         return Ok(());
+    }
+    if header {
+        out::line(audit_header(all_stores))?;
     }
     for e in &entries {
         let mut outcome = match (&e.outcome, &e.reconciled) {
@@ -786,6 +874,21 @@ pub fn audit(
         ))?;
     }
     Ok(())
+}
+
+fn audit_header(all_stores: bool) -> String {
+    format!(
+        "{:<20}  {}{:<10} {:<15} {:>8}  {:<24} {:<6} {}  {}",
+        "TIME",
+        if all_stores { "STORE  " } else { "" },
+        "OPERATOR",
+        "FROM",
+        "CONTACT",
+        "NAME",
+        "ACTION",
+        "OLD->NEW",
+        "OUTCOME"
+    )
 }
 
 pub fn revoke(
@@ -841,7 +944,10 @@ pub fn profiles(config: Option<&crate::config::Config>, json: bool) -> Result<()
         return Ok(());
     }
     if summaries.is_empty() {
-        out::note("civikey: no profiles (no config file, or it defines none); see assets/config.example.toml");
+        let place = crate::config::config_path()
+            .map(|p| format!(" in {}", p.display()))
+            .unwrap_or_default();
+        out::note(format_args!("civikey: no profiles (no config file{place}, or it defines none); `civikey config init` writes a commented one"));
     }
     for p in &summaries {
         let secrets: Vec<String> = p
@@ -893,8 +999,8 @@ pub fn rotate_bulk(
     }
     if !yes {
         confirm(&format!(
-            "Rotate the keys of {} contacts? Their current keys will stop working; the new keys go to {}",
-            items.len(),
+            "Rotate the keys of {}? Their current keys will stop working; the new keys go to {}",
+            plural(items.len(), "contact", "contacts"),
             out_path.display()
         ))?;
     }
@@ -955,31 +1061,51 @@ pub fn rotate_bulk(
     } else if failed > 0 {
         Err(Failure::new(
             exit::ERROR,
-            format!("{failed} contacts failed; see above"),
+            format!(
+                "{} failed; see above",
+                plural(failed, "contact", "contacts")
+            ),
         ))
     } else if conflict > 0 {
         Err(Failure::new(
             exit::CONFLICT,
-            format!("{conflict} contacts changed meanwhile and were not rotated"),
+            format!(
+                "{} changed meanwhile and not rotated",
+                plural(conflict, "contact", "contacts")
+            ),
         ))
     } else {
         Ok(())
     }
 }
 
+/// The variable the completion scripts set when they run civikey for candidates.
+pub const COMPLETE_ENV: &str = "CIVIKEY_COMPLETE";
+
+/// A script that asks civikey itself for candidates at each Tab (clap_complete's
+/// environment-driven completion): subcommands, their own flags, flag values, and profile
+/// names read from the config, so it never goes stale as profiles change.
 pub fn completions(shell: clap_complete::Shell) -> Result<(), Failure> {
-    let mut cmd = <Cli as clap::CommandFactory>::command();
-    // Into a buffer first: clap_complete panics on a write error (e.g. `| head`).
+    let name = shell.to_string();
+    let shells = clap_complete::env::Shells::builtins();
+    let completer = shells
+        .completer(&name)
+        .ok_or_else(|| Failure::new(exit::USAGE, format!("no completion for {name}")))?;
     let mut script = Vec::new();
-    clap_complete::generate(shell, &mut cmd, "civikey", &mut script);
+    completer.write_registration(COMPLETE_ENV, "civikey", "civikey", "civikey", &mut script)?;
+    if shell == clap_complete::Shell::Zsh {
+        // Installed as `_civikey` in $fpath, the file is autoloaded as that function on the
+        // first Tab: complete that Tab too, not only the ones after it.
+        script.extend_from_slice(
+            b"if [ \"$funcstack[1]\" = \"_civikey\" ]; then\n    _clap_dynamic_completer_civikey \"$@\"\nfi\n",
+        );
+    }
     out::generated(&script)?;
     Ok(())
 }
 
 pub fn man() -> Result<(), Failure> {
-    let cmd = <Cli as clap::CommandFactory>::command();
-    let mut page = Vec::new();
-    clap_mangen::Man::new(cmd).render(&mut page)?;
+    let page = crate::manpage::render(<Cli as clap::CommandFactory>::command())?;
     out::generated(&page)?;
     Ok(())
 }

@@ -57,6 +57,9 @@ pub struct ConfigError {
     /// 1-based line and column in `file`.
     position: Option<(usize, usize)>,
     message: String,
+    /// The command line asked for something that cannot be (a bad `--store` address, an
+    /// unknown `--profile`): exit code 2, not a broken config.
+    usage: bool,
 }
 
 impl ConfigError {
@@ -65,7 +68,20 @@ impl ConfigError {
             file: None,
             position: None,
             message: message.into(),
+            usage: false,
         }
+    }
+
+    fn usage(message: impl Into<String>) -> Self {
+        ConfigError {
+            usage: true,
+            ..ConfigError::new(message)
+        }
+    }
+
+    /// Whether the command line, not a file, is at fault (exit code 2).
+    pub fn is_usage(&self) -> bool {
+        self.usage
     }
 
     fn in_file(file: &Path, message: impl Into<String>) -> Self {
@@ -73,6 +89,7 @@ impl ConfigError {
             file: Some(safe_path(file)),
             position: None,
             message: message.into(),
+            usage: false,
         }
     }
 
@@ -81,6 +98,7 @@ impl ConfigError {
             file: Some(safe_path(src.path)),
             position: Some(line_column(src.text, span.start)),
             message: message.into(),
+            usage: false,
         }
     }
 
@@ -146,6 +164,22 @@ pub fn data_dir() -> Result<PathBuf, ConfigError> {
 /// platform's config folder for civikey (`~/.config/civikey` on Linux).
 pub fn config_path() -> Result<PathBuf, ConfigError> {
     config_location().map(|(path, _)| path)
+}
+
+/// Where the config is looked for, and whether `$CIVIKEY_CONFIG` named it.
+pub fn config_path_and_origin() -> Result<(PathBuf, bool), ConfigError> {
+    config_location()
+}
+
+/// The profile kinds, as `kind = "..."` spells them.
+pub fn kind_names() -> [&'static str; 4] {
+    Kind::ALL.map(Kind::label)
+}
+
+/// The fields a profile of `kind` takes besides `kind` and `address`, and the form of its
+/// address; None for an unknown kind.
+pub fn kind_fields(kind: &str) -> Option<(&'static [&'static str], &'static str)> {
+    Kind::parse(kind).map(|kind| (kind.fields(), kind.address_form()))
 }
 
 /// The store used when nothing else is named.
@@ -503,14 +537,14 @@ impl Config {
         })
     }
 
+    /// The profile names, in order.
+    pub fn profile_names(&self) -> impl Iterator<Item = &str> {
+        self.profiles.keys().map(String::as_str)
+    }
+
     /// The profile used when neither `--store` nor `--profile` is given.
     pub fn default_profile(&self) -> Option<&str> {
         self.default_profile.as_deref()
-    }
-
-    /// The profiles' names, in order (`civikey whose --all-profiles` looks in each).
-    pub fn profile_names(&self) -> Vec<String> {
-        self.profiles.keys().cloned().collect()
     }
 
     /// The profiles, by name, for `civikey profiles`.
@@ -602,7 +636,7 @@ impl Config {
                     Err(_) => "(there is no config file)".to_string(),
                 },
             };
-            return Err(ConfigError::new(format!(
+            return Err(ConfigError::usage(format!(
                 "no profile named \"{}\" {place}; {}",
                 SafeText::new(name),
                 known_profiles(self.profiles.keys())
@@ -736,6 +770,7 @@ impl Config {
                     file: Some(safe_path(path)),
                     position: Some(at),
                     message,
+                    usage: false,
                 },
                 None => ConfigError::new(message),
             }
@@ -802,6 +837,7 @@ fn read_config_text(path: &Path) -> Result<String, ConfigError> {
             file: Some(safe_path(path)),
             position: Some((line, column)),
             message: "the file is not valid UTF-8 text".to_string(),
+            usage: false,
         }
     })
 }
@@ -1213,7 +1249,7 @@ fn expand_home(text: &str) -> Result<PathBuf, String> {
 
 /// A `--store` address with no profile behind it.
 fn bare_store(address: &str, read_only: bool) -> Result<StoreSpec, ConfigError> {
-    let fail = |problem: String| ConfigError::new(format!("--store: {problem}"));
+    let fail = |problem: String| ConfigError::usage(format!("--store: {problem}"));
     // Relative paths on the command line are relative to where the operator is.
     match parse_address(address, Path::new("")).map_err(fail)? {
         Address::Sqlite(path) => Ok(StoreSpec::Sqlite { path, read_only }),

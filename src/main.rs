@@ -25,6 +25,10 @@ const UNDO_WINDOW: std::time::Duration = std::time::Duration::from_secs(10 * 60)
 
 fn main() -> ExitCode {
     civikey::hygiene::harden_process();
+    // A completion script asking for candidates: answer and exit before anything else runs.
+    clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command)
+        .var(cli::COMPLETE_ENV)
+        .complete();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -39,14 +43,43 @@ fn main() -> ExitCode {
     cli::report(run(cli))
 }
 
+/// Commands that only read and print: a closed pipe on stdout ends them quietly. Not
+/// rotate (its key must be delivered or restored), nor anything that writes.
+fn only_reads(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::List { .. }
+            | Command::Show { .. }
+            | Command::Audit { .. }
+            | Command::Check { .. }
+            | Command::Profiles { .. }
+            | Command::Completions { .. }
+            | Command::Man
+            | Command::Config(civikey::config_cmd::ConfigCommand::Path)
+    )
+}
+
 fn run(cli: Cli) -> Result<(), Failure> {
+    if cli.command.as_ref().is_some_and(only_reads) {
+        cli::out::end_quietly_on_broken_pipe();
+    }
     match &cli.command {
         Some(Command::Generate { length }) => return cli::generate(*length),
         Some(Command::Completions { shell }) => return cli::completions(*shell),
         Some(Command::Man) => return cli::man(),
+        Some(Command::Config(command)) => return civikey::config_cmd::run(command),
         _ => {}
     }
-    let config_failure = |e: civikey::config::ConfigError| Failure::new(exit::ERROR, e.to_string());
+    // A bad --store address or an unknown --profile is a usage error (2), a broken config
+    // file an error (1).
+    let config_failure = |e: civikey::config::ConfigError| {
+        let code = if e.is_usage() {
+            exit::USAGE
+        } else {
+            exit::ERROR
+        };
+        Failure::new(code, e.to_string())
+    };
     let data_dir = config::data_dir().map_err(config_failure)?;
     let config = Config::load_default().map_err(config_failure)?;
     if let Some(Command::Profiles { json }) = &cli.command {
@@ -131,9 +164,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
         all_stores,
         limit,
         json,
+        no_header,
     } = command
     {
-        return cli::audit(&journal()?, contact, all_stores, limit, json);
+        return cli::audit(
+            &journal()?,
+            contact,
+            all_stores,
+            limit,
+            json,
+            cli::wants_header(no_header),
+        );
     }
     if let Command::Whose { .. } = command {
         let selector = match (&resolved.profile, &cli.store) {
@@ -159,7 +200,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
             limit,
             no_deleted,
             json,
-        } => cli::list(store, search.as_deref(), limit, no_deleted, json),
+            no_header,
+        } => cli::list(
+            store,
+            search.as_deref(),
+            limit,
+            no_deleted,
+            json,
+            cli::wants_header(no_header),
+        ),
         Command::Show { id, json } => cli::show(store, journal().ok().as_ref(), id, json),
         Command::Rotate {
             ids_from: Some(ids),
@@ -191,6 +240,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         | Command::Whose { .. }
         | Command::Completions { .. }
         | Command::Man
+        | Command::Config(_)
         | Command::Import { .. } => Ok(()),
     }
 }
@@ -213,7 +263,7 @@ fn whose_everywhere(config: Option<&Config>, data_dir: &Path) -> Result<(), Fail
     let targets = config
         .map(|c| {
             c.profile_names()
-                .into_iter()
+                .map(str::to_string)
                 .map(|name| cli::LookupTarget {
                     selector: format!("--profile {name} "),
                     spec: c

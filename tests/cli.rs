@@ -285,31 +285,474 @@ fn profiles_lists_names_never_secrets() {
     assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
 }
 
+/// Writes a 0600 config with the given profiles (SQLite ones) where civikey looks for it.
+fn write_config(env: &Env, profiles: &[&str]) -> PathBuf {
+    let config = env.dir.path().join("config/civikey/config.toml");
+    fs::create_dir_all(config.parent().unwrap()).unwrap();
+    let mut text = String::new();
+    for name in profiles {
+        text.push_str(&format!(
+            "[profiles.{name}]\nkind = \"sqlite\"\naddress = \"sqlite:{}\"\n",
+            env.store().display()
+        ));
+    }
+    fs::write(&config, text).unwrap();
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o600)).unwrap();
+    config
+}
+
+/// What bash's completion offers for `words` (the last one is the word being completed),
+/// through the script `civikey completions bash` prints, with civikey found in PATH as
+/// the installed script expects.
+fn bash_completion(env: &Env, words: &[&str]) -> Vec<String> {
+    let script = stdout(&env.run(&["completions", "bash"]));
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_civikey")).parent().unwrap();
+    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    let program = format!(
+        "{script}\nCOMP_WORDS=({words})\nCOMP_CWORD={cword}\nCOMP_TYPE=9\n_clap_complete_civikey civikey '{current}' '{previous}'\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
+        words = quoted.join(" "),
+        cword = words.len() - 1,
+        current = words[words.len() - 1],
+        previous = words[words.len() - 2],
+    );
+    // The environment binary::civikey gives civikey, for bash and the civikey it runs.
+    let base = binary::civikey(env.dir.path());
+    let mut bash = std::process::Command::new("bash");
+    for (key, value) in base.get_envs() {
+        match value {
+            Some(value) => bash.env(key, value),
+            None => bash.env_remove(key),
+        };
+    }
+    let out = bash
+        .arg("-c")
+        .arg(&program)
+        .env(
+            "PATH",
+            format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap()),
+        )
+        .env_remove("CIVIKEY_COMPLETE")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "bash: {}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 #[test]
-fn completions_and_man_page_come_from_the_clap_definitions() {
+fn bash_completion_offers_profile_names_commands_and_their_own_flags() {
+    let env = Env::new();
+    write_config(&env, &["alpha", "beta-db"]);
+    let profiles = bash_completion(&env, &["civikey", "--profile", ""]);
+    assert_eq!(profiles, ["alpha", "beta-db"], "{profiles:?}");
+    let profiles = bash_completion(&env, &["civikey", "list", "--profile", "b"]);
+    assert_eq!(profiles, ["beta-db"]);
+    let commands = bash_completion(&env, &["civikey", ""]);
+    for command in ["list", "rotate", "audit", "config", "profiles"] {
+        assert!(
+            commands.iter().any(|c| c == command),
+            "{command}: {commands:?}"
+        );
+    }
+    let flags = bash_completion(&env, &["civikey", "list", "--"]);
+    for flag in ["--no-header", "--limit", "--json", "--store", "--profile"] {
+        assert!(flags.iter().any(|f| f == flag), "{flag}: {flags:?}");
+    }
+    assert!(
+        !flags.iter().any(|f| f == "--ids-from"),
+        "rotate's flag offered for list: {flags:?}"
+    );
+    let kinds = bash_completion(&env, &["civikey", "config", "init", "--kind", ""]);
+    assert_eq!(kinds, ["sqlite", "mysql", "civicrm-rest", "cv"]);
+}
+
+#[test]
+fn completion_scripts_call_civikey_for_every_shell() {
     let env = Env::new();
     for (shell, marker) in [
-        ("bash", "complete -F"),
+        (
+            "bash",
+            "complete -o nospace -o bashdefault -o nosort -F _clap_complete_civikey civikey",
+        ),
         ("zsh", "#compdef civikey"),
-        ("fish", "complete -c civikey"),
+        (
+            "fish",
+            "complete --keep-order --exclusive --command civikey",
+        ),
     ] {
         let out = env.run(&["completions", shell]);
         assert!(out.status.success(), "{shell}");
         let text = stdout(&out);
+        assert!(text.contains(marker), "{shell}: {text}");
         assert!(
-            text.contains(marker),
-            "{shell}: {}",
-            &text[..text.len().min(200)]
+            text.contains("CIVIKEY_COMPLETE=") || text.contains("CIVIKEY_COMPLETE\""),
+            "{shell}: {text}"
         );
-        for command in ["rotate", "assign", "revoke", "audit", "profiles"] {
-            assert!(text.contains(command), "{shell} completion lacks {command}");
-        }
     }
+    // Autoloaded from $fpath as _civikey, the zsh file completes its first Tab too.
+    let zsh = stdout(&env.run(&["completions", "zsh"]));
+    assert!(
+        zsh.contains("if [ \"$funcstack[1]\" = \"_civikey\" ]; then\n    _clap_dynamic_completer_civikey \"$@\""),
+        "{zsh}"
+    );
+    // Asked the way fish asks: the candidates come from the config of the moment.
+    write_config(&env, &["gamma"]);
+    let out = binary::civikey(env.dir.path())
+        .env("CIVIKEY_COMPLETE", "fish")
+        .args(["--", "civikey", "--profile", ""])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "gamma");
+}
+
+#[test]
+fn man_page_has_every_section_command_key_and_exit_code() {
+    let env = Env::new();
     let out = env.run(&["man"]);
     assert!(out.status.success());
     let page = stdout(&out);
-    assert!(page.contains(".TH civikey 1"));
-    assert!(page.contains("rotate"));
+    assert!(page.contains(".TH civikey 1"), "{page}");
+    for section in [
+        "NAME",
+        "SYNOPSIS",
+        "DESCRIPTION",
+        "OPTIONS",
+        "COMMANDS",
+        "\"INTERACTIVE SCREEN\"",
+        "FILES",
+        "ENVIRONMENT",
+        "\"EXIT STATUS\"",
+        "SECURITY",
+        "EXAMPLES",
+    ] {
+        assert!(
+            page.lines().any(|l| l == format!(".SH {section}")),
+            "no {section} section"
+        );
+    }
+    let cmd = <civikey::cli::Cli as clap::CommandFactory>::command();
+    for sub in cmd.get_subcommands() {
+        let leaves: Vec<String> = if sub.has_subcommands() {
+            sub.get_subcommands()
+                .map(|s| format!("civikey {} {}", sub.get_name(), s.get_name()))
+                .collect()
+        } else {
+            vec![format!("civikey {}", sub.get_name())]
+        };
+        for leaf in leaves {
+            assert!(
+                page.contains(&format!(".SS \"{leaf}\"")),
+                "{leaf} not in the man page"
+            );
+        }
+        for arg in sub.get_arguments() {
+            if let Some(long) = arg.get_long() {
+                assert!(
+                    page.contains(&format!("\\-\\-{}", long.replace('-', "\\-"))),
+                    "--{long} of {} not in the man page",
+                    sub.get_name()
+                );
+            }
+        }
+    }
+    for (keys, _) in civikey::reference::TUI_KEYS {
+        assert!(
+            page.contains(&keys.replace('-', "\\-")),
+            "key {keys} not in the man page"
+        );
+    }
+    for var in [
+        "CIVIKEY_CONFIG",
+        "CIVIKEY_DATA_DIR",
+        "NO_COLOR",
+        "api_key_env",
+    ] {
+        assert!(page.contains(var), "{var}");
+    }
+    for code in 0..=6 {
+        assert!(
+            page.contains(&format!(".TP\n\\fB{code}\\fR")),
+            "exit code {code}"
+        );
+    }
+    // One page: no reference to civikey-rotate(1) and the like, which do not exist.
+    assert!(
+        !page.contains("civikey\\-"),
+        "a reference to another civikey page"
+    );
+}
+
+#[test]
+fn man_renders_without_warnings() {
+    let env = Env::new();
+    let page = env.dir.path().join("civikey.1");
+    fs::write(&page, env.run(&["man"]).stdout).unwrap();
+    let man = std::process::Command::new("man")
+        .args(["--warnings", "-l"])
+        .arg(&page)
+        .env("MANWIDTH", "80")
+        .env("MANPAGER", "cat")
+        .output();
+    let man = match man {
+        Ok(out) => out,
+        Err(e) if std::env::var_os("CI").is_none() => {
+            println!("SKIP man_renders_without_warnings: man not runnable: {e}");
+            return;
+        }
+        Err(e) => panic!("man is needed under CI (apt-get install man-db): {e}"),
+    };
+    assert!(man.status.success(), "{}", stderr(&man));
+    assert_eq!(stderr(&man), "", "roff warnings");
+    let text = stdout(&man);
+    assert!(text.contains("EXIT STATUS") && text.contains("civikey config init"));
+}
+
+#[test]
+fn readme_keys_table_is_the_one_the_help_popup_shows() {
+    let readme = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let table = civikey::reference::tui_keys_markdown();
+    assert!(
+        readme.contains(&table),
+        "README's keys table differs from civikey::reference::TUI_KEYS; it should read:\n{table}"
+    );
+}
+
+#[test]
+fn every_command_and_option_has_a_help_line() {
+    fn walk(cmd: &clap::Command, path: &str) {
+        for arg in cmd.get_arguments() {
+            if matches!(
+                arg.get_action(),
+                clap::ArgAction::Help | clap::ArgAction::HelpShort | clap::ArgAction::Version
+            ) {
+                continue;
+            }
+            assert!(
+                arg.get_help().is_some(),
+                "{path} {} has no help line",
+                arg.get_id()
+            );
+        }
+        for sub in cmd.get_subcommands() {
+            let path = format!("{path} {}", sub.get_name());
+            assert!(sub.get_about().is_some(), "{path} has no help line");
+            walk(sub, &path);
+        }
+    }
+    walk(
+        &<civikey::cli::Cli as clap::CommandFactory>::command(),
+        "civikey",
+    );
+}
+
+#[test]
+fn help_ends_with_exit_codes_config_path_and_environment() {
+    let env = Env::new();
+    let out = env.run(&["--help"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    let tail = &text[text.find("Exit status:").expect("no exit codes")..];
+    for part in [
+        "0 success",
+        "2 usage",
+        "4 not found",
+        "CIVIKEY_DATA_DIR",
+        "NO_COLOR",
+    ] {
+        assert!(tail.contains(part), "{part}: {tail}");
+    }
+    let config = env.dir.path().join("config/civikey/config.toml");
+    assert!(
+        tail.contains(&format!("Config file: {} (not there", config.display())),
+        "{tail}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_everywhere() {
+    let env = Env::new();
+    let store = env.sample_store();
+    for (args, says) in [
+        (
+            vec!["list", "--store", "postgres://db/x"],
+            "not a store address",
+        ),
+        (
+            vec!["list", "--store", "mysql://civi:pw@db/civicrm"],
+            "password",
+        ),
+        (
+            vec!["list", "--store", "https://crm.example.org"],
+            "needs a profile",
+        ),
+        (
+            vec!["list", "--profile", "nope"],
+            "no profile named \"nope\"",
+        ),
+        (vec!["--profile", "nope"], "no profile named"),
+        (vec!["list", "--limit", "many"], "invalid value"),
+        (vec!["show", "abc", "--store", &store], "invalid value"),
+        (
+            vec!["config", "init", "--kind", "postgres"],
+            "invalid value",
+        ),
+        (vec!["completions", "tcsh"], "invalid value"),
+        (vec!["generate", "--length", "99"], "--length"),
+        (vec!["rotate", "--store", &store], "required"),
+        (vec!["frobnicate"], "unrecognized subcommand"),
+    ] {
+        let out = env.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("pw@"), "{args:?} echoed a password");
+    }
+    // With a config, an unknown profile is a usage error too; a broken config is not.
+    let config = write_config(&env, &["alpha"]);
+    let out = env.run(&["list", "--profile", "beta"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the profiles are: alpha"),
+        "{}",
+        stderr(&out)
+    );
+    fs::write(&config, "[profiles.alpha]\nkind = \"nosuch\"\n").unwrap();
+    let out = env.run(&["list"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
+
+#[test]
+fn a_closed_pipe_ends_read_only_commands_quietly_but_not_rotate() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let env = Env::new();
+    let store = env.sample_store();
+    let run_into_closed_pipe = |args: &[&str]| {
+        let mut child = binary::civikey(env.dir.path())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before civikey writes, as `| head` does after its lines.
+        drop(child.stdout.take());
+        child.wait_with_output().unwrap()
+    };
+    // A journal record, so that audit has a line to write.
+    let out = env.run(&["rotate", "102", "--yes", "--store", &store]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for args in [
+        vec!["list", "--limit", "1000"],
+        vec!["audit"],
+        vec!["show", "101"],
+        vec!["man"],
+        vec!["config", "path"],
+    ] {
+        let out = run_into_closed_pipe(&args);
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {:?} {}",
+            out.status,
+            stderr(&out)
+        );
+        assert!(
+            !stderr(&out).contains("Broken pipe") && !stderr(&out).contains("cannot write"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    // A new key that could not be delivered is never a silent death.
+    let out = run_into_closed_pipe(&["rotate", "101", "--yes", "--store", &store]);
+    assert_eq!(out.status.signal(), None, "{:?}", out.status);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(!stderr(&out).is_empty());
+}
+
+/// Runs civikey with its stdout on a pseudo-terminal and returns what it printed there.
+fn run_on_terminal(env: &Env, args: &[&str]) -> String {
+    use portable_pty::{CommandBuilder, PtySize};
+    let pty = portable_pty::native_pty_system()
+        .openpty(PtySize {
+            rows: 50,
+            cols: 200,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .unwrap();
+    let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_civikey"));
+    cmd.args(args);
+    cmd.env("CIVIKEY_DATA_DIR", env.data_dir());
+    cmd.env("HOME", env.dir.path());
+    cmd.env("XDG_CONFIG_HOME", env.dir.path().join("config"));
+    cmd.env_remove("CIVIKEY_CONFIG");
+    let mut child = pty.slave.spawn_command(cmd).unwrap();
+    drop(pty.slave);
+    let mut reader = pty.master.try_clone_reader().unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{args:?}: {status:?}");
+    let mut text = Vec::new();
+    // After the child exits, reading drains the output, then ends (EIO) once it is read.
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = std::io::Read::read(&mut reader, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        text.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+#[test]
+fn list_and_audit_print_a_header_row_on_a_terminal_only() {
+    let env = Env::new();
+    let store = env.sample_store();
+    let out = env.run(&["rotate", "101", "--yes", "--store", &store]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let on_tty = run_on_terminal(&env, &["list", "--limit", "3"]);
+    let first = on_tty.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("ID") && first.contains("NAME") && first.contains("EMAIL"),
+        "{on_tty}"
+    );
+    let plain = run_on_terminal(&env, &["list", "--limit", "3", "--no-header"]);
+    assert!(!plain.contains("NAME"), "{plain}");
+    let piped = stdout(&env.run(&["list", "--limit", "3"]));
+    assert!(!piped.contains("NAME"), "a pipe got a header: {piped}");
+    assert_eq!(piped.lines().count(), 3);
+
+    let audit = run_on_terminal(&env, &["audit"]);
+    let first = audit.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("TIME") && first.contains("OPERATOR"),
+        "{audit}"
+    );
+    let piped = stdout(&env.run(&["audit"]));
+    assert!(
+        !piped.contains("OPERATOR") && piped.contains("101"),
+        "{piped}"
+    );
+}
+
+#[test]
+fn counts_take_the_right_plural() {
+    let env = Env::new();
+    let store = env.sample_store();
+    let out = env.run(&["list", "--limit", "1", "--store", &store]);
+    assert!(
+        stderr(&out).contains("more than 1 contact matches;"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&["list", "--limit", "2", "--store", &store]);
+    assert!(
+        stderr(&out).contains("more than 2 contacts match;"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// The journal's records for a contact: (action, outcome, error), oldest first.

@@ -1,4 +1,6 @@
-//! Config loading, profile resolution, secrets and paths.
+//! Config loading, profile resolution, secrets and paths; `civikey config path|init|check`.
+
+mod binary;
 
 use std::ffi::OsString;
 use std::fs;
@@ -702,6 +704,224 @@ fn civikey_config_and_civikey_data_dir_override_the_defaults() {
     assert!(
         err.contains("gone.toml") && err.contains("does not exist"),
         "{err}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// civikey config path | init | check
+
+fn run_civikey(home: &Path, args: &[&str]) -> std::process::Output {
+    binary::civikey(home).args(args).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn init_templates_list_every_field_of_their_kind_and_load() {
+    use civikey::config_cmd::{template, InitKind};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    for kind in [
+        InitKind::Sqlite,
+        InitKind::Mysql,
+        InitKind::CivicrmRest,
+        InitKind::Cv,
+    ] {
+        let text = template(kind, &path, dir.path());
+        let (fields, form) = config::kind_fields(kind.label()).unwrap();
+        for field in fields {
+            assert!(
+                text.contains(&format!("\n# {field}: ")),
+                "{}: no comment for {field}",
+                kind.label()
+            );
+            assert!(
+                text.contains(&format!("\n{field} = "))
+                    || text.contains(&format!("\n# {field} = ")),
+                "{}: no line for {field}",
+                kind.label()
+            );
+        }
+        for other in config::kind_names() {
+            for field in config::kind_fields(other).unwrap().0 {
+                if !fields.contains(field) {
+                    assert!(
+                        !text.contains(&format!("{field} =")),
+                        "{}: {field} belongs to {other}",
+                        kind.label()
+                    );
+                }
+            }
+        }
+        assert!(text.contains(form), "{}", kind.label());
+        // Explanations are wrapped; only an example value may be longer.
+        assert!(
+            text.lines()
+                .filter(|l| !l.contains(" = "))
+                .all(|l| l.chars().count() <= 90),
+            "{text}"
+        );
+        let loaded =
+            Config::parse(&text, &path).unwrap_or_else(|e| panic!("{}: {e}\n{text}", kind.label()));
+        let summaries = loaded.summaries();
+        assert_eq!(summaries.len(), 1);
+        assert!(summaries[0].is_default);
+        assert_eq!(summaries[0].kind, kind.label());
+    }
+}
+
+#[test]
+fn config_path_says_where_and_whether() {
+    let home = tempfile::tempdir().unwrap();
+    let expected = home.path().join("config/civikey/config.toml");
+    let out = run_civikey(home.path(), &["config", "path"]);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), format!("{}\n", expected.display()));
+    assert!(
+        text(&out.stderr).contains("no config file there yet"),
+        "{}",
+        text(&out.stderr)
+    );
+    let named = home.path().join("elsewhere.toml");
+    write_file(&named, "", 0o600);
+    let out = binary::civikey(home.path())
+        .env("CIVIKEY_CONFIG", &named)
+        .args(["config", "path"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), format!("{}\n", named.display()));
+    assert!(
+        text(&out.stderr).contains("exists (named by $CIVIKEY_CONFIG)"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn init_then_check_round_trip_for_sqlite() {
+    let home = tempfile::tempdir().unwrap();
+    let out = run_civikey(home.path(), &["config", "init"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let path = home.path().join("config/civikey/config.toml");
+    assert_eq!(
+        fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let written = fs::read_to_string(&path).unwrap();
+
+    // The profile names the default store, which does not exist yet: check says so.
+    let out = run_civikey(home.path(), &["config", "check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).starts_with("FAIL  local")
+            && text(&out.stdout).contains("does not exist"),
+        "{}",
+        text(&out.stdout)
+    );
+    let store = home.path().join("data/contacts.sqlite");
+    let out = run_civikey(
+        home.path(),
+        &[
+            "seed",
+            "--sample",
+            "--store",
+            &format!("sqlite:{}", store.display()),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run_civikey(home.path(), &["config", "check"]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).starts_with("ok    local"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("1 profile checked, all fine"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run_civikey(home.path(), &["config", "check", "--connect"]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("(opened read-only)"),
+        "{}",
+        text(&out.stdout)
+    );
+    // The profile works for real commands too.
+    let out = run_civikey(home.path(), &["list", "--limit", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // A second init refuses and leaves the file as it was.
+    let out = run_civikey(home.path(), &["config", "init", "--kind", "cv"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(
+        text(&out.stderr).contains("never overwrites"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(fs::read_to_string(&path).unwrap(), written);
+}
+
+#[test]
+fn check_reads_secrets_as_a_run_would_and_says_what_is_wrong() {
+    let home = tempfile::tempdir().unwrap();
+    let out = run_civikey(home.path(), &["config", "init", "--kind", "civicrm-rest"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let key_file = home.path().join("config/civikey/crm-api.key");
+    let check = || run_civikey(home.path(), &["config", "check"]);
+
+    let out = check();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("FAIL  crm-api") && text(&out.stdout).contains("does not exist"),
+        "{}",
+        text(&out.stdout)
+    );
+    write_file(&key_file, "AdminKeyAdminKeyAdminKey0123456\n", 0o644);
+    let out = check();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("chmod 600"),
+        "{}",
+        text(&out.stdout)
+    );
+    fs::set_permissions(&key_file, fs::Permissions::from_mode(0o600)).unwrap();
+    let out = check();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("ok    crm-api          https://crm.example.org"));
+    for output in [&out.stdout, &out.stderr] {
+        assert!(!text(output).contains("AdminKey"), "a secret was printed");
+    }
+
+    // A config others may read is refused by check as by every command.
+    let config = home.path().join("config/civikey/config.toml");
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o640)).unwrap();
+    let out = check();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("chmod 600"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn check_without_a_config_points_at_init() {
+    let home = tempfile::tempdir().unwrap();
+    let out = run_civikey(home.path(), &["config", "check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("civikey config init"),
+        "{}",
+        text(&out.stderr)
     );
 }
 

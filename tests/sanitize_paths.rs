@@ -266,10 +266,12 @@ fn error_messages_quote_their_input_inert() {
     fs::create_dir(&dir_store).unwrap();
     let dir_store = format!("sqlite:{}", dir_store.display());
     let cases: Vec<(Vec<&str>, u8)> = vec![
-        (vec!["list", "--store", &missing], 1),
-        (vec!["list", "--store", &dir_store], 1),
-        (vec!["list", "--store", evil], 1),
-        (vec!["list", "--profile", evil], 1),
+        // A path holding control characters is a bad address: a usage error.
+        (vec!["list", "--store", &missing], 2),
+        (vec!["list", "--store", &dir_store], 2),
+        // Usage errors: not an address, no such profile.
+        (vec!["list", "--store", evil], 2),
+        (vec!["list", "--profile", evil], 2),
         (vec!["list", "--frobnicate", evil], 2),
         (vec![evil], 2),
         (vec!["show", evil], 2),

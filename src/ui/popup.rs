@@ -268,29 +268,8 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
 }
 
 pub(super) fn help_lines(theme: &Theme) -> Vec<Line<'static>> {
-    let rows = [
-        ("j / ↓, k / ↑", "move the selection"),
-        ("PgDn / PgUp", "move a page"),
-        ("g / G", "first / last contact"),
-        ("/", "search: id, email prefix, or name"),
-        ("Enter/Esc (search)", "keep / clear the filter"),
-        ("r or Enter", "new key for the selected contact"),
-        ("x", "revoke the selected contact's key"),
-        ("u", "undo the last change (10 minutes, asks y)"),
-        ("space / * / o", "mark one / all matching / old keys"),
-        ("U", "unmark all"),
-        ("R", "rotate the marked contacts (keys to a file)"),
-        ("A", "list keys older than N days, oldest first"),
-        ("a", "audit (f: this store / contact / all stores)"),
-        ("h", "key health: findings; mark, R rotate, x revoke"),
-        ("c (new key shown)", "copy the key by OSC 52"),
-        ("y / n", "confirm / cancel, in every confirm"),
-        ("?", "this help"),
-        ("Esc or q", "close a popup; q in the list: quit"),
-        ("Ctrl-C", "quit; a change in flight finishes first"),
-        ("Ctrl-C twice", "quit at once (the next run settles it)"),
-    ];
-    let mut lines: Vec<Line> = rows
+    // The same table as the man page and the README.
+    let mut lines: Vec<Line> = crate::reference::TUI_KEYS
         .iter()
         .map(|(k, v)| {
             Line::from(vec![
