@@ -140,6 +140,8 @@ fn data_from(contacts: &[SeedContact]) -> Value {
                 "contact_type": c.contact_type,
                 "display_name": c.display_name,
                 "sort_name": c.sort_name,
+                "first_name": c.first_name,
+                "last_name": c.last_name,
                 "is_deleted": c.is_deleted,
                 "api_key": c.api_key.as_ref().map(|k| k.expose()),
                 "emails": c.email.iter().map(|e| json!({"email": e, "is_primary": true})).collect::<Vec<_>>(),

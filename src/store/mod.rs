@@ -5,6 +5,7 @@
 //! so the rotation workflow can tell "nothing happened" from "it may have happened".
 
 pub mod cv;
+pub mod fold;
 pub mod mysql;
 pub mod rest;
 pub mod spec;
@@ -75,9 +76,11 @@ pub struct Contact {
     pub cms: CmsLink,
 }
 
-/// A search. Text is matched as CiviCRM's quick search does: digits match the id, text
-/// with `@` matches the start of the primary email, other text the start of the sort name,
-/// the display name, or any word of the name.
+/// A search. Text is matched as CiviCRM's indexes can answer it (see [`Matcher`]): digits
+/// match the id, text with `@` the start of the primary email, other text the start of the
+/// sort, first, last, organisation or household name, or (two or more words) a first-name
+/// prefix and a last-name prefix in either order. With `deep`, a name text also finds a
+/// word inside the display name: no index answers that, so it is never sent per keystroke.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Query {
     pub text: String,
@@ -85,6 +88,10 @@ pub struct Query {
     pub limit: usize,
     /// Where the previous page stopped; None for the first page.
     pub after: Option<Cursor>,
+    /// Also match a word inside the display name (`display_name LIKE '% text%'`): reads
+    /// every contact on a big site, so only an explicit request (Enter in the search box,
+    /// `--deep`) sets it.
+    pub deep: bool,
 }
 
 impl Query {
@@ -94,6 +101,7 @@ impl Query {
             include_deleted: true,
             limit,
             after: None,
+            deep: false,
         }
     }
 
@@ -118,6 +126,66 @@ pub enum Matcher<'a> {
     Id(ContactId),
     EmailPrefix(&'a str),
     Name(&'a str),
+}
+
+/// The ways a name text of two or more words splits into a first-name prefix and a
+/// last-name prefix: `mary ann lee` gives (`mary`, `ann lee`) and (`mary ann`, `lee`).
+/// Each pair is tried in both orders (first AND last, last AND first).
+pub fn name_splits(text: &str) -> Vec<(&str, &str)> {
+    let text = text.trim();
+    text.char_indices()
+        .filter(|(_, c)| c.is_whitespace())
+        .map(|(i, _)| (text[..i].trim_end(), text[i..].trim_start()))
+        .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+        .fold(Vec::new(), |mut out, pair| {
+            if !out.contains(&pair) {
+                out.push(pair);
+            }
+            out
+        })
+}
+
+/// A contact's names as a name search reads them (CiviCRM's columns).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Names<'a> {
+    pub sort_name: Option<&'a str>,
+    pub first_name: Option<&'a str>,
+    pub last_name: Option<&'a str>,
+    pub organization_name: Option<&'a str>,
+    pub household_name: Option<&'a str>,
+    pub display_name: Option<&'a str>,
+}
+
+/// Whether a name search for `text` finds a contact with `names`, every comparison made
+/// on [`fold::fold`]ed text (case and accents ignored, as MySQL's utf8mb4 `_ci`
+/// collations compare). The one definition of a name match: the SQLite store tests its
+/// candidates with it, and the contract test holds every store to the same answers.
+pub fn name_matches(text: &str, names: &Names<'_>, deep: bool) -> bool {
+    let text = fold::fold(text.trim());
+    if text.is_empty() {
+        return true;
+    }
+    let starts = |name: Option<&str>, prefix: &str| {
+        name.is_some_and(|n| fold::fold(n).starts_with(prefix))
+    };
+    let one_name = [
+        names.sort_name,
+        names.first_name,
+        names.last_name,
+        names.organization_name,
+        names.household_name,
+    ]
+    .into_iter()
+    .any(|n| starts(n, &text));
+    one_name
+        || name_splits(&text).into_iter().any(|(a, b)| {
+            (starts(names.first_name, a) && starts(names.last_name, b))
+                || (starts(names.last_name, a) && starts(names.first_name, b))
+        })
+        || (deep
+            && names
+                .display_name
+                .is_some_and(|d| fold::fold(d).contains(&format!(" {text}"))))
 }
 
 /// Where a page ended. Each store picks the form its backend pages best with.

@@ -53,6 +53,8 @@ pub struct FakeContact {
     pub contact_type: String,
     pub display_name: String,
     pub sort_name: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
     pub email: Option<String>,
     pub is_deleted: bool,
     pub api_key: Option<String>,
@@ -95,6 +97,8 @@ impl FakeCivi {
                 contact_type: c.contact_type,
                 display_name: c.display_name,
                 sort_name: c.sort_name,
+                first_name: c.first_name,
+                last_name: c.last_name,
                 email: c.email,
                 is_deleted: c.is_deleted,
                 api_key: c.api_key.map(|k| k.expose().to_string()),
@@ -426,6 +430,12 @@ fn value_of(c: &FakeContact, field: &str, alias: Option<&str>) -> Result<Value, 
         "display_name" => json!(c.display_name),
         "sort_name" => json!(c.sort_name),
         "contact_type" => json!(c.contact_type),
+        "first_name" => json!(c.first_name),
+        "last_name" => json!(c.last_name),
+        // CiviCRM keeps an organisation's or household's name in its own column and makes
+        // the display name from it.
+        "organization_name" => json!((c.contact_type == "Organization").then_some(&c.display_name)),
+        "household_name" => json!((c.contact_type == "Household").then_some(&c.display_name)),
         "is_deleted" => json!(c.is_deleted),
         "email_primary.email" => json!(c.email),
         "api_key" => json!(c.api_key),
@@ -465,12 +475,12 @@ fn equal(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// LIKE with `%`, `_` and `\` escapes, case-insensitive.
+/// LIKE with `%`, `_` and `\` escapes, case- and accent-insensitive (as utf8mb4 `_ci`).
 fn like(text: &str, pattern: &str) -> bool {
-    let t: Vec<char> = text.to_lowercase().chars().collect();
+    use civikey::store::fold::fold;
+    let t: Vec<char> = fold(text).chars().collect();
     let mut p: Vec<(char, bool)> = Vec::new(); // (char, is_literal)
-    let mut chars = pattern
-        .to_lowercase()
+    let mut chars = fold(pattern)
         .chars()
         .collect::<Vec<_>>()
         .into_iter();
