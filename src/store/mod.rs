@@ -89,8 +89,8 @@ pub struct Query {
     /// Where the previous page stopped; None for the first page.
     pub after: Option<Cursor>,
     /// Also match a word inside the display name (`display_name LIKE '% text%'`): reads
-    /// every contact on a big site, so only an explicit request (Enter in the search box,
-    /// `--deep`) sets it.
+    /// every contact on a big site, so only an explicit request (Enter in the search box)
+    /// sets it.
     pub deep: bool,
 }
 

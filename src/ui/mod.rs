@@ -96,7 +96,7 @@ fn footer_keys(mode: Mode) -> &'static str {
         Mode::List => {
             "/ search  r new key  x revoke  space mark  R rotate  a audit  ? help  q quit"
         }
-        Mode::Search => "type to filter  Enter keep  Esc clear  ↑/↓ move",
+        Mode::Search => "type to filter  Enter keep, search all names  Esc clear  ↑/↓ move",
         Mode::Help | Mode::Message => "Esc/Enter close",
         Mode::NewKey => "r regenerate  Enter continue  Esc cancel",
         Mode::Confirm | Mode::ConfirmRevoke => "y yes  n/Esc no",
@@ -110,7 +110,21 @@ fn footer_keys(mode: Mode) -> &'static str {
 }
 
 fn draw_footer(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
-    let line = if let Some(input) = &app.search_input {
+    let line = if let Some(deep) = &app.deep_search {
+        Line::from(vec![
+            Span::styled(" / ", theme.accent()),
+            Span::raw(crate::sanitize::SafeText::new(&deep.text).truncated(30)),
+            Span::raw("  "),
+            Span::styled(
+                format!(
+                    "searching all names... {:.1} s",
+                    deep.elapsed.as_secs_f64()
+                ),
+                theme.accent(),
+            ),
+            Span::styled("  Esc cancels", theme.dim()),
+        ])
+    } else if let Some(input) = &app.search_input {
         Line::from(vec![
             Span::styled(" / ", theme.accent()),
             Span::raw(crate::sanitize::SafeText::new(input).truncated(50)),

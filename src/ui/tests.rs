@@ -178,6 +178,26 @@ fn search_in_progress_80x24() {
 }
 
 #[test]
+fn a_deep_search_shows_searching_all_names_with_its_time() {
+    let mut app = app(true);
+    act(&mut app, Action::StartSearch);
+    act(&mut app, Action::SearchChar('l'));
+    act(&mut app, Action::SearchAccept);
+    let seq = app.deep_search.as_ref().map(|d| d.seq).unwrap();
+    app.update(Msg::DeepSearchRunning {
+        seq,
+        elapsed: std::time::Duration::from_millis(2345),
+    });
+    let term = render(&mut app, 80, 24);
+    let buffer = term.backend().buffer();
+    let footer: String = (0..80).map(|x| buffer[(x, 23)].symbol().to_string()).collect();
+    assert!(
+        footer.contains("searching all names... 2.3 s  Esc cancels"),
+        "{footer:?}"
+    );
+}
+
+#[test]
 fn no_size_panics() {
     for (w, h) in [
         (1, 1),
