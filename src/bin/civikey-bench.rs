@@ -3,6 +3,12 @@
 //!
 //!   cargo run --release --bin civikey-bench -- --sizes 1000,100000,1000000 --dir DIR
 //!   cargo run --bin civikey-bench -- --ci          # 20,000 contacts in a temporary folder
+//!   civikey-bench --profile NAME [--texts "car,Jing Ch,zzzq"] [--rounds N]
+//!   civikey-bench --store ADDRESS [--texts ...]     # as civikey's --store
+//!
+//! With `--profile` (or `--store`) the texts are typed key by key through the app against
+//! that configured store, opened read-only, waiting for each answer; one line per text,
+//! then `keystrokes=N p50_ms=X p99_ms=Y max_ms=Z`.
 //!
 //! Each size runs in a child process of its own, so its peak RSS (getrusage ru_maxrss) is
 //! that size's alone. Stores are made once in DIR (`bench-N.sqlite`) and reused. With
@@ -66,7 +72,15 @@ struct Options {
     dir: Option<PathBuf>,
     rounds: usize,
     ci: bool,
+    /// A configured profile (or a `--store` address) to type the texts against.
+    profile: Option<String>,
+    store: Option<String>,
+    texts: Vec<String>,
 }
+
+/// What `--profile` types when no `--texts` are given: the timings' texts (a letter, a
+/// common prefix, a surname, a no-match), a first and last name, a sort name.
+const PROFILE_TEXTS: &[&str] = &["c", "car", "carter", "zzzq", "Jing Ch", "Chen, Jing"];
 
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut options = Options {
@@ -74,6 +88,9 @@ fn parse(args: &[String]) -> Result<Options, String> {
         dir: None,
         rounds: 5,
         ci: false,
+        profile: None,
+        store: None,
+        texts: PROFILE_TEXTS.iter().map(|t| t.to_string()).collect(),
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -90,6 +107,16 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--rounds" => {
                 options.rounds = value()?.parse().map_err(|e| format!("--rounds: {e}"))?
             }
+            "--profile" => options.profile = Some(value()?.clone()),
+            "--store" => options.store = Some(value()?.clone()),
+            "--texts" => {
+                options.texts = value()?
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(String::from)
+                    .collect()
+            }
             "--ci" => {
                 options.ci = true;
                 options.sizes = vec![20_000];
@@ -97,7 +124,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown argument {other:?} (use --sizes N,N,.. --dir DIR --rounds N, or --ci)"
+                    "unknown argument {other:?} (use --sizes N,N,.. --dir DIR --rounds N, --ci, or --profile NAME [--texts A,B])"
                 ))
             }
         }
@@ -123,6 +150,9 @@ struct Report {
 
 fn parent(args: &[String]) -> Result<(), String> {
     let options = parse(args)?;
+    if options.profile.is_some() || options.store.is_some() {
+        return against_profile(&options);
+    }
     // Without --dir, a folder of our own that is removed afterwards.
     let (dir, remove) = match &options.dir {
         Some(dir) => (dir.clone(), false),
@@ -611,4 +641,99 @@ fn peak_rss_kib() -> i64 {
     } else {
         -1
     }
+}
+
+/// The store a profile (or a `--store` address) names, as civikey resolves it, read-only.
+fn profile_spec(options: &Options) -> Result<StoreSpec, String> {
+    use civikey::config::{self, Config};
+    let data_dir = config::data_dir().map_err(|e| e.to_string())?;
+    let config = Config::load_default().map_err(|e| e.to_string())?;
+    let resolved = match &config {
+        Some(c) => c.resolve(
+            options.store.as_deref(),
+            options.profile.as_deref(),
+            &data_dir,
+            true,
+        ),
+        None => config::resolve_without_config(
+            options.store.as_deref(),
+            options.profile.as_deref(),
+            &data_dir,
+            true,
+        ),
+    }
+    .map_err(|e| e.to_string())?;
+    Ok(match resolved.spec {
+        spec @ StoreSpec::Sqlite { .. } => spec,
+        spec => StoreSpec::ReadOnly(Box::new(spec)),
+    })
+}
+
+/// `--profile`: types each text key by key through the app against that store, waiting
+/// for each answer (update -> the store's search -> Searched -> draw), `rounds` times.
+fn against_profile(options: &Options) -> Result<(), String> {
+    let spec = profile_spec(options)?;
+    let location = spec.location();
+    let bytes = Counter::default();
+    let screen = Screen::fixed(bytes.clone(), WIDTH, HEIGHT).map_err(|e| e.to_string())?;
+    let app_options = AppOptions {
+        location: location.clone(),
+        color: true,
+        clipboard_warning: None,
+        data_dir: std::env::temp_dir(),
+    };
+    let (mut app, _open) = App::new(app_options, Box::new(SeededKeySource::new(SEED)));
+    app.update(Msg::Resize {
+        width: WIDTH,
+        height: HEIGHT,
+    });
+    let opened = Instant::now();
+    let store = spec.open().map_err(|e| format!("{location}: {e}"))?;
+    let cmds = app.update(Msg::StoreOpened(Ok(store.info())));
+    let mut h = Harness {
+        app,
+        store,
+        screen,
+        bytes,
+    };
+    h.run(cmds)?;
+    h.screen.draw(&h.app).map_err(|e| e.to_string())?;
+    eprintln!(
+        "civikey-bench: {location}: opened and first page in {} ms",
+        ms(opened.elapsed())
+    );
+    let mut all = Vec::new();
+    for round in 0..options.rounds.max(1) {
+        for text in &options.texts {
+            h.act(Action::StartSearch)?;
+            let mut times = Vec::new();
+            for c in text.chars() {
+                let t = Instant::now();
+                h.act(Action::SearchChar(c))?;
+                times.push(t.elapsed());
+            }
+            let shown = h.app.contacts.len();
+            let more = if h.app.next.is_some() { "+" } else { "" };
+            h.act(Action::SearchClear)?;
+            let max = times.iter().max().copied().unwrap_or_default();
+            let total: Duration = times.iter().sum();
+            println!(
+                "round={} text={text:?} keystrokes={} total_ms={} max_ms={} shown={shown}{more}",
+                round + 1,
+                times.len(),
+                ms(total),
+                ms(max)
+            );
+            all.extend(times);
+        }
+    }
+    all.sort();
+    println!(
+        "keystrokes={} p50_ms={} p99_ms={} max_ms={}",
+        all.len(),
+        ms(percentile(&all, 50.0)),
+        ms(percentile(&all, 99.0)),
+        ms(all.last().copied().unwrap_or_default())
+    );
+    Ok(())
 }
