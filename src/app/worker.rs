@@ -103,7 +103,10 @@ fn search_with_ticks(
                 finished.recv_timeout(DEEP_TICK)
             {
                 let elapsed = started.elapsed();
-                if results.send(Msg::DeepSearchRunning { seq, elapsed }).is_err() {
+                if results
+                    .send(Msg::DeepSearchRunning { seq, elapsed })
+                    .is_err()
+                {
                     return;
                 }
             }

@@ -16,7 +16,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,7 @@ use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::{Zeroize, Zeroizing};
 
+use super::cv_pipe::{PipeError, PipeSession};
 use super::spec::CvOptions;
 use super::{
     CmsLink, Contact, ContactId, ContactStore, Cursor, Matcher, Page, Query, StoreError, StoreInfo,
@@ -83,6 +84,17 @@ pub struct CvStore {
     site: PathBuf,
     binary: PathBuf,
     timeout: Duration,
+    /// The `cv pipe` session every call goes through when this cv has one.
+    pipe: Mutex<Pipe>,
+}
+
+/// The store's `cv pipe` session (see [`super::cv_pipe`]).
+enum Pipe {
+    /// Not running: the next call starts one (first call, or after it died or timed out).
+    Closed,
+    Open(PipeSession),
+    /// This cv has no usable pipe: every call is its own `cv api4`.
+    Unavailable,
 }
 
 impl CvStore {
@@ -122,6 +134,7 @@ impl CvStore {
             site,
             binary: opts.cv_binary.clone(),
             timeout: opts.timeout,
+            pipe: Mutex::new(Pipe::Closed),
         })
     }
 
@@ -144,6 +157,72 @@ impl CvStore {
             .map_err(Failure::for_write)
     }
 
+    /// Runs the call through the store's `cv pipe` session (starting it when none runs);
+    /// None when this cv has no usable pipe, for the caller to run `cv api4` instead.
+    fn call_pipe(
+        &self,
+        action: Action,
+        payload: &[u8],
+        secrets: &[&ApiKey],
+    ) -> Option<Result<Zeroizing<Vec<u8>>, Failure>> {
+        let mut pipe = self.pipe.lock().ok()?;
+        let deadline = Instant::now() + self.timeout;
+        if let Pipe::Open(session) = &mut *pipe {
+            if !session.alive() {
+                *pipe = Pipe::Closed;
+            }
+        }
+        if matches!(*pipe, Pipe::Closed) {
+            match PipeSession::start(&self.binary, &self.site, deadline) {
+                Ok(session) => *pipe = Pipe::Open(session),
+                Err(PipeError::Unavailable(_)) => {
+                    *pipe = Pipe::Unavailable;
+                    return None;
+                }
+                // The request was never sent: nothing happened, whatever the call.
+                Err(PipeError::Timeout(why)) => {
+                    return Some(Err(Failure::NotStarted(StoreError::Timeout(
+                        SafeText::new(&why),
+                    ))))
+                }
+                Err(PipeError::Died(why) | PipeError::Api(why)) => {
+                    return Some(Err(Failure::NotStarted(StoreError::unreachable(redact(
+                        &why, secrets,
+                    )))))
+                }
+            }
+        }
+        let Pipe::Open(session) = &mut *pipe else {
+            return None;
+        };
+        let mut answer = session.api4("Contact", action.verb(), payload, deadline);
+        if let (Action::Get, Err(PipeError::Died(_))) = (action, &answer) {
+            // A read may run again: once, on a new session (a write never is: it may have
+            // been applied).
+            answer = PipeSession::start(&self.binary, &self.site, deadline).and_then(|mut s| {
+                let again = s.api4("Contact", action.verb(), payload, deadline);
+                *pipe = Pipe::Open(s);
+                again
+            });
+        }
+        Some(answer.map_err(|e| {
+            let (kind, why) = match e {
+                // The API refused the call; the session goes on.
+                PipeError::Api(why) => (FailKind::Exit, format!("cv pipe: {why}")),
+                PipeError::Timeout(why) => {
+                    *pipe = Pipe::Closed;
+                    (FailKind::Timeout, why)
+                }
+                PipeError::Died(why) | PipeError::Unavailable(why) => {
+                    // The next call starts a new session.
+                    *pipe = Pipe::Closed;
+                    (FailKind::Exit, why)
+                }
+            };
+            Failure::ran(kind, redact(&why, secrets))
+        }))
+    }
+
     /// Runs cv once: params on stdin, stdout and stderr read concurrently and capped, the
     /// whole process group killed and reaped at the deadline.
     fn call(
@@ -159,6 +238,9 @@ impl CvStore {
                 "cannot encode the cv request: {e}"
             )))
         })?;
+        if let Some(answer) = self.call_pipe(action, &payload, secrets) {
+            return answer;
+        }
 
         // All three streams piped: nothing cv prints reaches the terminal unsanitized.
         #[allow(clippy::disallowed_methods)]
@@ -514,6 +596,14 @@ impl Action {
         match self {
             Action::Get => "Contact.get",
             Action::Update => "Contact.update",
+        }
+    }
+
+    /// The action alone, as `cv pipe`'s api4 method takes it.
+    fn verb(self) -> &'static str {
+        match self {
+            Action::Get => "get",
+            Action::Update => "update",
         }
     }
 }

@@ -50,7 +50,11 @@ mod tests {
             assert_eq!(fold(a), fold(b), "{a} / {b}");
         }
         assert_ne!(fold("Søren"), fold("soren"), "ø has no decomposition");
-        assert_ne!(fold("Иван"), fold("ivan"), "no transliteration across scripts");
+        assert_ne!(
+            fold("Иван"),
+            fold("ivan"),
+            "no transliteration across scripts"
+        );
         assert_eq!(fold("山田"), "山田");
     }
 }

@@ -5,6 +5,7 @@
 //! so the rotation workflow can tell "nothing happened" from "it may have happened".
 
 pub mod cv;
+mod cv_pipe;
 pub mod fold;
 pub mod mysql;
 pub mod rest;
@@ -165,9 +166,8 @@ pub fn name_matches(text: &str, names: &Names<'_>, deep: bool) -> bool {
     if text.is_empty() {
         return true;
     }
-    let starts = |name: Option<&str>, prefix: &str| {
-        name.is_some_and(|n| fold::fold(n).starts_with(prefix))
-    };
+    let starts =
+        |name: Option<&str>, prefix: &str| name.is_some_and(|n| fold::fold(n).starts_with(prefix));
     let one_name = [
         names.sort_name,
         names.first_name,

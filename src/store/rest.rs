@@ -775,8 +775,20 @@ pub(crate) fn name_where(text: &str, deep: bool) -> Value {
     .map(|field| json!([field, "LIKE", prefix]))
     .collect();
     for (a, b) in super::name_splits(text) {
-        any.push(json!(["AND", [["first_name", "LIKE", like(a)], ["last_name", "LIKE", like(b)]]]));
-        any.push(json!(["AND", [["last_name", "LIKE", like(a)], ["first_name", "LIKE", like(b)]]]));
+        any.push(json!([
+            "AND",
+            [
+                ["first_name", "LIKE", like(a)],
+                ["last_name", "LIKE", like(b)]
+            ]
+        ]));
+        any.push(json!([
+            "AND",
+            [
+                ["last_name", "LIKE", like(a)],
+                ["first_name", "LIKE", like(b)]
+            ]
+        ]));
     }
     if deep {
         any.push(json!(["display_name", "LIKE", format!("% {prefix}")]));

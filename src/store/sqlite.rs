@@ -1404,11 +1404,9 @@ mod tests {
     fn every_plan_answers_as_the_reference() {
         let (_dir, mut store) = store_with(3000);
         assert!(store.indexed);
-        for text in QUERIES
-            .iter()
-            .copied()
-            .chain(["  lead", "tail", "double", "gap", "a_b", "ann l", "l ann", "jose"])
-        {
+        for text in QUERIES.iter().copied().chain([
+            "  lead", "tail", "double", "gap", "a_b", "ann l", "l ann", "jose",
+        ]) {
             for deleted in [true, false] {
                 let expected = reference(&store.conn, text, deleted);
                 for dense in [0, 20, DENSE_MATCHES] {
@@ -1436,7 +1434,13 @@ mod tests {
         let deep = |store: &mut SqliteStore, text: &str| {
             let mut q = Query::new(text, 1000);
             q.deep = true;
-            store.search(&q).unwrap().contacts.iter().map(|c| c.id).collect::<Vec<_>>()
+            store
+                .search(&q)
+                .unwrap()
+                .contacts
+                .iter()
+                .map(|c| c.id)
+                .collect::<Vec<_>>()
         };
         for text in ["der Berg", "lee", "gap", "Widgets"] {
             let expected = reference_with(&store.conn, text, true, true);
@@ -1497,8 +1501,18 @@ mod tests {
         }
         let mut q = Query::new("etoile", 10);
         q.deep = true;
-        let found: Vec<_> = store.search(&q).unwrap().contacts.iter().map(|c| c.id).collect();
-        assert_eq!(found, vec![4], "a deep search finds the word inside the name");
+        let found: Vec<_> = store
+            .search(&q)
+            .unwrap()
+            .contacts
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(
+            found,
+            vec![4],
+            "a deep search finds the word inside the name"
+        );
     }
 
     fn word_rows(conn: &Connection) -> Vec<(String, i64, String, String)> {
@@ -1540,7 +1554,11 @@ mod tests {
         for text in ["zebra", "quentin", "quokka", "xavier q", "QUOKKA X"] {
             let expected = reference(&store.conn, text, true);
             assert!(!expected.is_empty(), "{text}");
-            assert_eq!(ids(&mut read_only, text, true), expected, "{text} read-only");
+            assert_eq!(
+                ids(&mut read_only, text, true),
+                expected,
+                "{text} read-only"
+            );
             assert_eq!(ids(&mut store, text, true), expected, "{text}");
         }
         assert!(ids(&mut store, "quokka", false).is_empty());
@@ -1637,13 +1655,20 @@ mod tests {
         // Once: a second open keeps the table as it is (a marker row survives).
         store
             .conn
-            .execute("INSERT INTO civikey_word VALUES ('marker', 1, '', 'm', 'ma')", [])
+            .execute(
+                "INSERT INTO civikey_word VALUES ('marker', 1, '', 'm', 'ma')",
+                [],
+            )
             .unwrap();
         drop(store);
         let store = SqliteStore::open(&path).unwrap();
         let marker: i64 = store
             .conn
-            .query_row("SELECT count(*) FROM civikey_word WHERE word = 'marker'", [], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) FROM civikey_word WHERE word = 'marker'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(marker, 1);
     }

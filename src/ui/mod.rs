@@ -116,10 +116,7 @@ fn draw_footer(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             Span::raw(crate::sanitize::SafeText::new(&deep.text).truncated(30)),
             Span::raw("  "),
             Span::styled(
-                format!(
-                    "searching all names... {:.1} s",
-                    deep.elapsed.as_secs_f64()
-                ),
+                format!("searching all names... {:.1} s", deep.elapsed.as_secs_f64()),
                 theme.accent(),
             ),
             Span::styled("  Esc cancels", theme.dim()),

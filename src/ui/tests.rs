@@ -190,7 +190,9 @@ fn a_deep_search_shows_searching_all_names_with_its_time() {
     });
     let term = render(&mut app, 80, 24);
     let buffer = term.backend().buffer();
-    let footer: String = (0..80).map(|x| buffer[(x, 23)].symbol().to_string()).collect();
+    let footer: String = (0..80)
+        .map(|x| buffer[(x, 23)].symbol().to_string())
+        .collect();
     assert!(
         footer.contains("searching all names... 2.3 s  Esc cancels"),
         "{footer:?}"

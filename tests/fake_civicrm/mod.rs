@@ -480,10 +480,7 @@ fn like(text: &str, pattern: &str) -> bool {
     use civikey::store::fold::fold;
     let t: Vec<char> = fold(text).chars().collect();
     let mut p: Vec<(char, bool)> = Vec::new(); // (char, is_literal)
-    let mut chars = fold(pattern)
-        .chars()
-        .collect::<Vec<_>>()
-        .into_iter();
+    let mut chars = fold(pattern).chars().collect::<Vec<_>>().into_iter();
     while let Some(c) = chars.next() {
         if c == '\\' {
             if let Some(n) = chars.next() {
