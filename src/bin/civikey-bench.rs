@@ -8,7 +8,10 @@
 //!
 //! With `--profile` (or `--store`) the texts are typed key by key through the app against
 //! that configured store, opened read-only, waiting for each answer; one line per text,
-//! then `keystrokes=N p50_ms=X p99_ms=Y max_ms=Z`.
+//! then `keystrokes=N p50_ms=X p99_ms=Y max_ms=Z`. With `--peer` on a MySQL store, each
+//! keystroke's text is also sent as CiviCRM's own Contact.autocomplete SQL (from
+//! shared/civicrm-recorded/timings.md, query h) on a connection of its own, in the same
+//! run, and a `peer ...` line gives its figures.
 //!
 //! Each size runs in a child process of its own, so its peak RSS (getrusage ru_maxrss) is
 //! that size's alone. Stores are made once in DIR (`bench-N.sqlite`) and reused. With
@@ -76,6 +79,7 @@ struct Options {
     profile: Option<String>,
     store: Option<String>,
     texts: Vec<String>,
+    peer: bool,
 }
 
 /// What `--profile` types when no `--texts` are given: the timings' texts (a letter, a
@@ -91,6 +95,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         profile: None,
         store: None,
         texts: PROFILE_TEXTS.iter().map(|t| t.to_string()).collect(),
+        peer: false,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -109,6 +114,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             }
             "--profile" => options.profile = Some(value()?.clone()),
             "--store" => options.store = Some(value()?.clone()),
+            "--peer" => options.peer = true,
             "--texts" => {
                 options.texts = value()?
                     .split(',')
@@ -702,15 +708,29 @@ fn against_profile(options: &Options) -> Result<(), String> {
         "civikey-bench: {location}: opened and first page in {} ms",
         ms(opened.elapsed())
     );
+    let mut peer = match (&spec, options.peer) {
+        (StoreSpec::ReadOnly(inner), true) => match inner.as_ref() {
+            StoreSpec::Mysql(o) => Some(Autocomplete::connect(o)?),
+            _ => return Err("--peer needs a MySQL store".into()),
+        },
+        (_, true) => return Err("--peer needs a MySQL store".into()),
+        _ => None,
+    };
+    let mut peer_times = Vec::new();
     let mut all = Vec::new();
     for round in 0..options.rounds.max(1) {
         for text in &options.texts {
             h.act(Action::StartSearch)?;
             let mut times = Vec::new();
+            let mut typed = String::new();
             for c in text.chars() {
+                typed.push(c);
                 let t = Instant::now();
                 h.act(Action::SearchChar(c))?;
                 times.push(t.elapsed());
+                if let Some(peer) = peer.as_mut() {
+                    peer_times.push(peer.time(&typed)?);
+                }
             }
             let shown = h.app.contacts.len();
             let more = if h.app.next.is_some() { "+" } else { "" };
@@ -727,6 +747,16 @@ fn against_profile(options: &Options) -> Result<(), String> {
             all.extend(times);
         }
     }
+    if peer.is_some() {
+        peer_times.sort();
+        println!(
+            "peer=Contact.autocomplete-sql keystrokes={} p50_ms={} p99_ms={} max_ms={}",
+            peer_times.len(),
+            ms(percentile(&peer_times, 50.0)),
+            ms(percentile(&peer_times, 99.0)),
+            ms(peer_times.last().copied().unwrap_or_default())
+        );
+    }
     all.sort();
     println!(
         "keystrokes={} p50_ms={} p99_ms={} max_ms={}",
@@ -736,4 +766,40 @@ fn against_profile(options: &Options) -> Result<(), String> {
         ms(all.last().copied().unwrap_or_default())
     );
     Ok(())
+}
+
+/// CiviCRM's Contact.autocomplete, as the SQL it generates (timings.md, query h): sort
+/// name containing the text, 16 rows, on a connection of its own.
+struct Autocomplete {
+    conn: mysql::Conn,
+}
+
+impl Autocomplete {
+    fn connect(options: &MysqlOptions) -> Result<Self, String> {
+        Ok(Autocomplete {
+            conn: civikey::store::mysql::open_connection(options).map_err(|e| e.to_string())?,
+        })
+    }
+
+    fn time(&mut self, text: &str) -> Result<Duration, String> {
+        use mysql::prelude::Queryable;
+        let pattern = format!(
+            "%{}%",
+            civikey::store::like_prefix(text, '!').trim_end_matches('%')
+        );
+        let started = Instant::now();
+        let rows: Vec<mysql::Row> = self
+            .conn
+            .exec(
+                // civikey's test schema has no contact_sub_type; the rest is CiviCRM's SQL.
+                "SELECT a.id, a.sort_name, a.contact_type, a.contact_type
+                   FROM civicrm_contact a
+                  WHERE a.sort_name LIKE ? ESCAPE '!' AND a.is_deleted = 0
+                  ORDER BY a.sort_name ASC LIMIT 16 OFFSET 0",
+                (pattern,),
+            )
+            .map_err(|e| e.to_string())?;
+        drop(rows);
+        Ok(started.elapsed())
+    }
 }

@@ -242,7 +242,7 @@ impl StoreError {
 
 /// `text` as a SQL LIKE prefix: its own wildcards (`%`, `_`) and the escape character
 /// escaped by `escape`, then `%`. Every store's name and email search uses it.
-pub(crate) fn like_prefix(text: &str, escape: char) -> String {
+pub fn like_prefix(text: &str, escape: char) -> String {
     let mut out = String::with_capacity(text.len() + 1);
     for c in text.chars() {
         if matches!(c, '%' | '_') || c == escape {
