@@ -28,9 +28,33 @@ pub fn fold(text: &str) -> String {
         .collect()
 }
 
+/// Whether `text`, folded, starts with `prefix` (already folded); ASCII text is compared
+/// without folding a copy.
+pub fn starts_with_folded(text: &str, prefix: &str) -> bool {
+    if text.is_ascii() {
+        return text.len() >= prefix.len()
+            && text.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+            && prefix.is_ascii();
+    }
+    fold(text).starts_with(prefix)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::fold;
+    use super::{fold, starts_with_folded};
+
+    #[test]
+    fn folded_prefixes() {
+        assert!(starts_with_folded("Carter", "car"));
+        assert!(starts_with_folded("CARTER", "carter"));
+        assert!(!starts_with_folded("Car", "cart"));
+        assert!(starts_with_folded("José", "jose"));
+        assert!(
+            !starts_with_folded("Jose", "josé"),
+            "a folded prefix has no accents"
+        );
+        assert!(starts_with_folded("Straße", "strass"));
+    }
 
     #[test]
     fn case_and_accents_fold_in_every_script() {

@@ -162,30 +162,68 @@ pub struct Names<'a> {
 /// collations compare). The one definition of a name match: the SQLite store tests its
 /// candidates with it, and the contract test holds every store to the same answers.
 pub fn name_matches(text: &str, names: &Names<'_>, deep: bool) -> bool {
-    let text = fold::fold(text.trim());
-    if text.is_empty() {
-        return true;
+    NameQuery::new(text).matches(names, deep)
+}
+
+/// A name search's text, folded and split once, for testing many contacts.
+pub struct NameQuery {
+    text: String,
+    splits: Vec<(String, String)>,
+    /// ` text`: a word inside the display name starts so.
+    inner_word: String,
+}
+
+impl NameQuery {
+    pub fn new(text: &str) -> Self {
+        let text = fold::fold(text.trim());
+        let splits = name_splits(&text)
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        NameQuery {
+            inner_word: format!(" {text}"),
+            text,
+            splits,
+        }
     }
-    let starts =
-        |name: Option<&str>, prefix: &str| name.is_some_and(|n| fold::fold(n).starts_with(prefix));
-    let one_name = [
-        names.sort_name,
-        names.first_name,
-        names.last_name,
-        names.organization_name,
-        names.household_name,
-    ]
-    .into_iter()
-    .any(|n| starts(n, &text));
-    one_name
-        || name_splits(&text).into_iter().any(|(a, b)| {
-            (starts(names.first_name, a) && starts(names.last_name, b))
-                || (starts(names.last_name, a) && starts(names.first_name, b))
-        })
-        || (deep
-            && names
-                .display_name
-                .is_some_and(|d| fold::fold(d).contains(&format!(" {text}"))))
+
+    /// [`name_matches`] for this text.
+    pub fn matches(&self, names: &Names<'_>, deep: bool) -> bool {
+        if self.text.is_empty() {
+            return true;
+        }
+        let starts = |name: Option<&str>, prefix: &str| {
+            name.is_some_and(|n| fold::starts_with_folded(n, prefix))
+        };
+        let one_name = [
+            names.sort_name,
+            names.first_name,
+            names.last_name,
+            names.organization_name,
+            names.household_name,
+        ]
+        .into_iter()
+        .any(|n| starts(n, &self.text));
+        if one_name {
+            return true;
+        }
+        if !self.splits.is_empty() {
+            let first = names.first_name.map(fold::fold);
+            let last = names.last_name.map(fold::fold);
+            let begins = |name: &Option<String>, prefix: &str| {
+                name.as_deref().is_some_and(|n| n.starts_with(prefix))
+            };
+            let split = self.splits.iter().any(|(a, b)| {
+                (begins(&first, a) && begins(&last, b)) || (begins(&last, a) && begins(&first, b))
+            });
+            if split {
+                return true;
+            }
+        }
+        deep && names
+            .display_name
+            .is_some_and(|d| fold::fold(d).contains(&self.inner_word))
+    }
 }
 
 /// Where a page ended. Each store picks the form its backend pages best with.

@@ -343,7 +343,11 @@ fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
         7,
         FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
         |ctx| {
-            let text: String = ctx.get(0)?;
+            // The text is the same for every row of a statement: folded and split once.
+            let query =
+                ctx.get_or_create_aux(0, |text| -> Result<_, rusqlite::types::FromSqlError> {
+                    Ok(super::NameQuery::new(text.as_str()?))
+                })?;
             let deep: bool = ctx.get(1)?;
             let names = RowNames {
                 sort_name: ctx.get(2)?,
@@ -352,7 +356,7 @@ fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
                 display_name: ctx.get(5)?,
                 contact_type: ctx.get(6)?,
             };
-            Ok(super::name_matches(&text, &names.names(), deep))
+            Ok(query.matches(&names.names(), deep))
         },
     )
 }
