@@ -872,7 +872,7 @@ impl Plan {
     }
 
     /// Walk the words starting with the text's first one or `two` characters in list
-    /// order (`civikey_name_word_head`, `_head2`), reading the contact of each that matches.
+    /// order (`civikey_word_head`, `_head2`), reading the contact of each that matches.
     fn by_head(two: bool, conditions: Vec<String>, args: Vec<Value>) -> Plan {
         let index = if two {
             "civikey_word_head2"
