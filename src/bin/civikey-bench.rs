@@ -5,6 +5,7 @@
 //!   cargo run --bin civikey-bench -- --ci          # 20,000 contacts in a temporary folder
 //!   civikey-bench --profile NAME [--texts "car,Jing Ch,zzzq"] [--rounds N]
 //!   civikey-bench --store ADDRESS [--texts ...]     # as civikey's --store
+//!   civikey-bench rest-on-mysql MYSQL_ADDRESS PORT  # REST API v4 answered from MariaDB
 //!
 //! With `--profile` (or `--store`) the texts are typed key by key through the app against
 //! that configured store, opened read-only, waiting for each answer; one line per text,
@@ -33,6 +34,9 @@ use civikey::store::sqlite::SqliteStore;
 use civikey::store::ContactStore;
 use civikey::terminal::Screen;
 
+#[path = "bench_support/rest_on_mysql.rs"]
+mod rest_on_mysql;
+
 const WIDTH: u16 = 80;
 const HEIGHT: u16 = 24;
 const SEED: u64 = 1;
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("child") => child(&args[1..]),
         Some("seed") => seed_child(&args[1..]),
+        Some("rest-on-mysql") => rest_on_mysql(&args[1..]),
         _ => parent(&args),
     };
     match result {
@@ -235,6 +240,15 @@ fn check_ci(reports: &[Report]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `rest-on-mysql MYSQL_ADDRESS PORT`: see `bench_support/rest_on_mysql.rs`.
+fn rest_on_mysql(args: &[String]) -> Result<(), String> {
+    let [address, port] = args else {
+        return Err("rest-on-mysql MYSQL_ADDRESS PORT".into());
+    };
+    let port: u16 = port.parse().map_err(|e| format!("port: {e}"))?;
+    rest_on_mysql::serve(&mysql_options(address), port)
 }
 
 fn seed_child(args: &[String]) -> Result<(), String> {
