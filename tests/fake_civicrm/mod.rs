@@ -341,6 +341,9 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
     if request.headers.get("x-requested-with").map(String::as_str) != Some("XMLHttpRequest") {
         return api_error(&mut stream, 403, "missing X-Requested-With");
     }
+    if path == "/civicrm/ajax/api4" && request.method == "POST" {
+        return multi_call(&mut stream, state, &request.body, &mode);
+    }
     let Some(entity_path) = path.strip_prefix("/civicrm/ajax/api4/") else {
         return respond(
             &mut stream,
@@ -403,6 +406,76 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
         Ok(value) => respond_json(&mut stream, 200, &value),
         Err(message) => api_error(&mut stream, 500, &message),
     }
+}
+
+/// POST /civicrm/ajax/api4 with `calls={"name":[Entity, action, params], ...}`: each call
+/// answered under its name (recorded in civicrm-recorded/rest/091-096); Contact.get only.
+fn multi_call(stream: &mut TcpStream, state: &Mutex<State>, body: &[u8], mode: &Mode) {
+    let Some(raw) = form_field(&String::from_utf8_lossy(body), "calls") else {
+        return api_error(stream, 400, "no calls");
+    };
+    let Ok(Value::Object(calls)) = serde_json::from_str::<Value>(&raw) else {
+        return api_error(stream, 400, "calls is not a JSON object");
+    };
+    if let Mode::Slow(delay) = mode {
+        thread::sleep(*delay);
+    }
+    match mode {
+        Mode::ServerError => return api_error(stream, 500, "DB Error: unknown error"),
+        Mode::Forbidden => return api_error(stream, 403, "Authorization failed"),
+        _ => {}
+    }
+    let trap = matches!(mode, Mode::NoEditApiKeys { .. });
+    let mut answer = Map::new();
+    for (name, call) in calls {
+        let entity = call.get(0).and_then(Value::as_str).unwrap_or("");
+        let action = call.get(1).and_then(Value::as_str).unwrap_or("");
+        let params = call.get(2).cloned().unwrap_or_else(|| json!({}));
+        // The raw text of this call's params, for the orderBy key order.
+        let raw_params = raw_call_params(&raw, &name).unwrap_or_else(|| params.to_string());
+        let result = if entity == "Contact" && action == "get" {
+            let s = state.lock().unwrap_or_else(|e| e.into_inner());
+            get(&s.contacts, &params, &raw_params, trap, false)
+        } else {
+            Err(format!(
+                "API ({entity}, {action}) is not in this fake's multi-call"
+            ))
+        };
+        answer.insert(
+            name,
+            match result {
+                Ok(value) => value,
+                Err(message) => json!({"error_code": 0, "error_message": message, "status": 500}),
+            },
+        );
+    }
+    respond_json(stream, 200, &Value::Object(answer));
+}
+
+/// The text of call `name`'s params object inside the raw `calls` JSON (serde_json's maps
+/// do not keep key order, and orderBy's order matters).
+fn raw_call_params(raw: &str, name: &str) -> Option<String> {
+    let start = raw.find(&format!("\"{name}\":["))?;
+    let open = start + raw[start..].find('{')?;
+    let mut depth = 0;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, c) in raw[open..].char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_string => escaped = true,
+            '"' => in_string = !in_string,
+            '{' if !in_string => depth += 1,
+            '}' if !in_string => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(raw[open..=open + i].to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 fn huge(stream: &mut TcpStream) {
@@ -587,6 +660,12 @@ fn matches(c: &FakeContact, clause: &Value, alias: Option<&str>) -> Result<bool,
     let arg = items.get(2).cloned().unwrap_or(Value::Null);
     Ok(match op {
         "=" => equal(&value, &arg),
+        // Ordered as `get` sorts (text without case, numbers as numbers); NULL is never greater.
+        ">" => match (&value, &arg) {
+            (Value::String(a), Value::String(b)) => a.to_lowercase() > b.to_lowercase(),
+            (Value::Number(a), Value::Number(b)) => a.as_f64() > b.as_f64(),
+            _ => false,
+        },
         "!=" | "<>" => !value.is_null() && !equal(&value, &arg),
         "IN" => arg
             .as_array()

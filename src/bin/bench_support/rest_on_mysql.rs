@@ -3,8 +3,9 @@
 //! store can be measured at 1,000,000 contacts without a CiviCRM site.
 //!
 //! It answers `POST /civicrm/ajax/api4/Contact/get` (select, join UFMatch, where with
-//! OR/AND, =, !=, IN, LIKE, IS NULL, IS NOT NULL, orderBy, limit, offset; deleted contacts
-//! hidden unless the where names `is_deleted`, as API v4 does) and
+//! OR/AND, =, !=, >, IN, LIKE, IS NULL, IS NOT NULL, orderBy, limit, offset; deleted
+//! contacts hidden unless the where names `is_deleted`, as API v4 does), the multi-call
+//! `POST /civicrm/ajax/api4` (`calls`, Contact.get only) and
 //! `POST /civicrm/ajax/api4/Contact/autocomplete` (`{"input": X}`: CiviCRM's SQL, query h
 //! of shared/civicrm-recorded/timings.md). One request per connection, like the real site
 //! behind civikey's client; no CiviCRM bootstrap, so each request costs the SQL alone
@@ -94,6 +95,33 @@ fn url_decode(text: &str) -> String {
 }
 
 fn answer(conn: &mut mysql::Conn, path: &str, body: &str) -> Result<Value, String> {
+    if path == "/civicrm/ajax/api4" {
+        // Several calls in one request, each answered under its name.
+        let calls = body
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("calls="))
+            .map(url_decode)
+            .ok_or("no calls")?;
+        let calls: Map<String, Value> = serde_json::from_str(&calls).map_err(|e| e.to_string())?;
+        let mut out = Map::new();
+        for (name, call) in calls {
+            let params = call.get(2).cloned().unwrap_or_else(|| json!({}));
+            let result = match (
+                call.get(0).and_then(Value::as_str),
+                call.get(1).and_then(Value::as_str),
+            ) {
+                (Some("Contact"), Some("get")) => get(conn, &params),
+                _ => Err("only Contact.get is served in a multi-call".into()),
+            };
+            out.insert(
+                name,
+                result.unwrap_or_else(
+                    |message| json!({"error_code": 0, "error_message": message, "status": 500}),
+                ),
+            );
+        }
+        return Ok(Value::Object(out));
+    }
     let params = body
         .split('&')
         .find_map(|kv| kv.strip_prefix("params="))
@@ -101,7 +129,7 @@ fn answer(conn: &mut mysql::Conn, path: &str, body: &str) -> Result<Value, Strin
         .unwrap_or_else(|| "{}".into());
     let params: Value = serde_json::from_str(&params).map_err(|e| e.to_string())?;
     match path {
-        "/civicrm/ajax/api4/Contact/get" => get(conn, &params, body),
+        "/civicrm/ajax/api4/Contact/get" => get(conn, &params),
         "/civicrm/ajax/api4/Contact/autocomplete" => autocomplete(conn, &params),
         other => Err(format!("not served here: {other}")),
     }
@@ -161,7 +189,7 @@ fn clause(c: &Value, args: &mut Vec<Sql>, deleted_named: &mut bool) -> Result<St
     let op = items.get(1).and_then(Value::as_str).unwrap_or("");
     let value = items.get(2).cloned().unwrap_or(Value::Null);
     Ok(match op {
-        "=" | "!=" | "LIKE" => {
+        "=" | "!=" | "LIKE" | ">" => {
             args.push(sql_value(&value));
             format!("{col} {op} ?")
         }
@@ -178,7 +206,7 @@ fn clause(c: &Value, args: &mut Vec<Sql>, deleted_named: &mut bool) -> Result<St
     })
 }
 
-fn get(conn: &mut mysql::Conn, params: &Value, body: &str) -> Result<Value, String> {
+fn get(conn: &mut mysql::Conn, params: &Value) -> Result<Value, String> {
     let select: Vec<String> = params
         .get("select")
         .and_then(Value::as_array)
@@ -210,13 +238,11 @@ fn get(conn: &mut mysql::Conn, params: &Value, body: &str) -> Result<Value, Stri
     if !deleted_named {
         conditions.push("a.is_deleted = 0".into());
     }
-    // orderBy's key order matters; the store sends sort_name then id (or id alone).
-    let order = if body.contains("orderBy") && body.contains("sort_name") {
-        " ORDER BY a.sort_name ASC, a.id ASC"
-    } else if body.contains("orderBy") {
-        " ORDER BY a.id ASC"
-    } else {
-        ""
+    // The store sends sort_name then id, or id alone.
+    let order = match params.get("orderBy").and_then(Value::as_object) {
+        Some(keys) if keys.contains_key("sort_name") => " ORDER BY a.sort_name ASC, a.id ASC",
+        Some(_) => " ORDER BY a.id ASC",
+        None => "",
     };
     let limit = params.get("limit").and_then(Value::as_u64).unwrap_or(0);
     let offset = params.get("offset").and_then(Value::as_u64).unwrap_or(0);
