@@ -180,7 +180,12 @@ fn search_one(tui: &mut Tui, text: &str) {
         let header = s.lines().next().unwrap_or("");
         header.contains(" 1 shown") && s.contains(&format!("/ {text}"))
     });
+    // On a name, Enter runs the deep search (all names) and Enter again keeps the filter;
+    // on an id, Enter keeps it.
     tui.send(ENTER);
+    if text.parse::<u64>().is_err() {
+        tui.send(ENTER);
+    }
     tui.wait_text("/ search");
 }
 

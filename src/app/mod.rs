@@ -642,9 +642,8 @@ impl App {
                 cmds
             }
             Action::SearchAccept => {
-                if self.deep_search.is_none() {
-                    self.search_input = None;
-                }
+                // Keep the filter (a running deep search goes on; its answer lands).
+                self.search_input = None;
                 Vec::new()
             }
             Action::SearchClear if self.deep_search.is_some() => {

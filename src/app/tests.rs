@@ -642,10 +642,6 @@ fn a_deep_search_shows_its_time_and_esc_cancels_it() {
     assert!(query.deep);
     assert_eq!(query.text, "hop");
     let seq = *seq;
-    assert!(
-        act(&mut app, Action::SearchAccept).is_empty(),
-        "Enter again does not start a second one"
-    );
     app.update(Msg::DeepSearchRunning {
         seq,
         elapsed: std::time::Duration::from_millis(1400),
@@ -671,6 +667,34 @@ fn a_deep_search_shows_its_time_and_esc_cancels_it() {
         history: Vec::new(),
     });
     assert_eq!(app.contacts.len(), 3, "the cancelled answer is dropped");
+    // Enter, Enter: the deep search runs and the filter is kept; its answer lands.
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::StartSearch);
+    act(&mut app, Action::SearchChar('w'));
+    let cmds = act(&mut app, Action::SearchAccept);
+    let [Cmd::Search { seq, query, .. }] = cmds.as_slice() else {
+        panic!("Enter runs the deep search");
+    };
+    assert!(query.deep);
+    let seq = *seq;
+    assert!(
+        act(&mut app, Action::SearchAccept).is_empty(),
+        "no second search"
+    );
+    assert_eq!(app.mode(), Mode::List);
+    assert!(app.deep_search.is_some(), "still running");
+    app.update(Msg::Searched {
+        seq,
+        append: false,
+        result: Ok(Page {
+            contacts: vec![contact(9, "Ada Widgets", None)],
+            next: None,
+        }),
+        history: Vec::new(),
+    });
+    assert!(app.deep_search.is_none());
+    assert!(app.deep_shown);
+    assert_eq!(app.contacts.len(), 1);
     // An id or an email has nothing deeper to find: Enter just keeps it.
     let mut app = app_with(three(), true);
     act(&mut app, Action::StartSearch);
