@@ -451,3 +451,15 @@ fn the_fake_site_answers_as_api_v4_documents() {
     assert!(hidden.starts_with("HTTP/1.1 200"), "{hidden}");
     assert!(hidden.contains("\"values\":[]"), "{hidden}");
 }
+
+#[test]
+fn an_ids_file_is_validated_in_a_few_requests() {
+    let f = fixture();
+    let mut s = contract::Fixture::open(&f);
+    let before = f.server.state().requests.len();
+    let ids: Vec<u64> = (1..=30).collect();
+    let found = s.contacts(&ids).unwrap();
+    assert_eq!(found.len(), 30);
+    let requests = f.server.state().requests.len() - before;
+    assert_eq!(requests, 2, "one page of ids, then its CMS links");
+}

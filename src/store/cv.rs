@@ -617,6 +617,25 @@ impl ContactStore for CvStore {
         }
     }
 
+    /// A page of ids per call, CMS links joined.
+    fn contacts(&mut self, ids: &[ContactId]) -> Result<Vec<Contact>, StoreError> {
+        let mut found: std::collections::HashMap<ContactId, Contact> =
+            std::collections::HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(200) {
+            let page = self.contacts_where(
+                vec![
+                    Clause::Cmp("id", "IN", Val::IntList(chunk.to_vec())),
+                    Clause::Cmp("is_deleted", "IN", Val::Ints(ANY_DELETED)),
+                ],
+                &[],
+            )?;
+            found.extend(page.into_iter().map(|c| (c.id, c)));
+        }
+        ids.iter()
+            .map(|id| found.get(id).cloned().ok_or(StoreError::NotFound(*id)))
+            .collect()
+    }
+
     fn holders_of(&mut self, key: &ApiKey) -> Result<Vec<ContactId>, StoreError> {
         let params = GetParams {
             select: KEY_FIELDS,

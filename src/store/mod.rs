@@ -302,6 +302,13 @@ pub trait ContactStore: Send {
 
     fn contact(&mut self, id: ContactId) -> Result<Contact, StoreError>;
 
+    /// The contacts `ids` names, in that order ([`StoreError::NotFound`] for the first one
+    /// missing): what bulk rotation validates its ids file with. Stores that can read many
+    /// contacts in one request do so (REST, cv: a page of ids per call).
+    fn contacts(&mut self, ids: &[ContactId]) -> Result<Vec<Contact>, StoreError> {
+        ids.iter().map(|id| self.contact(*id)).collect()
+    }
+
     /// Contacts holding `key`, compared as the store compares (case-insensitively on MySQL).
     fn holders_of(&mut self, key: &ApiKey) -> Result<Vec<ContactId>, StoreError>;
 

@@ -337,6 +337,23 @@ pub fn contact_fields(f: &dyn Fixture) {
     assert_eq!(acme.contact_type.as_str(), "Organization");
 }
 
+pub fn contacts_are_read_many_at_once_in_order(f: &dyn Fixture) {
+    let mut s = f.open();
+    let found = s.contacts(&[3, 1, 11, 13]).unwrap();
+    let ids: Vec<u64> = found.iter().map(|c| c.id).collect();
+    assert_eq!(ids, vec![3, 1, 11, 13]);
+    assert!(found[2].is_deleted, "deleted contacts are read too");
+    assert_eq!(found[1].cms, CmsLink::Linked { uf_id: 11 });
+    assert_eq!(
+        found[1].key.as_ref().map(|k| k.masked()),
+        Some("••••0001".to_string())
+    );
+    assert!(matches!(
+        s.contacts(&[1, 424242, 2]),
+        Err(StoreError::NotFound(424242))
+    ));
+}
+
 pub fn missing_contact_is_not_found(f: &dyn Fixture) {
     let mut s = f.open();
     assert!(matches!(
@@ -649,7 +666,8 @@ macro_rules! contract_tests {
             search_by_name, search_table_finds_the_same_contacts_on_every_store,
             search_treats_wildcards_literally,
             deleted_contacts_are_flagged_and_filterable, contact_fields,
-            missing_contact_is_not_found, hostile_text_comes_back_inert, read_swap_and_revoke,
+            missing_contact_is_not_found, contacts_are_read_many_at_once_in_order,
+            hostile_text_comes_back_inert, read_swap_and_revoke,
             swap_with_wrong_expectation_conflicts, second_writer_wins_and_first_gets_conflict,
             holders_of_finds_keys_as_the_store_compares, rotation_assigns_a_unique_key,
             rotation_refuses_when_the_key_changed_since_seen,
