@@ -69,19 +69,20 @@ like_query() {
     local p
     p="$(like_text "$1")"
     echo "SELECT $COLUMNS_SQL FROM civicrm_contact c
-      WHERE c.sort_name LIKE '$p%' $ESC OR c.display_name LIKE '$p%' $ESC
-         OR c.display_name LIKE '% $p%' $ESC
+      WHERE c.sort_name LIKE '$p%' $ESC OR c.first_name LIKE '$p%' $ESC
+         OR c.last_name LIKE '$p%' $ESC
       ORDER BY coalesce(c.sort_name, ''), c.id LIMIT 50;"
 }
 
 # The words whose first one or two characters match, in list order: what civikey runs for
-# a common prefix (and a fine plan for a rare one); lower-cased as NOCASE compares.
+# a common prefix (and a fine plan for a rare one); lower-cased (the words are folded;
+# this ASCII lowering is the fold only for ASCII words).
 index_query() {
     local low p head col
     low="$(printf '%s' "$1" | tr 'A-Z' 'a-z')"
     p="$(like_text "$1")"
     if [ "${#1}" -ge 2 ]; then head="${low:0:2}"; col=head2; else head="${low:0:1}"; col=head; fi
-    echo "SELECT $COLUMNS_SQL FROM civikey_name_word w INDEXED BY civikey_name_word_$col
+    echo "SELECT $COLUMNS_SQL FROM civikey_word w INDEXED BY civikey_word_$col
       CROSS JOIN civicrm_contact c ON c.id = w.contact_id
       WHERE w.$col = '$(sql_text "$head")' AND w.word LIKE '$p%' $ESC
       GROUP BY w.sort_key, w.contact_id ORDER BY w.sort_key, w.contact_id LIMIT 50;"

@@ -992,11 +992,12 @@ pub fn rotate_bulk(
             format!("{} lists no contact ids", ids_from.display()),
         ));
     }
-    let mut items = Vec::with_capacity(ids.len());
-    for id in &ids {
-        let contact = store.contact(*id)?;
-        items.push((*id, Expectation::Seen(contact.key.clone())));
-    }
+    // Validated in one call per page of ids where the store can (REST, cv).
+    let items: Vec<_> = store
+        .contacts(&ids)?
+        .into_iter()
+        .map(|contact| (contact.id, Expectation::Seen(contact.key)))
+        .collect();
     if !yes {
         confirm(&format!(
             "Rotate the keys of {}? Their current keys will stop working; the new keys go to {}",

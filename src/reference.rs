@@ -9,8 +9,11 @@ pub const TUI_KEYS: &[(&str, &str)] = &[
     ("j / ↓, k / ↑", "move the selection"),
     ("PgDn / PgUp", "move a page"),
     ("g / G", "first / last contact"),
-    ("/", "search: id, email prefix, or name"),
-    ("Enter/Esc (search)", "keep / clear the filter"),
+    ("/", "search as you type: id, email or name prefix"),
+    (
+        "Enter/Esc (search)",
+        "search all names (Enter again: keep) / clear",
+    ),
     ("r or Enter", "new key for the selected contact"),
     ("x", "revoke the selected contact's key"),
     ("u", "undo the last change (10 minutes, asks y)"),

@@ -190,7 +190,12 @@ fn search_one(tui: &mut Tui, text: &str) {
         let header = s.lines().next().unwrap_or("");
         header.contains(" 1 shown") && s.contains(&format!("/ {text}"))
     });
+    // On a name, Enter runs the deep search (all names) and Enter again keeps the filter;
+    // on an id, Enter keeps it.
     tui.send(ENTER);
+    if text.parse::<u64>().is_err() {
+        tui.send(ENTER);
+    }
     tui.wait_text("/ search");
 }
 
@@ -622,6 +627,9 @@ fn start_a_slow_search(tui: &mut Tui) -> rusqlite::Connection {
     tui.send("/");
     tui.wait_text("Enter keep");
     tui.send("Hop");
+    // Enter searches every name, Enter again keeps the filter: back in the list, the
+    // search still waiting on the lock.
+    tui.send(ENTER);
     tui.send(ENTER);
     tui.wait_for("the pending search shown", secs(5), |s| {
         s.lines().next().is_some_and(|h| h.contains("searching…"))

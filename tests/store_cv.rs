@@ -4,8 +4,10 @@
 //! Each fixture writes its own data file and a small wrapper script that sets the fake's
 //! environment (data file, site, argv log, failure mode) and execs it, so tests running in
 //! parallel never share environment variables. When a fixture is dropped it checks the
-//! argv log: every call was `api4 Contact.get|update --in=json --out=json --cwd SITE` and
-//! no key the test used (listed by the fake as it saw them on stdin) ever reached argv.
+//! argv log: every call was `api4 Contact.get|update --in=json --out=json --cwd SITE` (or
+//! a `pipe --cwd SITE` session) and no key the test used (listed by the fake as it saw them
+//! on stdin) ever reached argv. By default the fake has no `pipe` (an older cv): those tests
+//! run the per-call fallback; `mod pipe` runs the contract through a pipe session.
 
 mod contract;
 
@@ -84,6 +86,11 @@ impl CvFixture {
         for line in raw.lines() {
             calls += 1;
             let argv: Vec<String> = serde_json::from_str(line).unwrap();
+            if argv[0] == "pipe" {
+                // A `cv pipe` session (tried first on every store): site only, in argv.
+                assert_eq!(argv, ["pipe", "--cwd", site], "{argv:?}");
+                continue;
+            }
             assert_eq!(argv.len(), 6, "{argv:?}");
             assert_eq!(argv[0], "api4", "{argv:?}");
             assert!(
@@ -141,6 +148,8 @@ fn data_from(contacts: &[SeedContact]) -> Value {
                 "contact_type": c.contact_type,
                 "display_name": c.display_name,
                 "sort_name": c.sort_name,
+                "first_name": c.first_name,
+                "last_name": c.last_name,
                 "is_deleted": c.is_deleted,
                 "api_key": c.api_key.as_ref().map(|k| k.expose()),
                 "emails": c.email.iter().map(|e| json!({"email": e, "is_primary": true})).collect::<Vec<_>>(),
@@ -644,5 +653,128 @@ fn a_rotation_journals_and_shows_cv_errors_without_keys() {
         for k in [contract::KEY_A, new.expose()] {
             assert!(!text.contains(&k.to_lowercase()), "{text}");
         }
+    }
+}
+
+/// The same contract through a `cv pipe` session, and the session's own behaviour.
+mod pipe {
+    use super::*;
+
+    fn piped(extra: &[(&str, &str)]) -> CvFixture {
+        let mut env = vec![("FAKE_CV_PIPE", "on")];
+        env.extend_from_slice(extra);
+        fixture_with(&env, data_from(&contract::contacts()))
+    }
+
+    fn log_lines(f: &CvFixture) -> Vec<Vec<String>> {
+        fs::read_to_string(&f.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    contract_tests!(piped(&[]));
+
+    #[test]
+    fn one_session_answers_every_call_and_ends_with_the_store() {
+        let f = piped(&[]);
+        let mut s = f.store();
+        for text in ["ada", "s", "grace@", "3", ""] {
+            s.search(&Query::new(text, 50)).unwrap();
+        }
+        let k = key("PipePipePipePipePipePipePipe0001");
+        s.swap_key(2, None, Some(&k)).unwrap();
+        assert_eq!(s.read_key(2).unwrap().unwrap().expose(), k.expose());
+        let lines = log_lines(&f);
+        assert_eq!(lines.len(), 1, "one cv process for every call: {lines:?}");
+        assert_eq!(lines[0][0], "pipe");
+        let pid: i32 = fs::read_to_string(f.pid_file())
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(alive(pid), "the session runs while the store is open");
+        drop(s);
+        assert!(!alive(pid), "dropping the store ends the session");
+    }
+
+    #[test]
+    fn a_session_that_dies_is_restarted() {
+        let f = piped(&[
+            ("FAKE_CV_PIPE_MODE", "die"),
+            ("FAKE_CV_PIPE_DIE_AFTER", "1"),
+        ]);
+        let mut s = f.store();
+        assert_eq!(s.search(&Query::new("ada", 50)).unwrap().contacts[0].id, 1);
+        // The session exits after each answer: every call finds it gone and starts another.
+        assert_eq!(
+            s.search(&Query::new("grace", 50)).unwrap().contacts[0].id,
+            3
+        );
+        let sessions = log_lines(&f).iter().filter(|l| l[0] == "pipe").count();
+        assert!(sessions >= 2, "{sessions}");
+    }
+
+    #[test]
+    fn a_timeout_kills_the_session_and_the_next_call_starts_another() {
+        let mut f = piped(&[("FAKE_CV_PIPE_MODE", "slow"), ("FAKE_CV_SLEEP", "30")]);
+        f.timeout = Duration::from_millis(1500);
+        let mut s = f.store();
+        let started = Instant::now();
+        let err = s.search(&Query::new("ada", 50)).unwrap_err();
+        assert!(matches!(err, StoreError::Timeout(_)), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let pid: i32 = fs::read_to_string(f.pid_file())
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(!alive(pid), "the timed-out session's process is gone");
+        // The next call starts a new session (and times out in its turn).
+        let err = s.search(&Query::new("grace", 50)).unwrap_err();
+        assert!(matches!(err, StoreError::Timeout(_)), "{err:?}");
+        let sessions = log_lines(&f).iter().filter(|l| l[0] == "pipe").count();
+        assert_eq!(sessions, 2);
+    }
+
+    #[test]
+    fn an_untrusted_pipe_falls_back_to_one_cv_api4_per_call() {
+        let f = fixture_with(
+            &[("FAKE_CV_PIPE", "untrusted")],
+            data_from(&contract::contacts()),
+        );
+        let mut s = f.store();
+        assert_eq!(s.search(&Query::new("ada", 50)).unwrap().contacts[0].id, 1);
+        assert_eq!(
+            s.search(&Query::new("grace", 50)).unwrap().contacts[0].id,
+            3
+        );
+        let lines = log_lines(&f);
+        assert_eq!(
+            lines.iter().filter(|l| l[0] == "pipe").count(),
+            1,
+            "tried once"
+        );
+        assert!(lines.iter().filter(|l| l[0] == "api4").count() >= 2);
+    }
+
+    #[test]
+    fn api_errors_come_back_and_the_session_goes_on() {
+        let f = piped(&[]);
+        let mut s = f.store();
+        // An update the fake refuses: more than api_key in values is not what civikey
+        // sends, so use a missing contact instead (an empty answer), then a normal call.
+        assert!(matches!(s.contact(424242), Err(StoreError::NotFound(_))));
+        assert_eq!(s.search(&Query::new("ada", 50)).unwrap().contacts[0].id, 1);
+        assert_eq!(log_lines(&f).len(), 1);
+    }
+
+    fn alive(pid: i32) -> bool {
+        // Reaped processes are gone; a zombie would still answer kill(0).
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && !fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z ")
     }
 }

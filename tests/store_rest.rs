@@ -73,6 +73,8 @@ fn assert_keys_stayed_out_of_urls(server: &FakeCivi) {
                 "/civicrm/ajax/api4/UFMatch/get",
                 "/civicrm/ajax/api4/User/get",
                 "/civicrm/ajax/api4/Role/get",
+                // A keystroke name search: its prefixes as one multi-call request.
+                "/civicrm/ajax/api4",
             ]
             .contains(&seen.target.as_str()),
             "{seen:?}"
@@ -790,4 +792,16 @@ fn a_rotation_journals_and_shows_site_errors_without_keys() {
             assert!(!text.contains(&k.to_lowercase()), "{text}");
         }
     }
+}
+
+#[test]
+fn an_ids_file_is_validated_in_a_few_requests() {
+    let f = fixture();
+    let mut s = contract::Fixture::open(&f);
+    let before = f.server.state().requests.len();
+    let ids: Vec<u64> = (1..=30).collect();
+    let found = s.contacts(&ids).unwrap();
+    assert_eq!(found.len(), 30);
+    let requests = f.server.state().requests.len() - before;
+    assert_eq!(requests, 2, "one page of ids, then its CMS links");
 }

@@ -22,6 +22,7 @@ impl App {
 
     pub(super) fn mark_matching(&mut self, older_than_days: Option<u32>) -> Vec<Cmd> {
         let mut query = Query::new(&self.filter, 200);
+        query.deep = self.deep_shown;
         query.include_deleted = true;
         self.notice = Some(("Marking…".into(), false));
         vec![Cmd::MarkMatching {

@@ -147,6 +147,20 @@ pub enum Msg {
     HealthChecked {
         result: Result<crate::health::Report, String>,
     },
+    /// A deep search (`seq`) is still running after `elapsed`: sent by the worker a few
+    /// times a second, so the screen shows how long it has taken.
+    DeepSearchRunning {
+        seq: u64,
+        elapsed: std::time::Duration,
+    },
+}
+
+/// A deep search in flight (a word inside a name: every contact is read on a big site).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeepSearch {
+    pub seq: u64,
+    pub text: String,
+    pub elapsed: std::time::Duration,
 }
 
 /// Work for the outside world: store calls (run by the worker) and the clipboard.
@@ -349,6 +363,10 @@ pub struct App {
     pub search_input: Option<String>,
     /// Sequence number of the newest search; answers to older ones are dropped.
     pub search_seq: u64,
+    /// Some while a deep search (Enter in the search box) runs; Esc drops it.
+    pub deep_search: Option<DeepSearch>,
+    /// The list shows a deep search's answer for `filter`.
+    pub deep_shown: bool,
     pub loading: bool,
     pub loading_more: bool,
     pub popup: Option<Popup>,
@@ -402,6 +420,8 @@ impl App {
             filter: String::new(),
             search_input: None,
             search_seq: 0,
+            deep_search: None,
+            deep_shown: false,
             loading: true,
             loading_more: false,
             popup: None,
@@ -522,7 +542,16 @@ impl App {
                     return Vec::new();
                 }
                 self.key_sets.extend(history);
+                if self.deep_search.take().is_some() {
+                    self.deep_shown = true;
+                }
                 self.on_searched(append, result)
+            }
+            Msg::DeepSearchRunning { seq, elapsed } => {
+                if let Some(deep) = self.deep_search.as_mut().filter(|d| d.seq == seq) {
+                    deep.elapsed = elapsed;
+                }
+                Vec::new()
             }
             Msg::Assigned { result } => {
                 // A new key nobody has seen must not vanish with the quit: it is shown
@@ -860,9 +889,26 @@ impl App {
                 self.filter = input.clone();
                 self.search(false)
             }
+            Action::SearchAccept if self.deep_search.is_none() && self.wants_deep() => {
+                // Enter on a name: the deeper search, a word inside any name. Never per key.
+                let cmds = self.search_with(false, true);
+                self.deep_search = Some(DeepSearch {
+                    seq: self.search_seq,
+                    text: self.filter.clone(),
+                    elapsed: std::time::Duration::ZERO,
+                });
+                cmds
+            }
             Action::SearchAccept => {
+                // Keep the filter (a running deep search goes on; its answer lands).
                 self.search_input = None;
                 Vec::new()
+            }
+            Action::SearchClear if self.deep_search.is_some() => {
+                // Esc during a deep search cancels it: its answer will be dropped, and the
+                // keystroke answer for the same text comes back.
+                self.deep_search = None;
+                self.search(false)
             }
             Action::SearchClear => {
                 self.search_input = None;
@@ -1147,11 +1193,28 @@ impl App {
         }
     }
 
+    /// Whether Enter in the search box should run a deep search: a name text whose
+    /// keystroke answer is shown (ids and emails have nothing deeper to find).
+    fn wants_deep(&self) -> bool {
+        let query = Query::new(&self.filter, 1);
+        matches!(query.matcher(), crate::store::Matcher::Name(_)) && !self.deep_shown
+    }
+
     fn search(&mut self, append: bool) -> Vec<Cmd> {
+        let deep = append && self.deep_shown;
+        self.search_with(append, deep)
+    }
+
+    fn search_with(&mut self, append: bool, deep: bool) -> Vec<Cmd> {
         if !matches!(self.store, StoreState::Ready(_)) {
             return Vec::new();
         }
         let mut query = Query::new(&self.filter, PAGE_SIZE);
+        query.deep = deep;
+        if !append {
+            self.deep_shown = false;
+            self.deep_search = None;
+        }
         if append {
             let Some(next) = self.next.clone() else {
                 return Vec::new();

@@ -198,7 +198,20 @@ fn incremental_search_sends_each_keystroke_and_drops_stale_answers() {
         history: Vec::new(),
     });
     assert_eq!(app.contacts.len(), 1);
-    act(&mut app, Action::SearchAccept);
+    assert!(!q2.deep, "a keystroke never runs the deep search");
+    // Enter runs the deep search once; Enter on its answer keeps the filter.
+    let deep = act(&mut app, Action::SearchAccept);
+    let [Cmd::Search { seq: s3, query, .. }] = deep.as_slice() else {
+        panic!("Enter on a name runs the deep search");
+    };
+    assert!(query.deep);
+    app.update(Msg::Searched {
+        seq: *s3,
+        append: false,
+        result: Ok(Page::default()),
+        history: Vec::new(),
+    });
+    assert!(act(&mut app, Action::SearchAccept).is_empty());
     assert_eq!(app.mode(), Mode::List);
     assert_eq!(app.filter, "gr");
     // Esc in the list clears the kept filter and searches everything again.
@@ -719,7 +732,10 @@ fn a_pending_search_refuses_contact_commands_and_shows() {
     act(&mut app, Action::StartSearch);
     let cmds = act(&mut app, Action::SearchChar('g'));
     assert!(matches!(&cmds[..], [Cmd::Search { .. }]));
+    // Enter runs the deep search, Enter again keeps the filter: a search is still pending.
     act(&mut app, Action::SearchAccept);
+    act(&mut app, Action::SearchAccept);
+    assert_eq!(app.mode(), Mode::List);
     assert!(app.searching());
     for action in [
         Action::Rotate,
@@ -970,4 +986,79 @@ fn the_finishing_notice_fits_80_columns() {
         unicode_width::UnicodeWidthStr::width(format!(" {notice}").as_str()) <= 80,
         "{notice}"
     );
+}
+
+#[test]
+fn a_deep_search_shows_its_time_and_esc_cancels_it() {
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::StartSearch);
+    for c in "hop".chars() {
+        act(&mut app, Action::SearchChar(c));
+    }
+    let cmds = act(&mut app, Action::SearchAccept);
+    let [Cmd::Search { seq, query, .. }] = cmds.as_slice() else {
+        panic!("Enter runs the deep search");
+    };
+    assert!(query.deep);
+    assert_eq!(query.text, "hop");
+    let seq = *seq;
+    app.update(Msg::DeepSearchRunning {
+        seq,
+        elapsed: std::time::Duration::from_millis(1400),
+    });
+    assert_eq!(
+        app.deep_search.as_ref().map(|d| d.elapsed),
+        Some(std::time::Duration::from_millis(1400))
+    );
+    // Esc cancels: the keystroke search for the same text comes back, the deep answer is
+    // dropped, and the search box stays open.
+    let cmds = act(&mut app, Action::SearchClear);
+    let [Cmd::Search { query, .. }] = cmds.as_slice() else {
+        panic!("Esc during a deep search searches the text again, by keystroke");
+    };
+    assert!(!query.deep);
+    assert_eq!(query.text, "hop");
+    assert!(app.deep_search.is_none());
+    assert_eq!(app.mode(), Mode::Search);
+    app.update(Msg::Searched {
+        seq,
+        append: false,
+        result: Ok(Page::default()),
+        history: Vec::new(),
+    });
+    assert_eq!(app.contacts.len(), 3, "the cancelled answer is dropped");
+    // Enter, Enter: the deep search runs and the filter is kept; its answer lands.
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::StartSearch);
+    act(&mut app, Action::SearchChar('w'));
+    let cmds = act(&mut app, Action::SearchAccept);
+    let [Cmd::Search { seq, query, .. }] = cmds.as_slice() else {
+        panic!("Enter runs the deep search");
+    };
+    assert!(query.deep);
+    let seq = *seq;
+    assert!(
+        act(&mut app, Action::SearchAccept).is_empty(),
+        "no second search"
+    );
+    assert_eq!(app.mode(), Mode::List);
+    assert!(app.deep_search.is_some(), "still running");
+    app.update(Msg::Searched {
+        seq,
+        append: false,
+        result: Ok(Page {
+            contacts: vec![contact(9, "Ada Widgets", None)],
+            next: None,
+        }),
+        history: Vec::new(),
+    });
+    assert!(app.deep_search.is_none());
+    assert!(app.deep_shown);
+    assert_eq!(app.contacts.len(), 1);
+    // An id or an email has nothing deeper to find: Enter just keeps it.
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::StartSearch);
+    act(&mut app, Action::SearchChar('7'));
+    assert!(act(&mut app, Action::SearchAccept).is_empty());
+    assert_eq!(app.mode(), Mode::List);
 }

@@ -83,6 +83,40 @@ fn is_new_search(cmd: &Cmd) -> bool {
     matches!(cmd, Cmd::Search { append: false, .. })
 }
 
+/// How often a running deep search reports its elapsed time.
+const DEEP_TICK: Duration = Duration::from_millis(200);
+
+/// Runs a deep search while a second thread sends [`Msg::DeepSearchRunning`] every
+/// [`DEEP_TICK`], so the screen can show how long it has been going.
+fn search_with_ticks(
+    store: &mut dyn ContactStore,
+    query: &crate::store::Query,
+    seq: u64,
+    results: &Sender<Msg>,
+) -> Result<Page, crate::store::StoreError> {
+    let started = Instant::now();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let results = results.clone();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                finished.recv_timeout(DEEP_TICK)
+            {
+                let elapsed = started.elapsed();
+                if results
+                    .send(Msg::DeepSearchRunning { seq, elapsed })
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let page = store.search(query);
+        drop(done);
+        page
+    })
+}
+
 fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -133,11 +167,13 @@ impl Worker {
         }
         Some(match cmd {
             Cmd::Search { seq, append, query } => {
-                let result = self
-                    .store
-                    .as_mut()?
-                    .search(&query)
-                    .map_err(|e| e.to_string());
+                let store = self.store.as_mut()?;
+                let result = if query.deep {
+                    search_with_ticks(store.as_mut(), &query, seq, &self.results)
+                } else {
+                    store.search(&query)
+                }
+                .map_err(|e| e.to_string());
                 let history = match &result {
                     Ok(page) => self.history_for(page),
                     Err(_) => Vec::new(),

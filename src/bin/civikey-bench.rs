@@ -5,6 +5,16 @@
 //!   cargo run --bin civikey-bench -- --ci          # 20,000 contacts in a temporary folder
 //!   cargo run --release --bin civikey-bench -- check --size 1000000 --dir DIR
 //!                                                  # `civikey check` over every key holder
+//!   civikey-bench --profile NAME [--texts "car,Jing Ch,zzzq"] [--rounds N]
+//!   civikey-bench --store ADDRESS [--texts ...]     # as civikey's --store
+//!   civikey-bench rest-on-mysql MYSQL_ADDRESS PORT  # REST API v4 answered from MariaDB
+//!
+//! With `--profile` (or `--store`) the texts are typed key by key through the app against
+//! that configured store, opened read-only, waiting for each answer; one line per text,
+//! then `keystrokes=N p50_ms=X p99_ms=Y max_ms=Z`. With `--peer` on a MySQL store, each
+//! keystroke's text is also sent as CiviCRM's own Contact.autocomplete SQL (from
+//! shared/civicrm-recorded/timings.md, query h) on a connection of its own, in the same
+//! run, and a `peer ...` line gives its figures.
 //!
 //! Each size runs in a child process of its own, so its peak RSS (getrusage ru_maxrss) is
 //! that size's alone. Stores are made once in DIR (`bench-N.sqlite`) and reused. With
@@ -25,6 +35,9 @@ use civikey::store::spec::{MysqlOptions, MysqlTls, Secret, StoreSpec};
 use civikey::store::sqlite::SqliteStore;
 use civikey::store::ContactStore;
 use civikey::terminal::Screen;
+
+#[path = "bench_support/rest_on_mysql.rs"]
+mod rest_on_mysql;
 
 const WIDTH: u16 = 80;
 const HEIGHT: u16 = 24;
@@ -53,6 +66,7 @@ fn main() -> ExitCode {
         Some("child") => child(&args[1..]),
         Some("seed") => seed_child(&args[1..]),
         Some("check") => check_bench(&args[1..]),
+        Some("rest-on-mysql") => rest_on_mysql(&args[1..]),
         _ => parent(&args),
     };
     match result {
@@ -69,7 +83,16 @@ struct Options {
     dir: Option<PathBuf>,
     rounds: usize,
     ci: bool,
+    /// A configured profile (or a `--store` address) to type the texts against.
+    profile: Option<String>,
+    store: Option<String>,
+    texts: Vec<String>,
+    peer: bool,
 }
+
+/// What `--profile` types when no `--texts` are given: the timings' texts (a letter, a
+/// common prefix, a surname, a no-match), a first and last name, a sort name.
+const PROFILE_TEXTS: &[&str] = &["c", "car", "carter", "zzzq", "Jing Ch", "Chen, Jing"];
 
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut options = Options {
@@ -77,6 +100,10 @@ fn parse(args: &[String]) -> Result<Options, String> {
         dir: None,
         rounds: 5,
         ci: false,
+        profile: None,
+        store: None,
+        texts: PROFILE_TEXTS.iter().map(|t| t.to_string()).collect(),
+        peer: false,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -93,6 +120,17 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--rounds" => {
                 options.rounds = value()?.parse().map_err(|e| format!("--rounds: {e}"))?
             }
+            "--profile" => options.profile = Some(value()?.clone()),
+            "--store" => options.store = Some(value()?.clone()),
+            "--peer" => options.peer = true,
+            "--texts" => {
+                options.texts = value()?
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(String::from)
+                    .collect()
+            }
             "--ci" => {
                 options.ci = true;
                 options.sizes = vec![20_000];
@@ -100,7 +138,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown argument {other:?} (use --sizes N,N,.. --dir DIR --rounds N, or --ci)"
+                    "unknown argument {other:?} (use --sizes N,N,.. --dir DIR --rounds N, --ci, or --profile NAME [--texts A,B])"
                 ))
             }
         }
@@ -126,6 +164,9 @@ struct Report {
 
 fn parent(args: &[String]) -> Result<(), String> {
     let options = parse(args)?;
+    if options.profile.is_some() || options.store.is_some() {
+        return against_profile(&options);
+    }
     // Without --dir, a folder of our own that is removed afterwards.
     let (dir, remove) = match &options.dir {
         Some(dir) => (dir.clone(), false),
@@ -288,6 +329,15 @@ fn check_bench(args: &[String]) -> Result<(), String> {
     }
     let _ = std::fs::remove_dir_all(&journal_dir);
     Ok(())
+}
+
+/// `rest-on-mysql MYSQL_ADDRESS PORT`: see `bench_support/rest_on_mysql.rs`.
+fn rest_on_mysql(args: &[String]) -> Result<(), String> {
+    let [address, port] = args else {
+        return Err("rest-on-mysql MYSQL_ADDRESS PORT".into());
+    };
+    let port: u16 = port.parse().map_err(|e| format!("port: {e}"))?;
+    rest_on_mysql::serve(&mysql_options(address), port)
 }
 
 fn seed_child(args: &[String]) -> Result<(), String> {
@@ -699,5 +749,160 @@ fn peak_rss_kib() -> i64 {
         usage.ru_maxrss
     } else {
         -1
+    }
+}
+
+/// The store a profile (or a `--store` address) names, as civikey resolves it, read-only.
+fn profile_spec(options: &Options) -> Result<StoreSpec, String> {
+    use civikey::config::{self, Config};
+    let data_dir = config::data_dir().map_err(|e| e.to_string())?;
+    let config = Config::load_default().map_err(|e| e.to_string())?;
+    let resolved = match &config {
+        Some(c) => c.resolve(
+            options.store.as_deref(),
+            options.profile.as_deref(),
+            &data_dir,
+            true,
+        ),
+        None => config::resolve_without_config(
+            options.store.as_deref(),
+            options.profile.as_deref(),
+            &data_dir,
+            true,
+        ),
+    }
+    .map_err(|e| e.to_string())?;
+    Ok(match resolved.spec {
+        spec @ StoreSpec::Sqlite { .. } => spec,
+        spec => StoreSpec::ReadOnly(Box::new(spec)),
+    })
+}
+
+/// `--profile`: types each text key by key through the app against that store, waiting
+/// for each answer (update -> the store's search -> Searched -> draw), `rounds` times.
+fn against_profile(options: &Options) -> Result<(), String> {
+    let spec = profile_spec(options)?;
+    let location = spec.location();
+    let bytes = Counter::default();
+    let screen = Screen::fixed(bytes.clone(), WIDTH, HEIGHT).map_err(|e| e.to_string())?;
+    let app_options = AppOptions {
+        location: location.clone(),
+        color: true,
+        clipboard_warning: None,
+        data_dir: std::env::temp_dir(),
+    };
+    let (mut app, _open) = App::new(app_options, Box::new(SeededKeySource::new(SEED)));
+    app.update(Msg::Resize {
+        width: WIDTH,
+        height: HEIGHT,
+    });
+    let opened = Instant::now();
+    let store = spec.open().map_err(|e| format!("{location}: {e}"))?;
+    let cmds = app.update(Msg::StoreOpened(Ok(store.info())));
+    let mut h = Harness {
+        app,
+        store,
+        screen,
+        bytes,
+    };
+    h.run(cmds)?;
+    h.screen.draw(&h.app).map_err(|e| e.to_string())?;
+    eprintln!(
+        "civikey-bench: {location}: opened and first page in {} ms",
+        ms(opened.elapsed())
+    );
+    let mut peer = match (&spec, options.peer) {
+        (StoreSpec::ReadOnly(inner), true) => match inner.as_ref() {
+            StoreSpec::Mysql(o) => Some(Autocomplete::connect(o)?),
+            _ => return Err("--peer needs a MySQL store".into()),
+        },
+        (_, true) => return Err("--peer needs a MySQL store".into()),
+        _ => None,
+    };
+    let mut peer_times = Vec::new();
+    let mut all = Vec::new();
+    for round in 0..options.rounds.max(1) {
+        for text in &options.texts {
+            h.act(Action::StartSearch)?;
+            let mut times = Vec::new();
+            let mut typed = String::new();
+            for c in text.chars() {
+                typed.push(c);
+                let t = Instant::now();
+                h.act(Action::SearchChar(c))?;
+                times.push(t.elapsed());
+                if let Some(peer) = peer.as_mut() {
+                    peer_times.push(peer.time(&typed)?);
+                }
+            }
+            let shown = h.app.contacts.len();
+            let more = if h.app.next.is_some() { "+" } else { "" };
+            h.act(Action::SearchClear)?;
+            let max = times.iter().max().copied().unwrap_or_default();
+            let total: Duration = times.iter().sum();
+            println!(
+                "round={} text={text:?} keystrokes={} total_ms={} max_ms={} shown={shown}{more}",
+                round + 1,
+                times.len(),
+                ms(total),
+                ms(max)
+            );
+            all.extend(times);
+        }
+    }
+    if peer.is_some() {
+        peer_times.sort();
+        println!(
+            "peer=Contact.autocomplete-sql keystrokes={} p50_ms={} p99_ms={} max_ms={}",
+            peer_times.len(),
+            ms(percentile(&peer_times, 50.0)),
+            ms(percentile(&peer_times, 99.0)),
+            ms(peer_times.last().copied().unwrap_or_default())
+        );
+    }
+    all.sort();
+    println!(
+        "keystrokes={} p50_ms={} p99_ms={} max_ms={}",
+        all.len(),
+        ms(percentile(&all, 50.0)),
+        ms(percentile(&all, 99.0)),
+        ms(all.last().copied().unwrap_or_default())
+    );
+    Ok(())
+}
+
+/// CiviCRM's Contact.autocomplete, as the SQL it generates (timings.md, query h): sort
+/// name containing the text, 16 rows, on a connection of its own.
+struct Autocomplete {
+    conn: mysql::Conn,
+}
+
+impl Autocomplete {
+    fn connect(options: &MysqlOptions) -> Result<Self, String> {
+        Ok(Autocomplete {
+            conn: civikey::store::mysql::open_connection(options).map_err(|e| e.to_string())?,
+        })
+    }
+
+    fn time(&mut self, text: &str) -> Result<Duration, String> {
+        use mysql::prelude::Queryable;
+        let pattern = format!(
+            "%{}%",
+            civikey::store::like_prefix(text, '!').trim_end_matches('%')
+        );
+        let started = Instant::now();
+        let rows: Vec<mysql::Row> = self
+            .conn
+            .exec(
+                // civikey's test schema has no contact_sub_type; the rest is CiviCRM's SQL.
+                "SELECT a.id, a.sort_name, a.contact_type, a.contact_type
+                   FROM civicrm_contact a
+                  WHERE a.sort_name LIKE ? ESCAPE '!' AND a.is_deleted = 0
+                  ORDER BY a.sort_name ASC LIMIT 16 OFFSET 0",
+                (pattern,),
+            )
+            .map_err(|e| e.to_string())?;
+        drop(rows);
+        Ok(started.elapsed())
     }
 }

@@ -16,7 +16,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,7 @@ use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::{Zeroize, Zeroizing};
 
+use super::cv_pipe::{PipeError, PipeSession};
 use super::spec::CvOptions;
 use super::{
     AccountState, CmsLink, Contact, ContactId, ContactStore, Cursor, Holder, HolderCursor,
@@ -84,6 +85,17 @@ pub struct CvStore {
     site: PathBuf,
     binary: PathBuf,
     timeout: Duration,
+    /// The `cv pipe` session every call goes through when this cv has one.
+    pipe: Mutex<Pipe>,
+}
+
+/// The store's `cv pipe` session (see [`super::cv_pipe`]).
+enum Pipe {
+    /// Not running: the next call starts one (first call, or after it died or timed out).
+    Closed,
+    Open(PipeSession),
+    /// This cv has no usable pipe: every call is its own `cv api4`.
+    Unavailable,
 }
 
 impl CvStore {
@@ -123,6 +135,7 @@ impl CvStore {
             site,
             binary: opts.cv_binary.clone(),
             timeout: opts.timeout,
+            pipe: Mutex::new(Pipe::Closed),
         })
     }
 
@@ -145,6 +158,73 @@ impl CvStore {
             .map_err(Failure::for_write)
     }
 
+    /// Runs the call through the store's `cv pipe` session (starting it when none runs);
+    /// None when this cv has no usable pipe, for the caller to run `cv api4` instead.
+    fn call_pipe(
+        &self,
+        action: Action,
+        payload: &[u8],
+        secrets: &[&ApiKey],
+    ) -> Option<Result<Zeroizing<Vec<u8>>, Failure>> {
+        let mut pipe = self.pipe.lock().ok()?;
+        let deadline = Instant::now() + self.timeout;
+        if let Pipe::Open(session) = &mut *pipe {
+            if !session.alive() {
+                *pipe = Pipe::Closed;
+            }
+        }
+        if matches!(*pipe, Pipe::Closed) {
+            match PipeSession::start(&self.binary, &self.site, deadline) {
+                Ok(session) => *pipe = Pipe::Open(session),
+                Err(PipeError::Unavailable(_)) => {
+                    *pipe = Pipe::Unavailable;
+                    return None;
+                }
+                // The request was never sent: nothing happened, whatever the call.
+                Err(PipeError::Timeout(why)) => {
+                    return Some(Err(Failure::NotStarted(StoreError::Timeout(
+                        SafeText::new(&why),
+                    ))))
+                }
+                Err(PipeError::Died(why) | PipeError::Api(why)) => {
+                    return Some(Err(Failure::NotStarted(StoreError::unreachable(redact(
+                        &why, secrets,
+                    )))))
+                }
+            }
+        }
+        let Pipe::Open(session) = &mut *pipe else {
+            return None;
+        };
+        let mut answer = session.api4(action.entity(), action.verb(), payload, deadline);
+        let is_read = !matches!(action, Action::Update);
+        if let (true, Err(PipeError::Died(_))) = (is_read, &answer) {
+            // A read may run again: once, on a new session (a write never is: it may have
+            // been applied).
+            answer = PipeSession::start(&self.binary, &self.site, deadline).and_then(|mut s| {
+                let again = s.api4(action.entity(), action.verb(), payload, deadline);
+                *pipe = Pipe::Open(s);
+                again
+            });
+        }
+        Some(answer.map_err(|e| {
+            let (kind, why) = match e {
+                // The API refused the call; the session goes on.
+                PipeError::Api(why) => (FailKind::Exit, format!("cv pipe: {why}")),
+                PipeError::Timeout(why) => {
+                    *pipe = Pipe::Closed;
+                    (FailKind::Timeout, why)
+                }
+                PipeError::Died(why) | PipeError::Unavailable(why) => {
+                    // The next call starts a new session.
+                    *pipe = Pipe::Closed;
+                    (FailKind::Exit, why)
+                }
+            };
+            Failure::ran(kind, redact(&why, secrets))
+        }))
+    }
+
     /// Runs cv once: params on stdin, stdout and stderr read concurrently and capped, the
     /// whole process group killed and reaped at the deadline.
     fn call(
@@ -160,6 +240,9 @@ impl CvStore {
                 "cannot encode the cv request: {e}"
             )))
         })?;
+        if let Some(answer) = self.call_pipe(action, &payload, secrets) {
+            return answer;
+        }
 
         // All three streams piped: nothing cv prints reaches the terminal unsanitized.
         #[allow(clippy::disallowed_methods)]
@@ -260,6 +343,137 @@ impl CvStore {
             .collect())
     }
 
+    /// Whether calls go through a `cv pipe` session (starting one if none runs yet).
+    fn pipe_open(&self) -> bool {
+        let Ok(mut pipe) = self.pipe.lock() else {
+            return false;
+        };
+        if let Pipe::Open(session) = &mut *pipe {
+            if session.alive() {
+                return true;
+            }
+            *pipe = Pipe::Closed;
+        }
+        if matches!(*pipe, Pipe::Closed) {
+            match PipeSession::start(&self.binary, &self.site, Instant::now() + self.timeout) {
+                Ok(session) => *pipe = Pipe::Open(session),
+                Err(PipeError::Unavailable(_)) => *pipe = Pipe::Unavailable,
+                // Started later by the call itself, which reports the failure.
+                Err(_) => return false,
+            }
+        }
+        matches!(*pipe, Pipe::Open(_))
+    }
+
+    /// A keystroke name search as the REST store runs it (`RestStore::search_by_prefixes`):
+    /// one Contact.get per prefix (ids, one page past the cursor in list order), then the
+    /// page from the union of their ids, in the site's order, with the CMS link. Keyset
+    /// paging on (sort_name, id).
+    fn search_by_prefixes(
+        &self,
+        text: &str,
+        query: &Query,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let fetch = limit + 1;
+        let mut common = vec![if query.include_deleted {
+            Clause::Cmp("is_deleted", "IN", Val::Ints(ANY_DELETED))
+        } else {
+            Clause::Cmp("is_deleted", "=", Val::Int(0))
+        }];
+        match &query.after {
+            None => {}
+            Some(Cursor::After { sort_name, id }) => common.push(Clause::Or(vec![
+                Clause::Cmp("sort_name", ">", Val::Text(sort_name.clone())),
+                Clause::And(vec![
+                    Clause::Cmp("sort_name", "=", Val::Text(sort_name.clone())),
+                    Clause::Cmp("id", ">", Val::Int(*id)),
+                ]),
+            ])),
+            Some(Cursor::Offset(_)) => {
+                return Err(StoreError::invalid(
+                    "a name search through cv pipe pages by key, not by offset",
+                ))
+            }
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for branch in name_branches(text) {
+            let mut where_ = vec![branch];
+            where_.extend(common.iter().cloned());
+            let params = GetParams {
+                select: &["id"],
+                join: Vec::new(),
+                where_,
+                order_by: Some(SortOrder {
+                    sort_name: Some("ASC"),
+                    id: "ASC",
+                }),
+                limit: Some(fetch as u64),
+                offset: None,
+            };
+            let rows: Vec<KeyRow> = self.get(&params, &[])?;
+            ids.extend(rows.into_iter().map(|r| r.id));
+        }
+        if ids.is_empty() {
+            return Ok(Page::default());
+        }
+        let mut where_ = vec![Clause::Cmp(
+            "id",
+            "IN",
+            Val::IntList(ids.into_iter().collect()),
+        )];
+        where_.extend(common);
+        let params = GetParams {
+            select: CONTACT_FIELDS,
+            join: vec![UF_JOIN],
+            where_,
+            order_by: Some(SortOrder {
+                sort_name: Some("ASC"),
+                id: "ASC",
+            }),
+            limit: None,
+            offset: None,
+        };
+        let rows: Vec<ContactRow> = self.get(&params, &[])?;
+        let sort_names: std::collections::HashMap<ContactId, String> = rows
+            .iter()
+            .map(|r| (r.id, r.sort_name.clone().unwrap_or_default()))
+            .collect();
+        let mut contacts: Vec<Contact> = merge_rows(rows).into_iter().map(|(c, _)| c).collect();
+        let more = contacts.len() > limit;
+        contacts.truncate(limit);
+        let next = match contacts.last() {
+            Some(last) if more => Some(Cursor::After {
+                sort_name: sort_names.get(&last.id).cloned().unwrap_or_default(),
+                id: last.id,
+            }),
+            _ => None,
+        };
+        Ok(Page { contacts, next })
+    }
+
+    /// The CMS links of a search page's contacts, in one call on their ids.
+    fn add_cms_links(&self, contacts: &mut [Contact]) -> Result<(), StoreError> {
+        if contacts.is_empty() {
+            return Ok(());
+        }
+        let ids = contacts.iter().map(|c| c.id).collect();
+        let linked = self.contacts_where(
+            vec![
+                Clause::Cmp("id", "IN", Val::IntList(ids)),
+                Clause::Cmp("is_deleted", "IN", Val::Ints(ANY_DELETED)),
+            ],
+            &[],
+        )?;
+        for contact in contacts {
+            contact.cms = linked
+                .iter()
+                .find(|l| l.id == contact.id)
+                .map_or(CmsLink::None, |l| l.cms);
+        }
+        Ok(())
+    }
+
     /// The exact key stored for `id` (byte for byte, as cv returns it).
     fn current_key(&self, id: ContactId) -> Result<Option<ApiKey>, StoreError> {
         let params = GetParams {
@@ -302,6 +516,13 @@ impl ContactStore for CvStore {
 
     fn search(&mut self, query: &Query) -> Result<Page, StoreError> {
         let limit = query.limit.clamp(1, 1000);
+        if let (Matcher::Name(text), false) = (query.matcher(), query.deep) {
+            // Through the pipe each call costs milliseconds: one call per prefix (each an
+            // index range) beats the one OR. A page that started that way goes on so.
+            if matches!(query.after, Some(Cursor::After { .. })) || self.pipe_open() {
+                return self.search_by_prefixes(text, query, limit);
+            }
+        }
         let offset = match &query.after {
             None => 0,
             Some(Cursor::Offset(n)) => *n,
@@ -311,7 +532,9 @@ impl ContactStore for CvStore {
                 ))
             }
         };
-        let mut join = vec![UF_JOIN];
+        // No UFMatch join in a search (it turns CiviCRM's plan into an index merge and a
+        // filesort: 0.5 s at 1M contacts); the page's CMS links come from one more call.
+        let mut join = Vec::new();
         let mut where_ = Vec::new();
         match query.matcher() {
             Matcher::All => {}
@@ -324,14 +547,7 @@ impl ContactStore for CvStore {
                     Val::Text(super::like_prefix(text, '\\')),
                 ));
             }
-            Matcher::Name(text) => {
-                let prefix = super::like_prefix(text, '\\');
-                where_.push(Clause::Or(vec![
-                    Clause::Cmp("sort_name", "LIKE", Val::Text(prefix.clone())),
-                    Clause::Cmp("display_name", "LIKE", Val::Text(prefix.clone())),
-                    Clause::Cmp("display_name", "LIKE", Val::Text(format!("% {prefix}"))),
-                ]));
-            }
+            Matcher::Name(text) => where_.push(name_where(text, query.deep)),
         }
         where_.push(if query.include_deleted {
             Clause::Cmp("is_deleted", "IN", Val::Ints(ANY_DELETED))
@@ -342,7 +558,7 @@ impl ContactStore for CvStore {
         let mut fetch = limit + 1;
         loop {
             let params = GetParams {
-                select: CONTACT_FIELDS,
+                select: &CONTACT_FIELDS[..CONTACT_FIELDS.len() - 1],
                 join: join.clone(),
                 where_: where_.clone(),
                 order_by: Some(SortOrder {
@@ -365,7 +581,8 @@ impl ContactStore for CvStore {
             if groups.len() > limit {
                 groups.truncate(limit);
             } else if complete {
-                let contacts = groups.into_iter().map(|(c, _)| c).collect();
+                let mut contacts: Vec<Contact> = groups.into_iter().map(|(c, _)| c).collect();
+                self.add_cms_links(&mut contacts)?;
                 return Ok(Page {
                     contacts,
                     next: None,
@@ -376,8 +593,10 @@ impl ContactStore for CvStore {
                 groups.pop();
             }
             let consumed: usize = groups.iter().map(|(_, rows)| rows).sum();
+            let mut contacts: Vec<Contact> = groups.into_iter().map(|(c, _)| c).collect();
+            self.add_cms_links(&mut contacts)?;
             return Ok(Page {
-                contacts: groups.into_iter().map(|(c, _)| c).collect(),
+                contacts,
                 next: Some(Cursor::Offset(offset + consumed as u64)),
             });
         }
@@ -414,6 +633,25 @@ impl ContactStore for CvStore {
         Ok(self
             .users(ids)?
             .unwrap_or_else(|| ids.iter().map(|&id| (id, Standing::UNKNOWN)).collect()))
+    }
+
+    /// A page of ids per call, CMS links joined.
+    fn contacts(&mut self, ids: &[ContactId]) -> Result<Vec<Contact>, StoreError> {
+        let mut found: std::collections::HashMap<ContactId, Contact> =
+            std::collections::HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(200) {
+            let page = self.contacts_where(
+                vec![
+                    Clause::Cmp("id", "IN", Val::IntList(chunk.to_vec())),
+                    Clause::Cmp("is_deleted", "IN", Val::Ints(ANY_DELETED)),
+                ],
+                &[],
+            )?;
+            found.extend(page.into_iter().map(|c| (c.id, c)));
+        }
+        ids.iter()
+            .map(|id| found.get(id).cloned().ok_or(StoreError::NotFound(*id)))
+            .collect()
     }
 
     fn holders_of(&mut self, key: &ApiKey) -> Result<Vec<ContactId>, StoreError> {
@@ -579,6 +817,23 @@ impl Action {
             Action::Update => "Contact.update",
             Action::UserGet => "User.get",
             Action::RoleGet => "Role.get",
+        }
+    }
+
+    /// The entity, as `cv pipe`'s api4 method takes it.
+    fn entity(self) -> &'static str {
+        match self {
+            Action::Get | Action::Update => "Contact",
+            Action::UserGet => "User",
+            Action::RoleGet => "Role",
+        }
+    }
+
+    /// The action alone, as `cv pipe`'s api4 method takes it.
+    fn verb(self) -> &'static str {
+        match self {
+            Action::Get | Action::UserGet | Action::RoleGet => "get",
+            Action::Update => "update",
         }
     }
 }
@@ -1177,19 +1432,78 @@ struct KeyValue<'a> {
     api_key: Option<&'a str>,
 }
 
-/// An API v4 where clause: `[field, op, value]`, `[field, "IS NULL"]`, `["OR", [...]]`.
+/// An API v4 where clause: `[field, op, value]`, `[field, "IS NULL"]`, `["OR", [...]]`,
+/// `["AND", [...]]`.
 #[derive(Clone)]
 enum Clause<'a> {
     Cmp(&'static str, &'static str, Val<'a>),
     IsNull(&'static str),
     IsNotNull(&'static str),
     Or(Vec<Clause<'a>>),
+    And(Vec<Clause<'a>>),
+}
+
+/// The keystroke name search as separate where clauses, each one index range: the same
+/// branches the REST store sends (`rest::name_branches`, which says why the last,
+/// organisation and household prefixes are left to the sort-name range).
+fn name_branches(text: &str) -> Vec<Clause<'static>> {
+    let like = |t: &str| Val::Text(super::like_prefix(t, '\\'));
+    let mut out = vec![
+        Clause::Cmp("sort_name", "LIKE", like(text)),
+        Clause::Cmp("first_name", "LIKE", like(text)),
+    ];
+    for (a, b) in super::name_splits(text) {
+        out.push(Clause::And(vec![
+            Clause::Cmp("first_name", "LIKE", like(a)),
+            Clause::Cmp("last_name", "LIKE", like(b)),
+        ]));
+        out.push(Clause::And(vec![
+            Clause::Cmp("last_name", "LIKE", like(a)),
+            Clause::Cmp("first_name", "LIKE", like(b)),
+        ]));
+    }
+    out
+}
+
+/// The name search ([`super::name_matches`]) as API v4 where clause: the same one the
+/// REST store sends (`rest::name_where`).
+fn name_where(text: &str, deep: bool) -> Clause<'static> {
+    let like = |t: &str| Val::Text(super::like_prefix(t, '\\'));
+    let mut any: Vec<Clause<'static>> = [
+        "sort_name",
+        "first_name",
+        "last_name",
+        "organization_name",
+        "household_name",
+    ]
+    .into_iter()
+    .map(|field| Clause::Cmp(field, "LIKE", like(text)))
+    .collect();
+    for (a, b) in super::name_splits(text) {
+        any.push(Clause::And(vec![
+            Clause::Cmp("first_name", "LIKE", like(a)),
+            Clause::Cmp("last_name", "LIKE", like(b)),
+        ]));
+        any.push(Clause::And(vec![
+            Clause::Cmp("last_name", "LIKE", like(a)),
+            Clause::Cmp("first_name", "LIKE", like(b)),
+        ]));
+    }
+    if deep {
+        any.push(Clause::Cmp(
+            "display_name",
+            "LIKE",
+            Val::Text(format!("% {}", super::like_prefix(text, '\\'))),
+        ));
+    }
+    Clause::Or(any)
 }
 
 #[derive(Clone)]
 enum Val<'a> {
     Int(u64),
     Ints(&'static [u64]),
+    IntList(Vec<u64>),
     Text(String),
     /// A key, borrowed so the request holds no extra copy of it.
     Secret(&'a str),
@@ -1221,6 +1535,12 @@ impl Serialize for Clause<'_> {
                 seq.serialize_element(clauses)?;
                 seq.end()
             }
+            Clause::And(clauses) => {
+                let mut seq = s.serialize_seq(Some(2))?;
+                seq.serialize_element("AND")?;
+                seq.serialize_element(clauses)?;
+                seq.end()
+            }
         }
     }
 }
@@ -1230,6 +1550,7 @@ impl Serialize for Val<'_> {
         match self {
             Val::Int(n) => s.serialize_u64(*n),
             Val::Ints(list) => list.serialize(s),
+            Val::IntList(list) => list.serialize(s),
             Val::Text(text) => s.serialize_str(text),
             Val::Secret(key) => s.serialize_str(key),
         }

@@ -5,6 +5,8 @@
 //! so the rotation workflow can tell "nothing happened" from "it may have happened".
 
 pub mod cv;
+mod cv_pipe;
+pub mod fold;
 pub mod mysql;
 pub mod rest;
 pub mod spec;
@@ -156,9 +158,11 @@ pub struct Contact {
     pub cms: CmsLink,
 }
 
-/// A search. Text is matched as CiviCRM's quick search does: digits match the id, text
-/// with `@` matches the start of the primary email, other text the start of the sort name,
-/// the display name, or any word of the name.
+/// A search. Text is matched as CiviCRM's indexes can answer it (see [`Matcher`]): digits
+/// match the id, text with `@` the start of the primary email, other text the start of the
+/// sort, first, last, organisation or household name, or (two or more words) a first-name
+/// prefix and a last-name prefix in either order. With `deep`, a name text also finds a
+/// word inside the display name: no index answers that, so it is never sent per keystroke.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Query {
     pub text: String,
@@ -166,6 +170,10 @@ pub struct Query {
     pub limit: usize,
     /// Where the previous page stopped; None for the first page.
     pub after: Option<Cursor>,
+    /// Also match a word inside the display name (`display_name LIKE '% text%'`): reads
+    /// every contact on a big site, so only an explicit request (Enter in the search box)
+    /// sets it.
+    pub deep: bool,
 }
 
 impl Query {
@@ -175,6 +183,7 @@ impl Query {
             include_deleted: true,
             limit,
             after: None,
+            deep: false,
         }
     }
 
@@ -199,6 +208,103 @@ pub enum Matcher<'a> {
     Id(ContactId),
     EmailPrefix(&'a str),
     Name(&'a str),
+}
+
+/// The ways a name text of two or more words splits into a first-name prefix and a
+/// last-name prefix: `mary ann lee` gives (`mary`, `ann lee`) and (`mary ann`, `lee`).
+/// Each pair is tried in both orders (first AND last, last AND first).
+pub fn name_splits(text: &str) -> Vec<(&str, &str)> {
+    let text = text.trim();
+    text.char_indices()
+        .filter(|(_, c)| c.is_whitespace())
+        .map(|(i, _)| (text[..i].trim_end(), text[i..].trim_start()))
+        .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+        .fold(Vec::new(), |mut out, pair| {
+            if !out.contains(&pair) {
+                out.push(pair);
+            }
+            out
+        })
+}
+
+/// A contact's names as a name search reads them (CiviCRM's columns).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Names<'a> {
+    pub sort_name: Option<&'a str>,
+    pub first_name: Option<&'a str>,
+    pub last_name: Option<&'a str>,
+    pub organization_name: Option<&'a str>,
+    pub household_name: Option<&'a str>,
+    pub display_name: Option<&'a str>,
+}
+
+/// Whether a name search for `text` finds a contact with `names`, every comparison made
+/// on [`fold::fold`]ed text (case and accents ignored, as MySQL's utf8mb4 `_ci`
+/// collations compare). The one definition of a name match: the SQLite store tests its
+/// candidates with it, and the contract test holds every store to the same answers.
+pub fn name_matches(text: &str, names: &Names<'_>, deep: bool) -> bool {
+    NameQuery::new(text).matches(names, deep)
+}
+
+/// A name search's text, folded and split once, for testing many contacts.
+pub struct NameQuery {
+    text: String,
+    splits: Vec<(String, String)>,
+    /// ` text`: a word inside the display name starts so.
+    inner_word: String,
+}
+
+impl NameQuery {
+    pub fn new(text: &str) -> Self {
+        let text = fold::fold(text.trim());
+        let splits = name_splits(&text)
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        NameQuery {
+            inner_word: format!(" {text}"),
+            text,
+            splits,
+        }
+    }
+
+    /// [`name_matches`] for this text.
+    pub fn matches(&self, names: &Names<'_>, deep: bool) -> bool {
+        if self.text.is_empty() {
+            return true;
+        }
+        let starts = |name: Option<&str>, prefix: &str| {
+            name.is_some_and(|n| fold::starts_with_folded(n, prefix))
+        };
+        let one_name = [
+            names.sort_name,
+            names.first_name,
+            names.last_name,
+            names.organization_name,
+            names.household_name,
+        ]
+        .into_iter()
+        .any(|n| starts(n, &self.text));
+        if one_name {
+            return true;
+        }
+        if !self.splits.is_empty() {
+            let first = names.first_name.map(fold::fold);
+            let last = names.last_name.map(fold::fold);
+            let begins = |name: &Option<String>, prefix: &str| {
+                name.as_deref().is_some_and(|n| n.starts_with(prefix))
+            };
+            let split = self.splits.iter().any(|(a, b)| {
+                (begins(&first, a) && begins(&last, b)) || (begins(&last, a) && begins(&first, b))
+            });
+            if split {
+                return true;
+            }
+        }
+        deep && names
+            .display_name
+            .is_some_and(|d| fold::fold(d).contains(&self.inner_word))
+    }
 }
 
 /// Where a page ended. Each store picks the form its backend pages best with.
@@ -279,7 +385,7 @@ impl StoreError {
 
 /// `text` as a SQL LIKE prefix: its own wildcards (`%`, `_`) and the escape character
 /// escaped by `escape`, then `%`. Every store's name and email search uses it.
-pub(crate) fn like_prefix(text: &str, escape: char) -> String {
+pub fn like_prefix(text: &str, escape: char) -> String {
     let mut out = String::with_capacity(text.len() + 1);
     for c in text.chars() {
         if matches!(c, '%' | '_') || c == escape {
@@ -300,6 +406,13 @@ pub trait ContactStore: Send {
     fn search(&mut self, query: &Query) -> Result<Page, StoreError>;
 
     fn contact(&mut self, id: ContactId) -> Result<Contact, StoreError>;
+
+    /// The contacts `ids` names, in that order ([`StoreError::NotFound`] for the first one
+    /// missing): what bulk rotation validates its ids file with. Stores that can read many
+    /// contacts in one request do so (REST, cv: a page of ids per call).
+    fn contacts(&mut self, ids: &[ContactId]) -> Result<Vec<Contact>, StoreError> {
+        ids.iter().map(|id| self.contact(*id)).collect()
+    }
 
     /// Contacts holding `key`, compared as the store compares (case-insensitively on MySQL).
     fn holders_of(&mut self, key: &ApiKey) -> Result<Vec<ContactId>, StoreError>;

@@ -748,8 +748,8 @@ impl MysqlStore {
         Ok(plan)
     }
 
-    /// How many entries each range holds, counted up to [`SPARSE_RANGE`] + 1 on the
-    /// index alone (no row is read).
+    /// How many entries each range holds, counted up to its `sparse_max` + 1 on the index
+    /// alone (no row is read).
     fn range_sizes(&mut self, ranges: &[NameRange]) -> Result<Vec<u64>, StoreError> {
         let counts: Vec<String> = ranges
             .iter()
@@ -760,7 +760,7 @@ impl MysqlStore {
                     contact = self.tables.contact,
                     index = r.index,
                     condition = r.condition,
-                    limit = SPARSE_RANGE + 1
+                    limit = r.sparse_max + 1
                 )
             })
             .collect();
@@ -850,18 +850,45 @@ fn row_to_contact(row: &Row) -> Result<(Contact, Option<String>), String> {
     Ok((contact, sort_name))
 }
 
-/// The quick-search name condition (`Query::matcher`): a prefix of the sort name, of the
-/// display name, or of a later word of the display name. Three arguments: the LIKE prefix
-/// twice, then `% ` and the prefix.
-const NAME_CONDITION: &str =
-    " AND (c.sort_name LIKE ? ESCAPE '!' OR c.display_name LIKE ? ESCAPE '!'
-                                    OR c.display_name LIKE ? ESCAPE '!')";
+/// The name condition ([`super::name_matches`] in SQL; the collation ignores case and
+/// accents): a prefix of the sort, first, last, organisation or household name, a
+/// first-name and a last-name prefix in either order for each split of a text of several
+/// words, and with `deep` a word inside the display name. Starts with ` AND `.
+fn name_condition(text: &str, deep: bool) -> (String, Vec<Value>) {
+    let like = |t: &str| Value::from(super::like_prefix(t, '!'));
+    let mut sql = String::from(
+        " AND (c.sort_name LIKE ? ESCAPE '!' OR c.first_name LIKE ? ESCAPE '!'
+               OR c.last_name LIKE ? ESCAPE '!' OR c.organization_name LIKE ? ESCAPE '!'
+               OR c.household_name LIKE ? ESCAPE '!'",
+    );
+    let mut args = vec![like(text); 5];
+    for (a, b) in super::name_splits(text) {
+        sql.push_str(
+            " OR (c.first_name LIKE ? ESCAPE '!' AND c.last_name LIKE ? ESCAPE '!')
+              OR (c.last_name LIKE ? ESCAPE '!' AND c.first_name LIKE ? ESCAPE '!')",
+        );
+        args.extend([like(a), like(b), like(a), like(b)]);
+    }
+    if deep {
+        sql.push_str(" OR c.display_name LIKE ? ESCAPE '!'");
+        args.push(Value::from(format!("% {}", super::like_prefix(text, '!'))));
+    }
+    sql.push(')');
+    (sql, args)
+}
 
 /// A name-column range with at most this many entries is read whole and sorted (one row
 /// lookup each, about 3 microseconds: up to some 60 ms at this size, measured at 1M); a
 /// bigger one is walked in list order, where its names (2% of a million contacts or
 /// more) are common enough to fill a page soon.
 const SPARSE_RANGE: u64 = 20_000;
+
+/// A last, organisation or household name range with more entries than this is left out:
+/// CiviCRM's sort names start with the last name (individuals: "Last, First") or the
+/// organisation or household name, so the sort-name range holds those contacts already,
+/// and reading a common surname's range whole (13,539 Smiths at 1M: 60-90 ms) would only
+/// find them again. Up to this size it is read, for sites with other sort name formats.
+const COVERED_RANGE: u64 = 2_000;
 
 /// A contact table with at most this many rows is searched by testing every row for the
 /// exact name condition (later words of every name included): a scan that small takes a
@@ -888,52 +915,72 @@ enum NamePlan {
     Indexed,
 }
 
-/// One name column's index ranges for a search text.
+/// One range of a name column's index that holds some of a search's matches.
 struct NameRange {
     index: &'static str,
-    column: &'static str,
-    /// The condition on `c.column` (ranges of its index), and its arguments.
+    /// The condition on the indexed column (a range of its index), and its arguments.
     condition: String,
     args: Vec<Value>,
+    /// What else a row of the range must satisfy (the other half of a first AND last
+    /// name match), with its arguments; starts with ` AND ` when present.
+    filter: (String, Vec<Value>),
+    /// When the range is too big to read whole: walk the list order testing `condition`
+    /// and `filter`, or leave it out (its contacts are in the sort-name range).
+    walk_when_big: bool,
+    /// The most entries read whole and sorted ([`SPARSE_RANGE`], or [`COVERED_RANGE`] for
+    /// a range the sort-name range holds anyway on CiviCRM's sort name formats).
+    sparse_max: u64,
 }
 
 impl NameRange {
-    /// A display name starts with the first name, so a text of several words ("wei wang")
-    /// needs a first name that is one of its leading words ("wei", equal) or starts with
-    /// the whole text; the other names are searched with the whole text.
-    fn for_text(text: &str) -> [NameRange; 4] {
-        let whole = super::like_prefix(text, '!');
-        let leading_words: Vec<&str> = text
-            .char_indices()
-            .filter(|(_, c)| *c == ' ')
-            .map(|(i, _)| text[..i].trim_end())
-            .filter(|words| !words.is_empty())
-            .collect();
-        let mut first_condition = String::from("(");
-        let mut first_args = Vec::new();
-        for words in leading_words {
-            first_condition.push_str("c.first_name = ? OR ");
-            first_args.push(Value::from(words));
-        }
-        first_condition.push_str("c.first_name LIKE ? ESCAPE '!')");
-        first_args.push(Value::from(whole.as_str()));
-        let prefix_of = |index, column: &'static str| NameRange {
+    fn prefix(index: &'static str, column: &str, text: &str) -> NameRange {
+        NameRange {
             index,
-            column,
             condition: format!("c.{column} LIKE ? ESCAPE '!'"),
-            args: vec![Value::from(whole.as_str())],
-        };
-        [
-            NameRange {
-                index: "index_first_name",
-                column: "first_name",
-                condition: first_condition,
-                args: first_args,
-            },
-            prefix_of("index_last_name", "last_name"),
-            prefix_of("index_organization_name", "organization_name"),
-            prefix_of("index_household_name", "household_name"),
-        ]
+            args: vec![Value::from(super::like_prefix(text, '!'))],
+            filter: (String::new(), Vec::new()),
+            walk_when_big: false,
+            sparse_max: COVERED_RANGE,
+        }
+    }
+
+    /// The ranges whose union, with the sort-name range, holds every keystroke match of
+    /// `text`: the first, last, organisation and household name prefixes (a big last,
+    /// organisation or household range starts the sort name too: CiviCRM's sort names
+    /// start with it), then for each first/last split both halves' ranges, each filtered
+    /// by the other half ([`MysqlStore::search`] reads the smaller one of each pair).
+    fn for_text(text: &str) -> Vec<NameRange> {
+        let mut first = NameRange::prefix("index_first_name", "first_name", text);
+        first.walk_when_big = true;
+        first.sparse_max = SPARSE_RANGE;
+        let mut out = vec![
+            first,
+            NameRange::prefix("index_last_name", "last_name", text),
+            NameRange::prefix("index_organization_name", "organization_name", text),
+            NameRange::prefix("index_household_name", "household_name", text),
+        ];
+        let like = |t: &str| Value::from(super::like_prefix(t, '!'));
+        for (a, b) in super::name_splits(text) {
+            for (first_part, last_part) in [(a, b), (b, a)] {
+                let mut by_first = NameRange::prefix("index_first_name", "first_name", first_part);
+                by_first.filter = (
+                    " AND c.last_name LIKE ? ESCAPE '!'".into(),
+                    vec![like(last_part)],
+                );
+                by_first.walk_when_big = true;
+                by_first.sparse_max = SPARSE_RANGE;
+                let mut by_last = NameRange::prefix("index_last_name", "last_name", last_part);
+                by_last.filter = (
+                    " AND c.first_name LIKE ? ESCAPE '!'".into(),
+                    vec![like(first_part)],
+                );
+                by_last.walk_when_big = true;
+                by_last.sparse_max = SPARSE_RANGE;
+                out.push(by_first);
+                out.push(by_last);
+            }
+        }
+        out
     }
 }
 
@@ -1075,50 +1122,55 @@ impl ContactStore for MysqlStore {
                 );
             }
             Matcher::Name(text) => {
-                let prefix = super::like_prefix(text, '!');
-                let name_matches = [
-                    Value::from(prefix.clone()),
-                    Value::from(prefix.clone()),
-                    Value::from(format!("% {prefix}")),
-                ];
-                if self.name_plan()? == NamePlan::Scan {
-                    sql.walk(NAME_CONDITION, &name_matches);
+                let (condition, condition_args) = name_condition(text, query.deep);
+                if query.deep || self.name_plan()? == NamePlan::Scan {
+                    // A word inside the display name has no index: every row is tested
+                    // (a deep search, never sent per keystroke), as on a small table.
+                    sql.walk(&condition, &condition_args);
                 } else {
                     // sort_name prefix: a range of index_is_deleted_sort_name in list order.
                     sql.walk(
                         " AND c.sort_name LIKE ? ESCAPE '!'",
-                        &[Value::from(prefix.clone())],
+                        &[Value::from(super::like_prefix(text, '!'))],
                     );
                     let ranges = NameRange::for_text(text);
                     let sizes = self.range_sizes(&ranges)?;
-                    for (range, size) in ranges.iter().zip(sizes) {
-                        if size <= SPARSE_RANGE {
+                    // The first four are single ranges; after them come pairs (by first
+                    // name, by last name) of which the smaller one is enough.
+                    let mut chosen: Vec<(&NameRange, u64)> =
+                        ranges.iter().zip(sizes.iter().copied()).take(4).collect();
+                    for pair in ranges[4..].chunks(2).zip(sizes[4..].chunks(2)) {
+                        let (pair, size) = pair;
+                        let pick = usize::from(size[1] < size[0]);
+                        chosen.push((&pair[pick], size[pick]));
+                    }
+                    for (range, size) in chosen {
+                        let (filter, filter_args) = &range.filter;
+                        if size <= range.sparse_max {
                             // Few enough to read them all and sort: the range of the
-                            // column's own index, each contact checked against the full
-                            // name condition.
+                            // column's own index.
                             sql.add(
                                 format!(
                                     "(SELECT c.id, c.sort_name FROM {contact} c FORCE INDEX ({index})
-                                       WHERE {condition}{live_only}{cursor}{NAME_CONDITION}
+                                       WHERE {range_condition}{live_only}{cursor}{filter}
                                        ORDER BY c.sort_name, c.id LIMIT {fetch})",
                                     contact = t.contact,
                                     index = range.index,
-                                    condition = range.condition,
+                                    range_condition = range.condition,
                                     cursor = sql.cursor,
                                 ),
                                 range.args.clone(),
-                                &name_matches,
+                                filter_args,
                             );
-                        } else if range.column == "first_name" {
-                            // Common first names are spread over the whole list: walking it
-                            // in order meets a page of them soon.
-                            let condition = format!(" AND {}{NAME_CONDITION}", range.condition);
-                            let mut condition_args = range.args.clone();
-                            condition_args.extend_from_slice(&name_matches);
-                            sql.walk(&condition, &condition_args);
+                        } else if range.walk_when_big {
+                            // Common first names (or both halves of a split common) are
+                            // spread over the whole list: walking it in order meets a page
+                            // of them soon.
+                            let walk_condition = format!(" AND {}{filter}", range.condition);
+                            let mut walk_args = range.args.clone();
+                            walk_args.extend_from_slice(filter_args);
+                            sql.walk(&walk_condition, &walk_args);
                         }
-                        // A common last, organisation or household name starts the sort
-                        // name too (CiviCRM's sort name formats): the sort_name range has it.
                     }
                 }
             }

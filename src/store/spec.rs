@@ -219,6 +219,9 @@ impl ContactStore for ReadOnlyStore {
     fn contact(&mut self, id: super::ContactId) -> Result<super::Contact, StoreError> {
         self.0.contact(id)
     }
+    fn contacts(&mut self, ids: &[super::ContactId]) -> Result<Vec<super::Contact>, StoreError> {
+        self.0.contacts(ids)
+    }
     fn holders_of(&mut self, key: &ApiKey) -> Result<Vec<super::ContactId>, StoreError> {
         self.0.holders_of(key)
     }

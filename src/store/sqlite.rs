@@ -92,176 +92,239 @@ CREATE INDEX FK_civicrm_email_contact_id ON civicrm_email (contact_id);
 ";
 
 /// civikey's own search structures. Every name here starts with `civikey_`; stores made
-/// before they existed get them when opened writable (see [`install_search_index`]).
+/// before they existed (or with an older form of them, [`OLD_SEARCH_OBJECTS`]) get them
+/// when opened writable (see [`install_search_index`]), once.
 ///
 /// `civikey_sort_key` is the list order itself (lists mix deleted and live contacts), so a
-/// page is an index range. `civikey_name_word` holds, for each contact, its sort name, its
-/// display name and every tail of the display name after a space (see [`name_words`]): a
-/// name search is a prefix range of that one table, giving the contacts `sort_name LIKE
-/// 'x%' OR display_name LIKE 'x%' OR display_name LIKE '% x%'` finds. Triggers keep it in
-/// step with every writer of the file (the sqlite3 shell, a script), not only civikey;
-/// searches still test each found contact, so a stale word can never show a wrong one.
-/// `civikey_position` lists the character positions where a trigger looks for spaces
-/// (triggers may not use recursive queries).
+/// page is an index range. `civikey_word` holds, for each contact, its names as a
+/// keystroke search matches them ([`name_words`]: sort, first, last name, and the display
+/// name of an organisation or household, which is its own name), folded in Rust
+/// ([`super::fold::fold`]: case and accents ignored), so a name search is a prefix range
+/// of that one table. SQL cannot fold Unicode (and a function of civikey's own in a
+/// trigger would break every other writer of the file), so the triggers only note which
+/// contacts changed, with the names they had, in `civikey_word_stale`; civikey refolds
+/// those before its next search ([`SqliteStore::refresh_words`]). Searches still test
+/// each found contact, so a stale word can never show a wrong one.
 const SEARCH_OBJECTS: &[&str] = &[
     "civikey_sort_key",
-    "civikey_position",
-    "civikey_name_word",
-    "civikey_name_word_head",
-    "civikey_name_word_head2",
-    "civikey_name_word_insert",
-    "civikey_name_word_update",
-    "civikey_name_word_delete",
+    "civikey_word",
+    "civikey_word_head",
+    "civikey_word_head2",
+    "civikey_word_stale",
+    "civikey_word_insert",
+    "civikey_word_update",
+    "civikey_word_delete",
 ];
 
-/// Display names are searched by word up to this character; later words are not indexed.
-const MAX_WORD_POSITION: usize = 1024;
+/// The first form of the search index (display-name words compared with ASCII NOCASE):
+/// dropped when the new one is built.
+const OLD_SEARCH_OBJECTS: &str = "
+DROP TRIGGER IF EXISTS civikey_name_word_insert;
+DROP TRIGGER IF EXISTS civikey_name_word_update;
+DROP TRIGGER IF EXISTS civikey_name_word_delete;
+DROP TABLE IF EXISTS civikey_name_word;
+DROP TABLE IF EXISTS civikey_position;
+";
 
 const SEARCH_TABLES: &str = "
 CREATE INDEX IF NOT EXISTS civikey_sort_key ON civicrm_contact (coalesce(sort_name, ''), id);
-CREATE TABLE civikey_position (i INTEGER PRIMARY KEY);
-WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1024)
-INSERT INTO civikey_position (i) SELECT i FROM n;
-CREATE TABLE civikey_name_word (
-    word       TEXT NOT NULL COLLATE NOCASE,
+CREATE TABLE civikey_word (
+    word       TEXT NOT NULL,
     contact_id INTEGER NOT NULL,
     -- The contact's place in the list, coalesce(sort_name, ''), and the word's first one
-    -- and two characters: civikey_name_word_head and _head2 list the words that start
-    -- alike in list order.
+    -- and two characters: civikey_word_head and _head2 list the words that start alike in
+    -- list order.
     sort_key   TEXT NOT NULL,
-    head       TEXT NOT NULL COLLATE NOCASE,
-    head2      TEXT NOT NULL COLLATE NOCASE,
+    head       TEXT NOT NULL,
+    head2      TEXT NOT NULL,
     PRIMARY KEY (word, contact_id)
 ) WITHOUT ROWID;
+-- Contacts whose words must be refolded, with the names their words were made from
+-- (indexed = 1) or none yet (indexed = 0: a new contact).
+CREATE TABLE civikey_word_stale (
+    contact_id   INTEGER PRIMARY KEY,
+    indexed      INTEGER NOT NULL,
+    sort_name    TEXT,
+    first_name   TEXT,
+    last_name    TEXT,
+    display_name TEXT,
+    contact_type TEXT
+);
 ";
 
 /// Made after the words are in (one sort instead of a million ordered inserts).
 const HEAD_INDEX: &str =
-    "CREATE INDEX civikey_name_word_head ON civikey_name_word (head, sort_key, contact_id);
-     CREATE INDEX civikey_name_word_head2 ON civikey_name_word (head2, sort_key, contact_id);";
+    "CREATE INDEX civikey_word_head ON civikey_word (head, sort_key, contact_id);
+     CREATE INDEX civikey_word_head2 ON civikey_word (head2, sort_key, contact_id);";
 
-/// The words of every contact, for a store that has none yet ([`name_words`] in SQL).
-const INDEX_ALL_WORDS: &str = "
-INSERT OR IGNORE INTO civikey_name_word (word, contact_id, sort_key, head, head2)
-SELECT w, id, coalesce(sort_name, ''), substr(w, 1, 1), substr(w, 1, 2) FROM (
-    SELECT c.id, c.sort_name, c.sort_name AS w FROM civicrm_contact c
-    UNION ALL
-    SELECT c.id, c.sort_name, c.display_name FROM civicrm_contact c
-    UNION ALL
-    SELECT c.id, c.sort_name, substr(c.display_name, p.i + 1)
-      FROM civicrm_contact c JOIN civikey_position p
-        ON p.i < length(c.display_name) AND substr(c.display_name, p.i, 1) = ' '
-) WHERE w IS NOT NULL AND w <> '' AND substr(w, 1, 1) <> ' ';
+/// Plain SQL, so every writer of the file (the sqlite3 shell, a script) can run them.
+const SEARCH_TRIGGERS: &str = "
+CREATE TRIGGER civikey_word_insert AFTER INSERT ON civicrm_contact BEGIN
+    INSERT OR IGNORE INTO civikey_word_stale (contact_id, indexed) VALUES (NEW.id, 0);
+END;
+CREATE TRIGGER civikey_word_update
+AFTER UPDATE OF id, sort_name, first_name, last_name, display_name, contact_type
+ON civicrm_contact BEGIN
+    INSERT OR IGNORE INTO civikey_word_stale VALUES
+        (OLD.id, 1, OLD.sort_name, OLD.first_name, OLD.last_name, OLD.display_name, OLD.contact_type);
+    INSERT OR IGNORE INTO civikey_word_stale (contact_id, indexed) VALUES (NEW.id, 0);
+END;
+CREATE TRIGGER civikey_word_delete AFTER DELETE ON civicrm_contact BEGIN
+    INSERT OR IGNORE INTO civikey_word_stale VALUES
+        (OLD.id, 1, OLD.sort_name, OLD.first_name, OLD.last_name, OLD.display_name, OLD.contact_type);
+END;
 ";
 
-/// The words of the row `ROW` (NEW or OLD) names, as a subquery ([`name_words`] in SQL).
-const ROW_WORDS: &str = "
-    SELECT w FROM (
-        SELECT ROW.sort_name AS w
-        UNION ALL SELECT ROW.display_name
-        UNION ALL SELECT substr(ROW.display_name, p.i + 1) FROM civikey_position p
-         WHERE p.i < length(ROW.display_name) AND substr(ROW.display_name, p.i, 1) = ' '
-    ) WHERE w IS NOT NULL AND w <> '' AND substr(w, 1, 1) <> ' '";
-
-fn search_triggers() -> String {
-    let new_words = ROW_WORDS.replace("ROW.", "NEW.");
-    let old_words = ROW_WORDS.replace("ROW.", "OLD.");
-    let insert = format!(
-        "INSERT OR IGNORE INTO civikey_name_word (word, contact_id, sort_key, head, head2)
-         SELECT w, NEW.id, coalesce(NEW.sort_name, ''), substr(w, 1, 1), substr(w, 1, 2)
-           FROM ({new_words});"
-    );
-    let delete = format!(
-        "DELETE FROM civikey_name_word WHERE contact_id = OLD.id AND word IN ({old_words});"
-    );
-    format!(
-        "
-CREATE TRIGGER civikey_name_word_insert AFTER INSERT ON civicrm_contact BEGIN
-    {insert}
-END;
-CREATE TRIGGER civikey_name_word_update
-AFTER UPDATE OF id, sort_name, display_name ON civicrm_contact BEGIN
-    {delete}
-    {insert}
-END;
-CREATE TRIGGER civikey_name_word_delete AFTER DELETE ON civicrm_contact BEGIN
-    {delete}
-END;
-"
-    )
+/// A contact's names as the SQLite schema holds them.
+#[derive(Default)]
+struct RowNames {
+    sort_name: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    display_name: Option<String>,
+    contact_type: Option<String>,
 }
 
-/// The words a name search finds a contact by: the sort name, the display name, and the
-/// display name's tail after each space (up to [`MAX_WORD_POSITION`]) that does not start
-/// with another space. Empty ones are left out. The triggers compute the same in SQL.
-fn name_words<'a>(sort_name: &'a str, display_name: &'a str) -> impl Iterator<Item = &'a str> {
-    let tails = display_name
-        .char_indices()
-        .take(MAX_WORD_POSITION)
-        .filter(|(_, c)| *c == ' ')
-        .map(move |(i, _)| &display_name[i + 1..]);
-    [sort_name, display_name]
-        .into_iter()
-        .chain(tails)
-        .filter(|w| !w.is_empty() && !w.starts_with(' '))
+impl RowNames {
+    /// As a name search reads them: CiviCRM keeps an organisation's or household's name in
+    /// a column of its own and makes the display name from it; this schema has only the
+    /// display name, which is that name.
+    fn names(&self) -> super::Names<'_> {
+        let own = |kind: &str| {
+            (self.contact_type.as_deref() == Some(kind))
+                .then_some(self.display_name.as_deref())
+                .flatten()
+        };
+        super::Names {
+            sort_name: self.sort_name.as_deref(),
+            first_name: self.first_name.as_deref(),
+            last_name: self.last_name.as_deref(),
+            organization_name: own("Organization"),
+            household_name: own("Household"),
+            display_name: self.display_name.as_deref(),
+        }
+    }
 }
 
-/// One row of `civikey_name_word`, made while seeding (the head is derived in SQL).
+/// The folded words a keystroke search finds a contact by: each name a prefix is matched
+/// against ([`super::name_matches`]), once each, empty ones left out.
+fn name_words(names: &super::Names<'_>) -> Vec<String> {
+    let mut words: Vec<String> = [
+        names.sort_name,
+        names.first_name,
+        names.last_name,
+        names.organization_name,
+        names.household_name,
+    ]
+    .into_iter()
+    .flatten()
+    .map(super::fold::fold)
+    .filter(|w| !w.is_empty())
+    .collect();
+    words.sort_unstable();
+    words.dedup();
+    words
+}
+
+/// One row of `civikey_word`.
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct Word {
-    /// Folded (A-Z to a-z), so NOCASE order is plain byte order.
+    /// Folded: the table compares bytes.
     word: String,
     contact_id: i64,
     sort_key: std::rc::Rc<str>,
 }
 
-/// Builds civikey's search structures from scratch (dropping any partial ones), in one
-/// transaction: afterwards either all of them exist and agree with the contacts, or none
-/// changed. `words` are the words of every contact when the caller already has them,
-/// folded and sorted; otherwise they are read from the contacts.
+fn words_of(id: i64, names: &RowNames) -> impl Iterator<Item = Word> {
+    let sort_key: std::rc::Rc<str> = names.sort_name.as_deref().unwrap_or("").into();
+    name_words(&names.names())
+        .into_iter()
+        .map(move |word| Word {
+            word,
+            contact_id: id,
+            sort_key: sort_key.clone(),
+        })
+}
+
+/// substr(word, 1, n): the first n characters.
+fn head(word: &str, n: usize) -> String {
+    word.chars().take(n).collect()
+}
+
+/// Inserts `words` (sorted, for speed), many rows per statement.
+fn insert_words(tx: &rusqlite::Transaction<'_>, words: &[Word]) -> rusqlite::Result<()> {
+    // Many rows per statement: a million statements cost more than their rows.
+    const ROWS: usize = 200;
+    let statement = |rows: usize| {
+        format!(
+            "INSERT OR IGNORE INTO civikey_word (word, contact_id, sort_key, head, head2) VALUES {}",
+            vec!["(?, ?, ?, ?, ?)"; rows].join(", ")
+        )
+    };
+    let mut full = tx.prepare_cached(&statement(ROWS))?;
+    for chunk in words.chunks(ROWS) {
+        let values = chunk.iter().flat_map(|w| {
+            [
+                Value::Text(w.word.clone()),
+                Value::Integer(w.contact_id),
+                Value::Text(w.sort_key.to_string()),
+                Value::Text(head(&w.word, 1)),
+                Value::Text(head(&w.word, 2)),
+            ]
+        });
+        if chunk.len() == ROWS {
+            full.execute(rusqlite::params_from_iter(values))?;
+        } else {
+            tx.execute(&statement(chunk.len()), rusqlite::params_from_iter(values))?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads a `RowNames` from columns `at..at + 5` (sort, first, last, display, type).
+fn row_names(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<RowNames> {
+    Ok(RowNames {
+        sort_name: row.get(at)?,
+        first_name: row.get(at + 1)?,
+        last_name: row.get(at + 2)?,
+        display_name: row.get(at + 3)?,
+        contact_type: row.get(at + 4)?,
+    })
+}
+
+/// Builds civikey's search structures from scratch (dropping any partial or older ones),
+/// in one transaction: afterwards either all of them exist and agree with the contacts, or
+/// none changed. `words` are the words of every contact when the caller already has them,
+/// sorted; otherwise they are read from the contacts and folded here.
 fn install_search_index(conn: &mut Connection, words: Option<Vec<Word>>) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
+    tx.execute_batch(OLD_SEARCH_OBJECTS)?;
     for trigger in &SEARCH_OBJECTS[5..] {
         tx.execute_batch(&format!("DROP TRIGGER IF EXISTS {trigger}"))?;
     }
     tx.execute_batch(
-        "DROP TABLE IF EXISTS civikey_name_word; DROP TABLE IF EXISTS civikey_position;",
+        "DROP TABLE IF EXISTS civikey_word; DROP TABLE IF EXISTS civikey_word_stale;",
     )?;
     tx.execute_batch(SEARCH_TABLES)?;
-    match words {
-        Some(words) => {
-            // Many rows per statement: a million statements cost more than their rows.
-            const ROWS: usize = 200;
-            let statement = |rows: usize| {
-                format!(
-                    "INSERT OR IGNORE INTO civikey_name_word (word, contact_id, sort_key, head, head2) VALUES {}",
-                    vec!["(?, ?, ?, ?, ?)"; rows].join(", ")
-                )
-            };
-            let mut full = tx.prepare(&statement(ROWS))?;
-            for chunk in words.chunks(ROWS) {
-                // substr(word, 1, n): the first n characters.
-                let head = |w: &str, n: usize| -> String { w.chars().take(n).collect() };
-                let values = chunk.iter().flat_map(|w| {
-                    [
-                        Value::Text(w.word.clone()),
-                        Value::Integer(w.contact_id),
-                        Value::Text(w.sort_key.to_string()),
-                        Value::Text(head(&w.word, 1)),
-                        Value::Text(head(&w.word, 2)),
-                    ]
-                });
-                if chunk.len() == ROWS {
-                    full.execute(rusqlite::params_from_iter(values))?;
-                } else {
-                    tx.execute(&statement(chunk.len()), rusqlite::params_from_iter(values))?;
-                }
+    let words = match words {
+        Some(words) => words,
+        None => {
+            let mut stmt = tx.prepare(
+                "SELECT id, sort_name, first_name, last_name, display_name, contact_type
+                   FROM civicrm_contact",
+            )?;
+            let mut words: Vec<Word> = Vec::new();
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                words.extend(words_of(row.get(0)?, &row_names(row, 1)?));
             }
+            words.sort_unstable();
+            words
         }
-        None => tx.execute_batch(INDEX_ALL_WORDS)?,
-    }
+    };
+    insert_words(&tx, &words)?;
     tx.execute_batch(HEAD_INDEX)?;
-    tx.execute_batch(&search_triggers())?;
+    tx.execute_batch(SEARCH_TRIGGERS)?;
     tx.commit()
 }
 
@@ -274,6 +337,34 @@ fn has_search_index(conn: &Connection) -> rusqlite::Result<bool> {
         }
     }
     Ok(true)
+}
+
+/// `civikey_name_match(text, deep, sort_name, first_name, last_name, display_name,
+/// contact_type)`: [`super::name_matches`] in SQL, on civikey's own connections only (never
+/// in a trigger or an index, which other programs must be able to run).
+fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function(
+        "civikey_name_match",
+        7,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            // The text is the same for every row of a statement: folded and split once.
+            let query =
+                ctx.get_or_create_aux(0, |text| -> Result<_, rusqlite::types::FromSqlError> {
+                    Ok(super::NameQuery::new(text.as_str()?))
+                })?;
+            let deep: bool = ctx.get(1)?;
+            let names = RowNames {
+                sort_name: ctx.get(2)?,
+                first_name: ctx.get(3)?,
+                last_name: ctx.get(4)?,
+                display_name: ctx.get(5)?,
+                contact_type: ctx.get(6)?,
+            };
+            Ok(query.matches(&names.names(), deep))
+        },
+    )
 }
 
 /// The columns a list reads, then the sort key the next page starts after.
@@ -371,14 +462,16 @@ impl SqliteStore {
             .map_err(sql_err)?;
         conn.execute_batch("PRAGMA foreign_keys = ON")
             .map_err(sql_err)?;
+        register_functions(&conn).map_err(sql_err)?;
         let mut indexed = has_search_index(&conn).map_err(sql_err)?;
         if !indexed && writable {
             if !integrity_checked {
                 quick_check(&conn, path)?;
                 integrity_checked = true;
             }
-            // A store from before the search index: build it once. If that fails (a full
-            // disk, another writer holding the lock) the store still works, unindexed.
+            // A store from before the search index (or with its older, ASCII-only form):
+            // build it once. If that fails (a full disk, another writer holding the lock)
+            // the store still works, unindexed.
             indexed = install_search_index(&mut conn, None).is_ok();
         }
         Ok(SqliteStore {
@@ -390,6 +483,71 @@ impl SqliteStore {
             integrity_checked,
             standalone: None,
         })
+    }
+
+    /// Whether the word table can answer a search now: contacts other writers changed are
+    /// refolded first (one transaction, nothing when none changed). A read-only store with
+    /// changed contacts is searched without the table (correct, slower).
+    fn refresh_words(&mut self) -> Result<bool, StoreError> {
+        if !self.indexed {
+            return Ok(false);
+        }
+        let stale: bool = self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM civikey_word_stale)")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(sql_err)?;
+        if !stale {
+            return Ok(true);
+        }
+        if !self.writable {
+            return Ok(false);
+        }
+        let tx = self.conn.transaction().map_err(sql_err)?;
+        let changed: Vec<(i64, bool, RowNames)> = {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT contact_id, indexed, sort_name, first_name, last_name, display_name,
+                            contact_type FROM civikey_word_stale",
+                )
+                .map_err(sql_err)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, row_names(r, 2)?)))
+                .map_err(sql_err)?;
+            rows.collect::<Result<_, _>>().map_err(sql_err)?
+        };
+        let mut words = Vec::new();
+        {
+            let mut delete = tx
+                .prepare("DELETE FROM civikey_word WHERE word = ? AND contact_id = ?")
+                .map_err(sql_err)?;
+            let mut current = tx
+                .prepare(
+                    "SELECT sort_name, first_name, last_name, display_name, contact_type
+                       FROM civicrm_contact WHERE id = ?",
+                )
+                .map_err(sql_err)?;
+            for (id, indexed, old) in &changed {
+                if *indexed {
+                    for word in words_of(*id, old) {
+                        delete.execute(params![word.word, id]).map_err(sql_err)?;
+                    }
+                }
+                let now = current
+                    .query_row([id], |r| row_names(r, 0))
+                    .optional()
+                    .map_err(sql_err)?;
+                if let Some(now) = now {
+                    words.extend(words_of(*id, &now));
+                }
+            }
+        }
+        words.sort_unstable();
+        insert_words(&tx, &words).map_err(sql_err)?;
+        tx.execute("DELETE FROM civikey_word_stale", [])
+            .map_err(sql_err)?;
+        tx.commit().map_err(sql_err)?;
+        Ok(true)
     }
 
     /// Creates a new store at `path` (0600, in a 0700 folder) filled with `contacts`.
@@ -439,9 +597,8 @@ impl SqliteStore {
         let mut words = insert_contacts(&mut conn, contacts, progress)?;
         conn.execute_batch(INDEXES).map_err(sql_err)?;
         // Sorted here, the words go into their table in key order: far faster than SQLite
-        // sorting them. They are folded (A-Z to a-z), so NOCASE order is plain byte order.
+        // sorting them.
         words.sort_unstable();
-        words.dedup_by(|a, b| a.word == b.word && a.contact_id == b.contact_id);
         install_search_index(&mut conn, Some(words)).map_err(sql_err)
     }
 
@@ -656,12 +813,14 @@ fn insert_contacts(
                 ])
                 .map_err(sql_err)?;
             let id = tx.last_insert_rowid();
-            let sort_key: std::rc::Rc<str> = c.sort_name.as_str().into();
-            words.extend(name_words(&c.sort_name, &c.display_name).map(|w| Word {
-                word: w.to_ascii_lowercase(),
-                contact_id: id,
-                sort_key: sort_key.clone(),
-            }));
+            let names = RowNames {
+                sort_name: Some(c.sort_name.clone()),
+                first_name: c.first_name.clone(),
+                last_name: c.last_name.clone(),
+                display_name: Some(c.display_name.clone()),
+                contact_type: Some(c.contact_type.clone()),
+            };
+            words.extend(words_of(id, &names));
             if let Some(email) = &c.email {
                 email_stmt.execute(params![id, email]).map_err(sql_err)?;
             }
@@ -927,16 +1086,16 @@ impl Plan {
     }
 
     /// Walk the words starting with the text's first one or `two` characters in list
-    /// order (`civikey_name_word_head`, `_head2`), reading the contact of each that matches.
+    /// order (`civikey_word_head`, `_head2`), reading the contact of each that matches.
     fn by_head(two: bool, conditions: Vec<String>, args: Vec<Value>) -> Plan {
         let index = if two {
-            "civikey_name_word_head2"
+            "civikey_word_head2"
         } else {
-            "civikey_name_word_head"
+            "civikey_word_head"
         };
         Plan {
             from: format!(
-                "civikey_name_word w INDEXED BY {index}
+                "civikey_word w INDEXED BY {index}
                  CROSS JOIN civicrm_contact c ON c.id = w.contact_id"
             ),
             conditions,
@@ -955,11 +1114,6 @@ const MAX_PAGE: usize = 1000;
 
 fn offset_refused() -> StoreError {
     StoreError::invalid("the SQLite store pages by key, not by offset")
-}
-
-/// `text` with ASCII letters in lower case: the form NOCASE compares in.
-fn nocase_fold(text: &str) -> String {
-    text.to_ascii_lowercase()
 }
 
 /// The smallest string above every string starting with `prefix` in NOCASE order (which
@@ -1010,12 +1164,21 @@ impl SqliteStore {
                     )
                 }
             }
-            Matcher::Name(text) if indexed => {
-                // The range finds the words; the LIKE keeps the match exact whatever the
-                // collation does at the range's edges. Both bounds must be in the SQL text
-                // (not `? IS NULL OR ...`) for SQLite to read only the range.
-                let mut range_args = vec![Value::Text(nocase_fold(text))];
-                let upper = match prefix_upper_bound(&nocase_fold(text)) {
+            Matcher::Name(text) if !query.deep && self.refresh_words()? => {
+                // Every keystroke match has a word starting with the text's first word (the
+                // whole text starts with it, and so does the first part of every first/last
+                // split): that range finds the candidates, [`name_matches`] decides.
+                let folded = super::fold::fold(text);
+                let prefix = folded
+                    .split(char::is_whitespace)
+                    .next()
+                    .unwrap_or(&folded)
+                    .to_string();
+                let several_words = prefix.len() < folded.len();
+                // Both bounds must be in the SQL text (not `? IS NULL OR ...`) for SQLite
+                // to read only the range.
+                let mut range_args = vec![Value::Text(prefix.clone())];
+                let upper = match prefix_upper_bound(&prefix) {
                     Some(high) => {
                         range_args.push(Value::Text(high));
                         " AND {w}word < ?"
@@ -1023,45 +1186,46 @@ impl SqliteStore {
                     None => "",
                 };
                 let range = |w: &str| format!("{w}word >= ?{}", upper.replace("{w}", w));
-                let word_match = |w: &str| format!("{} AND {w}word LIKE ? ESCAPE '\\'", range(w));
-                let mut word_args = range_args.clone();
-                word_args.push(Value::Text(like_prefix(text)));
                 // One or two characters: every word in that head's list matches, so walking
                 // it in list order wastes nothing. Longer: count the matching words.
-                let short = text.chars().nth(2).is_none();
+                let short = prefix.chars().nth(2).is_none();
                 let matches = if short {
                     i64::MAX
                 } else {
                     self.count_up_to(
-                        &format!(
-                            "SELECT 1 FROM civikey_name_word WHERE {} LIMIT ?",
-                            range("")
-                        ),
-                        range_args,
+                        &format!("SELECT 1 FROM civikey_word WHERE {} LIMIT ?", range("")),
+                        range_args.clone(),
                     )?
                 };
-                // Each contact found is tested again, so a stale word never shows a wrong one.
-                let (verify, verify_args) = name_like(text);
+                let (verify, verify_args) = name_condition(text, false);
                 if matches > self.dense_matches {
-                    // Common: walk the words that start as the text does (one or two characters),
-                    // list order. A page needs only its first matches, however many exist.
-                    let two = text.chars().nth(1).is_some();
-                    let head: String = text.chars().take(if two { 2 } else { 1 }).collect();
+                    // Common: walk the words that start as the text does (one or two
+                    // characters), list order. A page needs only its first matches.
+                    let two = prefix.chars().nth(1).is_some();
                     let column = if two { "head2" } else { "head" };
-                    let mut conditions = vec![format!("w.{column} = ? AND {}", word_match("w."))];
-                    conditions.extend(verify);
-                    let mut args = vec![Value::Text(head)];
-                    args.extend(word_args);
+                    let mut args = vec![Value::Text(head(&prefix, if two { 2 } else { 1 }))];
+                    args.extend(range_args);
                     args.extend(verify_args);
-                    Plan::by_head(two, conditions, args)
+                    Plan::by_head(
+                        two,
+                        vec![format!("w.{column} = ? AND {} AND {verify}", range("w."))],
+                        args,
+                    )
                 } else {
                     // Rare: sort the matching words' contacts by the list order the word
-                    // table holds, then read only one page of contacts.
+                    // table holds, then read only one page of contacts. Several words:
+                    // the candidates are tested before the page is cut.
                     let mut inner = format!(
-                        "SELECT w.sort_key, w.contact_id FROM civikey_name_word w WHERE {}",
-                        word_match("w.")
+                        "SELECT w.sort_key, w.contact_id FROM civikey_word w WHERE {}",
+                        range("w.")
                     );
-                    let mut args = word_args;
+                    let mut args = range_args;
+                    if several_words {
+                        inner.push_str(&format!(
+                            " AND EXISTS (SELECT 1 FROM civicrm_contact c WHERE c.id = w.contact_id AND {verify})"
+                        ));
+                        args.extend(verify_args.iter().cloned());
+                    }
                     if !query.include_deleted {
                         inner.push_str(" AND EXISTS (SELECT 1 FROM civicrm_contact d WHERE d.id = w.contact_id AND d.is_deleted = 0)");
                     }
@@ -1089,13 +1253,15 @@ impl SqliteStore {
                         id: "m.contact_id",
                         one_per_contact: false,
                         pages_itself: true,
-                        check: Some((verify.join(" AND "), verify_args)),
+                        check: Some((verify, verify_args)),
                     }
                 }
             }
             Matcher::Name(text) => {
-                let (conditions, args) = name_like(text);
-                Plan::in_list_order(false, conditions, args)
+                // A deep search (a word inside the display name), or no usable word table:
+                // every contact tested, in list order.
+                let (condition, args) = name_condition(text, query.deep);
+                Plan::in_list_order(indexed, vec![condition], args)
             }
         })
     }
@@ -1113,20 +1279,12 @@ impl SqliteStore {
     }
 }
 
-/// The name match as CiviCRM's quick search writes it, tested contact by contact.
-fn name_like(text: &str) -> (Vec<String>, Vec<Value>) {
-    let prefix = like_prefix(text);
+/// The name match ([`super::name_matches`]) tested on contact `c`.
+fn name_condition(text: &str, deep: bool) -> (String, Vec<Value>) {
     (
-        vec![
-            "(c.sort_name LIKE ? ESCAPE '\\' OR c.display_name LIKE ? ESCAPE '\\'
-              OR c.display_name LIKE ? ESCAPE '\\')"
-                .into(),
-        ],
-        vec![
-            Value::Text(prefix.clone()),
-            Value::Text(prefix.clone()),
-            Value::Text(format!("% {prefix}")),
-        ],
+        "civikey_name_match(?, ?, c.sort_name, c.first_name, c.last_name, c.display_name, c.contact_type)"
+            .into(),
+        vec![Value::Text(text.to_string()), Value::Integer(i64::from(deep))],
     )
 }
 
@@ -1401,30 +1559,47 @@ mod tests {
         }
     }
 
-    /// What CiviCRM's quick search would answer: the LIKE query on every contact, sorted.
+    /// The answer by definition: every contact tested in Rust ([`super::super::name_matches`]
+    /// for names, the email LIKE for emails), in list order.
     fn reference(conn: &Connection, text: &str, include_deleted: bool) -> Vec<ContactId> {
-        let (conditions, args) = match Query::new(text, 1).matcher() {
-            Matcher::Name(t) => name_like(t),
-            Matcher::EmailPrefix(t) => (
-                vec!["EXISTS (SELECT 1 FROM civicrm_email e WHERE e.contact_id = c.id AND e.email LIKE ? ESCAPE '\\')".to_string()],
-                vec![Value::Text(like_prefix(t))],
-            ),
-            other => panic!("not a text search: {other:?}"),
-        };
+        reference_with(conn, text, include_deleted, false)
+    }
+
+    fn reference_with(
+        conn: &Connection,
+        text: &str,
+        include_deleted: bool,
+        deep: bool,
+    ) -> Vec<ContactId> {
         let deleted = if include_deleted {
             ""
         } else {
-            " AND c.is_deleted = 0"
+            " WHERE c.is_deleted = 0"
+        };
+        let q = Query::new(text, 1);
+        let email = match q.matcher() {
+            Matcher::EmailPrefix(t) => Some(like_prefix(t)),
+            Matcher::Name(_) => None,
+            other => panic!("not a text search: {other:?}"),
         };
         let sql = format!(
-            "SELECT c.id FROM civicrm_contact c NOT INDEXED WHERE {}{deleted} ORDER BY coalesce(c.sort_name, ''), c.id",
-            conditions[0]
+            "SELECT c.id, c.sort_name, c.first_name, c.last_name, c.display_name, c.contact_type,
+                    EXISTS (SELECT 1 FROM civicrm_email e WHERE e.contact_id = c.id AND e.email LIKE ?1 ESCAPE '\\')
+               FROM civicrm_contact c NOT INDEXED{deleted} ORDER BY coalesce(c.sort_name, ''), c.id"
         );
         let mut stmt = conn.prepare(&sql).unwrap();
-        stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, i64>(0))
-            .unwrap()
-            .map(|r| r.unwrap() as ContactId)
-            .collect()
+        let pattern = email.clone().unwrap_or_default();
+        stmt.query_map([pattern], |r| {
+            Ok((r.get::<_, i64>(0)?, row_names(r, 1)?, r.get::<_, bool>(6)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .filter(|(_, names, email_match)| match &email {
+            Some(_) => *email_match,
+            None => super::super::name_matches(&q.text, &names.names(), deep),
+        })
+        .map(|(id, _, _)| id as ContactId)
+        .collect()
     }
 
     const QUERIES: &[&str] = &[
@@ -1487,14 +1662,12 @@ mod tests {
     }
 
     #[test]
-    fn every_plan_answers_as_the_plain_like_query() {
+    fn every_plan_answers_as_the_reference() {
         let (_dir, mut store) = store_with(3000);
         assert!(store.indexed);
-        for text in QUERIES
-            .iter()
-            .copied()
-            .chain(["  lead", "tail", "double", "gap", "a_b"])
-        {
+        for text in QUERIES.iter().copied().chain([
+            "  lead", "tail", "double", "gap", "a_b", "ann l", "l ann", "jose",
+        ]) {
             for deleted in [true, false] {
                 let expected = reference(&store.conn, text, deleted);
                 for dense in [0, 20, DENSE_MATCHES] {
@@ -1516,9 +1689,96 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_deep_search_also_finds_a_word_inside_the_display_name() {
+        let (_dir, mut store) = store_with(2000);
+        let deep = |store: &mut SqliteStore, text: &str| {
+            let mut q = Query::new(text, 1000);
+            q.deep = true;
+            store
+                .search(&q)
+                .unwrap()
+                .contacts
+                .iter()
+                .map(|c| c.id)
+                .collect::<Vec<_>>()
+        };
+        for text in ["der Berg", "lee", "gap", "Widgets"] {
+            let expected = reference_with(&store.conn, text, true, true);
+            assert_eq!(deep(&mut store, text), expected, "{text:?}");
+            let keystroke = reference(&store.conn, text, true);
+            assert!(keystroke.iter().all(|id| expected.contains(id)), "{text:?}");
+        }
+        // "double  gap, X" / "X  double  gap": "gap" is inside the display name only.
+        assert!(reference(&store.conn, "gap", true).is_empty());
+        assert!(!deep(&mut store, "gap").is_empty());
+    }
+
+    #[test]
+    fn names_match_without_case_or_accents_in_every_script() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u.sqlite");
+        let person = |id: i64, first: &str, last: &str| SeedContact {
+            id: Some(id),
+            contact_type: "Individual".into(),
+            display_name: format!("{first} {last}"),
+            sort_name: format!("{last}, {first}"),
+            first_name: Some(first.into()),
+            last_name: Some(last.into()),
+            ..SeedContact::default()
+        };
+        let contacts = vec![
+            person(1, "José", "García"),
+            person(2, "Søren", "Kierkegaard"),
+            person(3, "Иван", "Петров"),
+            SeedContact {
+                id: Some(4),
+                contact_type: "Organization".into(),
+                display_name: "Café Étoile".into(),
+                sort_name: "Café Étoile".into(),
+                ..SeedContact::default()
+            },
+            person(5, "Jürgen", "Straße"),
+        ];
+        let mut store = SqliteStore::create(&path, contacts, &mut |_| {}).unwrap();
+        for (text, expected) in [
+            ("jose", vec![1]),
+            ("JOSÉ GARC", vec![1]),
+            ("garcia, j", vec![1]),
+            ("SØREN", vec![2]),
+            ("søren k", vec![2]),
+            ("иван", vec![3]),
+            ("ПЕТР", vec![3]),
+            ("cafe", vec![4]),
+            ("CAFÉ ÉT", vec![4]),
+            ("etoile", vec![]),
+            ("strasse", vec![5]),
+            ("jurgen", vec![5]),
+        ] {
+            for indexed in [true, false] {
+                store.indexed = indexed;
+                assert_eq!(ids(&mut store, text, true), expected, "{text:?} {indexed}");
+            }
+        }
+        let mut q = Query::new("etoile", 10);
+        q.deep = true;
+        let found: Vec<_> = store
+            .search(&q)
+            .unwrap()
+            .contacts
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(
+            found,
+            vec![4],
+            "a deep search finds the word inside the name"
+        );
+    }
+
     fn word_rows(conn: &Connection) -> Vec<(String, i64, String, String)> {
         let mut stmt = conn
-            .prepare("SELECT lower(word), contact_id, sort_key, lower(head) || '|' || lower(head2) FROM civikey_name_word ORDER BY 1, 2")
+            .prepare("SELECT word, contact_id, sort_key, head || '|' || head2 FROM civikey_word ORDER BY 1, 2")
             .unwrap();
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
             .unwrap()
@@ -1527,7 +1787,7 @@ mod tests {
     }
 
     #[test]
-    fn words_built_in_rust_equal_words_built_in_sql() {
+    fn words_built_while_seeding_equal_words_built_on_open() {
         let (_dir, mut store) = store_with(2000);
         let built = word_rows(&store.conn);
         assert!(built.len() > 4000);
@@ -1539,43 +1799,60 @@ mod tests {
     fn other_writers_keep_the_index_in_step() {
         let (dir, mut store) = store_with(500);
         let path = dir.path().join("s.sqlite");
-        // Another program writes the file: the sqlite3 shell, a script.
+        // Another program writes the file: the sqlite3 shell, a script (no civikey function
+        // is needed to write).
         let other = Connection::open(&path).unwrap();
         other
             .execute_batch(
-                "UPDATE civicrm_contact SET display_name = 'Quentin Zebrafish', sort_name = 'Zebrafish, Quentin' WHERE id = 1;
-                 INSERT INTO civicrm_contact (id, contact_type, display_name, sort_name) VALUES (9001, 'Individual', 'Xavier Quokka', 'Quokka, Xavier');
+                "UPDATE civicrm_contact SET contact_type = 'Individual', display_name = 'Quentin Zebrafish', sort_name = 'Zebrafish, Quentin', first_name = 'Quentin', last_name = 'Zebrafish' WHERE id = 1;
+                 INSERT INTO civicrm_contact (id, contact_type, display_name, sort_name, first_name, last_name) VALUES (9001, 'Individual', 'Xavier Quokka', 'Quokka, Xavier', 'Xavier', 'Quokka');
                  UPDATE civicrm_contact SET is_deleted = 1 WHERE id = 9001;
                  DELETE FROM civicrm_contact WHERE id = 2;",
             )
             .unwrap();
-        for text in ["zebra", "quentin", "quokka", "xavier q"] {
+        // A read-only handle cannot refold: it answers without the word table, correctly.
+        let mut read_only = SqliteStore::open_with(&path, true).unwrap();
+        for text in ["zebra", "quentin", "quokka", "xavier q", "QUOKKA X"] {
             let expected = reference(&store.conn, text, true);
             assert!(!expected.is_empty(), "{text}");
+            assert_eq!(
+                ids(&mut read_only, text, true),
+                expected,
+                "{text} read-only"
+            );
             assert_eq!(ids(&mut store, text, true), expected, "{text}");
         }
         assert!(ids(&mut store, "quokka", false).is_empty());
+        let stale: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM civikey_word_stale", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stale, 0, "the changed contacts were refolded");
         // A word no contact has (written around the triggers) never shows a contact.
         other
             .execute(
-                "INSERT INTO civikey_name_word VALUES ('bogusname', 3, 'B', 'b', 'bo')",
+                "INSERT INTO civikey_word VALUES ('bogusname', 3, 'B', 'b', 'bo')",
                 [],
             )
             .unwrap();
         assert!(reference(&store.conn, "bogus", true).is_empty());
         assert!(ids(&mut store, "bogus", true).is_empty());
-        let count = |id: i64| -> i64 {
-            store
+        let words = |id: i64| -> Vec<String> {
+            let mut stmt = store
                 .conn
-                .query_row(
-                    "SELECT count(*) FROM civikey_name_word WHERE contact_id = ?",
-                    [id],
-                    |r| r.get(0),
-                )
+                .prepare("SELECT word FROM civikey_word WHERE contact_id = ? ORDER BY word")
+                .unwrap();
+            stmt.query_map([id], |r| r.get(0))
                 .unwrap()
+                .map(Result::unwrap)
+                .collect()
         };
-        assert_eq!(count(2), 0, "a deleted contact leaves no words");
-        assert_eq!(count(1), 3, "a renamed contact has only its new words");
+        assert!(words(2).is_empty(), "a deleted contact leaves no words");
+        assert_eq!(
+            words(1),
+            vec!["quentin", "zebrafish", "zebrafish, quentin"],
+            "a renamed contact has only its new words"
+        );
     }
 
     #[test]
@@ -1587,9 +1864,9 @@ mod tests {
             Connection::open(&path)
                 .unwrap()
                 .execute_batch(
-                    "DROP TRIGGER civikey_name_word_insert; DROP TRIGGER civikey_name_word_update;
-                     DROP TRIGGER civikey_name_word_delete; DROP TABLE civikey_name_word;
-                     DROP TABLE civikey_position; DROP INDEX civikey_sort_key;",
+                    "DROP TRIGGER civikey_word_insert; DROP TRIGGER civikey_word_update;
+                     DROP TRIGGER civikey_word_delete; DROP TABLE civikey_word;
+                     DROP TABLE civikey_word_stale; DROP INDEX civikey_sort_key;",
                 )
                 .unwrap();
         };
@@ -1602,6 +1879,59 @@ mod tests {
         let mut writable = SqliteStore::open(&path).unwrap();
         assert!(writable.indexed, "a writable one gets the index on open");
         assert_eq!(ids(&mut writable, "smith", true), expected);
+    }
+
+    #[test]
+    fn the_ascii_only_index_of_older_versions_is_replaced_once() {
+        let (dir, store) = store_with(300);
+        let path = dir.path().join("s.sqlite");
+        let expected = word_rows(&store.conn);
+        drop(store);
+        // The first version's objects, as an older civikey left them.
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "DROP TRIGGER civikey_word_insert; DROP TRIGGER civikey_word_update;
+                 DROP TRIGGER civikey_word_delete; DROP TABLE civikey_word;
+                 DROP TABLE civikey_word_stale;
+                 CREATE TABLE civikey_position (i INTEGER PRIMARY KEY);
+                 CREATE TABLE civikey_name_word (word TEXT COLLATE NOCASE, contact_id INTEGER);
+                 CREATE TRIGGER civikey_name_word_delete AFTER DELETE ON civicrm_contact BEGIN
+                     DELETE FROM civikey_name_word WHERE contact_id = OLD.id;
+                 END;",
+            )
+            .unwrap();
+        let store = SqliteStore::open(&path).unwrap();
+        assert!(store.indexed);
+        assert_eq!(word_rows(&store.conn), expected);
+        let old: i64 = store
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name LIKE 'civikey_name_word%' OR name = 'civikey_position'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(old, 0, "the old objects are gone");
+        // Once: a second open keeps the table as it is (a marker row survives).
+        store
+            .conn
+            .execute(
+                "INSERT INTO civikey_word VALUES ('marker', 1, '', 'm', 'ma')",
+                [],
+            )
+            .unwrap();
+        drop(store);
+        let store = SqliteStore::open(&path).unwrap();
+        let marker: i64 = store
+            .conn
+            .query_row(
+                "SELECT count(*) FROM civikey_word WHERE word = 'marker'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(marker, 1);
     }
 
     #[test]

@@ -133,7 +133,7 @@ fn footer_keys(mode: Mode, writable: bool) -> &'static str {
         }
         // A read-only store: only what works.
         Mode::List => "/ search  A key age  a audit  ? help  q quit",
-        Mode::Search => "type to filter  Enter keep  Esc clear  ↑/↓ move",
+        Mode::Search => "type to filter  Enter all names, Enter keep  Esc clear  ↑/↓ move",
         Mode::Help | Mode::Message => "Esc/Enter/q close",
         Mode::NewKey => "r regenerate  Enter continue  Esc/q cancel",
         Mode::Confirm | Mode::ConfirmRevoke | Mode::ConfirmUndo | Mode::ConfirmBulk => {
@@ -167,7 +167,18 @@ fn undo_footer(undo: &crate::app::UndoInfo, writable: bool) -> (String, &'static
 
 fn draw_footer(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     let writable = app.store_info().is_none_or(|i| i.writable);
-    let line = if let Some(input) = &app.search_input {
+    let line = if let Some(deep) = &app.deep_search {
+        Line::from(vec![
+            Span::styled(" / ", theme.accent()),
+            Span::raw(crate::sanitize::SafeText::new(&deep.text).truncated(30)),
+            Span::raw("  "),
+            Span::styled(
+                format!("searching all names... {:.1} s", deep.elapsed.as_secs_f64()),
+                theme.accent(),
+            ),
+            Span::styled("  Esc cancels", theme.dim()),
+        ])
+    } else if let Some(input) = &app.search_input {
         let hint = footer_keys(Mode::Search, writable);
         // The text gets what the hint leaves, so the line fits the terminal.
         let room = usize::from(area.width)

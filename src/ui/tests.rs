@@ -193,6 +193,28 @@ fn search_in_progress_80x24() {
 }
 
 #[test]
+fn a_deep_search_shows_searching_all_names_with_its_time() {
+    let mut app = app(true);
+    act(&mut app, Action::StartSearch);
+    act(&mut app, Action::SearchChar('l'));
+    act(&mut app, Action::SearchAccept);
+    let seq = app.deep_search.as_ref().map(|d| d.seq).unwrap();
+    app.update(Msg::DeepSearchRunning {
+        seq,
+        elapsed: std::time::Duration::from_millis(2345),
+    });
+    let term = render(&mut app, 80, 24);
+    let buffer = term.backend().buffer();
+    let footer: String = (0..80)
+        .map(|x| buffer[(x, 23)].symbol().to_string())
+        .collect();
+    assert!(
+        footer.contains("searching all names... 2.3 s  Esc cancels"),
+        "{footer:?}"
+    );
+}
+
+#[test]
 fn no_size_panics() {
     for (w, h) in [
         (1, 1),
@@ -458,6 +480,18 @@ fn the_header_shows_a_kept_filter_a_pending_search_and_a_failed_one() {
         "{}",
         row(&term, 1)
     );
+    let seq = app.search_seq;
+    app.update(Msg::Searched {
+        seq,
+        append: false,
+        result: Ok(Page {
+            contacts: sample().into_iter().take(2).collect(),
+            next: None,
+        }),
+        history: Vec::new(),
+    });
+    // Enter searches every name; its answer in, Enter keeps the filter.
+    act(&mut app, Action::SearchAccept);
     let seq = app.search_seq;
     app.update(Msg::Searched {
         seq,

@@ -218,15 +218,82 @@ pub fn search_by_name(f: &dyn Fixture) {
     assert_eq!(all_ids(&mut *s, "Smithe", 50), vec![6]);
     assert_eq!(all_ids(&mut *s, "grace", 50), vec![3], "first name");
     assert_eq!(all_ids(&mut *s, "山田", 50), vec![10], "non-Latin");
-    assert!(
-        all_ids(&mut *s, "Lee", 50).contains(&7),
-        "a later word of the name"
+    assert_eq!(
+        all_ids(&mut *s, "Lee", 50),
+        Vec::<u64>::new(),
+        "a word inside a name is for the deep search only"
     );
     assert_eq!(
         all_ids(&mut *s, "Filler2", 3).len(),
         10,
         "paged name search"
     );
+}
+
+/// What each search text finds, by keystroke (`deep` false) or deep search, in list
+/// order: the same on every store (see `Query::matcher` and `store::name_matches`).
+pub const SEARCH_TABLE: &[(&str, bool, &[u64])] = &[
+    ("3", false, &[3]),
+    ("ada", false, &[1]),
+    ("lovelace", false, &[1]),
+    ("LOVELACE, A", false, &[1]),
+    ("Ada Love", false, &[1]),
+    ("love ada", false, &[1]),
+    ("ada lovelace x", false, &[]),
+    ("sam smith", false, &[4, 5]),
+    ("s", false, &[4, 5, 6]),
+    ("l", false, &[1]),
+    ("l", true, &[7, 1]),
+    ("mary ann", false, &[7]),
+    ("ann", false, &[7]),
+    ("ann lee", false, &[7]),
+    ("lee", false, &[]),
+    ("lee", true, &[7]),
+    ("widgets", false, &[]),
+    ("widgets", true, &[13]),
+    ("acme", false, &[13]),
+    ("zoe", false, &[9]),
+    ("MULLER", false, &[9]),
+    ("müller, z", false, &[9]),
+    ("zoë mü", false, &[9]),
+    ("山田", false, &[10]),
+    ("太郎 山", false, &[10]),
+    ("eted", false, &[11]),
+    ("mallory evil", false, &[12]),
+    ("filler2", false, &[20, 21, 22, 23, 24, 25, 26, 27, 28, 29]),
+    (
+        "zed f",
+        false,
+        &[
+            14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30,
+        ],
+    ),
+    ("100%", false, &[8]),
+    ("%", false, &[]),
+    ("%", true, &[]),
+    ("grace@", false, &[3]),
+    ("GRACE@NAVY", false, &[3]),
+    ("alan.tu@", false, &[]),
+];
+
+pub fn search_table_finds_the_same_contacts_on_every_store(f: &dyn Fixture) {
+    let mut s = f.open();
+    for &(text, deep, expected) in SEARCH_TABLE {
+        for limit in [50, 4] {
+            let mut q = Query::new(text, limit);
+            q.deep = deep;
+            let mut ids = Vec::new();
+            for _ in 0..100 {
+                let page = s.search(&q).expect("search");
+                ids.extend(page.contacts.iter().map(|c| c.id));
+                match page.next {
+                    Some(next) => q.after = Some(next),
+                    None => break,
+                }
+            }
+            assert_eq!(ids, expected, "{text:?} deep={deep} limit={limit}");
+        }
+    }
 }
 
 pub fn search_treats_wildcards_literally(f: &dyn Fixture) {
@@ -268,6 +335,23 @@ pub fn contact_fields(f: &dyn Fixture) {
     assert_eq!(alan.key, None);
     let acme = s.contact(13).unwrap();
     assert_eq!(acme.contact_type.as_str(), "Organization");
+}
+
+pub fn contacts_are_read_many_at_once_in_order(f: &dyn Fixture) {
+    let mut s = f.open();
+    let found = s.contacts(&[3, 1, 11, 13]).unwrap();
+    let ids: Vec<u64> = found.iter().map(|c| c.id).collect();
+    assert_eq!(ids, vec![3, 1, 11, 13]);
+    assert!(found[2].is_deleted, "deleted contacts are read too");
+    assert_eq!(found[1].cms, CmsLink::Linked { uf_id: 11 });
+    assert_eq!(
+        found[1].key.as_ref().map(|k| k.masked()),
+        Some("••••0001".to_string())
+    );
+    assert!(matches!(
+        s.contacts(&[1, 424242, 2]),
+        Err(StoreError::NotFound(424242))
+    ));
 }
 
 pub fn missing_contact_is_not_found(f: &dyn Fixture) {
@@ -635,9 +719,11 @@ macro_rules! contract_tests {
     ($make:expr) => {
         $crate::contract_tests!(@each $make;
             pages_cover_everything_once_in_order, search_by_id, search_by_email_prefix,
-            search_by_name, search_treats_wildcards_literally,
+            search_by_name, search_table_finds_the_same_contacts_on_every_store,
+            search_treats_wildcards_literally,
             deleted_contacts_are_flagged_and_filterable, contact_fields,
-            missing_contact_is_not_found, hostile_text_comes_back_inert, read_swap_and_revoke,
+            missing_contact_is_not_found, contacts_are_read_many_at_once_in_order,
+            hostile_text_comes_back_inert, read_swap_and_revoke,
             swap_with_wrong_expectation_conflicts, second_writer_wins_and_first_gets_conflict,
             holders_of_finds_keys_as_the_store_compares, rotation_assigns_a_unique_key,
             rotation_refuses_when_the_key_changed_since_seen,

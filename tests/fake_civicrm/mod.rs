@@ -74,6 +74,8 @@ pub struct FakeContact {
     pub contact_type: String,
     pub display_name: String,
     pub sort_name: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
     pub email: Option<String>,
     pub is_deleted: bool,
     pub api_key: Option<String>,
@@ -189,6 +191,8 @@ impl FakeCivi {
                 contact_type: c.contact_type,
                 display_name: c.display_name,
                 sort_name: c.sort_name,
+                first_name: c.first_name,
+                last_name: c.last_name,
                 email: c.email,
                 is_deleted: c.is_deleted,
                 api_key: c.api_key.map(|k| k.expose().to_string()),
@@ -715,6 +719,11 @@ fn answer(
             }
         }
     }
+    if call.is_empty() && request.method == "POST" {
+        if let Some(calls) = form_field(body, "calls") {
+            return multi_call(s, &caller, mode, &calls);
+        }
+    }
     let (entity, action) = call.split_once('/').unwrap_or((call, ""));
     let raw = match request.method.as_str() {
         "POST" => form_field(body, "params"),
@@ -804,6 +813,71 @@ fn answer(
     }
 }
 
+/// POST /civicrm/ajax/api4 with `calls={"name":[Entity, action, params], ...}`: each call
+/// answered under its name (recorded in civicrm-recorded/rest/091-096); Contact.get only.
+fn multi_call(s: &mut State, caller: &Caller, mode: &Mode, raw: &str) -> Answer {
+    let Ok(Value::Object(calls)) = serde_json::from_str::<Value>(raw) else {
+        return api_error(s, caller, 400, "calls is not a JSON object");
+    };
+    match mode {
+        Mode::ServerError => return api_error(s, caller, 500, "DB Error: unknown error"),
+        Mode::Forbidden => return api_error(s, caller, 403, "Authorization failed"),
+        _ => {}
+    }
+    let mut out = Map::new();
+    for (name, call) in calls {
+        let entity = call.get(0).and_then(Value::as_str).unwrap_or("");
+        let action = call.get(1).and_then(Value::as_str).unwrap_or("");
+        let params = call.get(2).cloned().unwrap_or_else(|| json!({}));
+        // The raw text of this call's params, for the orderBy key order.
+        let raw_params = raw_call_params(raw, &name).unwrap_or_else(|| params.to_string());
+        let result = if entity == "Contact" && action == "get" {
+            contact_get(s, caller, &params, &raw_params)
+        } else {
+            Err((
+                500,
+                format!("API ({entity}, {action}) is not in this fake's multi-call"),
+            ))
+        };
+        out.insert(
+            name,
+            match result {
+                Ok(value) => value,
+                Err((_, message)) => {
+                    json!({"error_code": 0, "error_message": message, "status": 500})
+                }
+            },
+        );
+    }
+    json_answer(200, &Value::Object(out))
+}
+
+/// The text of call `name`'s params object inside the raw `calls` JSON (serde_json's maps
+/// do not keep key order, and orderBy's order matters).
+fn raw_call_params(raw: &str, name: &str) -> Option<String> {
+    let start = raw.find(&format!("\"{name}\":["))?;
+    let open = start + raw[start..].find('{')?;
+    let mut depth = 0;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, c) in raw[open..].char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_string => escaped = true,
+            '"' => in_string = !in_string,
+            '{' if !in_string => depth += 1,
+            '}' if !in_string => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(raw[open..=open + i].to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 fn huge(stream: &mut TcpStream) {
     let one = json!({"id": 1, "display_name": "x".repeat(1000)}).to_string();
     let count = 10 * 1024 * 1024 / one.len() + 1;
@@ -837,6 +911,12 @@ fn value_of(row: &Row<'_>, field: &str, alias: Option<&str>) -> Option<Value> {
         "display_name" => json!(c.display_name),
         "sort_name" => json!(c.sort_name),
         "contact_type" => json!(c.contact_type),
+        "first_name" => json!(c.first_name),
+        "last_name" => json!(c.last_name),
+        // CiviCRM keeps an organisation's or household's name in its own column and makes
+        // the display name from it.
+        "organization_name" => json!((c.contact_type == "Organization").then_some(&c.display_name)),
+        "household_name" => json!((c.contact_type == "Household").then_some(&c.display_name)),
         "is_deleted" => json!(c.is_deleted),
         "email_primary.email" => json!(c.email),
         "api_key" => json!(c.api_key),
@@ -884,15 +964,12 @@ fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
     }
 }
 
-/// LIKE with `%`, `_` and `\` escapes, case-insensitive.
+/// LIKE with `%`, `_` and `\` escapes, case- and accent-insensitive (as utf8mb4 `_ci`).
 fn like(text: &str, pattern: &str) -> bool {
-    let t: Vec<char> = text.to_lowercase().chars().collect();
+    use civikey::store::fold::fold;
+    let t: Vec<char> = fold(text).chars().collect();
     let mut p: Vec<(char, bool)> = Vec::new(); // (char, is_literal)
-    let mut chars = pattern
-        .to_lowercase()
-        .chars()
-        .collect::<Vec<_>>()
-        .into_iter();
+    let mut chars = fold(pattern).chars().collect::<Vec<_>>().into_iter();
     while let Some(c) = chars.next() {
         if c == '\\' {
             if let Some(n) = chars.next() {

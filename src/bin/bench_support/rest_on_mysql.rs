@@ -1,0 +1,310 @@
+//! `civikey-bench rest-on-mysql MYSQL_ADDRESS PORT`: a stand-in for CiviCRM's REST API v4
+//! that runs each Contact.get as SQL on a CiviCRM-shaped MariaDB database, so the REST
+//! store can be measured at 1,000,000 contacts without a CiviCRM site.
+//!
+//! It answers `POST /civicrm/ajax/api4/Contact/get` (select, join UFMatch, where with
+//! OR/AND, =, !=, >, IN, LIKE, IS NULL, IS NOT NULL, orderBy, limit, offset; deleted
+//! contacts hidden unless the where names `is_deleted`, as API v4 does), the multi-call
+//! `POST /civicrm/ajax/api4` (`calls`, Contact.get only) and
+//! `POST /civicrm/ajax/api4/Contact/autocomplete` (`{"input": X}`: CiviCRM's SQL, query h
+//! of shared/civicrm-recorded/timings.md). One request per connection, like the real site
+//! behind civikey's client; no CiviCRM bootstrap, so each request costs the SQL alone
+//! (the real site adds about 60 ms, timings.md). Read-only: anything else is refused. It
+//! checks no credential: run it on 127.0.0.1 for measurements only.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+use mysql::prelude::Queryable;
+use mysql::{Params, Value as Sql};
+use serde_json::{json, Map, Value};
+
+use civikey::store::spec::MysqlOptions;
+
+/// Serves until the process is stopped, one connection at a time.
+pub fn serve(options: &MysqlOptions, port: u16) -> Result<(), String> {
+    let mut conn = civikey::store::mysql::open_connection(options).map_err(|e| e.to_string())?;
+    let listener =
+        TcpListener::bind(("127.0.0.1", port)).map_err(|e| format!("port {port}: {e}"))?;
+    eprintln!("civikey-bench: REST on MySQL listening on http://127.0.0.1:{port}");
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let answer = match read_request(&stream) {
+            Some((path, body)) => answer(&mut conn, &path, &body),
+            None => Err("unreadable request".into()),
+        };
+        let (status, body) = match answer {
+            Ok(value) => (200, value.to_string()),
+            Err(message) => (500, json!({"error_message": message}).to_string()),
+        };
+        let _ = write!(
+            stream,
+            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    }
+    Ok(())
+}
+
+fn read_request(stream: &TcpStream) -> Option<(String, String)> {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let path = line.split_whitespace().nth(1)?.to_string();
+    let mut length = 0;
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).ok()?;
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().ok()?;
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some((path, String::from_utf8(body).ok()?))
+}
+
+fn url_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn answer(conn: &mut mysql::Conn, path: &str, body: &str) -> Result<Value, String> {
+    if path == "/civicrm/ajax/api4" {
+        // Several calls in one request, each answered under its name.
+        let calls = body
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("calls="))
+            .map(url_decode)
+            .ok_or("no calls")?;
+        let calls: Map<String, Value> = serde_json::from_str(&calls).map_err(|e| e.to_string())?;
+        let mut out = Map::new();
+        for (name, call) in calls {
+            let params = call.get(2).cloned().unwrap_or_else(|| json!({}));
+            let result = match (
+                call.get(0).and_then(Value::as_str),
+                call.get(1).and_then(Value::as_str),
+            ) {
+                (Some("Contact"), Some("get")) => get(conn, &params),
+                _ => Err("only Contact.get is served in a multi-call".into()),
+            };
+            out.insert(
+                name,
+                result.unwrap_or_else(
+                    |message| json!({"error_code": 0, "error_message": message, "status": 500}),
+                ),
+            );
+        }
+        return Ok(Value::Object(out));
+    }
+    let params = body
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("params="))
+        .map(url_decode)
+        .unwrap_or_else(|| "{}".into());
+    let params: Value = serde_json::from_str(&params).map_err(|e| e.to_string())?;
+    match path {
+        "/civicrm/ajax/api4/Contact/get" => get(conn, &params),
+        "/civicrm/ajax/api4/Contact/autocomplete" => autocomplete(conn, &params),
+        other => Err(format!("not served here: {other}")),
+    }
+}
+
+/// API v4's field names as columns of `a` (civicrm_contact), `e` (the primary email) and
+/// `uf` (the UFMatch join).
+fn column(field: &str) -> Result<&'static str, String> {
+    Ok(match field {
+        "id" => "a.id",
+        "display_name" => "a.display_name",
+        "sort_name" => "a.sort_name",
+        "contact_type" => "a.contact_type",
+        "is_deleted" => "a.is_deleted",
+        "first_name" => "a.first_name",
+        "last_name" => "a.last_name",
+        "organization_name" => "a.organization_name",
+        "household_name" => "a.household_name",
+        "api_key" => "a.api_key",
+        "email_primary.email" => "e.email",
+        "uf.uf_id" => "uf.uf_id",
+        other => return Err(format!("Invalid field '{other}'")),
+    })
+}
+
+fn sql_value(value: &Value) -> Sql {
+    match value {
+        Value::String(s) => Sql::from(s.as_str()),
+        Value::Number(n) => n
+            .as_u64()
+            .map(Sql::from)
+            .or_else(|| n.as_i64().map(Sql::from))
+            .unwrap_or(Sql::NULL),
+        Value::Bool(b) => Sql::from(u8::from(*b)),
+        _ => Sql::NULL,
+    }
+}
+
+/// One where clause as SQL, its values pushed onto `args`; notes whether is_deleted is named.
+fn clause(c: &Value, args: &mut Vec<Sql>, deleted_named: &mut bool) -> Result<String, String> {
+    let items = c.as_array().ok_or("a where clause is not a list")?;
+    let head = items.first().and_then(Value::as_str).unwrap_or("");
+    if head == "OR" || head == "AND" {
+        let parts = items
+            .get(1)
+            .and_then(Value::as_array)
+            .ok_or("OR/AND takes a list")?
+            .iter()
+            .map(|p| clause(p, args, deleted_named))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(format!("({})", parts.join(&format!(" {head} "))));
+    }
+    if head == "is_deleted" {
+        *deleted_named = true;
+    }
+    let col = column(head)?;
+    let op = items.get(1).and_then(Value::as_str).unwrap_or("");
+    let value = items.get(2).cloned().unwrap_or(Value::Null);
+    Ok(match op {
+        "=" | "!=" | "LIKE" | ">" => {
+            args.push(sql_value(&value));
+            format!("{col} {op} ?")
+        }
+        "IN" => {
+            let list = value.as_array().cloned().unwrap_or_default();
+            if list.is_empty() {
+                return Ok("0".into());
+            }
+            args.extend(list.iter().map(sql_value));
+            format!("{col} IN ({})", vec!["?"; list.len()].join(", "))
+        }
+        "IS NULL" | "IS NOT NULL" => format!("{col} {op}"),
+        other => return Err(format!("Illegal operator '{other}'")),
+    })
+}
+
+fn get(conn: &mut mysql::Conn, params: &Value) -> Result<Value, String> {
+    let select: Vec<String> = params
+        .get("select")
+        .and_then(Value::as_array)
+        .map(|s| {
+            s.iter()
+                .filter_map(|f| f.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_else(|| vec!["id".into()]);
+    let uf_join = params
+        .get("join")
+        .and_then(Value::as_array)
+        .is_some_and(|j| !j.is_empty());
+    let columns = select
+        .iter()
+        .map(|f| column(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut args = Vec::new();
+    let mut deleted_named = false;
+    let mut conditions = Vec::new();
+    for c in params
+        .get("where")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        conditions.push(clause(c, &mut args, &mut deleted_named)?);
+    }
+    if !deleted_named {
+        conditions.push("a.is_deleted = 0".into());
+    }
+    // The store sends sort_name then id, or id alone.
+    let order = match params.get("orderBy").and_then(Value::as_object) {
+        Some(keys) if keys.contains_key("sort_name") => " ORDER BY a.sort_name ASC, a.id ASC",
+        Some(_) => " ORDER BY a.id ASC",
+        None => "",
+    };
+    let limit = params.get("limit").and_then(Value::as_u64).unwrap_or(0);
+    let offset = params.get("offset").and_then(Value::as_u64).unwrap_or(0);
+    let mut sql = format!(
+        "SELECT {} FROM civicrm_contact a
+           LEFT JOIN civicrm_email e ON e.contact_id = a.id AND e.is_primary = 1{}
+          WHERE {}{order}",
+        columns.join(", "),
+        if uf_join {
+            " LEFT JOIN civicrm_uf_match uf ON uf.contact_id = a.id"
+        } else {
+            ""
+        },
+        conditions.join(" AND ")
+    );
+    if limit > 0 {
+        sql.push_str(&format!(" LIMIT {limit} OFFSET {offset}"));
+    }
+    let rows: Vec<mysql::Row> = conn
+        .exec(sql, Params::Positional(args))
+        .map_err(|e| e.to_string())?;
+    let mut values = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut record = Map::new();
+        for (i, field) in select.iter().enumerate() {
+            let value = match row.as_ref(i) {
+                Some(Sql::Bytes(b)) => json!(String::from_utf8_lossy(b)),
+                Some(Sql::Int(n)) if field == "is_deleted" => json!(*n != 0),
+                Some(Sql::Int(n)) => json!(n),
+                Some(Sql::UInt(n)) => json!(n),
+                _ => Value::Null,
+            };
+            record.insert(field.clone(), value);
+        }
+        values.push(Value::Object(record));
+    }
+    Ok(
+        json!({"entity": "Contact", "action": "get", "version": 4, "count": values.len(), "values": values}),
+    )
+}
+
+/// Contact.autocomplete: CiviCRM's SQL (timings.md, query h).
+fn autocomplete(conn: &mut mysql::Conn, params: &Value) -> Result<Value, String> {
+    let input = params.get("input").and_then(Value::as_str).unwrap_or("");
+    let pattern = format!(
+        "%{}%",
+        civikey::store::like_prefix(input, '\\').trim_end_matches('%')
+    );
+    let rows: Vec<(u64, Option<String>, Option<String>)> = conn
+        .exec(
+            "SELECT a.id, a.sort_name, a.contact_type FROM civicrm_contact a
+              WHERE a.sort_name LIKE ? AND a.is_deleted = 0
+              ORDER BY a.sort_name ASC LIMIT 16 OFFSET 0",
+            (pattern,),
+        )
+        .map_err(|e| e.to_string())?;
+    let values: Vec<Value> = rows
+        .into_iter()
+        .take(15)
+        .map(|(id, label, kind)| json!({"id": id, "label": label, "icon": kind}))
+        .collect();
+    Ok(
+        json!({"entity": "Contact", "action": "autocomplete", "count": values.len(), "values": values}),
+    )
+}
