@@ -1,18 +1,19 @@
 //! Bulk rotation: many contacts, one pass, each through the full rotation workflow, the
 //! new keys written to a private CSV file the operator named (never all shown on screen).
 //!
-//! Contacts are rotated in batches of [`BATCH`] ([`rotation::assign_batch`]: one request
-//! per workflow step on stores that batch, so REST needs a handful of requests per batch,
-//! not seven per contact). Interruption safety: the stop flag (Ctrl-C, SIGTERM, SIGHUP) is
-//! checked between batches, never inside one, and each contact's line is written and
-//! synced to the out file right after its batch is read back and its outcome journaled.
-//! So each contact is either rotated, in the out file and in the journal, or untouched. A
-//! line that cannot be written puts the old key back (see [`rotation::put_back`]), and so
-//! does every later contact of that batch (their keys could not reach the file either). A
-//! SIGKILL or power loss between a batch's store writes and its lines is the one gap: those
-//! contacts then hold keys nobody has. Each intent of a bulk run records its out file, so
-//! `civikey audit` flags a "done" record whose contact is missing from that file
-//! ([`undelivered`]); rotate those contacts again.
+//! Contacts are rotated in batches of the store's [`ContactStore::rotation_batch`]
+//! ([`rotation::assign_batch`]: one request per workflow step, so REST needs about seven
+//! requests per 50 contacts, not seven per contact; local SQL stores go one by one).
+//! Interruption safety: the stop flag (Ctrl-C, SIGTERM, SIGHUP) is checked between
+//! batches, never inside one, and each contact's line is written and synced to the out
+//! file right after its batch is read back and its outcome journaled. So each contact is
+//! either rotated, in the out file and in the journal, or untouched. A line that cannot be
+//! written puts the old key back (see [`rotation::put_back`]), and so does every later
+//! contact of that batch (their keys could not reach the file either); later batches are
+//! not attempted. A SIGKILL or power loss between a batch's store writes and its lines is
+//! the one gap: those contacts (at most one batch) then hold keys nobody has. Each intent
+//! of a bulk run records its out file, so `civikey audit` flags a "done" record whose
+//! contact is missing from that file ([`undelivered`]); rotate those contacts again.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -282,7 +283,7 @@ pub fn rotate_many(
     // An out file that cannot be written stops the run: the next keys would not reach it
     // either.
     let mut out_failed: Option<String> = None;
-    for chunk in items.chunks(BATCH) {
+    for chunk in items.chunks(store.rotation_batch().max(1)) {
         if stop.load(Ordering::SeqCst) || out_failed.is_some() {
             for (id, _) in chunk {
                 let result = BulkResult {
@@ -330,10 +331,6 @@ pub fn rotate_many(
     }
     results
 }
-
-/// Contacts rotated together (one request per workflow step on stores that batch): the
-/// most that can be left holding keys nobody has if civikey is killed mid-batch.
-const BATCH: usize = 50;
 
 /// A contact's rotation into its line of the out file. A line that cannot be written (or
 /// an out file that already failed, `out_failed`) puts the old key back.

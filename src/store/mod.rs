@@ -457,6 +457,13 @@ pub trait ContactStore: Send {
         new: Option<&ApiKey>,
     ) -> Result<(), StoreError>;
 
+    /// How many contacts bulk rotation writes together ([`crate::rotation::assign_batch`]).
+    /// 1 where a request is cheap (local SQL): a kill mid-run then leaves at most one
+    /// contact holding a key that reached nobody. Stores far away batch (REST: 50).
+    fn rotation_batch(&self) -> usize {
+        1
+    }
+
     /// The keys of `ids` (bulk rotation's reads and read-backs): a contact that does not
     /// exist is absent from the answer. Stores that can read many keys in one request do
     /// so (REST: a page of ids per call).
