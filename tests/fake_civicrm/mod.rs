@@ -814,7 +814,7 @@ fn answer(
 }
 
 /// POST /civicrm/ajax/api4 with `calls={"name":[Entity, action, params], ...}`: each call
-/// answered under its name, in the order of their names (recorded in civicrm-recorded/rest/091-096);
+/// answered under its name, in the order sent (recorded in civicrm-recorded/rest/091-096);
 /// Contact.get and Contact.update.
 fn multi_call(s: &mut State, caller: &Caller, mode: &Mode, raw: &str) -> Answer {
     let Ok(Value::Object(calls)) = serde_json::from_str::<Value>(raw) else {
@@ -825,6 +825,9 @@ fn multi_call(s: &mut State, caller: &Caller, mode: &Mode, raw: &str) -> Answer 
         Mode::Forbidden => return api_error(s, caller, 403, "Authorization failed"),
         _ => {}
     }
+    // Run in the order sent (serde_json's map sorts the names).
+    let mut calls: Vec<(String, Value)> = calls.into_iter().collect();
+    calls.sort_by_key(|(name, _)| raw.find(&format!("\"{name}\":[")).unwrap_or(usize::MAX));
     let mut out = Map::new();
     for (name, call) in calls {
         let entity = call.get(0).and_then(Value::as_str).unwrap_or("");
