@@ -369,6 +369,10 @@ pub fn assign_batch(
                 .collect()
         }
     };
+    // Earlier records whose writers are gone, listed before the keys are read (as
+    // [`reconcile`] does): settled against a key read after they were known.
+    let mut pending: Vec<Result<Vec<audit::Unsettled>, AuditError>> =
+        ids.iter().map(|&id| journal.settleable(id)).collect();
     let current = match store.read_keys(&ids) {
         Ok(c) => c,
         Err(e) => {
@@ -382,13 +386,17 @@ pub fn assign_batch(
         items.iter().map(|_| None).collect();
     let mut slots: Vec<Option<Slot>> = Vec::with_capacity(items.len());
     let mut records: Vec<Option<audit::RecordId>> = vec![None; items.len()];
-    for (((id, expectation), contact), result) in items.iter().zip(contacts).zip(results.iter_mut())
+    for ((((id, expectation), contact), result), pending) in items
+        .iter()
+        .zip(contacts)
+        .zip(results.iter_mut())
+        .zip(pending.iter_mut())
     {
         let slot = (|| -> Result<Slot, RotationError> {
             let Some(previous) = current.get(id).cloned() else {
                 return Err(StoreError::NotFound(*id).into());
             };
-            let pending = journal.settleable(*id)?;
+            let pending = std::mem::replace(pending, Ok(Vec::new()))?;
             if !pending.is_empty() {
                 journal.settle(&pending, previous.as_ref())?;
             }
@@ -574,8 +582,11 @@ pub fn assign_batch(
         .into_iter()
         .zip(results)
         .map(|(record, r)| {
-            let missing =
-                || StoreError::invalid("the batch lost track of this contact; nothing was written");
+            let missing = || {
+                StoreError::OutcomeUnknown(SafeText::new(
+                    "the store gave no outcome for this contact's write; look at it again before retrying",
+                ))
+            };
             (record, r.unwrap_or_else(|| Err(missing().into())))
         })
         .collect()

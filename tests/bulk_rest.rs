@@ -292,3 +292,91 @@ fn a_lost_update_answer_leaves_its_whole_batch_unknown_and_nothing_is_retried() 
         .count();
     assert_eq!(multi, 1);
 }
+
+#[test]
+fn swap_keys_judges_each_compare_and_set_of_one_multi_call_on_its_own() {
+    let server = FakeCivi::start(contacts(4));
+    let mut store = connect(&server, Duration::from_secs(10));
+    let old2 = ApiKey::from_store(server.key_of(2).unwrap());
+    let old4 = ApiKey::from_store(server.key_of(4).unwrap());
+    let stale = ApiKey::generate().unwrap();
+    let new: Vec<ApiKey> = (0..4).map(|_| ApiKey::generate().unwrap()).collect();
+    let swaps = [
+        KeySwap {
+            id: 1,
+            expected: None,
+            new: Some(&new[0]),
+        },
+        KeySwap {
+            id: 2,
+            expected: Some(&old2),
+            new: Some(&new[1]),
+        },
+        // Not what contact 4 holds: refused before anything is sent.
+        KeySwap {
+            id: 4,
+            expected: Some(&stale),
+            new: Some(&new[2]),
+        },
+        KeySwap {
+            id: 99,
+            expected: None,
+            new: Some(&new[3]),
+        },
+    ];
+    let sent_before = server.state().requests.len();
+    let results = store.swap_keys(&swaps);
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    assert!(results[1].is_ok(), "{:?}", results[1]);
+    assert!(
+        matches!(results[2], Err(StoreError::Conflict)),
+        "{:?}",
+        results[2]
+    );
+    assert!(
+        matches!(results[3], Err(StoreError::NotFound(99))),
+        "{:?}",
+        results[3]
+    );
+    assert_eq!(server.key_of(1).as_deref(), Some(new[0].expose()));
+    assert_eq!(server.key_of(2).as_deref(), Some(new[1].expose()));
+    assert_eq!(server.key_of(4).as_deref(), Some(old4.expose()));
+    let state = server.state();
+    assert_eq!(
+        state.requests.len() - sent_before,
+        2,
+        "the exact read, one multi-call"
+    );
+    assert_eq!(state.updates_received, 2);
+    drop(state);
+
+    // The whole multi-call refused (403): every swap refused, nothing changed, no key in
+    // the messages.
+    server.set_mode_for(Mode::Forbidden, Some(""));
+    let next: Vec<ApiKey> = (0..2).map(|_| ApiKey::generate().unwrap()).collect();
+    let swaps = [
+        KeySwap {
+            id: 1,
+            expected: Some(&new[0]),
+            new: Some(&next[0]),
+        },
+        KeySwap {
+            id: 2,
+            expected: Some(&new[1]),
+            new: Some(&next[1]),
+        },
+    ];
+    for r in store.swap_keys(&swaps) {
+        match r {
+            Err(e @ StoreError::PermissionDenied(_)) => {
+                let shown = e.to_string();
+                for key in new.iter().chain(&next) {
+                    assert!(!shown.contains(key.expose()), "{shown}");
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(server.key_of(1).as_deref(), Some(new[0].expose()));
+    assert_eq!(server.key_of(2).as_deref(), Some(new[1].expose()));
+}
