@@ -380,3 +380,54 @@ fn swap_keys_judges_each_compare_and_set_of_one_multi_call_on_its_own() {
     assert_eq!(server.key_of(1).as_deref(), Some(new[0].expose()));
     assert_eq!(server.key_of(2).as_deref(), Some(new[1].expose()));
 }
+
+#[test]
+fn a_stop_during_a_batch_takes_effect_before_the_next_batch() {
+    let seeds = contacts(60);
+    let before: HashMap<u64, Option<String>> = seeds
+        .iter()
+        .map(|c| {
+            (
+                c.id.unwrap() as u64,
+                c.api_key.as_ref().map(|k| k.expose().to_string()),
+            )
+        })
+        .collect();
+    let server = FakeCivi::start(seeds);
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = connect(&server, Duration::from_secs(10));
+    let mut journal = journal(dir.path());
+    let path = dir.path().join("keys.csv");
+    let mut out = OutFile::create(&path).unwrap();
+    let items: Vec<(ContactId, Expectation)> =
+        (1..=60).map(|id| (id, Expectation::Current)).collect();
+    let stop = AtomicBool::new(false);
+    // Ctrl-C while the first contact's line is being reported.
+    let results = bulk::rotate_many(
+        &mut store,
+        &mut journal,
+        &mut OsKeySource,
+        &items,
+        &mut out,
+        &stop,
+        &mut |_, _, _| stop.store(true, std::sync::atomic::Ordering::SeqCst),
+    );
+    let delivered = out_keys(&path);
+    let outcomes = journaled(&journal);
+    for r in &results {
+        if r.id <= 50 {
+            assert_eq!(r.outcome, BulkOutcome::Done, "{r:?}");
+            assert_eq!(delivered.get(&r.id), server.key_of(r.id).as_ref());
+            assert_eq!(outcomes[&r.id], "done");
+        } else {
+            assert_eq!(r.outcome, BulkOutcome::Skipped, "{r:?}");
+            assert_eq!(
+                server.key_of(r.id),
+                before[&r.id],
+                "contact {} touched",
+                r.id
+            );
+            assert!(!outcomes.contains_key(&r.id));
+        }
+    }
+}
