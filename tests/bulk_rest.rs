@@ -431,3 +431,25 @@ fn a_stop_during_a_batch_takes_effect_before_the_next_batch() {
         }
     }
 }
+
+#[test]
+fn a_contact_gone_from_a_batch_fails_alone() {
+    let server = FakeCivi::start(contacts(4));
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = connect(&server, Duration::from_secs(10));
+    let mut journal = journal(dir.path());
+    let out = dir.path().join("keys.csv");
+    let results = run(&mut store, &mut journal, &[1, 2, 99, 3], &out);
+    let delivered = out_keys(&out);
+    for r in &results {
+        if r.id == 99 {
+            match &r.outcome {
+                BulkOutcome::Failed(why) => assert!(why.contains("not found"), "{why}"),
+                other => panic!("{other:?}"),
+            }
+        } else {
+            assert_eq!(r.outcome, BulkOutcome::Done, "{r:?}");
+            assert_eq!(delivered.get(&r.id), server.key_of(r.id).as_ref());
+        }
+    }
+}
