@@ -1,14 +1,19 @@
 //! Bulk rotation: many contacts, one pass, each through the full rotation workflow, the
 //! new keys written to a private CSV file the operator named (never all shown on screen).
 //!
+//! Contacts are rotated in batches of the store's [`ContactStore::rotation_batch`]
+//! ([`rotation::assign_batch`]: one request per workflow step, so REST needs about seven
+//! requests per 50 contacts, not seven per contact; local SQL stores go one by one).
 //! Interruption safety: the stop flag (Ctrl-C, SIGTERM, SIGHUP) is checked between
-//! contacts, never inside one, and a contact's line is written and synced to the out
-//! file right after its rotation is read back. So each contact is either rotated, in the
-//! out file and in the journal, or untouched. A line that cannot be written puts the old
-//! key back (see [`rotation::put_back`]). A SIGKILL or power loss between the store write
-//! and the line is the one gap: the contact then holds a key nobody has. Each intent of a
-//! bulk run records its out file, so `civikey audit` flags a "done" record whose contact
-//! is missing from that file ([`undelivered`]); rotate that contact again.
+//! batches, never inside one, and each contact's line is written and synced to the out
+//! file right after its batch is read back and its outcome journaled. So each contact is
+//! either rotated, in the out file and in the journal, or untouched. A line that cannot be
+//! written puts the old key back (see [`rotation::put_back`]), and so does every later
+//! contact of that batch (their keys could not reach the file either); later batches are
+//! not attempted. A SIGKILL or power loss between a batch's store writes and its lines is
+//! the one gap: those contacts (at most one batch) then hold keys nobody has. Each intent
+//! of a bulk run records its out file, so `civikey audit` flags a "done" record whose
+//! contact is missing from that file ([`undelivered`]); rotate those contacts again.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -18,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::audit::{Entry, Journal};
 use crate::key::{ApiKey, KeySource};
-use crate::rotation::{self, Expectation, NewKey, RotationError};
+use crate::rotation::{self, Expectation, RotationError};
 use crate::sanitize::SafeText;
 use crate::store::{ContactId, ContactStore, StoreError};
 
@@ -277,21 +282,36 @@ pub fn rotate_many(
     journal.set_out_file(Some(out.path()));
     // An out file that cannot be written stops the run: the next keys would not reach it
     // either.
-    let mut out_failed = false;
-    for (index, (id, expectation)) in items.iter().enumerate() {
-        let result = if stop.load(Ordering::SeqCst) || out_failed {
-            BulkResult {
-                id: *id,
-                name: SafeText::default(),
-                outcome: BulkOutcome::Skipped,
+    let mut out_failed: Option<String> = None;
+    for chunk in items.chunks(store.rotation_batch().max(1)) {
+        if stop.load(Ordering::SeqCst) || out_failed.is_some() {
+            for (id, _) in chunk {
+                let result = BulkResult {
+                    id: *id,
+                    name: SafeText::default(),
+                    outcome: BulkOutcome::Skipped,
+                };
+                progress(results.len() + 1, total, &result);
+                results.push(result);
             }
-        } else {
-            let (result, failed) = rotate_one(store, journal, keys, *id, expectation, out);
-            out_failed = failed;
-            result
-        };
-        progress(index + 1, total, &result);
-        results.push(result);
+            continue;
+        }
+        let batch: Vec<(ContactId, &Expectation)> = chunk.iter().map(|(id, e)| (*id, e)).collect();
+        let done = rotation::assign_batch(store, journal, keys, &batch);
+        for ((id, _), (record, assigned)) in chunk.iter().zip(done) {
+            let result = deliver(
+                store,
+                journal,
+                keys,
+                *id,
+                record,
+                assigned,
+                out,
+                &mut out_failed,
+            );
+            progress(results.len() + 1, total, &result);
+            results.push(result);
+        }
     }
     journal.set_out_file(None);
     let written = out.ids_written();
@@ -312,50 +332,49 @@ pub fn rotate_many(
     results
 }
 
-fn rotate_one(
+/// A contact's rotation into its line of the out file. A line that cannot be written (or
+/// an out file that already failed, `out_failed`) puts the old key back.
+#[allow(clippy::too_many_arguments)]
+fn deliver(
     store: &mut dyn ContactStore,
     journal: &mut Journal,
     keys: &mut dyn KeySource,
     id: ContactId,
-    expectation: &Expectation,
+    record: Option<crate::audit::RecordId>,
+    assigned: Result<rotation::Assigned, RotationError>,
     out: &mut OutFile,
-) -> (BulkResult, bool) {
+    out_failed: &mut Option<String>,
+) -> BulkResult {
     let failed = |name: SafeText, e: String| BulkResult {
         id,
         name,
         outcome: BulkOutcome::Failed(e),
     };
-    let key = match ApiKey::generate_from(keys) {
-        Ok(k) => k,
-        Err(e) => return (failed(SafeText::default(), e.to_string()), false),
-    };
-    match rotation::assign(
-        store,
-        journal,
-        keys,
-        id,
-        expectation,
-        NewKey::Generated(key),
-    ) {
+    match assigned {
         Ok(done) => {
             let name = done.contact.display_name.clone();
             #[cfg(debug_assertions)]
             debug_hooks::before_out_line();
-            match out.append(id, &name, &done.key) {
-                Ok(()) => (
-                    BulkResult {
-                        id,
-                        name,
-                        outcome: BulkOutcome::Done,
-                    },
-                    false,
-                ),
-                Err(e) => {
-                    let reason = format!("the out file could not be written ({e})");
-                    let message = match rotation::put_back(store, journal, keys, done, &reason) {
+            let written = match out_failed {
+                Some(reason) => Err(reason.clone()),
+                None => out
+                    .append(id, &name, &done.key)
+                    .map_err(|e| format!("the out file could not be written ({e})")),
+            };
+            match written {
+                Ok(()) => BulkResult {
+                    id,
+                    name,
+                    outcome: BulkOutcome::Done,
+                },
+                Err(reason) => {
+                    let message = match rotation::put_back_record(
+                        store, journal, keys, done, record, &reason,
+                    ) {
                         Ok(message) | Err(message) => message,
                     };
-                    (failed(name, message), true)
+                    *out_failed = Some(reason);
+                    failed(name, message)
                 }
             }
         }
@@ -363,15 +382,12 @@ fn rotate_one(
             RotationError::Store(StoreError::Conflict)
             | RotationError::ChangedSinceSeen
             | RotationError::ReplacedMeanwhile,
-        ) => (
-            BulkResult {
-                id,
-                name: SafeText::default(),
-                outcome: BulkOutcome::Conflict,
-            },
-            false,
-        ),
-        Err(e) => (failed(SafeText::default(), e.to_string()), false),
+        ) => BulkResult {
+            id,
+            name: SafeText::default(),
+            outcome: BulkOutcome::Conflict,
+        },
+        Err(e) => failed(SafeText::default(), e.to_string()),
     }
 }
 

@@ -15,7 +15,7 @@ use crate::audit::{self, AuditError, Journal, Outcome};
 use crate::key::{ApiKey, KeyError, KeyHint, KeySource};
 use crate::redact;
 use crate::sanitize::SafeText;
-use crate::store::{Contact, ContactId, ContactStore, StoreError};
+use crate::store::{Contact, ContactId, ContactStore, KeySwap, StoreError};
 
 /// How many fresh keys to try when a generated key is already in use (vanishingly rare:
 /// 190 bits of randomness; a repeat clash means something else is wrong).
@@ -156,8 +156,20 @@ pub fn put_back(
     done: Assigned,
     reason: &str,
 ) -> Result<String, String> {
-    let id = done.contact.id;
     let assigned = journal.last_intent();
+    put_back_record(store, journal, keys, done, assigned, reason)
+}
+
+/// [`put_back`] of an assignment journaled as `assigned` (one of [`assign_batch`]'s).
+pub fn put_back_record(
+    store: &mut dyn ContactStore,
+    journal: &mut Journal,
+    keys: &mut dyn KeySource,
+    done: Assigned,
+    assigned: Option<audit::RecordId>,
+    reason: &str,
+) -> Result<String, String> {
+    let id = done.contact.id;
     let result = undo(store, journal, keys, id, Some(&done.key), done.previous);
     let (assign_note, message) = match &result {
         Ok(_) => (
@@ -293,6 +305,300 @@ fn assign_as(
         regenerated,
         audit_warning,
     })
+}
+
+/// One contact of [`assign_batch`] on its way: what was read, the key it gets.
+struct Slot {
+    contact: Contact,
+    previous: Option<ApiKey>,
+    key: ApiKey,
+    regenerated: bool,
+    record: Option<audit::RecordId>,
+}
+
+/// [`assign`] of a freshly generated key to each contact of `items`, the workflow's steps
+/// done for all of them at once, each step one request on stores that batch (REST: read
+/// the contacts, their keys, the new keys' holders, the compare-and-set updates as one
+/// multi-call, the read-back). Each contact keeps its own outcome, journaled as [`assign`]
+/// journals it: its intent is on disk before any update is sent. An update whose answer is
+/// lost is unknown for every contact it carried, and never retried. Returns, in order,
+/// each contact's journal intent (when one was written) and result.
+pub fn assign_batch(
+    store: &mut dyn ContactStore,
+    journal: &mut Journal,
+    keys: &mut dyn KeySource,
+    items: &[(ContactId, &Expectation)],
+) -> Vec<(Option<audit::RecordId>, Result<Assigned, RotationError>)> {
+    let info = store.info();
+    if !info.writable {
+        return items
+            .iter()
+            .map(|_| (None, Err(RotationError::ReadOnly)))
+            .collect();
+    }
+    let ids: Vec<ContactId> = items.iter().map(|(id, _)| *id).collect();
+    // Step 1: the contacts and their keys. A contact gone since the ids were validated
+    // sends this batch down the one-by-one path, which tells each contact's story.
+    let contacts = match store.contacts(&ids) {
+        Ok(c) => c,
+        Err(StoreError::NotFound(_)) => {
+            return items
+                .iter()
+                .map(|(id, expectation)| {
+                    let result = ApiKey::generate_from(keys)
+                        .map_err(RotationError::from)
+                        .and_then(|key| {
+                            assign(
+                                store,
+                                journal,
+                                keys,
+                                *id,
+                                expectation,
+                                NewKey::Generated(key),
+                            )
+                        });
+                    let record = result.as_ref().ok().and(journal.last_intent());
+                    (record, result)
+                })
+                .collect()
+        }
+        Err(e) => {
+            return items
+                .iter()
+                .map(|_| (None, Err(e.again().into())))
+                .collect()
+        }
+    };
+    // Earlier records whose writers are gone, listed before the keys are read (as
+    // [`reconcile`] does): settled against a key read after they were known.
+    let mut pending: Vec<Result<Vec<audit::Unsettled>, AuditError>> =
+        ids.iter().map(|&id| journal.settleable(id)).collect();
+    let current = match store.read_keys(&ids) {
+        Ok(c) => c,
+        Err(e) => {
+            return items
+                .iter()
+                .map(|_| (None, Err(e.again().into())))
+                .collect()
+        }
+    };
+    let mut results: Vec<Option<Result<Assigned, RotationError>>> =
+        items.iter().map(|_| None).collect();
+    let mut slots: Vec<Option<Slot>> = Vec::with_capacity(items.len());
+    let mut records: Vec<Option<audit::RecordId>> = vec![None; items.len()];
+    for ((((id, expectation), contact), result), pending) in items
+        .iter()
+        .zip(contacts)
+        .zip(results.iter_mut())
+        .zip(pending.iter_mut())
+    {
+        let slot = (|| -> Result<Slot, RotationError> {
+            let Some(previous) = current.get(id).cloned() else {
+                return Err(StoreError::NotFound(*id).into());
+            };
+            let pending = std::mem::replace(pending, Ok(Vec::new()))?;
+            if !pending.is_empty() {
+                journal.settle(&pending, previous.as_ref())?;
+            }
+            check_expectation(expectation, previous.as_ref())?;
+            let key = ApiKey::generate_from(keys)?;
+            if key.len() > info.key_capacity {
+                return Err(RotationError::TooLong {
+                    len: key.len(),
+                    capacity: info.key_capacity,
+                });
+            }
+            Ok(Slot {
+                contact,
+                previous,
+                key,
+                regenerated: false,
+                record: None,
+            })
+        })();
+        match slot {
+            Ok(slot) => slots.push(Some(slot)),
+            Err(e) => {
+                *result = Some(Err(e));
+                slots.push(None);
+            }
+        }
+    }
+
+    // Step 2: uniqueness of every new key, one check for all; a clash makes another key.
+    let mut unsure: Vec<usize> = (0..slots.len()).filter(|&i| slots[i].is_some()).collect();
+    for attempt in 0..=MAX_REGENERATIONS {
+        if unsure.is_empty() {
+            break;
+        }
+        let asked: Vec<&ApiKey> = unsure
+            .iter()
+            .filter_map(|&i| slots[i].as_ref().map(|s| &s.key))
+            .collect();
+        let answer = store.holders_of_keys(&asked);
+        let answer = answer.map_err(|e| redact::store_error(e, &batch_keys(&slots)));
+        let holders = match answer {
+            Ok(h) => h,
+            Err(e) => {
+                for &i in &unsure {
+                    slots[i] = None;
+                    results[i] = Some(Err(e.again().into()));
+                }
+                break;
+            }
+        };
+        let mut clashing = Vec::new();
+        for (&i, held) in unsure.iter().zip(holders) {
+            let Some(slot) = &slots[i] else { continue };
+            let same_as_old = slot
+                .previous
+                .as_ref()
+                .is_some_and(|p| p.eq_ignore_case(&slot.key));
+            let same_as_other = slots.iter().enumerate().any(|(j, other)| {
+                j < i
+                    && other
+                        .as_ref()
+                        .is_some_and(|o| o.key.eq_ignore_case(&slot.key))
+            });
+            if held.is_empty() && !same_as_old && !same_as_other {
+                continue;
+            }
+            if attempt == MAX_REGENERATIONS {
+                slots[i] = None;
+                results[i] = Some(Err(RotationError::NoUniqueKey));
+                continue;
+            }
+            match ApiKey::generate_from(keys) {
+                Ok(key) => {
+                    if let Some(slot) = slots[i].as_mut() {
+                        slot.key = key;
+                        slot.regenerated = true;
+                    }
+                    clashing.push(i);
+                }
+                Err(e) => {
+                    slots[i] = None;
+                    results[i] = Some(Err(e.into()));
+                }
+            }
+        }
+        unsure = clashing;
+    }
+
+    // Step 3: every intent on disk before any update is sent.
+    for (slot, result) in slots.iter_mut().zip(results.iter_mut()) {
+        let Some(s) = slot else { continue };
+        match journal.intent(
+            s.contact.id,
+            &s.contact.display_name,
+            audit::Action::Assign,
+            s.previous.as_ref(),
+            Some(&s.key),
+        ) {
+            Ok(record) => s.record = Some(record),
+            Err(e) => {
+                *result = Some(Err(e.into()));
+                *slot = None;
+            }
+        }
+    }
+
+    // Steps 4 and 5: the compare-and-set updates together, then one read-back.
+    let ready: Vec<usize> = (0..slots.len()).filter(|&i| slots[i].is_some()).collect();
+    let swaps: Vec<KeySwap<'_>> = ready
+        .iter()
+        .filter_map(|&i| slots[i].as_ref())
+        .map(|s| KeySwap {
+            id: s.contact.id,
+            expected: s.previous.as_ref(),
+            new: Some(&s.key),
+        })
+        .collect();
+    let written = store.swap_keys(&swaps);
+    drop(swaps);
+    let held = batch_keys(&slots);
+    let mut outcomes: Vec<(usize, Result<(), RotationError>)> = ready
+        .iter()
+        .zip(written)
+        .map(|(&i, r)| (i, r.map_err(|e| redact::store_error(e, &held).into())))
+        .collect();
+    let sent: Vec<ContactId> = outcomes
+        .iter()
+        .filter(|(_, r)| r.is_ok())
+        .filter_map(|(i, _)| slots[*i].as_ref().map(|s| s.contact.id))
+        .collect();
+    if !sent.is_empty() {
+        let stored = store.read_keys(&sent);
+        for (i, outcome) in outcomes.iter_mut().filter(|(_, r)| r.is_ok()) {
+            let Some(slot) = &slots[*i] else { continue };
+            *outcome = match &stored {
+                Err(e) => Err(StoreError::OutcomeUnknown(SafeText::new(&format!(
+                    "the write was sent but could not be read back: {}",
+                    redact::store_error(e.again(), &held)
+                )))
+                .into()),
+                Ok(stored) => match stored.get(&slot.contact.id) {
+                    None => Err(StoreError::OutcomeUnknown(SafeText::new(
+                        "the write was sent but the contact could not be read back: it was not found",
+                    ))
+                    .into()),
+                    Some(back) if back.as_ref() != Some(&slot.key) => {
+                        Err(RotationError::ReadBackMismatch {
+                            stored_len: back.as_ref().map_or(0, ApiKey::len),
+                            sent_len: slot.key.len(),
+                        })
+                    }
+                    Some(_) => Ok(()),
+                },
+            };
+        }
+    }
+    drop(held);
+
+    // Step 6: each outcome.
+    for (i, outcome) in outcomes {
+        let Some(slot) = slots[i].take() else {
+            continue;
+        };
+        let Some(record) = slot.record else { continue };
+        let outcome =
+            replaced_meanwhile(journal, record, slot.contact.id, Some(&slot.key), outcome);
+        let audit_warning = close_record(journal, record, &outcome);
+        results[i] = Some(outcome.map(|()| {
+            let mut contact = slot.contact;
+            contact.key = Some(slot.key.hint());
+            Assigned {
+                contact,
+                key: slot.key,
+                previous: slot.previous,
+                regenerated: slot.regenerated,
+                audit_warning,
+            }
+        }));
+        records[i] = Some(record);
+    }
+    // Every contact has its result by now: each step that drops a slot sets it.
+    records
+        .into_iter()
+        .zip(results)
+        .map(|(record, r)| {
+            let missing = || {
+                StoreError::OutcomeUnknown(SafeText::new(
+                    "the store gave no outcome for this contact's write; look at it again before retrying",
+                ))
+            };
+            (record, r.unwrap_or_else(|| Err(missing().into())))
+        })
+        .collect()
+}
+
+/// Every key a batch holds, old and new, for [`redact::store_error`].
+fn batch_keys(slots: &[Option<Slot>]) -> Vec<&ApiKey> {
+    slots
+        .iter()
+        .flatten()
+        .flat_map(|s| s.previous.iter().chain([&s.key]))
+        .collect()
 }
 
 /// Removes contact `id`'s key (compare-and-set against what was read), then checks it is gone.

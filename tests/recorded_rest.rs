@@ -54,12 +54,14 @@ const NOT_MODELLED: &[(&str, &str)] = &[
     ("088", "Contact.getFields"),
     ("089", "Contact.getFields"),
     ("090", "Contact.getFields"),
-    ("091", "multi-call: civikey sends one call per request"),
-    ("092", "multi-call"),
-    ("093", "multi-call"),
-    ("094", "multi-call"),
-    ("095", "multi-call"),
-    ("096", "multi-call"),
+    (
+        "094",
+        "multi-call with an index form: civikey sends [entity, action, params] only",
+    ),
+    (
+        "095",
+        "multi-call as a JSON list: civikey names its calls in an object",
+    ),
     ("112", "legacy REST (APIv3): civikey uses API v4 only"),
     ("113", "legacy REST (APIv3)"),
 ];
@@ -245,7 +247,33 @@ struct Reply {
     body: String,
 }
 
-fn send(url: &str, request: &Value) -> Reply {
+/// The text of a recorded multi-call's `calls` object, as recorded (its calls in order;
+/// serde_json's maps would sort them), without the pretty-printing whitespace.
+fn raw_calls(file_text: &str) -> Option<String> {
+    let start = file_text.find("\"calls\": {")? + "\"calls\": ".len();
+    let mut depth = 0;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut out = String::new();
+    for c in file_text[start..].chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_string => escaped = true,
+            '"' => in_string = !in_string,
+            c if c.is_whitespace() && !in_string => continue,
+            '{' | '[' if !in_string => depth += 1,
+            '}' | ']' if !in_string => depth -= 1,
+            _ => {}
+        }
+        out.push(c);
+        if depth == 0 {
+            return Some(out);
+        }
+    }
+    None
+}
+
+fn send(url: &str, request: &Value, calls: Option<&str>) -> Reply {
     let method = request["method"].as_str().unwrap();
     let path = substitute(request["path"].as_str().unwrap());
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
@@ -266,6 +294,9 @@ fn send(url: &str, request: &Value) -> Reply {
         };
         if let Some(p) = params {
             body = format!("params={}", form_encode(&substitute(&p)));
+        }
+        if let Some(calls) = calls {
+            body = format!("calls={}", form_encode(&substitute(calls)));
         }
         if let Some(other) = request.get("other_form_fields").and_then(Value::as_object) {
             for (name, value) in other {
@@ -394,17 +425,67 @@ fn differences(recorded: &Value, got: &Reply, update: bool) -> Vec<String> {
     out
 }
 
+/// [`differences`] of a multi-call: the request's, then each call's answer (under its name)
+/// judged as the answer of that call alone.
+fn multi_call_differences(calls: &Value, recorded: &Value, got: &Reply) -> Vec<String> {
+    let mut out = differences(
+        &serde_json::json!({
+            "status": recorded["status"],
+            "content_type": recorded["content_type"],
+            "body": {},
+        }),
+        &Reply {
+            status: got.status,
+            content_type: got.content_type.clone(),
+            body: "{}".into(),
+        },
+        false,
+    );
+    let got_body: Value = serde_json::from_str(&got.body).unwrap_or(Value::Null);
+    if keys(&recorded["body"]) != keys(&got_body) {
+        out.push(format!(
+            "calls {:?} instead of {:?}",
+            keys(&got_body),
+            keys(&recorded["body"])
+        ));
+    }
+    for (name, call) in calls.as_object().into_iter().flatten() {
+        let want = &recorded["body"][name];
+        let part = Reply {
+            status: got_body[name]["status"].as_u64().unwrap_or(200) as u16,
+            content_type: "application/json".into(),
+            body: got_body[name].to_string(),
+        };
+        let part_recorded = serde_json::json!({
+            "status": want["status"].as_u64().unwrap_or(200),
+            "content_type": "application/json",
+            "body": want,
+        });
+        let update = call[1] == "update";
+        out.extend(
+            differences(&part_recorded, &part, update)
+                .into_iter()
+                .map(|d| format!("call {name}: {d}")),
+        );
+    }
+    out
+}
+
 #[test]
 fn the_fake_site_answers_every_recorded_exchange_as_civicrm_did() {
-    let mut files: Vec<(String, Value)> = std::fs::read_dir(recorded_dir())
+    let mut texts: Vec<(String, String)> = std::fs::read_dir(recorded_dir())
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .map(|p| {
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            let value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-            (name, value)
+            (name, std::fs::read_to_string(&p).unwrap())
         })
+        .collect();
+    texts.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut files: Vec<(String, Value)> = texts
+        .iter()
+        .map(|(name, text)| (name.clone(), serde_json::from_str(text).unwrap()))
         .collect();
     files.sort_by(|a, b| a.0.cmp(&b.0));
     assert!(
@@ -426,12 +507,19 @@ fn the_fake_site_answers_every_recorded_exchange_as_civicrm_did() {
             let role = s.roles.iter_mut().find(|r| r.name == "ownkeys").unwrap();
             role.permissions.push("edit my contact".into());
         }
-        let got = send(&server.url(), &exchange["request"]);
+        let calls = exchange["request"]
+            .get("calls")
+            .and_then(|_| texts.iter().find(|(n, _)| n == name))
+            .and_then(|(_, text)| raw_calls(text));
+        let got = send(&server.url(), &exchange["request"], calls.as_deref());
         let update = exchange["request"]["path"]
             .as_str()
             .unwrap()
             .ends_with("/update");
-        let diff = differences(&exchange["response"], &got, update);
+        let diff = match exchange["request"].get("calls") {
+            Some(calls) => multi_call_differences(calls, &exchange["response"], &got),
+            None => differences(&exchange["response"], &got, update),
+        };
         if !diff.is_empty() {
             failures.push(format!("{name}: {}", diff.join("; ")));
         }

@@ -8,6 +8,8 @@
 //!   civikey-bench --profile NAME [--texts "car,Jing Ch,zzzq"] [--rounds N]
 //!   civikey-bench --store ADDRESS [--texts ...]     # as civikey's --store
 //!   civikey-bench rest-on-mysql MYSQL_ADDRESS PORT  # REST API v4 answered from MariaDB
+//!   civikey-bench bulk [--contacts 500] [--delay-ms 100]
+//!                                                  # bulk rotation over REST: requests, time
 //!
 //! With `--profile` (or `--store`) the texts are typed key by key through the app against
 //! that configured store, opened read-only, waiting for each answer; one line per text,
@@ -36,6 +38,8 @@ use civikey::store::sqlite::SqliteStore;
 use civikey::store::ContactStore;
 use civikey::terminal::Screen;
 
+#[path = "bench_support/rest_in_memory.rs"]
+mod rest_in_memory;
 #[path = "bench_support/rest_on_mysql.rs"]
 mod rest_on_mysql;
 
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
         Some("seed") => seed_child(&args[1..]),
         Some("check") => check_bench(&args[1..]),
         Some("rest-on-mysql") => rest_on_mysql(&args[1..]),
+        Some("bulk") => bulk_bench(&args[1..]),
         _ => parent(&args),
     };
     match result {
@@ -338,6 +343,104 @@ fn rest_on_mysql(args: &[String]) -> Result<(), String> {
     };
     let port: u16 = port.parse().map_err(|e| format!("port: {e}"))?;
     rest_on_mysql::serve(&mysql_options(address), port)
+}
+
+/// `bulk [--contacts N] [--delay-ms D]`: validates N ids and rotates them through the REST
+/// store against the in-memory stand-in (`bench_support/rest_in_memory.rs`), which answers
+/// each request after D ms; prints the requests per contact and the wall time, and checks
+/// every contact's new key is the one in the out file.
+fn bulk_bench(args: &[String]) -> Result<(), String> {
+    use civikey::audit::{Actor, Journal};
+    use civikey::bulk::{rotate_many, BulkOutcome, OutFile};
+    use civikey::key::{ApiKey, OsKeySource};
+    use civikey::rotation::Expectation;
+    use civikey::store::rest::RestStore;
+    use civikey::store::spec::RestOptions;
+    let mut contacts: u64 = 500;
+    let mut delay_ms: u64 = 100;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = || -> Result<u64, String> {
+            it.next()
+                .ok_or(format!("{arg} needs a value"))?
+                .parse()
+                .map_err(|e| format!("{arg}: {e}"))
+        };
+        match arg.as_str() {
+            "--contacts" => contacts = value()?,
+            "--delay-ms" => delay_ms = value()?,
+            other => {
+                return Err(format!(
+                    "unknown argument {other:?} (bulk [--contacts N] [--delay-ms D])"
+                ))
+            }
+        }
+    }
+    let site = rest_in_memory::start(contacts, Duration::from_millis(delay_ms))?;
+    let dir = std::env::temp_dir().join(format!("civikey-bench-bulk-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let result = (|| -> Result<(), String> {
+        let mut store = RestStore::connect(&RestOptions {
+            base_url: site.url.clone(),
+            api_key: ApiKey::from_store("BenchAdminKey0000000000000000000".into()),
+            site_key: None,
+            timeout: Duration::from_secs(60),
+        })
+        .map_err(|e| e.to_string())?;
+        let actor = Actor {
+            operator: "bench".into(),
+            store: "civicrm-rest:bench".into(),
+            ..Actor::default()
+        };
+        let mut journal = Journal::open(&dir.join("data"), actor).map_err(|e| e.to_string())?;
+        let out_path = dir.join("keys.csv");
+        let mut out = OutFile::create(&out_path)?;
+        let ids: Vec<u64> = (1..=contacts).collect();
+        let items: Vec<(u64, Expectation)> =
+            ids.iter().map(|&id| (id, Expectation::Current)).collect();
+        let start = Instant::now();
+        // As `civikey rotate --ids-from` does: the ids validated, then rotated.
+        store.contacts(&ids).map_err(|e| e.to_string())?;
+        let results = rotate_many(
+            &mut store,
+            &mut journal,
+            &mut OsKeySource,
+            &items,
+            &mut out,
+            &std::sync::atomic::AtomicBool::new(false),
+            &mut |_, _, _| {},
+        );
+        let wall = start.elapsed();
+        let requests = site.requests.load(Ordering::SeqCst);
+        let done = results
+            .iter()
+            .filter(|r| r.outcome == BulkOutcome::Done)
+            .count();
+        let text = std::fs::read_to_string(&out_path).map_err(|e| e.to_string())?;
+        let delivered = text
+            .lines()
+            .skip(2)
+            .filter(|line| {
+                let mut cells = line.split(',');
+                let id = cells.next().and_then(|c| c.parse::<u64>().ok());
+                let key = cells.nth(1);
+                id.is_some_and(|id| site.key_of(id).as_deref() == key)
+            })
+            .count();
+        println!(
+            "contacts={contacts} delay_ms={delay_ms} done={done} delivered={delivered} requests={requests} requests_per_contact={:.2} wall_s={:.1}",
+            requests as f64 / contacts.max(1) as f64,
+            wall.as_secs_f64()
+        );
+        if done as u64 != contacts || delivered as u64 != contacts {
+            return Err(format!(
+                "{done} of {contacts} rotated, {delivered} delivered with the key the site holds"
+            ));
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }
 
 fn seed_child(args: &[String]) -> Result<(), String> {

@@ -29,7 +29,7 @@ use super::cv_pipe::{PipeError, PipeSession};
 use super::spec::CvOptions;
 use super::{
     AccountState, CmsLink, Contact, ContactId, ContactStore, Cursor, Holder, HolderCursor,
-    HolderPage, Matcher, Page, Query, Role, Standing, StoreError, StoreInfo, StoreKind,
+    HolderPage, KeySwap, Matcher, Page, Query, Role, Standing, StoreError, StoreInfo, StoreKind,
     UserAccount,
 };
 use crate::key::{ApiKey, KeyHint, KEY_LEN};
@@ -768,6 +768,126 @@ impl ContactStore for CvStore {
         if current.as_ref().map(ApiKey::expose) != expected.map(ApiKey::expose) {
             return Err(StoreError::Conflict);
         }
+        self.update_key(id, expected, new)
+    }
+
+    fn rotation_batch(&self) -> usize {
+        ROTATION_BATCH
+    }
+
+    /// A page of ids per Contact.get.
+    fn read_keys(
+        &mut self,
+        ids: &[ContactId],
+    ) -> Result<std::collections::HashMap<ContactId, Option<ApiKey>>, StoreError> {
+        let mut keys = std::collections::HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(IDS_PER_CALL) {
+            let params = GetParams {
+                select: KEY_FIELDS,
+                join: Vec::new(),
+                where_: vec![
+                    Clause::Cmp("id", "IN", Val::IntList(chunk.to_vec())),
+                    Clause::Cmp("is_deleted", "IN", Val::Ints(ANY_DELETED)),
+                ],
+                order_by: None,
+                limit: Some(chunk.len() as u64),
+                offset: None,
+            };
+            let rows: Vec<KeyRow> = self.get(&params, &[])?;
+            for row in rows {
+                if !chunk.contains(&row.id) {
+                    return Err(StoreError::bad_data(format!(
+                        "cv answered a lookup of {} contacts' keys with contact {}",
+                        chunk.len(),
+                        row.id
+                    )));
+                }
+                match row.api_key {
+                    None => return Err(missing_api_key()),
+                    Some(key) => keys.insert(row.id, key.filter(|k| !k.is_empty())),
+                };
+            }
+        }
+        Ok(keys)
+    }
+
+    /// One Contact.get `api_key IN [...]` per [`KEYS_PER_CALL`] keys; only rows holding
+    /// one of those keys are trusted.
+    fn holders_of_keys(&mut self, keys: &[&ApiKey]) -> Result<Vec<Vec<ContactId>>, StoreError> {
+        let mut holders = vec![Vec::new(); keys.len()];
+        for (n, chunk) in keys.chunks(KEYS_PER_CALL).enumerate() {
+            let params = GetParams {
+                select: KEY_FIELDS,
+                join: Vec::new(),
+                where_: vec![
+                    Clause::Cmp(
+                        "api_key",
+                        "IN",
+                        Val::Secrets(chunk.iter().map(|k| k.expose()).collect()),
+                    ),
+                    Clause::Cmp("is_deleted", "IN", Val::Ints(ANY_DELETED)),
+                ],
+                order_by: None,
+                limit: Some(1000),
+                offset: None,
+            };
+            let rows: Vec<KeyRow> = self.get(&params, chunk)?;
+            for row in rows {
+                let held = match &row.api_key {
+                    None => return Err(missing_api_key()),
+                    Some(held) => held,
+                };
+                let mut matched = false;
+                for (i, key) in chunk.iter().enumerate() {
+                    if held.as_ref().is_some_and(|h| h.eq_ignore_case(key)) {
+                        let list = &mut holders[n * KEYS_PER_CALL + i];
+                        if !list.contains(&row.id) {
+                            list.push(row.id);
+                        }
+                        matched = true;
+                    }
+                }
+                if !matched {
+                    return Err(StoreError::bad_data(
+                        "cv ignored the api_key filter (it returned contacts without those keys); refused",
+                    ));
+                }
+            }
+        }
+        Ok(holders)
+    }
+
+    /// The exact keys read in one call, then each update (cv has no multi-call; through
+    /// the pipe an update costs milliseconds).
+    fn swap_keys(&mut self, swaps: &[KeySwap<'_>]) -> Vec<Result<(), StoreError>> {
+        let ids: Vec<ContactId> = swaps.iter().map(|s| s.id).collect();
+        let current = match self.read_keys(&ids) {
+            Ok(current) => current,
+            Err(e) => return swaps.iter().map(|_| Err(e.again())).collect(),
+        };
+        swaps
+            .iter()
+            .map(|s| match current.get(&s.id) {
+                None => Err(StoreError::NotFound(s.id)),
+                Some(key) if key.as_ref().map(ApiKey::expose) != s.expected.map(ApiKey::expose) => {
+                    Err(StoreError::Conflict)
+                }
+                Some(_) => self.update_key(s.id, s.expected, s.new),
+            })
+            .collect()
+    }
+}
+
+impl CvStore {
+    /// The compare-and-set update of [`ContactStore::swap_key`], once the exact key was
+    /// checked: the update's own condition still refuses any other key written meanwhile;
+    /// only another case of the very same key could slip between the two.
+    fn update_key(
+        &mut self,
+        id: ContactId,
+        expected: Option<&ApiKey>,
+        new: Option<&ApiKey>,
+    ) -> Result<(), StoreError> {
         let key_condition = match expected {
             Some(old) => Clause::Cmp("api_key", "=", Val::Secret(old.expose())),
             // An empty string counts as "no key", as CiviCRM treats it.
@@ -838,8 +958,13 @@ impl Action {
     }
 }
 
-/// Ids per User.get / Role.get.
+/// Ids per User.get / Role.get, and per read of many keys.
 const IDS_PER_CALL: usize = 200;
+/// Keys per uniqueness check of many keys (bulk rotation).
+const KEYS_PER_CALL: usize = 100;
+/// Contacts bulk rotation writes together: its reads, uniqueness check and read-back are
+/// one call per batch, and at most this many keys undelivered if civikey is killed mid-batch.
+const ROTATION_BATCH: usize = 50;
 
 /// A User.get row.
 #[derive(Deserialize)]
@@ -1507,6 +1632,8 @@ enum Val<'a> {
     Text(String),
     /// A key, borrowed so the request holds no extra copy of it.
     Secret(&'a str),
+    /// Keys, borrowed likewise.
+    Secrets(Vec<&'a str>),
 }
 
 impl Serialize for Clause<'_> {
@@ -1553,6 +1680,7 @@ impl Serialize for Val<'_> {
             Val::IntList(list) => list.serialize(s),
             Val::Text(text) => s.serialize_str(text),
             Val::Secret(key) => s.serialize_str(key),
+            Val::Secrets(keys) => keys.serialize(s),
         }
     }
 }

@@ -456,4 +456,71 @@ pub trait ContactStore: Send {
         expected: Option<&ApiKey>,
         new: Option<&ApiKey>,
     ) -> Result<(), StoreError>;
+
+    /// How many contacts bulk rotation writes together ([`crate::rotation::assign_batch`]).
+    /// 1 where a request is cheap (local SQL): a kill mid-run then leaves at most one
+    /// contact holding a key that reached nobody. Stores far away batch (REST: 50).
+    fn rotation_batch(&self) -> usize {
+        1
+    }
+
+    /// The keys of `ids` (bulk rotation's reads and read-backs): a contact that does not
+    /// exist is absent from the answer. Stores that can read many keys in one request do
+    /// so (REST: a page of ids per call).
+    fn read_keys(
+        &mut self,
+        ids: &[ContactId],
+    ) -> Result<HashMap<ContactId, Option<ApiKey>>, StoreError> {
+        let mut keys = HashMap::with_capacity(ids.len());
+        for &id in ids {
+            match self.read_key(id) {
+                Ok(key) => {
+                    keys.insert(id, key);
+                }
+                Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(keys)
+    }
+
+    /// [`ContactStore::holders_of`] of each key, in order (REST: one call for them all).
+    fn holders_of_keys(&mut self, keys: &[&ApiKey]) -> Result<Vec<Vec<ContactId>>, StoreError> {
+        keys.iter().map(|key| self.holders_of(key)).collect()
+    }
+
+    /// [`ContactStore::swap_key`] of each swap, each with its own outcome, in order. REST
+    /// sends them as one multi-call request: an answer lost on the way makes every swap's
+    /// outcome unknown.
+    fn swap_keys(&mut self, swaps: &[KeySwap<'_>]) -> Vec<Result<(), StoreError>> {
+        swaps
+            .iter()
+            .map(|s| self.swap_key(s.id, s.expected, s.new))
+            .collect()
+    }
+}
+
+/// One compare-and-set of [`ContactStore::swap_keys`].
+#[derive(Clone, Copy, Debug)]
+pub struct KeySwap<'a> {
+    pub id: ContactId,
+    pub expected: Option<&'a ApiKey>,
+    pub new: Option<&'a ApiKey>,
+}
+
+impl StoreError {
+    /// The same error again, for each of the swaps one failed request was for.
+    pub fn again(&self) -> StoreError {
+        match self {
+            StoreError::NotFound(id) => StoreError::NotFound(*id),
+            StoreError::Conflict => StoreError::Conflict,
+            StoreError::PermissionDenied(t) => StoreError::PermissionDenied(t.clone()),
+            StoreError::ReadOnly(t) => StoreError::ReadOnly(t.clone()),
+            StoreError::Unreachable(t) => StoreError::Unreachable(t.clone()),
+            StoreError::Timeout(t) => StoreError::Timeout(t.clone()),
+            StoreError::BadData(t) => StoreError::BadData(t.clone()),
+            StoreError::OutcomeUnknown(t) => StoreError::OutcomeUnknown(t.clone()),
+            StoreError::Invalid(t) => StoreError::Invalid(t.clone()),
+        }
+    }
 }

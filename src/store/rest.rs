@@ -20,7 +20,7 @@ use zeroize::{Zeroize, Zeroizing};
 use super::spec::{RestOptions, Secret, SiteLogin};
 use super::{
     AccountState, CmsLink, Contact, ContactId, ContactStore, Cursor, Holder, HolderCursor,
-    HolderPage, Matcher, Page, Query, Role, Standing, StoreError, StoreInfo, StoreKind,
+    HolderPage, KeySwap, Matcher, Page, Query, Role, Standing, StoreError, StoreInfo, StoreKind,
     UserAccount,
 };
 use crate::key::{ApiKey, KEY_LEN};
@@ -52,6 +52,11 @@ const CONTACT_FIELDS: [&str; 7] = [
 ];
 /// Ids per request when reading CMS links, users and roles.
 const IDS_PER_CALL: usize = 200;
+/// Keys per uniqueness check, and updates per multi-call request (bulk rotation).
+const KEYS_PER_CALL: usize = 100;
+/// Contacts bulk rotation writes together: about 7 requests per batch instead of 7 per
+/// contact, and at most this many keys undelivered if civikey is killed mid-batch.
+const ROTATION_BATCH: usize = 50;
 
 const NO_EDIT_API_KEYS: &str = "the admin API key's user lacks the CiviCRM permission \
 'edit api keys' (or 'administer CiviCRM'). CiviCRM then silently hides api_key from answers \
@@ -632,6 +637,114 @@ impl RestStore {
         .map_err(|e| e.to_string())?;
         let records = reply.records().map_err(|e| e.to_string())?;
         Ok(records.first().and_then(|r| r.get("id")).and_then(as_id))
+    }
+
+    /// The updates `swaps[i]` for each `i` of `which`, as one multi-call request: for each,
+    /// how many contacts it changed (1 done, 0 nothing matched) or why not. A request whose
+    /// answer is lost makes every one of them unknown.
+    fn update_calls(
+        &self,
+        swaps: &[KeySwap<'_>],
+        which: &[usize],
+    ) -> Vec<(usize, Result<u64, StoreError>)> {
+        let mut secrets: Vec<&str> = Vec::with_capacity(which.len() * 2);
+        let mut calls = Zeroizing::new(String::from("{"));
+        for (n, &i) in which.iter().enumerate() {
+            let s = &swaps[i];
+            secrets.extend(s.expected.map(ApiKey::expose));
+            secrets.extend(s.new.map(ApiKey::expose));
+            let params = Params(json!({
+                "where": [["id", "=", s.id], ["is_deleted", "IN", [0, 1]], key_clause(s.expected)],
+                "values": {"api_key": s.new.map(ApiKey::expose)},
+            }));
+            let params = match params_json(&params.0, None) {
+                Ok(p) => p,
+                Err(e) => return which.iter().map(|&i| (i, Err(e.again()))).collect(),
+            };
+            if n > 0 {
+                calls.push(',');
+            }
+            // Names sort in sending order: the calls run in the order of the object.
+            calls.push_str(&format!(
+                "\"u{n:04}\":[\"Contact\",\"update\",{}]",
+                params.as_str()
+            ));
+        }
+        calls.push('}');
+        let url = self.multi_url();
+        let mut reply = match self.post(&url, &form_field("calls", &calls), Call::Write, &secrets) {
+            Ok(reply) => reply,
+            Err(e) => return which.iter().map(|&i| (i, Err(e.again()))).collect(),
+        };
+        let redact = |text: &str| -> String {
+            let mut out = text.to_string();
+            for secret in secrets.iter().copied().chain([self.api_key.expose()]) {
+                if !secret.is_empty() {
+                    out = out.replace(secret, "<redacted>");
+                }
+            }
+            SafeText::new(&out).truncated(MAX_SHOWN)
+        };
+        which
+            .iter()
+            .enumerate()
+            .map(|(n, &i)| {
+                let id = swaps[i].id;
+                let part = Reply(
+                    reply
+                        .0
+                        .get_mut(format!("u{n:04}"))
+                        .map(Value::take)
+                        .unwrap_or(Value::Null),
+                );
+                if part.0.is_null() {
+                    return (i, Err(unknown_after_ok(&format!("the multi-call answer has no call for contact {id}"))));
+                }
+                if let Some(message) = part.error_message() {
+                    // A call that failed inside the request did not apply (its own
+                    // transaction was rolled back); each carries its own status.
+                    let status = part.0.get("status").and_then(Value::as_u64);
+                    let message = redact(&message);
+                    return (
+                        i,
+                        Err(if status == Some(403) {
+                            StoreError::PermissionDenied(SafeText::new(&format!(
+                                "permission denied: the site refused to change contact {id}'s key (HTTP 403: {message}). The admin user's role needs the CiviCRM permission 'edit api keys' (or 'administer CiviCRM') and may edit this contact; nothing was changed"
+                            )))
+                        } else {
+                            StoreError::bad_data(format!(
+                                "the site reported an error for contact {id}: {message}"
+                            ))
+                        }),
+                    );
+                }
+                if part.refuse_trap().is_err() {
+                    return (
+                        i,
+                        Err(StoreError::OutcomeUnknown(SafeText::new(&format!(
+                            "the site ignored api_key in the update, so it may or may not have changed \
+                             contact {id}'s key: {NO_EDIT_API_KEYS}"
+                        )))),
+                    );
+                }
+                match part.count() {
+                    Some(n @ (0 | 1)) => (i, Ok(n)),
+                    Some(n) => (
+                        i,
+                        Err(StoreError::bad_data(format!(
+                            "the site changed {n} contacts for contact id {id}; check the contacts' keys"
+                        ))),
+                    ),
+                    None => (
+                        i,
+                        Err(StoreError::OutcomeUnknown(SafeText::new(
+                            "the site's answer to the update does not say how many contacts changed; look at \
+                             the contact again before retrying",
+                        ))),
+                    ),
+                }
+            })
+            .collect()
     }
 
     /// Whether contact `id` exists (deleted or not).
@@ -1511,6 +1624,148 @@ impl ContactStore for RestStore {
                 .unwrap_or(CmsLink::Unknown);
         }
         Ok(HolderPage { holders, next })
+    }
+
+    fn rotation_batch(&self) -> usize {
+        ROTATION_BATCH
+    }
+
+    /// A page of ids per Contact.get.
+    fn read_keys(
+        &mut self,
+        ids: &[ContactId],
+    ) -> Result<HashMap<ContactId, Option<ApiKey>>, StoreError> {
+        let mut keys = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(IDS_PER_CALL) {
+            let params = Params(json!({
+                "select": ["id", "api_key"],
+                "where": [["id", "IN", chunk], ["is_deleted", "IN", [0, 1]]],
+                "limit": chunk.len(),
+            }));
+            let reply = self.call("get", params, None, Call::Read, &[])?;
+            reply.refuse_trap()?;
+            for record in reply.records()? {
+                let (map, id) = record_id(record)?;
+                if !chunk.contains(&id) {
+                    return Err(StoreError::bad_data(format!(
+                        "asked for the keys of {} contacts, the site answered with contact {id}",
+                        chunk.len()
+                    )));
+                }
+                keys.insert(id, record_key(map)?);
+            }
+        }
+        Ok(keys)
+    }
+
+    /// One Contact.get `api_key IN [...]` per [`KEYS_PER_CALL`] keys; each holder must
+    /// really hold one of the keys asked about (a dropped filter lists everyone: refused).
+    fn holders_of_keys(&mut self, keys: &[&ApiKey]) -> Result<Vec<Vec<ContactId>>, StoreError> {
+        let mut holders = vec![Vec::new(); keys.len()];
+        for (n, chunk) in keys.chunks(KEYS_PER_CALL).enumerate() {
+            let texts: Vec<&str> = chunk.iter().map(|k| k.expose()).collect();
+            let params = Params(json!({
+                "select": ["id", "api_key"],
+                "where": [["api_key", "IN", texts], ["is_deleted", "IN", [0, 1]]],
+                "orderBy": {"id": "ASC"},
+                "limit": MAX_HOLDERS + 1,
+            }));
+            let reply = self.call("get", params, None, Call::Read, &texts)?;
+            reply.refuse_trap()?;
+            let records = reply.records()?;
+            if records.len() > MAX_HOLDERS {
+                return Err(StoreError::bad_data(format!(
+                    "more than {MAX_HOLDERS} contacts matched new keys: the site ignored the key filter"
+                )));
+            }
+            for record in records {
+                let (map, id) = record_id(record)?;
+                let held = record_key(map)?;
+                let mut matched = false;
+                for (i, key) in chunk.iter().enumerate() {
+                    if held.as_ref().is_some_and(|h| h.eq_ignore_case(key)) {
+                        holders[n * KEYS_PER_CALL + i].push(id);
+                        matched = true;
+                    }
+                }
+                if !matched {
+                    return Err(StoreError::bad_data(
+                        "the site returned contacts that do not hold the keys it was asked about; \
+                         it ignored the key filter, so no uniqueness check is possible",
+                    ));
+                }
+            }
+        }
+        Ok(holders)
+    }
+
+    /// The exact keys read first (one call: the update's own filter compares as MySQL does),
+    /// then every update in one multi-call request per [`KEYS_PER_CALL`] swaps, each call
+    /// judged on its own (recorded in rest/091-093, 096).
+    fn swap_keys(&mut self, swaps: &[KeySwap<'_>]) -> Vec<Result<(), StoreError>> {
+        let mut results: Vec<Option<Result<(), StoreError>>> = swaps
+            .iter()
+            .map(|s| match s.new {
+                Some(k) if k.len() > KEY_LEN => Some(Err(StoreError::invalid(format!(
+                    "the new key has {} characters; CiviCRM's api_key holds {KEY_LEN} and would \
+                     silently cut it. Nothing was written",
+                    k.len()
+                )))),
+                _ => None,
+            })
+            .collect();
+        let ids: Vec<ContactId> = swaps.iter().map(|s| s.id).collect();
+        match self.read_keys(&ids) {
+            Err(e) => {
+                for r in results.iter_mut().filter(|r| r.is_none()) {
+                    *r = Some(Err(e.again()));
+                }
+            }
+            Ok(current) => {
+                for (s, r) in swaps.iter().zip(results.iter_mut()) {
+                    if r.is_some() {
+                        continue;
+                    }
+                    match current.get(&s.id) {
+                        None => *r = Some(Err(StoreError::NotFound(s.id))),
+                        Some(key)
+                            if key.as_ref().map(ApiKey::expose)
+                                != s.expected.map(ApiKey::expose) =>
+                        {
+                            *r = Some(Err(StoreError::Conflict))
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+        let pending: Vec<usize> = (0..swaps.len()).filter(|&i| results[i].is_none()).collect();
+        let mut unmatched = Vec::new();
+        for chunk in pending.chunks(KEYS_PER_CALL) {
+            for (i, outcome) in self.update_calls(swaps, chunk) {
+                match outcome {
+                    Ok(0) => unmatched.push(i),
+                    Ok(_) => results[i] = Some(Ok(())),
+                    Err(e) => results[i] = Some(Err(e)),
+                }
+            }
+        }
+        if !unmatched.is_empty() {
+            // Nothing matched the compare-and-set: a conflict, unless the contact is gone.
+            let ids: Vec<ContactId> = unmatched.iter().map(|&i| swaps[i].id).collect();
+            let found = self.read_keys(&ids);
+            for i in unmatched {
+                results[i] = Some(Err(match &found {
+                    Ok(found) if found.contains_key(&swaps[i].id) => StoreError::Conflict,
+                    Ok(_) => StoreError::NotFound(swaps[i].id),
+                    Err(e) => e.again(),
+                }));
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(unknown_after_ok("no answer for this update"))))
+            .collect()
     }
 
     fn swap_key(

@@ -814,7 +814,8 @@ fn answer(
 }
 
 /// POST /civicrm/ajax/api4 with `calls={"name":[Entity, action, params], ...}`: each call
-/// answered under its name (recorded in civicrm-recorded/rest/091-096); Contact.get only.
+/// answered under its name, in the order sent (recorded in civicrm-recorded/rest/091-096);
+/// Contact.get and Contact.update.
 fn multi_call(s: &mut State, caller: &Caller, mode: &Mode, raw: &str) -> Answer {
     let Ok(Value::Object(calls)) = serde_json::from_str::<Value>(raw) else {
         return api_error(s, caller, 400, "calls is not a JSON object");
@@ -824,6 +825,9 @@ fn multi_call(s: &mut State, caller: &Caller, mode: &Mode, raw: &str) -> Answer 
         Mode::Forbidden => return api_error(s, caller, 403, "Authorization failed"),
         _ => {}
     }
+    // Run in the order sent (serde_json's map sorts the names).
+    let mut calls: Vec<(String, Value)> = calls.into_iter().collect();
+    calls.sort_by_key(|(name, _)| raw.find(&format!("\"{name}\":[")).unwrap_or(usize::MAX));
     let mut out = Map::new();
     for (name, call) in calls {
         let entity = call.get(0).and_then(Value::as_str).unwrap_or("");
@@ -831,21 +835,26 @@ fn multi_call(s: &mut State, caller: &Caller, mode: &Mode, raw: &str) -> Answer 
         let params = call.get(2).cloned().unwrap_or_else(|| json!({}));
         // The raw text of this call's params, for the orderBy key order.
         let raw_params = raw_call_params(raw, &name).unwrap_or_else(|| params.to_string());
-        let result = if entity == "Contact" && action == "get" {
-            contact_get(s, caller, &params, &raw_params)
-        } else {
-            Err((
+        let result = match (entity, action) {
+            ("Contact", "get") => contact_get(s, caller, &params, &raw_params),
+            ("Contact", "update") => {
+                s.updates_received += 1;
+                contact_update(s, caller, &params)
+            }
+            _ => Err((
                 500,
                 format!("API ({entity}, {action}) is not in this fake's multi-call"),
-            ))
+            )),
         };
         out.insert(
             name,
             match result {
                 Ok(value) => value,
-                Err((_, message)) => {
-                    json!({"error_code": 0, "error_message": message, "status": 500})
-                }
+                // Each failed call carries its own status, with the message a caller
+                // without 'view debug output' sees (rest/092, 093).
+                Err((status, message)) => match api_error(s, caller, status, &message) {
+                    Answer(_, _, body) => serde_json::from_slice(&body).unwrap_or(Value::Null),
+                },
             },
         );
     }

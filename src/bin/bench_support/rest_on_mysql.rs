@@ -48,7 +48,7 @@ pub fn serve(options: &MysqlOptions, port: u16) -> Result<(), String> {
     Ok(())
 }
 
-fn read_request(stream: &TcpStream) -> Option<(String, String)> {
+pub fn read_request(stream: &TcpStream) -> Option<(String, String)> {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
@@ -72,7 +72,7 @@ fn read_request(stream: &TcpStream) -> Option<(String, String)> {
     Some((path, String::from_utf8(body).ok()?))
 }
 
-fn url_decode(text: &str) -> String {
+pub fn url_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let hex = |b: u8| (b as char).to_digit(16);
     let mut out = Vec::with_capacity(bytes.len());
