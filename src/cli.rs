@@ -757,22 +757,25 @@ fn note_login_check(check: Option<&crate::login_check::LoginCheck>) {
     }
 }
 
+/// One secret line: a hidden `prompt` on a terminal, else the first line of stdin (at most
+/// 4 KiB), zeroized when dropped.
+fn read_secret_line(prompt: &str) -> Result<zeroize::Zeroizing<String>, Failure> {
+    if io::stdin().is_terminal() {
+        return Ok(zeroize::Zeroizing::new(
+            rpassword::prompt_password(prompt)
+                .map_err(|e| Failure::new(exit::ERROR, format!("cannot read the key: {e}")))?,
+        ));
+    }
+    let mut line = zeroize::Zeroizing::new(String::new());
+    io::Read::take(io::stdin().lock(), 4096)
+        .read_line(&mut line)
+        .map_err(|e| Failure::new(exit::ERROR, format!("cannot read the key from stdin: {e}")))?;
+    Ok(line)
+}
+
 /// Reads a key from stdin: a hidden prompt on a terminal, else the first line, at most 4 KiB.
 fn read_key_from_stdin(capacity: usize) -> Result<ApiKey, Failure> {
-    let text = if io::stdin().is_terminal() {
-        zeroize::Zeroizing::new(
-            rpassword::prompt_password("Key (input hidden): ")
-                .map_err(|e| Failure::new(exit::ERROR, format!("cannot read the key: {e}")))?,
-        )
-    } else {
-        let mut line = zeroize::Zeroizing::new(String::new());
-        io::Read::take(io::stdin().lock(), 4096)
-            .read_line(&mut line)
-            .map_err(|e| {
-                Failure::new(exit::ERROR, format!("cannot read the key from stdin: {e}"))
-            })?;
-        line
-    };
+    let text = read_secret_line("Key (input hidden): ")?;
     ApiKey::parse_manual(&text, capacity).map_err(|e| {
         Failure::new(
             exit::REFUSED,
@@ -1229,20 +1232,7 @@ pub fn check(
 /// most 4 KiB). Any text is looked up (a leaked value need not be a valid key); only
 /// surrounding whitespace is dropped.
 fn read_lookup_key() -> Result<ApiKey, Failure> {
-    let text = if io::stdin().is_terminal() {
-        zeroize::Zeroizing::new(
-            rpassword::prompt_password("Key to look up (input hidden): ")
-                .map_err(|e| Failure::new(exit::ERROR, format!("cannot read the key: {e}")))?,
-        )
-    } else {
-        let mut line = zeroize::Zeroizing::new(String::new());
-        io::Read::take(io::stdin().lock(), 4096)
-            .read_line(&mut line)
-            .map_err(|e| {
-                Failure::new(exit::ERROR, format!("cannot read the key from stdin: {e}"))
-            })?;
-        line
-    };
+    let text = read_secret_line("Key to look up (input hidden): ")?;
     let key = text.trim();
     if key.is_empty() {
         return Err(Failure::new(exit::USAGE, "no key was given on stdin"));

@@ -1335,21 +1335,25 @@ fn name_branches(text: &str) -> Vec<Value> {
         .iter()
         .map(|field| json!([field, "LIKE", prefix]))
         .collect();
+    out.extend(split_pairs(text));
+    out
+}
+
+/// For each split of a text of several words: a first and a last name prefix, in either
+/// order (each pair one index range on CiviCRM's name indexes).
+fn split_pairs(text: &str) -> Vec<Value> {
+    let like = |t: &str| super::like_prefix(t, '\\');
+    let mut out = Vec::new();
     for (a, b) in super::name_splits(text) {
-        out.push(json!([
-            "AND",
-            [
-                ["first_name", "LIKE", like(a)],
-                ["last_name", "LIKE", like(b)]
-            ]
-        ]));
-        out.push(json!([
-            "AND",
-            [
-                ["last_name", "LIKE", like(a)],
-                ["first_name", "LIKE", like(b)]
-            ]
-        ]));
+        for (first, last) in [(a, b), (b, a)] {
+            out.push(json!([
+                "AND",
+                [
+                    ["first_name", "LIKE", like(first)],
+                    ["last_name", "LIKE", like(last)]
+                ]
+            ]));
+        }
     }
     out
 }
@@ -1371,22 +1375,7 @@ pub(crate) fn name_where(text: &str, deep: bool) -> Value {
     .iter()
     .map(|field| json!([field, "LIKE", prefix]))
     .collect();
-    for (a, b) in super::name_splits(text) {
-        any.push(json!([
-            "AND",
-            [
-                ["first_name", "LIKE", like(a)],
-                ["last_name", "LIKE", like(b)]
-            ]
-        ]));
-        any.push(json!([
-            "AND",
-            [
-                ["last_name", "LIKE", like(a)],
-                ["first_name", "LIKE", like(b)]
-            ]
-        ]));
-    }
+    any.extend(split_pairs(text));
     if deep {
         any.push(json!(["display_name", "LIKE", format!("% {prefix}")]));
     }
