@@ -15,9 +15,10 @@ pub const HIDDEN: &str = "[key hidden]";
 /// key). One pass: the replacement is never searched again, so a key cannot match inside
 /// it. The longest key wins where two overlap.
 pub fn hide_keys(text: &str, keys: &[&ApiKey]) -> String {
-    let mut needles: Vec<String> = keys
+    // Copies of the keys, and of a text that quotes them: wiped when dropped.
+    let mut needles: Vec<zeroize::Zeroizing<String>> = keys
         .iter()
-        .map(|k| k.expose().to_ascii_lowercase())
+        .map(|k| zeroize::Zeroizing::new(k.expose().to_ascii_lowercase()))
         .filter(|k| !k.is_empty())
         .collect();
     if needles.is_empty() {
@@ -25,7 +26,7 @@ pub fn hide_keys(text: &str, keys: &[&ApiKey]) -> String {
     }
     needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
     // ASCII lowercasing keeps byte offsets and char boundaries.
-    let lower = text.to_ascii_lowercase();
+    let lower = zeroize::Zeroizing::new(text.to_ascii_lowercase());
     let mut out = String::with_capacity(text.len());
     let mut at = 0;
     while at < text.len() {

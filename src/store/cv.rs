@@ -619,11 +619,6 @@ impl ContactStore for CvStore {
         }
     }
 
-    fn standing(&mut self, id: ContactId) -> Result<Standing, StoreError> {
-        let mut all = self.standings(&[id])?;
-        Ok(all.remove(&id).unwrap_or(Standing::UNKNOWN))
-    }
-
     /// Through User.get and Role.get on a Standalone site; elsewhere the CMS holds users
     /// and roles and this store cannot tell.
     fn standings(

@@ -431,15 +431,17 @@ pub trait ContactStore: Send {
 
     /// The contact's user account and roles, what the operator must double-check before
     /// handing out a key. Stores that cannot tell answer [`Standing::UNKNOWN`].
-    fn standing(&mut self, _id: ContactId) -> Result<Standing, StoreError> {
-        Ok(Standing::UNKNOWN)
+    fn standing(&mut self, id: ContactId) -> Result<Standing, StoreError> {
+        self.standings(&[id])?
+            .remove(&id)
+            .ok_or(StoreError::NotFound(id))
     }
 
-    /// [`ContactStore::standing`] of many contacts (SQL stores: one query per chunk of ids).
+    /// [`ContactStore::standing`] of many contacts (SQL stores: one query per chunk of ids;
+    /// contacts that do not exist are left out). Stores that cannot tell answer
+    /// [`Standing::UNKNOWN`] for each.
     fn standings(&mut self, ids: &[ContactId]) -> Result<HashMap<ContactId, Standing>, StoreError> {
-        ids.iter()
-            .map(|&id| self.standing(id).map(|s| (id, s)))
-            .collect()
+        Ok(ids.iter().map(|&id| (id, Standing::UNKNOWN)).collect())
     }
 
     /// The site to log in to with a new key, to check it works (the REST store's own site,

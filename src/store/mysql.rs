@@ -1218,11 +1218,6 @@ impl ContactStore for MysqlStore {
             .map_err(|e| StoreError::bad_data(format!("{}: {e}", self.location)))
     }
 
-    fn standing(&mut self, id: ContactId) -> Result<Standing, StoreError> {
-        let mut found = self.standings(&[id])?;
-        found.remove(&id).ok_or(StoreError::NotFound(id))
-    }
-
     /// On a Standalone site, the user (a civicrm_uf_match row: username, is_active) and its
     /// active roles (civicrm_user_role.user_id is civicrm_uf_match.id); elsewhere the CMS
     /// holds users and roles and only "no user account" can be told. Two queries per

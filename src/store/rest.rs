@@ -1406,11 +1406,6 @@ impl ContactStore for RestStore {
         Some(self.site_login())
     }
 
-    fn standing(&mut self, id: ContactId) -> Result<Standing, StoreError> {
-        let mut all = self.standings(&[id])?;
-        Ok(all.remove(&id).unwrap_or(Standing::UNKNOWN))
-    }
-
     /// Through User.get and Role.get on a Standalone site; elsewhere (or when the admin may
     /// not read users) only whether a CMS user exists, roles unknown.
     fn standings(&mut self, ids: &[ContactId]) -> Result<HashMap<ContactId, Standing>, StoreError> {

@@ -1383,11 +1383,6 @@ impl ContactStore for SqliteStore {
             .ok_or(StoreError::NotFound(id))
     }
 
-    fn standing(&mut self, id: ContactId) -> Result<Standing, StoreError> {
-        let mut found = self.standings(&[id])?;
-        found.remove(&id).ok_or(StoreError::NotFound(id))
-    }
-
     /// Contacts that do not exist are left out.
     fn standings(
         &mut self,
