@@ -201,6 +201,7 @@ impl App {
 
     pub(super) fn on_bulk_finished(
         &mut self,
+        kind: super::BulkKind,
         results: Vec<BulkResult>,
         out: String,
         error: Option<String>,
@@ -211,6 +212,7 @@ impl App {
             }
         }
         self.popup = Some(Popup::BulkResults {
+            kind,
             results,
             out,
             error,

@@ -27,6 +27,22 @@ pub const PAGE_SIZE: usize = 50;
 /// The most contacts one search asks for (a terminal of some 65 rows or more).
 pub const MAX_PAGE_SIZE: usize = 200;
 
+/// What a bulk run did to each contact: its results popup is titled after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BulkKind {
+    Rotation,
+    Revocation,
+}
+
+impl BulkKind {
+    pub fn title(self) -> &'static str {
+        match self {
+            BulkKind::Rotation => "Bulk rotation",
+            BulkKind::Revocation => "Bulk revocation",
+        }
+    }
+}
+
 /// What the operator asked for, from a key press. Small and comparable, so the keymap is
 /// unit-tested on its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +154,7 @@ pub enum Msg {
         last: String,
     },
     BulkFinished {
+        kind: BulkKind,
         results: Vec<crate::bulk::BulkResult>,
         out: String,
         error: Option<String>,
@@ -315,6 +332,7 @@ pub enum Popup {
         last: String,
     },
     BulkResults {
+        kind: BulkKind,
         results: Vec<crate::bulk::BulkResult>,
         out: String,
         error: Option<String>,
@@ -599,12 +617,13 @@ impl App {
                 Vec::new()
             }
             Msg::BulkFinished {
+                kind,
                 results,
                 out,
                 error,
             } => {
                 self.settled();
-                self.on_bulk_finished(results, out, error)
+                self.on_bulk_finished(kind, results, out, error)
             }
             Msg::HealthProgress { read } => {
                 if let Some(Popup::Checking { read: shown }) = self.popup.as_mut() {

@@ -614,6 +614,7 @@ fn marking_and_bulk_rotation_flow() {
         },
     ];
     let cmds = app.update(Msg::BulkFinished {
+        kind: crate::app::BulkKind::Rotation,
         results,
         out: "/tmp/k.csv".into(),
         error: None,
@@ -870,6 +871,7 @@ fn quit_during_a_bulk_run_stops_it_then_quits() {
     assert!(matches!(&cmds[..], [Cmd::StopBulk]));
     assert!(!app.should_quit);
     app.update(Msg::BulkFinished {
+        kind: crate::app::BulkKind::Rotation,
         results: Vec::new(),
         out: "/tmp/x.csv".into(),
         error: Some("interrupted".into()),

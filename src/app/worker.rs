@@ -393,6 +393,7 @@ impl Worker {
     ) -> Msg {
         let shown = out.display().to_string();
         let finished = |results, error| Msg::BulkFinished {
+            kind: super::BulkKind::Rotation,
             results,
             out: shown.clone(),
             error,
@@ -448,6 +449,7 @@ impl Worker {
     fn bulk_revoke(&mut self, items: &[(ContactId, rotation::Expectation)]) -> Msg {
         use crate::bulk::{BulkOutcome, BulkResult};
         let finished = |results, error| Msg::BulkFinished {
+            kind: super::BulkKind::Revocation,
             results,
             out: "none: the keys were revoked".into(),
             error,

@@ -106,6 +106,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             boxed(frame, rect, " Rotating ", lines, theme);
         }
         Some(Popup::BulkResults {
+            kind,
             results,
             out,
             error,
@@ -120,7 +121,8 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                     .count()
             };
             let title = format!(
-                " Bulk rotation: {} done, {} conflict, {} failed ",
+                " {}: {} done, {} conflict, {} failed ",
+                kind.title(),
                 count("done"),
                 count("conflict"),
                 count("failed")

@@ -358,6 +358,7 @@ fn bulk_results_80x24() {
     let mut app = app(true);
     use crate::bulk::{BulkOutcome, BulkResult};
     app.update(Msg::BulkFinished {
+        kind: crate::app::BulkKind::Rotation,
         results: vec![
             BulkResult {
                 id: 1,
@@ -379,6 +380,29 @@ fn bulk_results_80x24() {
         error: None,
     });
     insta::assert_snapshot!(render(&mut app, 80, 24).backend());
+}
+
+#[test]
+fn bulk_revocation_results_are_titled_so() {
+    let mut app = app(true);
+    use crate::bulk::{BulkOutcome, BulkResult};
+    app.update(Msg::BulkFinished {
+        kind: crate::app::BulkKind::Revocation,
+        results: vec![BulkResult {
+            id: 1,
+            name: SafeText::new("Ada Lovelace"),
+            outcome: BulkOutcome::Done,
+        }],
+        out: "none: the keys were revoked".into(),
+        error: None,
+    });
+    let term = render(&mut app, 80, 24);
+    let title = row(&term, 1);
+    assert!(
+        title.contains("Bulk revocation: 1 done, 0 conflict, 0 failed"),
+        "{title}"
+    );
+    assert!(!title.contains("rotation"));
 }
 
 /// Row `y` of the rendered screen, trailing blanks trimmed.
