@@ -23,7 +23,7 @@ pub fn render(cmd: Command) -> std::io::Result<Vec<u8>> {
     let mut page = Vec::new();
     man.render_title(&mut page)?;
     man.render_name_section(&mut page)?;
-    man.render_synopsis_section(&mut page)?;
+    page.extend_from_slice(synopsis(&cmd).render().as_bytes());
     man.render_description_section(&mut page)?;
     man.render_options_section(&mut page)?;
 
@@ -44,6 +44,26 @@ pub fn render(cmd: Command) -> std::io::Result<Vec<u8>> {
         page.extend_from_slice(section.as_bytes());
     }
     Ok(page)
+}
+
+/// `civikey [--store ADDRESS] [--profile NAME] [--read-only] [COMMAND]`: the global
+/// options with their values (clap_mangen's own synopsis leaves the values out).
+fn synopsis(cmd: &Command) -> Roff {
+    let mut roff = Roff::new();
+    roff.control("SH", ["SYNOPSIS"]);
+    let mut usage = vec![bold(cmd.get_name().to_string())];
+    let options = cmd.get_arguments().filter(|a| {
+        !a.is_hide_set() && !matches!(a.get_action(), ArgAction::Help | ArgAction::Version)
+    });
+    for arg in options {
+        usage.push(roman(" "));
+        usage.extend(arg_usage(arg, true));
+    }
+    usage.push(roman(" ["));
+    usage.push(italic("COMMAND"));
+    usage.push(roman("]"));
+    roff.text(usage);
+    roff
 }
 
 fn visible_subcommands(cmd: &Command) -> impl Iterator<Item = &Command> {

@@ -434,6 +434,19 @@ fn man_page_has_every_section_command_key_and_exit_code() {
             "no {section} section"
         );
     }
+    // The synopsis gives the global options with their values.
+    let synopsis = page
+        .split(".SH SYNOPSIS")
+        .nth(1)
+        .and_then(|rest| rest.split(".SH ").next())
+        .expect("a synopsis");
+    for usage in [
+        "\\-\\-store\\fR \\fIADDRESS",
+        "\\-\\-profile\\fR \\fINAME",
+        "\\-\\-read\\-only",
+    ] {
+        assert!(synopsis.contains(usage), "{usage} in {synopsis}");
+    }
     let cmd = <civikey::cli::Cli as clap::CommandFactory>::command();
     for sub in cmd.get_subcommands() {
         let leaves: Vec<String> = if sub.has_subcommands() {
