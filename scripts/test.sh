@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything the tests need, then the tests. Runs on a fresh Debian machine as root with
-# no input (it installs tmux, man-db and MariaDB with apt-get when they are missing), and on a
+# no input (it installs tmux, man-db, zsh, fish and MariaDB with apt-get when they are missing;
+# zsh and fish run the completion tests), and on a
 # developer's machine as any user (then missing packages are reported, not installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +9,8 @@ cd "$(dirname "$0")/.."
 need_pkgs=()
 command -v tmux >/dev/null || need_pkgs+=(tmux)
 command -v man >/dev/null || need_pkgs+=(man-db)
+command -v zsh >/dev/null || need_pkgs+=(zsh)
+command -v fish >/dev/null || need_pkgs+=(fish)
 command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || need_pkgs+=(mariadb-server)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

@@ -870,3 +870,93 @@ fn a_failed_put_back_says_nobody_holds_the_key() {
         "{records:?}"
     );
 }
+
+/// Runs `script` in `shell` (zsh or fish) with civikey on PATH and the environment
+/// binary::civikey gives it; None after a visible SKIP when the shell is not installed
+/// (a failure under CI, whose test.sh installs it).
+fn in_shell(env: &Env, shell: &str, args: &[&str], script: &str) -> Option<String> {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_civikey")).parent().unwrap();
+    let base = binary::civikey(env.dir.path());
+    let mut cmd = std::process::Command::new(shell);
+    for (key, value) in base.get_envs() {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
+    let out = cmd
+        .args(args)
+        .arg(script)
+        .env(
+            "PATH",
+            format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap()),
+        )
+        .env_remove("CIVIKEY_COMPLETE")
+        .output();
+    match out {
+        Ok(out) => {
+            assert!(out.status.success(), "{shell}: {}", stderr(&out));
+            Some(stdout(&out))
+        }
+        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+            println!("SKIP {shell} completion: {shell} not runnable: {e}");
+            None
+        }
+        Err(e) => panic!("{shell} is needed under CI (apt-get install {shell}): {e}"),
+    }
+}
+
+/// fish's own `complete -C` asks the loaded completion what it offers for a command line.
+#[test]
+fn fish_completes_profile_names_commands_and_flags() {
+    let env = Env::new();
+    write_config(&env, &["alpha", "beta-db"]);
+    let script = "civikey completions fish | source
+complete -C 'civikey --profile '; echo ---
+complete -C 'civikey li'; echo ---
+complete -C 'civikey list --li'";
+    let Some(out) = in_shell(&env, "fish", &["--no-config", "-c"], script) else {
+        return;
+    };
+    let parts: Vec<&str> = out.split("---\n").collect();
+    assert_eq!(parts.len(), 3, "{out}");
+    assert_eq!(parts[0].lines().collect::<Vec<_>>(), ["alpha", "beta-db"]);
+    assert!(parts[1].starts_with("list\t"), "{out}");
+    assert!(parts[2].starts_with("--limit\t"), "{out}");
+}
+
+/// An interactive zsh (on a pseudo-terminal, zsh's own zpty) with compinit and the loaded
+/// script: Tab after `--profile ` lists the config's profiles.
+#[test]
+fn zsh_completes_profile_names_on_tab() {
+    let env = Env::new();
+    write_config(&env, &["alpha", "beta-db"]);
+    let dump = env.dir.path().join("zcompdump");
+    let script = format!(
+        r#"zmodload zsh/zpty
+zpty z 'zsh -f -i'
+zpty -w z 'PS1="> "; autoload -U compinit; compinit -u -d {dump}; source <(civikey completions zsh)'
+zpty -w -n z $'civikey --profile \t'
+out=""
+for i in {1..150}; do
+  while zpty -r -t z line; do out+="$line"; done
+  [[ $out == *beta-db* ]] && break
+  sleep 0.2
+done
+zpty -d z
+print -r -- "$out""#,
+        dump = dump.display()
+    );
+    let Some(out) = in_shell(&env, "zsh", &["-f", "-c"], &script) else {
+        return;
+    };
+    // What zsh wrote after echoing the typed line: the listing, then the line redrawn.
+    let after = out
+        .split_once("civikey --profile")
+        .map(|(_, after)| after.to_string())
+        .unwrap_or_default();
+    assert!(
+        after.contains("alpha") && after.contains("beta-db"),
+        "no profile names offered: {out:?}"
+    );
+}
