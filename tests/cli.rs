@@ -938,7 +938,7 @@ zpty z 'zsh -f -i'
 zpty -w z 'PS1="> "; autoload -U compinit; compinit -u -d {dump}; source <(civikey completions zsh)'
 zpty -w -n z $'civikey --profile \t'
 out=""
-for i in {1..150}; do
+for i in {{1..150}}; do
   while zpty -r -t z line; do out+="$line"; done
   [[ $out == *beta-db* ]] && break
   sleep 0.2
