@@ -135,24 +135,85 @@ fn answer(conn: &mut mysql::Conn, path: &str, body: &str) -> Result<Value, Strin
     }
 }
 
-/// API v4's field names as columns of `a` (civicrm_contact), `e` (the primary email) and
-/// `uf` (the UFMatch join).
-fn column(field: &str) -> Result<&'static str, String> {
-    Ok(match field {
-        "id" => "a.id",
-        "display_name" => "a.display_name",
-        "sort_name" => "a.sort_name",
-        "contact_type" => "a.contact_type",
-        "is_deleted" => "a.is_deleted",
-        "first_name" => "a.first_name",
-        "last_name" => "a.last_name",
-        "organization_name" => "a.organization_name",
-        "household_name" => "a.household_name",
-        "api_key" => "a.api_key",
-        "email_primary.email" => "e.email",
-        "uf.uf_id" => "uf.uf_id",
-        other => return Err(format!("Invalid field '{other}'")),
-    })
+/// The tables a Contact.get reads: `a` (civicrm_contact), the primary email `e` (joined only
+/// when a field of it is named, as API v4 adds its implicit joins on demand) and the
+/// explicit joins by their aliases (`["UFMatch AS uf", "LEFT", ...]`, `["Email AS email",
+/// "INNER", ...]`, each on the contact's id).
+struct Tables {
+    joins: Vec<(String, &'static str, &'static str)>,
+    primary_email: bool,
+}
+
+impl Tables {
+    fn new(params: &Value) -> Result<Self, String> {
+        let mut joins = Vec::new();
+        for join in params
+            .get("join")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let spec = join.get(0).and_then(Value::as_str).unwrap_or("");
+            let (entity, alias) = spec.split_once(" AS ").unwrap_or((spec, spec));
+            let table = match entity {
+                "UFMatch" => "civicrm_uf_match",
+                "Email" => "civicrm_email",
+                other => return Err(format!("join on {other} is not served here")),
+            };
+            let kind = match join.get(1).and_then(Value::as_str) {
+                Some("INNER") => "INNER",
+                _ => "LEFT",
+            };
+            if !alias.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("bad join alias {alias:?}"));
+            }
+            joins.push((alias.to_string(), table, kind));
+        }
+        Ok(Tables {
+            joins,
+            primary_email: false,
+        })
+    }
+
+    /// API v4's field names as columns.
+    fn column(&mut self, field: &str) -> Result<String, String> {
+        let contact = match field {
+            "id" | "display_name" | "sort_name" | "contact_type" | "is_deleted" | "first_name"
+            | "last_name" | "organization_name" | "household_name" | "api_key" => true,
+            "email_primary.email" => {
+                self.primary_email = true;
+                return Ok("e.email".into());
+            }
+            _ => false,
+        };
+        if contact {
+            return Ok(format!("a.{field}"));
+        }
+        if let Some((alias, name)) = field.split_once('.') {
+            let known = self.joins.iter().find(|(a, _, _)| a == alias);
+            match (known.map(|(_, table, _)| *table), name) {
+                (Some("civicrm_uf_match"), "uf_id" | "contact_id" | "domain_id")
+                | (Some("civicrm_email"), "email" | "is_primary" | "contact_id") => {
+                    return Ok(format!("{alias}.{name}"))
+                }
+                _ => {}
+            }
+        }
+        Err(format!("Invalid field '{field}'"))
+    }
+
+    fn from(&self) -> String {
+        let mut sql = String::from("civicrm_contact a");
+        if self.primary_email {
+            sql.push_str(" LEFT JOIN civicrm_email e ON e.contact_id = a.id AND e.is_primary = 1");
+        }
+        for (alias, table, kind) in &self.joins {
+            sql.push_str(&format!(
+                " {kind} JOIN {table} {alias} ON {alias}.contact_id = a.id"
+            ));
+        }
+        sql
+    }
 }
 
 fn sql_value(value: &Value) -> Sql {
@@ -169,7 +230,12 @@ fn sql_value(value: &Value) -> Sql {
 }
 
 /// One where clause as SQL, its values pushed onto `args`; notes whether is_deleted is named.
-fn clause(c: &Value, args: &mut Vec<Sql>, deleted_named: &mut bool) -> Result<String, String> {
+fn clause(
+    c: &Value,
+    tables: &mut Tables,
+    args: &mut Vec<Sql>,
+    deleted_named: &mut bool,
+) -> Result<String, String> {
     let items = c.as_array().ok_or("a where clause is not a list")?;
     let head = items.first().and_then(Value::as_str).unwrap_or("");
     if head == "OR" || head == "AND" {
@@ -178,14 +244,14 @@ fn clause(c: &Value, args: &mut Vec<Sql>, deleted_named: &mut bool) -> Result<St
             .and_then(Value::as_array)
             .ok_or("OR/AND takes a list")?
             .iter()
-            .map(|p| clause(p, args, deleted_named))
+            .map(|p| clause(p, tables, args, deleted_named))
             .collect::<Result<Vec<_>, _>>()?;
         return Ok(format!("({})", parts.join(&format!(" {head} "))));
     }
     if head == "is_deleted" {
         *deleted_named = true;
     }
-    let col = column(head)?;
+    let col = tables.column(head)?;
     let op = items.get(1).and_then(Value::as_str).unwrap_or("");
     let value = items.get(2).cloned().unwrap_or(Value::Null);
     Ok(match op {
@@ -207,22 +273,31 @@ fn clause(c: &Value, args: &mut Vec<Sql>, deleted_named: &mut bool) -> Result<St
 }
 
 fn get(conn: &mut mysql::Conn, params: &Value) -> Result<Value, String> {
+    let values = contact_get(conn, params)?;
+    Ok(
+        json!({"entity": "Contact", "action": "get", "version": 4, "count": values.len(), "values": values}),
+    )
+}
+
+/// API v4 `Contact.get` with `params` run as the SQL CiviCRM generates for it: the records
+/// (what `cv pipe` answers; REST wraps them in its envelope). Shared by the REST and the cv
+/// stand-ins.
+pub fn contact_get(conn: &mut mysql::Conn, params: &Value) -> Result<Vec<Value>, String> {
     let select: Vec<String> = params
         .get("select")
         .and_then(Value::as_array)
         .map(|s| {
             s.iter()
                 .filter_map(|f| f.as_str().map(String::from))
+                // A pseudo-field: CiviCRM counts, the rows stay the same.
+                .filter(|f| f != "row_count")
                 .collect()
         })
         .unwrap_or_else(|| vec!["id".into()]);
-    let uf_join = params
-        .get("join")
-        .and_then(Value::as_array)
-        .is_some_and(|j| !j.is_empty());
+    let mut tables = Tables::new(params)?;
     let columns = select
         .iter()
-        .map(|f| column(f))
+        .map(|f| tables.column(f))
         .collect::<Result<Vec<_>, _>>()?;
     let mut args = Vec::new();
     let mut deleted_named = false;
@@ -233,7 +308,7 @@ fn get(conn: &mut mysql::Conn, params: &Value) -> Result<Value, String> {
         .into_iter()
         .flatten()
     {
-        conditions.push(clause(c, &mut args, &mut deleted_named)?);
+        conditions.push(clause(c, &mut tables, &mut args, &mut deleted_named)?);
     }
     if !deleted_named {
         conditions.push("a.is_deleted = 0".into());
@@ -247,15 +322,9 @@ fn get(conn: &mut mysql::Conn, params: &Value) -> Result<Value, String> {
     let limit = params.get("limit").and_then(Value::as_u64).unwrap_or(0);
     let offset = params.get("offset").and_then(Value::as_u64).unwrap_or(0);
     let mut sql = format!(
-        "SELECT {} FROM civicrm_contact a
-           LEFT JOIN civicrm_email e ON e.contact_id = a.id AND e.is_primary = 1{}
-          WHERE {}{order}",
+        "SELECT {} FROM {} WHERE {}{order}",
         columns.join(", "),
-        if uf_join {
-            " LEFT JOIN civicrm_uf_match uf ON uf.contact_id = a.id"
-        } else {
-            ""
-        },
+        tables.from(),
         conditions.join(" AND ")
     );
     if limit > 0 {
@@ -279,9 +348,7 @@ fn get(conn: &mut mysql::Conn, params: &Value) -> Result<Value, String> {
         }
         values.push(Value::Object(record));
     }
-    Ok(
-        json!({"entity": "Contact", "action": "get", "version": 4, "count": values.len(), "values": values}),
-    )
+    Ok(values)
 }
 
 /// Contact.autocomplete: CiviCRM's SQL (timings.md, query h).
