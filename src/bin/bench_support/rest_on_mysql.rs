@@ -313,12 +313,28 @@ pub fn contact_get(conn: &mut mysql::Conn, params: &Value) -> Result<Vec<Value>,
     if !deleted_named {
         conditions.push("a.is_deleted = 0".into());
     }
-    // The store sends sort_name then id, or id alone.
-    let order = match params.get("orderBy").and_then(Value::as_object) {
-        Some(keys) if keys.contains_key("sort_name") => " ORDER BY a.sort_name ASC, a.id ASC",
-        Some(_) => " ORDER BY a.id ASC",
-        None => "",
-    };
+    // The stores order by sort_name then id, or by id alone (serde_json's map has lost the
+    // keys' order); each in its own direction.
+    let mut order = String::new();
+    if let Some(keys) = params.get("orderBy").and_then(Value::as_object) {
+        if let Some(other) = keys
+            .keys()
+            .find(|k| !matches!(k.as_str(), "sort_name" | "id"))
+        {
+            return Err(format!("orderBy {other} is not served here"));
+        }
+        let parts: Vec<String> = ["sort_name", "id"]
+            .into_iter()
+            .filter_map(|field| {
+                let direction = keys.get(field)?;
+                let direction = if direction == "DESC" { "DESC" } else { "ASC" };
+                Some(format!("a.{field} {direction}"))
+            })
+            .collect();
+        if !parts.is_empty() {
+            order = format!(" ORDER BY {}", parts.join(", "));
+        }
+    }
     let limit = params.get("limit").and_then(Value::as_u64).unwrap_or(0);
     let offset = params.get("offset").and_then(Value::as_u64).unwrap_or(0);
     let mut sql = format!(
