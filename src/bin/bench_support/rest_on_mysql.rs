@@ -2,9 +2,11 @@
 //! that runs each Contact.get as SQL on a CiviCRM-shaped MariaDB database, so the REST
 //! store can be measured at 1,000,000 contacts without a CiviCRM site.
 //!
-//! It answers `POST /civicrm/ajax/api4/Contact/get` (select, join UFMatch, where with
-//! OR/AND, =, !=, >, IN, LIKE, IS NULL, IS NOT NULL, orderBy, limit, offset; deleted
-//! contacts hidden unless the where names `is_deleted`, as API v4 does), the multi-call
+//! It answers `POST /civicrm/ajax/api4/Contact/get` (select, joins of UFMatch and Email by
+//! alias, the primary email joined only when a field of it is named, where with OR/AND,
+//! =, !=, >, IN, LIKE, IS NULL, IS NOT NULL, orderBy sort_name and id in either direction,
+//! limit, offset; deleted contacts hidden unless the where names `is_deleted`, as API v4
+//! does: [`contact_get`], which the cv stand-in shares), the multi-call
 //! `POST /civicrm/ajax/api4` (`calls`, Contact.get only) and
 //! `POST /civicrm/ajax/api4/Contact/autocomplete` (`{"input": X}`: CiviCRM's SQL, query h
 //! of shared/civicrm-recorded/timings.md). One request per connection, like the real site
