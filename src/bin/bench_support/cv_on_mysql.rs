@@ -26,7 +26,9 @@
 //! nothing else is served. After a login it grants everything (no ACLs). The database
 //! password comes from the environment variable the bench names; no key is ever logged:
 //! with `CIVIKEY_BENCH_CV_LOG=FILE` each api4 call appends one line with its time, row
-//! count and the shape of its where clause (LIKE patterns shown, every other value `?`).
+//! count and the shape of its where clause (LIKE patterns shown, every other value `?`);
+//! with `CIVIKEY_BENCH_CV_CALL_MS=N` each api4 call first waits N ms (CiviCRM's own cost
+//! per call, which the stand-in does not have).
 //! The site folder must exist; nothing in it is read.
 
 use std::fs::OpenOptions;
@@ -39,6 +41,9 @@ use civikey::store::spec::MysqlOptions;
 
 /// Where the per-call timings go (optional).
 pub const LOG_VAR: &str = "CIVIKEY_BENCH_CV_LOG";
+/// Milliseconds each api4 call waits before it runs (optional): CiviCRM's own cost per
+/// call through a real pipe, about 7 ms for a simple get (timings.md).
+pub const CALL_MS_VAR: &str = "CIVIKEY_BENCH_CV_CALL_MS";
 
 const USAGE: &str = "api4 [--in IN] [--out OUT] [--flat [FLAT]] [-T|--out=table] [-I|--out=list] [-J|--out=json-pretty] [-M|--enable-meta] [-m|--select-meta SELECT-META] [-N|--dry-run] [--] <Entity.action> [<key=value>...]";
 
@@ -51,6 +56,7 @@ pub trait Api {
 pub struct MysqlApi {
     conn: mysql::Conn,
     log: Option<std::fs::File>,
+    call_delay: std::time::Duration,
 }
 
 impl MysqlApi {
@@ -66,12 +72,23 @@ impl MysqlApi {
             ),
             None => None,
         };
-        Ok(MysqlApi { conn, log })
+        let call_delay = match std::env::var(CALL_MS_VAR) {
+            Ok(ms) if !ms.is_empty() => std::time::Duration::from_millis(
+                ms.parse().map_err(|e| format!("{CALL_MS_VAR}: {e}"))?,
+            ),
+            _ => std::time::Duration::ZERO,
+        };
+        Ok(MysqlApi {
+            conn,
+            log,
+            call_delay,
+        })
     }
 }
 
 impl Api for MysqlApi {
     fn call(&mut self, entity: &str, action: &str, params: &Value) -> Result<Value, String> {
+        std::thread::sleep(self.call_delay);
         let started = Instant::now();
         let answer = match (entity, action) {
             ("Contact", "get") => {
