@@ -17,8 +17,15 @@ use crate::rotation::{Assigned, Expectation, Revoked};
 
 use crate::store::{Contact, ContactId, Cursor, Page, Query, StoreInfo};
 
-/// How many contacts one search asks for; more are fetched as the selection nears the end.
-pub const PAGE_SIZE: usize = 100;
+/// The fewest contacts one search asks for: a page is three screens of rows
+/// ([`App::page_size`]), at least this many and at most [`MAX_PAGE_SIZE`]; more are
+/// fetched as the selection nears the end. A smaller page is a shorter walk of the list on
+/// every store (each keystroke on a big site reads about a page's worth of index entries
+/// or rows per branch), so the first page of a keystroke is no bigger than the screen needs.
+pub const PAGE_SIZE: usize = 50;
+
+/// The most contacts one search asks for (a terminal of some 65 rows or more).
+pub const MAX_PAGE_SIZE: usize = 200;
 
 /// What the operator asked for, from a key press. Small and comparable, so the keymap is
 /// unit-tested on its own.
@@ -1205,11 +1212,16 @@ impl App {
         self.search_with(append, deep)
     }
 
+    /// Three screens of rows, within [`PAGE_SIZE`]..=[`MAX_PAGE_SIZE`].
+    pub fn page_size(&self) -> usize {
+        (table_rows_for(self.size.1) * 3).clamp(PAGE_SIZE, MAX_PAGE_SIZE)
+    }
+
     fn search_with(&mut self, append: bool, deep: bool) -> Vec<Cmd> {
         if !matches!(self.store, StoreState::Ready(_)) {
             return Vec::new();
         }
-        let mut query = Query::new(&self.filter, PAGE_SIZE);
+        let mut query = Query::new(&self.filter, self.page_size());
         query.deep = deep;
         if !append {
             self.deep_shown = false;

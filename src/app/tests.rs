@@ -1062,3 +1062,23 @@ fn a_deep_search_shows_its_time_and_esc_cancels_it() {
     assert!(act(&mut app, Action::SearchAccept).is_empty());
     assert_eq!(app.mode(), Mode::List);
 }
+
+#[test]
+fn a_search_asks_for_three_screens_of_rows() {
+    let mut app = app_with(Vec::new(), true);
+    for ((width, height), expected) in [
+        ((80, 24), PAGE_SIZE),
+        ((120, 40), table_rows_for(40) * 3),
+        ((200, 120), crate::app::MAX_PAGE_SIZE),
+    ] {
+        app.update(Msg::Resize { width, height });
+        act(&mut app, Action::StartSearch);
+        let cmds = act(&mut app, Action::SearchChar('g'));
+        let [Cmd::Search { query, .. }] = cmds.as_slice() else {
+            panic!("a keystroke searches ({} commands)", cmds.len());
+        };
+        assert_eq!(query.limit, expected, "{width}x{height}");
+        act(&mut app, Action::SearchClear);
+    }
+    assert!(table_rows_for(40) * 3 > PAGE_SIZE);
+}

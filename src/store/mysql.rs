@@ -501,10 +501,16 @@ pub struct MysqlStore {
     keys_case_insensitive: bool,
     /// Which of Standalone's user and role columns the database has (checked once).
     standalone: Option<StandaloneColumns>,
-    /// How name searches run (decided at the first one).
+    /// How name searches run (decided at the first search).
     name_plan: Option<NamePlan>,
+    /// Whether CiviCRM's `index_sort_name` (sort_name, then the id) is there: the whole
+    /// list, trash included, in list order in one range (decided with `name_plan`).
+    sort_name_index: bool,
     /// Up to this many contacts, name searches test every row (see [`NamePlan::Scan`]).
     exact_scan_max: u64,
+    /// Where the indexed name search switches from reading a range's rows to index-only
+    /// plans (see [`RangeLimits`]).
+    range_limits: RangeLimits,
 }
 
 impl MysqlStore {
@@ -549,7 +555,9 @@ impl MysqlStore {
             keys_case_insensitive: collation_is_case_insensitive(collation.as_deref()),
             standalone: None,
             name_plan: None,
+            sort_name_index: false,
             exact_scan_max: EXACT_SCAN_MAX_CONTACTS,
+            range_limits: RangeLimits::default(),
         };
         Ok(store)
     }
@@ -709,6 +717,12 @@ impl MysqlStore {
         self.name_plan = None;
     }
 
+    /// Sets where the indexed name search stops reading a range's rows (tests set small
+    /// limits so that small data takes every plan; see [`RangeLimits`]).
+    pub fn set_range_limits(&mut self, limits: RangeLimits) {
+        self.range_limits = limits;
+    }
+
     /// Decides once how name searches run: through the name indexes when CiviCRM's are
     /// all there (a database may predate one) and the table is too big to scan.
     fn name_plan(&mut self) -> Result<NamePlan, StoreError> {
@@ -723,11 +737,18 @@ impl MysqlStore {
                 (table,),
             )
         })?;
-        let indexed = NAME_INDEXES.iter().all(|(index, position, column)| {
+        let has = |(index, position, column): &(&str, u64, &str)| {
             columns.iter().any(|(i, p, c)| {
                 i.eq_ignore_ascii_case(index) && p == position && c.eq_ignore_ascii_case(column)
             })
-        });
+        };
+        let indexed = NAME_INDEXES.iter().all(has);
+        // Its first column is sort_name and it has no second one (InnoDB then orders its
+        // entries by the primary key, the id).
+        self.sort_name_index = has(&("index_sort_name", 1, "sort_name"))
+            && !columns
+                .iter()
+                .any(|(i, p, _)| i.eq_ignore_ascii_case("index_sort_name") && *p > 1);
         let plan = if indexed {
             // Counting stops one row past the limit: cheap on any table.
             let sql = format!(
@@ -877,18 +898,41 @@ fn name_condition(text: &str, deep: bool) -> (String, Vec<Value>) {
     (sql, args)
 }
 
-/// A name-column range with at most this many entries is read whole and sorted (one row
-/// lookup each, about 3 microseconds: up to some 60 ms at this size, measured at 1M); a
-/// bigger one is walked in list order, where its names (2% of a million contacts or
-/// more) are common enough to fill a page soon.
-const SPARSE_RANGE: u64 = 20_000;
+/// Where the indexed name search switches plans, in index entries of a range (counted on
+/// the index alone, no row read). Reading a range's rows costs a row lookup each (about
+/// 3 microseconds in the buffer pool, 20 or more when the page must be read: a million
+/// contacts do not fit a default buffer pool), so big ranges are answered on the indexes
+/// alone (see [`MysqlStore::search`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RangeLimits {
+    /// A first-name range up to this size is read whole and sorted; a bigger one is
+    /// matched against the list order on the indexes alone.
+    pub first_name_rows: u64,
+    /// A first/last split whose smaller half has up to this many entries is intersected on
+    /// the two name indexes (no row read) before the few contacts in both are read.
+    pub split_half: u64,
+    /// A last, organisation or household name range with more entries than this is left
+    /// out: CiviCRM's sort names start with the last name (individuals: "Last, First") or
+    /// the organisation or household name, so the sort-name range holds those contacts
+    /// already, and reading a common surname's range whole (13,539 Smiths at 1M: 60-90 ms)
+    /// would only find them again. Up to this size it is read, for sites with other sort
+    /// name formats.
+    pub covered_rows: u64,
+}
 
-/// A last, organisation or household name range with more entries than this is left out:
-/// CiviCRM's sort names start with the last name (individuals: "Last, First") or the
-/// organisation or household name, so the sort-name range holds those contacts already,
-/// and reading a common surname's range whole (13,539 Smiths at 1M: 60-90 ms) would only
-/// find them again. Up to this size it is read, for sites with other sort name formats.
-const COVERED_RANGE: u64 = 2_000;
+impl Default for RangeLimits {
+    fn default() -> Self {
+        RangeLimits {
+            first_name_rows: 5_000,
+            split_half: 20_000,
+            covered_rows: 500,
+        }
+    }
+}
+
+/// "No limit" in a derived table: MariaDB materializes a derived table that has a LIMIT
+/// (it never merges it into the outer query), which is what the index-only plans need.
+const NO_LIMIT: &str = "18446744073709551615";
 
 /// A contact table with at most this many rows is searched by testing every row for the
 /// exact name condition (later words of every name included): a scan that small takes a
@@ -921,66 +965,83 @@ struct NameRange {
     /// The condition on the indexed column (a range of its index), and its arguments.
     condition: String,
     args: Vec<Value>,
-    /// What else a row of the range must satisfy (the other half of a first AND last
-    /// name match), with its arguments; starts with ` AND ` when present.
+    /// What else a row of the range must satisfy (for a split's first-name half, the
+    /// last-name half), with its arguments; starts with ` AND ` when present.
     filter: (String, Vec<Value>),
-    /// When the range is too big to read whole: walk the list order testing `condition`
-    /// and `filter`, or leave it out (its contacts are in the sort-name range).
+    /// When a single range is too big to read whole: match it against the list order (a
+    /// first name), or leave it out (its contacts are in the sort-name range).
     walk_when_big: bool,
-    /// The most entries read whole and sorted ([`SPARSE_RANGE`], or [`COVERED_RANGE`] for
-    /// a range the sort-name range holds anyway on CiviCRM's sort name formats).
+    /// The most entries read whole and sorted (from [`RangeLimits`]).
     sparse_max: u64,
 }
 
 impl NameRange {
-    fn prefix(index: &'static str, column: &str, text: &str) -> NameRange {
+    fn prefix(index: &'static str, column: &str, text: &str, sparse_max: u64) -> NameRange {
         NameRange {
             index,
             condition: format!("c.{column} LIKE ? ESCAPE '!'"),
             args: vec![Value::from(super::like_prefix(text, '!'))],
             filter: (String::new(), Vec::new()),
             walk_when_big: false,
-            sparse_max: COVERED_RANGE,
+            sparse_max,
         }
     }
 
     /// The ranges whose union, with the sort-name range, holds every keystroke match of
     /// `text`: the first, last, organisation and household name prefixes (a big last,
     /// organisation or household range starts the sort name too: CiviCRM's sort names
-    /// start with it), then for each first/last split both halves' ranges, each filtered
-    /// by the other half ([`MysqlStore::search`] reads the smaller one of each pair).
-    fn for_text(text: &str) -> Vec<NameRange> {
-        let mut first = NameRange::prefix("index_first_name", "first_name", text);
+    /// start with it), then for each first/last split both halves' ranges, by first name
+    /// (filtered by the last-name half) then by last name ([`MysqlStore::search`]
+    /// intersects the two, or walks the list when both are big).
+    fn for_text(text: &str, limits: RangeLimits) -> Vec<NameRange> {
+        let mut first = NameRange::prefix(
+            "index_first_name",
+            "first_name",
+            text,
+            limits.first_name_rows,
+        );
         first.walk_when_big = true;
-        first.sparse_max = SPARSE_RANGE;
+        let covered = limits.covered_rows;
         let mut out = vec![
             first,
-            NameRange::prefix("index_last_name", "last_name", text),
-            NameRange::prefix("index_organization_name", "organization_name", text),
-            NameRange::prefix("index_household_name", "household_name", text),
+            NameRange::prefix("index_last_name", "last_name", text, covered),
+            NameRange::prefix(
+                "index_organization_name",
+                "organization_name",
+                text,
+                covered,
+            ),
+            NameRange::prefix("index_household_name", "household_name", text, covered),
         ];
         let like = |t: &str| Value::from(super::like_prefix(t, '!'));
         for (a, b) in super::name_splits(text) {
             for (first_part, last_part) in [(a, b), (b, a)] {
-                let mut by_first = NameRange::prefix("index_first_name", "first_name", first_part);
+                let half = limits.split_half;
+                let mut by_first =
+                    NameRange::prefix("index_first_name", "first_name", first_part, half);
                 by_first.filter = (
                     " AND c.last_name LIKE ? ESCAPE '!'".into(),
                     vec![like(last_part)],
                 );
-                by_first.walk_when_big = true;
-                by_first.sparse_max = SPARSE_RANGE;
-                let mut by_last = NameRange::prefix("index_last_name", "last_name", last_part);
-                by_last.filter = (
-                    " AND c.first_name LIKE ? ESCAPE '!'".into(),
-                    vec![like(first_part)],
-                );
-                by_last.walk_when_big = true;
-                by_last.sparse_max = SPARSE_RANGE;
                 out.push(by_first);
-                out.push(by_last);
+                out.push(NameRange::prefix(
+                    "index_last_name",
+                    "last_name",
+                    last_part,
+                    half,
+                ));
             }
         }
         out
+    }
+
+    /// The ids of the range, on its index alone, as a derived table MariaDB materializes.
+    fn ids(&self, contact: &str) -> String {
+        format!(
+            "(SELECT c.id FROM {contact} c FORCE INDEX ({index}) WHERE {condition} LIMIT {NO_LIMIT})",
+            index = self.index,
+            condition = self.condition,
+        )
     }
 }
 
@@ -1015,13 +1076,36 @@ struct Union<'a> {
     contact: String,
     cursor: String,
     cursor_args: Vec<Value>,
-    deleted_values: &'a [u8],
+    /// The ranges that hold the list in list order: one of index_sort_name when the trash
+    /// is included (and the index is there), else one of index_is_deleted_sort_name per
+    /// is_deleted value, as (index, condition).
+    list_ranges: &'a [(&'static str, &'static str)],
     fetch: usize,
     branches: Vec<String>,
     args: Vec<Value>,
 }
 
 impl Union<'_> {
+    /// The list order walked on the index alone (`list_ranges`), each entry looked up in
+    /// `members` (a derived table of ids, materialized once per range, with its
+    /// arguments), until a page of members is found; no row is read.
+    fn walk_members(&mut self, members: &str, members_args: &[Value]) {
+        for (index, list) in self.list_ranges {
+            let select = format!(
+                "(SELECT c.id, c.sort_name FROM {contact} c FORCE INDEX ({index})
+                   STRAIGHT_JOIN {members} m ON m.id = c.id
+                   WHERE {list}{cursor}
+                   ORDER BY c.sort_name, c.id LIMIT {fetch})",
+                contact = self.contact,
+                cursor = self.cursor,
+                fetch = self.fetch,
+            );
+            self.branches.push(select);
+            self.args.extend_from_slice(members_args);
+            self.args.extend_from_slice(&self.cursor_args);
+        }
+    }
+
     /// `select`, whose placeholders are `before`, the cursor's, then `after`.
     fn add(&mut self, select: String, before: Vec<Value>, after: &[Value]) {
         self.branches.push(select);
@@ -1030,14 +1114,13 @@ impl Union<'_> {
         self.args.extend_from_slice(after);
     }
 
-    /// One ordered range of index_is_deleted_sort_name per is_deleted value, `condition`
-    /// tested on each row, read until a page is found.
+    /// The list order (`list_ranges`), `condition` (starting with ` AND `) tested on each
+    /// row, read until a page is found.
     fn walk(&mut self, condition: &str, condition_args: &[Value]) {
-        let deleted_values = self.deleted_values;
-        for deleted in deleted_values {
+        for (index, list) in self.list_ranges {
             let select = format!(
-                "(SELECT c.id, c.sort_name FROM {contact} c FORCE INDEX (index_is_deleted_sort_name)
-                   WHERE c.is_deleted = {deleted}{condition}{cursor}
+                "(SELECT c.id, c.sort_name FROM {contact} c FORCE INDEX ({index})
+                   WHERE {list}{condition}{cursor}
                    ORDER BY c.sort_name, c.id LIMIT {fetch})",
                 contact = self.contact,
                 cursor = self.cursor,
@@ -1076,7 +1159,16 @@ impl ContactStore for MysqlStore {
         let fetch = limit + 1;
         let t = self.tables.clone();
         let (cursor, cursor_args) = cursor_condition(query.after.as_ref())?;
-        let deleted_values: &[u8] = if query.include_deleted { &[0, 1] } else { &[0] };
+        // Decided once, with the name indexes: whether index_sort_name is there.
+        self.name_plan()?;
+        let list_ranges: &[(&str, &str)] = match (query.include_deleted, self.sort_name_index) {
+            (true, true) => &[("index_sort_name", "TRUE")],
+            (true, false) => &[
+                ("index_is_deleted_sort_name", "c.is_deleted = 0"),
+                ("index_is_deleted_sort_name", "c.is_deleted = 1"),
+            ],
+            (false, _) => &[("index_is_deleted_sort_name", "c.is_deleted = 0")],
+        };
         let live_only = if query.include_deleted {
             ""
         } else {
@@ -1086,7 +1178,7 @@ impl ContactStore for MysqlStore {
             contact: t.contact.clone(),
             cursor,
             cursor_args,
-            deleted_values,
+            list_ranges,
             fetch,
             branches: Vec::new(),
             args: Vec::new(),
@@ -1133,26 +1225,17 @@ impl ContactStore for MysqlStore {
                         " AND c.sort_name LIKE ? ESCAPE '!'",
                         &[Value::from(super::like_prefix(text, '!'))],
                     );
-                    let ranges = NameRange::for_text(text);
+                    let ranges = NameRange::for_text(text, self.range_limits);
                     let sizes = self.range_sizes(&ranges)?;
-                    // The first four are single ranges; after them come pairs (by first
-                    // name, by last name) of which the smaller one is enough.
-                    let mut chosen: Vec<(&NameRange, u64)> =
-                        ranges.iter().zip(sizes.iter().copied()).take(4).collect();
-                    for pair in ranges[4..].chunks(2).zip(sizes[4..].chunks(2)) {
-                        let (pair, size) = pair;
-                        let pick = usize::from(size[1] < size[0]);
-                        chosen.push((&pair[pick], size[pick]));
-                    }
-                    for (range, size) in chosen {
-                        let (filter, filter_args) = &range.filter;
+                    // The first four are single ranges.
+                    for (range, &size) in ranges.iter().zip(&sizes).take(4) {
                         if size <= range.sparse_max {
                             // Few enough to read them all and sort: the range of the
                             // column's own index.
                             sql.add(
                                 format!(
                                     "(SELECT c.id, c.sort_name FROM {contact} c FORCE INDEX ({index})
-                                       WHERE {range_condition}{live_only}{cursor}{filter}
+                                       WHERE {range_condition}{live_only}{cursor}
                                        ORDER BY c.sort_name, c.id LIMIT {fetch})",
                                     contact = t.contact,
                                     index = range.index,
@@ -1160,14 +1243,46 @@ impl ContactStore for MysqlStore {
                                     cursor = sql.cursor,
                                 ),
                                 range.args.clone(),
-                                filter_args,
+                                &[],
                             );
                         } else if range.walk_when_big {
-                            // Common first names (or both halves of a split common) are
-                            // spread over the whole list: walking it in order meets a page
-                            // of them soon.
-                            let walk_condition = format!(" AND {}{filter}", range.condition);
-                            let mut walk_args = range.args.clone();
+                            // A common first name: its ids on index_first_name alone,
+                            // matched against the list order on the sort-name index alone
+                            // (reading its rows would be a lookup each, most of them
+                            // outside the buffer pool at a million contacts).
+                            sql.walk_members(&range.ids(&t.contact), &range.args);
+                        }
+                    }
+                    // Then pairs (by first name, by last name) for each first/last split.
+                    for (pair, size) in ranges[4..].chunks(2).zip(sizes[4..].chunks(2)) {
+                        let (by_first, by_last) = (&pair[0], &pair[1]);
+                        if size[0].min(size[1]) <= by_first.sparse_max {
+                            // The two halves intersected on their indexes alone; only the
+                            // contacts in both (usually a few) are read.
+                            let mut args = by_first.args.clone();
+                            args.extend_from_slice(&by_last.args);
+                            sql.add(
+                                format!(
+                                    "(SELECT c.id, c.sort_name FROM
+                                       (SELECT f.id FROM {first} f JOIN {last} l ON l.id = f.id
+                                         LIMIT {NO_LIMIT}) m
+                                       STRAIGHT_JOIN {contact} c ON c.id = m.id
+                                       WHERE TRUE{live_only}{cursor}
+                                       ORDER BY c.sort_name, c.id LIMIT {fetch})",
+                                    first = by_first.ids(&t.contact),
+                                    last = by_last.ids(&t.contact),
+                                    contact = t.contact,
+                                    cursor = sql.cursor,
+                                ),
+                                args,
+                                &[],
+                            );
+                        } else {
+                            // Both halves common: a page of contacts having both comes
+                            // soon in list order.
+                            let (filter, filter_args) = &by_first.filter;
+                            let walk_condition = format!(" AND {}{filter}", by_first.condition);
+                            let mut walk_args = by_first.args.clone();
                             walk_args.extend_from_slice(filter_args);
                             sql.walk(&walk_condition, &walk_args);
                         }

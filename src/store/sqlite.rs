@@ -152,6 +152,11 @@ CREATE TABLE civikey_word_stale (
 );
 ";
 
+/// Names the folding the words were made with (a view of one row, its version): words
+/// folded another way, by an older civikey (`ß` was once folded to `ss`), are refolded,
+/// once, as a missing index is. Bump the number when [`super::fold::fold`] changes.
+const FOLD_MARK: &str = "civikey_fold_2";
+
 /// Made after the words are in (one sort instead of a million ordered inserts).
 const HEAD_INDEX: &str =
     "CREATE INDEX civikey_word_head ON civikey_word (head, sort_key, contact_id);
@@ -305,6 +310,14 @@ fn install_search_index(conn: &mut Connection, words: Option<Vec<Word>>) -> rusq
     tx.execute_batch(
         "DROP TABLE IF EXISTS civikey_word; DROP TABLE IF EXISTS civikey_word_stale;",
     )?;
+    // Any earlier fold mark (there was none before version 2) and this one.
+    let marks: Vec<String> = tx
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'view' AND name LIKE 'civikey!_fold!_%' ESCAPE '!'")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for mark in marks {
+        tx.execute_batch(&format!("DROP VIEW \"{}\"", mark.replace('"', "\"\"")))?;
+    }
     tx.execute_batch(SEARCH_TABLES)?;
     let words = match words {
         Some(words) => words,
@@ -325,13 +338,17 @@ fn install_search_index(conn: &mut Connection, words: Option<Vec<Word>>) -> rusq
     insert_words(&tx, &words)?;
     tx.execute_batch(HEAD_INDEX)?;
     tx.execute_batch(SEARCH_TRIGGERS)?;
+    tx.execute_batch(&format!(
+        "CREATE VIEW {FOLD_MARK} AS SELECT {} AS fold_version",
+        FOLD_MARK.trim_start_matches("civikey_fold_")
+    ))?;
     tx.commit()
 }
 
 /// Whether every one of civikey's search structures is in the file.
 fn has_search_index(conn: &Connection) -> rusqlite::Result<bool> {
     let mut stmt = conn.prepare("SELECT count(*) FROM sqlite_master WHERE name = ?")?;
-    for name in SEARCH_OBJECTS {
+    for name in SEARCH_OBJECTS.iter().chain([&FOLD_MARK]) {
         if stmt.query_row([name], |r| r.get::<_, i64>(0))? == 0 {
             return Ok(false);
         }
@@ -1747,7 +1764,9 @@ mod tests {
             ("cafe", vec![4]),
             ("CAFÉ ÉT", vec![4]),
             ("etoile", vec![]),
-            ("strasse", vec![5]),
+            ("straße", vec![5]),
+            ("STRAẞE", vec![5]),
+            ("strasse", vec![]),
             ("jurgen", vec![5]),
         ] {
             for indexed in [true, false] {
@@ -1874,6 +1893,55 @@ mod tests {
         let mut writable = SqliteStore::open(&path).unwrap();
         assert!(writable.indexed, "a writable one gets the index on open");
         assert_eq!(ids(&mut writable, "smith", true), expected);
+    }
+
+    #[test]
+    fn words_folded_by_an_older_version_are_refolded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.sqlite");
+        let person = SeedContact {
+            id: Some(1),
+            contact_type: "Individual".into(),
+            display_name: "Jürgen Straße".into(),
+            sort_name: "Straße, Jürgen".into(),
+            first_name: Some("Jürgen".into()),
+            last_name: Some("Straße".into()),
+            ..SeedContact::default()
+        };
+        let store = SqliteStore::create(&path, vec![person], &mut |_| {}).unwrap();
+        let expected = word_rows(&store.conn);
+        drop(store);
+        // As version 1 left it: ß folded to "ss", and no fold mark.
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(&format!(
+                "UPDATE civikey_word SET word = replace(word, 'ß', 'ss');
+                 DROP VIEW {FOLD_MARK};"
+            ))
+            .unwrap();
+        let mut store = SqliteStore::open(&path).unwrap();
+        assert!(store.indexed);
+        assert_eq!(word_rows(&store.conn), expected, "refolded");
+        assert_eq!(ids(&mut store, "straß", true), vec![1]);
+        // Once: a second open keeps the words as they are (a marker row survives).
+        store
+            .conn
+            .execute(
+                "INSERT INTO civikey_word VALUES ('marker', 1, '', 'm', 'ma')",
+                [],
+            )
+            .unwrap();
+        drop(store);
+        let store = SqliteStore::open(&path).unwrap();
+        let marker: i64 = store
+            .conn
+            .query_row(
+                "SELECT count(*) FROM civikey_word WHERE word = 'marker'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(marker, 1);
     }
 
     #[test]
