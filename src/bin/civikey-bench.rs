@@ -8,6 +8,8 @@
 //!   civikey-bench --profile NAME [--texts "car,Jing Ch,zzzq"] [--rounds N]
 //!   civikey-bench --store ADDRESS [--texts ...]     # as civikey's --store
 //!   civikey-bench rest-on-mysql MYSQL_ADDRESS PORT  # REST API v4 answered from MariaDB
+//!   civikey-bench cv-on-mysql MYSQL_ADDRESS CV_ARGS # `cv pipe` / `cv api4` from MariaDB
+//!   civikey-bench cv-wrapper MYSQL_ADDRESS SCRIPT   # writes SCRIPT, a `cv_binary` for it
 //!   civikey-bench bulk [--contacts 500] [--delay-ms 100]
 //!                                                  # bulk rotation over REST: requests, time
 //!
@@ -38,6 +40,8 @@ use civikey::store::sqlite::SqliteStore;
 use civikey::store::ContactStore;
 use civikey::terminal::Screen;
 
+#[path = "bench_support/cv_on_mysql.rs"]
+mod cv_on_mysql;
 #[path = "bench_support/rest_in_memory.rs"]
 mod rest_in_memory;
 #[path = "bench_support/rest_on_mysql.rs"]
@@ -71,6 +75,8 @@ fn main() -> ExitCode {
         Some("seed") => seed_child(&args[1..]),
         Some("check") => check_bench(&args[1..]),
         Some("rest-on-mysql") => rest_on_mysql(&args[1..]),
+        Some("cv-on-mysql") => return cv_on_mysql(&args[1..]),
+        Some("cv-wrapper") => cv_wrapper(&args[1..]),
         Some("bulk") => bulk_bench(&args[1..]),
         _ => parent(&args),
     };
@@ -343,6 +349,54 @@ fn rest_on_mysql(args: &[String]) -> Result<(), String> {
     };
     let port: u16 = port.parse().map_err(|e| format!("port: {e}"))?;
     rest_on_mysql::serve(&mysql_options(address), port)
+}
+
+/// `cv-on-mysql MYSQL_ADDRESS CV_ARGS...`: see `bench_support/cv_on_mysql.rs`; exits as
+/// cv would.
+fn cv_on_mysql(args: &[String]) -> ExitCode {
+    let Some((address, cv_args)) = args.split_first() else {
+        eprintln!("civikey-bench: cv-on-mysql MYSQL_ADDRESS CV_ARGS...");
+        return ExitCode::from(2);
+    };
+    match cv_on_mysql::run(&mysql_options(address), cv_args) {
+        Ok(status) => ExitCode::from(u8::try_from(status).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("civikey-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `cv-wrapper MYSQL_ADDRESS SCRIPT`: writes SCRIPT, an executable that runs this bench's
+/// `cv-on-mysql MYSQL_ADDRESS` with cv's arguments, for a `kind = "cv"` profile's
+/// `cv_binary`. The address must hold no password: the stand-in reads it from the
+/// environment variable the bench names, which civikey passes on to cv.
+fn cv_wrapper(args: &[String]) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let [address, script] = args else {
+        return Err("cv-wrapper MYSQL_ADDRESS SCRIPT".into());
+    };
+    let rest = address
+        .split_once("://")
+        .map_or(address.as_str(), |(_, rest)| rest);
+    if rest
+        .split_once('@')
+        .is_some_and(|(user, _)| user.contains(':'))
+    {
+        return Err("the address holds a password; give it in the environment instead".into());
+    }
+    let bench = std::env::current_exe().map_err(|e| e.to_string())?;
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let text = format!(
+        "#!/bin/sh\n# civikey-bench's cv stand-in on MariaDB (the password: ${PASSWORD_VAR}).\nexec {} cv-on-mysql {} \"$@\"\n",
+        quote(&bench.to_string_lossy()),
+        quote(address)
+    );
+    std::fs::write(script, text).map_err(|e| format!("{script}: {e}"))?;
+    std::fs::set_permissions(script, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| format!("{script}: {e}"))?;
+    eprintln!("civikey-bench: wrote {script}");
+    Ok(())
 }
 
 /// `bulk [--contacts N] [--delay-ms D]`: validates N ids and rotates them through the REST

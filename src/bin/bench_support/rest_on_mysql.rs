@@ -2,9 +2,11 @@
 //! that runs each Contact.get as SQL on a CiviCRM-shaped MariaDB database, so the REST
 //! store can be measured at 1,000,000 contacts without a CiviCRM site.
 //!
-//! It answers `POST /civicrm/ajax/api4/Contact/get` (select, join UFMatch, where with
-//! OR/AND, =, !=, >, IN, LIKE, IS NULL, IS NOT NULL, orderBy, limit, offset; deleted
-//! contacts hidden unless the where names `is_deleted`, as API v4 does), the multi-call
+//! It answers `POST /civicrm/ajax/api4/Contact/get` (select, joins of UFMatch and Email by
+//! alias, the primary email joined only when a field of it is named, where with OR/AND,
+//! =, !=, >, IN, LIKE, IS NULL, IS NOT NULL, orderBy sort_name and id in either direction,
+//! limit, offset; deleted contacts hidden unless the where names `is_deleted`, as API v4
+//! does: [`contact_get`], which the cv stand-in shares), the multi-call
 //! `POST /civicrm/ajax/api4` (`calls`, Contact.get only) and
 //! `POST /civicrm/ajax/api4/Contact/autocomplete` (`{"input": X}`: CiviCRM's SQL, query h
 //! of shared/civicrm-recorded/timings.md). One request per connection, like the real site
@@ -135,24 +137,85 @@ fn answer(conn: &mut mysql::Conn, path: &str, body: &str) -> Result<Value, Strin
     }
 }
 
-/// API v4's field names as columns of `a` (civicrm_contact), `e` (the primary email) and
-/// `uf` (the UFMatch join).
-fn column(field: &str) -> Result<&'static str, String> {
-    Ok(match field {
-        "id" => "a.id",
-        "display_name" => "a.display_name",
-        "sort_name" => "a.sort_name",
-        "contact_type" => "a.contact_type",
-        "is_deleted" => "a.is_deleted",
-        "first_name" => "a.first_name",
-        "last_name" => "a.last_name",
-        "organization_name" => "a.organization_name",
-        "household_name" => "a.household_name",
-        "api_key" => "a.api_key",
-        "email_primary.email" => "e.email",
-        "uf.uf_id" => "uf.uf_id",
-        other => return Err(format!("Invalid field '{other}'")),
-    })
+/// The tables a Contact.get reads: `a` (civicrm_contact), the primary email `e` (joined only
+/// when a field of it is named, as API v4 adds its implicit joins on demand) and the
+/// explicit joins by their aliases (`["UFMatch AS uf", "LEFT", ...]`, `["Email AS email",
+/// "INNER", ...]`, each on the contact's id).
+struct Tables {
+    joins: Vec<(String, &'static str, &'static str)>,
+    primary_email: bool,
+}
+
+impl Tables {
+    fn new(params: &Value) -> Result<Self, String> {
+        let mut joins = Vec::new();
+        for join in params
+            .get("join")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let spec = join.get(0).and_then(Value::as_str).unwrap_or("");
+            let (entity, alias) = spec.split_once(" AS ").unwrap_or((spec, spec));
+            let table = match entity {
+                "UFMatch" => "civicrm_uf_match",
+                "Email" => "civicrm_email",
+                other => return Err(format!("join on {other} is not served here")),
+            };
+            let kind = match join.get(1).and_then(Value::as_str) {
+                Some("INNER") => "INNER",
+                _ => "LEFT",
+            };
+            if !alias.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("bad join alias {alias:?}"));
+            }
+            joins.push((alias.to_string(), table, kind));
+        }
+        Ok(Tables {
+            joins,
+            primary_email: false,
+        })
+    }
+
+    /// API v4's field names as columns.
+    fn column(&mut self, field: &str) -> Result<String, String> {
+        let contact = match field {
+            "id" | "display_name" | "sort_name" | "contact_type" | "is_deleted" | "first_name"
+            | "last_name" | "organization_name" | "household_name" | "api_key" => true,
+            "email_primary.email" => {
+                self.primary_email = true;
+                return Ok("e.email".into());
+            }
+            _ => false,
+        };
+        if contact {
+            return Ok(format!("a.{field}"));
+        }
+        if let Some((alias, name)) = field.split_once('.') {
+            let known = self.joins.iter().find(|(a, _, _)| a == alias);
+            match (known.map(|(_, table, _)| *table), name) {
+                (Some("civicrm_uf_match"), "uf_id" | "contact_id" | "domain_id")
+                | (Some("civicrm_email"), "email" | "is_primary" | "contact_id") => {
+                    return Ok(format!("{alias}.{name}"))
+                }
+                _ => {}
+            }
+        }
+        Err(format!("Invalid field '{field}'"))
+    }
+
+    fn from(&self) -> String {
+        let mut sql = String::from("civicrm_contact a");
+        if self.primary_email {
+            sql.push_str(" LEFT JOIN civicrm_email e ON e.contact_id = a.id AND e.is_primary = 1");
+        }
+        for (alias, table, kind) in &self.joins {
+            sql.push_str(&format!(
+                " {kind} JOIN {table} {alias} ON {alias}.contact_id = a.id"
+            ));
+        }
+        sql
+    }
 }
 
 fn sql_value(value: &Value) -> Sql {
@@ -169,7 +232,12 @@ fn sql_value(value: &Value) -> Sql {
 }
 
 /// One where clause as SQL, its values pushed onto `args`; notes whether is_deleted is named.
-fn clause(c: &Value, args: &mut Vec<Sql>, deleted_named: &mut bool) -> Result<String, String> {
+fn clause(
+    c: &Value,
+    tables: &mut Tables,
+    args: &mut Vec<Sql>,
+    deleted_named: &mut bool,
+) -> Result<String, String> {
     let items = c.as_array().ok_or("a where clause is not a list")?;
     let head = items.first().and_then(Value::as_str).unwrap_or("");
     if head == "OR" || head == "AND" {
@@ -178,14 +246,14 @@ fn clause(c: &Value, args: &mut Vec<Sql>, deleted_named: &mut bool) -> Result<St
             .and_then(Value::as_array)
             .ok_or("OR/AND takes a list")?
             .iter()
-            .map(|p| clause(p, args, deleted_named))
+            .map(|p| clause(p, tables, args, deleted_named))
             .collect::<Result<Vec<_>, _>>()?;
         return Ok(format!("({})", parts.join(&format!(" {head} "))));
     }
     if head == "is_deleted" {
         *deleted_named = true;
     }
-    let col = column(head)?;
+    let col = tables.column(head)?;
     let op = items.get(1).and_then(Value::as_str).unwrap_or("");
     let value = items.get(2).cloned().unwrap_or(Value::Null);
     Ok(match op {
@@ -207,22 +275,31 @@ fn clause(c: &Value, args: &mut Vec<Sql>, deleted_named: &mut bool) -> Result<St
 }
 
 fn get(conn: &mut mysql::Conn, params: &Value) -> Result<Value, String> {
+    let values = contact_get(conn, params)?;
+    Ok(
+        json!({"entity": "Contact", "action": "get", "version": 4, "count": values.len(), "values": values}),
+    )
+}
+
+/// API v4 `Contact.get` with `params` run as the SQL CiviCRM generates for it: the records
+/// (what `cv pipe` answers; REST wraps them in its envelope). Shared by the REST and the cv
+/// stand-ins.
+pub fn contact_get(conn: &mut mysql::Conn, params: &Value) -> Result<Vec<Value>, String> {
     let select: Vec<String> = params
         .get("select")
         .and_then(Value::as_array)
         .map(|s| {
             s.iter()
                 .filter_map(|f| f.as_str().map(String::from))
+                // A pseudo-field: CiviCRM counts, the rows stay the same.
+                .filter(|f| f != "row_count")
                 .collect()
         })
         .unwrap_or_else(|| vec!["id".into()]);
-    let uf_join = params
-        .get("join")
-        .and_then(Value::as_array)
-        .is_some_and(|j| !j.is_empty());
+    let mut tables = Tables::new(params)?;
     let columns = select
         .iter()
-        .map(|f| column(f))
+        .map(|f| tables.column(f))
         .collect::<Result<Vec<_>, _>>()?;
     let mut args = Vec::new();
     let mut deleted_named = false;
@@ -233,29 +310,39 @@ fn get(conn: &mut mysql::Conn, params: &Value) -> Result<Value, String> {
         .into_iter()
         .flatten()
     {
-        conditions.push(clause(c, &mut args, &mut deleted_named)?);
+        conditions.push(clause(c, &mut tables, &mut args, &mut deleted_named)?);
     }
     if !deleted_named {
         conditions.push("a.is_deleted = 0".into());
     }
-    // The store sends sort_name then id, or id alone.
-    let order = match params.get("orderBy").and_then(Value::as_object) {
-        Some(keys) if keys.contains_key("sort_name") => " ORDER BY a.sort_name ASC, a.id ASC",
-        Some(_) => " ORDER BY a.id ASC",
-        None => "",
-    };
+    // The stores order by sort_name then id, or by id alone (serde_json's map has lost the
+    // keys' order); each in its own direction.
+    let mut order = String::new();
+    if let Some(keys) = params.get("orderBy").and_then(Value::as_object) {
+        if let Some(other) = keys
+            .keys()
+            .find(|k| !matches!(k.as_str(), "sort_name" | "id"))
+        {
+            return Err(format!("orderBy {other} is not served here"));
+        }
+        let parts: Vec<String> = ["sort_name", "id"]
+            .into_iter()
+            .filter_map(|field| {
+                let direction = keys.get(field)?;
+                let direction = if direction == "DESC" { "DESC" } else { "ASC" };
+                Some(format!("a.{field} {direction}"))
+            })
+            .collect();
+        if !parts.is_empty() {
+            order = format!(" ORDER BY {}", parts.join(", "));
+        }
+    }
     let limit = params.get("limit").and_then(Value::as_u64).unwrap_or(0);
     let offset = params.get("offset").and_then(Value::as_u64).unwrap_or(0);
     let mut sql = format!(
-        "SELECT {} FROM civicrm_contact a
-           LEFT JOIN civicrm_email e ON e.contact_id = a.id AND e.is_primary = 1{}
-          WHERE {}{order}",
+        "SELECT {} FROM {} WHERE {}{order}",
         columns.join(", "),
-        if uf_join {
-            " LEFT JOIN civicrm_uf_match uf ON uf.contact_id = a.id"
-        } else {
-            ""
-        },
+        tables.from(),
         conditions.join(" AND ")
     );
     if limit > 0 {
@@ -279,9 +366,7 @@ fn get(conn: &mut mysql::Conn, params: &Value) -> Result<Value, String> {
         }
         values.push(Value::Object(record));
     }
-    Ok(
-        json!({"entity": "Contact", "action": "get", "version": 4, "count": values.len(), "values": values}),
-    )
+    Ok(values)
 }
 
 /// Contact.autocomplete: CiviCRM's SQL (timings.md, query h).
