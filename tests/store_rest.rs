@@ -805,3 +805,58 @@ fn an_ids_file_is_validated_in_a_few_requests() {
     let requests = f.server.state().requests.len() - before;
     assert_eq!(requests, 2, "one page of ids, then its CMS links");
 }
+
+/// A first-name prefix of two letters or more is read sort name ascending, id descending
+/// (MariaDB then reads the branch's own index range), and the last sort name's contacts
+/// are read again with the page: paged by 4 and 5, every contact comes once, in (sort
+/// name, id) order, even when many share one sort name and some of them are spelt in
+/// another case; and it still takes two requests for the contacts, one for their links.
+#[test]
+fn a_sorted_first_name_branch_pages_through_a_shared_sort_name() {
+    let person = |id: i64, sort_name: &str, first: &str| civikey::seed::SeedContact {
+        id: Some(id),
+        contact_type: "Individual".into(),
+        display_name: format!("{first} {id}"),
+        sort_name: sort_name.into(),
+        first_name: Some(first.into()),
+        last_name: sort_name.split(',').next().map(String::from),
+        ..Default::default()
+    };
+    let mut seeds = vec![
+        person(40, "Abe, Carl", "Carl"),
+        person(41, "Abe, Carl", "Carl"),
+    ];
+    seeds.extend((20..32).map(|id| {
+        let spelt = if id % 3 == 0 {
+            "ZED, CARLA"
+        } else {
+            "Zed, Carla"
+        };
+        person(id, spelt, "Carla")
+    }));
+    seeds.push(person(50, "Zed, Carla", "Dora"));
+    let server = FakeCivi::start(seeds);
+    let mut s = connect(&server);
+    let mut expected = vec![40, 41];
+    expected.extend(20..32);
+    for limit in [4, 5, 50] {
+        let mut q = Query::new("car", limit);
+        let mut ids = Vec::new();
+        for _ in 0..20 {
+            let before = server.state().requests.len();
+            let page = s.search(&q).unwrap();
+            assert_eq!(
+                server.state().requests.len() - before,
+                3,
+                "the branches, the page, its links"
+            );
+            assert!(page.contacts.len() <= limit);
+            ids.extend(page.contacts.iter().map(|c| c.id));
+            match page.next {
+                Some(next) => q.after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(ids, expected, "limit {limit}");
+    }
+}

@@ -1643,8 +1643,7 @@ enum Reading {
     Sort,
 }
 
-/// A first-name prefix at least this long is read by [`Reading::Sort`].
-const SORTED_FIRST_NAME_CHARS: usize = 2;
+use super::SORTED_FIRST_NAME_CHARS;
 
 /// The keystroke name search as separate where clauses, each one index range: the same
 /// branches the REST store sends (`rest::name_branches`, which says why the last,

@@ -383,6 +383,14 @@ impl StoreError {
     }
 }
 
+/// A keystroke's first-name prefix at least this long is read by the REST and cv stores
+/// sorted on its own index range (sort name ascending, id descending, which no index
+/// serves), its last sort name's contacts read again with the page: such a prefix has as
+/// many contacts as some thousands, which may all sort late, where walking the list in
+/// order reads every row until a page is found. A one-letter prefix's contacts are
+/// everywhere in the list: walked.
+pub(crate) const SORTED_FIRST_NAME_CHARS: usize = 2;
+
 /// `text` as a SQL LIKE prefix: its own wildcards (`%`, `_`) and the escape character
 /// escaped by `escape`, then `%`. Every store's name and email search uses it.
 pub fn like_prefix(text: &str, escape: char) -> String {

@@ -372,12 +372,20 @@ impl RestStore {
             }
         }
         let branches = name_branches(text);
+        // The first-name branch of a text of two letters or more is read sorted on its
+        // own index range (see `sorted_first_name`).
+        let sorted = (text.chars().count() >= super::SORTED_FIRST_NAME_CHARS).then_some(1);
         let mut calls = Zeroizing::new(String::from("{"));
         for (i, branch) in branches.iter().enumerate() {
             let mut where_ = vec![branch.clone()];
             where_.extend(common.iter().cloned());
-            let params = json!({"select": ["id"], "where": where_, "limit": fetch});
-            let params = params_json(&params, Some(ORDER_CONTACTS))?;
+            let (select, order) = if sorted == Some(i) {
+                (json!(["id", "sort_name"]), ORDER_SORTED)
+            } else {
+                (json!(["id"]), ORDER_CONTACTS)
+            };
+            let params = json!({"select": select, "where": where_, "limit": fetch});
+            let params = params_json(&params, Some(order))?;
             if i > 0 {
                 calls.push(',');
             }
@@ -390,7 +398,9 @@ impl RestStore {
         let url = self.multi_url();
         let reply = self.post(&url, &form_field("calls", &calls), Call::Read, &[])?;
         let mut ids = std::collections::BTreeSet::new();
-        for i in 0..branches.len() {
+        // Where clauses of contacts to read as well: the last sort name of a sorted branch.
+        let mut boundaries = Vec::new();
+        for (i, branch) in branches.iter().enumerate() {
             let part = reply.0.get(format!("b{i}")).ok_or_else(|| {
                 StoreError::bad_data(format!("the site's multi-call answer has no call b{i}"))
             })?;
@@ -406,20 +416,50 @@ impl RestStore {
                 .ok_or_else(|| {
                     StoreError::bad_data(format!("the site's call b{i} answered without values"))
                 })?;
-            for record in values {
-                ids.insert(record_id(record)?.1);
+            let mut rows = values
+                .iter()
+                .map(|record| {
+                    let (record, id) = record_id(record)?;
+                    Ok((id, record.get("sort_name").and_then(Value::as_str)))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            if sorted == Some(i) && rows.len() == fetch {
+                // Sorted by sort name, then id DESCENDING: every contact of the branch
+                // before the last row's sort name is here, but of that sort name maybe not
+                // the lowest ids. Its contacts (as many as the page needs) are read with
+                // the page instead: the branch AND that sort name, an equality on the
+                // sort-name index. (Rows spelt the same as the last are dropped here; the
+                // page reads them all again.)
+                let last = rows.last().and_then(|r| r.1);
+                while rows.last().is_some_and(|r| r.1 == last) {
+                    rows.pop();
+                }
+                let name = match last {
+                    Some(name) => json!(["sort_name", "=", name]),
+                    None => json!(["sort_name", "IS NULL"]),
+                };
+                boundaries.push(json!(["AND", [branch, name]]));
             }
+            ids.extend(rows.into_iter().map(|r| r.0));
         }
-        if ids.is_empty() {
+        if ids.is_empty() && boundaries.is_empty() {
             return Ok(Page::default());
         }
-        let mut where_ = vec![json!(["id", "IN", ids])];
+        let by_id = json!(["id", "IN", ids]);
+        let mut where_ = if boundaries.is_empty() {
+            vec![by_id]
+        } else {
+            boundaries.insert(0, by_id);
+            vec![json!(["OR", boundaries])]
+        };
         where_.extend(common);
-        // At most a few hundred ids; the CMS links of the page's contacts in one more call
-        // (one row per contact whatever the number of domains).
+        // At most a few hundred ids (and a sort name's contacts), one page of them in the
+        // site's order; the CMS links of the page's contacts in one more call (one row per
+        // contact whatever the number of domains).
         let params = Params(json!({
             "select": CONTACT_FIELDS,
             "where": where_,
+            "limit": fetch,
         }));
         let reply = self.call("get", params, Some(ORDER_CONTACTS), Call::Read, &[])?;
         reply.refuse_trap()?;
@@ -1145,6 +1185,13 @@ struct Params(Value);
 /// stable. Kept as text because an orderBy's keys are ordered and serde_json's maps sort
 /// their keys; `form_body` puts it first in the params.
 const ORDER_CONTACTS: &str = r#"{"sort_name":"ASC","id":"ASC"}"#;
+
+/// A sorted first-name branch's order: no index of civicrm_contact gives it (sort_name
+/// ascending, id descending), so MariaDB reads the branch's own index range and sorts it,
+/// instead of walking the sort-name index from the start reading every row until a page
+/// of first names is found (`car` at 1M: 96,000 rows walked before the first; 210-400 ms
+/// against 30-60 ms). The ids within the last sort name are read again with the page.
+const ORDER_SORTED: &str = r#"{"sort_name":"ASC","id":"DESC"}"#;
 
 /// Key holders' order: by id, so offset pages are stable.
 const ORDER_BY_ID: &str = r#"{"id":"ASC"}"#;
