@@ -453,18 +453,44 @@ impl RestStore {
             vec![json!(["OR", boundaries])]
         };
         where_.extend(common);
-        // At most a few hundred ids (and a sort name's contacts), one page of them in the
-        // site's order; the CMS links of the page's contacts in one more call (one row per
-        // contact whatever the number of domains).
-        let params = Params(json!({
+        // The page (at most a few hundred ids, and a sort name's contacts) in the site's
+        // order, and the CMS links of those ids (one row per contact whatever the number
+        // of domains), in one multi-call request.
+        let page_params = json!({
             "select": CONTACT_FIELDS,
             "where": where_,
             "limit": fetch,
-        }));
-        let reply = self.call("get", params, Some(ORDER_CONTACTS), Call::Read, &[])?;
-        reply.refuse_trap()?;
+        });
+        let ids: Vec<ContactId> = ids.into_iter().collect();
+        let mut calls = Zeroizing::new(format!(
+            "{{\"page\":[\"Contact\",\"get\",{}]",
+            params_json(&page_params, Some(ORDER_CONTACTS))?.as_str()
+        ));
+        let chunks: Vec<&[ContactId]> = ids.chunks(IDS_PER_CALL).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            calls.push_str(&format!(
+                ",\"l{i}\":[\"UFMatch\",\"get\",{}]",
+                links_params(chunk)
+            ));
+        }
+        calls.push('}');
+        let reply = self.post(&url, &form_field("calls", &calls), Call::Read, &[])?;
+        let part = |name: &str| -> Result<Reply, StoreError> {
+            let part = reply.0.get(name).ok_or_else(|| {
+                StoreError::bad_data(format!("the site's multi-call answer has no call {name}"))
+            })?;
+            Ok(Reply(part.clone()))
+        };
+        let page_reply = part("page")?;
+        if let Some(message) = page_reply.0.get("error_message").and_then(Value::as_str) {
+            return Err(StoreError::bad_data(format!(
+                "the site refused a search call: {}",
+                SafeText::new(message).truncated(MAX_SHOWN)
+            )));
+        }
+        page_reply.refuse_trap()?;
         let mut page: Vec<(Contact, String)> = Vec::with_capacity(fetch);
-        for record in reply.records()?.iter().take(fetch) {
+        for record in page_reply.records()?.iter().take(fetch) {
             let contact = record_to_contact(record)?;
             // The cursor holds the name as the site compares it, not as shown.
             let sort_name = record
@@ -484,8 +510,25 @@ impl RestStore {
             _ => None,
         };
         let mut contacts: Vec<Contact> = page.into_iter().map(|(c, _)| c).collect();
-        let ids: Vec<ContactId> = contacts.iter().map(|c| c.id).collect();
-        let links = self.cms_links(&ids)?;
+        let mut links = HashMap::with_capacity(ids.len());
+        for (i, chunk) in chunks.iter().enumerate() {
+            let reply = part(&format!("l{i}"))?;
+            if reply.0.get("error_message").is_some() {
+                // A site that does not let the admin read UFMatch: unknown for each.
+                links.extend(chunk.iter().map(|&id| (id, CmsLink::Unknown)));
+            } else {
+                links.extend(links_of(chunk, &reply)?);
+            }
+        }
+        // Contacts that came from a sorted branch's last sort name only: their links now.
+        let missing: Vec<ContactId> = contacts
+            .iter()
+            .map(|c| c.id)
+            .filter(|id| !links.contains_key(id))
+            .collect();
+        if !missing.is_empty() {
+            links.extend(self.cms_links(&missing)?);
+        }
         for c in &mut contacts {
             c.cms = links.get(&c.id).copied().unwrap_or(CmsLink::Unknown);
         }
@@ -498,10 +541,10 @@ impl RestStore {
     fn cms_links(&self, ids: &[ContactId]) -> Result<HashMap<ContactId, CmsLink>, StoreError> {
         let mut links = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(IDS_PER_CALL) {
-            let params = Params(json!({
-                "select": ["contact_id", "uf_id"],
-                "where": [["contact_id", "IN", chunk], ["domain_id", "=", "current_domain"]],
-            }));
+            let params = Params(
+                serde_json::from_str(&links_params(chunk))
+                    .map_err(|e| StoreError::invalid(format!("UFMatch params: {e}")))?,
+            );
             let reply = match self.call_entity("UFMatch", "get", params, None, Call::Read, &[]) {
                 Ok(reply) => reply,
                 Err(StoreError::PermissionDenied(_) | StoreError::BadData(_)) => {
@@ -509,16 +552,7 @@ impl RestStore {
                 }
                 Err(e) => return Err(e),
             };
-            for &id in chunk {
-                links.insert(id, CmsLink::None);
-            }
-            for record in reply.records()? {
-                let contact = record.get("contact_id").and_then(as_id);
-                let uf_id = record.get("uf_id").and_then(as_id);
-                if let (Some(contact), Some(uf_id)) = (contact, uf_id) {
-                    links.insert(contact, CmsLink::Linked { uf_id });
-                }
-            }
+            links.extend(links_of(chunk, &reply)?);
         }
         Ok(links)
     }
@@ -1185,6 +1219,29 @@ struct Params(Value);
 /// stable. Kept as text because an orderBy's keys are ordered and serde_json's maps sort
 /// their keys; `form_body` puts it first in the params.
 const ORDER_CONTACTS: &str = r#"{"sort_name":"ASC","id":"ASC"}"#;
+
+/// UFMatch.get params for the CMS links of `ids` on the site's current domain.
+fn links_params(ids: &[ContactId]) -> String {
+    json!({
+        "select": ["contact_id", "uf_id"],
+        "where": [["contact_id", "IN", ids], ["domain_id", "=", "current_domain"]],
+    })
+    .to_string()
+}
+
+/// The links a UFMatch.get answered for `ids`: linked, or none.
+fn links_of(ids: &[ContactId], reply: &Reply) -> Result<HashMap<ContactId, CmsLink>, StoreError> {
+    let mut links: HashMap<ContactId, CmsLink> =
+        ids.iter().map(|&id| (id, CmsLink::None)).collect();
+    for record in reply.records()? {
+        let contact = record.get("contact_id").and_then(as_id);
+        let uf_id = record.get("uf_id").and_then(as_id);
+        if let (Some(contact), Some(uf_id)) = (contact, uf_id) {
+            links.insert(contact, CmsLink::Linked { uf_id });
+        }
+    }
+    Ok(links)
+}
 
 /// A sorted first-name branch's order: no index of civicrm_contact gives it (sort_name
 /// ascending, id descending), so MariaDB reads the branch's own index range and sorts it,

@@ -841,6 +841,16 @@ fn multi_call(s: &mut State, caller: &Caller, mode: &Mode, raw: &str) -> Answer 
                 s.updates_received += 1;
                 contact_update(s, caller, &params)
             }
+            ("UFMatch", "get") => {
+                if caller.has("cms:administer users") {
+                    account_get(s, entity, &params)
+                } else {
+                    Err((
+                        403,
+                        format!("Authorization failed: CiviCRM APIv4 ({entity}::get)"),
+                    ))
+                }
+            }
             _ => Err((
                 500,
                 format!("API ({entity}, {action}) is not in this fake's multi-call"),

@@ -113,7 +113,8 @@ fn answer(conn: &mut mysql::Conn, path: &str, body: &str) -> Result<Value, Strin
                 call.get(1).and_then(Value::as_str),
             ) {
                 (Some("Contact"), Some("get")) => get(conn, &params),
-                _ => Err("only Contact.get is served in a multi-call".into()),
+                (Some("UFMatch"), Some("get")) => uf_match_get(conn, &params),
+                _ => Err("only Contact.get and UFMatch.get are served in a multi-call".into()),
             };
             out.insert(
                 name,
@@ -272,6 +273,44 @@ fn clause(
         "IS NULL" | "IS NOT NULL" => format!("{col} {op}"),
         other => return Err(format!("Illegal operator '{other}'")),
     })
+}
+
+/// UFMatch.get of `contact_id IN [...]` on the current domain (what civikey asks for a
+/// page's CMS links): `SELECT contact_id, uf_id FROM civicrm_uf_match`, on its
+/// (contact_id, domain_id) index.
+fn uf_match_get(conn: &mut mysql::Conn, params: &Value) -> Result<Value, String> {
+    let ids: Vec<u64> = params
+        .get("where")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|c| c.get(0).and_then(Value::as_str) == Some("contact_id"))
+        .and_then(|c| c.get(2))
+        .and_then(Value::as_array)
+        .ok_or("UFMatch.get is served for contact_id IN [...] only")?
+        .iter()
+        .map(|v| v.as_u64().ok_or("contact ids are numbers"))
+        .collect::<Result<_, _>>()?;
+    let mut values = Vec::new();
+    if !ids.is_empty() {
+        let sql = format!(
+            "SELECT contact_id, uf_id FROM civicrm_uf_match WHERE domain_id = 1 AND contact_id IN ({})",
+            vec!["?"; ids.len()].join(", ")
+        );
+        let rows: Vec<(u64, u64)> = conn
+            .exec(
+                sql,
+                Params::Positional(ids.into_iter().map(Sql::from).collect()),
+            )
+            .map_err(|e| e.to_string())?;
+        values = rows
+            .into_iter()
+            .map(|(contact_id, uf_id)| json!({"contact_id": contact_id, "uf_id": uf_id}))
+            .collect();
+    }
+    Ok(
+        json!({"entity": "UFMatch", "action": "get", "version": 4, "count": values.len(), "values": values}),
+    )
 }
 
 fn get(conn: &mut mysql::Conn, params: &Value) -> Result<Value, String> {
