@@ -24,16 +24,27 @@ use serde_json::{json, Map, Value};
 
 use civikey::store::spec::MysqlOptions;
 
+/// `CIVIKEY_BENCH_REST_REQUEST_MS=N`: each request first waits N ms, CiviCRM's own cost
+/// per request (its bootstrap: about 60 ms on the recorded site, timings.md).
+pub const REQUEST_MS_VAR: &str = "CIVIKEY_BENCH_REST_REQUEST_MS";
+
 /// Serves until the process is stopped, one connection at a time.
 pub fn serve(options: &MysqlOptions, port: u16) -> Result<(), String> {
     let mut conn = civikey::store::mysql::open_connection(options).map_err(|e| e.to_string())?;
     let listener =
         TcpListener::bind(("127.0.0.1", port)).map_err(|e| format!("port {port}: {e}"))?;
     eprintln!("civikey-bench: REST on MySQL listening on http://127.0.0.1:{port}");
+    let request_ms: u64 = std::env::var(REQUEST_MS_VAR)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     for stream in listener.incoming() {
         let Ok(mut stream) = stream else { continue };
         let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-        let answer = match read_request(&stream) {
+        let request = read_request(&stream);
+        // CiviCRM's own cost per request (bootstrap), which this stand-in does not have.
+        std::thread::sleep(Duration::from_millis(request_ms));
+        let answer = match request {
             Some((path, body)) => answer(&mut conn, &path, &body),
             None => Err("unreadable request".into()),
         };
