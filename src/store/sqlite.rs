@@ -2185,7 +2185,7 @@ mod tests {
             assert_eq!(ids(&mut read_only, text, true), expected, "{text}");
         }
         drop(read_only);
-        let mut store = SqliteStore::open(&path).unwrap();
+        let store = SqliteStore::open(&path).unwrap();
         assert!(store.indexed && store.paired);
         assert_eq!(pair_rows(&store.conn), pairs);
         assert_eq!(word_rows(&store.conn), words, "the words were kept");
