@@ -375,16 +375,19 @@ impl RestStore {
         // The first-name branch of a text of two letters or more is read sorted on its
         // own index range (see `sorted_first_name`).
         let sorted = (text.chars().count() >= super::SORTED_FIRST_NAME_CHARS).then_some(1);
+        // Twice a page of it: the page then seldom reaches its last sort name, whose
+        // contacts come with the page (their CMS links would take one more request).
+        let sorted_fetch = 2 * fetch;
         let mut calls = Zeroizing::new(String::from("{"));
         for (i, branch) in branches.iter().enumerate() {
             let mut where_ = vec![branch.clone()];
             where_.extend(common.iter().cloned());
-            let (select, order) = if sorted == Some(i) {
-                (json!(["id", "sort_name"]), ORDER_SORTED)
+            let (select, order, rows) = if sorted == Some(i) {
+                (json!(["id", "sort_name"]), ORDER_SORTED, sorted_fetch)
             } else {
-                (json!(["id"]), ORDER_CONTACTS)
+                (json!(["id"]), ORDER_CONTACTS, fetch)
             };
-            let params = json!({"select": select, "where": where_, "limit": fetch});
+            let params = json!({"select": select, "where": where_, "limit": rows});
             let params = params_json(&params, Some(order))?;
             if i > 0 {
                 calls.push(',');
@@ -423,7 +426,7 @@ impl RestStore {
                     Ok((id, record.get("sort_name").and_then(Value::as_str)))
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
-            if sorted == Some(i) && rows.len() == fetch {
+            if sorted == Some(i) && rows.len() == sorted_fetch {
                 // Sorted by sort name, then id DESCENDING: every contact of the branch
                 // before the last row's sort name is here, but of that sort name maybe not
                 // the lowest ids. Its contacts (as many as the page needs) are read with
