@@ -7,11 +7,12 @@
 //! =, !=, >, IN, LIKE, IS NULL, IS NOT NULL, orderBy sort_name and id in either direction,
 //! limit, offset; deleted contacts hidden unless the where names `is_deleted`, as API v4
 //! does: [`contact_get`], which the cv stand-in shares), the multi-call
-//! `POST /civicrm/ajax/api4` (`calls`, Contact.get only) and
+//! `POST /civicrm/ajax/api4` (`calls`: Contact.get, and UFMatch.get of `contact_id IN
+//! [...]` for the CMS links) and
 //! `POST /civicrm/ajax/api4/Contact/autocomplete` (`{"input": X}`: CiviCRM's SQL, query h
 //! of shared/civicrm-recorded/timings.md). One request per connection, like the real site
 //! behind civikey's client; no CiviCRM bootstrap, so each request costs the SQL alone
-//! (the real site adds about 60 ms, timings.md). Read-only: anything else is refused. It
+//! (the real site adds about 60 ms, timings.md), unless [`REQUEST_MS_VAR`] adds it. Read-only: anything else is refused. It
 //! checks no credential: run it on 127.0.0.1 for measurements only.
 
 use std::io::{BufRead, BufReader, Read, Write};
