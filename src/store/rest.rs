@@ -372,8 +372,8 @@ impl RestStore {
             }
         }
         let branches = name_branches(text);
-        // The first-name branch of a text of two letters or more is read sorted on its
-        // own index range (see `sorted_first_name`).
+        // The first-name branch (the second of `name_branches`) of a text of two letters
+        // or more is read sorted on its own index range (see [`ORDER_SORTED`]).
         let sorted = (text.chars().count() >= super::SORTED_FIRST_NAME_CHARS).then_some(1);
         // Twice a page of it: the page then seldom reaches its last sort name, whose
         // contacts come with the page (their CMS links would take one more request).
