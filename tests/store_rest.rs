@@ -556,6 +556,13 @@ fn standing_comes_from_user_get_and_role_get_on_standalone() {
         .retain(|p| p != "cms:administer users");
     assert_eq!(s.standing(3).unwrap(), Standing::UNKNOWN);
     assert_eq!(s.contact(1).unwrap().cms, civikey::store::CmsLink::Unknown);
+    // A keystroke search (its links asked in the page's multi-call) still lists them.
+    let page = s.search(&Query::new("ad", 50)).unwrap();
+    assert!(!page.contacts.is_empty());
+    assert!(page
+        .contacts
+        .iter()
+        .all(|c| c.cms == civikey::store::CmsLink::Unknown));
 }
 
 #[test]
@@ -583,6 +590,17 @@ fn a_site_with_two_domains_lists_each_contact_once() {
         seen.contains(&(1, civikey::store::CmsLink::Linked { uf_id: 11 })),
         "the current domain's link: {seen:?}"
     );
+    // A keystroke search gets its links in the page's multi-call: the current domain's,
+    // once, and none for a contact without a user.
+    for (text, id, link) in [
+        ("ad", 1, civikey::store::CmsLink::Linked { uf_id: 11 }),
+        ("gra", 3, civikey::store::CmsLink::None),
+    ] {
+        let page = s.search(&Query::new(text, 50)).unwrap();
+        let found: Vec<_> = page.contacts.iter().filter(|c| c.id == id).collect();
+        assert_eq!(found.len(), 1, "{text}");
+        assert_eq!(found[0].cms, link, "{text}");
+    }
 }
 
 #[test]
