@@ -754,17 +754,7 @@ fn child(args: &[String]) -> Result<(), String> {
     let rounds: usize = rounds.parse().map_err(|e| format!("rounds: {e}"))?;
     let bytes = Counter::default();
     let mut screen = Screen::fixed(bytes.clone(), WIDTH, HEIGHT).map_err(|e| e.to_string())?;
-    let options = AppOptions {
-        location: address.clone(),
-        color: true,
-        clipboard_warning: None,
-        data_dir: std::env::temp_dir(),
-    };
-    let (mut app, _open) = App::new(options, Box::new(SeededKeySource::new(SEED)));
-    app.update(Msg::Resize {
-        width: WIDTH,
-        height: HEIGHT,
-    });
+    let mut app = bench_app(address);
     // As in the real loop: the first frame goes out before the store is opened.
     screen.draw(&app).map_err(|e| e.to_string())?;
     let first_frame = started.elapsed();
@@ -937,22 +927,28 @@ fn profile_spec(options: &Options) -> Result<StoreSpec, String> {
 
 /// `--profile`: types each text key by key through the app against that store, waiting
 /// for each answer (update -> the store's search -> Searched -> draw), `rounds` times.
+/// The app as the terminal loop makes it, at the bench's screen size, with seeded keys.
+fn bench_app(location: &str) -> App {
+    let options = AppOptions {
+        location: location.to_string(),
+        color: true,
+        clipboard_warning: None,
+        data_dir: std::env::temp_dir(),
+    };
+    let (mut app, _open) = App::new(options, Box::new(SeededKeySource::new(SEED)));
+    app.update(Msg::Resize {
+        width: WIDTH,
+        height: HEIGHT,
+    });
+    app
+}
+
 fn against_profile(options: &Options) -> Result<(), String> {
     let spec = profile_spec(options)?;
     let location = spec.location();
     let bytes = Counter::default();
     let screen = Screen::fixed(bytes.clone(), WIDTH, HEIGHT).map_err(|e| e.to_string())?;
-    let app_options = AppOptions {
-        location: location.clone(),
-        color: true,
-        clipboard_warning: None,
-        data_dir: std::env::temp_dir(),
-    };
-    let (mut app, _open) = App::new(app_options, Box::new(SeededKeySource::new(SEED)));
-    app.update(Msg::Resize {
-        width: WIDTH,
-        height: HEIGHT,
-    });
+    let mut app = bench_app(&location);
     let opened = Instant::now();
     let store = spec.open().map_err(|e| format!("{location}: {e}"))?;
     let cmds = app.update(Msg::StoreOpened(Ok(store.info())));

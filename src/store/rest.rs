@@ -404,15 +404,7 @@ impl RestStore {
         // Where clauses of contacts to read as well: the last sort name of a sorted branch.
         let mut boundaries = Vec::new();
         for (i, branch) in branches.iter().enumerate() {
-            let part = reply.0.get(format!("b{i}")).ok_or_else(|| {
-                StoreError::bad_data(format!("the site's multi-call answer has no call b{i}"))
-            })?;
-            if let Some(message) = part.get("error_message").and_then(Value::as_str) {
-                return Err(StoreError::bad_data(format!(
-                    "the site refused a search call: {}",
-                    SafeText::new(message).truncated(MAX_SHOWN)
-                )));
-            }
+            let part = search_part(&reply, &format!("b{i}"))?;
             let values = part
                 .get("values")
                 .and_then(Value::as_array)
@@ -478,19 +470,7 @@ impl RestStore {
         }
         calls.push('}');
         let reply = self.post(&url, &form_field("calls", &calls), Call::Read, &[])?;
-        let part = |name: &str| -> Result<Reply, StoreError> {
-            let part = reply.0.get(name).ok_or_else(|| {
-                StoreError::bad_data(format!("the site's multi-call answer has no call {name}"))
-            })?;
-            Ok(Reply(part.clone()))
-        };
-        let page_reply = part("page")?;
-        if let Some(message) = page_reply.0.get("error_message").and_then(Value::as_str) {
-            return Err(StoreError::bad_data(format!(
-                "the site refused a search call: {}",
-                SafeText::new(message).truncated(MAX_SHOWN)
-            )));
-        }
+        let page_reply = Reply(search_part(&reply, "page")?.clone());
         page_reply.refuse_trap()?;
         let mut page: Vec<(Contact, String)> = Vec::with_capacity(fetch);
         for record in page_reply.records()?.iter().take(fetch) {
@@ -515,7 +495,14 @@ impl RestStore {
         let mut contacts: Vec<Contact> = page.into_iter().map(|(c, _)| c).collect();
         let mut links = HashMap::with_capacity(ids.len());
         for (i, chunk) in chunks.iter().enumerate() {
-            let reply = part(&format!("l{i}"))?;
+            let reply = match reply.0.get(format!("l{i}")) {
+                Some(part) => Reply(part.clone()),
+                None => {
+                    return Err(StoreError::bad_data(format!(
+                        "the site's multi-call answer has no call l{i}"
+                    )))
+                }
+            };
             if reply.0.get("error_message").is_some() {
                 // A site that does not let the admin read UFMatch: unknown for each.
                 links.extend(chunk.iter().map(|&id| (id, CmsLink::Unknown)));
@@ -544,10 +531,7 @@ impl RestStore {
     fn cms_links(&self, ids: &[ContactId]) -> Result<HashMap<ContactId, CmsLink>, StoreError> {
         let mut links = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(IDS_PER_CALL) {
-            let params = Params(
-                serde_json::from_str(&links_params(chunk))
-                    .map_err(|e| StoreError::invalid(format!("UFMatch params: {e}")))?,
-            );
+            let params = Params(links_params(chunk));
             let reply = match self.call_entity("UFMatch", "get", params, None, Call::Read, &[]) {
                 Ok(reply) => reply,
                 Err(StoreError::PermissionDenied(_) | StoreError::BadData(_)) => {
@@ -1223,13 +1207,27 @@ struct Params(Value);
 /// their keys; `form_body` puts it first in the params.
 const ORDER_CONTACTS: &str = r#"{"sort_name":"ASC","id":"ASC"}"#;
 
+/// Call `name` of a search's multi-call answer; a call the site refused fails the search
+/// with its message.
+fn search_part<'a>(reply: &'a Reply, name: &str) -> Result<&'a Value, StoreError> {
+    let part = reply.0.get(name).ok_or_else(|| {
+        StoreError::bad_data(format!("the site's multi-call answer has no call {name}"))
+    })?;
+    if let Some(message) = part.get("error_message").and_then(Value::as_str) {
+        return Err(StoreError::bad_data(format!(
+            "the site refused a search call: {}",
+            SafeText::new(message).truncated(MAX_SHOWN)
+        )));
+    }
+    Ok(part)
+}
+
 /// UFMatch.get params for the CMS links of `ids` on the site's current domain.
-fn links_params(ids: &[ContactId]) -> String {
+fn links_params(ids: &[ContactId]) -> Value {
     json!({
         "select": ["contact_id", "uf_id"],
         "where": [["contact_id", "IN", ids], ["domain_id", "=", "current_domain"]],
     })
-    .to_string()
 }
 
 /// The links a UFMatch.get answered for `ids`: linked, or none.

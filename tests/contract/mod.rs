@@ -50,6 +50,61 @@ fn person(
 }
 
 /// The contract's data set: 30 contacts, duplicate sort names, one deleted, one hostile.
+/// Contacts for the sorted first-name branch of the REST and cv stores (a first-name
+/// prefix of two letters or more, read sort name ascending and id descending, its last sort
+/// name's contacts read again): 14 `car` first names, 12 of them under one sort name spelt
+/// in two cases, and one `Dora` under that sort name that `car` must not find.
+pub fn shared_sort_name_contacts() -> Vec<SeedContact> {
+    let person = |id: i64, sort_name: &str, first: &str| SeedContact {
+        id: Some(id),
+        contact_type: "Individual".into(),
+        display_name: format!("{first} {id}"),
+        sort_name: sort_name.into(),
+        first_name: Some(first.into()),
+        last_name: sort_name.split(',').next().map(String::from),
+        ..SeedContact::default()
+    };
+    let mut seeds = vec![
+        person(40, "Abe, Carl", "Carl"),
+        person(41, "Abe, Carl", "Carl"),
+    ];
+    seeds.extend((20..32).map(|id| {
+        let spelt = if id % 3 == 0 {
+            "ZED, CARLA"
+        } else {
+            "Zed, Carla"
+        };
+        person(id, spelt, "Carla")
+    }));
+    seeds.push(person(50, "Zed, Carla", "Dora"));
+    seeds
+}
+
+/// On [`shared_sort_name_contacts`], `car` paged by 4, 5 and 50: every contact comes once,
+/// in (sort name, id) order. `after_page` runs after each page (to count requests).
+pub fn a_sorted_branch_pages_through_a_shared_sort_name(
+    s: &mut dyn ContactStore,
+    after_page: &mut dyn FnMut(),
+) {
+    let mut expected = vec![40, 41];
+    expected.extend(20..32);
+    for limit in [4, 5, 50] {
+        let mut q = Query::new("car", limit);
+        let mut ids = Vec::new();
+        for _ in 0..20 {
+            let page = s.search(&q).unwrap();
+            after_page();
+            assert!(page.contacts.len() <= limit);
+            ids.extend(page.contacts.iter().map(|c| c.id));
+            match page.next {
+                Some(next) => q.after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(ids, expected, "limit {limit}");
+    }
+}
+
 pub fn contacts() -> Vec<SeedContact> {
     let mut out = vec![
         person(

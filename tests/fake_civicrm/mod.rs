@@ -1066,6 +1066,29 @@ fn resolve_user_contact(clauses: &mut [Value], me: Option<u64>) {
 
 type Fields<'a> = &'a dyn Fn(&str) -> Option<Value>;
 
+/// The `select`ed fields of a row whose every `where_` clause holds, else nothing.
+fn selected_if_matching(
+    where_: &[Value],
+    select: &[String],
+    get: Fields<'_>,
+) -> Result<Option<Value>, Failed> {
+    // Every clause is judged (a bad one fails the call even when another is false).
+    let held = where_
+        .iter()
+        .map(|c| matches(get, c))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| (500, e))?;
+    if !held.iter().all(|b| *b) {
+        return Ok(None);
+    }
+    Ok(Some(Value::Object(
+        select
+            .iter()
+            .filter_map(|f| Some((f.clone(), get(f)?)))
+            .collect(),
+    )))
+}
+
 fn matches(get: Fields<'_>, clause: &Value) -> Result<bool, String> {
     let items = clause.as_array().ok_or("Illegal operator")?;
     let head = items
@@ -1580,21 +1603,7 @@ fn account_get(s: &State, entity: &str, params: &Value) -> Result<Value, Failed>
                     _ => return None,
                 })
             };
-            if where_
-                .iter()
-                .map(|c| matches(&get, c))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| (500, e))?
-                .iter()
-                .all(|b| *b)
-            {
-                values.push(Value::Object(
-                    select
-                        .iter()
-                        .filter_map(|f| Some((f.clone(), get(f)?)))
-                        .collect(),
-                ));
-            }
+            values.extend(selected_if_matching(&where_, &select, &get)?);
         }
         return Ok(result(entity, "get", values, None));
     }
@@ -1627,21 +1636,7 @@ fn account_get(s: &State, entity: &str, params: &Value) -> Result<Value, Failed>
             continue;
         }
         let get = |f: &str| uf_fields(s, u, f);
-        if where_
-            .iter()
-            .map(|c| matches(&get, c))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| (500, e))?
-            .iter()
-            .all(|b| *b)
-        {
-            values.push(Value::Object(
-                select
-                    .iter()
-                    .filter_map(|f| Some((f.clone(), get(f)?)))
-                    .collect(),
-            ));
-        }
+        values.extend(selected_if_matching(&where_, &select, &get)?);
     }
     Ok(result(entity, "get", values, None))
 }
