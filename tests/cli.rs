@@ -644,15 +644,13 @@ fn a_closed_pipe_ends_read_only_commands_quietly_but_not_rotate() {
     let env = Env::new();
     let store = env.sample_store();
     let run_into_closed_pipe = |args: &[&str]| {
-        let mut child = binary::civikey(env.dir.path())
+        // The reader is gone before civikey writes, as `| head` is after its lines.
+        binary::civikey(env.dir.path())
             .args(args)
-            .stdout(Stdio::piped())
+            .stdout(closed_pipe())
             .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // The reader goes away before civikey writes, as `| head` does after its lines.
-        drop(child.stdout.take());
-        child.wait_with_output().unwrap()
+            .output()
+            .unwrap()
     };
     // A journal record, so that audit has a line to write.
     let out = env.run(&["rotate", "102", "--yes", "--store", &store]);
@@ -684,6 +682,15 @@ fn a_closed_pipe_ends_read_only_commands_quietly_but_not_rotate() {
     assert_eq!(out.status.signal(), None, "{:?}", out.status);
     assert_ne!(out.status.code(), Some(0));
     assert!(!stderr(&out).is_empty());
+}
+
+/// The write end of a pipe whose read end is already closed. Closing the read end after
+/// spawning would race a fast command, which can finish its write into the pipe's buffer
+/// first and exit 0.
+fn closed_pipe() -> std::process::Stdio {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    writer.into()
 }
 
 /// Runs civikey with its stdout on a pseudo-terminal and returns what it printed there.
@@ -804,10 +811,8 @@ fn a_key_that_cannot_be_delivered_is_taken_back() {
                 .output()
                 .unwrap()
         } else {
-            let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
-            // The reader goes away before civikey writes: like `| true`.
-            drop(child.stdout.take());
-            child.wait_with_output().unwrap()
+            // The reader is gone before civikey writes: like `| true`.
+            cmd.stdout(closed_pipe()).output().unwrap()
         };
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{into} {args:?}: {err}");
