@@ -1021,3 +1021,95 @@ fn folding_matches_as_civicrm_collation_does() {
     }
     assert_eq!(differences, Vec::<String>::new());
 }
+
+/// The REST store orders a keystroke page itself where `rest::site_order` is sure of the
+/// order CiviCRM's collation gives: each pair of these sort names it is sure of must
+/// compare as MariaDB's `utf8mb4_unicode_ci` compares them, and it must be sure of the
+/// plain ones (letters, digits, spaces, commas against letters).
+#[test]
+fn the_rest_stores_sure_orders_are_the_collations() {
+    use std::cmp::Ordering as Cmp;
+    let Some(f) = fixture() else { return };
+    let mut conn = f.admin();
+    let names = [
+        "Smith, John",
+        "Smith, john",
+        "SMITH, JOHN",
+        "Smith",
+        "Smith ",
+        "Smith-Jones, Ann",
+        "Smith Jones, Ann",
+        "Smith.Jones, Ann",
+        "Smith's, Bo",
+        "Smithe, Al",
+        "Smith2, Al",
+        "Smith10, Al",
+        "Smith_, Al",
+        "Smith~, Al",
+        "Smith:, Al",
+        "Smith[, Al",
+        "Smith{, Al",
+        "Smith@, Al",
+        "Smíth, Al",
+        "Smith\u{AD}, Al",
+        "Smith\t, Al",
+        "O'Brien, Pat",
+        "Obrien, Pat",
+        "O Brien, Pat",
+        "Chen, Jing",
+        "Chen Jing",
+        "Chen, Jingyi",
+        "Müller, Hans",
+        "Muller, Hans",
+        "Zhang, Wei",
+        "",
+        "123 Holdings",
+        "Acme Inc.",
+        "Acme, Inc",
+    ];
+    let mut differences = Vec::new();
+    let mut sure = 0;
+    for a in names {
+        for b in names {
+            let Some(ours) = civikey::store::rest::site_order(a, b) else {
+                continue;
+            };
+            sure += 1;
+            let mysql: i64 = conn
+                .exec_first(
+                    "SELECT STRCMP(CONVERT(? USING utf8mb4) COLLATE utf8mb4_unicode_ci,
+                                   CONVERT(? USING utf8mb4) COLLATE utf8mb4_unicode_ci)",
+                    (a, b),
+                )
+                .unwrap()
+                .unwrap();
+            let theirs = mysql.cmp(&0);
+            if ours != theirs {
+                differences.push(format!(
+                    "{a:?} / {b:?}: MariaDB {theirs:?}, civikey {ours:?}"
+                ));
+            }
+        }
+    }
+    assert_eq!(differences, Vec::<String>::new());
+    // Sure of the plain cases: not a comparator that gives up everywhere.
+    let plain = [
+        ("Smith, John", "Smithe, Al", Cmp::Less),
+        ("SMITH, JOHN", "Smith, john", Cmp::Equal),
+        ("Smith Jones, Ann", "Smith, John", Cmp::Less),
+        ("Smith2, Al", "Smith, John", Cmp::Greater),
+        ("Chen, Jing", "Chen, Jingyi", Cmp::Less),
+        ("123 Holdings", "Acme Inc.", Cmp::Less),
+    ];
+    for (a, b, want) in plain {
+        assert_eq!(
+            civikey::store::rest::site_order(a, b),
+            Some(want),
+            "{a:?} / {b:?}"
+        );
+    }
+    assert!(
+        sure > names.len() * names.len() / 2,
+        "sure of only {sure} pairs"
+    );
+}

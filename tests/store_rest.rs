@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use civikey::key::{ApiKey, SeededKeySource};
 use civikey::rotation::{self, Expectation, NewKey};
+use civikey::seed::SeedContact;
 use civikey::store::rest::RestStore;
 use civikey::store::spec::{RestOptions, Secret, StoreSpec};
-use civikey::store::{ContactStore, Query, StoreError};
+use civikey::store::{CmsLink, ContactStore, Cursor, Query, StoreError};
 
 use fake_civicrm::{FakeCivi, Mode, ADMIN_KEY, SITE_KEY};
 
@@ -840,13 +841,141 @@ fn a_sorted_first_name_branch_pages_through_a_shared_sort_name() {
         requests.push(now - before);
         before = now;
     });
-    // The branches, then the page with its links; a third request only for the links of
-    // contacts that came from a last sort name alone.
-    assert!(requests.iter().all(|&n| n == 2 || n == 3), "{requests:?}");
-    assert!(requests.contains(&2), "{requests:?}");
-    // A one-letter keystroke (no sorted branch): two requests.
+    // The branches with their rows and links, in one request; where the page reaches a
+    // sorted branch's last sort name, the page ordered by the site (a second), and a third
+    // for the links of contacts that came from that sort name alone.
+    assert!(requests.iter().all(|&n| n == 1 || n == 3), "{requests:?}");
+    assert!(
+        requests.contains(&1) && requests.contains(&3),
+        "{requests:?}"
+    );
+    // A one-letter keystroke (no sorted branch): one request.
     let before = server.state().requests.len();
     let page = s.search(&Query::new("z", 50)).unwrap();
     assert_eq!(page.contacts.len(), 13);
+    assert_eq!(server.state().requests.len() - before, 1);
+}
+
+fn person(id: i64, sort_name: &str, first: &str, uf_id: Option<i64>) -> SeedContact {
+    SeedContact {
+        id: Some(id),
+        contact_type: "Individual".into(),
+        display_name: format!("{first} {id}"),
+        sort_name: sort_name.into(),
+        first_name: Some(first.into()),
+        last_name: sort_name.split(',').next().map(String::from),
+        email: Some(format!("p{id}@example.org")),
+        uf_id,
+        ..SeedContact::default()
+    }
+}
+
+/// Ids and CMS links of every page of a name search, paged by `by`, and the requests each
+/// page took.
+fn pages(
+    s: &mut RestStore,
+    server: &FakeCivi,
+    text: &str,
+    by: usize,
+) -> (Vec<(u64, CmsLink)>, Vec<usize>) {
+    let (mut seen, mut requests) = (Vec::new(), Vec::new());
+    let mut query = Query::new(text, by);
+    loop {
+        let before = server.state().requests.len();
+        let page = s.search(&query).unwrap();
+        requests.push(server.state().requests.len() - before);
+        seen.extend(page.contacts.iter().map(|c| (c.id, c.cms)));
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => return (seen, requests),
+        }
+    }
+}
+
+/// Where two names first differ in punctuation, or outside ASCII, only the site's
+/// collation knows their order: the page is then ordered by the site (a second request),
+/// and paging still gives every contact once in the site's order. Names that differ in
+/// ASCII letters, digits or a space against a letter are ordered here, in one request.
+#[test]
+fn a_page_whose_order_only_the_collation_knows_is_ordered_by_the_site() {
+    let server = FakeCivi::start(vec![
+        person(1, "Ann-Marie, Zoe", "Zoe", None),
+        person(2, "Ann.Marie, Yves", "Yves", Some(7)),
+        person(3, "Annéa, Xavier", "Xavier", None),
+        person(4, "Annea, Will", "Will", None),
+        person(5, "Ann Lee, Vera", "Vera", None),
+        person(6, "Zed, Anna", "Anna", Some(8)),
+        person(7, "Ann2, Tom", "Tom", None),
+        person(8, "ANN, Sue", "Sue", None),
+    ]);
+    let mut s = connect(&server);
+    let all: Vec<u64> = {
+        let page = s.search(&Query::new("ann", 50)).unwrap();
+        page.contacts.iter().map(|c| c.id).collect()
+    };
+    // The fake's collation: space, punctuation, digits, letters; accents and case folded.
+    assert_eq!(all, vec![5, 8, 1, 2, 7, 4, 3, 6]);
+    for by in [1, 2, 3, 8] {
+        let (seen, requests) = pages(&mut s, &server, "ann", by);
+        let ids: Vec<u64> = seen.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, all, "paged by {by}");
+        let links: Vec<CmsLink> = seen.iter().map(|(_, l)| *l).collect();
+        assert_eq!(links[3], CmsLink::Linked { uf_id: 7 }, "paged by {by}");
+        assert_eq!(links[7], CmsLink::Linked { uf_id: 8 }, "paged by {by}");
+        assert!(
+            links.iter().filter(|l| **l == CmsLink::None).count() == 6,
+            "{links:?}"
+        );
+        // "Ann-Marie" against "Ann.Marie", "Annea" against "Annéa": the site orders them.
+        assert!(requests.contains(&2), "paged by {by}: {requests:?}");
+        assert!(
+            requests.iter().all(|&n| n == 1 || n == 2),
+            "paged by {by}: {requests:?}"
+        );
+    }
+    // Letters, digits and spaces only: one request a page.
+    let (seen, requests) = pages(&mut s, &server, "zed", 1);
+    assert_eq!(seen, vec![(6, CmsLink::Linked { uf_id: 8 })]);
+    assert_eq!(requests, vec![1]);
+}
+
+/// More CMS users match a keystroke than one UFMatch call returns: the page's links then
+/// come from a call on its own ids, and are still right.
+#[test]
+fn a_keystroke_matching_more_users_than_one_links_call_still_gets_each_link() {
+    let seeds: Vec<SeedContact> = (1..=520)
+        .map(|id| person(id, &format!("Berg, Bo{id:04}"), "Bo", Some(10_000 + id)))
+        .chain([person(600, "Berg, Zu", "Zu", None)])
+        .collect();
+    let server = FakeCivi::start(seeds);
+    let mut s = connect(&server);
+    let before = server.state().requests.len();
+    let page = s.search(&Query::new("berg", 50)).unwrap();
     assert_eq!(server.state().requests.len() - before, 2);
+    assert_eq!(page.contacts.len(), 50);
+    for c in &page.contacts {
+        assert_eq!(
+            c.cms,
+            CmsLink::Linked {
+                uf_id: 10_000 + c.id
+            },
+            "{}",
+            c.id
+        );
+    }
+    // The last page: one contact with a user, one without.
+    let mut query = Query::new("berg", 50);
+    query.after = Some(Cursor::After {
+        sort_name: "Berg, Bo0519".into(),
+        id: 519,
+    });
+    let page = s.search(&query).unwrap();
+    let got: Vec<(u64, CmsLink)> = page.contacts.iter().map(|c| (c.id, c.cms)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (520, CmsLink::Linked { uf_id: 10_520 }),
+            (600, CmsLink::None)
+        ]
+    );
 }

@@ -8,6 +8,7 @@
 //! `edit api keys`, CiviCRM silently drops `api_key` from select AND where, so a filter on
 //! a key would match every contact. Any answer missing `api_key` is therefore refused.
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::fmt;
 use std::io::Read;
@@ -338,12 +339,18 @@ impl RestStore {
     }
 
     /// A keystroke name search, one index range per call: each prefix of
-    /// [`name_branches`] as its own Contact.get (ids only, one page past the cursor in list
-    /// order), all in one multi-call request, then the page itself from their ids (the
-    /// site's order) and its CMS links. One OR of all the prefixes
+    /// [`name_branches`] as its own Contact.get (the page's fields, one page past the
+    /// cursor in list order) and the CMS links of that branch's contacts (UFMatch.get on
+    /// the same conditions), all in **one** multi-call request. One OR of all the prefixes
     /// would make MariaDB walk the sort-name index from the start testing every row (2-3 s
     /// at 1M for `smith`). Keyset paging on (sort_name, id): a page is the first rows
     /// after the cursor of the union of the branches' first rows, so none is lost.
+    ///
+    /// The union is ordered here ([`site_order`]) when the site's order of the rows that
+    /// decide the page is certain without its collation, which is the usual case; when it
+    /// is not (punctuation or letters outside ASCII where two names first differ, a
+    /// sorted branch's last sort name reached, more CMS links than one call returns), a
+    /// second request lets the site order the page ([`Self::page_by_site`]).
     fn search_by_prefixes(
         &self,
         text: &str,
@@ -376,70 +383,133 @@ impl RestStore {
         // or more is read sorted on its own index range (see [`ORDER_SORTED`]).
         let sorted = (text.chars().count() >= super::SORTED_FIRST_NAME_CHARS).then_some(1);
         // Twice a page of it: the page then seldom reaches its last sort name, whose
-        // contacts come with the page (their CMS links would take one more request).
+        // contacts need the site's own ordering of the page.
         let sorted_fetch = 2 * fetch;
         let mut calls = Zeroizing::new(String::from("{"));
         for (i, branch) in branches.iter().enumerate() {
             let mut where_ = vec![branch.clone()];
             where_.extend(common.iter().cloned());
-            let (select, order, rows) = if sorted == Some(i) {
-                (json!(["id", "sort_name"]), ORDER_SORTED, sorted_fetch)
+            let (order, rows) = if sorted == Some(i) {
+                (ORDER_SORTED, sorted_fetch)
             } else {
-                (json!(["id"]), ORDER_CONTACTS, fetch)
+                (ORDER_CONTACTS, fetch)
             };
-            let params = json!({"select": select, "where": where_, "limit": rows});
+            let params = json!({"select": CONTACT_FIELDS, "where": where_, "limit": rows});
             let params = params_json(&params, Some(order))?;
+            let links = branch_links_params(&where_);
             if i > 0 {
                 calls.push(',');
             }
             calls.push_str(&format!(
-                "\"b{i}\":[\"Contact\",\"get\",{}]",
+                "\"b{i}\":[\"Contact\",\"get\",{}],\"u{i}\":[\"UFMatch\",\"get\",{links}]",
                 params.as_str()
             ));
         }
         calls.push('}');
         let url = self.multi_url();
         let reply = self.post(&url, &form_field("calls", &calls), Call::Read, &[])?;
-        let mut ids = std::collections::BTreeSet::new();
-        // Where clauses of contacts to read as well: the last sort name of a sorted branch.
+        let mut found: Vec<Found> = Vec::new();
+        let mut by_id: HashMap<ContactId, usize> = HashMap::new();
+        // Where clauses of contacts the union may lack: the last sort name of a sorted
+        // branch, whose lowest ids may not have come.
         let mut boundaries = Vec::new();
+        let mut boundary_names: Vec<Option<String>> = Vec::new();
+        // Per branch: its CMS links, when they are all there.
+        let mut branch_links: Vec<Option<HashMap<ContactId, CmsLink>>> = Vec::new();
         for (i, branch) in branches.iter().enumerate() {
-            let part = search_part(&reply, &format!("b{i}"))?;
-            let values = part
-                .get("values")
-                .and_then(Value::as_array)
-                .ok_or_else(|| {
-                    StoreError::bad_data(format!("the site's call b{i} answered without values"))
-                })?;
-            let mut rows = values
+            let part = Reply(search_part(&reply, &format!("b{i}"))?.clone());
+            part.refuse_trap()?;
+            let mut rows = part
+                .records()?
                 .iter()
                 .map(|record| {
-                    let (record, id) = record_id(record)?;
-                    Ok((id, record.get("sort_name").and_then(Value::as_str)))
+                    let contact = record_to_contact(record)?;
+                    let sort_name = record
+                        .get("sort_name")
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
+                    Ok((contact, sort_name))
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
             if sorted == Some(i) && rows.len() == sorted_fetch {
                 // Sorted by sort name, then id DESCENDING: every contact of the branch
                 // before the last row's sort name is here, but of that sort name maybe not
-                // the lowest ids. Its contacts (as many as the page needs) are read with
-                // the page instead: the branch AND that sort name, an equality on the
-                // sort-name index. (Rows spelt the same as the last are dropped here; the
-                // page reads them all again.)
-                let last = rows.last().and_then(|r| r.1);
+                // the lowest ids. Rows spelt as the last are dropped; the page must end
+                // before that name, or the site reads the branch AND that sort name (an
+                // equality on the sort-name index) with the page.
+                let last = rows.last().and_then(|r| r.1.clone());
                 while rows.last().is_some_and(|r| r.1 == last) {
                     rows.pop();
                 }
-                let name = match last {
+                let name = match &last {
                     Some(name) => json!(["sort_name", "=", name]),
                     None => json!(["sort_name", "IS NULL"]),
                 };
                 boundaries.push(json!(["AND", [branch, name]]));
+                boundary_names.push(last);
             }
-            ids.extend(rows.into_iter().map(|r| r.0));
+            branch_links.push(
+                match reply.0.get(format!("u{i}")) {
+                    Some(part) if part.get("error_message").is_some() => {
+                        // A site that does not let the admin read UFMatch: unknown for each.
+                        let unknown = rows.iter().map(|(c, _)| (c.id, CmsLink::Unknown));
+                        Some(Ok(unknown.collect()))
+                    }
+                    Some(part) => {
+                        let part = Reply(part.clone());
+                        let records = part.records()?;
+                        // A full call may have left links out.
+                        (records.len() < BRANCH_LINKS).then(|| {
+                            let ids: Vec<ContactId> = rows.iter().map(|(c, _)| c.id).collect();
+                            links_of(&ids, &part)
+                        })
+                    }
+                    None => {
+                        return Err(StoreError::bad_data(format!(
+                            "the site's multi-call answer has no call u{i}"
+                        )))
+                    }
+                }
+                .transpose()?,
+            );
+            for (contact, sort_name) in rows {
+                match by_id.get(&contact.id) {
+                    Some(&at) => found[at].branches.push(i),
+                    None => {
+                        by_id.insert(contact.id, found.len());
+                        found.push(Found {
+                            contact,
+                            sort_name,
+                            branches: vec![i],
+                        });
+                    }
+                }
+            }
         }
-        if ids.is_empty() && boundaries.is_empty() {
+        if found.is_empty() && boundaries.is_empty() {
             return Ok(Page::default());
         }
+        if let Some(page) = page_here(found.clone(), &boundary_names, &branch_links, limit) {
+            return Ok(page);
+        }
+        let ids: Vec<ContactId> = found.iter().map(|f| f.contact.id).collect();
+        self.page_by_site(ids, boundaries, common, limit)
+    }
+
+    /// The page of a keystroke search ordered by the site: one Contact.get of the
+    /// branches' ids (and of `boundaries`, the sorted branches' last sort names) in the
+    /// site's order, and the CMS links of those ids, in one multi-call request; a third
+    /// only for the links of contacts that came from a boundary alone.
+    fn page_by_site(
+        &self,
+        ids: Vec<ContactId>,
+        mut boundaries: Vec<Value>,
+        common: Vec<Value>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let fetch = limit + 1;
+        let mut ids = ids;
+        ids.sort_unstable();
         let by_id = json!(["id", "IN", ids]);
         let mut where_ = if boundaries.is_empty() {
             vec![by_id]
@@ -456,7 +526,6 @@ impl RestStore {
             "where": where_,
             "limit": fetch,
         });
-        let ids: Vec<ContactId> = ids.into_iter().collect();
         let mut calls = Zeroizing::new(format!(
             "{{\"page\":[\"Contact\",\"get\",{}]",
             params_json(&page_params, Some(ORDER_CONTACTS))?.as_str()
@@ -469,6 +538,7 @@ impl RestStore {
             ));
         }
         calls.push('}');
+        let url = self.multi_url();
         let reply = self.post(&url, &form_field("calls", &calls), Call::Read, &[])?;
         let page_reply = Reply(search_part(&reply, "page")?.clone());
         page_reply.refuse_trap()?;
@@ -1228,6 +1298,164 @@ fn links_params(ids: &[ContactId]) -> Value {
         "select": ["contact_id", "uf_id"],
         "where": [["contact_id", "IN", ids], ["domain_id", "=", "current_domain"]],
     })
+}
+
+/// The most CMS links a keystroke branch's UFMatch.get returns: a full answer may have
+/// left some out, and the page's links then come from the site's ordering request.
+const BRANCH_LINKS: usize = 500;
+
+/// UFMatch.get params for the CMS links of a keystroke branch's contacts: the branch's own
+/// conditions on the linked contact (`contact_id.sort_name LIKE ...`, an implicit join of
+/// the user table, which is small, to the contacts), on the current domain.
+fn branch_links_params(where_: &[Value]) -> Value {
+    let mut on_contact: Vec<Value> = where_.iter().map(of_linked_contact).collect();
+    on_contact.push(json!(["domain_id", "=", "current_domain"]));
+    json!({
+        "select": ["contact_id", "uf_id"],
+        "where": on_contact,
+        "limit": BRANCH_LINKS,
+    })
+}
+
+/// A Contact where clause as one on UFMatch's linked contact: each field `f` becomes
+/// `contact_id.f`.
+fn of_linked_contact(clause: &Value) -> Value {
+    match clause.as_array().map(Vec::as_slice) {
+        Some([Value::String(op), Value::Array(parts)]) if op == "OR" || op == "AND" => {
+            json!([op, parts.iter().map(of_linked_contact).collect::<Vec<_>>()])
+        }
+        Some([Value::String(field), rest @ ..]) => {
+            let mut out = vec![json!(format!("contact_id.{field}"))];
+            out.extend(rest.iter().cloned());
+            Value::Array(out)
+        }
+        _ => clause.clone(),
+    }
+}
+
+/// A contact a keystroke search's branches found, with its sort name as the site compares
+/// it and the branches it came from.
+#[derive(Clone)]
+struct Found {
+    contact: Contact,
+    sort_name: Option<String>,
+    branches: Vec<usize>,
+}
+
+/// The page from the branches' rows, ordered here, when that is certainly the site's page:
+/// the rows that decide it ordered by [`site_order`] without doubt, the page ending before
+/// every sorted branch's last sort name (`boundaries`: its contacts may not all have
+/// come), and each contact's CMS link known from a complete UFMatch answer of one of its
+/// branches (`links`). None when the site must order the page.
+fn page_here(
+    mut found: Vec<Found>,
+    boundaries: &[Option<String>],
+    links: &[Option<HashMap<ContactId, CmsLink>>],
+    limit: usize,
+) -> Option<Page> {
+    let key = |f: &Found| (f.sort_name.clone(), f.contact.id);
+    let order = |a: &Found, b: &Found| -> Option<Ordering> {
+        let by_name = match (&a.sort_name, &b.sort_name) {
+            (None, None) => Some(Ordering::Equal),
+            (None, Some(_)) => Some(Ordering::Less),
+            (Some(_), None) => Some(Ordering::Greater),
+            (Some(x), Some(y)) => site_order(x, y),
+        };
+        by_name.map(|o| o.then(a.contact.id.cmp(&b.contact.id)))
+    };
+    // A total order for the sort (doubtful pairs by code point); the checks below say
+    // whether the rows that matter were ordered without doubt.
+    found.sort_by(|a, b| order(a, b).unwrap_or_else(|| key(a).cmp(&key(b))));
+    let more = found.len() > limit;
+    let shown = found.len().min(limit);
+    // Each shown row before the next, and the last shown before every row not shown.
+    for pair in found[..(shown + 1).min(found.len())].windows(2) {
+        if order(&pair[0], &pair[1]) != Some(Ordering::Less) {
+            return None;
+        }
+    }
+    if let Some(last) = shown.checked_sub(1).map(|i| &found[i]) {
+        for later in &found[shown..] {
+            if order(last, later) != Some(Ordering::Less) {
+                return None;
+            }
+        }
+        for boundary in boundaries {
+            let before = match (&last.sort_name, boundary) {
+                (_, None) => None,
+                (None, Some(_)) => Some(Ordering::Less),
+                (Some(x), Some(y)) => site_order(x, y),
+            };
+            if before != Some(Ordering::Less) {
+                return None;
+            }
+        }
+    } else if !boundaries.is_empty() {
+        return None;
+    }
+    // Without a next page the branches must have ended: a sorted branch that reached its
+    // last sort name has more after it.
+    if !more && !boundaries.is_empty() {
+        return None;
+    }
+    found.truncate(shown);
+    let next = match found.last() {
+        Some(last) if more => Some(Cursor::After {
+            sort_name: last.sort_name.clone().unwrap_or_default(),
+            id: last.contact.id,
+        }),
+        _ => None,
+    };
+    let mut contacts = Vec::with_capacity(found.len());
+    for f in found {
+        let link = f
+            .branches
+            .iter()
+            .find_map(|&b| links.get(b).and_then(Option::as_ref))
+            .map(|known| known.get(&f.contact.id).copied().unwrap_or(CmsLink::None))?;
+        contacts.push(Contact {
+            cms: link,
+            ..f.contact
+        });
+    }
+    Some(Page { contacts, next })
+}
+
+/// How MariaDB's `utf8mb4_unicode_ci` (CiviCRM's usual collation: case and accents
+/// ignored, trailing spaces ignored) orders two sort names, where that is certain without
+/// its weight tables: the same characters, ASCII letters in any case, then at the first
+/// difference two ASCII characters of different kinds (space, then punctuation, then
+/// digits, then letters) or two digits or two letters. None where only the collation can
+/// tell (punctuation against punctuation, anything outside ASCII, control characters).
+pub fn site_order(a: &str, b: &str) -> Option<Ordering> {
+    // Space, punctuation and symbols, digits, letters: the collation's order of kinds.
+    fn kind(c: char) -> Option<u8> {
+        match c {
+            ' ' => Some(0),
+            '!'..='/' | ':'..='@' | '['..='`' | '{'..='~' => Some(1),
+            '0'..='9' => Some(2),
+            'a'..='z' | 'A'..='Z' => Some(3),
+            _ => None,
+        }
+    }
+    let (mut x, mut y) = (a.chars(), b.chars());
+    loop {
+        match (x.next(), y.next()) {
+            (None, None) => return Some(Ordering::Equal),
+            // The shorter is padded with spaces: before a digit or a letter.
+            (Some(c), None) => return (kind(c)? >= 2).then_some(Ordering::Greater),
+            (None, Some(d)) => return (kind(d)? >= 2).then_some(Ordering::Less),
+            (Some(c), Some(d)) if c == d || (c.is_ascii() && c.eq_ignore_ascii_case(&d)) => {}
+            (Some(c), Some(d)) => {
+                let (k, l) = (kind(c)?, kind(d)?);
+                return match k.cmp(&l) {
+                    Ordering::Equal if k == 1 => None,
+                    Ordering::Equal => Some(c.to_ascii_lowercase().cmp(&d.to_ascii_lowercase())),
+                    other => Some(other),
+                };
+            }
+        }
+    }
 }
 
 /// The links a UFMatch.get answered for `ids`: linked, or none.

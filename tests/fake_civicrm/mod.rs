@@ -978,9 +978,28 @@ fn equal(a: &Value, b: &Value) -> bool {
 fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
-        (Value::String(x), Value::String(y)) => Some(x.to_lowercase().cmp(&y.to_lowercase())),
+        (Value::String(x), Value::String(y)) => Some(collation_key(x).cmp(&collation_key(y))),
         _ => None,
     }
+}
+
+/// A text's place in MariaDB's `utf8mb4_unicode_ci` order, near enough for the fake: case
+/// and accents folded, trailing spaces ignored, then space before punctuation and symbols,
+/// before digits, before letters, before the rest (each kind by code point).
+fn collation_key(text: &str) -> String {
+    civikey::store::fold::fold(text.trim_end_matches(' '))
+        .chars()
+        .map(|c| {
+            let kind = match c {
+                ' ' => 'a',
+                '!'..='/' | ':'..='@' | '['..='`' | '{'..='~' => 'b',
+                '0'..='9' => 'c',
+                'a'..='z' => 'd',
+                _ => 'e',
+            };
+            format!("{kind}{c}")
+        })
+        .collect()
 }
 
 /// LIKE with `%`, `_` and `\` escapes, case- and accent-insensitive (as utf8mb4 `_ci`).
@@ -1216,6 +1235,11 @@ fn uf_fields(s: &State, u: &FakeUser, field: &str) -> Option<Value> {
         "is_active" => json!(u.active),
         "language" | "when_last_accessed" => Value::Null,
         "roles" => json!(u.roles.iter().map(|r| r.to_string()).collect::<Vec<_>>()),
+        // UFMatch's implicit join to its contact (`contact_id.sort_name`).
+        other if other.starts_with("contact_id.") => {
+            let c = s.contacts.iter().find(|c| c.id == u.contact_id)?;
+            return value_of(&Row { c, uf: None }, &other["contact_id.".len()..], None);
+        }
         "roles:name" | "roles:label" => {
             let label = field.ends_with("label");
             json!(u
@@ -1405,7 +1429,7 @@ fn contact_get(s: &State, caller: &Caller, params: &Value, raw: &str) -> Result<
             Value::Null => (0, String::new(), 0),
             Value::Number(n) => (1, String::new(), n.as_u64().unwrap_or(0)),
             Value::Bool(b) => (1, String::new(), u64::from(b)),
-            Value::String(s) => (1, s.to_lowercase(), 0),
+            Value::String(s) => (1, collation_key(&s), 0),
             _ => (0, String::new(), 0),
         }
     };
@@ -1637,6 +1661,10 @@ fn account_get(s: &State, entity: &str, params: &Value) -> Result<Value, Failed>
         }
         let get = |f: &str| uf_fields(s, u, f);
         values.extend(selected_if_matching(&where_, &select, &get)?);
+    }
+    let limit = params.get("limit").and_then(Value::as_u64).unwrap_or(0) as usize;
+    if limit > 0 {
+        values.truncate(limit);
     }
     Ok(result(entity, "get", values, None))
 }

@@ -34,6 +34,8 @@ pub fn serve(options: &MysqlOptions, port: u16) -> Result<(), String> {
     let mut conn = civikey::store::mysql::open_connection(options).map_err(|e| e.to_string())?;
     let listener =
         TcpListener::bind(("127.0.0.1", port)).map_err(|e| format!("port {port}: {e}"))?;
+    // Port 0 takes a free one; the line names the port taken (tests read it).
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     eprintln!("civikey-bench: REST on MySQL listening on http://127.0.0.1:{port}");
     let request_ms: u64 = std::env::var(REQUEST_MS_VAR)
         .ok()
@@ -146,6 +148,7 @@ fn answer(conn: &mut mysql::Conn, path: &str, body: &str) -> Result<Value, Strin
     match path {
         "/civicrm/ajax/api4/Contact/get" => get(conn, &params),
         "/civicrm/ajax/api4/Contact/autocomplete" => autocomplete(conn, &params),
+        "/civicrm/ajax/api4/UFMatch/get" => uf_match_get(conn, &params),
         other => Err(format!("not served here: {other}")),
     }
 }
@@ -291,15 +294,25 @@ fn clause(
 /// page's CMS links): `SELECT contact_id, uf_id FROM civicrm_uf_match`, on its
 /// (contact_id, domain_id) index.
 fn uf_match_get(conn: &mut mysql::Conn, params: &Value) -> Result<Value, String> {
-    let ids: Vec<u64> = params
+    let where_ = params
         .get("where")
         .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
+        .cloned()
+        .unwrap_or_default();
+    let on_contact = |c: &Value| {
+        c.get(0)
+            .and_then(Value::as_str)
+            .is_some_and(|f| f.starts_with("contact_id.") || f == "OR" || f == "AND")
+    };
+    if where_.iter().any(on_contact) {
+        return uf_match_of_contacts(conn, params, &where_);
+    }
+    let ids: Vec<u64> = where_
+        .iter()
         .find(|c| c.get(0).and_then(Value::as_str) == Some("contact_id"))
         .and_then(|c| c.get(2))
         .and_then(Value::as_array)
-        .ok_or("UFMatch.get is served for contact_id IN [...] only")?
+        .ok_or("UFMatch.get is served for contact_id IN [...] or contact_id.FIELD only")?
         .iter()
         .map(|v| v.as_u64().ok_or("contact ids are numbers"))
         .collect::<Result<_, _>>()?;
@@ -320,6 +333,62 @@ fn uf_match_get(conn: &mut mysql::Conn, params: &Value) -> Result<Value, String>
             .map(|(contact_id, uf_id)| json!({"contact_id": contact_id, "uf_id": uf_id}))
             .collect();
     }
+    Ok(
+        json!({"entity": "UFMatch", "action": "get", "version": 4, "count": values.len(), "values": values}),
+    )
+}
+
+/// UFMatch.get on conditions of the linked contact (`contact_id.sort_name LIKE ...`, a
+/// keystroke branch's CMS links) on the current domain, as API v4's implicit join runs it:
+/// the user table joined to the contacts.
+fn uf_match_of_contacts(
+    conn: &mut mysql::Conn,
+    params: &Value,
+    where_: &[Value],
+) -> Result<Value, String> {
+    fn unprefixed(c: &Value) -> Value {
+        match c.as_array().map(Vec::as_slice) {
+            Some([Value::String(op), Value::Array(parts)]) if op == "OR" || op == "AND" => {
+                json!([op, parts.iter().map(unprefixed).collect::<Vec<_>>()])
+            }
+            Some([Value::String(field), rest @ ..]) => {
+                let mut out = vec![json!(field.strip_prefix("contact_id.").unwrap_or(field))];
+                out.extend(rest.iter().cloned());
+                Value::Array(out)
+            }
+            _ => c.clone(),
+        }
+    }
+    let mut tables = Tables::new(&json!({}))?;
+    let mut args = Vec::new();
+    let mut deleted_named = false;
+    let mut conditions = vec!["uf.domain_id = 1".to_string()];
+    for c in where_ {
+        if c.get(0).and_then(Value::as_str) == Some("domain_id") {
+            continue;
+        }
+        conditions.push(clause(
+            &unprefixed(c),
+            &mut tables,
+            &mut args,
+            &mut deleted_named,
+        )?);
+    }
+    let limit = params.get("limit").and_then(Value::as_u64).unwrap_or(0);
+    let mut sql = format!(
+        "SELECT uf.contact_id, uf.uf_id FROM civicrm_uf_match uf JOIN civicrm_contact a ON a.id = uf.contact_id WHERE {}",
+        conditions.join(" AND ")
+    );
+    if limit > 0 {
+        sql.push_str(&format!(" LIMIT {limit}"));
+    }
+    let rows: Vec<(u64, u64)> = conn
+        .exec(sql, Params::Positional(args))
+        .map_err(|e| e.to_string())?;
+    let values: Vec<Value> = rows
+        .into_iter()
+        .map(|(contact_id, uf_id)| json!({"contact_id": contact_id, "uf_id": uf_id}))
+        .collect();
     Ok(
         json!({"entity": "UFMatch", "action": "get", "version": 4, "count": values.len(), "values": values}),
     )
