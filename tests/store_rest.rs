@@ -979,3 +979,26 @@ fn a_keystroke_matching_more_users_than_one_links_call_still_gets_each_link() {
         ]
     );
 }
+
+/// A site whose UFMatch.get refuses the contact's fields (`contact_id.sort_name`): the
+/// links come from the site's ordering request, by ids, and are right.
+#[test]
+fn a_site_refusing_the_links_join_still_gives_each_link() {
+    let server = FakeCivi::start(vec![
+        person(1, "Berg, Al", "Al", Some(70)),
+        person(2, "Berg, Bo", "Bo", None),
+    ]);
+    server.state().uf_contact_join = false;
+    let mut s = connect(&server);
+    let before = server.state().requests.len();
+    let page = s.search(&Query::new("berg", 50)).unwrap();
+    assert_eq!(server.state().requests.len() - before, 2);
+    let got: Vec<(u64, CmsLink)> = page.contacts.iter().map(|c| (c.id, c.cms)).collect();
+    assert_eq!(got, vec![(1, CmsLink::Linked { uf_id: 70 }), (2, CmsLink::None)]);
+    server.state().uf_contact_join = true;
+    let before = server.state().requests.len();
+    let again = s.search(&Query::new("berg", 50)).unwrap();
+    assert_eq!(server.state().requests.len() - before, 1);
+    let same: Vec<(u64, CmsLink)> = again.contacts.iter().map(|c| (c.id, c.cms)).collect();
+    assert_eq!(same, got);
+}

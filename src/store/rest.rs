@@ -450,11 +450,15 @@ impl RestStore {
             }
             branch_links.push(
                 match reply.0.get(format!("u{i}")) {
-                    Some(part) if part.get("error_message").is_some() => {
+                    Some(part) if part.get("status").and_then(Value::as_u64) == Some(403) => {
                         // A site that does not let the admin read UFMatch: unknown for each.
                         let unknown = rows.iter().map(|(c, _)| (c.id, CmsLink::Unknown));
                         Some(Ok(unknown.collect()))
                     }
+                    // Any other refusal (a site whose UFMatch.get takes no `contact_id.*`
+                    // field, say): the links come from the site's ordering request, which
+                    // asks by ids.
+                    Some(part) if part.get("error_message").is_some() => None,
                     Some(part) => {
                         let part = Reply(part.clone());
                         let records = part.records()?;

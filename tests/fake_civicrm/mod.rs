@@ -116,6 +116,9 @@ pub struct Seen {
 pub struct State {
     pub contacts: Vec<FakeContact>,
     pub users: Vec<FakeUser>,
+    /// Whether UFMatch.get takes its contact's fields (`contact_id.sort_name`); false: an
+    /// invalid field, as a site without that implicit join would say.
+    pub uf_contact_join: bool,
     pub roles: Vec<FakeRole>,
     /// The admin login ([`ADMIN_KEY`] as contact [`ADMIN_CONTACT`]); None on a site
     /// where the admin is an ordinary contact of the list.
@@ -297,6 +300,7 @@ impl State {
             require_site_key: true,
             requests: Vec::new(),
             updates_received: 0,
+            uf_contact_join: true,
             key_in_url: false,
             errors: 0,
         }
@@ -1236,7 +1240,7 @@ fn uf_fields(s: &State, u: &FakeUser, field: &str) -> Option<Value> {
         "language" | "when_last_accessed" => Value::Null,
         "roles" => json!(u.roles.iter().map(|r| r.to_string()).collect::<Vec<_>>()),
         // UFMatch's implicit join to its contact (`contact_id.sort_name`).
-        other if other.starts_with("contact_id.") => {
+        other if other.starts_with("contact_id.") && s.uf_contact_join => {
             let c = s.contacts.iter().find(|c| c.id == u.contact_id)?;
             return value_of(&Row { c, uf: None }, &other["contact_id.".len()..], None);
         }
