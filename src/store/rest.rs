@@ -396,28 +396,13 @@ impl RestStore {
             };
             let params = json!({"select": CONTACT_FIELDS, "where": where_, "limit": rows});
             let params = params_json(&params, Some(order))?;
-            // The sort-name branch's links in its own order and number: the linked
-            // contacts of its rows are the first linked ones in that order, so the answer
-            // holds them all, and MariaDB walks the same index range (3 ms for `c` at 1M
-            // with 108,000 users). The others' links unordered, without is_deleted (the
-            // first-name index then answers alone: `first_name LIKE 'car%'` 11 ms, against
-            // 27 ms reading each row for is_deleted, and 70 ms sorted): links of trashed
-            // contacts are more than the page needs, never fewer; at most BRANCH_LINKS.
-            // (`common` is is_deleted, then the cursor.)
-            let links = if i == 0 {
-                branch_links_params(&where_, Some((ORDER_LINKS, rows)))?
-            } else {
-                let mut on_links = vec![branch.clone()];
-                on_links.extend(common.iter().skip(1).cloned());
-                branch_links_params(&on_links, None)?
-            };
+            let links = branch_links_params(&where_);
             if i > 0 {
                 calls.push(',');
             }
             calls.push_str(&format!(
-                "\"b{i}\":[\"Contact\",\"get\",{}],\"u{i}\":[\"UFMatch\",\"get\",{}]",
-                params.as_str(),
-                links.as_str()
+                "\"b{i}\":[\"Contact\",\"get\",{}],\"u{i}\":[\"UFMatch\",\"get\",{links}]",
+                params.as_str()
             ));
         }
         calls.push('}');
@@ -477,8 +462,8 @@ impl RestStore {
                     Some(part) => {
                         let part = Reply(part.clone());
                         let records = part.records()?;
-                        // A full unordered call may have left links out.
-                        (i == 0 || records.len() < BRANCH_LINKS).then(|| {
+                        // A full call may have left links out.
+                        (records.len() < BRANCH_LINKS).then(|| {
                             let ids: Vec<ContactId> = rows.iter().map(|(c, _)| c.id).collect();
                             links_of(&ids, &part)
                         })
@@ -1325,25 +1310,16 @@ const BRANCH_LINKS: usize = 500;
 
 /// UFMatch.get params for the CMS links of a keystroke branch's contacts: the branch's own
 /// conditions on the linked contact (`contact_id.sort_name LIKE ...`, an implicit join of
-/// the user table, usually small, to the contacts), on the current domain; `ordered`:
-/// in that order (orderBy text) and that many, else at most [`BRANCH_LINKS`] in any order.
-fn branch_links_params(
-    where_: &[Value],
-    ordered: Option<(&str, usize)>,
-) -> Result<Zeroizing<String>, StoreError> {
+/// the user table, which is small, to the contacts), on the current domain.
+fn branch_links_params(where_: &[Value]) -> Value {
     let mut on_contact: Vec<Value> = where_.iter().map(of_linked_contact).collect();
     on_contact.push(json!(["domain_id", "=", "current_domain"]));
-    let limit = ordered.map_or(BRANCH_LINKS, |(_, rows)| rows);
-    let params = json!({
+    json!({
         "select": ["contact_id", "uf_id"],
         "where": on_contact,
-        "limit": limit,
-    });
-    params_json(&params, ordered.map(|(order, _)| order))
+        "limit": BRANCH_LINKS,
+    })
 }
-
-/// The sort-name branch's order ([`ORDER_CONTACTS`]) on UFMatch's linked contact.
-const ORDER_LINKS: &str = r#"{"contact_id.sort_name":"ASC","contact_id.id":"ASC"}"#;
 
 /// A Contact where clause as one on UFMatch's linked contact: each field `f` becomes
 /// `contact_id.f`.

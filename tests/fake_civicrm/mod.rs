@@ -798,7 +798,7 @@ fn answer(
         ("Contact", "delete") => contact_delete(s, &caller, &params),
         ("UFMatch" | "User" | "Role", "get") => {
             if caller.has("cms:administer users") {
-                account_get(s, entity, &params, raw.as_deref().unwrap_or("{}"))
+                account_get(s, entity, &params)
             } else {
                 Err((
                     403,
@@ -847,7 +847,7 @@ fn multi_call(s: &mut State, caller: &Caller, mode: &Mode, raw: &str) -> Answer 
             }
             ("UFMatch", "get") => {
                 if caller.has("cms:administer users") {
-                    account_get(s, entity, &params, &raw_params)
+                    account_get(s, entity, &params)
                 } else {
                     Err((
                         403,
@@ -1600,7 +1600,7 @@ fn contact_delete(s: &mut State, caller: &Caller, params: &Value) -> Result<Valu
 }
 
 /// UFMatch.get, User.get (the current domain's rows) and Role.get.
-fn account_get(s: &State, entity: &str, params: &Value, raw: &str) -> Result<Value, Failed> {
+fn account_get(s: &State, entity: &str, params: &Value) -> Result<Value, Failed> {
     let where_ = with_domains(s, &where_of(params));
     let select: Vec<String> = params
         .get("select")
@@ -1659,32 +1659,7 @@ fn account_get(s: &State, entity: &str, params: &Value, raw: &str) -> Result<Val
     } else {
         select
     };
-    let mut users: Vec<&FakeUser> = s.users.iter().collect();
-    if let Some(order) = order_by(raw) {
-        let key = |u: &FakeUser, field: &str| -> (u8, String, u64) {
-            match uf_fields(s, u, field).unwrap_or(Value::Null) {
-                Value::Null => (0, String::new(), 0),
-                Value::Number(n) => (1, String::new(), n.as_u64().unwrap_or(0)),
-                Value::String(t) => (1, collation_key(&t), 0),
-                _ => (0, String::new(), 0),
-            }
-        };
-        users.sort_by(|a, b| {
-            for (field, dir) in &order {
-                let ord = key(a, field).cmp(&key(b, field));
-                let ord = if dir.eq_ignore_ascii_case("DESC") {
-                    ord.reverse()
-                } else {
-                    ord
-                };
-                if ord.is_ne() {
-                    return ord;
-                }
-            }
-            std::cmp::Ordering::Equal
-        });
-    }
-    for u in users {
+    for u in &s.users {
         if entity == "User" && u.domain_id != s.current_domain {
             continue;
         }

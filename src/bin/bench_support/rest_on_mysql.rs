@@ -379,26 +379,6 @@ fn uf_match_of_contacts(
         "SELECT uf.contact_id, uf.uf_id FROM civicrm_uf_match uf JOIN civicrm_contact a ON a.id = uf.contact_id WHERE {}",
         conditions.join(" AND ")
     );
-    // The contact's sort_name then id, as a sort-name branch orders its links.
-    if let Some(keys) = params.get("orderBy").and_then(Value::as_object) {
-        let parts: Vec<String> = ["sort_name", "id"]
-            .into_iter()
-            .filter_map(|field| {
-                let direction = keys.get(&format!("contact_id.{field}"))?;
-                let direction = if direction == "DESC" { "DESC" } else { "ASC" };
-                Some(format!("a.{field} {direction}"))
-            })
-            .collect();
-        if parts.len() != keys.len() {
-            return Err(
-                "UFMatch.get orderBy is served for contact_id.sort_name and contact_id.id only"
-                    .into(),
-            );
-        }
-        if !parts.is_empty() {
-            sql.push_str(&format!(" ORDER BY {}", parts.join(", ")));
-        }
-    }
     if limit > 0 {
         sql.push_str(&format!(" LIMIT {limit}"));
     }
