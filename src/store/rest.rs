@@ -396,7 +396,15 @@ impl RestStore {
             };
             let params = json!({"select": CONTACT_FIELDS, "where": where_, "limit": rows});
             let params = params_json(&params, Some(order))?;
-            let links = branch_links_params(&where_);
+            // The links call without is_deleted, unordered: MariaDB then reads the
+            // branch's index range alone, or the user table when it is the smaller, and
+            // stops at the limit (1M contacts, 108,000 users: 3 to 30 ms; with is_deleted
+            // read from each row 27 to 66 ms; ordered by sort name, up to 350 ms, as the
+            // user table is read whole and sorted). Links of trashed contacts are more
+            // than the page needs, never fewer. (`common` is is_deleted, then the cursor.)
+            let mut on_links = vec![branch.clone()];
+            on_links.extend(common.iter().skip(1).cloned());
+            let links = branch_links_params(&on_links);
             if i > 0 {
                 calls.push(',');
             }

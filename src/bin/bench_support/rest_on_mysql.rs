@@ -28,6 +28,16 @@ use civikey::store::spec::MysqlOptions;
 /// `CIVIKEY_BENCH_REST_REQUEST_MS=N`: each request first waits N ms, CiviCRM's own cost
 /// per request (its bootstrap: about 60 ms on the recorded site, timings.md).
 pub const REQUEST_MS_VAR: &str = "CIVIKEY_BENCH_REST_REQUEST_MS";
+/// A file that gets one line per call of a multi-call: its name, its SQL time, its where.
+pub const LOG_VAR: &str = "CIVIKEY_BENCH_REST_LOG";
+
+fn log_call(path: &std::ffi::OsStr, name: &str, params: &Value, took: Duration) {
+    use std::io::Write as _;
+    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let where_ = params.get("where").map(Value::to_string).unwrap_or_default();
+        let _ = writeln!(file, "{name} {:.1} ms {where_}", took.as_secs_f64() * 1000.0);
+    }
+}
 
 /// Serves until the process is stopped, one connection at a time.
 pub fn serve(options: &MysqlOptions, port: u16) -> Result<(), String> {
@@ -120,8 +130,10 @@ fn answer(conn: &mut mysql::Conn, path: &str, body: &str) -> Result<Value, Strin
             .ok_or("no calls")?;
         let calls: Map<String, Value> = serde_json::from_str(&calls).map_err(|e| e.to_string())?;
         let mut out = Map::new();
+        let log = std::env::var_os(LOG_VAR);
         for (name, call) in calls {
             let params = call.get(2).cloned().unwrap_or_else(|| json!({}));
+            let started = std::time::Instant::now();
             let result = match (
                 call.get(0).and_then(Value::as_str),
                 call.get(1).and_then(Value::as_str),
@@ -130,6 +142,9 @@ fn answer(conn: &mut mysql::Conn, path: &str, body: &str) -> Result<Value, Strin
                 (Some("UFMatch"), Some("get")) => uf_match_get(conn, &params),
                 _ => Err("only Contact.get and UFMatch.get are served in a multi-call".into()),
             };
+            if let Some(log) = &log {
+                log_call(log, &name, &params, started.elapsed());
+            }
             out.insert(
                 name,
                 result.unwrap_or_else(
