@@ -842,13 +842,44 @@ fn a_sorted_first_name_branch_pages_through_a_shared_sort_name() {
         before = now;
     });
     // The branches with their rows and links, in one request; where the page reaches a
-    // sorted branch's last sort name, the page ordered by the site (a second), and a third
-    // for the links of contacts that came from that sort name alone.
-    assert!(requests.iter().all(|&n| n == 1 || n == 3), "{requests:?}");
+    // sorted branch's last sort name, the page ordered by the site (a second). The links
+    // of contacts that came from that sort name alone are in the branch's links call.
+    assert!(requests.iter().all(|&n| n == 1 || n == 2), "{requests:?}");
     assert!(
-        requests.contains(&1) && requests.contains(&3),
+        requests.contains(&1) && requests.contains(&2),
         "{requests:?}"
     );
+    // Users for some of the contacts that share the last sort name: paged by 4, each
+    // comes with its own link.
+    {
+        let mut state = server.state();
+        for (uf_id, contact_id) in [(900, 20), (901, 24), (902, 31)] {
+            state.users.push(fake_civicrm::FakeUser {
+                id: uf_id,
+                domain_id: 1,
+                contact_id,
+                username: format!("u{uf_id}"),
+                active: true,
+                roles: Vec::new(),
+            });
+        }
+    }
+    let (seen, requests) = pages(&mut s, &server, "carla", 4);
+    let linked: Vec<(u64, CmsLink)> = seen
+        .iter()
+        .copied()
+        .filter(|(_, link)| *link != CmsLink::None)
+        .collect();
+    assert_eq!(
+        linked,
+        vec![
+            (20, CmsLink::Linked { uf_id: 900 }),
+            (24, CmsLink::Linked { uf_id: 901 }),
+            (31, CmsLink::Linked { uf_id: 902 })
+        ],
+        "{seen:?}"
+    );
+    assert!(requests.contains(&2), "{requests:?}");
     // A one-letter keystroke (no sorted branch): one request.
     let before = server.state().requests.len();
     let page = s.search(&Query::new("z", 50)).unwrap();
@@ -994,7 +1025,10 @@ fn a_site_refusing_the_links_join_still_gives_each_link() {
     let page = s.search(&Query::new("berg", 50)).unwrap();
     assert_eq!(server.state().requests.len() - before, 2);
     let got: Vec<(u64, CmsLink)> = page.contacts.iter().map(|c| (c.id, c.cms)).collect();
-    assert_eq!(got, vec![(1, CmsLink::Linked { uf_id: 70 }), (2, CmsLink::None)]);
+    assert_eq!(
+        got,
+        vec![(1, CmsLink::Linked { uf_id: 70 }), (2, CmsLink::None)]
+    );
     server.state().uf_contact_join = true;
     let before = server.state().requests.len();
     let again = s.search(&Query::new("berg", 50)).unwrap();

@@ -404,7 +404,7 @@ impl RestStore {
             // than the page needs, never fewer. (`common` is is_deleted, then the cursor.)
             let mut on_links = vec![branch.clone()];
             on_links.extend(common.iter().skip(1).cloned());
-            let links = branch_links_params(&on_links);
+            let links = branch_links_params(&on_links, fetch);
             if i > 0 {
                 calls.push(',');
             }
@@ -424,6 +424,9 @@ impl RestStore {
         let mut boundary_names: Vec<Option<String>> = Vec::new();
         // Per branch: its CMS links, when they are all there.
         let mut branch_links: Vec<Option<HashMap<ContactId, CmsLink>>> = Vec::new();
+        // The sorted branch's links when they all came (the contacts of its last sort name
+        // included): the site's ordering request then needs no third for them.
+        let mut boundary_links: Option<HashMap<ContactId, CmsLink>> = None;
         for (i, branch) in branches.iter().enumerate() {
             let part = Reply(search_part(&reply, &format!("b{i}"))?.clone());
             part.refuse_trap()?;
@@ -470,11 +473,18 @@ impl RestStore {
                     Some(part) => {
                         let part = Reply(part.clone());
                         let records = part.records()?;
-                        // A full call may have left links out.
-                        (records.len() < BRANCH_LINKS).then(|| {
+                        // A full answer may have left links out.
+                        let complete = (records.len() < fetch).then(|| {
                             let ids: Vec<ContactId> = rows.iter().map(|(c, _)| c.id).collect();
                             links_of(&ids, &part)
-                        })
+                        });
+                        if let (Some(Ok(links)), false) = (&complete, boundaries.is_empty()) {
+                            if sorted == Some(i) {
+                                // Every link of the branch: its last sort name's too.
+                                boundary_links = Some(links.clone());
+                            }
+                        }
+                        complete
                     }
                     None => {
                         return Err(StoreError::bad_data(format!(
@@ -505,19 +515,21 @@ impl RestStore {
             return Ok(page);
         }
         let ids: Vec<ContactId> = found.iter().map(|f| f.contact.id).collect();
-        self.page_by_site(ids, boundaries, common, limit)
+        self.page_by_site(ids, boundaries, common, limit, boundary_links)
     }
 
     /// The page of a keystroke search ordered by the site: one Contact.get of the
     /// branches' ids (and of `boundaries`, the sorted branches' last sort names) in the
     /// site's order, and the CMS links of those ids, in one multi-call request; a third
-    /// only for the links of contacts that came from a boundary alone.
+    /// only for the links of contacts that came from a boundary alone, unless
+    /// `boundary_links` (the sorted branch's, all of them) has them.
     fn page_by_site(
         &self,
         ids: Vec<ContactId>,
         mut boundaries: Vec<Value>,
         common: Vec<Value>,
         limit: usize,
+        boundary_links: Option<HashMap<ContactId, CmsLink>>,
     ) -> Result<Page, StoreError> {
         let fetch = limit + 1;
         let mut ids = ids;
@@ -598,8 +610,14 @@ impl RestStore {
             .map(|c| c.id)
             .filter(|id| !links.contains_key(id))
             .collect();
-        if !missing.is_empty() {
-            links.extend(self.cms_links(&missing)?);
+        match boundary_links {
+            Some(known) => links.extend(
+                missing
+                    .iter()
+                    .map(|id| (*id, known.get(id).copied().unwrap_or(CmsLink::None))),
+            ),
+            None if !missing.is_empty() => links.extend(self.cms_links(&missing)?),
+            None => {}
         }
         for c in &mut contacts {
             c.cms = links.get(&c.id).copied().unwrap_or(CmsLink::Unknown);
@@ -1312,20 +1330,19 @@ fn links_params(ids: &[ContactId]) -> Value {
     })
 }
 
-/// The most CMS links a keystroke branch's UFMatch.get returns: a full answer may have
-/// left some out, and the page's links then come from the site's ordering request.
-const BRANCH_LINKS: usize = 500;
-
 /// UFMatch.get params for the CMS links of a keystroke branch's contacts: the branch's own
 /// conditions on the linked contact (`contact_id.sort_name LIKE ...`, an implicit join of
-/// the user table, which is small, to the contacts), on the current domain.
-fn branch_links_params(where_: &[Value]) -> Value {
+/// the user table to the contacts), on the current domain, at most `limit` (a page and
+/// one): MariaDB stops there, so the call stays cheap however many users match; an
+/// answer that full may have left links out, and the page's links then come from the
+/// site's ordering request.
+fn branch_links_params(where_: &[Value], limit: usize) -> Value {
     let mut on_contact: Vec<Value> = where_.iter().map(of_linked_contact).collect();
     on_contact.push(json!(["domain_id", "=", "current_domain"]));
     json!({
         "select": ["contact_id", "uf_id"],
         "where": on_contact,
-        "limit": BRANCH_LINKS,
+        "limit": limit,
     })
 }
 

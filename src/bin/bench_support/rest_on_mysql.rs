@@ -33,9 +33,20 @@ pub const LOG_VAR: &str = "CIVIKEY_BENCH_REST_LOG";
 
 fn log_call(path: &std::ffi::OsStr, name: &str, params: &Value, took: Duration) {
     use std::io::Write as _;
-    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-        let where_ = params.get("where").map(Value::to_string).unwrap_or_default();
-        let _ = writeln!(file, "{name} {:.1} ms {where_}", took.as_secs_f64() * 1000.0);
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let where_ = params
+            .get("where")
+            .map(Value::to_string)
+            .unwrap_or_default();
+        let _ = writeln!(
+            file,
+            "{name} {:.1} ms {where_}",
+            took.as_secs_f64() * 1000.0
+        );
     }
 }
 
