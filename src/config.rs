@@ -236,6 +236,7 @@ struct RawProfile {
     site_key_file: Option<Spanned<String>>,
     site_key_env: Option<Spanned<String>>,
     cv_binary: Option<Spanned<String>>,
+    cv_user: Option<Spanned<String>>,
     api_url: Option<Spanned<String>>,
     site_url: Option<Spanned<String>>,
 }
@@ -289,6 +290,7 @@ impl RawProfile {
             ("site_key_file", span(&self.site_key_file)),
             ("site_key_env", span(&self.site_key_env)),
             ("cv_binary", span(&self.cv_binary)),
+            ("cv_user", span(&self.cv_user)),
             ("api_url", span(&self.api_url)),
             ("site_url", span(&self.site_url)),
         ]
@@ -347,6 +349,7 @@ impl Kind {
             ],
             Kind::Cv => &[
                 "cv_binary",
+                "cv_user",
                 "timeout_seconds",
                 "site_url",
                 "site_key_file",
@@ -430,6 +433,8 @@ enum Target {
     Cv {
         site_path: PathBuf,
         cv_binary: PathBuf,
+        /// The CMS user cv acts as (`cv_user`), permission checks on; None: no login.
+        cv_user: Option<String>,
         timeout: Duration,
         login: Option<LoginTarget>,
     },
@@ -710,6 +715,7 @@ impl Config {
             Target::Cv {
                 site_path,
                 cv_binary,
+                cv_user,
                 timeout,
                 login,
             } => self.with_login(
@@ -719,6 +725,7 @@ impl Config {
                 StoreSpec::Cv(CvOptions {
                     site_path: site_path.clone(),
                     cv_binary: cv_binary.clone(),
+                    cv_user: cv_user.clone(),
                     timeout: *timeout,
                 }),
             )?,
@@ -1185,14 +1192,54 @@ fn check_profile(
                 }
                 Some(bin) => path_field("cv_binary", bin)?,
             };
+            let cv_user = match &raw.cv_user {
+                None => None,
+                Some(user) => Some(
+                    check_cv_user(user.get_ref())
+                        .map_err(|problem| {
+                            ConfigError::at(src, &user.span(), format!("{here}.cv_user: {problem}"))
+                        })?
+                        .to_string(),
+                ),
+            };
             Target::Cv {
                 site_path,
                 cv_binary,
+                cv_user,
                 timeout: timeout(DEFAULT_CV_TIMEOUT)?,
                 login: login()?,
             }
         }
     })
+}
+
+/// The longest `cv_user` taken: CMS user names are far shorter (WordPress and Drupal
+/// allow 60 characters); this only bounds a mistake.
+const MAX_CV_USER_CHARS: usize = 255;
+
+/// A `cv_user` as cv takes it (`--user=NAME`, `login {"user": NAME}`): any text a CMS user
+/// name may be, but not empty, not absurdly long, and without control characters (a
+/// user name holds none, and they would garble every message that names it).
+fn check_cv_user(name: &str) -> Result<&str, String> {
+    if name.is_empty() {
+        return Err(
+            "is empty; name the CMS user cv acts as, or leave cv_user out (cv then runs without permission checks)"
+                .to_string(),
+        );
+    }
+    let chars = name.chars().count();
+    if chars > MAX_CV_USER_CHARS {
+        return Err(format!(
+            "is {chars} characters long; expected a CMS user name of at most {MAX_CV_USER_CHARS}"
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!(
+            "\"{}\" holds control characters; expected a CMS user name",
+            SafeText::new(name)
+        ));
+    }
+    Ok(name)
 }
 
 fn check_env_name(name: &str) -> Result<(), String> {
@@ -1270,6 +1317,8 @@ fn bare_store(address: &str, read_only: bool) -> Result<StoreSpec, ConfigError> 
         Address::Cv(site_path) => Ok(StoreSpec::Cv(CvOptions {
             site_path,
             cv_binary: PathBuf::from("cv"),
+            // A user to act as needs a profile; a bare address keeps cv's own trust.
+            cv_user: None,
             timeout: Duration::from_secs(DEFAULT_CV_TIMEOUT),
         })),
     }

@@ -150,6 +150,12 @@ const FIELDS: &[(&str, &str, &str, bool)] = &[
         "\"/usr/local/bin/cv\"",
         false,
     ),
+    (
+        "cv_user",
+        "optional; the CMS user cv acts as, with CiviCRM's permission checks on: it needs 'edit api keys' (or 'administer CiviCRM') to read keys, 'edit all contacts' to change them, 'view all contacts' and 'access deleted contacts' to see every contact. Not set: no login and no permission checks (whoever may run cv may change every key)",
+        "\"civikey-admin\"",
+        false,
+    ),
 ];
 
 /// The commented config `civikey config init --kind KIND` writes; `data_dir` gives the

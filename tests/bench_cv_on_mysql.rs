@@ -108,6 +108,7 @@ impl StandIn {
         CvStore::new(&CvOptions {
             site_path: self.dir.path().join("site"),
             cv_binary: self.dir.path().join("cv"),
+            cv_user: None,
             timeout: Duration::from_secs(30),
         })
         .expect("cv store")

@@ -484,6 +484,7 @@ timeout_seconds = 45
     let home = std::env::var_os("HOME").unwrap();
     assert_eq!(cv.cv_binary, Path::new(&home).join("bin/cv"), "~ is HOME");
     assert_eq!(cv.timeout.as_secs(), 45);
+    assert_eq!(cv.cv_user, None, "no cv_user: no login, cv's own trust");
     assert_eq!(r.profile.as_deref(), Some("site"));
 
     let r = config.resolve(None, None, &data, false).unwrap();
@@ -505,6 +506,69 @@ timeout_seconds = 45
         config::default_store_path(&data),
         data.join("contacts.sqlite")
     );
+}
+
+/// `cv_user` reaches the cv store as written (spaces and all); a bare `cv:` address has
+/// none; any other kind refuses it, naming the kind it is for.
+#[test]
+fn cv_user_is_taken_for_cv_profiles_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = load_str(
+        dir.path(),
+        "[profiles.site]\nkind = \"cv\"\naddress = \"cv:/var/www/crm\"\ncv_user = \"Jo Admin-ü\"\n",
+    )
+    .unwrap();
+    let r = config
+        .resolve(None, Some("site"), dir.path(), false)
+        .unwrap();
+    let StoreSpec::Cv(cv) = &r.spec else {
+        panic!("{:?}", r.spec)
+    };
+    assert_eq!(cv.cv_user.as_deref(), Some("Jo Admin-ü"));
+    let StoreSpec::Cv(bare) =
+        config::resolve_without_config(Some("cv:/var/www/crm"), None, dir.path(), false)
+            .unwrap()
+            .spec
+    else {
+        panic!("not cv")
+    };
+    assert_eq!(bare.cv_user, None);
+
+    let longest = "u".repeat(255);
+    let config = load_str(
+        dir.path(),
+        &format!("[profiles.site]\nkind = \"cv\"\naddress = \"cv:/x\"\ncv_user = \"{longest}\"\n"),
+    )
+    .unwrap();
+    let r = config
+        .resolve(None, Some("site"), dir.path(), false)
+        .unwrap();
+    assert!(
+        matches!(&r.spec, StoreSpec::Cv(cv) if cv.cv_user.as_deref() == Some(longest.as_str()))
+    );
+
+    for (kind, address, secret, line) in [
+        ("sqlite", "sqlite:/tmp/c.sqlite", "", 4),
+        ("mysql", "mysql://civikey@localhost/civicrm", "", 4),
+        (
+            "civicrm-rest",
+            "https://crm.example.org",
+            "api_key_env = \"K\"\n",
+            5,
+        ),
+    ] {
+        let err = load_str(
+            dir.path(),
+            &format!("[profiles.p]\nkind = \"{kind}\"\naddress = \"{address}\"\n{secret}cv_user = \"admin\"\n"),
+        )
+        .unwrap_err();
+        let shown = err.to_string();
+        assert!(
+            shown.contains(&format!("profiles.p.cv_user: this field does not belong to a profile of kind {kind} (it is for cv)")),
+            "{shown}"
+        );
+        assert_eq!(err.line(), Some(line), "{shown}");
+    }
 }
 
 #[test]

@@ -7,7 +7,8 @@
 //! argv log: every call was `api4 Contact.get|update --in=json --out=json --cwd SITE` (or
 //! a `pipe --cwd SITE` session) and no key the test used (listed by the fake as it saw them
 //! on stdin) ever reached argv. By default the fake has no `pipe` (an older cv): those tests
-//! run the per-call fallback; `mod pipe` runs the contract through a pipe session.
+//! run the per-call fallback; `mod pipe` runs the contract through a pipe session, `mod
+//! cv_user` as a CMS user with CiviCRM's permission checks on, both ways.
 
 mod contract;
 
@@ -32,6 +33,8 @@ struct CvFixture {
     log: PathBuf,
     binary: PathBuf,
     timeout: Duration,
+    /// The profile's `cv_user`.
+    user: Option<String>,
 }
 
 impl contract::Fixture for CvFixture {
@@ -45,6 +48,7 @@ impl CvFixture {
         CvOptions {
             site_path: self.site.clone(),
             cv_binary: self.binary.clone(),
+            cv_user: self.user.clone(),
             timeout: self.timeout,
         }
     }
@@ -85,11 +89,17 @@ impl CvFixture {
         let mut calls = 0;
         for line in raw.lines() {
             calls += 1;
-            let argv: Vec<String> = serde_json::from_str(line).unwrap();
+            let mut argv: Vec<String> = serde_json::from_str(line).unwrap();
             if argv[0] == "pipe" {
-                // A `cv pipe` session (tried first on every store): site only, in argv.
+                // A `cv pipe` session (tried first on every store): site only, in argv; the
+                // user logs in on stdin.
                 assert_eq!(argv, ["pipe", "--cwd", site], "{argv:?}");
                 continue;
+            }
+            // Acting as the cv_user: exactly one `--user=NAME` argument first; none without.
+            match &self.user {
+                Some(user) => assert_eq!(argv.remove(0), format!("--user={user}"), "{argv:?}"),
+                None => assert!(!argv.iter().any(|a| a.starts_with("--user")), "{argv:?}"),
             }
             assert_eq!(argv.len(), 6, "{argv:?}");
             assert_eq!(argv[0], "api4", "{argv:?}");
@@ -199,6 +209,7 @@ fn fixture_with(env: &[(&str, &str)], data: Value) -> CvFixture {
         log,
         binary,
         timeout: Duration::from_secs(20),
+        user: None,
     }
 }
 
@@ -221,6 +232,15 @@ fn all_ids(store: &mut dyn ContactStore, text: &str, limit: usize) -> Vec<u64> {
         }
     }
     panic!("paging never ended");
+}
+
+/// Each cv run's argv, in order.
+fn log_lines(f: &CvFixture) -> Vec<Vec<String>> {
+    fs::read_to_string(&f.log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// The process is gone: killed and reaped (a zombie still has a /proc entry).
@@ -666,14 +686,6 @@ mod pipe {
         fixture_with(&env, data_from(&contract::contacts()))
     }
 
-    fn log_lines(f: &CvFixture) -> Vec<Vec<String>> {
-        fs::read_to_string(&f.log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
     contract_tests!(piped(&[]));
 
     /// A first-name prefix of two letters or more is read sort name ascending, id
@@ -789,6 +801,234 @@ mod pipe {
             && !fs::read_to_string(format!("/proc/{pid}/stat"))
                 .unwrap_or_default()
                 .contains(") Z ")
+    }
+}
+
+/// Acting as a CMS user (`cv_user`): `--user=NAME` and `"checkPermissions": true` per call,
+/// a login through `cv pipe`; that user's own CiviCRM permissions apply (the fake models
+/// them as recorded in cv/20-23, 27, 29-31).
+mod cv_user {
+    use super::*;
+
+    const PIPE: &[(&str, &str)] = &[("FAKE_CV_PIPE", "on")];
+
+    /// The contract's data with three Standalone users: `admin` (contact 1, every
+    /// permission), `limited` (contact 2, the recorded `apiuser` role: no key permission)
+    /// and `keyreader` (contact 5: may read keys, may not edit contacts).
+    fn users_data() -> Value {
+        let mut data = data_from(&contract::contacts());
+        data["roles"] = json!([
+            {"id": 2, "name": "admin", "label": "Administrator", "is_active": true,
+             "permissions": ["all CiviCRM permissions and ACLs"]},
+            {"id": 4, "name": "apiuser", "label": "API user", "is_active": true,
+             "permissions": ["access CiviCRM", "view all contacts", "authenticate with api key", "access AJAX API"]},
+            {"id": 6, "name": "keyreader", "label": "Key reader", "is_active": true,
+             "permissions": ["access CiviCRM", "view all contacts", "access deleted contacts", "edit api keys"]},
+        ]);
+        for (index, uf_id, username, role) in [
+            (0, 11, "admin", 2),
+            (1, 12, "limited", 4),
+            (4, 15, "keyreader", 6),
+        ] {
+            data["contacts"][index]["uf_matches"] = json!([{"domain_id": 1, "uf_id": uf_id,
+                "id": uf_id, "username": username, "is_active": true, "roles": [role]}]);
+        }
+        data
+    }
+
+    pub(super) fn as_user(user: &str, env: &[(&str, &str)]) -> CvFixture {
+        let mut f = fixture_with(env, users_data());
+        f.user = Some(user.into());
+        f
+    }
+
+    /// The whole contract as the admin, one `cv --user=admin api4` per call (the fixture's
+    /// drop check: that one argument on every run, no key in argv).
+    mod per_call {
+        use super::super::*;
+        use super::as_user;
+
+        contract_tests!(as_user("admin", &[]));
+    }
+
+    /// The whole contract as the admin, logged in through one `cv pipe` session.
+    mod piped {
+        use super::super::*;
+        use super::{as_user, PIPE};
+
+        contract_tests!(as_user("admin", PIPE));
+    }
+
+    #[test]
+    fn per_call_every_run_names_the_user_in_one_argument_and_keys_stay_on_stdin() {
+        let f = as_user("admin", &[]);
+        let mut s = f.store();
+        let (_dir, mut j, result) = contract::assign_generated(&mut s, 5, 2);
+        let done = result.unwrap();
+        assert_eq!(s.holders_of(&done.key).unwrap(), vec![2]);
+        rotation::revoke(&mut s, &mut j, 2, &Expectation::Current).unwrap();
+        assert_eq!(s.read_key(2).unwrap(), None);
+        let runs = log_lines(&f);
+        let api4: Vec<&Vec<String>> = runs.iter().filter(|argv| argv[0] != "pipe").collect();
+        assert!(api4.len() >= 6, "{runs:?}");
+        for argv in &api4 {
+            assert_eq!(argv[..2], ["--user=admin", "api4"], "{argv:?}");
+        }
+        assert!(
+            f.keys_used().iter().any(|k| k == done.key.expose()),
+            "the new key went to cv, on stdin"
+        );
+        f.check_argv_log();
+    }
+
+    #[test]
+    fn through_the_pipe_one_logged_in_session_answers_every_call() {
+        let f = as_user("admin", PIPE);
+        let mut s = f.store();
+        let (_dir, mut j, result) = contract::assign_generated(&mut s, 6, 2);
+        let done = result.unwrap();
+        assert_eq!(s.read_key(2).unwrap(), Some(done.key.clone()));
+        rotation::revoke(&mut s, &mut j, 2, &Expectation::Current).unwrap();
+        assert_eq!(s.search(&Query::new("ada", 5)).unwrap().contacts[0].id, 1);
+        let site = f.site.to_str().unwrap().to_string();
+        assert_eq!(log_lines(&f), [["pipe".to_string(), "--cwd".into(), site]]);
+    }
+
+    /// A name that looks like options stays one argument: cv sees the user it names (and
+    /// knows no such user), not `--cwd` or `-v`.
+    #[test]
+    fn a_name_like_options_stays_one_argument() {
+        let name = "-v --cwd=/ x";
+        let f = as_user(name, &[]);
+        let err = f.store().contact(1).unwrap_err();
+        assert_login_refused(&err, name);
+        let runs = log_lines(&f);
+        assert_eq!(
+            runs.last().unwrap()[0],
+            format!("--user={name}"),
+            "{runs:?}"
+        );
+    }
+
+    fn assert_login_refused(err: &StoreError, user: &str) {
+        assert!(matches!(err, StoreError::PermissionDenied(_)), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("cv could not log in as cv_user \"{user}\""))
+                && text.contains("Must specify principal with valid user, userId, or contactId"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_user_is_a_clear_error_never_an_anonymous_empty_answer() {
+        let f = as_user("nobody", &[]);
+        let mut s = f.store();
+        let new = key("NobodyNobodyNobodyNobodyNobody01");
+        for err in [
+            s.search(&Query::new("", 5)).unwrap_err(),
+            s.read_key(1).unwrap_err(),
+            s.swap_key(2, None, Some(&new)).unwrap_err(),
+        ] {
+            assert_login_refused(&err, "nobody");
+        }
+
+        // Through the pipe the refused login is final: no anonymous session, no `cv api4`
+        // fall-back, no new session per call.
+        let f = as_user("nobody", PIPE);
+        let before = f.data()["contacts"].clone();
+        let mut s = f.store();
+        for _ in 0..3 {
+            assert_login_refused(&s.search(&Query::new("ada", 5)).unwrap_err(), "nobody");
+        }
+        assert_login_refused(&s.read_key(1).unwrap_err(), "nobody");
+        assert_login_refused(&s.swap_key(2, None, Some(&new)).unwrap_err(), "nobody");
+        let site = f.site.to_str().unwrap().to_string();
+        assert_eq!(log_lines(&f), [["pipe".to_string(), "--cwd".into(), site]]);
+        assert_eq!(f.data()["contacts"], before);
+    }
+
+    fn assert_may_not_read_keys(err: &StoreError) {
+        assert!(matches!(err, StoreError::PermissionDenied(_)), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("cv_user \"limited\" may not read API keys: its role needs the CiviCRM permission 'edit api keys' (or 'administer CiviCRM')"),
+            "{text}"
+        );
+    }
+
+    /// CiviCRM drops api_key from the answer and from the filter of a user without the key
+    /// permission (cv/21, 30): no list shows "no key", no lookup matches everyone, and a
+    /// rotation stops before it writes.
+    #[test]
+    fn a_user_who_may_not_read_keys_gets_a_clear_error_and_nothing_changes() {
+        for env in [&[][..], PIPE] {
+            let f = as_user("limited", env);
+            let before = f.data()["contacts"].clone();
+            let mut s = f.store();
+            assert_may_not_read_keys(&s.read_key(1).unwrap_err());
+            assert_may_not_read_keys(&s.contact(1).unwrap_err());
+            assert_may_not_read_keys(&s.search(&Query::new("ada", 5)).unwrap_err());
+            assert_may_not_read_keys(&s.holders_of(&key(contract::KEY_A)).unwrap_err());
+            let (_dir, _j, result) = contract::assign_generated(&mut s, 7, 2);
+            let err = result.err().expect("refused");
+            assert!(
+                err.to_string().contains("may not read API keys"),
+                "{env:?}: {err}"
+            );
+            assert_eq!(f.data()["contacts"], before, "{env:?}: nothing changed");
+        }
+    }
+
+    /// A user who may read keys but not edit contacts: CiviCRM refuses the update with
+    /// 'ACL check failed' (cv/22, 30) before writing; civikey says so (not "outcome
+    /// unknown") and journals the attempt as failed.
+    #[test]
+    fn an_update_refused_by_civicrm_is_a_clear_error_and_changes_nothing() {
+        for env in [&[][..], PIPE] {
+            let f = as_user("keyreader", env);
+            let before = f.data()["contacts"].clone();
+            let mut s = f.store();
+            assert_eq!(s.read_key(1).unwrap(), Some(key(contract::KEY_A)));
+            let err = s
+                .swap_key(2, None, Some(&key("RefusedRefusedRefusedRefused01")))
+                .unwrap_err();
+            assert!(
+                matches!(err, StoreError::PermissionDenied(_)),
+                "{env:?}: {err:?}"
+            );
+            let text = err.to_string();
+            assert!(
+                text.contains("CiviCRM refused the key change for cv_user \"keyreader\": ACL check failed; nothing was written"),
+                "{env:?}: {text}"
+            );
+            let (_dir, journal, result) = contract::assign_generated(&mut s, 8, 2);
+            assert!(result.is_err());
+            let record = &journal.entries(Some(2), true, 1).unwrap()[0];
+            assert_eq!(record.outcome.as_deref(), Some("failed"), "{env:?}");
+            assert_eq!(s.read_key(2).unwrap(), None);
+            assert_eq!(f.data()["contacts"], before, "{env:?}: nothing changed");
+        }
+    }
+
+    /// An untrusted session may not log in: each call is `cv --user=NAME api4`, checks on.
+    #[test]
+    fn an_untrusted_pipe_falls_back_to_cv_api4_as_the_user() {
+        let f = as_user("admin", &[("FAKE_CV_PIPE", "untrusted")]);
+        let mut s = f.store();
+        let (_dir, _j, result) = contract::assign_generated(&mut s, 9, 2);
+        result.unwrap();
+        let runs = log_lines(&f);
+        assert_eq!(runs.iter().filter(|argv| argv[0] == "pipe").count(), 1);
+        let as_admin = runs
+            .iter()
+            .filter(|argv| argv[..2] == ["--user=admin", "api4"]);
+        assert!(as_admin.count() >= 4, "{runs:?}");
+        drop(s);
+
+        // And the checks are on there: the limited user is refused the keys.
+        let f = as_user("limited", &[("FAKE_CV_PIPE", "untrusted")]);
+        assert_may_not_read_keys(&f.store().read_key(1).unwrap_err());
     }
 }
 

@@ -5,6 +5,14 @@
 //! `ps` and in shell history). `cv api4` runs without permission checks, so `api_key` is
 //! readable and writable; the queries are the API v4 ones the REST store sends.
 //!
+//! A profile's `cv_user` makes cv act as that CMS user with CiviCRM's own permission checks
+//! on: `--user=NAME` (one argument, so no name can pass for another option) before `api4`,
+//! and `"checkPermissions": true` in the params on stdin (`--user` alone leaves the checks
+//! off: recorded cv/20 and 21); through `cv pipe`, a login as that user. The user then
+//! needs `edit api keys` (or `administer CiviCRM`) to read keys, and the right to edit the
+//! contacts to write them; a refusal is a clear error naming the user, never an empty
+//! answer taken for "no key".
+//!
 //! cv is a PHP program: it may print warnings before its JSON, hang on a dead database, or
 //! print far too much. Its output is read concurrently and capped, every call has a
 //! deadline after which cv (and anything it started) is killed and reaped, and a write
@@ -81,9 +89,24 @@ const ANY_DELETED: &[u64] = &[0, 1];
 /// An API v4 explicit join: `[entity AS alias, type, [on-condition]]`.
 type Join = (&'static str, &'static str, [&'static str; 3]);
 
+/// What authx says when `--user` names no user of the site (recorded cv/23).
+const UNKNOWN_PRINCIPAL: &str = "Must specify principal with valid user, userId, or contactId";
+
+/// A call's params with `"checkPermissions": true` added when the store acts as a
+/// `cv_user` (serialized in place: no copy of a key is made).
+#[derive(Serialize)]
+struct Checked<'a, T: Serialize> {
+    #[serde(flatten)]
+    params: &'a T,
+    #[serde(rename = "checkPermissions", skip_serializing_if = "Option::is_none")]
+    check_permissions: Option<bool>,
+}
+
 pub struct CvStore {
     site: PathBuf,
     binary: PathBuf,
+    /// The profile's `cv_user`; None: no login, no permission checks.
+    user: Option<String>,
     timeout: Duration,
     /// The `cv pipe` session every call goes through when this cv has one.
     pipe: Mutex<Pipe>,
@@ -96,6 +119,9 @@ enum Pipe {
     Open(PipeSession),
     /// This cv has no usable pipe: every call is its own `cv api4`.
     Unavailable,
+    /// CiviCRM refused to log the session in as the `cv_user` (its message): every call
+    /// fails with it, none runs anonymously or through `cv api4`.
+    LoginRefused(String),
 }
 
 impl CvStore {
@@ -131,9 +157,15 @@ impl CvStore {
                 "cv_binary is empty; name the cv program or leave it out",
             ));
         }
+        if opts.cv_user.as_deref().is_some_and(str::is_empty) {
+            return Err(StoreError::invalid(
+                "cv_user is empty; name the CMS user cv acts as or leave it out",
+            ));
+        }
         Ok(CvStore {
             site,
             binary: opts.cv_binary.clone(),
+            user: opts.cv_user.clone(),
             timeout: opts.timeout,
             pipe: Mutex::new(Pipe::Closed),
         })
@@ -148,6 +180,20 @@ impl CvStore {
         self.call(Action::Get, params, secrets)
             .and_then(|out| parse_rows(&out, secrets))
             .map_err(Failure::for_read)
+    }
+
+    /// Contact rows (`api_key` selected): rows without it would list every contact as
+    /// keyless, so they are refused.
+    fn contact_rows(
+        &self,
+        params: &GetParams<'_>,
+        secrets: &[&ApiKey],
+    ) -> Result<Vec<ContactRow>, StoreError> {
+        let rows: Vec<ContactRow> = self.get(params, secrets)?;
+        if rows.iter().any(|row| row.api_key.is_none()) {
+            return Err(self.missing_api_key());
+        }
+        Ok(rows)
     }
 
     /// Runs one `Contact.update` and returns how many contacts it changed.
@@ -174,7 +220,7 @@ impl CvStore {
             }
         }
         if matches!(*pipe, Pipe::Closed) {
-            match PipeSession::start(&self.binary, &self.site, deadline) {
+            match PipeSession::start(&self.binary, &self.site, self.user.as_deref(), deadline) {
                 Ok(session) => *pipe = Pipe::Open(session),
                 Err(PipeError::Unavailable(_)) => {
                     *pipe = Pipe::Unavailable;
@@ -182,16 +228,20 @@ impl CvStore {
                 }
                 // The request was never sent: nothing happened, whatever the call.
                 Err(PipeError::Timeout(why)) => {
-                    return Some(Err(Failure::NotStarted(StoreError::Timeout(
-                        SafeText::new(&why),
-                    ))))
+                    return Some(Err(Failure::Untouched(StoreError::Timeout(SafeText::new(
+                        &why,
+                    )))))
                 }
                 Err(PipeError::Died(why) | PipeError::Api(why)) => {
-                    return Some(Err(Failure::NotStarted(StoreError::unreachable(redact(
+                    return Some(Err(Failure::Untouched(StoreError::unreachable(redact(
                         &why, secrets,
                     )))))
                 }
+                Err(PipeError::LoginRefused(why)) => *pipe = Pipe::LoginRefused(why),
             }
+        }
+        if let Pipe::LoginRefused(why) = &*pipe {
+            return Some(Err(Failure::Untouched(self.login_refused(why))));
         }
         let Pipe::Open(session) = &mut *pipe else {
             return None;
@@ -201,16 +251,20 @@ impl CvStore {
         if let (true, Err(PipeError::Died(_))) = (is_read, &answer) {
             // A read may run again: once, on a new session (a write never is: it may have
             // been applied).
-            answer = PipeSession::start(&self.binary, &self.site, deadline).and_then(|mut s| {
-                let again = s.api4(action.entity(), action.verb(), payload, deadline);
-                *pipe = Pipe::Open(s);
-                again
-            });
+            answer = PipeSession::start(&self.binary, &self.site, self.user.as_deref(), deadline)
+                .and_then(|mut s| {
+                    let again = s.api4(action.entity(), action.verb(), payload, deadline);
+                    *pipe = Pipe::Open(s);
+                    again
+                });
         }
         Some(answer.map_err(|e| {
             let (kind, why) = match e {
                 // The API refused the call; the session goes on.
-                PipeError::Api(why) => (FailKind::Exit, format!("cv pipe: {why}")),
+                PipeError::Api(why) => match self.refusal(action, &why, secrets) {
+                    Some(refused) => return Failure::Untouched(refused),
+                    None => (FailKind::Exit, format!("cv pipe: {why}")),
+                },
                 PipeError::Timeout(why) => {
                     *pipe = Pipe::Closed;
                     (FailKind::Timeout, why)
@@ -220,9 +274,66 @@ impl CvStore {
                     *pipe = Pipe::Closed;
                     (FailKind::Exit, why)
                 }
+                // Only the read's second session logs in here: the read never ran.
+                PipeError::LoginRefused(why) => {
+                    let refused = self.login_refused(&why);
+                    *pipe = Pipe::LoginRefused(why);
+                    return Failure::Untouched(refused);
+                }
             };
             Failure::ran(kind, redact(&why, secrets))
         }))
+    }
+
+    /// Rows without `api_key`: CiviCRM hid it. Acting as a `cv_user`, that user lacks the
+    /// permission to read keys; otherwise an extension hides it.
+    fn missing_api_key(&self) -> StoreError {
+        match &self.user {
+            Some(user) => StoreError::PermissionDenied(SafeText::new(&format!(
+                "cv_user \"{user}\" may not read API keys: its role needs the CiviCRM permission 'edit api keys' (or 'administer CiviCRM')"
+            ))),
+            None => StoreError::bad_data(
+                "cv did not return api_key (a permission or extension hides it); civikey cannot tell who holds which key",
+            ),
+        }
+    }
+
+    /// The error of a login CiviCRM refused: the `cv_user` and CiviCRM's message.
+    fn login_refused(&self, why: &str) -> StoreError {
+        StoreError::PermissionDenied(SafeText::new(&format!(
+            "cv could not log in as cv_user \"{}\": {}; the profile's cv_user must be a CMS user of this site",
+            self.user.as_deref().unwrap_or_default(),
+            redact(why, &[])
+        )))
+    }
+
+    /// A call CiviCRM's permission checks refused (the API's own message, from cv's stderr
+    /// or the pipe's error): refused before anything was written (recorded cv/22 and 30:
+    /// the contact unchanged), so a refused write is "permission denied", not "outcome
+    /// unknown". None for any other error.
+    fn refusal(&self, action: Action, message: &str, secrets: &[&ApiKey]) -> Option<StoreError> {
+        let message = redact(message.trim(), secrets);
+        if self.user.is_some() && message.contains(UNKNOWN_PRINCIPAL) {
+            return Some(self.login_refused(&message));
+        }
+        let refused = message == "ACL check failed"
+            || message == "Authorization failed"
+            || message.starts_with("Permission denied");
+        if !refused {
+            return None;
+        }
+        let who = match &self.user {
+            Some(user) => format!(" for cv_user \"{user}\""),
+            None => String::new(),
+        };
+        let text = if matches!(action, Action::Update) {
+            format!(
+                "CiviCRM refused the key change{who}: {message}; nothing was written (changing keys takes 'edit all contacts' (or an ACL that lets it edit the contact) and 'edit api keys', or 'administer CiviCRM')"
+            )
+        } else {
+            format!("CiviCRM refused the {}{who}: {message}", action.name())
+        };
+        Some(StoreError::PermissionDenied(SafeText::new(&text)))
     }
 
     /// Runs cv once: params on stdin, stdout and stderr read concurrently and capped, the
@@ -235,8 +346,12 @@ impl CvStore {
     ) -> Result<Zeroizing<Vec<u8>>, Failure> {
         // Sized up front so serializing never reallocates (and leaves key copies behind).
         let mut payload = Zeroizing::new(Vec::with_capacity(8192));
-        serde_json::to_writer(&mut *payload, params).map_err(|e| {
-            Failure::NotStarted(StoreError::invalid(format!(
+        let checked = Checked {
+            params,
+            check_permissions: self.user.is_some().then_some(true),
+        };
+        serde_json::to_writer(&mut *payload, &checked).map_err(|e| {
+            Failure::Untouched(StoreError::invalid(format!(
                 "cannot encode the cv request: {e}"
             )))
         })?;
@@ -244,9 +359,14 @@ impl CvStore {
             return answer;
         }
 
+        let mut command = Command::new(&self.binary);
+        if let Some(user) = &self.user {
+            // One argument: a name cv cannot take for another option, whatever it holds.
+            command.arg(format!("--user={user}"));
+        }
         // All three streams piped: nothing cv prints reaches the terminal unsanitized.
         #[allow(clippy::disallowed_methods)]
-        let mut child = Command::new(&self.binary)
+        let mut child = command
             .args(["api4", action.name(), "--in=json", "--out=json", "--cwd"])
             .arg(&self.site)
             .stdin(Stdio::piped())
@@ -256,7 +376,7 @@ impl CvStore {
             // operator's Ctrl-C does not cut a write in half behind civikey's back.
             .process_group(0)
             .spawn()
-            .map_err(|e| Failure::NotStarted(self.spawn_error(&e)))?;
+            .map_err(|e| Failure::Untouched(self.spawn_error(&e)))?;
 
         let deadline = Instant::now() + self.timeout;
         let stdout = child.stdout.take().map(|s| spawn_reader(s, MAX_STDOUT));
@@ -292,10 +412,11 @@ impl CvStore {
             }
         };
         if !status.success() {
-            return Err(Failure::ran(
-                FailKind::Exit,
-                exit_message(status, &err, secrets),
-            ));
+            let said = shown_stderr(&err.bytes, secrets);
+            if let Some(refused) = self.refusal(action, &said, secrets) {
+                return Err(Failure::Untouched(refused));
+            }
+            return Err(Failure::ran(FailKind::Exit, exit_message(status, &said)));
         }
         if out.overflowed {
             return Err(Failure::ran(
@@ -336,7 +457,7 @@ impl CvStore {
             limit: None,
             offset: None,
         };
-        let rows: Vec<ContactRow> = self.get(&params, secrets)?;
+        let rows = self.contact_rows(&params, secrets)?;
         Ok(merge_rows(rows)
             .into_iter()
             .map(|(contact, _)| contact)
@@ -355,9 +476,12 @@ impl CvStore {
             *pipe = Pipe::Closed;
         }
         if matches!(*pipe, Pipe::Closed) {
-            match PipeSession::start(&self.binary, &self.site, Instant::now() + self.timeout) {
+            let deadline = Instant::now() + self.timeout;
+            match PipeSession::start(&self.binary, &self.site, self.user.as_deref(), deadline) {
                 Ok(session) => *pipe = Pipe::Open(session),
                 Err(PipeError::Unavailable(_)) => *pipe = Pipe::Unavailable,
+                // Every call reports it from now on.
+                Err(PipeError::LoginRefused(why)) => *pipe = Pipe::LoginRefused(why),
                 // Started later by the call itself, which reports the failure.
                 Err(_) => return false,
             }
@@ -490,7 +614,7 @@ impl CvStore {
             limit: None,
             offset: None,
         };
-        let rows: Vec<ContactRow> = self.get(&params, &[])?;
+        let rows = self.contact_rows(&params, &[])?;
         let sort_names: std::collections::HashMap<ContactId, String> = rows
             .iter()
             .map(|r| (r.id, r.sort_name.clone().unwrap_or_default()))
@@ -552,7 +676,7 @@ impl CvStore {
             )));
         }
         match row.api_key {
-            None => Err(missing_api_key()),
+            None => Err(self.missing_api_key()),
             Some(key) => Ok(key.filter(|k| !k.is_empty())),
         }
     }
@@ -624,7 +748,7 @@ impl ContactStore for CvStore {
                 limit: Some(fetch as u64),
                 offset: Some(offset),
             };
-            let rows: Vec<ContactRow> = self.get(&params, &[])?;
+            let rows = self.contact_rows(&params, &[])?;
             // Fewer rows than asked for: everything from `offset` on is here.
             let complete = rows.len() < fetch;
             let mut groups = merge_rows(rows);
@@ -730,7 +854,7 @@ impl ContactStore for CvStore {
                         "cv ignored the api_key filter (it returned contacts without that key); refused",
                     ))
                 }
-                None => return Err(missing_api_key()),
+                None => return Err(self.missing_api_key()),
             }
         }
         ids.sort_unstable();
@@ -793,7 +917,7 @@ impl ContactStore for CvStore {
                     id,
                     api_key: Some(Some(key)),
                 }) if id == contact.id && !key.is_empty() => holders.push(Holder { contact, key }),
-                Some(KeyRow { api_key: None, .. }) => return Err(missing_api_key()),
+                Some(KeyRow { api_key: None, .. }) => return Err(self.missing_api_key()),
                 _ => {
                     return Err(StoreError::bad_data(
                         "cv returned contacts without a key when asked for key holders; refused",
@@ -854,7 +978,7 @@ impl ContactStore for CvStore {
                     )));
                 }
                 match row.api_key {
-                    None => return Err(missing_api_key()),
+                    None => return Err(self.missing_api_key()),
                     Some(key) => keys.insert(row.id, key.filter(|k| !k.is_empty())),
                 };
             }
@@ -885,7 +1009,7 @@ impl ContactStore for CvStore {
             let rows: Vec<KeyRow> = self.get(&params, chunk)?;
             for row in rows {
                 let held = match &row.api_key {
-                    None => return Err(missing_api_key()),
+                    None => return Err(self.missing_api_key()),
                     Some(held) => held,
                 };
                 let mut matched = false;
@@ -1139,8 +1263,9 @@ impl CvStore {
 
 /// How a cv call went wrong; whether it ran decides what a failed write means.
 enum Failure {
-    /// cv was never started: nothing happened.
-    NotStarted(StoreError),
+    /// Nothing happened: cv was never started, or never ran the call (it could not log in
+    /// as the `cv_user`), or CiviCRM's permission checks refused it before writing.
+    Untouched(StoreError),
     /// cv ran (or may have) without a usable answer.
     Ran { kind: FailKind, message: String },
 }
@@ -1161,7 +1286,7 @@ impl Failure {
 
     fn for_read(self) -> StoreError {
         match self {
-            Failure::NotStarted(e) => e,
+            Failure::Untouched(e) => e,
             Failure::Ran {
                 kind: FailKind::Timeout,
                 message,
@@ -1180,7 +1305,7 @@ impl Failure {
     /// A write that ran without a clean answer may or may not have been applied.
     fn for_write(self) -> StoreError {
         match self {
-            Failure::NotStarted(e) => e,
+            Failure::Untouched(e) => e,
             Failure::Ran { message, .. } => StoreError::OutcomeUnknown(SafeText::new(&format!(
                 "{message}; look at the contact's key before trying again"
             ))),
@@ -1267,12 +1392,12 @@ fn collect(rx: &mpsc::Receiver<Captured>, deadline: Instant) -> Option<Captured>
     rx.recv_timeout(wait).ok()
 }
 
-fn exit_message(status: ExitStatus, stderr: &Captured, secrets: &[&ApiKey]) -> String {
+/// `said`: cv's stderr as [`shown_stderr`] made it.
+fn exit_message(status: ExitStatus, said: &str) -> String {
     let how = match status.code() {
         Some(code) => format!("cv failed (exit status {code})"),
         None => "cv was killed by a signal".to_string(),
     };
-    let said = shown_stderr(&stderr.bytes, secrets);
     // What the recorded failures mean for the operator (tests/recorded/cv/).
     let hint =
         if said.contains("civicrm.settings.php") || said.contains("Invalid working directory") {
@@ -1431,12 +1556,6 @@ fn json_candidates(out: &[u8]) -> impl Iterator<Item = usize> + '_ {
         let at = start + skip;
         matches!(out.get(at), Some(b'[' | b'{')).then_some(at)
     })
-}
-
-fn missing_api_key() -> StoreError {
-    StoreError::bad_data(
-        "cv did not return api_key (a permission or extension hides it); civikey cannot tell who holds which key",
-    )
 }
 
 /// One row of a contact list. A contact may come in several rows (one per matching email,
@@ -1814,6 +1933,21 @@ mod tests {
             serde_json::to_string(&get).unwrap(),
             r#"{"select":["id","api_key"],"join":[["UFMatch AS uf_match","LEFT",["uf_match.contact_id","=","id"]]],"where":[["sort_name","LIKE","100\\%\\_a\\\\%"]],"orderBy":{"sort_name":"ASC","id":"ASC"},"limit":8,"offset":14}"#
         );
+        // Acting as a cv_user: the same params, checks asked for at the end.
+        let plain = serde_json::to_string(&get).unwrap();
+        let checked = Checked {
+            params: &get,
+            check_permissions: Some(true),
+        };
+        assert_eq!(
+            serde_json::to_string(&checked).unwrap(),
+            format!("{},\"checkPermissions\":true}}", &plain[..plain.len() - 1])
+        );
+        let unchecked = Checked {
+            params: &get,
+            check_permissions: None,
+        };
+        assert_eq!(serde_json::to_string(&unchecked).unwrap(), plain);
     }
 
     #[test]

@@ -8,15 +8,21 @@
 //! about 5-10 ms after the session is open, where `cv api4` boots CiviCRM every time
 //! (about 0.3 s).
 //!
-//! The session is started by the store's first call and logged in as no one: it sets
-//! `options {"apiCheckPermissions": false}` (the documented default: the same trust as
-//! `cv api4`, which runs without permission checks; a trusted session accepts it, an
-//! untrusted one (`cv pipe u`) keeps the checks, and is not used). Keys travel on stdin
-//! only, never in argv. cv runs in a process group of its own: a call past its deadline
-//! kills the whole group, and the next call starts a new session; dropping the session
-//! (the store, the app) closes stdin and ends it. A cv without `pipe` (older versions) or
-//! an untrusted session makes [`PipeError::Unavailable`]: the store then runs one
-//! `cv api4` per call.
+//! The session is started by the store's first call. Without a `cv_user` it logs in as no
+//! one and sets `options {"apiCheckPermissions": false}` (the documented default: the
+//! same trust as `cv api4`, which runs without permission checks; a trusted session
+//! accepts it, an untrusted one (`cv pipe u`) keeps the checks, and is not used). With a
+//! `cv_user` it sends `login {"user": NAME}` instead and leaves the checks on (the
+//! session's default, recorded in 29 and 30): that user's own CiviCRM permissions apply.
+//! authx's principal takes `user`, `userId` or `contactId` (its error in cv/23 names the
+//! three); the recordings show `{"contactId": N}` through the pipe, the `user` form comes
+//! from that principal, not from a recording. A login CiviCRM refuses is
+//! [`PipeError::LoginRefused`], never a quiet fall-back to an anonymous session or to
+//! `cv api4`. Keys travel on stdin only, never in argv. cv runs in a process group of its
+//! own: a call past its deadline kills the whole group, and the next call starts a new
+//! session; dropping the session (the store, the app) closes stdin and ends it. A cv
+//! without `pipe` (older versions) or an untrusted session makes
+//! [`PipeError::Unavailable`]: the store then runs one `cv api4` per call.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -50,7 +56,13 @@ pub(crate) enum PipeError {
     Died(String),
     /// The API refused the call (JSON-RPC error), with its message.
     Api(String),
+    /// CiviCRM refused to log the session in as the `cv_user` (JSON-RPC error), with its
+    /// message: no call may run, neither anonymously nor through `cv api4`.
+    LoginRefused(String),
 }
+
+/// What an untrusted session (`cv pipe u`) answers a login (recorded in cv/31).
+const NOT_TRUSTED: &str = "Session is not trusted.";
 
 /// One line from cv's stdout, or the end of it.
 enum Line {
@@ -69,9 +81,14 @@ pub(crate) struct PipeSession {
 }
 
 impl PipeSession {
-    /// Starts `binary pipe --cwd SITE`, reads its greeting and turns permission checks off,
-    /// all before `deadline`.
-    pub(crate) fn start(binary: &Path, site: &Path, deadline: Instant) -> Result<Self, PipeError> {
+    /// Starts `binary pipe --cwd SITE`, reads its greeting, then logs in as `user` (checks
+    /// stay on) or, without one, turns permission checks off; all before `deadline`.
+    pub(crate) fn start(
+        binary: &Path,
+        site: &Path,
+        user: Option<&str>,
+        deadline: Instant,
+    ) -> Result<Self, PipeError> {
         // All three streams piped: nothing cv prints reaches the terminal unsanitized.
         #[allow(clippy::disallowed_methods)]
         let mut child = Command::new(binary)
@@ -112,6 +129,10 @@ impl PipeSession {
                 "cv pipe did not open a trusted session".into(),
             ));
         }
+        if let Some(user) = user {
+            session.login(user, deadline)?;
+            return Ok(session);
+        }
         let options = session.request("options", br#"{"apiCheckPermissions":false}"#, deadline);
         match options {
             Ok(reply) => {
@@ -126,6 +147,29 @@ impl PipeSession {
             Err(other) => return Err(other),
         }
         Ok(session)
+    }
+
+    /// `login {"user": NAME}`; the session's permission checks stay on (its default), so
+    /// the user's own CiviCRM permissions apply to every call.
+    fn login(&mut self, user: &str, deadline: Instant) -> Result<(), PipeError> {
+        let params = serde_json::to_vec(&serde_json::json!({ "user": user }))
+            .map_err(|e| PipeError::Unavailable(e.to_string()))?;
+        match self.request("login", &params, deadline) {
+            Ok(reply) => {
+                let value: Value = serde_json::from_slice(&reply).unwrap_or(Value::Null);
+                if value.get("contactId").is_some_and(|id| !id.is_null()) {
+                    Ok(())
+                } else {
+                    Err(PipeError::LoginRefused(
+                        "cv pipe answered the login without the contact it logged in as".into(),
+                    ))
+                }
+            }
+            // An untrusted session may not log in at all: cv api4 --user instead.
+            Err(PipeError::Api(why)) if why == NOT_TRUSTED => Err(PipeError::Unavailable(why)),
+            Err(PipeError::Api(why)) => Err(PipeError::LoginRefused(why)),
+            Err(other) => Err(other),
+        }
     }
 
     /// Whether cv is still running.
