@@ -994,13 +994,26 @@ fn a_keystroke_matching_more_users_than_one_links_call_still_gets_each_link() {
             c.id
         );
     }
-    // The last page: one contact with a user, one without.
+    // The last page: one contact with a user, one without. The store has learnt that
+    // this site has many users: two requests, the first without links calls.
     let mut query = Query::new("berg", 50);
     query.after = Some(Cursor::After {
         sort_name: "Berg, Bo0519".into(),
         id: 519,
     });
+    let before = server.state().requests.len();
     let page = s.search(&query).unwrap();
+    let sent: Vec<String> = server.state().requests[before..]
+        .iter()
+        .map(|r| r.body.clone())
+        .collect();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(
+        sent[0].contains("Contact") && !sent[0].contains("UFMatch"),
+        "{}",
+        sent[0]
+    );
+    assert!(sent[1].contains("UFMatch"), "{}", sent[1]);
     let got: Vec<(u64, CmsLink)> = page.contacts.iter().map(|c| (c.id, c.cms)).collect();
     assert_eq!(
         got,

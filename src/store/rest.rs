@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::Read;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering as Atomic};
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
@@ -81,6 +82,10 @@ pub struct RestStore {
     api_key: ApiKey,
     site_key: Option<Secret>,
     timeout: Duration,
+    /// A keystroke's links calls came back full (a site where many contacts have CMS
+    /// users): its keystrokes then take two requests anyway, and from then on skip the
+    /// links calls and the page's fields in the first (`search_by_prefixes`).
+    many_users: AtomicBool,
 }
 
 impl fmt::Debug for RestStore {
@@ -131,6 +136,7 @@ impl RestStore {
             api_key: opts.api_key.clone(),
             site_key: opts.site_key.clone(),
             timeout: opts.timeout,
+            many_users: AtomicBool::new(false),
         })
     }
 
@@ -385,6 +391,9 @@ impl RestStore {
         // Twice a page of it: the page then seldom reaches its last sort name, whose
         // contacts need the site's own ordering of the page.
         let sorted_fetch = 2 * fetch;
+        // On a site of many users: ids (and the sorted branch's sort names) only, no
+        // links calls; the site orders the page ([`Self::page_by_site`]).
+        let lean = self.many_users.load(Atomic::Relaxed);
         let mut calls = Zeroizing::new(String::from("{"));
         for (i, branch) in branches.iter().enumerate() {
             let mut where_ = vec![branch.clone()];
@@ -394,7 +403,12 @@ impl RestStore {
             } else {
                 (ORDER_CONTACTS, fetch)
             };
-            let params = json!({"select": CONTACT_FIELDS, "where": where_, "limit": rows});
+            let select = match (lean, sorted == Some(i)) {
+                (false, _) => json!(CONTACT_FIELDS),
+                (true, true) => json!(["id", "sort_name"]),
+                (true, false) => json!(["id"]),
+            };
+            let params = json!({"select": select, "where": where_, "limit": rows});
             let params = params_json(&params, Some(order))?;
             // The links call without is_deleted, unordered: MariaDB then reads the
             // branch's index range alone, or the user table when it is the smaller, and
@@ -409,13 +423,40 @@ impl RestStore {
                 calls.push(',');
             }
             calls.push_str(&format!(
-                "\"b{i}\":[\"Contact\",\"get\",{}],\"u{i}\":[\"UFMatch\",\"get\",{links}]",
+                "\"b{i}\":[\"Contact\",\"get\",{}]",
                 params.as_str()
             ));
+            if !lean {
+                calls.push_str(&format!(",\"u{i}\":[\"UFMatch\",\"get\",{links}]"));
+            }
         }
         calls.push('}');
         let url = self.multi_url();
         let reply = self.post(&url, &form_field("calls", &calls), Call::Read, &[])?;
+        if lean {
+            let mut ids = std::collections::BTreeSet::new();
+            let mut boundaries = Vec::new();
+            for (i, branch) in branches.iter().enumerate() {
+                let part = Reply(search_part(&reply, &format!("b{i}"))?.clone());
+                let mut rows = part
+                    .records()?
+                    .iter()
+                    .map(|record| {
+                        let (record, id) = record_id(record)?;
+                        let name = record.get("sort_name").and_then(Value::as_str);
+                        Ok((id, name.map(str::to_string)))
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                if sorted == Some(i) && rows.len() == sorted_fetch {
+                    boundaries.push(boundary_clause(branch, drop_last_sort_name(&mut rows)));
+                }
+                ids.extend(rows.into_iter().map(|(id, _)| id));
+            }
+            if ids.is_empty() && boundaries.is_empty() {
+                return Ok(Page::default());
+            }
+            return self.page_by_site(ids.into_iter().collect(), boundaries, common, limit, None);
+        }
         let mut found: Vec<Found> = Vec::new();
         let mut by_id: HashMap<ContactId, usize> = HashMap::new();
         // Where clauses of contacts the union may lack: the last sort name of a sorted
@@ -448,15 +489,8 @@ impl RestStore {
                 // the lowest ids. Rows spelt as the last are dropped; the page must end
                 // before that name, or the site reads the branch AND that sort name (an
                 // equality on the sort-name index) with the page.
-                let last = rows.last().and_then(|r| r.1.clone());
-                while rows.last().is_some_and(|r| r.1 == last) {
-                    rows.pop();
-                }
-                let name = match &last {
-                    Some(name) => json!(["sort_name", "=", name]),
-                    None => json!(["sort_name", "IS NULL"]),
-                };
-                boundaries.push(json!(["AND", [branch, name]]));
+                let last = drop_last_sort_name(&mut rows);
+                boundaries.push(boundary_clause(branch, last.clone()));
                 boundary_names.push(last);
             }
             branch_links.push(
@@ -474,6 +508,9 @@ impl RestStore {
                         let part = Reply(part.clone());
                         let records = part.records()?;
                         // A full answer may have left links out.
+                        if records.len() >= fetch {
+                            self.many_users.store(true, Atomic::Relaxed);
+                        }
                         let complete = (records.len() < fetch).then(|| {
                             let ids: Vec<ContactId> = rows.iter().map(|(c, _)| c.id).collect();
                             links_of(&ids, &part)
@@ -1360,6 +1397,25 @@ fn of_linked_contact(clause: &Value) -> Value {
         }
         _ => clause.clone(),
     }
+}
+
+/// Drops a sorted branch's rows of its last sort name (sorted by sort name, then id
+/// descending, the lowest ids of that name may not have come) and returns that name.
+fn drop_last_sort_name<T>(rows: &mut Vec<(T, Option<String>)>) -> Option<String> {
+    let last = rows.last().and_then(|r| r.1.clone());
+    while rows.last().is_some_and(|r| r.1 == last) {
+        rows.pop();
+    }
+    last
+}
+
+/// The branch AND its last sort name: an equality on the sort-name index.
+fn boundary_clause(branch: &Value, last: Option<String>) -> Value {
+    let name = match last {
+        Some(name) => json!(["sort_name", "=", name]),
+        None => json!(["sort_name", "IS NULL"]),
+    };
+    json!(["AND", [branch, name]])
 }
 
 /// A contact a keystroke search's branches found, with its sort name as the site compares

@@ -111,6 +111,8 @@ pub struct Seen {
     /// The credential it logged in with (the Bearer value), if any.
     pub credential: Option<String>,
     pub site_key_sent: bool,
+    /// The request's form body, as sent.
+    pub body: String,
 }
 
 pub struct State {
@@ -534,6 +536,7 @@ fn handle(s: &mut State, request: &Request) -> (Option<Answer>, Option<Duration>
             _ => None,
         },
         site_key_sent,
+        body: body_text.clone(),
     });
     if action == "update" {
         s.updates_received += 1;
