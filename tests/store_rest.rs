@@ -887,17 +887,12 @@ fn a_sorted_first_name_branch_pages_through_a_shared_sort_name() {
     assert_eq!(server.state().requests.len() - before, 1);
 }
 
+/// [`contract::individual`] with an email and, if given, a CMS user.
 fn person(id: i64, sort_name: &str, first: &str, uf_id: Option<i64>) -> SeedContact {
     SeedContact {
-        id: Some(id),
-        contact_type: "Individual".into(),
-        display_name: format!("{first} {id}"),
-        sort_name: sort_name.into(),
-        first_name: Some(first.into()),
-        last_name: sort_name.split(',').next().map(String::from),
         email: Some(format!("p{id}@example.org")),
         uf_id,
-        ..SeedContact::default()
+        ..contract::individual(id, sort_name, first)
     }
 }
 

@@ -548,10 +548,10 @@ impl RestStore {
         if found.is_empty() && boundaries.is_empty() {
             return Ok(Page::default());
         }
-        if let Some(page) = page_here(found.clone(), &boundary_names, &branch_links, limit) {
+        let ids: Vec<ContactId> = found.iter().map(|f| f.contact.id).collect();
+        if let Some(page) = page_here(found, &boundary_names, &branch_links, limit) {
             return Ok(page);
         }
-        let ids: Vec<ContactId> = found.iter().map(|f| f.contact.id).collect();
         self.page_by_site(ids, boundaries, common, limit, boundary_links)
     }
 
@@ -1420,7 +1420,6 @@ fn boundary_clause(branch: &Value, last: Option<String>) -> Value {
 
 /// A contact a keystroke search's branches found, with its sort name as the site compares
 /// it and the branches it came from.
-#[derive(Clone)]
 struct Found {
     contact: Contact,
     sort_name: Option<String>,
@@ -1438,7 +1437,6 @@ fn page_here(
     links: &[Option<HashMap<ContactId, CmsLink>>],
     limit: usize,
 ) -> Option<Page> {
-    let key = |f: &Found| (f.sort_name.clone(), f.contact.id);
     let order = |a: &Found, b: &Found| -> Option<Ordering> {
         let by_name = match (&a.sort_name, &b.sort_name) {
             (None, None) => Some(Ordering::Equal),
@@ -1448,9 +1446,11 @@ fn page_here(
         };
         by_name.map(|o| o.then(a.contact.id.cmp(&b.contact.id)))
     };
-    // A total order for the sort (doubtful pairs by code point); the checks below say
-    // whether the rows that matter were ordered without doubt.
-    found.sort_by(|a, b| order(a, b).unwrap_or_else(|| key(a).cmp(&key(b))));
+    // A total order that agrees with every pair `order` is sure of (a sort by `order`
+    // itself, doubtful pairs decided some other way, need not be total, and Rust's sort
+    // may panic then); the checks below say whether the rows that matter were ordered
+    // without doubt.
+    found.sort_by_cached_key(|f| (f.sort_name.as_deref().map(site_order_key), f.contact.id));
     let more = found.len() > limit;
     let shown = found.len().min(limit);
     // Each shown row before the next, and the last shown before every row not shown.
@@ -1513,26 +1513,16 @@ fn page_here(
 /// digits, then letters) or two digits or two letters. None where only the collation can
 /// tell (punctuation against punctuation, anything outside ASCII, control characters).
 pub fn site_order(a: &str, b: &str) -> Option<Ordering> {
-    // Space, punctuation and symbols, digits, letters: the collation's order of kinds.
-    fn kind(c: char) -> Option<u8> {
-        match c {
-            ' ' => Some(0),
-            '!'..='/' | ':'..='@' | '['..='`' | '{'..='~' => Some(1),
-            '0'..='9' => Some(2),
-            'a'..='z' | 'A'..='Z' => Some(3),
-            _ => None,
-        }
-    }
     let (mut x, mut y) = (a.chars(), b.chars());
     loop {
         match (x.next(), y.next()) {
             (None, None) => return Some(Ordering::Equal),
             // The shorter is padded with spaces: before a digit or a letter.
-            (Some(c), None) => return (kind(c)? >= 2).then_some(Ordering::Greater),
-            (None, Some(d)) => return (kind(d)? >= 2).then_some(Ordering::Less),
+            (Some(c), None) => return (ascii_kind(c)? >= 2).then_some(Ordering::Greater),
+            (None, Some(d)) => return (ascii_kind(d)? >= 2).then_some(Ordering::Less),
             (Some(c), Some(d)) if c == d || (c.is_ascii() && c.eq_ignore_ascii_case(&d)) => {}
             (Some(c), Some(d)) => {
-                let (k, l) = (kind(c)?, kind(d)?);
+                let (k, l) = (ascii_kind(c)?, ascii_kind(d)?);
                 return match k.cmp(&l) {
                     Ordering::Equal if k == 1 => None,
                     Ordering::Equal => Some(c.to_ascii_lowercase().cmp(&d.to_ascii_lowercase())),
@@ -1541,6 +1531,26 @@ pub fn site_order(a: &str, b: &str) -> Option<Ordering> {
             }
         }
     }
+}
+
+/// Space, punctuation and symbols, digits, letters: the collation's order of the kinds of
+/// ASCII characters (None: not ASCII, or a control character).
+fn ascii_kind(c: char) -> Option<u8> {
+    match c {
+        ' ' => Some(0),
+        '!'..='/' | ':'..='@' | '['..='`' | '{'..='~' => Some(1),
+        '0'..='9' => Some(2),
+        'a'..='z' | 'A'..='Z' => Some(3),
+        _ => None,
+    }
+}
+
+/// A sort key whose order agrees with [`site_order`] wherever that is sure: each character
+/// as its kind and its lower case, other characters after every ASCII kind.
+fn site_order_key(name: &str) -> Vec<(u8, char)> {
+    name.chars()
+        .map(|c| (ascii_kind(c).unwrap_or(4), c.to_ascii_lowercase()))
+        .collect()
 }
 
 /// The links a UFMatch.get answered for `ids`: linked, or none.
@@ -2224,5 +2234,58 @@ impl ContactStore for RestStore {
                  the contact again before retrying",
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{site_order, site_order_key};
+
+    /// The page is sorted by `site_order_key` (a total order) and then checked with
+    /// `site_order`: the key must agree with every order `site_order` is sure of.
+    #[test]
+    fn the_sort_key_agrees_with_every_sure_order() {
+        let names = [
+            "Smith, John",
+            "SMITH, JOHN",
+            "Smith",
+            "Smith ",
+            "Smith-Jones",
+            "Smith Jones",
+            "Smith.Jones",
+            "Smith2",
+            "Smith10",
+            "Smith~",
+            "Smith:",
+            "Smith[",
+            "Smíth",
+            "Smith\t",
+            "O'Brien",
+            "Obrien",
+            "O Brien",
+            "",
+            "123",
+            "Acme Inc.",
+            "Acme, Inc",
+            "Zoë",
+            "zoe",
+        ];
+        let mut sure = 0;
+        for a in names {
+            for b in names {
+                if let Some(order) = site_order(a, b) {
+                    sure += 1;
+                    assert_eq!(
+                        site_order_key(a).cmp(&site_order_key(b)),
+                        order,
+                        "{a:?} / {b:?}"
+                    );
+                }
+            }
+        }
+        assert!(
+            sure > names.len() * names.len() / 2,
+            "sure of only {sure} pairs"
+        );
     }
 }

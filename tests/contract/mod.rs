@@ -49,13 +49,10 @@ fn person(
     }
 }
 
-/// The contract's data set: 30 contacts, duplicate sort names, one deleted, one hostile.
-/// Contacts for the sorted first-name branch of the REST and cv stores (a first-name
-/// prefix of two letters or more, read sort name ascending and id descending, its last sort
-/// name's contacts read again): 14 `car` first names, 12 of them under one sort name spelt
-/// in two cases, and one `Dora` under that sort name that `car` must not find.
-pub fn shared_sort_name_contacts() -> Vec<SeedContact> {
-    let person = |id: i64, sort_name: &str, first: &str| SeedContact {
+/// An individual with that sort name and first name (the last name is the sort name's
+/// part before the comma), as the search tests seed them.
+pub fn individual(id: i64, sort_name: &str, first: &str) -> SeedContact {
+    SeedContact {
         id: Some(id),
         contact_type: "Individual".into(),
         display_name: format!("{first} {id}"),
@@ -63,10 +60,17 @@ pub fn shared_sort_name_contacts() -> Vec<SeedContact> {
         first_name: Some(first.into()),
         last_name: sort_name.split(',').next().map(String::from),
         ..SeedContact::default()
-    };
+    }
+}
+
+/// Contacts for the sorted first-name branch of the REST and cv stores (a first-name
+/// prefix of two letters or more, read sort name ascending and id descending, its last sort
+/// name's contacts read again): 14 `car` first names, 12 of them under one sort name spelt
+/// in two cases, and one `Dora` under that sort name that `car` must not find.
+pub fn shared_sort_name_contacts() -> Vec<SeedContact> {
     let mut seeds = vec![
-        person(40, "Abe, Carl", "Carl"),
-        person(41, "Abe, Carl", "Carl"),
+        individual(40, "Abe, Carl", "Carl"),
+        individual(41, "Abe, Carl", "Carl"),
     ];
     seeds.extend((20..32).map(|id| {
         let spelt = if id % 3 == 0 {
@@ -74,9 +78,9 @@ pub fn shared_sort_name_contacts() -> Vec<SeedContact> {
         } else {
             "Zed, Carla"
         };
-        person(id, spelt, "Carla")
+        individual(id, spelt, "Carla")
     }));
-    seeds.push(person(50, "Zed, Carla", "Dora"));
+    seeds.push(individual(50, "Zed, Carla", "Dora"));
     seeds
 }
 
@@ -105,6 +109,7 @@ pub fn a_sorted_branch_pages_through_a_shared_sort_name(
     }
 }
 
+/// The contract's data set: 30 contacts, duplicate sort names, one deleted, one hostile.
 pub fn contacts() -> Vec<SeedContact> {
     let mut out = vec![
         person(
