@@ -218,8 +218,8 @@ impl App {
             error,
             scroll: 0,
         });
-        // The list shows the new key states.
-        self.search(false)
+        // The list shows the new key states, on the contact selected before.
+        self.reload_keeping_selection()
     }
 
     pub(super) fn on_bulk_results_action(&mut self, action: Action) -> Vec<Cmd> {

@@ -49,6 +49,7 @@ pub fn map(key: KeyEvent, mode: Mode) -> Option<Action> {
     if mode == Mode::Search {
         return match key.code {
             KeyCode::Enter => Some(Action::SearchAccept),
+            KeyCode::Tab => Some(Action::SearchDeep),
             KeyCode::Esc => Some(Action::SearchClear),
             KeyCode::Backspace => Some(Action::SearchBackspace),
             KeyCode::Up => Some(Action::Up),
@@ -213,6 +214,10 @@ mod tests {
         assert_eq!(
             map(key(KeyCode::Enter), Mode::Search),
             Some(Action::SearchAccept)
+        );
+        assert_eq!(
+            map(key(KeyCode::Tab), Mode::Search),
+            Some(Action::SearchDeep)
         );
         assert_eq!(
             map(key(KeyCode::Esc), Mode::Search),

@@ -27,6 +27,11 @@ pub const PAGE_SIZE: usize = 50;
 /// The most contacts one search asks for (a terminal of some 65 rows or more).
 pub const MAX_PAGE_SIZE: usize = 200;
 
+/// How far a reload pages to find the contact that was selected before it (clearing a
+/// filter on a big site): past this many rows the selection goes to the first row, and a
+/// notice says so.
+pub const KEEP_SELECTED_ROWS: usize = 5000;
+
 /// What a bulk run did to each contact: its results popup is titled after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BulkKind {
@@ -57,6 +62,8 @@ pub enum Action {
     SearchChar(char),
     SearchBackspace,
     SearchAccept,
+    /// From the search box: the deep search (a word inside any name), on its own key.
+    SearchDeep,
     SearchClear,
     Rotate,
     Regenerate,
@@ -392,6 +399,14 @@ pub struct App {
     pub deep_search: Option<DeepSearch>,
     /// The list shows a deep search's answer for `filter`.
     pub deep_shown: bool,
+    /// Enter was pressed in the search box before its answer came: if the answer is
+    /// empty, the deep search runs by itself.
+    deep_if_empty: bool,
+    /// The contact to keep selected when the list is reloaded (a filter cleared, a reload
+    /// after a bulk run): pages load until it is found, or [`KEEP_SELECTED_ROWS`] are in.
+    keep_selected: Option<ContactId>,
+    /// `G` was pressed: pages load until the last one, the selection on the last row.
+    to_bottom: bool,
     pub loading: bool,
     pub loading_more: bool,
     pub popup: Option<Popup>,
@@ -447,6 +462,9 @@ impl App {
             search_seq: 0,
             deep_search: None,
             deep_shown: false,
+            deep_if_empty: false,
+            keep_selected: None,
+            to_bottom: false,
             loading: true,
             loading_more: false,
             popup: None,
@@ -825,20 +843,37 @@ impl App {
             ));
             return Vec::new();
         }
+        if on_a_contact && self.seeking() {
+            self.notice = Some((
+                "Loading pages: wait until the selection stops, or move to stop it.".into(),
+                false,
+            ));
+            return Vec::new();
+        }
         match action {
             Action::Up => self.move_selection(-1),
             Action::Down => self.move_selection(1),
             Action::PageUp => self.move_selection(-(self.table_rows() as isize)),
             Action::PageDown => self.move_selection(self.table_rows() as isize),
             Action::Top => self.move_selection(isize::MIN / 2),
-            Action::Bottom => self.move_selection(isize::MAX / 2),
+            Action::Bottom => {
+                let cmds = self.move_selection(isize::MAX / 2);
+                // The last contact, not the last loaded: pages load until the end.
+                if self.next.is_some() {
+                    self.to_bottom = true;
+                    if cmds.is_empty() && !self.loading_more && !self.loading {
+                        return self.search(true);
+                    }
+                }
+                cmds
+            }
             Action::StartSearch => {
                 self.search_input = Some(self.filter.clone());
                 Vec::new()
             }
             Action::Back if !self.filter.is_empty() || self.age_filter.is_some() => {
                 self.filter.clear();
-                self.search(false)
+                self.reload_keeping_selection()
             }
             Action::Help => {
                 self.popup = Some(Popup::Help);
@@ -915,26 +950,32 @@ impl App {
                 self.filter = input.clone();
                 self.search(false)
             }
-            Action::SearchAccept if self.deep_search.is_none() && self.wants_deep() => {
-                // Enter on a name: the deeper search, a word inside any name. Never per key.
-                let cmds = self.search_with(false, true);
-                self.deep_search = Some(DeepSearch {
-                    seq: self.search_seq,
-                    text: self.filter.clone(),
-                    elapsed: std::time::Duration::ZERO,
-                });
-                cmds
+            Action::SearchDeep if self.deep_search.is_none() && self.wants_deep() => {
+                // The deeper search, a word inside any name: on its own key, never per key.
+                self.start_deep_search()
             }
+            Action::SearchDeep => Vec::new(),
             Action::SearchAccept => {
-                // Keep the filter (a running deep search goes on; its answer lands).
+                // Keep the filter and go back to the list, on the contact selected (a
+                // running deep search goes on; its answer lands).
                 self.search_input = None;
+                if self.deep_search.is_some() || !self.wants_deep() {
+                    return Vec::new();
+                }
+                if self.loading {
+                    // The answer is not in yet: if it finds nothing, search deeper then.
+                    self.deep_if_empty = true;
+                    return Vec::new();
+                }
+                if self.contacts.is_empty() {
+                    return self.start_deep_search();
+                }
                 Vec::new()
             }
             Action::SearchClear if self.deep_search.is_some() => {
                 // Esc during a deep search cancels it: its answer will be dropped, and the
                 // keystroke answer for the same text comes back.
-                self.deep_search = None;
-                self.search(false)
+                self.reload_keeping_selection()
             }
             Action::SearchClear => {
                 self.search_input = None;
@@ -942,7 +983,7 @@ impl App {
                     Vec::new()
                 } else {
                     self.filter.clear();
-                    self.search(false)
+                    self.reload_keeping_selection()
                 }
             }
             Action::Up => self.move_selection(-1),
@@ -1231,6 +1272,33 @@ impl App {
         self.search_with(append, deep)
     }
 
+    fn start_deep_search(&mut self) -> Vec<Cmd> {
+        let cmds = self.search_with(false, true);
+        self.deep_search = Some(DeepSearch {
+            seq: self.search_seq,
+            text: self.filter.clone(),
+            elapsed: std::time::Duration::ZERO,
+        });
+        cmds
+    }
+
+    /// Searches `filter` again and keeps the selected contact selected when the answer
+    /// lands (paging to it if need be): a reload never silently moves the selection.
+    fn reload_keeping_selection(&mut self) -> Vec<Cmd> {
+        let keep = self.selected_contact().map(|c| c.id);
+        let cmds = self.search(false);
+        if !cmds.is_empty() {
+            self.keep_selected = keep;
+        }
+        cmds
+    }
+
+    /// Pages are loading to reach a contact (`G`, or the one kept selected by a reload):
+    /// the selection is not yet where it will be.
+    pub fn seeking(&self) -> bool {
+        self.to_bottom || self.keep_selected.is_some()
+    }
+
     /// Three screens of rows, within [`PAGE_SIZE`]..=[`MAX_PAGE_SIZE`].
     pub fn page_size(&self) -> usize {
         (table_rows_for(self.size.1) * 3).clamp(PAGE_SIZE, MAX_PAGE_SIZE)
@@ -1245,6 +1313,9 @@ impl App {
         if !append {
             self.deep_shown = false;
             self.deep_search = None;
+            self.deep_if_empty = false;
+            self.keep_selected = None;
+            self.to_bottom = false;
         }
         if append {
             let Some(next) = self.next.clone() else {
@@ -1279,18 +1350,63 @@ impl App {
                     self.scroll = 0;
                 }
                 self.next = page.next;
+                if std::mem::take(&mut self.deep_if_empty) && self.contacts.is_empty() {
+                    // Enter on a name that matched nothing: a word inside a name, then.
+                    return self.start_deep_search();
+                }
+                let cmds = self.seek();
                 self.keep_selection_visible();
-                Vec::new()
+                cmds
             }
             Err(e) => {
                 self.notice = Some((format!("Search failed: {e}"), true));
                 self.search_error = Some(e);
+                self.deep_if_empty = false;
+                self.keep_selected = None;
+                self.to_bottom = false;
                 Vec::new()
             }
         }
     }
 
+    /// After a page landed: moves toward the contact being sought (`G`, a kept selection),
+    /// asking for the next page while it is not loaded yet.
+    fn seek(&mut self) -> Vec<Cmd> {
+        if let Some(id) = self.keep_selected {
+            if let Some(i) = self.contacts.iter().position(|c| c.id == id) {
+                self.selected = i;
+                self.keep_selected = None;
+            } else if self.next.is_some() && self.contacts.len() < KEEP_SELECTED_ROWS {
+                return self.search(true);
+            } else {
+                self.keep_selected = None;
+                if !self.contacts.is_empty() {
+                    let why = if self.next.is_some() {
+                        format!("not among the first {KEEP_SELECTED_ROWS}")
+                    } else {
+                        "not in this list".to_string()
+                    };
+                    self.notice = Some((
+                        format!("Contact {id} is {why}: the selection is on the first row."),
+                        false,
+                    ));
+                }
+            }
+        }
+        if self.to_bottom {
+            self.selected = self.contacts.len().saturating_sub(1);
+            if self.next.is_some() {
+                return self.search(true);
+            }
+            self.to_bottom = false;
+        }
+        Vec::new()
+    }
+
     fn move_selection(&mut self, delta: isize) -> Vec<Cmd> {
+        // A move of the operator's own ends a walk to a contact (`G`, a kept selection).
+        self.to_bottom = false;
+        self.keep_selected = None;
         if self.contacts.is_empty() {
             return Vec::new();
         }

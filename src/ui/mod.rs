@@ -95,6 +95,8 @@ fn draw_header(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     };
     let count = if app.searching() && !app.contacts.is_empty() {
         format!("{kept}searching…")
+    } else if app.seeking() {
+        format!("{kept}{} loaded, more coming…", app.contacts.len())
     } else if app.loading {
         "loading…".to_string()
     } else {
@@ -133,7 +135,7 @@ fn footer_keys(mode: Mode, writable: bool) -> &'static str {
         }
         // A read-only store: only what works.
         Mode::List => "/ search  A key age  a audit  ? help  q quit",
-        Mode::Search => "type to filter  Enter all names, Enter keep  Esc clear  ↑/↓ move",
+        Mode::Search => "Enter keep  Tab search inside names  Esc clear  ↑/↓ move",
         Mode::Help | Mode::Message => "Esc/Enter/q close",
         Mode::NewKey => "r regenerate  Enter continue  Esc/q cancel",
         Mode::Confirm | Mode::ConfirmRevoke | Mode::ConfirmUndo | Mode::ConfirmBulk => {

@@ -197,7 +197,7 @@ fn a_deep_search_shows_searching_all_names_with_its_time() {
     let mut app = app(true);
     act(&mut app, Action::StartSearch);
     act(&mut app, Action::SearchChar('l'));
-    act(&mut app, Action::SearchAccept);
+    act(&mut app, Action::SearchDeep);
     let seq = app.deep_search.as_ref().map(|d| d.seq).unwrap();
     app.update(Msg::DeepSearchRunning {
         seq,
@@ -514,8 +514,8 @@ fn the_header_shows_a_kept_filter_a_pending_search_and_a_failed_one() {
         }),
         history: Vec::new(),
     });
-    // Enter searches every name; its answer in, Enter keeps the filter.
-    act(&mut app, Action::SearchAccept);
+    // Tab searches inside every name; its answer in, Enter keeps the filter.
+    act(&mut app, Action::SearchDeep);
     let seq = app.search_seq;
     app.update(Msg::Searched {
         seq,
