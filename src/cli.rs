@@ -194,8 +194,11 @@ pub enum Command {
         /// Id, email prefix, or name prefix
         #[arg(long)]
         search: Option<String>,
+        /// Also a word inside a name, as the screen's Tab does (slower on a big site)
+        #[arg(long, requires = "search")]
+        deep: bool,
         /// At most this many contacts (1 to 1000)
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, default_value_t = 50, value_parser = limit_parser(1000))]
         limit: usize,
         /// Hide deleted contacts
         #[arg(long)]
@@ -254,7 +257,7 @@ pub enum Command {
         #[arg(long)]
         all_stores: bool,
         /// At most this many records (1 to 100000)
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = 100, value_parser = limit_parser(100_000))]
         limit: usize,
         /// Print a JSON array instead of a table
         #[arg(long)]
@@ -346,6 +349,11 @@ pub enum Command {
         #[arg(long, value_name = "VAR")]
         password_env: Option<String>,
     },
+}
+
+/// A `--limit` from 1 to `max`: anything else is a usage error, as the help says.
+fn limit_parser(max: u64) -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..=max)
 }
 
 /// Exit codes, stable for scripts.
@@ -494,16 +502,29 @@ fn contact_line(c: &Contact) -> String {
     )
 }
 
-pub fn list(
-    store: &mut dyn ContactStore,
-    search: Option<&str>,
-    limit: usize,
-    no_deleted: bool,
-    json: bool,
-    header: bool,
-) -> Result<(), Failure> {
+/// What `civikey list` asks for.
+pub struct ListOptions<'a> {
+    pub search: Option<&'a str>,
+    /// A word inside a name too (`Query::deep`).
+    pub deep: bool,
+    pub limit: usize,
+    pub no_deleted: bool,
+    pub json: bool,
+    pub header: bool,
+}
+
+pub fn list(store: &mut dyn ContactStore, options: &ListOptions) -> Result<(), Failure> {
+    let ListOptions {
+        search,
+        deep,
+        limit,
+        no_deleted,
+        json,
+        header,
+    } = *options;
     let mut query = Query::new(search.unwrap_or(""), limit.clamp(1, 1000));
     query.include_deleted = !no_deleted;
+    query.deep = deep;
     let page = store.search(&query)?;
     if json {
         let items: Vec<_> = page.contacts.iter().map(contact_json).collect();

@@ -197,17 +197,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match command {
         Command::List {
             search,
+            deep,
             limit,
             no_deleted,
             json,
             no_header,
         } => cli::list(
             store,
-            search.as_deref(),
-            limit,
-            no_deleted,
-            json,
-            cli::wants_header(no_header),
+            &cli::ListOptions {
+                search: search.as_deref(),
+                deep,
+                limit,
+                no_deleted,
+                json,
+                header: cli::wants_header(no_header),
+            },
         ),
         Command::Show { id, json } => cli::show(store, journal().ok().as_ref(), id, json),
         Command::Rotate {

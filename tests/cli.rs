@@ -148,6 +148,33 @@ fn list_json_and_search() {
 }
 
 #[test]
+fn list_deep_finds_a_word_inside_a_name_as_the_screen_does() {
+    let env = Env::new();
+    let store = env.sample_store();
+    let ids = |args: &[&str]| -> Vec<u64> {
+        let out = env.run(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let items: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        items
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_u64().unwrap())
+            .collect()
+    };
+    // "Étoile" is the second word of "Café Étoile" (id 135): no name starts with it.
+    let base = ["--store", &store, "list", "--search", "etoile", "--json"];
+    assert_eq!(ids(&base), Vec::<u64>::new());
+    let mut deep = base.to_vec();
+    deep.push("--deep");
+    assert_eq!(ids(&deep), vec![135]);
+    // --deep needs a search.
+    let out = env.run(&["--store", &store, "list", "--deep"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--search"), "{}", stderr(&out));
+}
+
+#[test]
 fn rotate_prints_only_the_key_the_store_then_holds() {
     let env = Env::new();
     let store = env.sample_store();
@@ -608,6 +635,12 @@ fn usage_errors_exit_2_everywhere() {
         ),
         (vec!["--profile", "nope"], "no profile named"),
         (vec!["list", "--limit", "many"], "invalid value"),
+        (vec!["list", "--limit", "0", "--store", &store], "1..=1000"),
+        (
+            vec!["list", "--limit", "1001", "--store", &store],
+            "1..=1000",
+        ),
+        (vec!["audit", "--limit", "0"], "1..=100000"),
         (vec!["show", "abc", "--store", &store], "invalid value"),
         (
             vec!["config", "init", "--kind", "postgres"],
