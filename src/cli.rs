@@ -247,6 +247,9 @@ pub enum Command {
         /// Read the key from stdin (hidden prompt on a terminal); required: keys never go in argv
         #[arg(long, required = true)]
         key_stdin: bool,
+        /// Replace the contact's current key without asking (needed without a terminal)
+        #[arg(long)]
+        yes: bool,
     },
     /// Print the audit journal, newest first
     Audit {
@@ -795,23 +798,56 @@ fn read_secret_line(prompt: &str) -> Result<zeroize::Zeroizing<String>, Failure>
 }
 
 /// Reads a key from stdin: a hidden prompt on a terminal, else the first line, at most 4 KiB.
+/// Refused as `check` would flag it: a key that is valid in form but easy to guess (the
+/// weak-key rules of `crate::health`, the one definition `check` uses too).
 fn read_key_from_stdin(capacity: usize) -> Result<ApiKey, Failure> {
     let text = read_secret_line("Key (input hidden): ")?;
-    ApiKey::parse_manual(&text, capacity).map_err(|e| {
+    let key = ApiKey::parse_manual(&text, capacity).map_err(|e| {
         Failure::new(
             exit::REFUSED,
             format!("key refused: {e}; nothing was written"),
         )
-    })
+    })?;
+    if let Some((rule, why)) = crate::health::weakness(&key) {
+        return Err(Failure::new(
+            exit::REFUSED,
+            format!(
+                "key refused: weak ({}: {why}), as `civikey check` would report it; nothing was written. `civikey rotate` makes a strong one",
+                rule.as_str()
+            ),
+        ));
+    }
+    Ok(key)
 }
 
 pub fn assign(
     store: &mut dyn ContactStore,
     journal: &mut Journal,
     id: ContactId,
+    yes: bool,
 ) -> Result<(), Failure> {
     let contact = store.contact(id)?;
+    if !store.info().writable {
+        // Before the key is asked for: it could not be written anyway.
+        return Err(RotationError::ReadOnly.into());
+    }
+    let question = contact.key.as_ref().filter(|_| !yes).map(|current| {
+        format!(
+            "Replace the key {} of {} with the given key? The current key will stop working.",
+            current.masked(),
+            describe(&contact)
+        )
+    });
+    // On a terminal the question comes first, as in `rotate`; from a pipe the key is read
+    // and checked first (its faults are named), then the missing --yes is.
+    let typed = io::stdin().is_terminal();
+    if let (true, Some(question)) = (typed, &question) {
+        confirm(question)?;
+    }
     let key = read_key_from_stdin(store.info().key_capacity)?;
+    if let (false, Some(question)) = (typed, &question) {
+        confirm(question)?;
+    }
     let mut keys = OsKeySource;
     let done = rotation::assign(
         store,

@@ -230,7 +230,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             exit::USAGE,
             "rotate needs an ID, or --ids-from FILE --out FILE",
         )),
-        Command::Assign { id, .. } => cli::assign(store, &mut journal()?, id),
+        Command::Assign { id, yes, .. } => cli::assign(store, &mut journal()?, id, yes),
         Command::Revoke { id, yes } => cli::revoke(store, &mut journal()?, id, yes),
         Command::Check { max_age, json } => {
             // The journal is read only for key ages.

@@ -760,6 +760,149 @@ fn run_on_terminal(env: &Env, args: &[&str]) -> String {
     String::from_utf8_lossy(&text).into_owned()
 }
 
+/// Runs civikey on a pseudo-terminal, typing `input` once it asks (its stderr shows
+/// `asks`); returns the exit code and everything the terminal showed.
+fn answer_on_terminal(env: &Env, args: &[&str], asks: &str, input: &str) -> (u32, String) {
+    use portable_pty::{CommandBuilder, PtySize};
+    use std::io::{Read, Write};
+    let pty = portable_pty::native_pty_system()
+        .openpty(PtySize {
+            rows: 50,
+            cols: 200,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .unwrap();
+    let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_civikey"));
+    cmd.args(args);
+    cmd.env("CIVIKEY_DATA_DIR", env.data_dir());
+    cmd.env("HOME", env.dir.path());
+    cmd.env("XDG_CONFIG_HOME", env.dir.path().join("config"));
+    cmd.env_remove("CIVIKEY_CONFIG");
+    let mut child = pty.slave.spawn_command(cmd).unwrap();
+    drop(pty.slave);
+    let mut reader = pty.master.try_clone_reader().unwrap();
+    let mut writer = pty.master.take_writer().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !String::from_utf8_lossy(&seen).contains(asks) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(bytes) => seen.extend(bytes),
+            Err(_) => panic!(
+                "{args:?} never asked {asks:?}: {}",
+                String::from_utf8_lossy(&seen)
+            ),
+        }
+    }
+    writer.write_all(input.as_bytes()).unwrap();
+    writer.flush().unwrap();
+    let status = child.wait().unwrap();
+    while let Ok(bytes) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+        seen.extend(bytes);
+    }
+    (
+        status.exit_code(),
+        String::from_utf8_lossy(&seen).into_owned(),
+    )
+}
+
+#[test]
+fn assign_refuses_a_key_check_calls_weak_and_asks_before_replacing_one() {
+    let env = Env::new();
+    let store = env.sample_store();
+    let feed = |args: &[&str], key: &str| {
+        use std::io::Write;
+        let mut child = binary::civikey(env.dir.path())
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{key}\n").as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    // 102 has no key: nothing to confirm, only the key to judge.
+    let a32 = "a".repeat(32);
+    for (key, rule) in [
+        (a32.as_str(), "run"),
+        ("abcdefghijklmnopqrstuvwxyz123456", "sequence"),
+    ] {
+        let out = feed(&["assign", "102", "--key-stdin", "--store", &store], key);
+        assert_eq!(out.status.code(), Some(5), "{key}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("weak ({rule}:")),
+            "{key}: {}",
+            stderr(&out)
+        );
+        assert!(!stderr(&out).contains(key), "the key was echoed");
+        assert_eq!(stored_key(&env.store(), 102), None);
+        // `check` calls the same key weak, by the same rule.
+        let conn = rusqlite::Connection::open(env.store()).unwrap();
+        conn.execute(
+            "UPDATE civicrm_contact SET api_key = ? WHERE id = 102",
+            [key],
+        )
+        .unwrap();
+        let out = env.run(&["check", "--json", "--store", &store]);
+        let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert!(
+            report["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| { f["contact"]["id"] == 102 && f["code"] == "weak" && f["rule"] == rule }),
+            "{report}"
+        );
+        conn.execute(
+            "UPDATE civicrm_contact SET api_key = NULL WHERE id = 102",
+            [],
+        )
+        .unwrap();
+    }
+    // 103 holds a key: from a pipe, replacing it needs --yes, as rotate does.
+    let before = stored_key(&env.store(), 103);
+    let given = "Q7wKx9m2Pz4RtY8vLnB3cD5fG6hJ";
+    let out = feed(&["assign", "103", "--key-stdin", "--store", &store], given);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
+    assert_eq!(stored_key(&env.store(), 103), before);
+    // On a terminal it asks, naming the contact and the key that stops working; n keeps it.
+    let (code, screen) = answer_on_terminal(
+        &env,
+        &["assign", "103", "--key-stdin", "--store", &store],
+        "[y/N]",
+        "n\r",
+    );
+    assert_eq!(code, 5, "{screen}");
+    assert!(
+        screen.contains("Replace the key ••••8NvY of Grace Hopper (id 103"),
+        "{screen}"
+    );
+    assert_eq!(stored_key(&env.store(), 103), before);
+    let out = feed(
+        &["assign", "103", "--key-stdin", "--yes", "--store", &store],
+        given,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stored_key(&env.store(), 103).as_deref(), Some(given));
+}
+
 #[test]
 fn list_and_audit_print_a_header_row_on_a_terminal_only() {
     let env = Env::new();
