@@ -634,6 +634,10 @@ fn usage_errors_exit_2_everywhere() {
             "no profile named \"nope\"",
         ),
         (vec!["--profile", "nope"], "no profile named"),
+        (
+            vec!["list", "--profile", "work", "--store", &store],
+            "--profile work and --store both name a store",
+        ),
         (vec!["list", "--limit", "many"], "invalid value"),
         (vec!["list", "--limit", "0", "--store", &store], "1..=1000"),
         (
