@@ -248,6 +248,36 @@ fn exit_codes_for_not_found_and_bad_store() {
 }
 
 #[test]
+fn a_file_that_is_no_store_is_named_so_before_any_permission_advice() {
+    let env = Env::new();
+    env.sample_store();
+    // A text file readable by all (as /etc/passwd), another program's SQLite database, and
+    // a real store: only the store gets the chmod advice.
+    let text = env.dir.path().join("passwd");
+    fs::write(&text, "root:x:0:0:root:/root:/bin/bash\n").unwrap();
+    let foreign = env.dir.path().join("other.sqlite");
+    rusqlite::Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+        .unwrap();
+    let exposed = env.dir.path().join("exposed.sqlite");
+    fs::copy(env.store(), &exposed).unwrap();
+    for (file, says) in [
+        (&text, "not a civikey or CiviCRM store"),
+        (&foreign, "not a civikey or CiviCRM store"),
+        (&exposed, "chmod 600"),
+    ] {
+        fs::set_permissions(file, fs::Permissions::from_mode(0o644)).unwrap();
+        let out = env.run(&["list", "--store", &format!("sqlite:{}", file.display())]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{file:?}: {}", stderr(&out));
+        if says != "chmod 600" {
+            assert!(!stderr(&out).contains("chmod"), "{}", stderr(&out));
+        }
+    }
+}
+
+#[test]
 fn revoke_removes_the_key() {
     let env = Env::new();
     let store = env.sample_store();

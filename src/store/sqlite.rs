@@ -653,8 +653,18 @@ impl SqliteStore {
                 "{shown} is a directory, not a SQLite store"
             )));
         }
-        fsperm::refuse_if_exposed(path, &meta).map_err(StoreError::invalid)?;
+        // What the file is comes first: advice to chmod a file that is no store at all
+        // (`--store sqlite:/etc/passwd`) would send the operator the wrong way.
         check_header(path)?;
+        if let Err(exposed) = fsperm::refuse_if_exposed(path, &meta) {
+            let conn = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(|e| StoreError::invalid(format!("{shown}: {e}")))?;
+            check_schema(&conn, path)?;
+            return Err(StoreError::invalid(exposed));
+        }
         let writable = !read_only && fsperm::is_writable(path);
         let flags = if writable {
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -1141,7 +1151,7 @@ fn check_schema(conn: &Connection, path: &Path) -> Result<(), StoreError> {
             .map_err(sql_err)?;
         if present.is_empty() {
             return Err(StoreError::invalid(format!(
-                "{shown} is a SQLite database but holds no {table} table; it is not a civikey store, and it was not modified"
+                "{shown} is a SQLite database but holds no {table} table; it is not a civikey or CiviCRM store, and it was not modified"
             )));
         }
         let missing: Vec<&str> = columns
@@ -1151,7 +1161,7 @@ fn check_schema(conn: &Connection, path: &Path) -> Result<(), StoreError> {
             .collect();
         if !missing.is_empty() {
             return Err(StoreError::invalid(format!(
-                "{shown} has a {table} table without the column(s) {}; it is not a civikey store, and it was not modified",
+                "{shown} has a {table} table without the column(s) {}; it is not a civikey or CiviCRM store, and it was not modified",
                 missing.join(", ")
             )));
         }
@@ -1191,7 +1201,7 @@ fn check_header(path: &Path) -> Result<(), StoreError> {
     }
     if n < 16 || &header[..16] != b"SQLite format 3\0" {
         return Err(StoreError::invalid(format!(
-            "{shown} is not a SQLite database; it was not modified"
+            "{shown} is not a SQLite database, so not a civikey or CiviCRM store; it was not modified"
         )));
     }
     // The header's page count is trustworthy when its "valid for" counter matches the
