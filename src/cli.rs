@@ -291,6 +291,9 @@ pub enum Command {
         /// One JSON object on stdout: {"findings": [...], "summary": {...}}
         #[arg(long)]
         json: bool,
+        /// No header row, even on a terminal (pipes never get one)
+        #[arg(long, conflicts_with = "json")]
+        no_header: bool,
     },
     /// Whose key is this? Reads one key from stdin (hidden prompt on a terminal) and names
     /// its holders, read-only; the lookup is journaled with the key's fingerprint only
@@ -384,6 +387,11 @@ impl Failure {
             message: message.into(),
         }
     }
+
+    /// An exit code whose reason was already told (`check`'s summary): nothing more.
+    pub fn quiet(code: u8) -> Self {
+        Failure::new(code, String::new())
+    }
 }
 
 impl From<StoreError> for Failure {
@@ -427,7 +435,9 @@ pub fn report(result: Result<(), Failure>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(f) => {
-            out::note(format_args!("civikey: {}", f.message));
+            if !f.message.is_empty() {
+                out::note(format_args!("civikey: {}", f.message));
+            }
             ExitCode::from(f.code)
         }
     }
@@ -1205,12 +1215,14 @@ fn finding_line(f: &crate::health::Finding) -> String {
 }
 
 /// `civikey check`: the key health report. Findings are data (stdout); exit code 6 says
-/// there are some.
+/// there are some. As `list` and `audit`: the header row and the advice only on a terminal
+/// (unless `no_header`), the summary once, on stderr when stdout is not a terminal.
 pub fn check(
     store: &mut dyn ContactStore,
     journal: Option<&Journal>,
     max_age_days: Option<u32>,
     json: bool,
+    no_header: bool,
 ) -> Result<(), Failure> {
     let options = crate::health::Options {
         max_age_days,
@@ -1254,7 +1266,8 @@ pub fn check(
         });
         out::line(doc)?;
     } else {
-        if !report.findings.is_empty() {
+        let terminal = out::stdout_is_terminal();
+        if wants_header(no_header) && !report.findings.is_empty() {
             out::line(format_args!(
                 "{:<8}  {:<23}  {:>8}  {:<24}  {:<8}  {:<24}  DETAIL",
                 "SEVERITY", "CODE", "ID", "NAME", "KEY", "TO FIX"
@@ -1263,25 +1276,23 @@ pub fn check(
         for f in &report.findings {
             out::line(finding_line(f))?;
         }
-        // What each code found means to do, once per code.
-        for code in crate::health::Code::ALL {
-            if report.count(code) > 0 {
-                out::line(format_args!("{}: {}", code.as_str(), code.advice()))?;
+        if terminal {
+            // What each code found means to do, once per code: for the operator reading.
+            for code in crate::health::Code::ALL {
+                if report.count(code) > 0 {
+                    out::line(format_args!("{}: {}", code.as_str(), code.advice()))?;
+                }
             }
+            out::line(format_args!("civikey check: {}", report.summary()))?;
+        } else {
+            out::note(format_args!("civikey check: {}", report.summary()));
         }
-        out::line(format_args!("civikey check: {}", report.summary()))?;
     }
     if report.findings.is_empty() {
         Ok(())
     } else {
-        Err(Failure::new(
-            exit::FINDINGS,
-            format!(
-                "{} findings on {} contacts",
-                report.findings.len(),
-                report.contacts_flagged()
-            ),
-        ))
+        // The summary said it (or the JSON holds it).
+        Err(Failure::quiet(exit::FINDINGS))
     }
 }
 

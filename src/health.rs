@@ -562,7 +562,6 @@ pub fn parse_max_age(text: &str) -> Result<u32, String> {
         .parse::<u32>()
         .ok()
         .and_then(|n| n.checked_mul(factor))
-        .filter(|n| *n > 0)
         .ok_or_else(|| format!("{text:?} is not an age: give days like 90d, or weeks like 12w"))
 }
 
@@ -623,7 +622,11 @@ mod tests {
         assert_eq!(parse_max_age("90d"), Ok(90));
         assert_eq!(parse_max_age("12w"), Ok(84));
         assert_eq!(parse_max_age("30"), Ok(30));
-        assert!(parse_max_age("0d").is_err());
+        assert_eq!(
+            parse_max_age("0d"),
+            Ok(0),
+            "every key older than today, as the TUI's A takes 0"
+        );
         assert!(parse_max_age("soon").is_err());
     }
 }

@@ -232,10 +232,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
         )),
         Command::Assign { id, yes, .. } => cli::assign(store, &mut journal()?, id, yes),
         Command::Revoke { id, yes } => cli::revoke(store, &mut journal()?, id, yes),
-        Command::Check { max_age, json } => {
+        Command::Check {
+            max_age,
+            json,
+            no_header,
+        } => {
             // The journal is read only for key ages.
             let journal = max_age.map(|_| journal()).transpose()?;
-            cli::check(store, journal.as_ref(), max_age, json)
+            cli::check(store, journal.as_ref(), max_age, json, no_header)
         }
         Command::Generate { .. }
         | Command::Seed { .. }

@@ -762,6 +762,13 @@ fn closed_pipe() -> std::process::Stdio {
 
 /// Runs civikey with its stdout on a pseudo-terminal and returns what it printed there.
 fn run_on_terminal(env: &Env, args: &[&str]) -> String {
+    let (code, text) = terminal_output(env, args);
+    assert_eq!(code, 0, "{args:?}: {text}");
+    text
+}
+
+/// Runs civikey on a pseudo-terminal: its exit code and what the terminal showed.
+fn terminal_output(env: &Env, args: &[&str]) -> (u32, String) {
     use portable_pty::{CommandBuilder, PtySize};
     let pty = portable_pty::native_pty_system()
         .openpty(PtySize {
@@ -781,7 +788,6 @@ fn run_on_terminal(env: &Env, args: &[&str]) -> String {
     drop(pty.slave);
     let mut reader = pty.master.try_clone_reader().unwrap();
     let status = child.wait().unwrap();
-    assert!(status.success(), "{args:?}: {status:?}");
     let mut text = Vec::new();
     // After the child exits, reading drains the output, then ends (EIO) once it is read.
     let mut buf = [0u8; 4096];
@@ -791,7 +797,41 @@ fn run_on_terminal(env: &Env, args: &[&str]) -> String {
         }
         text.extend_from_slice(&buf[..n]);
     }
-    String::from_utf8_lossy(&text).into_owned()
+    (
+        status.exit_code(),
+        String::from_utf8_lossy(&text).into_owned(),
+    )
+}
+
+#[test]
+fn check_follows_the_pipe_conventions_of_list_and_audit() {
+    let env = Env::new();
+    let store = env.sample_store();
+    // On a terminal: header, findings, advice, the summary once.
+    let (code, screen) = terminal_output(&env, &["check", "--store", &store]);
+    assert_eq!(code, 6, "{screen}");
+    let first = screen.lines().find(|l| !l.contains("key holders")).unwrap();
+    assert!(first.starts_with("SEVERITY"), "{screen}");
+    assert!(screen.contains("duplicate: "), "advice: {screen}");
+    assert_eq!(screen.matches("civikey check:").count(), 1, "{screen}");
+    assert_eq!(screen.matches("findings on").count(), 1, "{screen}");
+    let (_, plain) = terminal_output(&env, &["check", "--no-header", "--store", &store]);
+    assert!(!plain.contains("SEVERITY"), "{plain}");
+    // Into a pipe: findings only; the summary once on stderr.
+    let out = env.run(&["check", "--store", &store]);
+    assert_eq!(out.status.code(), Some(6));
+    let text = stdout(&out);
+    assert!(
+        text.lines().all(|l| l.starts_with("critical")
+            || l.starts_with("high")
+            || l.starts_with("medium")
+            || l.starts_with("low")),
+        "{text}"
+    );
+    assert_eq!(stderr(&out).matches("civikey check:").count(), 1);
+    // --max-age 0d is an age, as in the screen's A.
+    let out = env.run(&["check", "--max-age", "0d", "--json", "--store", &store]);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
 }
 
 /// Runs civikey on a pseudo-terminal, typing `input` once it asks (its stderr shows
