@@ -100,11 +100,13 @@ pub mod out {
         }
     }
 
-    /// A question on stderr, sanitized, without a newline, flushed before the answer is read.
-    pub fn ask(text: impl Display) -> io::Result<()> {
-        let text = SafeText::new(&text.to_string());
+    /// A question on stderr, flushed before the answer is read: each of `lines` sanitized
+    /// on its own (the data in them made inert, the line breaks between them kept), the
+    /// last one without a newline.
+    pub fn ask(lines: &[String]) -> io::Result<()> {
+        let text: Vec<String> = lines.iter().map(|l| SafeText::new(l).to_string()).collect();
         let mut err = io::stderr().lock();
-        write!(err, "{text} ")?;
+        write!(err, "{} ", text.join("\n"))?;
         err.flush()
     }
 
@@ -665,15 +667,24 @@ fn roles_text(standing: &Standing) -> String {
     }
 }
 
-/// Asks on the terminal; refuses when there is no terminal to ask on.
+/// Asks on the terminal; refuses when there is no terminal to ask on. `question` is one
+/// line, or several (`lines`): each is sanitized on its own, so a name's control characters
+/// stay inert while the question keeps its line breaks.
 fn confirm(question: &str) -> Result<(), Failure> {
+    confirm_lines(vec![question.to_string()])
+}
+
+fn confirm_lines(mut lines: Vec<String>) -> Result<(), Failure> {
     if !io::stdin().is_terminal() || !out::stderr_is_terminal() {
         return Err(Failure::new(
             exit::REFUSED,
             "not on a terminal, so no one can confirm: add --yes to proceed",
         ));
     }
-    out::ask(format_args!("{question} [y/N]"))?;
+    if let Some(last) = lines.last_mut() {
+        last.push_str(" [y/N]");
+    }
+    out::ask(&lines)?;
     let mut answer = String::new();
     io::stdin().lock().read_line(&mut answer)?;
     if matches!(answer.trim(), "y" | "Y" | "yes") {
@@ -716,16 +727,17 @@ pub fn rotate(
             None => "They have no key now.".into(),
         };
         let standing = store.standing(id).unwrap_or(Standing::UNKNOWN);
-        let mut question = format!(
+        let mut question = vec![format!(
             "Assign a new key to {}? User: {}. Roles: {}.",
             describe(&contact),
             account_text(&standing),
             roles_text(&standing)
-        );
+        )];
         for w in crate::assess::assess(&contact, &standing) {
-            question.push_str(&format!("\n  warning [{}]: {}", w.code.as_str(), w.text));
+            question.push(format!("  warning [{}]: {}", w.code.as_str(), w.text));
         }
-        confirm(&format!("{question}\n{stops}"))?;
+        question.push(stops);
+        confirm_lines(question)?;
     }
     let expectation = Expectation::Seen(contact.key.clone());
     let mut keys = OsKeySource;

@@ -978,6 +978,46 @@ fn assign_refuses_a_key_check_calls_weak_and_asks_before_replacing_one() {
 }
 
 #[test]
+fn the_confirm_question_keeps_its_line_breaks_and_the_names_inert() {
+    let env = Env::new();
+    let store = env.sample_store();
+    let before = stored_key(&env.store(), 103);
+    // Grace Hopper has no user account: a warning line under the question.
+    let (code, screen) =
+        answer_on_terminal(&env, &["rotate", "103", "--store", &store], "[y/N]", "n\r");
+    assert_eq!(code, 5, "{screen}");
+    assert!(
+        !screen.contains('␊'),
+        "a line break shown as a symbol: {screen}"
+    );
+    let lines: Vec<&str> = screen.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("Assign a new key to Grace Hopper (id 103")),
+        "{screen}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("  warning [no_user_account]")),
+        "{screen}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("Their current key ••••8NvY will stop working.")),
+        "{screen}"
+    );
+    assert_eq!(stored_key(&env.store(), 103), before);
+    // A hostile name stays inert in the question: 142 is "Mallory ESC[2J ...".
+    let (_, screen) =
+        answer_on_terminal(&env, &["rotate", "142", "--store", &store], "[y/N]", "n\r");
+    assert!(screen.contains("Mallory ␛[2J"), "{screen}");
+    assert!(!screen.contains("\x1b[2J"), "{screen}");
+}
+
+#[test]
 fn list_and_audit_print_a_header_row_on_a_terminal_only() {
     let env = Env::new();
     let store = env.sample_store();
