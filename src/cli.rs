@@ -65,6 +65,13 @@ pub mod out {
         on_stdout(writeln!(io::stdout().lock(), "{text}"))
     }
 
+    /// One JSON document on stdout, on one line: the text in it as it came (lossless, see
+    /// [`SafeText::lossless_json`]), every control, bidi and invisible character escaped
+    /// (`\uXXXX`), so the line is inert on a terminal and exact for a script.
+    pub fn json(doc: &serde_json::Value) -> io::Result<()> {
+        line(crate::sanitize::inert_json(&doc.to_string()))
+    }
+
     /// A message for the operator on stderr, sanitized like [`line`]. A failure to write to
     /// stderr is ignored: there is nowhere left to report it.
     pub fn note(text: impl Display) {
@@ -460,20 +467,37 @@ pub fn generate(length: usize) -> Result<(), Failure> {
 }
 
 fn contact_json(c: &Contact) -> serde_json::Value {
+    // Text as the store holds it (`out::json` escapes what could act on a terminal);
+    // `cms_user` is one type: a bool, or null when the store cannot tell.
     serde_json::json!({
         "id": c.id,
-        "contact_type": c.contact_type.as_str(),
-        "display_name": c.display_name.as_str(),
-        "sort_name": c.sort_name.as_str(),
-        "email": c.email.as_ref().map(SafeText::as_str),
+        "contact_type": c.contact_type.lossless_json(),
+        "display_name": c.display_name.lossless_json(),
+        "sort_name": c.sort_name.lossless_json(),
+        "email": c.email.as_ref().map(SafeText::lossless_json),
         "is_deleted": c.is_deleted,
         "key": c.key.as_ref().map(|k| k.masked()),
         "cms_user": match c.cms {
-            CmsLink::Linked { uf_id } => serde_json::json!(uf_id),
+            CmsLink::Linked { .. } => serde_json::json!(true),
             CmsLink::None => serde_json::json!(false),
             CmsLink::Unknown => serde_json::Value::Null,
         },
+        "cms_user_id": match c.cms {
+            CmsLink::Linked { uf_id } => serde_json::json!(uf_id),
+            _ => serde_json::Value::Null,
+        },
     })
+}
+
+/// `2026-11-26T15:02:00Z`: a unix time for scripts, beside the number.
+pub fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
 }
 
 /// `1 contact`, `2 contacts`: the count with the right form.
@@ -543,7 +567,7 @@ pub fn list(store: &mut dyn ContactStore, options: &ListOptions) -> Result<(), F
     let page = store.search(&query)?;
     if json {
         let items: Vec<_> = page.contacts.iter().map(contact_json).collect();
-        out::line(serde_json::Value::Array(items))?;
+        out::json(&serde_json::Value::Array(items))?;
     } else {
         if header {
             out::line(list_header())?;
@@ -588,12 +612,13 @@ pub fn show(
             Some(k) => serde_json::json!({
                 "masked": k.masked(),
                 "set_at": set.as_ref().map(|(time, _)| *time),
+                "set_at_rfc3339": set.as_ref().map(|(time, _)| rfc3339(*time)),
                 "set_by": set.as_ref().map(|(_, by)| by.as_str()),
             }),
         };
         doc["user"] = match (&standing.account, user) {
             (_, Some(u)) => {
-                serde_json::json!({"id": u.id, "name": u.name.as_str(), "active": u.active})
+                serde_json::json!({"id": u.id, "name": u.name.lossless_json(), "active": u.active})
             }
             (AccountState::NoAccount, None) => serde_json::json!(false),
             _ => serde_json::Value::Null,
@@ -609,7 +634,7 @@ pub fn show(
             .iter()
             .map(|w| serde_json::json!({"code": w.code.as_str(), "text": w.text}))
             .collect::<Vec<_>>());
-        out::line(doc)?;
+        out::json(&doc)?;
         return Ok(());
     }
     let row = |label: &str, value: &str| out::line(format_args!("{label:<9} {value}"));
@@ -913,9 +938,10 @@ pub fn audit(
         if let Some(items) = doc.as_array_mut() {
             for (item, e) in items.iter_mut().zip(&entries) {
                 item["key_not_delivered"] = serde_json::json!(undelivered.contains(&e.id));
+                item["time_rfc3339"] = serde_json::json!(rfc3339(e.time));
             }
         }
-        out::line(doc)?;
+        out::json(&doc)?;
         return Ok(());
     }
     if header {
@@ -1022,7 +1048,7 @@ pub fn profiles(config: Option<&crate::config::Config>, json: bool) -> Result<()
                 })
             })
             .collect();
-        out::line(serde_json::Value::Array(items))?;
+        out::json(&serde_json::Value::Array(items))?;
         return Ok(());
     }
     if summaries.is_empty() {
@@ -1276,7 +1302,7 @@ pub fn check(
                 "text": report.summary(),
             },
         });
-        out::line(doc)?;
+        out::json(&doc)?;
     } else {
         let terminal = out::stdout_is_terminal();
         if wants_header(no_header) && !report.findings.is_empty() {

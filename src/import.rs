@@ -854,7 +854,7 @@ pub fn command(spec: &StoreSpec, file: &Path, json: bool) -> Result<(), Failure>
     if json {
         let mut doc = report.to_json();
         doc["store_created"] = created.into();
-        out::line(doc)?;
+        out::json(&doc)?;
     } else {
         let location = SafeText::new(&format!("sqlite:{}", path.display()));
         out::note(format_args!("civikey: imported {shown} into {location}"));

@@ -148,6 +148,74 @@ fn list_json_and_search() {
 }
 
 #[test]
+fn json_holds_the_stores_real_text_escaped_one_cms_type_and_rfc3339_times() {
+    let env = Env::new();
+    let store = env.sample_store();
+    let raw_name = |id: i64| -> String {
+        rusqlite::Connection::open(env.store())
+            .unwrap()
+            .query_row(
+                "SELECT display_name FROM civicrm_contact WHERE id = ?",
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let out = env.run(&["list", "--limit", "200", "--json", "--store", &store]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Inert bytes: no ESC, no C1, no bidi or invisible character, raw or UTF-8.
+    let text = stdout(&out);
+    for c in text.chars() {
+        let bidi_or_zero_width = matches!(
+            c,
+            '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        );
+        assert!(
+            (c == '\n' || !c.is_control()) && !bidi_or_zero_width,
+            "U+{:04X} in the JSON",
+            c as u32
+        );
+    }
+    let items: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let items = items.as_array().unwrap();
+    // 142 (ESC sequences) and 143 (bidi, CSI): the store's own text once parsed.
+    for id in [142, 143] {
+        let item = items.iter().find(|c| c["id"] == id).unwrap();
+        assert_eq!(item["display_name"], raw_name(id), "contact {id}");
+        assert!(raw_name(id)
+            .chars()
+            .any(|c| c.is_control() || c > '\u{2000}'));
+    }
+    for item in items {
+        assert!(
+            item["cms_user"].is_boolean() || item["cms_user"].is_null(),
+            "{item}"
+        );
+    }
+    let linked = items.iter().find(|c| c["id"] == 121).unwrap();
+    assert_eq!(
+        (&linked["cms_user"], &linked["cms_user_id"]),
+        (&true.into(), &1210.into())
+    );
+    // Times: the number and RFC 3339.
+    let out = env.run(&["rotate", "102", "--yes", "--store", &store]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env.run(&["audit", "--json"]);
+    let records: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let record = &records[0];
+    let unix = record["time"].as_i64().unwrap();
+    let expected = time::OffsetDateTime::from_unix_timestamp(unix)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    assert_eq!(record["time_rfc3339"], expected);
+    assert!(expected.ends_with('Z'), "{expected}");
+    let out = env.run(&["show", "102", "--json", "--store", &store]);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(shown["key"]["set_at_rfc3339"].is_string(), "{shown}");
+}
+
+#[test]
 fn list_deep_finds_a_word_inside_a_name_as_the_screen_does() {
     let env = Env::new();
     let store = env.sample_store();

@@ -513,13 +513,13 @@ fn binary_imports_twice_and_reports() {
     assert_eq!(doc["store_created"], false);
     assert_eq!(rows(&env.store()), after_messy());
 
-    // The imported contacts are what `list` shows, inert.
+    // The imported contacts are what `list` shows: inert bytes, the exact text once parsed.
     let out = env.run(&["list", "--store", &address, "--search", "104", "--json"]);
     assert_clean(&out);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         list[0]["display_name"],
-        "\u{241B}[2JEvil\u{241B}]52;c;aGk=\u{2407} Corp"
+        "\u{1B}[2JEvil\u{1B}]52;c;aGk=\u{7} Corp"
     );
 }
 
