@@ -352,7 +352,10 @@ impl Report {
     /// The one-line summary under the table.
     pub fn summary(&self) -> String {
         let mut text = if self.findings.is_empty() {
-            format!("no findings on {} key holders", self.holders)
+            format!(
+                "no findings on {}",
+                crate::cli::plural(self.holders, "key holder", "key holders")
+            )
         } else {
             let parts: Vec<String> = Code::ALL
                 .iter()
@@ -360,10 +363,10 @@ impl Report {
                 .map(|c| format!("{} {}", self.count(*c), c.as_str()))
                 .collect();
             format!(
-                "{} findings on {} of {} key holders ({})",
-                self.findings.len(),
+                "{} on {} of {} ({})",
+                crate::cli::plural(self.findings.len(), "finding", "findings"),
                 self.contacts_flagged(),
-                self.holders,
+                crate::cli::plural(self.holders, "key holder", "key holders"),
                 parts.join(", ")
             )
         };
@@ -373,8 +376,8 @@ impl Report {
         }
         if self.standing_unknown > 0 {
             text.push_str(&format!(
-                "; user accounts and roles unknown for {} holders",
-                self.standing_unknown
+                "; user accounts and roles unknown for {}",
+                crate::cli::plural(self.standing_unknown, "holder", "holders")
             ));
         }
         text

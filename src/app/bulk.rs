@@ -53,7 +53,8 @@ impl App {
                 };
                 self.notice = Some((
                     format!(
-                        "Marked {n} contacts{cap}{skipped}; {} marked in all. R: rotate them",
+                        "Marked {}{cap}{skipped}; {} marked in all. R: rotate them",
+                        crate::cli::plural(n, "contact", "contacts"),
                         self.marked.len()
                     ),
                     false,

@@ -436,6 +436,8 @@ pub struct App {
     pub search_error: Option<String>,
     /// A search answer that arrived under a popup: applied once the popup closes.
     deferred: Option<Deferred>,
+    /// The notice was set while a popup was open (about it): it goes when the popup does.
+    notice_of_popup: bool,
     keys: Box<dyn KeySource>,
 }
 
@@ -484,6 +486,7 @@ impl App {
             quitting: false,
             search_error: None,
             deferred: None,
+            notice_of_popup: false,
             keys,
         };
         (app, vec![Cmd::OpenStore])
@@ -521,9 +524,10 @@ impl App {
         self.size.0 < crate::ui::MIN_WIDTH || self.size.1 < crate::ui::MIN_HEIGHT
     }
 
-    /// A search for the current text is running: the rows shown are an older one's.
+    /// A search for the current text is running: the rows shown are an older one's. (Not
+    /// when its answer is in, held back under a popup: nothing searches then.)
     pub fn searching(&self) -> bool {
-        self.loading && matches!(self.store, StoreState::Ready(_))
+        self.loading && self.deferred.is_none() && matches!(self.store, StoreState::Ready(_))
     }
 
     pub fn selected_contact(&self) -> Option<&Contact> {
@@ -542,7 +546,17 @@ impl App {
     }
 
     pub fn update(&mut self, msg: Msg) -> Vec<Cmd> {
+        let had_popup = self.popup.is_some();
+        let notice_before = self.notice.clone();
         let mut cmds = self.apply(msg);
+        // A notice about a popup ("Mark findings first") never outlives it; one set as the
+        // popup closes ("Cancelled: ...") is about the list and stays.
+        if self.notice != notice_before {
+            self.notice_of_popup = self.popup.is_some() && self.notice.is_some();
+        } else if had_popup && self.popup.is_none() && self.notice_of_popup {
+            self.notice = None;
+            self.notice_of_popup = false;
+        }
         // The list never changes under a popup: an answer that came meanwhile lands now.
         if self.popup.is_none() {
             if let Some((append, result, history)) = self.deferred.take() {
@@ -894,7 +908,10 @@ impl App {
             Action::UnmarkAll => {
                 let n = self.marked.len();
                 self.marked.clear();
-                self.notice = Some((format!("Unmarked {n} contacts."), false));
+                self.notice = Some((
+                    format!("Unmarked {}.", crate::cli::plural(n, "contact", "contacts")),
+                    false,
+                ));
                 Vec::new()
             }
             Action::MarkMatching => self.mark_matching(None),

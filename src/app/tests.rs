@@ -1307,3 +1307,52 @@ fn a_search_asks_for_three_screens_of_rows() {
     }
     assert!(table_rows_for(40) * 3 > PAGE_SIZE);
 }
+
+#[test]
+fn a_notice_about_a_popup_goes_with_it_and_one_about_the_list_stays() {
+    let mut app = crate::app::health::tests::opened(true);
+    // x with nothing marked: a notice about the health view.
+    act(&mut app, Action::Revoke);
+    let notice = app.notice.clone().unwrap().0;
+    assert!(notice.contains("Mark findings first"), "{notice}");
+    act(&mut app, Action::Back);
+    assert_eq!(app.mode(), Mode::List);
+    assert_eq!(app.notice, None, "the notice outlived its popup");
+    // A cancel says what happened to the list: it stays.
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::Rotate);
+    act(&mut app, Action::Back);
+    assert_eq!(
+        app.notice.clone().map(|n| n.0).as_deref(),
+        Some("Cancelled: nothing was written.")
+    );
+}
+
+#[test]
+fn nothing_searches_while_an_answer_waits_under_a_popup() {
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::StartSearch);
+    act(&mut app, Action::SearchChar('g'));
+    act(&mut app, Action::SearchAccept);
+    assert!(app.searching());
+    act(&mut app, Action::Help);
+    searched(&mut app, vec![contact(3, "Grace Hopper", None)]);
+    assert!(
+        !app.searching(),
+        "the answer is in, held back under the popup"
+    );
+    act(&mut app, Action::Back);
+    assert!(!app.searching());
+    assert_eq!(app.contacts.len(), 1);
+}
+
+#[test]
+fn plurals_in_notices() {
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::ToggleMark);
+    act(&mut app, Action::UnmarkAll);
+    assert_eq!(
+        app.notice.clone().map(|n| n.0).as_deref(),
+        Some("Unmarked 1 contact.")
+    );
+}

@@ -42,7 +42,10 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         }) => {
             let rect = area.inner(Margin::new(2, 1));
             frame.render_widget(Clear, rect);
-            let title = format!(" Rotate {} marked contacts ", app.marked.len());
+            let title = format!(
+                " Rotate {} ",
+                crate::cli::plural(app.marked.len(), "marked contact", "marked contacts")
+            );
             let block = Block::bordered()
                 .border_type(BorderType::Rounded)
                 .title(Span::styled(title, theme.bold()));

@@ -129,6 +129,9 @@ fn draw_header(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
 
 /// The keys that work in `mode`; every line fits 80 columns with its leading space.
 fn footer_keys(mode: Mode, writable: bool) -> &'static str {
+    if mode == Mode::Health && !writable {
+        return "j/k move  q close";
+    }
     match mode {
         Mode::List if writable => {
             "/ search  r new key  x revoke  space mark  R rotate  a audit  ? help  q quit"

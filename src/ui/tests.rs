@@ -654,3 +654,44 @@ fn health_view_80x24() {
     act(&mut app, Action::ToggleMark);
     insta::assert_snapshot!(render(&mut app, 80, 24).backend());
 }
+
+#[test]
+fn read_only_health_view_offers_only_what_works() {
+    let mut app = crate::app::health::tests::opened(false);
+    let term = render(&mut app, 80, 24);
+    let screen: Vec<String> = (0..24).map(|y| row(&term, y)).collect();
+    let all = screen.join("\n");
+    for gone in ["R rotate", "x revoke", "space mark", "* mark"] {
+        assert!(!all.contains(gone), "{gone}:\n{all}");
+    }
+    assert!(all.contains("read-only store"), "{all}");
+    assert_eq!(screen[23].trim(), "j/k move  q close");
+}
+
+#[test]
+fn counts_take_the_right_plural_on_screen() {
+    let mut app = crate::app::health::tests::opened(true);
+    if let Some(crate::app::Popup::Health { report, .. }) = app.popup.as_mut() {
+        report.findings.truncate(1);
+    }
+    let term = render(&mut app, 80, 24);
+    assert!(
+        row(&term, 1).contains(" Key health: 1 finding "),
+        "{}",
+        row(&term, 1)
+    );
+    act(&mut app, Action::Back);
+    act(&mut app, Action::ToggleMark);
+    let term = render(&mut app, 80, 24);
+    assert!(!row(&term, 0).contains("1 marked contacts"));
+    app.popup = Some(crate::app::Popup::ConfirmBulkRevoke { count: 1 });
+    let term = render(&mut app, 80, 24);
+    let all: String = (0..24)
+        .map(|y| row(&term, y))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        all.contains("Revoke the keys of 1 marked contact?"),
+        "{all}"
+    );
+}
