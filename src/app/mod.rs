@@ -7,6 +7,7 @@
 mod bulk;
 pub mod health;
 pub mod keymap;
+pub mod text;
 pub mod worker;
 
 use std::collections::HashMap;
@@ -85,6 +86,8 @@ pub enum Action {
     Health,
     InputChar(char),
     InputBackspace,
+    /// Cursor moves and deletes in the text being edited (search box or field).
+    Edit(text::Edit),
     Back,
     Quit,
     ForceQuit,
@@ -323,12 +326,12 @@ pub enum Popup {
     /// "Contacts whose key is older than N days": N being typed. `show` lists them (oldest
     /// first) instead of marking them.
     MarkOld {
-        days: String,
+        days: text::TextField,
         show: bool,
     },
     /// The one confirm screen of a bulk rotation: the marked contacts and the out file.
     BulkConfirm {
-        path: String,
+        path: text::TextField,
         scroll: usize,
         /// Enter was pressed in the path field: `y` now starts the run.
         confirming: bool,
@@ -392,7 +395,7 @@ pub struct App {
     /// The filter in force (results shown are for it).
     pub filter: String,
     /// Some while the operator is typing a search.
-    pub search_input: Option<String>,
+    pub search_input: Option<text::TextField>,
     /// Sequence number of the newest search; answers to older ones are dropped.
     pub search_seq: u64,
     /// Some while a deep search (Enter in the search box) runs; Esc drops it.
@@ -734,8 +737,8 @@ impl App {
                 let Some(input) = self.search_input.as_mut() else {
                     return Vec::new();
                 };
-                input.push_str(&clean(text));
-                self.filter = input.clone();
+                input.insert(&clean(text));
+                self.filter = input.text().to_string();
                 self.search(false)
             }
             Mode::Input => {
@@ -882,7 +885,7 @@ impl App {
                 cmds
             }
             Action::StartSearch => {
-                self.search_input = Some(self.filter.clone());
+                self.search_input = Some(text::TextField::new(&self.filter));
                 Vec::new()
             }
             Action::Back if !self.filter.is_empty() || self.age_filter.is_some() => {
@@ -917,7 +920,7 @@ impl App {
             Action::MarkMatching => self.mark_matching(None),
             Action::MarkOld => {
                 self.popup = Some(Popup::MarkOld {
-                    days: "90".into(),
+                    days: text::TextField::selected("90"),
                     show: false,
                 });
                 Vec::new()
@@ -925,7 +928,7 @@ impl App {
             Action::BulkRotate => self.open_bulk_confirm(),
             Action::AgeFilter => {
                 self.popup = Some(Popup::MarkOld {
-                    days: "90".into(),
+                    days: text::TextField::selected("90"),
                     show: true,
                 });
                 Vec::new()
@@ -958,13 +961,19 @@ impl App {
         };
         match action {
             Action::SearchChar(c) => {
-                input.push(c);
-                self.filter = input.clone();
+                input.insert(c.encode_utf8(&mut [0; 4]));
+                self.filter = input.text().to_string();
                 self.search(false)
             }
-            Action::SearchBackspace => {
-                input.pop();
-                self.filter = input.clone();
+            Action::SearchBackspace | Action::Edit(_) => {
+                let edit = match action {
+                    Action::Edit(edit) => edit,
+                    _ => text::Edit::Backspace,
+                };
+                if !input.edit(edit) {
+                    return Vec::new();
+                }
+                self.filter = input.text().to_string();
                 self.search(false)
             }
             Action::SearchDeep if self.deep_search.is_none() && self.wants_deep() => {

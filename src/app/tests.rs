@@ -562,7 +562,7 @@ fn marking_and_bulk_rotation_flow() {
     let Some(Popup::BulkConfirm { path, .. }) = &app.popup else {
         panic!()
     };
-    assert!(path.starts_with("/data/rotated-"), "{path}");
+    assert!(path.text().starts_with("/data/rotated-"), "{path:?}");
     // Edit the path: typed letters are text here, not commands.
     for _ in 0..40 {
         act(&mut app, Action::InputBackspace);
@@ -893,7 +893,10 @@ fn a_paste_is_text_in_the_search_and_ignored_elsewhere() {
         panic!("a paste into the search searches")
     };
     assert_eq!(query.text, "Hop  per");
-    assert_eq!(app.search_input.as_deref(), Some("Hop  per"));
+    assert_eq!(
+        app.search_input.as_ref().map(|f| f.text()),
+        Some("Hop  per")
+    );
     assert_eq!(
         app.mode(),
         Mode::Search,
@@ -906,7 +909,8 @@ fn a_paste_is_text_in_the_search_and_ignored_elsewhere() {
     let Some(Popup::MarkOld { days, .. }) = &app.popup else {
         panic!()
     };
-    assert_eq!(days, "9030");
+    // The pre-filled 90 is selected on opening: the paste replaces it.
+    assert_eq!(days.text(), "30");
     act(&mut app, Action::InputChar('q'));
     assert!(app.popup.is_none(), "q closes the days popup");
     // A confirm popup ignores it.
@@ -1355,4 +1359,36 @@ fn plurals_in_notices() {
         app.notice.clone().map(|n| n.0).as_deref(),
         Some("Unmarked 1 contact.")
     );
+}
+
+#[test]
+fn text_fields_edit_at_the_cursor() {
+    use crate::app::text::Edit;
+    let mut app = app_with(three(), true);
+    type_search(&mut app, "grce", Vec::new());
+    act(&mut app, Action::Edit(Edit::Left));
+    act(&mut app, Action::Edit(Edit::Left));
+    let cmds = act(&mut app, Action::SearchChar('a'));
+    assert!(matches!(&cmds[..], [Cmd::Search { query, .. }] if query.text == "grace"));
+    let cmds = act(&mut app, Action::Edit(Edit::DeleteToStart));
+    assert!(matches!(&cmds[..], [Cmd::Search { query, .. }] if query.text == "ce"));
+    act(&mut app, Action::Edit(Edit::End));
+    app.update(Msg::Paste(" hop".into()));
+    assert_eq!(app.filter, "ce hop");
+    let cmds = act(&mut app, Action::Edit(Edit::DeleteWord));
+    assert!(matches!(&cmds[..], [Cmd::Search { .. }]));
+    assert_eq!(app.filter, "ce ");
+    assert!(
+        act(&mut app, Action::Edit(Edit::Home)).is_empty(),
+        "a cursor move searches nothing"
+    );
+    // The days field: typed over while selected, edited at the cursor after an arrow.
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::MarkOld);
+    act(&mut app, Action::Edit(Edit::Home));
+    act(&mut app, Action::InputChar('1'));
+    let Some(Popup::MarkOld { days, .. }) = &app.popup else {
+        panic!()
+    };
+    assert_eq!(days.text(), "190");
 }

@@ -23,7 +23,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                     "{verb} contacts (matching the search) whose key is older than"
                 )),
                 Line::from(vec![
-                    Span::styled(format!("{days}▏"), theme.key()),
+                    Span::styled(days.shown(), theme.key()),
                     Span::raw(" days"),
                 ]),
                 Line::from("Keys civikey never set count as old: their age is unknown."),
@@ -85,9 +85,9 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                 Line::from("The new keys are written to this new file (0600), never shown here:"),
                 Line::from(vec![Span::styled(
                     if *confirming {
-                        path.clone()
+                        path.text().to_string()
                     } else {
-                        format!("{path}▏")
+                        path.shown()
                     },
                     theme.key(),
                 )]),

@@ -189,10 +189,21 @@ fn draw_footer(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         let room = usize::from(area.width)
             .saturating_sub(6 + unicode_width::UnicodeWidthStr::width(hint))
             .max(10);
+        // The text before the cursor, the bar, the text after it.
+        let at = input
+            .text()
+            .char_indices()
+            .nth(input.cursor())
+            .map_or(input.text().len(), |(i, _)| i);
+        let (before, after) = input.text().split_at(at);
+        let before = crate::sanitize::SafeText::new(before).truncated(room);
+        let after = crate::sanitize::SafeText::new(after)
+            .truncated(room.saturating_sub(unicode_width::UnicodeWidthStr::width(before.as_str())));
         Line::from(vec![
             Span::styled(" / ", theme.accent()),
-            Span::raw(crate::sanitize::SafeText::new(input).truncated(room)),
+            Span::raw(before),
             Span::styled("▏", theme.accent()),
+            Span::raw(after),
             Span::raw("  "),
             Span::styled(hint, theme.dim()),
         ])
