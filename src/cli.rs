@@ -242,10 +242,11 @@ pub enum Command {
         /// a site) instead of the key alone
         #[arg(long, conflicts_with = "ids_from")]
         json: bool,
-        /// Bulk: a file of contact ids, one per line (# comments allowed)
+        /// Bulk: a file of contact ids, one per line (# comments allowed); - reads stdin
         #[arg(long, value_name = "FILE", requires = "out", conflicts_with = "id")]
         ids_from: Option<PathBuf>,
-        /// Bulk: the new CSV file for the keys (contact_id,display_name,api_key), created 0600
+        /// Bulk: the new CSV file for the keys (contact_id,display_name,email,api_key), created
+        /// 0600 in a folder that exists
         #[arg(long, value_name = "FILE", requires = "ids_from")]
         out: Option<PathBuf>,
     },
@@ -1115,6 +1116,11 @@ pub fn rotate_bulk(
     }
     let mut out =
         crate::bulk::OutFile::create(out_path).map_err(|e| Failure::new(exit::REFUSED, e))?;
+    out::note(format_args!(
+        "civikey: {}: {}",
+        out_path.display(),
+        crate::bulk::OUT_FILE_NOTE
+    ));
     // Ctrl-C, SIGTERM and SIGHUP stop the run between two contacts, never inside one.
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [
