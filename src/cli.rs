@@ -341,7 +341,9 @@ pub enum Command {
     /// "Organization Name", "Household Name" read; others ignored). Known ids are updated,
     /// new ones added; a re-run changes nothing. Empty cells never erase stored data; of
     /// rows sharing an id the first wins. API keys are never imported. One transaction:
-    /// on error nothing is written. The report goes to stderr (stdout with --json).
+    /// on error nothing is written. A row with more cells than the header is skipped; a
+    /// file separated by semicolons or tabs is read as such. Exit 1 when rows were
+    /// skipped. The report goes to stderr (stdout with --json).
     Import {
         /// The CSV file
         file: std::path::PathBuf,
