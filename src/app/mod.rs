@@ -33,6 +33,10 @@ pub const MAX_PAGE_SIZE: usize = 200;
 /// notice says so.
 pub const KEEP_SELECTED_ROWS: usize = 5000;
 
+/// The first launch's notice, on the sample store made for it.
+pub const SAMPLE_NOTICE: &str =
+    "Sample store: made-up contacts. For a real site run: civikey config init";
+
 /// What a bulk run did to each contact: its results popup is titled after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BulkKind {
@@ -386,6 +390,8 @@ pub struct AppOptions {
 pub struct App {
     pub store: StoreState,
     pub location: String,
+    /// The config profile the store came from, named in the header.
+    pub profile: Option<String>,
     pub contacts: Vec<Contact>,
     /// More results exist after `contacts`.
     pub next: Option<Cursor>,
@@ -458,6 +464,7 @@ impl App {
         let app = App {
             store: StoreState::Opening,
             location: options.location,
+            profile: None,
             contacts: Vec::new(),
             next: None,
             selected: 0,

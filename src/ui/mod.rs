@@ -112,7 +112,13 @@ fn draw_header(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             .unwrap_or_default();
         format!("{kept}{}{more} shown{age}{marked}", app.contacts.len())
     };
-    let left = format!(" civikey │ {store}");
+    let left = match &app.profile {
+        Some(profile) => format!(
+            " civikey │ {} │ {store}",
+            crate::sanitize::SafeText::new(profile).truncated(20)
+        ),
+        None => format!(" civikey │ {store}"),
+    };
     let right = format!("{count} ");
     let room = usize::from(area.width).saturating_sub(right.chars().count() + 1);
     let left = crate::sanitize::truncate_to_width(&left, room);
@@ -133,11 +139,12 @@ fn footer_keys(mode: Mode, writable: bool) -> &'static str {
         return "j/k move  q close";
     }
     match mode {
+        // The keys an operator needs first; `?` lists the rest (a audit, q quit, ...).
         Mode::List if writable => {
-            "/ search  r new key  x revoke  space mark  R rotate  a audit  ? help  q quit"
+            "/ search  r new key  x revoke  space mark  R rotate  h health  A age  ? help"
         }
         // A read-only store: only what works.
-        Mode::List => "/ search  A key age  a audit  ? help  q quit",
+        Mode::List => "/ search  A key age  h health  a audit  ? help  q quit",
         Mode::Search => "Enter keep  Tab search inside names  Esc clear  ↑/↓ move",
         Mode::Help | Mode::Message => "Esc/Enter/q close",
         Mode::NewKey => "r regenerate  Enter continue  Esc/q cancel",

@@ -487,7 +487,7 @@ fn read_only_footer_lists_only_what_works() {
         assert!(!footer.contains(gone), "{footer}");
     }
     assert!(
-        footer.contains("/ search") && footer.contains("q quit"),
+        footer.contains("/ search") && footer.contains("h health") && footer.contains("q quit"),
         "{footer}"
     );
 }
@@ -693,5 +693,31 @@ fn counts_take_the_right_plural_on_screen() {
     assert!(
         all.contains("Revoke the keys of 1 marked contact?"),
         "{all}"
+    );
+}
+
+#[test]
+fn the_header_names_the_profile_and_the_first_run_says_sample_data() {
+    let mut app = app(true);
+    app.profile = Some("crm-db".into());
+    app.notice = Some((crate::app::SAMPLE_NOTICE.to_string(), false));
+    let term = render(&mut app, 80, 24);
+    assert!(
+        row(&term, 0).starts_with(" civikey │ crm-db │ sqlite:"),
+        "{}",
+        row(&term, 0)
+    );
+    let footer = row(&term, 23);
+    assert!(
+        footer.contains("Sample store: made-up contacts") && footer.contains("civikey config init"),
+        "{footer}"
+    );
+    // The list's footer names h and A.
+    app.notice = None;
+    let term = render(&mut app, 80, 24);
+    let footer = row(&term, 23);
+    assert!(
+        footer.contains("h health") && footer.contains("A age"),
+        "{footer}"
     );
 }
