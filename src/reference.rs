@@ -31,7 +31,7 @@ pub const TUI_KEYS: &[(&str, &str)] = &[
     ("h", "key health: findings; mark, R rotate, x revoke"),
     ("c (new key shown)", "copy the key by OSC 52"),
     ("y / n", "confirm / cancel, in every confirm"),
-    ("?", "this help"),
+    ("? / Ctrl-L", "this help / redraw the screen"),
     ("Esc or q", "close a popup; q in the list: quit"),
     (
         "Ctrl-C (twice)",

@@ -13,6 +13,9 @@ pub fn map(key: KeyEvent, mode: Mode) -> Option<Action> {
     if ctrl && matches!(key.code, KeyCode::Char('c') | KeyCode::Char('C')) {
         return Some(Action::ForceQuit);
     }
+    if key.modifiers == KeyModifiers::CONTROL && key.code == KeyCode::Char('l') {
+        return Some(Action::Redraw);
+    }
     // Readline's Ctrl-U and Ctrl-W in a text being edited.
     if matches!(mode, Mode::Search | Mode::Input) && key.modifiers == KeyModifiers::CONTROL {
         return match key.code {
@@ -259,6 +262,9 @@ mod tests {
             Some(Action::Edit(Edit::DeleteWord))
         );
         assert_eq!(map(ctrl('u'), Mode::List), None, "no command on Ctrl-U");
+        for mode in [Mode::List, Mode::Search, Mode::Confirm, Mode::TooSmall] {
+            assert_eq!(map(ctrl('l'), mode), Some(Action::Redraw), "{mode:?}");
+        }
         assert_eq!(
             map(key(KeyCode::Esc), Mode::Search),
             Some(Action::SearchClear)

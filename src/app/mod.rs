@@ -95,6 +95,8 @@ pub enum Action {
     Back,
     Quit,
     ForceQuit,
+    /// Ctrl-L, in every mode.
+    Redraw,
 }
 
 /// When civikey last set a contact's key, and who did (from the audit journal).
@@ -259,6 +261,8 @@ pub enum Cmd {
     CopyToClipboard(ApiKey),
     /// Stop a bulk run after the contact in flight (the terminal loop sets the flag).
     StopBulk,
+    /// Ctrl-L: clear the terminal and draw the whole screen again.
+    Redraw,
 }
 
 /// Which keys mean what right now.
@@ -769,6 +773,7 @@ impl App {
         let mode = self.mode();
         match action {
             Action::ForceQuit => return self.quit(true),
+            Action::Redraw => return vec![Cmd::Redraw],
             Action::Quit
                 if matches!(
                     mode,

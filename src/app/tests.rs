@@ -1392,3 +1392,12 @@ fn text_fields_edit_at_the_cursor() {
     };
     assert_eq!(days.text(), "190");
 }
+
+#[test]
+fn ctrl_l_redraws_and_changes_nothing() {
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::Rotate);
+    let cmds = act(&mut app, Action::Redraw);
+    assert!(matches!(&cmds[..], [Cmd::Redraw]));
+    assert_eq!(app.mode(), Mode::NewKey, "the popup stays");
+}
