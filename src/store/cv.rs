@@ -360,6 +360,7 @@ impl CvStore {
         }
 
         let mut command = Command::new(&self.binary);
+        crate::child_env::minimal(&mut command, crate::child_env::CV);
         if let Some(user) = &self.user {
             // One argument: a name cv cannot take for another option, whatever it holds.
             command.arg(format!("--user={user}"));
