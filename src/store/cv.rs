@@ -1690,7 +1690,7 @@ fn de_hint<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<KeyHint>>, D
     Ok(Some(
         value
             .filter(|v| !v.is_empty())
-            .map(|v| KeyHint::from_tail(&v)),
+            .map(|v| KeyHint::of_whole(&v)),
     ))
 }
 
