@@ -336,6 +336,37 @@ mod tests {
     }
 
     #[test]
+    fn open_private_dir_makes_each_missing_folder_and_refuses_what_it_did_not_make() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("a/b/data");
+        let fd = open_private_dir(&data).unwrap();
+        let stat = rustix::fs::fstat(&fd).unwrap();
+        assert_eq!(stat.st_ino, fs::metadata(&data).unwrap().ino());
+        for step in ["a", "a/b", "a/b/data"] {
+            let mode = fs::metadata(dir.path().join(step)).unwrap().mode() & 0o7777;
+            assert_eq!(mode, 0o700, "{step}");
+        }
+        // Once made, it opens again; a file made through it is 0600 and never replaces one.
+        let fd = open_private_dir(&data).unwrap();
+        create_new_private_file_at(&fd, &data.join("x")).unwrap();
+        assert_eq!(fs::metadata(data.join("x")).unwrap().mode() & 0o777, 0o600);
+        let again = create_new_private_file_at(&fd, &data.join("x")).unwrap_err();
+        assert_eq!(again.kind(), std::io::ErrorKind::AlreadyExists);
+        // A dangling symlink where the folder is missing (planted in a sticky folder, say):
+        // refused, nothing made where it points.
+        std::os::unix::fs::symlink(dir.path().join("target"), dir.path().join("dangling")).unwrap();
+        open_private_dir(&dir.path().join("dangling/data")).unwrap_err();
+        open_private_dir(&dir.path().join("dangling")).unwrap_err();
+        assert!(!dir.path().join("target").exists());
+        // A folder open to others that appeared in the missing place is refused.
+        let open = dir.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = open_private_dir(&open.join("data")).unwrap_err();
+        assert!(err.contains("writable by other users"), "{err}");
+    }
+
+    #[test]
     fn fifos_and_writable_folders_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("fifo");
