@@ -1245,7 +1245,7 @@ pub struct LookupTarget {
     pub label: String,
     /// The `--profile NAME` / `--store ADDRESS` that names it in a command.
     pub selector: String,
-    pub spec: Result<crate::store::spec::StoreSpec, String>,
+    pub spec: Result<crate::store::StoreSpec, String>,
 }
 
 /// `civikey whose --key-stdin`: who holds this key, on each target, read-only. The key is

@@ -13,7 +13,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io::Read;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 use std::ops::Range;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -26,9 +26,13 @@ use zeroize::Zeroizing;
 use crate::fsperm;
 use crate::key::ApiKey;
 use crate::sanitize::SafeText;
-use crate::store::spec::{
-    CvOptions, MysqlOptions, MysqlTls, RestOptions, Secret, SiteLogin, StoreSpec,
-};
+use crate::secret::Secret;
+use crate::store::cv::CvOptions;
+use crate::store::mysql::MysqlOptions;
+use crate::store::mysql::MysqlTls;
+use crate::store::rest::RestOptions;
+use crate::store::SiteLogin;
+use crate::store::StoreSpec;
 
 /// Environment variable naming the config file.
 pub const CONFIG_ENV: &str = "CIVIKEY_CONFIG";
@@ -1364,7 +1368,7 @@ fn parse_address(address: &str, base: &Path) -> Result<Address, String> {
     });
     if let Some((scheme, rest)) = url {
         let host = check_site(rest)?;
-        if scheme == "http" && !is_loopback(&host) {
+        if scheme == "http" && !crate::store::address::is_loopback(&host) {
             return Err(format!(
                 "plain http:// is only allowed to this machine (127.0.0.1, ::1, localhost); {} would carry the admin's API key unencrypted: expected https://",
                 SafeText::new(&host)
@@ -1473,12 +1477,6 @@ fn host_port_host(text: &str) -> Result<&str, String> {
         }
     }
     Ok(host)
-}
-
-fn is_loopback(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
-        || host.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]

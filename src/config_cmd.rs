@@ -13,8 +13,8 @@ use clap::{Subcommand, ValueEnum};
 use crate::cli::{exit, out, plural, Failure};
 use crate::config::{self, Config};
 use crate::sanitize::SafeText;
-use crate::store::spec::StoreSpec;
 use crate::store::Query;
+use crate::store::StoreSpec;
 
 #[derive(Subcommand, Debug)]
 pub enum ConfigCommand {

@@ -30,9 +30,9 @@ use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
 use crate::cli::{exit, out, Failure};
 use crate::sanitize::SafeText;
-use crate::store::spec::StoreSpec;
 use crate::store::sqlite::{sql_err, SqliteStore};
 use crate::store::StoreError;
+use crate::store::StoreSpec;
 
 pub const MAX_FIELD_BYTES: usize = 64 * 1024;
 pub const MAX_ROW_BYTES: u64 = 1024 * 1024;

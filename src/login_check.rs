@@ -4,9 +4,10 @@
 //! to fix); the key is never shown or logged.
 
 use crate::key::ApiKey;
+use crate::store::rest::RestOptions;
 use crate::store::rest::RestStore;
-use crate::store::spec::{RestOptions, SiteLogin};
 use crate::store::ContactId;
+use crate::store::SiteLogin;
 
 /// What logging in with the new key showed.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -16,8 +16,8 @@ use civikey::audit::{Actor, Journal};
 use civikey::cli::{self, exit, Cli, Command, Failure};
 use civikey::config::{self, Config};
 use civikey::key::OsKeySource;
-use civikey::store::spec::StoreSpec;
 use civikey::store::sqlite::SqliteStore;
+use civikey::store::StoreSpec;
 use civikey::terminal::{self, Exit};
 
 /// How long `u` can restore the key a change replaced (the old key lives only in memory).
@@ -379,12 +379,12 @@ fn seed_sqlite(spec: &StoreSpec, what: Filling) -> Result<(), Failure> {
 
 /// CiviCRM-shaped tables in an existing, empty database: refused if any table exists.
 fn seed_mysql(
-    options: &civikey::store::spec::MysqlOptions,
+    options: &civikey::store::mysql::MysqlOptions,
     password_env: Option<&str>,
     what: Filling,
 ) -> Result<(), Failure> {
+    use civikey::secret::Secret;
     use civikey::store::mysql;
-    use civikey::store::spec::Secret;
     if matches!(what, Filling::Sample) {
         return Err(Failure::new(
             exit::USAGE,

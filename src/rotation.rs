@@ -13,7 +13,6 @@
 
 use crate::audit::{self, AuditError, Journal, Outcome};
 use crate::key::{ApiKey, KeyError, KeyHint, KeySource};
-use crate::redact;
 use crate::sanitize::SafeText;
 use crate::store::{Contact, ContactId, ContactStore, KeySwap, StoreError};
 
@@ -258,7 +257,7 @@ fn assign_as(
         }
         let holders = store
             .holders_of(&key)
-            .map_err(|e| redact::store_error(e, &held(previous.as_ref(), Some(&key))))?;
+            .map_err(|e| hide_keys(e, &held(previous.as_ref(), Some(&key))))?;
         let clash = holders.first().copied().or_else(|| {
             // A store that compares case-sensitively still must not hold a key that a
             // case-insensitive CiviCRM would confuse with the current one.
@@ -436,7 +435,7 @@ pub fn assign_batch(
             .filter_map(|&i| slots[i].as_ref().map(|s| &s.key))
             .collect();
         let answer = store.holders_of_keys(&asked);
-        let answer = answer.map_err(|e| redact::store_error(e, &batch_keys(&slots)));
+        let answer = answer.map_err(|e| hide_keys(e, &batch_keys(&slots)));
         let holders = match answer {
             Ok(h) => h,
             Err(e) => {
@@ -520,7 +519,7 @@ pub fn assign_batch(
     let mut outcomes: Vec<(usize, Result<(), RotationError>)> = ready
         .iter()
         .zip(written)
-        .map(|(&i, r)| (i, r.map_err(|e| redact::store_error(e, &held).into())))
+        .map(|(&i, r)| (i, r.map_err(|e| hide_keys(e, &held).into())))
         .collect();
     let sent: Vec<ContactId> = outcomes
         .iter()
@@ -534,7 +533,7 @@ pub fn assign_batch(
             *outcome = match &stored {
                 Err(e) => Err(StoreError::OutcomeUnknown(SafeText::new(&format!(
                     "the write was sent but could not be read back: {}",
-                    redact::store_error(e.again(), &held)
+                    hide_keys(e.again(), &held)
                 )))
                 .into()),
                 Ok(stored) => match stored.get(&slot.contact.id) {
@@ -592,7 +591,15 @@ pub fn assign_batch(
         .collect()
 }
 
-/// Every key a batch holds, old and new, for [`redact::store_error`].
+/// `e` with `keys` hidden, by the one policy ([`StoreError::hiding`]): stores opened by
+/// the factory already hide their own secrets and the call's keys; the workflow hides every
+/// key it holds again, whichever store (or test double) produced the error.
+fn hide_keys(e: StoreError, keys: &[&ApiKey]) -> StoreError {
+    let keys: Vec<&str> = keys.iter().map(|k| k.expose()).collect();
+    e.hiding(&keys)
+}
+
+/// Every key a batch holds, old and new, for [`hide_keys`].
 fn batch_keys(slots: &[Option<Slot>]) -> Vec<&ApiKey> {
     slots
         .iter()
@@ -650,7 +657,7 @@ fn read_current(
     Ok((contact, previous))
 }
 
-/// The keys an operation holds, for [`redact::store_error`].
+/// The keys an operation holds, for [`hide_keys`].
 fn held<'a>(old: Option<&'a ApiKey>, new: Option<&'a ApiKey>) -> Vec<&'a ApiKey> {
     old.into_iter().chain(new).collect()
 }
@@ -664,9 +671,7 @@ fn write_and_verify(
     new: Option<&ApiKey>,
 ) -> Result<(), RotationError> {
     write_and_verify_raw(store, id, expected, new).map_err(|e| match e {
-        RotationError::Store(e) => {
-            RotationError::Store(redact::store_error(e, &held(expected, new)))
-        }
+        RotationError::Store(e) => RotationError::Store(hide_keys(e, &held(expected, new))),
         other => other,
     })
 }
@@ -886,9 +891,12 @@ mod tests {
                         );
                     }
                 }
-                assert!(shown.contains(redact::HIDDEN), "{shown}");
+                assert!(shown.contains(crate::store::error::HIDDEN), "{shown}");
                 if !on_holders {
-                    assert!(entries.contains(redact::HIDDEN), "{i}: {entries}");
+                    assert!(
+                        entries.contains(crate::store::error::HIDDEN),
+                        "{i}: {entries}"
+                    );
                 }
             }
         }

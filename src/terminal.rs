@@ -26,7 +26,7 @@ use ratatui::{Terminal, TerminalOptions, Viewport};
 
 use crate::app::worker::{self, JournalSetup};
 use crate::app::{keymap, App, Cmd, Msg};
-use crate::store::spec::StoreSpec;
+use crate::store::StoreSpec;
 
 /// Set once the terminal is gone (SIGHUP, read error): nothing may be written to it.
 static TERMINAL_GONE: AtomicBool = AtomicBool::new(false);

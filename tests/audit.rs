@@ -389,8 +389,9 @@ fn parallel_rotations_keep_every_verdict_true_sqlite() {
 
 #[test]
 fn parallel_rotations_keep_every_verdict_true_mariadb() {
+    use civikey::secret::Secret;
     use civikey::store::mysql::open_connection;
-    use civikey::store::spec::{MysqlOptions, Secret};
+    use civikey::store::mysql::MysqlOptions;
     use mysql::prelude::Queryable;
     let Ok(url) = std::env::var("CIVIKEY_TEST_MYSQL_URL") else {
         let reason = "CIVIKEY_TEST_MYSQL_URL is not set; start a server with: eval \"$(bash scripts/mariadb-test-server.sh)\"";
@@ -409,7 +410,7 @@ fn parallel_rotations_keep_every_verdict_true_mariadb() {
         address: format!("{url}/{db}"),
         password: Some(Secret::new(password.clone())),
         table_prefix: String::new(),
-        tls: civikey::store::spec::MysqlTls::Auto,
+        tls: civikey::store::mysql::MysqlTls::Auto,
         tls_ca_file: None,
         timeout: std::time::Duration::from_secs(10),
     };

@@ -344,8 +344,9 @@ fn cv_printing_garbage_exits_1() {
 /// credentials are never resent to the address it names, and the operator is told the fix.
 #[test]
 fn a_redirect_is_not_followed_and_credentials_stay_home() {
+    use civikey::secret::Secret;
+    use civikey::store::rest::RestOptions;
     use civikey::store::rest::RestStore;
-    use civikey::store::spec::{RestOptions, Secret};
     use civikey::store::{ContactStore, StoreError};
     use std::io::{BufRead, BufReader, Write};
     use std::net::TcpListener;

@@ -17,11 +17,15 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use civikey::key::ApiKey;
+use civikey::secret::Secret;
 use civikey::seed::SeedContact;
+use civikey::store::cv::CvOptions;
 use civikey::store::cv::CvStore;
+use civikey::store::mysql::MysqlOptions;
+use civikey::store::mysql::MysqlTls;
 use civikey::store::mysql::{insert_contacts, install_schema, open_connection};
+use civikey::store::rest::RestOptions;
 use civikey::store::rest::RestStore;
-use civikey::store::spec::{CvOptions, MysqlOptions, MysqlTls, RestOptions, Secret};
 use civikey::store::ContactStore;
 use mysql::prelude::Queryable;
 

@@ -13,9 +13,10 @@ use civikey::audit::{Actor, Journal};
 use civikey::bulk::{self, BulkOutcome, BulkResult, OutFile};
 use civikey::key::{ApiKey, OsKeySource};
 use civikey::rotation::Expectation;
+use civikey::secret::Secret;
 use civikey::seed::SeedContact;
+use civikey::store::rest::RestOptions;
 use civikey::store::rest::RestStore;
-use civikey::store::spec::{RestOptions, Secret};
 use civikey::store::{
     Contact, ContactId, ContactStore, HolderCursor, HolderPage, KeySwap, Page, Query, StoreError,
     StoreInfo,

@@ -11,9 +11,10 @@ use civikey::audit::{Actor, Journal};
 use civikey::bulk::{self, BulkOutcome, OutFile};
 use civikey::key::{ApiKey, OsKeySource};
 use civikey::rotation::Expectation;
+use civikey::secret::Secret;
 use civikey::seed::SeedContact;
+use civikey::store::rest::RestOptions;
 use civikey::store::rest::RestStore;
-use civikey::store::spec::{RestOptions, Secret};
 use civikey::store::ContactId;
 
 use fake_civicrm::{FakeCivi, ADMIN_KEY, SITE_KEY};

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use civikey::config::{self, Config, ConfigError, Resolved};
-use civikey::store::spec::StoreSpec;
+use civikey::store::StoreSpec;
 
 /// Serialises the tests that read or set environment variables (HOME, CIVIKEY_*, XDG_*,
 /// secret variables): the process environment is shared by all test threads.
@@ -991,8 +991,8 @@ fn check_without_a_config_points_at_init() {
 
 #[test]
 fn mysql_tls_resolves_from_the_profile() {
+    use civikey::store::mysql::MysqlTls;
     use civikey::store::mysql::{decide_tls, TlsDecision};
-    use civikey::store::spec::MysqlTls;
     let _env = env_lock();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

@@ -271,8 +271,9 @@ fn ages_come_from_the_journal() {
 
 #[test]
 fn rest_each_planted_case_is_found_paging_with_progress() {
+    use civikey::secret::Secret;
+    use civikey::store::rest::RestOptions;
     use civikey::store::rest::RestStore;
-    use civikey::store::spec::{RestOptions, Secret};
     let server = fake_civicrm::FakeCivi::start(planted());
     server.state().user_of_mut(7).unwrap().active = false;
     let mut store = RestStore::connect(&RestOptions {
@@ -335,12 +336,12 @@ fn mysql_server() -> Option<(String, String)> {
     }
 }
 
-fn mysql_options(address: String, password: &str) -> civikey::store::spec::MysqlOptions {
-    civikey::store::spec::MysqlOptions {
+fn mysql_options(address: String, password: &str) -> civikey::store::mysql::MysqlOptions {
+    civikey::store::mysql::MysqlOptions {
         address,
-        password: Some(civikey::store::spec::Secret::new(password.to_string())),
+        password: Some(civikey::secret::Secret::new(password.to_string())),
         table_prefix: String::new(),
-        tls: civikey::store::spec::MysqlTls::Auto,
+        tls: civikey::store::mysql::MysqlTls::Auto,
         tls_ca_file: None,
         timeout: Duration::from_secs(20),
     }

@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use civikey::import::{import_csv, ImportError, ImportReport};
 use civikey::seed::sample_contacts;
-use civikey::store::spec::{MysqlOptions, MysqlTls, StoreSpec};
+use civikey::store::mysql::MysqlOptions;
+use civikey::store::mysql::MysqlTls;
 use civikey::store::sqlite::SqliteStore;
+use civikey::store::StoreSpec;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 use civikey::key::ApiKey;
 use civikey::rotation::{self, Expectation};
 use civikey::seed::SeedContact;
+use civikey::store::cv::CvOptions;
 use civikey::store::cv::CvStore;
-use civikey::store::spec::{CvOptions, StoreSpec};
+use civikey::store::StoreSpec;
 use civikey::store::{CmsLink, ContactStore, Query, StoreError, StoreKind};
 use serde_json::{json, Value};
 

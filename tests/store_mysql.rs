@@ -14,11 +14,14 @@ use std::time::{Duration, Instant};
 
 use civikey::key::ApiKey;
 use civikey::rotation::RotationError;
+use civikey::secret::Secret;
 use civikey::seed::SeedContact;
+use civikey::store::mysql::MysqlOptions;
+use civikey::store::mysql::MysqlTls;
 use civikey::store::mysql::{
     insert_contacts, install_schema, open_connection, MysqlStore, RangeLimits,
 };
-use civikey::store::spec::{MysqlOptions, MysqlTls, Secret, StoreSpec};
+use civikey::store::StoreSpec;
 use civikey::store::{ContactStore, Cursor, Query, StoreError};
 use mysql::prelude::Queryable;
 
@@ -853,13 +856,13 @@ fn a_trigger_quoting_the_keys_is_redacted_everywhere() {
         "no key was assigned, none is printed"
     );
     assert!(
-        stderr.contains("keys: [key hidden][key hidden] / [key hidden]"),
+        stderr.contains("keys: [hidden][hidden] / [hidden]"),
         "{stderr}"
     );
     let audit = run(&["audit", "--json", "--profile", "db"]);
     assert!(audit.status.success(), "{audit:?}");
     let audit_text = String::from_utf8_lossy(&audit.stdout).into_owned();
-    assert!(audit_text.contains("[key hidden]"), "{audit_text}");
+    assert!(audit_text.contains("[hidden]"), "{audit_text}");
     let journal = std::fs::read(home.path().join("data/audit.sqlite")).unwrap();
     // The new key was never shown: any 32-character run of letters and digits in what
     // civikey printed or journaled would be one (fingerprints are hex, longer or shorter).
@@ -1010,8 +1013,10 @@ fn folding_matches_as_civicrm_collation_does() {
             )
             .unwrap()
             .unwrap();
-        let ours =
-            civikey::store::fold::starts_with_folded(name, &civikey::store::fold::fold(text));
+        let ours = civikey::store::collation::starts_with_folded(
+            name,
+            &civikey::store::collation::fold(text),
+        );
         if (mysql == 1) != ours {
             differences.push(format!(
                 "{name:?} / {text:?}: MariaDB {}, civikey {ours}",

@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 
 use civikey::key::{ApiKey, SeededKeySource};
 use civikey::rotation::{self, Expectation, NewKey};
+use civikey::secret::Secret;
 use civikey::seed::SeedContact;
+use civikey::store::rest::RestOptions;
 use civikey::store::rest::RestStore;
-use civikey::store::spec::{RestOptions, Secret, StoreSpec};
+use civikey::store::StoreSpec;
 use civikey::store::{CmsLink, ContactStore, Cursor, Query, StoreError};
 
 use fake_civicrm::{FakeCivi, Mode, ADMIN_KEY, SITE_KEY};

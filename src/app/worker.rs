@@ -17,7 +17,7 @@ use super::{Cmd, KeySet, Msg, UndoInfo};
 use crate::audit::{Actor, Journal};
 use crate::key::{ApiKey, OsKeySource};
 use crate::rotation::{self, NewKey};
-use crate::store::spec::StoreSpec;
+use crate::store::StoreSpec;
 use crate::store::{Contact, ContactId, ContactStore, Page};
 
 /// Where the journal lives and who is acting.

@@ -34,10 +34,13 @@ use std::time::{Duration, Instant};
 
 use civikey::app::{Action, App, AppOptions, Cmd, Msg};
 use civikey::key::SeededKeySource;
+use civikey::secret::Secret;
 use civikey::seed::synthetic_contacts;
-use civikey::store::spec::{MysqlOptions, MysqlTls, Secret, StoreSpec};
+use civikey::store::mysql::MysqlOptions;
+use civikey::store::mysql::MysqlTls;
 use civikey::store::sqlite::SqliteStore;
 use civikey::store::ContactStore;
+use civikey::store::StoreSpec;
 use civikey::terminal::Screen;
 
 #[path = "bench_support/cv_on_mysql.rs"]
@@ -408,8 +411,8 @@ fn bulk_bench(args: &[String]) -> Result<(), String> {
     use civikey::bulk::{rotate_many, BulkOutcome, OutFile};
     use civikey::key::{ApiKey, OsKeySource};
     use civikey::rotation::Expectation;
+    use civikey::store::rest::RestOptions;
     use civikey::store::rest::RestStore;
-    use civikey::store::spec::RestOptions;
     let mut contacts: u64 = 500;
     let mut delay_ms: u64 = 100;
     let mut it = args.iter();

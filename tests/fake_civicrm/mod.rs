@@ -994,7 +994,7 @@ fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
 /// and accents folded, trailing spaces ignored, then space before punctuation and symbols,
 /// before digits, before letters, before the rest (each kind by code point).
 fn collation_key(text: &str) -> String {
-    civikey::store::fold::fold(text.trim_end_matches(' '))
+    civikey::store::collation::fold(text.trim_end_matches(' '))
         .chars()
         .map(|c| {
             let kind = match c {
@@ -1011,7 +1011,7 @@ fn collation_key(text: &str) -> String {
 
 /// LIKE with `%`, `_` and `\` escapes, case- and accent-insensitive (as utf8mb4 `_ci`).
 fn like(text: &str, pattern: &str) -> bool {
-    use civikey::store::fold::fold;
+    use civikey::store::collation::fold;
     let t: Vec<char> = fold(text).chars().collect();
     let mut p: Vec<(char, bool)> = Vec::new(); // (char, is_literal)
     let mut chars = fold(pattern).chars().collect::<Vec<_>>().into_iter();

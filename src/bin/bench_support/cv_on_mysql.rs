@@ -37,7 +37,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use civikey::store::spec::MysqlOptions;
+use civikey::store::mysql::MysqlOptions;
 
 /// Where the per-call timings go (optional).
 pub const LOG_VAR: &str = "CIVIKEY_BENCH_CV_LOG";

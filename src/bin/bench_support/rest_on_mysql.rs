@@ -23,7 +23,7 @@ use mysql::prelude::Queryable;
 use mysql::{Params, Value as Sql};
 use serde_json::{json, Map, Value};
 
-use civikey::store::spec::MysqlOptions;
+use civikey::store::mysql::MysqlOptions;
 
 /// `CIVIKEY_BENCH_REST_REQUEST_MS=N`: each request first waits N ms, CiviCRM's own cost
 /// per request (its bootstrap: about 60 ms on the recorded site, timings.md).

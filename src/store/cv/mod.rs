@@ -19,6 +19,11 @@
 //! that did not answer cleanly is reported as "outcome unknown", never as "nothing
 //! happened".
 
+mod options;
+mod pipe;
+
+pub use options::CvOptions;
+
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::process::CommandExt;
@@ -33,15 +38,14 @@ use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::{Zeroize, Zeroizing};
 
-use super::cv_pipe::{PipeError, PipeSession};
-use super::spec::CvOptions;
-use super::{
+use crate::key::{ApiKey, KeyHint, KEY_LEN};
+use crate::sanitize::SafeText;
+use crate::store::{
     AccountState, CmsLink, Contact, ContactId, ContactStore, Cursor, Holder, HolderCursor,
     HolderPage, KeySwap, Matcher, Page, Query, Role, Standing, StoreError, StoreInfo, StoreKind,
     UserAccount,
 };
-use crate::key::{ApiKey, KeyHint, KEY_LEN};
-use crate::sanitize::SafeText;
+use pipe::{PipeError, PipeSession};
 
 /// The most stdout civikey reads from one cv call: a page of contacts is a few KiB, so
 /// anything near this is a runaway program, not an answer.
@@ -55,9 +59,6 @@ const SHOWN_STDERR: usize = 1500;
 const MAX_JSON_CANDIDATES: usize = 50;
 /// The most rows one page fetches while looking for the end of one contact's rows.
 const MAX_FETCH: usize = 4096;
-/// Runs of this many letters and digits in cv's messages are hidden: a key looks like that.
-const KEY_LIKE_RUN: usize = 20;
-
 /// The fields a contact list needs; `api_key` is turned into a [`KeyHint`] as it is read.
 const CONTACT_FIELDS: &[&str] = &[
     "id",
@@ -112,7 +113,7 @@ pub struct CvStore {
     pipe: Mutex<Pipe>,
 }
 
-/// The store's `cv pipe` session (see [`super::cv_pipe`]).
+/// The store's `cv pipe` session (see [`pipe`]).
 enum Pipe {
     /// Not running: the next call starts one (first call, or after it died or timed out).
     Closed,
@@ -725,7 +726,7 @@ impl ContactStore for CvStore {
                 where_.push(Clause::Cmp(
                     "email.email",
                     "LIKE",
-                    Val::Text(super::like_prefix(text, '\\')),
+                    Val::Text(crate::store::like_prefix(text, '\\')),
                 ));
             }
             Matcher::Name(text) => where_.push(name_where(text, query.deep)),
@@ -1457,32 +1458,12 @@ fn shown_stderr(bytes: &[u8], secrets: &[&ApiKey]) -> String {
     }
 }
 
-/// Hides the call's keys (any case) and anything else that looks like a key: PHP errors
-/// may quote the parameters or the SQL they failed on.
+/// Hides the call's keys (any case) and anything else that looks like a key, by the one
+/// policy ([`crate::store::error::hide_secrets`]), before the text is cut to length: PHP
+/// errors may quote the parameters or the SQL they failed on.
 fn redact(text: &str, secrets: &[&ApiKey]) -> String {
-    // One pass (a key that occurs in the marker itself cannot loop).
-    let text = crate::redact::hide_keys(text, secrets);
-    let mut out = String::with_capacity(text.len());
-    let mut run = String::new();
-    for c in text.chars() {
-        if c.is_ascii_alphanumeric() {
-            run.push(c);
-            continue;
-        }
-        flush_run(&mut out, &mut run);
-        out.push(c);
-    }
-    flush_run(&mut out, &mut run);
-    out
-}
-
-fn flush_run(out: &mut String, run: &mut String) {
-    if run.len() >= KEY_LIKE_RUN {
-        out.push_str("[hidden]");
-    } else {
-        out.push_str(run);
-    }
-    run.clear();
+    let secrets: Vec<&str> = secrets.iter().map(|k| k.expose()).collect();
+    crate::store::error::hide_secrets(text, &secrets)
 }
 
 #[derive(Deserialize)]
@@ -1763,13 +1744,13 @@ enum Reading {
     Sort,
 }
 
-use super::SORTED_FIRST_NAME_CHARS;
+use crate::store::SORTED_FIRST_NAME_CHARS;
 
 /// The keystroke name search as separate where clauses, each one index range: the same
 /// branches the REST store sends (`rest::name_branches`, which says why the last,
 /// organisation and household prefixes are left to the sort-name range).
 fn name_branches(text: &str) -> Vec<(Clause<'static>, Reading)> {
-    let like = |t: &str| Val::Text(super::like_prefix(t, '\\'));
+    let like = |t: &str| Val::Text(crate::store::like_prefix(t, '\\'));
     let first_name = if text.chars().count() >= SORTED_FIRST_NAME_CHARS {
         Reading::Sort
     } else {
@@ -1779,7 +1760,7 @@ fn name_branches(text: &str) -> Vec<(Clause<'static>, Reading)> {
         (Clause::Cmp("sort_name", "LIKE", like(text)), Reading::Walk),
         (Clause::Cmp("first_name", "LIKE", like(text)), first_name),
     ];
-    for (a, b) in super::name_splits(text) {
+    for (a, b) in crate::store::name_splits(text) {
         out.push((
             Clause::And(vec![
                 Clause::Cmp("first_name", "LIKE", like(a)),
@@ -1798,10 +1779,10 @@ fn name_branches(text: &str) -> Vec<(Clause<'static>, Reading)> {
     out
 }
 
-/// The name search ([`super::name_matches`]) as API v4 where clause: the same one the
+/// The name search ([`crate::store::name_matches`]) as API v4 where clause: the same one the
 /// REST store sends (`rest::name_where`).
 fn name_where(text: &str, deep: bool) -> Clause<'static> {
-    let like = |t: &str| Val::Text(super::like_prefix(t, '\\'));
+    let like = |t: &str| Val::Text(crate::store::like_prefix(t, '\\'));
     let mut any: Vec<Clause<'static>> = [
         "sort_name",
         "first_name",
@@ -1812,7 +1793,7 @@ fn name_where(text: &str, deep: bool) -> Clause<'static> {
     .into_iter()
     .map(|field| Clause::Cmp(field, "LIKE", like(text)))
     .collect();
-    for (a, b) in super::name_splits(text) {
+    for (a, b) in crate::store::name_splits(text) {
         any.push(Clause::And(vec![
             Clause::Cmp("first_name", "LIKE", like(a)),
             Clause::Cmp("last_name", "LIKE", like(b)),
@@ -1826,7 +1807,7 @@ fn name_where(text: &str, deep: bool) -> Clause<'static> {
         any.push(Clause::Cmp(
             "display_name",
             "LIKE",
-            Val::Text(format!("% {}", super::like_prefix(text, '\\'))),
+            Val::Text(format!("% {}", crate::store::like_prefix(text, '\\'))),
         ));
     }
     Clause::Or(any)
@@ -1964,16 +1945,6 @@ mod tests {
                 .ok()
                 .unwrap();
         assert_eq!(envelope[0].id, 3);
-    }
-
-    #[test]
-    fn redaction_hides_keys_in_any_case_and_key_like_runs() {
-        let key = ApiKey::from_store("Short1".into());
-        let text = redact(
-            "bad value SHORT1 near AbCdEfGhIjKlMnOpQrStUv01 in x.php",
-            &[&key],
-        );
-        assert_eq!(text, "bad value [key hidden] near [hidden] in x.php");
     }
 
     fn row(id: u64, uf: Option<Option<u64>>) -> ContactRow {

@@ -16,15 +16,15 @@ use std::time::Duration;
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
-use super::{
-    split_permissions, AccountState, CmsLink, Contact, ContactId, ContactStore, Cursor, Holder,
-    HolderCursor, HolderPage, Matcher, Page, Query, Role, Standing, StoreError, StoreInfo,
-    StoreKind, UserAccount,
-};
 use crate::fsperm;
 use crate::key::{ApiKey, KeyHint, KEY_LEN};
 use crate::sanitize::SafeText;
 use crate::seed::SeedContact;
+use crate::store::{
+    split_permissions, AccountState, CmsLink, Contact, ContactId, ContactStore, Cursor, Holder,
+    HolderCursor, HolderPage, Matcher, Page, Query, Role, Standing, StoreError, StoreInfo,
+    StoreKind, UserAccount,
+};
 
 /// The CiviCRM tables. Their indexes come after the bulk insert of a new store (building
 /// an index once is much faster than keeping it sorted row by row).
@@ -99,7 +99,7 @@ CREATE INDEX FK_civicrm_email_contact_id ON civicrm_email (contact_id);
 /// page is an index range. `civikey_word` holds, for each contact, its names as a
 /// keystroke search matches them ([`name_words`]: sort, first, last name, and the display
 /// name of an organisation or household, which is its own name), folded in Rust
-/// ([`super::fold::fold`]: case and accents ignored), so a name search is a prefix range
+/// ([`crate::store::collation::fold`]: case and accents ignored), so a name search is a prefix range
 /// of that one table. SQL cannot fold Unicode (and a function of civikey's own in a
 /// trigger would break every other writer of the file), so the triggers only note which
 /// contacts changed, with the names they had, in `civikey_word_stale`; civikey refolds
@@ -157,7 +157,7 @@ CREATE TABLE civikey_word_stale (
 
 /// Names the folding the words were made with (a view of one row, its version): words
 /// folded another way, by an older civikey (`ß` was once folded to `ss`), are refolded,
-/// once, as a missing index is. Bump the number when [`super::fold::fold`] changes.
+/// once, as a missing index is. Bump the number when [`crate::store::collation::fold`] changes.
 const FOLD_MARK: &str = "civikey_fold_2";
 
 /// Made after the words are in (one sort instead of a million ordered inserts).
@@ -196,9 +196,9 @@ END;
 const PAIR_OBJECTS: &[&str] = &["civikey_word_pair", "civikey_pair_stale"];
 
 /// `civikey_word_pair` holds, for each contact with a first and a last name, both folded
-/// ([`super::fold::fold`]), the rows (first, last) and (last, first): a split of a search
+/// ([`crate::store::collation::fold`]), the rows (first, last) and (last, first): a split of a search
 /// of several words (a first-name prefix and a last-name prefix, in either order, see
-/// [`super::name_splits`]) is then the rows whose `a` and `b` start with its two parts,
+/// [`crate::store::name_splits`]) is then the rows whose `a` and `b` start with its two parts,
 /// found exactly, without reading a contact. `sort_key` is the contact's list position,
 /// as in `civikey_word`. `civikey_pair_stale` notes changed contacts as
 /// `civikey_word_stale` does.
@@ -235,13 +235,13 @@ impl RowNames {
     /// As a name search reads them: CiviCRM keeps an organisation's or household's name in
     /// a column of its own and makes the display name from it; this schema has only the
     /// display name, which is that name.
-    fn names(&self) -> super::Names<'_> {
+    fn names(&self) -> crate::store::Names<'_> {
         let own = |kind: &str| {
             (self.contact_type.as_deref() == Some(kind))
                 .then_some(self.display_name.as_deref())
                 .flatten()
         };
-        super::Names {
+        crate::store::Names {
             sort_name: self.sort_name.as_deref(),
             first_name: self.first_name.as_deref(),
             last_name: self.last_name.as_deref(),
@@ -253,8 +253,8 @@ impl RowNames {
 }
 
 /// The folded words a keystroke search finds a contact by: each name a prefix is matched
-/// against ([`super::name_matches`]), once each, empty ones left out.
-fn name_words(names: &super::Names<'_>) -> Vec<String> {
+/// against ([`crate::store::name_matches`]), once each, empty ones left out.
+fn name_words(names: &crate::store::Names<'_>) -> Vec<String> {
     let mut words: Vec<String> = [
         names.sort_name,
         names.first_name,
@@ -264,7 +264,7 @@ fn name_words(names: &super::Names<'_>) -> Vec<String> {
     ]
     .into_iter()
     .flatten()
-    .map(super::fold::fold)
+    .map(crate::store::collation::fold)
     .filter(|w| !w.is_empty())
     .collect();
     words.sort_unstable();
@@ -341,7 +341,7 @@ struct Pair {
 fn pairs_of(id: i64, names: &RowNames) -> Vec<Pair> {
     let folded = |name: &Option<String>| {
         name.as_deref()
-            .map(super::fold::fold)
+            .map(crate::store::collation::fold)
             .filter(|n| !n.is_empty())
     };
     let (Some(first), Some(last)) = (folded(&names.first_name), folded(&names.last_name)) else {
@@ -546,7 +546,7 @@ fn has_search_index(conn: &Connection) -> rusqlite::Result<bool> {
 }
 
 /// `civikey_name_match(text, deep, sort_name, first_name, last_name, display_name,
-/// contact_type)`: [`super::name_matches`] in SQL, on civikey's own connections only (never
+/// contact_type)`: [`crate::store::name_matches`] in SQL, on civikey's own connections only (never
 /// in a trigger or an index, which other programs must be able to run).
 fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
     use rusqlite::functions::FunctionFlags;
@@ -558,7 +558,7 @@ fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
             // The text is the same for every row of a statement: folded and split once.
             let query =
                 ctx.get_or_create_aux(0, |text| -> Result<_, rusqlite::types::FromSqlError> {
-                    Ok(super::NameQuery::new(text.as_str()?))
+                    Ok(crate::store::NameQuery::new(text.as_str()?))
                 })?;
             let deep: bool = ctx.get(1)?;
             let names = RowNames {
@@ -1407,7 +1407,7 @@ impl SqliteStore {
                 // Every keystroke match has a word starting with the text's first word (the
                 // whole text starts with it, and so does the first part of every first/last
                 // split): that range finds the candidates, [`name_matches`] decides.
-                let folded = super::fold::fold(text);
+                let folded = crate::store::collation::fold(text);
                 let prefix = folded
                     .split(char::is_whitespace)
                     .next()
@@ -1562,7 +1562,7 @@ impl SqliteStore {
                 range_args,
             )
         }];
-        for (i, (a, b)) in super::name_splits(folded).into_iter().enumerate() {
+        for (i, (a, b)) in crate::store::name_splits(folded).into_iter().enumerate() {
             let (lead, other) = if b.chars().count() > a.chars().count() {
                 (b, a)
             } else {
@@ -1679,7 +1679,7 @@ impl SqliteStore {
     }
 }
 
-/// The name match ([`super::name_matches`]) tested on contact `c`.
+/// The name match ([`crate::store::name_matches`]) tested on contact `c`.
 fn name_condition(text: &str, deep: bool) -> (String, Vec<Value>) {
     (
         "civikey_name_match(?, ?, c.sort_name, c.first_name, c.last_name, c.display_name, c.contact_type)"
@@ -1954,7 +1954,7 @@ mod tests {
         }
     }
 
-    /// The answer by definition: every contact tested in Rust ([`super::super::name_matches`]
+    /// The answer by definition: every contact tested in Rust ([`crate::store::name_matches`]
     /// for names, the email LIKE for emails), in list order.
     fn reference(conn: &Connection, text: &str, include_deleted: bool) -> Vec<ContactId> {
         reference_with(conn, text, include_deleted, false)
@@ -1991,7 +1991,7 @@ mod tests {
         .map(Result::unwrap)
         .filter(|(_, names, email_match)| match &email {
             Some(_) => *email_match,
-            None => super::super::name_matches(&q.text, &names.names(), deep),
+            None => crate::store::name_matches(&q.text, &names.names(), deep),
         })
         .map(|(id, _, _)| id as ContactId)
         .collect()

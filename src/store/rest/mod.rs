@@ -8,25 +8,30 @@
 //! `edit api keys`, CiviCRM silently drops `api_key` from select AND where, so a filter on
 //! a key would match every contact. Any answer missing `api_key` is therefore refused.
 
+mod options;
+
+pub use options::RestOptions;
+
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::fmt;
 use std::io::Read;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering as Atomic};
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 use zeroize::{Zeroize, Zeroizing};
 
-use super::spec::{RestOptions, Secret, SiteLogin};
-use super::{
+use crate::key::{ApiKey, KEY_LEN};
+use crate::sanitize::SafeText;
+use crate::secret::Secret;
+use crate::store::error::hide_secrets;
+use crate::store::SiteLogin;
+use crate::store::{
     AccountState, CmsLink, Contact, ContactId, ContactStore, Cursor, Holder, HolderCursor,
     HolderPage, KeySwap, Matcher, Page, Query, Role, Standing, StoreError, StoreInfo, StoreKind,
     UserAccount,
 };
-use crate::key::{ApiKey, KEY_LEN};
-use crate::sanitize::SafeText;
 
 /// API v4's route under the site address (Standalone, Drupal, Backdrop, WordPress with
 /// clean URLs).
@@ -387,7 +392,7 @@ impl RestStore {
         let branches = name_branches(text);
         // The first-name branch (the second of `name_branches`) of a text of two letters
         // or more is read sorted on its own index range (see [`ORDER_SORTED`]).
-        let sorted = (text.chars().count() >= super::SORTED_FIRST_NAME_CHARS).then_some(1);
+        let sorted = (text.chars().count() >= crate::store::SORTED_FIRST_NAME_CHARS).then_some(1);
         // Twice a page of it: the page then seldom reaches its last sort name, whose
         // contacts need the site's own ordering of the page.
         let sorted_fetch = 2 * fetch;
@@ -812,10 +817,7 @@ impl RestStore {
             .chain(site_key)
             .collect();
         if answer.status == 401 {
-            let mut text = String::from_utf8_lossy(&answer.bytes).into_owned();
-            for secret in &secrets {
-                text = text.replace(secret, "<redacted>");
-            }
+            let text = hide_secrets(&String::from_utf8_lossy(&answer.bytes), &secrets);
             return Err(SafeText::new(text.trim()).truncated(MAX_SHOWN));
         }
         let exchange = Exchange {
@@ -874,15 +876,10 @@ impl RestStore {
             Ok(reply) => reply,
             Err(e) => return which.iter().map(|&i| (i, Err(e.again()))).collect(),
         };
-        let redact = |text: &str| -> String {
-            let mut out = text.to_string();
-            for secret in secrets.iter().copied().chain([self.api_key.expose()]) {
-                if !secret.is_empty() {
-                    out = out.replace(secret, "<redacted>");
-                }
-            }
-            SafeText::new(&out).truncated(MAX_SHOWN)
-        };
+        let mut all_secrets = secrets.clone();
+        all_secrets.push(self.api_key.expose());
+        let redact =
+            |text: &str| SafeText::new(&hide_secrets(text, &all_secrets)).truncated(MAX_SHOWN);
         which
             .iter()
             .enumerate()
@@ -987,15 +984,7 @@ fn judge_answer(
     too_big: bool,
 ) -> Result<Reply, StoreError> {
     let url = x.url;
-    let redact = |text: &str| -> String {
-        let mut out = text.to_string();
-        for secret in x.secrets.iter().copied() {
-            if !secret.is_empty() {
-                out = out.replace(secret, "<redacted>");
-            }
-        }
-        SafeText::new(&out).truncated(MAX_SHOWN)
-    };
+    let redact = |text: &str| SafeText::new(&hide_secrets(text, &x.secrets)).truncated(MAX_SHOWN);
 
     if status == 200 {
         if too_big {
@@ -1251,19 +1240,13 @@ fn check_base_url(address: &str) -> Result<(String, bool), StoreError> {
             "{shown}: the site address must not have a query or fragment; give the CiviCRM base URL"
         )));
     }
-    if plain_http && !is_loopback(authority.host()) {
+    if plain_http && !crate::store::address::is_loopback(authority.host()) {
         return Err(StoreError::invalid(format!(
             "{shown}: plain http would send the admin API key in clear text; use https:// \
              (http is allowed only for this machine: localhost, 127.0.0.0/8, ::1)"
         )));
     }
     Ok((trimmed.to_string(), plain_http))
-}
-
-fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost")
-        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A credential goes into an HTTP header: it must be visible ASCII without spaces (a space
@@ -1757,7 +1740,7 @@ fn record_to_contact(record: &Value) -> Result<Contact, StoreError> {
 /// sort name, by walking the whole sort-name index when its matches sort late (`last_name
 /// LIKE 'z%'`: 3.5 s at 1M). A site with another sort name format misses those.
 fn name_branches(text: &str) -> Vec<Value> {
-    let like = |t: &str| super::like_prefix(t, '\\');
+    let like = |t: &str| crate::store::like_prefix(t, '\\');
     let prefix = like(text);
     let mut out: Vec<Value> = ["sort_name", "first_name"]
         .iter()
@@ -1770,9 +1753,9 @@ fn name_branches(text: &str) -> Vec<Value> {
 /// For each split of a text of several words: a first and a last name prefix, in either
 /// order (each pair one index range on CiviCRM's name indexes).
 fn split_pairs(text: &str) -> Vec<Value> {
-    let like = |t: &str| super::like_prefix(t, '\\');
+    let like = |t: &str| crate::store::like_prefix(t, '\\');
     let mut out = Vec::new();
-    for (a, b) in super::name_splits(text) {
+    for (a, b) in crate::store::name_splits(text) {
         for (first, last) in [(a, b), (b, a)] {
             out.push(json!([
                 "AND",
@@ -1786,12 +1769,12 @@ fn split_pairs(text: &str) -> Vec<Value> {
     out
 }
 
-/// The name search ([`super::name_matches`]) as an API v4 where clause, on the columns
+/// The name search ([`crate::store::name_matches`]) as an API v4 where clause, on the columns
 /// CiviCRM indexes: sort, first, last, organisation, household name prefixes, a first and
 /// a last name prefix in either order for each split of a text of several words, and with
 /// `deep` a word inside the display name (no index: never sent per keystroke).
 pub(crate) fn name_where(text: &str, deep: bool) -> Value {
-    let like = |t: &str| super::like_prefix(t, '\\');
+    let like = |t: &str| crate::store::like_prefix(t, '\\');
     let prefix = like(text);
     let mut any: Vec<Value> = [
         "sort_name",
@@ -1874,7 +1857,7 @@ impl ContactStore for RestStore {
                 vec![json!([
                     "email_primary.email",
                     "LIKE",
-                    super::like_prefix(text, '\\')
+                    crate::store::like_prefix(text, '\\')
                 ])]
             }
             Matcher::Name(text) => vec![name_where(text, query.deep)],

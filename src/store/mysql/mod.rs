@@ -7,6 +7,10 @@
 //! [`install_schema`] and [`insert_contacts`] exist only to build a CiviCRM-shaped test or
 //! demo database; they refuse to touch tables that already exist.
 
+mod options;
+
+pub use options::{MysqlOptions, MysqlTls};
+
 use std::fs;
 use std::path::Path;
 
@@ -15,16 +19,15 @@ use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder, Params, Row, SslOpts, TxOpts, Value};
 use zeroize::Zeroizing;
 
-use super::spec::{MysqlOptions, MysqlTls};
-use super::{
-    split_permissions, AccountState, CmsLink, Contact, ContactId, ContactStore, Cursor, Holder,
-    HolderCursor, HolderPage, Matcher, Page, Query, Role, Standing, StoreError, StoreInfo,
-    StoreKind, UserAccount,
-};
 use crate::fsperm;
 use crate::key::{ApiKey, KeyHint};
 use crate::sanitize::SafeText;
 use crate::seed::SeedContact;
+use crate::store::{
+    split_permissions, AccountState, CmsLink, Contact, ContactId, ContactStore, Cursor, Holder,
+    HolderCursor, HolderPage, Matcher, Page, Query, Role, Standing, StoreError, StoreInfo,
+    StoreKind, UserAccount,
+};
 
 const DEFAULT_PORT: u16 = 3306;
 
@@ -144,22 +147,6 @@ fn parse_address(address: &str) -> Result<Address, StoreError> {
     })
 }
 
-/// Whether `host` is this machine: `localhost`, or an address in 127.0.0.0/8 or ::1
-/// (also as an IPv4-mapped IPv6 address). Names are not looked up: any other name counts
-/// as another machine, so a DNS answer cannot turn TLS off.
-fn is_loopback(host: &str) -> bool {
-    if host.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    match host.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(v4)) => v4.is_loopback(),
-        Ok(std::net::IpAddr::V6(v6)) => {
-            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-        Err(_) => false,
-    }
-}
-
 /// How a connection to `host` is made under the profile's `tls`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TlsDecision {
@@ -175,7 +162,7 @@ pub enum TlsDecision {
 /// machine unless the profile says `tls = "off"`; a remote host with `tls` unset is refused.
 pub fn decide_tls(address: &str, tls: MysqlTls) -> Result<TlsDecision, StoreError> {
     let parsed = parse_address(address)?;
-    Ok(match (tls, is_loopback(&parsed.host)) {
+    Ok(match (tls, crate::store::address::is_loopback(&parsed.host)) {
         (MysqlTls::Required, _) => TlsDecision::Verified,
         (MysqlTls::Auto | MysqlTls::Off, true) => TlsDecision::PlainLoopback,
         (MysqlTls::Off, false) => TlsDecision::PlainRemote,
@@ -872,19 +859,19 @@ fn row_to_contact(row: &Row) -> Result<(Contact, Option<String>), String> {
     Ok((contact, sort_name))
 }
 
-/// The name condition ([`super::name_matches`] in SQL; the collation ignores case and
+/// The name condition ([`crate::store::name_matches`] in SQL; the collation ignores case and
 /// accents): a prefix of the sort, first, last, organisation or household name, a
 /// first-name and a last-name prefix in either order for each split of a text of several
 /// words, and with `deep` a word inside the display name. Starts with ` AND `.
 fn name_condition(text: &str, deep: bool) -> (String, Vec<Value>) {
-    let like = |t: &str| Value::from(super::like_prefix(t, '!'));
+    let like = |t: &str| Value::from(crate::store::like_prefix(t, '!'));
     let mut sql = String::from(
         " AND (c.sort_name LIKE ? ESCAPE '!' OR c.first_name LIKE ? ESCAPE '!'
                OR c.last_name LIKE ? ESCAPE '!' OR c.organization_name LIKE ? ESCAPE '!'
                OR c.household_name LIKE ? ESCAPE '!'",
     );
     let mut args = vec![like(text); 5];
-    for (a, b) in super::name_splits(text) {
+    for (a, b) in crate::store::name_splits(text) {
         sql.push_str(
             " OR (c.first_name LIKE ? ESCAPE '!' AND c.last_name LIKE ? ESCAPE '!')
               OR (c.last_name LIKE ? ESCAPE '!' AND c.first_name LIKE ? ESCAPE '!')",
@@ -893,7 +880,10 @@ fn name_condition(text: &str, deep: bool) -> (String, Vec<Value>) {
     }
     if deep {
         sql.push_str(" OR c.display_name LIKE ? ESCAPE '!'");
-        args.push(Value::from(format!("% {}", super::like_prefix(text, '!'))));
+        args.push(Value::from(format!(
+            "% {}",
+            crate::store::like_prefix(text, '!')
+        )));
     }
     sql.push(')');
     (sql, args)
@@ -981,7 +971,7 @@ impl NameRange {
         NameRange {
             index,
             condition: format!("c.{column} LIKE ? ESCAPE '!'"),
-            args: vec![Value::from(super::like_prefix(text, '!'))],
+            args: vec![Value::from(crate::store::like_prefix(text, '!'))],
             filter: (String::new(), Vec::new()),
             walk_when_big: false,
             sparse_max,
@@ -1014,8 +1004,8 @@ impl NameRange {
             ),
             NameRange::prefix("index_household_name", "household_name", text, covered),
         ];
-        let like = |t: &str| Value::from(super::like_prefix(t, '!'));
-        for (a, b) in super::name_splits(text) {
+        let like = |t: &str| Value::from(crate::store::like_prefix(t, '!'));
+        for (a, b) in crate::store::name_splits(text) {
             for (first_part, last_part) in [(a, b), (b, a)] {
                 let half = limits.split_half;
                 let mut by_first =
@@ -1210,7 +1200,7 @@ impl ContactStore for MysqlStore {
                         contact = t.contact,
                         cursor = sql.cursor
                     ),
-                    vec![Value::from(super::like_prefix(text, '!'))],
+                    vec![Value::from(crate::store::like_prefix(text, '!'))],
                     &[],
                 );
             }
@@ -1224,7 +1214,7 @@ impl ContactStore for MysqlStore {
                     // sort_name prefix: a range of index_is_deleted_sort_name in list order.
                     sql.walk(
                         " AND c.sort_name LIKE ? ESCAPE '!'",
-                        &[Value::from(super::like_prefix(text, '!'))],
+                        &[Value::from(crate::store::like_prefix(text, '!'))],
                     );
                     let ranges = NameRange::for_text(text, self.range_limits);
                     let sizes = self.range_sizes(&ranges)?;

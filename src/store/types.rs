@@ -1,0 +1,256 @@
+//! What stores take and give: contacts, queries, pages and cursors, users and roles.
+
+use std::time::Duration;
+
+use crate::key::{ApiKey, KeyHint};
+use crate::sanitize::SafeText;
+use crate::secret::Secret;
+
+pub type ContactId = u64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    Sqlite,
+    Mysql,
+    Rest,
+    Cv,
+}
+
+impl StoreKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            StoreKind::Sqlite => "sqlite",
+            StoreKind::Mysql => "mysql",
+            StoreKind::Rest => "civicrm-rest",
+            StoreKind::Cv => "cv",
+        }
+    }
+}
+
+/// What the operator and the audit trail need to know about a store, without secrets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreInfo {
+    pub kind: StoreKind,
+    /// Where it is, for the header and the audit trail: never a password or a key.
+    pub location: SafeText,
+    /// The most characters the key column holds (32 on CiviCRM).
+    pub key_capacity: usize,
+    /// Whether the store compares keys case-insensitively (MySQL `_ci` collations do).
+    pub keys_case_insensitive: bool,
+    /// False when the store was opened read-only: views work, writes are refused.
+    pub writable: bool,
+}
+
+/// Whether a contact is linked to a CMS user (`civicrm_uf_match`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmsLink {
+    Linked {
+        uf_id: u64,
+    },
+    None,
+    /// The store cannot tell (e.g. an API key without permission to read uf_match).
+    Unknown,
+}
+
+/// A contact's user account (on Standalone: its civicrm_uf_match row).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserAccount {
+    pub id: u64,
+    pub name: SafeText,
+    /// False when the account is blocked: CiviCRM then refuses its key.
+    pub active: bool,
+}
+
+/// What the store knows of a contact's user account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccountState {
+    Unknown,
+    NoAccount,
+    Account(UserAccount),
+}
+
+/// One active role of a user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Role {
+    pub name: SafeText,
+    /// The role grants `authenticate with api key` (or every permission).
+    pub grants_api_login: bool,
+}
+
+/// The permission that lets a key log in without the site key (authx's `perm` guard).
+pub const API_LOGIN_PERMISSION: &str = "authenticate with api key";
+/// Standalone's super-permission: every other permission with it.
+pub const ALL_PERMISSIONS: &str = "all CiviCRM permissions and ACLs";
+
+impl Role {
+    /// A role from its name and its permissions as a list.
+    pub fn from_permissions<'a>(
+        name: &str,
+        permissions: impl IntoIterator<Item = &'a str>,
+    ) -> Role {
+        Role {
+            name: SafeText::new(name),
+            grants_api_login: permissions
+                .into_iter()
+                .any(|p| matches!(p.trim(), API_LOGIN_PERMISSION | ALL_PERMISSIONS)),
+        }
+    }
+}
+
+/// Permissions as civicrm_role.permissions stores them: separator-bookended
+/// (`\x01a\x01b\x01`), a JSON list, or one per line or comma.
+pub fn split_permissions(text: &str) -> Vec<String> {
+    if let Ok(list) = serde_json::from_str::<Vec<String>>(text) {
+        return list;
+    }
+    text.split(['\u{1}', ',', '\n'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// What the store can tell about a contact's login: user account and roles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Standing {
+    pub account: AccountState,
+    /// The user's active roles; `None`: the store cannot tell.
+    pub roles: Option<Vec<Role>>,
+}
+
+impl Standing {
+    pub const UNKNOWN: Standing = Standing {
+        account: AccountState::Unknown,
+        roles: None,
+    };
+    /// No user account: no roles either.
+    pub fn no_account() -> Standing {
+        Standing {
+            account: AccountState::NoAccount,
+            roles: Some(Vec::new()),
+        }
+    }
+}
+
+/// One contact, as lists and the detail pane show it. Never holds a key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Contact {
+    pub id: ContactId,
+    pub contact_type: SafeText,
+    pub display_name: SafeText,
+    pub sort_name: SafeText,
+    pub email: Option<SafeText>,
+    pub is_deleted: bool,
+    /// The visible tail of the current key, or None when the contact has no key.
+    pub key: Option<KeyHint>,
+    pub cms: CmsLink,
+}
+
+/// A search. Text is matched as CiviCRM's indexes can answer it (see [`Matcher`]): digits
+/// match the id, text with `@` the start of the primary email, other text the start of the
+/// sort, first, last, organisation or household name, or (two or more words) a first-name
+/// prefix and a last-name prefix in either order. With `deep`, a name text also finds a
+/// word inside the display name: no index answers that, so it is never sent per keystroke.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Query {
+    pub text: String,
+    pub include_deleted: bool,
+    pub limit: usize,
+    /// Where the previous page stopped; None for the first page.
+    pub after: Option<Cursor>,
+    /// Also match a word inside the display name (`display_name LIKE '% text%'`): reads
+    /// every contact on a big site, so only an explicit request (Enter in the search box)
+    /// sets it.
+    pub deep: bool,
+}
+
+impl Query {
+    pub fn new(text: &str, limit: usize) -> Self {
+        Query {
+            text: text.trim().to_string(),
+            include_deleted: true,
+            limit,
+            after: None,
+            deep: false,
+        }
+    }
+
+    /// How the text should be matched.
+    pub fn matcher(&self) -> Matcher<'_> {
+        let text = self.text.trim();
+        if text.is_empty() {
+            Matcher::All
+        } else if let Ok(id) = text.parse::<ContactId>() {
+            Matcher::Id(id)
+        } else if text.contains('@') {
+            Matcher::EmailPrefix(text)
+        } else {
+            Matcher::Name(text)
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Matcher<'a> {
+    All,
+    Id(ContactId),
+    EmailPrefix(&'a str),
+    Name(&'a str),
+}
+
+/// Where a page ended. Each store picks the form its backend pages best with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cursor {
+    /// Keyset paging on (sort_name, id).
+    After { sort_name: String, id: ContactId },
+    /// Offset paging, for APIs that only offer limit/offset.
+    Offset(u64),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Page {
+    pub contacts: Vec<Contact>,
+    /// Present when there may be more results.
+    pub next: Option<Cursor>,
+}
+
+/// A contact that holds a key, with the key itself: what the key health check reads.
+/// The key is a secret like any other ([`ApiKey`]: redacted Debug, zeroized on drop).
+#[derive(Clone, Debug)]
+pub struct Holder {
+    pub contact: Contact,
+    pub key: ApiKey,
+}
+
+/// Where a page of key holders ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HolderCursor {
+    /// After this key and contact id, in the order of the api_key index (SQL stores).
+    AfterKey { key: ApiKey, id: ContactId },
+    /// After this many holders (APIs that page by offset).
+    Offset(u64),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct HolderPage {
+    pub holders: Vec<Holder>,
+    /// Present when there may be more holders.
+    pub next: Option<HolderCursor>,
+}
+
+/// One compare-and-set of [`ContactStore::swap_keys`].
+#[derive(Clone, Copy, Debug)]
+pub struct KeySwap<'a> {
+    pub id: ContactId,
+    pub expected: Option<&'a ApiKey>,
+    pub new: Option<&'a ApiKey>,
+}
+
+/// A site to log in to with a new key (the login check): an address as
+/// [`crate::store::rest::RestOptions::base_url`] takes it, and the site key if the profile has one.
+#[derive(Debug, Clone)]
+pub struct SiteLogin {
+    pub api_address: String,
+    pub site_key: Option<Secret>,
+    pub timeout: Duration,
+}
