@@ -163,7 +163,14 @@ pub fn open_private_dir(dir: &Path) -> Result<OwnedFd, String> {
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| cannot("open folder", base, &e))?;
+    .map_err(|e| {
+        let what = if e == rustix::io::Errno::NOENT {
+            "open folder (it was there a moment before: another user may be racing civikey for it, so civikey refuses)"
+        } else {
+            "open folder"
+        };
+        cannot(what, base, &e)
+    })?;
     let stat = rustix::fs::fstat(&folder).map_err(|e| cannot("inspect", base, &e))?;
     check_open_folder(base, stat.st_uid, stat.st_mode)?;
     let mut made = base.to_path_buf();

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 const OTHER_UID: u32 = 65534;
 /// How long civikey is run against the attacker, and at most how many times.
-const RACE_FOR: Duration = Duration::from_secs(10);
+const RACE_FOR: Duration = Duration::from_secs(20);
 const MAX_RUNS: usize = 400;
 
 fn as_root() -> bool {
@@ -113,7 +113,8 @@ fn a_missing_data_folder_is_never_one_another_user_slipped_in() {
         shared.path().join("data"),
         shared.path().join("a").join("b").join("data"),
     ];
-    let attacker = Attacker::start(&contested);
+    // Two of them, so a name reappears soon after it is removed.
+    let attackers = [Attacker::start(&contested), Attacker::start(&contested)];
     let start = Instant::now();
     let (mut runs, mut refused, mut made) = (0, 0, 0);
     while start.elapsed() < RACE_FOR && runs < MAX_RUNS {
@@ -181,7 +182,7 @@ fn a_missing_data_folder_is_never_one_another_user_slipped_in() {
             }
         }
     }
-    drop(attacker);
+    drop(attackers);
     let _ = writeln!(
         std::io::stderr(),
         "data folder race: {runs} runs in {:?}: {made} made the folder, {refused} refused a folder of the other user",
