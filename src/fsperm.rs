@@ -288,16 +288,18 @@ pub fn create_new_private_file_at(folder: &OwnedFd, name: &Path) -> std::io::Res
 }
 
 /// Writes a new file with mode 0600 (failing if it exists), synced to disk.
+/// Its folder goes through [`open_private_dir`] (made if missing, no folder of another
+/// user slipped in), and the file is made through the folder's descriptor.
 pub fn write_new_private_file(path: &Path, contents: &[u8]) -> Result<(), String> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        create_private_dir(dir)?;
-    }
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    let created = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => create_new_private_file_at(&open_private_dir(dir)?, path),
+        None => OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path),
+    };
+    let mut file = created.map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     file.write_all(contents)
         .and_then(|()| file.sync_all())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
