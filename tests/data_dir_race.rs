@@ -43,11 +43,14 @@ struct Attacker {
 }
 
 impl Attacker {
-    fn start(names: &[PathBuf]) -> Attacker {
+    /// `link_to`: instead of making folders, plant symlinks to that folder (theirs) under
+    /// each name and remove them, in a loop.
+    fn start(names: &[PathBuf], link_to: Option<&Path>) -> Attacker {
         let names: Vec<CString> = names
             .iter()
             .map(|n| CString::new(n.as_os_str().as_bytes()).unwrap())
             .collect();
+        let target = link_to.map(|t| CString::new(t.as_os_str().as_bytes()).unwrap());
         // SAFETY: the child only makes async-signal-safe system calls on memory prepared
         // before the fork, and leaves by _exit or a signal.
         let pid = unsafe { libc::fork() };
@@ -63,9 +66,17 @@ impl Attacker {
                 }
                 loop {
                     for name in &names {
-                        libc::mkdir(name.as_ptr(), 0o777);
-                        libc::chmod(name.as_ptr(), 0o777);
-                        libc::rmdir(name.as_ptr());
+                        match &target {
+                            Some(target) => {
+                                libc::symlink(target.as_ptr(), name.as_ptr());
+                                libc::unlink(name.as_ptr());
+                            }
+                            None => {
+                                libc::mkdir(name.as_ptr(), 0o777);
+                                libc::chmod(name.as_ptr(), 0o777);
+                                libc::rmdir(name.as_ptr());
+                            }
+                        }
                     }
                 }
             }
@@ -113,8 +124,18 @@ fn a_missing_data_folder_is_never_one_another_user_slipped_in() {
         shared.path().join("data"),
         shared.path().join("a").join("b").join("data"),
     ];
-    // Two of them, so a name reappears soon after it is removed.
-    let attackers = [Attacker::start(&contested), Attacker::start(&contested)];
+    // A folder of theirs, open to all, that their symlinks point to.
+    let theirs = shared.path().join("theirs");
+    fs::create_dir(&theirs).unwrap();
+    fs::set_permissions(&theirs, fs::Permissions::from_mode(0o777)).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(OTHER_UID), Some(OTHER_UID)).unwrap();
+    // Two making folders, so a name reappears soon after it is removed; one planting
+    // symlinks to their folder.
+    let attackers = [
+        Attacker::start(&contested, None),
+        Attacker::start(&contested, None),
+        Attacker::start(&contested, Some(&theirs)),
+    ];
     let start = Instant::now();
     let (mut runs, mut refused, mut made) = (0, 0, 0);
     while start.elapsed() < RACE_FOR && runs < MAX_RUNS {
@@ -129,7 +150,7 @@ fn a_missing_data_folder_is_never_one_another_user_slipped_in() {
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         // Whatever the outcome: no folder of the other user holds anything (they only
         // ever make empty ones), and no folder civikey used belongs to them.
-        for folder in &contested {
+        for folder in contested.iter().chain([&theirs]) {
             let Ok(meta) = fs::symlink_metadata(folder) else {
                 continue;
             };
