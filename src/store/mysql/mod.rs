@@ -1401,7 +1401,7 @@ impl ContactStore for MysqlStore {
         // the cost of reading 50,000 holders, and the check does not need it.
         let sql = format!(
             "SELECT c.id, c.contact_type, c.display_name, c.sort_name, NULL, c.is_deleted,
-                    RIGHT(c.api_key, 4),
+                    CONCAT(RIGHT(c.api_key, 4), COALESCE(SHA2(c.api_key, 256), '')),
                     (SELECT u.uf_id FROM {uf} u WHERE u.contact_id = c.id
                       ORDER BY u.domain_id LIMIT 1),
                     c.api_key
