@@ -220,6 +220,24 @@ fn list_hides_the_admin_and_site_keys_a_site_echoes_in_any_case() {
             let secrets = site.secrets();
             assert_no_secret(&format!("{what}: stderr"), &text(&out.stderr), &secrets);
             assert_no_secret(&format!("{what}: stdout"), &text(&out.stdout), &secrets);
+            // The other commands that only read, and the config check, say the same.
+            for args in [
+                &["show", "1"][..],
+                &["show", "1", "--json"],
+                &["check"],
+                &["check", "--json"],
+                &["config", "check", "--connect"],
+            ] {
+                let other = site.run(args, None);
+                let secrets = site.secrets();
+                for (stream, bytes) in [("stderr", &other.stderr), ("stdout", &other.stdout)] {
+                    assert_no_secret(
+                        &format!("{what} {args:?}: {stream}"),
+                        &text(bytes),
+                        &secrets,
+                    );
+                }
+            }
             // What the site said still shows (civikey hides the secrets, not the error).
             assert!(
                 text(&out.stderr).contains(&form.0.to_string()),
