@@ -354,7 +354,7 @@ impl Report {
         let mut text = if self.findings.is_empty() {
             format!(
                 "no findings on {}",
-                crate::cli::plural(self.holders, "key holder", "key holders")
+                crate::wording::plural(self.holders, "key holder", "key holders")
             )
         } else {
             let parts: Vec<String> = Code::ALL
@@ -364,9 +364,9 @@ impl Report {
                 .collect();
             format!(
                 "{} on {} of {} ({})",
-                crate::cli::plural(self.findings.len(), "finding", "findings"),
+                crate::wording::plural(self.findings.len(), "finding", "findings"),
                 self.contacts_flagged(),
-                crate::cli::plural(self.holders, "key holder", "key holders"),
+                crate::wording::plural(self.holders, "key holder", "key holders"),
                 parts.join(", ")
             )
         };
@@ -377,7 +377,7 @@ impl Report {
         if self.standing_unknown > 0 {
             text.push_str(&format!(
                 "; user accounts and roles unknown for {}",
-                crate::cli::plural(self.standing_unknown, "holder", "holders")
+                crate::wording::plural(self.standing_unknown, "holder", "holders")
             ));
         }
         text

@@ -934,7 +934,7 @@ pub fn command(spec: &StoreSpec, file: &Path, json: bool) -> Result<(), Failure>
             exit::ERROR,
             format!(
                 "{} skipped (the others were imported)",
-                crate::cli::plural(report.skipped, "row", "rows")
+                crate::wording::plural(report.skipped, "row", "rows")
             ),
         ));
     }

@@ -54,7 +54,7 @@ impl App {
                 self.notice = Some((
                     format!(
                         "Marked {}{cap}{skipped}; {} marked in all. R: rotate them",
-                        crate::cli::plural(n, "contact", "contacts"),
+                        crate::wording::plural(n, "contact", "contacts"),
                         self.marked.len()
                     ),
                     false,

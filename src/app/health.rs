@@ -75,7 +75,7 @@ impl App {
                     self.notice = Some((
                         format!(
                             "Marked the {} of {}.",
-                            crate::cli::plural(n, "contact", "contacts"),
+                            crate::wording::plural(n, "contact", "contacts"),
                             code.as_str()
                         ),
                         false,

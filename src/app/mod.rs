@@ -920,7 +920,10 @@ impl App {
                 let n = self.marked.len();
                 self.marked.clear();
                 self.notice = Some((
-                    format!("Unmarked {}.", crate::cli::plural(n, "contact", "contacts")),
+                    format!(
+                        "Unmarked {}.",
+                        crate::wording::plural(n, "contact", "contacts")
+                    ),
                     false,
                 ));
                 Vec::new()

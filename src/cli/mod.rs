@@ -507,10 +507,7 @@ pub fn rfc3339(unix: i64) -> String {
         .unwrap_or_else(|| unix.to_string())
 }
 
-/// `1 contact`, `2 contacts`: the count with the right form.
-pub fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
+pub use crate::wording::plural;
 
 /// Whether a table gets a header row: on a terminal, unless `--no-header`.
 pub fn wants_header(no_header: bool) -> bool {

@@ -24,7 +24,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     let title = match (contact, all_stores) {
         (Some(id), _) => format!(
             " Audit journal: contact {id}, this store ({}) ",
-            crate::cli::plural(entries.len(), "record", "records")
+            crate::wording::plural(entries.len(), "record", "records")
         ),
         (None, false) => format!(
             " Audit journal: this store ({} shown, newest first) ",

@@ -44,7 +44,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             frame.render_widget(Clear, rect);
             let title = format!(
                 " Rotate {} ",
-                crate::cli::plural(app.marked.len(), "marked contact", "marked contacts")
+                crate::wording::plural(app.marked.len(), "marked contact", "marked contacts")
             );
             let block = Block::bordered()
                 .border_type(BorderType::Rounded)

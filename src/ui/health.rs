@@ -36,7 +36,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             frame.render_widget(Clear, rect);
             let title = format!(
                 " Key health: {} ",
-                crate::cli::plural(report.findings.len(), "finding", "findings")
+                crate::wording::plural(report.findings.len(), "finding", "findings")
             );
             let block = Block::bordered()
                 .border_type(BorderType::Rounded)

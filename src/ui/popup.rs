@@ -122,7 +122,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             vec![
                 Line::from(format!(
                     "Revoke the keys of {}?",
-                    crate::cli::plural(*count, "marked contact", "marked contacts")
+                    crate::wording::plural(*count, "marked contact", "marked contacts")
                 )),
                 Line::from(Span::styled(
                     "Their keys will STOP WORKING (u cannot undo a bulk revoke).",
