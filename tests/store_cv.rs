@@ -463,8 +463,10 @@ fn slow_read_times_out_and_cv_is_killed() {
         &[("FAKE_CV_MODE", "slow"), ("FAKE_CV_SLEEP", "30")],
         data_from(&contract::contacts()),
     );
+    // 3 s: the fake (a Python program) must have started and be sleeping when the
+    // deadline comes, even on a loaded machine; it sleeps 30 s.
     let opts = CvOptions {
-        timeout: Duration::from_secs(1),
+        timeout: Duration::from_secs(3),
         ..f.options()
     };
     let mut s = CvStore::new(&opts).unwrap();
@@ -473,7 +475,7 @@ fn slow_read_times_out_and_cv_is_killed() {
     let took = started.elapsed();
     assert!(matches!(err, StoreError::Timeout(_)), "{err:?}");
     assert!(
-        took >= Duration::from_secs(1) && took < Duration::from_secs(5),
+        took >= Duration::from_secs(3) && took < Duration::from_secs(10),
         "{took:?}"
     );
     assert_process_gone(&f.pid_file());
@@ -487,8 +489,10 @@ fn slow_write_is_outcome_unknown_and_cv_is_killed() {
         ("FAKE_CV_MODE_ON", "update"),
     ];
     let f = fixture_with(&env, data_from(&contract::contacts()));
+    // 3 s: the fake (a Python program) must have started and be sleeping when the
+    // deadline comes, even on a loaded machine; it sleeps 30 s.
     let opts = CvOptions {
-        timeout: Duration::from_secs(1),
+        timeout: Duration::from_secs(3),
         ..f.options()
     };
     let mut s = CvStore::new(&opts).unwrap();
