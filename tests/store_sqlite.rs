@@ -201,6 +201,25 @@ fn standings_read_the_user_account_its_state_and_active_roles() {
     ));
 }
 
+/// A store made before civikey read users (no username, no is_active): a contact linked
+/// to a user stands unknown, as on MySQL without Standalone's columns, never "active".
+#[test]
+fn a_store_without_the_user_state_column_tells_linked_users_as_unknown() {
+    use civikey::store::Standing;
+    let f = fixture();
+    rusqlite::Connection::open(&f.path)
+        .unwrap()
+        .execute_batch(
+            "ALTER TABLE civicrm_uf_match DROP COLUMN username;
+             ALTER TABLE civicrm_uf_match DROP COLUMN is_active;",
+        )
+        .unwrap();
+    let mut s = SqliteStore::open(&f.path).unwrap();
+    let all = s.standings(&[1, 3]).unwrap();
+    assert_eq!(all[&1], Standing::UNKNOWN, "a linked user of unknown state");
+    assert_eq!(all[&3], Standing::no_account(), "no user: told as before");
+}
+
 #[test]
 fn a_big_damaged_store_is_checked_before_its_first_write_and_left_untouched() {
     let dir = tempfile::tempdir().unwrap();

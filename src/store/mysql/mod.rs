@@ -20,19 +20,20 @@ use mysql::{Conn, Opts, OptsBuilder, Params, Row, SslOpts, TxOpts, Value};
 use zeroize::Zeroizing;
 
 use crate::fsperm;
-use crate::key::{ApiKey, KeyHint};
+use crate::key::ApiKey;
 use crate::sanitize::SafeText;
 use crate::seed::SeedContact;
+use crate::store::sql::contact::{contact_columns, ContactRow};
+use crate::store::sql::standings::{
+    read_standings, RoleRow, StandaloneColumns, StandingQueries, StandingTables, UserRow,
+};
+use crate::store::swap::swap_outcome;
 use crate::store::{
-    split_permissions, AccountState, CmsLink, Contact, ContactId, ContactStore, Cursor, Holder,
-    HolderCursor, HolderPage, Matcher, Page, Query, Role, Standing, StoreError, StoreInfo,
-    StoreKind, UserAccount,
+    paging, Contact, ContactId, ContactStore, Cursor, Holder, HolderCursor, HolderPage, Matcher,
+    Page, Query, Standing, StoreError, StoreInfo, StoreKind,
 };
 
 const DEFAULT_PORT: u16 = 3306;
-
-/// A search page is at most this long, whatever the caller asks for.
-const MAX_PAGE: usize = 1000;
 
 /// How many rows one multi-row INSERT carries, and how many contacts one transaction holds.
 const INSERT_BATCH: usize = 500;
@@ -41,17 +42,6 @@ const INSERT_TRANSACTION: usize = 10_000;
 /// The cursor's stand-in for a NULL sort_name. MySQL sorts NULLs first and a cursor's
 /// sort_name is a String; NUL never occurs in a real sort_name, so it cannot collide.
 const NULL_SORT_NAME: &str = "\0";
-
-/// The contact columns every list and detail view reads. `{email}` and `{uf}` are the
-/// prefixed table names. The key's last four characters are all that leaves the server
-/// for a list; an empty string counts as "no key", as CiviCRM treats it.
-const CONTACT_COLUMNS: &str = "c.id, c.contact_type, c.display_name, c.sort_name,
-       (SELECT e.email FROM {email} e
-         WHERE e.contact_id = c.id AND e.is_primary = 1 ORDER BY e.id LIMIT 1),
-       c.is_deleted,
-       CASE WHEN c.api_key IS NULL OR LENGTH(c.api_key) = 0 THEN NULL
-            ELSE RIGHT(c.api_key, 4) END,
-       (SELECT u.uf_id FROM {uf} u WHERE u.contact_id = c.id ORDER BY u.domain_id LIMIT 1)";
 
 /// `mysql://USER@HOST[:PORT]/DB`, taken apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,18 +192,6 @@ fn check_prefix(prefix: &str) -> Result<(), StoreError> {
     }
 }
 
-/// Standalone's user and role columns, as far as the database has them.
-#[derive(Clone, Copy, Debug)]
-struct StandaloneColumns {
-    /// civicrm_uf_match.username and is_active: users are uf_match rows (Standalone).
-    users: bool,
-    roles: bool,
-    role_active: bool,
-}
-
-/// Ids per `IN (...)` list when reading standings.
-const STANDING_CHUNK: usize = 500;
-
 /// The three table names, prefixed and quoted, ready to paste into SQL.
 #[derive(Clone)]
 struct Tables {
@@ -223,11 +201,9 @@ struct Tables {
     /// A Standalone site's roles (absent elsewhere).
     role: String,
     user_role: String,
-    /// The unquoted table names, for information_schema.
+    /// The prefix, and the contact table's unquoted name, for information_schema.
+    prefix: String,
     contact_name: String,
-    uf_name: String,
-    role_name: String,
-    user_role_name: String,
 }
 
 impl Tables {
@@ -239,17 +215,24 @@ impl Tables {
             uf: format!("`{prefix}civicrm_uf_match`"),
             role: format!("`{prefix}civicrm_role`"),
             user_role: format!("`{prefix}civicrm_user_role`"),
+            prefix: prefix.to_string(),
             contact_name: format!("{prefix}civicrm_contact"),
-            uf_name: format!("{prefix}civicrm_uf_match"),
-            role_name: format!("{prefix}civicrm_role"),
-            user_role_name: format!("{prefix}civicrm_user_role"),
         })
     }
 
+    /// The contact columns every list and detail view reads ([`contact_columns`]).
     fn contact_columns(&self) -> String {
-        CONTACT_COLUMNS
-            .replace("{email}", &self.email)
-            .replace("{uf}", &self.uf)
+        contact_columns(&self.email, &self.uf)
+    }
+
+    /// The table names the standings queries read.
+    fn standing_tables(&self) -> StandingTables<'_> {
+        StandingTables {
+            contact: &self.contact,
+            uf: &self.uf,
+            role: &self.role,
+            user_role: &self.user_role,
+        }
     }
 }
 
@@ -564,16 +547,16 @@ impl MysqlStore {
         if let Some(columns) = self.standalone {
             return Ok(columns);
         }
-        let names = (
-            self.tables.uf_name.clone(),
-            self.tables.role_name.clone(),
-            self.tables.user_role_name.clone(),
-        );
+        let prefix = self.tables.prefix.clone();
+        let names: Vec<String> = ["civicrm_uf_match", "civicrm_role", "civicrm_user_role"]
+            .iter()
+            .map(|table| format!("{prefix}{table}"))
+            .collect();
         let rows: Vec<Row> = self.run(Phase::Read, |c| {
             c.exec(
                 "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS
                   WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN (?, ?, ?)",
-                names.clone(),
+                names,
             )
         })?;
         let mut present = Vec::new();
@@ -586,99 +569,12 @@ impl MysqlStore {
                 .unwrap_or_default();
             present.push((table, column.to_ascii_lowercase()));
         }
-        let has =
-            |table: &str, column: &str| present.iter().any(|(t, c)| t == table && c == column);
-        let columns = StandaloneColumns {
-            users: has(&names.0, "username") && has(&names.0, "is_active"),
-            roles: has(&names.2, "user_id") && has(&names.1, "permissions"),
-            role_active: has(&names.1, "is_active"),
-        };
+        let columns = StandaloneColumns::from_present(|table, column| {
+            let table = format!("{prefix}{table}");
+            present.iter().any(|(t, c)| *t == table && c == column)
+        });
         self.standalone = Some(columns);
         Ok(columns)
-    }
-
-    fn standings_chunk(
-        &mut self,
-        ids: &[ContactId],
-        columns: StandaloneColumns,
-        out: &mut std::collections::HashMap<ContactId, Standing>,
-    ) -> Result<(), StoreError> {
-        let marks = vec!["?"; ids.len()].join(", ");
-        let params: Vec<Value> = ids.iter().map(|&id| Value::from(id)).collect();
-        // The lowest domain's row: a Standalone site has one domain.
-        let sql = format!(
-            "SELECT c.id, u.id, {name}, {active} FROM {contact} c
-               LEFT JOIN {uf} u ON u.contact_id = c.id
-                AND u.domain_id = (SELECT MIN(d.domain_id) FROM {uf} d WHERE d.contact_id = c.id)
-              WHERE c.id IN ({marks})",
-            name = if columns.users {
-                "COALESCE(NULLIF(u.username, ''), u.uf_name, '')"
-            } else {
-                "COALESCE(u.uf_name, '')"
-            },
-            active = if columns.users { "u.is_active" } else { "NULL" },
-            contact = self.tables.contact,
-            uf = self.tables.uf,
-        );
-        let rows: Vec<Row> = self.run(Phase::Read, |c| c.exec(sql, params))?;
-        let bad = |e: String| StoreError::bad_data(format!("{}: {e}", self.location));
-        let mut users = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let contact = uint(row, 0).map_err(bad)?.unwrap_or_default();
-            let user = uint(row, 1).map_err(bad)?;
-            let name = text(row, 2).map_err(bad)?.unwrap_or_default();
-            let active = uint(row, 3).map_err(bad)?.map(|a| a != 0);
-            users.push((contact, user, name, active));
-        }
-        let user_ids: Vec<Value> = users.iter().filter_map(|u| u.1).map(Value::from).collect();
-        let mut roles: std::collections::HashMap<u64, Vec<Role>> = Default::default();
-        if columns.users && columns.roles && !user_ids.is_empty() {
-            let sql = format!(
-                "SELECT ur.user_id, COALESCE(NULLIF(r.label, ''), r.name), COALESCE(r.permissions, '')
-                   FROM {ur} ur JOIN {r} r ON r.id = ur.role_id
-                  WHERE ur.user_id IN ({marks}){active}
-                  ORDER BY ur.user_id, r.name",
-                marks = vec!["?"; user_ids.len()].join(", "),
-                active = if columns.role_active {
-                    " AND r.is_active = 1"
-                } else {
-                    ""
-                },
-                ur = self.tables.user_role,
-                r = self.tables.role,
-            );
-            let rows: Vec<Row> = self.run(Phase::Read, |c| c.exec(sql, user_ids))?;
-            let bad = |e: String| StoreError::bad_data(format!("{}: {e}", self.location));
-            for row in &rows {
-                let user = uint(row, 0).map_err(bad)?.unwrap_or_default();
-                let name = text(row, 1).map_err(bad)?.unwrap_or_default();
-                let permissions =
-                    split_permissions(&text(row, 2).map_err(bad)?.unwrap_or_default());
-                roles.entry(user).or_default().push(Role::from_permissions(
-                    &name,
-                    permissions.iter().map(String::as_str),
-                ));
-            }
-        }
-        for (contact, user, name, active) in users {
-            let standing = match (user, active) {
-                (None, _) => Standing::no_account(),
-                // Not Standalone: the CMS holds the account, its state and roles.
-                (Some(_), None) => Standing::UNKNOWN,
-                (Some(user), Some(active)) => Standing {
-                    account: AccountState::Account(UserAccount {
-                        id: user,
-                        name: SafeText::new(&name),
-                        active,
-                    }),
-                    roles: columns
-                        .roles
-                        .then(|| roles.remove(&user).unwrap_or_default()),
-                },
-            };
-            out.insert(contact, standing);
-        }
-        Ok(())
     }
 
     /// Runs `f` on the connection; forgets the connection if it broke.
@@ -835,26 +731,21 @@ fn uint(row: &Row, i: usize) -> Result<Option<u64>, String> {
     }
 }
 
-/// One row of [`CONTACT_COLUMNS`]: the contact, and its raw sort_name for the cursor.
+/// One row of the contact columns ([`contact_columns`]): the contact, and its raw
+/// sort_name for the cursor.
 fn row_to_contact(row: &Row) -> Result<(Contact, Option<String>), String> {
-    let id = uint(row, 0)?.ok_or("a contact without an id")?;
     let sort_name = text(row, 3)?;
-    let safe = |i: usize| -> Result<SafeText, String> {
-        Ok(SafeText::new(&text(row, i)?.unwrap_or_default()))
-    };
-    let contact = Contact {
-        id,
-        contact_type: safe(1)?,
-        display_name: safe(2)?,
-        sort_name: SafeText::new(sort_name.as_deref().unwrap_or_default()),
-        email: text(row, 4)?.map(|e| SafeText::new(&e)),
+    let contact = ContactRow {
+        id: uint(row, 0)?.ok_or("a contact without an id")?,
+        contact_type: text(row, 1)?,
+        display_name: text(row, 2)?,
+        sort_name: sort_name.clone(),
+        email: text(row, 4)?,
         is_deleted: uint(row, 5)?.unwrap_or(0) != 0,
-        key: text(row, 6)?.map(|tail| KeyHint::from_tail(&tail)),
-        cms: match uint(row, 7)? {
-            Some(uf_id) => CmsLink::Linked { uf_id },
-            None => CmsLink::None,
-        },
-    };
+        key_tail: text(row, 6)?,
+        uf_id: uint(row, 7)?,
+    }
+    .into_contact();
     Ok((contact, sort_name))
 }
 
@@ -1123,6 +1014,41 @@ impl Union<'_> {
     }
 }
 
+impl StandingQueries for MysqlStore {
+    fn user_rows(&mut self, sql: &str, ids: &[u64]) -> Result<Vec<UserRow>, StoreError> {
+        let params: Vec<Value> = ids.iter().map(|&id| Value::from(id)).collect();
+        let rows: Vec<Row> = self.run(Phase::Read, |c| c.exec(sql, params))?;
+        let read = |row: &Row| -> Result<UserRow, String> {
+            Ok(UserRow {
+                contact: uint(row, 0)?.unwrap_or_default(),
+                user: uint(row, 1)?,
+                name: text(row, 2)?.unwrap_or_default(),
+                active: uint(row, 3)?.map(|a| a != 0),
+            })
+        };
+        rows.iter()
+            .map(read)
+            .collect::<Result<_, _>>()
+            .map_err(|e| StoreError::bad_data(format!("{}: {e}", self.location)))
+    }
+
+    fn role_rows(&mut self, sql: &str, users: &[u64]) -> Result<Vec<RoleRow>, StoreError> {
+        let params: Vec<Value> = users.iter().map(|&id| Value::from(id)).collect();
+        let rows: Vec<Row> = self.run(Phase::Read, |c| c.exec(sql, params))?;
+        let read = |row: &Row| -> Result<RoleRow, String> {
+            Ok(RoleRow {
+                user: uint(row, 0)?.unwrap_or_default(),
+                name: text(row, 1)?.unwrap_or_default(),
+                permissions: text(row, 2)?.unwrap_or_default(),
+            })
+        };
+        rows.iter()
+            .map(read)
+            .collect::<Result<_, _>>()
+            .map_err(|e| StoreError::bad_data(format!("{}: {e}", self.location)))
+    }
+}
+
 impl ContactStore for MysqlStore {
     fn info(&self) -> StoreInfo {
         StoreInfo {
@@ -1145,7 +1071,7 @@ impl ContactStore for MysqlStore {
     /// docs/PERFORMANCE.md): each matcher becomes a union of index ranges, each read at most
     /// up to the page size, merged, and only the page's contacts are read in full.
     fn search(&mut self, query: &Query) -> Result<Page, StoreError> {
-        let limit = query.limit.clamp(1, MAX_PAGE);
+        let limit = paging::page_limit(query.limit);
         let fetch = limit + 1;
         let t = self.tables.clone();
         let (cursor, cursor_args) = cursor_condition(query.after.as_ref())?;
@@ -1288,22 +1214,17 @@ impl ContactStore for MysqlStore {
             t.contact
         );
         let rows: Vec<Row> = self.run(Phase::Read, |c| c.exec(sql, Params::Positional(args)))?;
-        let mut found = rows
+        let found = rows
             .iter()
             .map(row_to_contact)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| StoreError::bad_data(format!("{}: {e}", self.location)))?;
-        let more = found.len() > limit;
-        found.truncate(limit);
-        let next = match found.last() {
-            Some((last, sort_name)) if more => Some(Cursor::After {
-                sort_name: sort_name
-                    .clone()
-                    .unwrap_or_else(|| NULL_SORT_NAME.to_string()),
-                id: last.id,
-            }),
-            _ => None,
-        };
+        let (found, next) = paging::cut(found, limit, |(last, sort_name)| Cursor::After {
+            sort_name: sort_name
+                .clone()
+                .unwrap_or_else(|| NULL_SORT_NAME.to_string()),
+            id: last.id,
+        });
         Ok(Page {
             contacts: found.into_iter().map(|(c, _)| c).collect(),
             next,
@@ -1332,11 +1253,8 @@ impl ContactStore for MysqlStore {
         ids: &[ContactId],
     ) -> Result<std::collections::HashMap<ContactId, Standing>, StoreError> {
         let columns = self.standalone_columns()?;
-        let mut out = std::collections::HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(STANDING_CHUNK) {
-            self.standings_chunk(chunk, columns, &mut out)?;
-        }
-        Ok(out)
+        let tables = self.tables.clone();
+        read_standings(self, &tables.standing_tables(), columns, ids)
     }
 
     /// `api_key = ?` on index_api_key, compared as the column's collation compares (as
@@ -1379,7 +1297,7 @@ impl ContactStore for MysqlStore {
         after: Option<&HolderCursor>,
         limit: usize,
     ) -> Result<HolderPage, StoreError> {
-        let limit = limit.clamp(1, MAX_PAGE);
+        let limit = paging::page_limit(limit);
         let (condition, args) = match after {
             None => (String::new(), Vec::new()),
             Some(HolderCursor::AfterKey { key, id }) => (
@@ -1426,15 +1344,10 @@ impl ContactStore for MysqlStore {
             };
             holders.push(Holder { contact, key });
         }
-        let more = holders.len() > limit;
-        holders.truncate(limit);
-        let next = match holders.last() {
-            Some(last) if more => Some(HolderCursor::AfterKey {
-                key: last.key.clone(),
-                id: last.contact.id,
-            }),
-            _ => None,
-        };
+        let (holders, next) = paging::cut(holders, limit, |last| HolderCursor::AfterKey {
+            key: last.key.clone(),
+            id: last.contact.id,
+        });
         Ok(HolderPage { holders, next })
     }
 
@@ -1461,15 +1374,7 @@ impl ContactStore for MysqlStore {
         let matched = self.run(Phase::WriteSent, |c| {
             c.exec_drop(&stmt, params).map(|()| c.affected_rows())
         })?;
-        match matched {
-            1 => Ok(()),
-            0 if self.contact_exists(id)? => Err(StoreError::Conflict),
-            0 => Err(StoreError::NotFound(id)),
-            n => Err(StoreError::bad_data(format!(
-                "{}: {n} rows matched one contact id",
-                self.location
-            ))),
-        }
+        swap_outcome(id, matched, || self.contact_exists(id))
     }
 }
 

@@ -11,19 +11,24 @@ use std::fs::{self, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use crate::fsperm;
-use crate::key::{ApiKey, KeyHint, KEY_LEN};
+use crate::key::{ApiKey, KEY_LEN};
 use crate::sanitize::SafeText;
 use crate::seed::SeedContact;
+use crate::store::sql::contact::{contact_columns, ContactRow};
+use crate::store::sql::standings::{
+    read_standings, RoleRow, StandaloneColumns, StandingQueries, StandingTables, UserRow,
+};
+use crate::store::swap::swap_outcome;
 use crate::store::{
-    split_permissions, AccountState, CmsLink, Contact, ContactId, ContactStore, Cursor, Holder,
-    HolderCursor, HolderPage, Matcher, Page, Query, Role, Standing, StoreError, StoreInfo,
-    StoreKind, UserAccount,
+    like_prefix, paging, Contact, ContactId, ContactStore, Cursor, Holder, HolderCursor,
+    HolderPage, Matcher, Page, Query, Standing, StoreError, StoreInfo, StoreKind,
 };
 
 /// The CiviCRM tables. Their indexes come after the bulk insert of a new store (building
@@ -573,16 +578,14 @@ fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
     )
 }
 
-/// The columns a list reads, then the sort key the next page starts after.
-const CONTACT_COLUMNS: &str = "
-       c.id, c.contact_type, c.display_name, c.sort_name,
-       (SELECT e.email FROM civicrm_email e
-         WHERE e.contact_id = c.id AND e.is_primary = 1 ORDER BY e.id LIMIT 1),
-       c.is_deleted,
-       CASE WHEN c.api_key IS NULL OR c.api_key = '' THEN NULL ELSE substr(c.api_key, -4) END,
-       (SELECT u.uf_id FROM civicrm_uf_match u
-         WHERE u.contact_id = c.id ORDER BY u.domain_id LIMIT 1),
-       coalesce(c.sort_name, '')";
+/// The columns a list reads ([`contact_columns`]), then the sort key the next page
+/// starts after.
+static CONTACT_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{}, coalesce(c.sort_name, '')",
+        contact_columns("civicrm_email", "civicrm_uf_match")
+    )
+});
 
 /// Above this many index entries a prefix is common: walking the contacts in list order
 /// finds a page of matches sooner than collecting and sorting every match. Below it,
@@ -615,18 +618,6 @@ pub struct SqliteStore {
     /// Which Standalone columns this file has (stores made by older civikeys lack some).
     standalone: Option<StandaloneColumns>,
 }
-
-/// The user and role columns a store made by an older civikey may lack.
-#[derive(Clone, Copy, Debug)]
-struct StandaloneColumns {
-    roles: bool,
-    username: bool,
-    user_active: bool,
-    role_active: bool,
-}
-
-/// Ids per `IN (...)` list when reading standings.
-const STANDING_CHUNK: usize = 500;
 
 impl SqliteStore {
     /// Opens an existing store. Refuses (without touching the file) anything that is not a
@@ -838,132 +829,27 @@ impl SqliteStore {
         install_search_index(&mut conn, Some((words, pairs))).map_err(sql_err)
     }
 
+    /// Which user and role columns this file has (a store made by an older civikey may
+    /// lack some), read once.
     fn standalone_columns(&mut self) -> Result<StandaloneColumns, StoreError> {
         if let Some(columns) = self.standalone {
             return Ok(columns);
         }
-        let has = |table: &str, column: &str| -> Result<bool, StoreError> {
-            self.conn
-                .query_row(
-                    "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2",
-                    [table, column],
-                    |_| Ok(()),
-                )
-                .optional()
-                .map(|found| found.is_some())
-                .map_err(sql_err)
-        };
-        let columns = StandaloneColumns {
-            roles: has("civicrm_user_role", "user_id")?,
-            username: has("civicrm_uf_match", "username")?,
-            user_active: has("civicrm_uf_match", "is_active")?,
-            role_active: has("civicrm_role", "is_active")?,
-        };
+        let mut present = Vec::new();
+        {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")
+                .map_err(sql_err)?;
+            for (table, column) in StandaloneColumns::ASKED {
+                if stmt.exists([table, column]).map_err(sql_err)? {
+                    present.push((table, column));
+                }
+            }
+        }
+        let columns = StandaloneColumns::from_present(|t, c| present.contains(&(t, c)));
         self.standalone = Some(columns);
         Ok(columns)
-    }
-
-    /// Standings of at most [`STANDING_CHUNK`] contacts: two queries.
-    fn standings_chunk(
-        &mut self,
-        ids: &[ContactId],
-        out: &mut std::collections::HashMap<ContactId, Standing>,
-    ) -> Result<(), StoreError> {
-        let columns = self.standalone_columns()?;
-        let marks = vec!["?"; ids.len()].join(", ");
-        let args: Vec<Value> = ids.iter().map(|&id| Value::Integer(id as i64)).collect();
-        // The current domain's row (the lowest domain id: SQLite stores have one).
-        let sql = format!(
-            "SELECT c.id, u.id, {name}, {active} FROM civicrm_contact c
-               LEFT JOIN civicrm_uf_match u ON u.contact_id = c.id
-                AND u.domain_id = (SELECT min(d.domain_id) FROM civicrm_uf_match d
-                                    WHERE d.contact_id = c.id)
-              WHERE c.id IN ({marks})",
-            name = if columns.username {
-                "coalesce(nullif(u.username, ''), u.uf_name, '')"
-            } else {
-                "coalesce(u.uf_name, '')"
-            },
-            active = if columns.user_active {
-                "coalesce(u.is_active, 1)"
-            } else {
-                "1"
-            },
-        );
-        let mut users = Vec::new();
-        {
-            let mut stmt = self.conn.prepare_cached(&sql).map_err(sql_err)?;
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(args.iter()), |r| {
-                    Ok((
-                        r.get::<_, i64>(0)? as ContactId,
-                        r.get::<_, Option<i64>>(1)?.map(|u| u as u64),
-                        r.get::<_, String>(2)?,
-                        r.get::<_, i64>(3)? != 0,
-                    ))
-                })
-                .map_err(sql_err)?;
-            for row in rows {
-                users.push(row.map_err(sql_err)?);
-            }
-        }
-        let mut roles: std::collections::HashMap<u64, Vec<Role>> = Default::default();
-        let user_ids: Vec<i64> = users.iter().filter_map(|u| u.1).map(|u| u as i64).collect();
-        if columns.roles && !user_ids.is_empty() {
-            let user_marks = vec!["?"; user_ids.len()].join(", ");
-            let sql = format!(
-                "SELECT ur.user_id, coalesce(nullif(r.label, ''), r.name), coalesce(r.permissions, '')
-                   FROM civicrm_user_role ur JOIN civicrm_role r ON r.id = ur.role_id
-                  WHERE ur.user_id IN ({user_marks}){active}
-                  ORDER BY ur.user_id, r.name",
-                active = if columns.role_active {
-                    " AND r.is_active = 1"
-                } else {
-                    ""
-                },
-            );
-            let mut stmt = self.conn.prepare_cached(&sql).map_err(sql_err)?;
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(user_ids.iter()), |r| {
-                    Ok((
-                        r.get::<_, i64>(0)? as u64,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                    ))
-                })
-                .map_err(sql_err)?;
-            for row in rows {
-                let (user_id, name, permissions) = row.map_err(sql_err)?;
-                let permissions = split_permissions(&permissions);
-                roles
-                    .entry(user_id)
-                    .or_default()
-                    .push(Role::from_permissions(
-                        &name,
-                        permissions.iter().map(String::as_str),
-                    ));
-            }
-        }
-        for (contact_id, user_id, name, active) in users {
-            let Some(user_id) = user_id else {
-                out.insert(contact_id, Standing::no_account());
-                continue;
-            };
-            out.insert(
-                contact_id,
-                Standing {
-                    account: AccountState::Account(UserAccount {
-                        id: user_id,
-                        name: SafeText::new(&name),
-                        active,
-                    }),
-                    roles: columns
-                        .roles
-                        .then(|| roles.remove(&user_id).unwrap_or_default()),
-                },
-            );
-        }
-        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -1230,43 +1116,19 @@ pub(crate) fn sql_err(e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// A row of [`CONTACT_COLUMNS`] as a contact.
 fn row_to_contact(row: &rusqlite::Row<'_>) -> rusqlite::Result<Contact> {
-    let text = |i: usize| -> rusqlite::Result<SafeText> {
-        Ok(SafeText::new(
-            &row.get::<_, Option<String>>(i)?.unwrap_or_default(),
-        ))
-    };
-    let id: i64 = row.get(0)?;
-    Ok(Contact {
-        id: id as ContactId,
-        contact_type: text(1)?,
-        display_name: text(2)?,
-        sort_name: text(3)?,
-        email: row.get::<_, Option<String>>(4)?.map(|e| SafeText::new(&e)),
+    Ok(ContactRow {
+        id: row.get::<_, i64>(0)? as ContactId,
+        contact_type: row.get(1)?,
+        display_name: row.get(2)?,
+        sort_name: row.get(3)?,
+        email: row.get(4)?,
         is_deleted: row.get::<_, Option<i64>>(5)?.unwrap_or(0) != 0,
-        key: row
-            .get::<_, Option<String>>(6)?
-            .map(|t| KeyHint::from_tail(&t)),
-        cms: match row.get::<_, Option<i64>>(7)? {
-            Some(uf_id) => CmsLink::Linked {
-                uf_id: uf_id as u64,
-            },
-            None => CmsLink::None,
-        },
-    })
-}
-
-/// `text` with LIKE's wildcards escaped (`\` is the escape character), then `%`.
-fn like_prefix(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 1);
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
+        key_tail: row.get(6)?,
+        uf_id: row.get::<_, Option<i64>>(7)?.map(|uf_id| uf_id as u64),
     }
-    out.push('%');
-    out
+    .into_contact())
 }
 
 /// Where a search reads its contacts from and what they must satisfy (besides the
@@ -1347,9 +1209,6 @@ impl Plan {
     }
 }
 
-/// The most contacts one page holds, whatever the caller asks for.
-const MAX_PAGE: usize = 1000;
-
 fn offset_refused() -> StoreError {
     StoreError::invalid("the SQLite store pages by key, not by offset")
 }
@@ -1384,7 +1243,7 @@ impl SqliteStore {
             }
             Matcher::EmailPrefix(text) => {
                 // UI_email compares without case, so the LIKE is a range of that index.
-                let pattern = Value::Text(like_prefix(text));
+                let pattern = Value::Text(like_prefix(text, '\\'));
                 let matches = self.count_up_to(
                     "SELECT 1 FROM civicrm_email WHERE email LIKE ?1 ESCAPE '\\' LIMIT ?2",
                     vec![pattern.clone()],
@@ -1487,7 +1346,7 @@ impl SqliteStore {
                         None => {}
                     }
                     inner.push_str(" GROUP BY w.sort_key, w.contact_id ORDER BY w.sort_key, w.contact_id LIMIT ?");
-                    args.push(Value::Integer(query.limit.clamp(1, MAX_PAGE) as i64 + 1));
+                    args.push(Value::Integer(paging::page_limit(query.limit) as i64 + 1));
                     Plan {
                         from: format!(
                             "({inner}) m CROSS JOIN civicrm_contact c ON c.id = m.contact_id"
@@ -1646,7 +1505,7 @@ impl SqliteStore {
         // A compound ORDER BY: each arm sorted, then merged without duplicates (cheaper
         // than a UNION sorted again).
         let inner = format!("{with}{} ORDER BY 1, 2 LIMIT ?", selects.join(" UNION "));
-        args.push(Value::Integer(query.limit.clamp(1, MAX_PAGE) as i64 + 1));
+        args.push(Value::Integer(paging::page_limit(query.limit) as i64 + 1));
         Ok(Some(Plan {
             from: format!("({inner}) m CROSS JOIN civicrm_contact c ON c.id = m.contact_id"),
             conditions: Vec::new(),
@@ -1688,6 +1547,43 @@ fn name_condition(text: &str, deep: bool) -> (String, Vec<Value>) {
     )
 }
 
+impl StandingQueries for SqliteStore {
+    fn user_rows(&mut self, sql: &str, ids: &[u64]) -> Result<Vec<UserRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(sql_err)?;
+        let rows = stmt
+            .query_map(
+                rusqlite::params_from_iter(ids.iter().map(|&id| id as i64)),
+                |r| {
+                    Ok(UserRow {
+                        contact: r.get::<_, i64>(0)? as ContactId,
+                        user: r.get::<_, Option<i64>>(1)?.map(|u| u as u64),
+                        name: r.get(2)?,
+                        active: r.get::<_, Option<i64>>(3)?.map(|a| a != 0),
+                    })
+                },
+            )
+            .map_err(sql_err)?;
+        rows.collect::<Result<_, _>>().map_err(sql_err)
+    }
+
+    fn role_rows(&mut self, sql: &str, users: &[u64]) -> Result<Vec<RoleRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(sql_err)?;
+        let rows = stmt
+            .query_map(
+                rusqlite::params_from_iter(users.iter().map(|&u| u as i64)),
+                |r| {
+                    Ok(RoleRow {
+                        user: r.get::<_, i64>(0)? as u64,
+                        name: r.get(1)?,
+                        permissions: r.get(2)?,
+                    })
+                },
+            )
+            .map_err(sql_err)?;
+        rows.collect::<Result<_, _>>().map_err(sql_err)
+    }
+}
+
 impl ContactStore for SqliteStore {
     fn info(&self) -> StoreInfo {
         StoreInfo {
@@ -1700,14 +1596,14 @@ impl ContactStore for SqliteStore {
     }
 
     fn search(&mut self, query: &Query) -> Result<Page, StoreError> {
-        let limit = query.limit.clamp(1, MAX_PAGE);
+        let limit = paging::page_limit(query.limit);
         let plan = self.plan(query)?;
         let (check, mut args) = match plan.check {
             Some((check, check_args)) => (check, check_args),
             None => ("1".to_string(), Vec::new()),
         };
         args.extend(plan.args);
-        let mut sql = format!("SELECT {CONTACT_COLUMNS}, {check} FROM {}", plan.from);
+        let mut sql = format!("SELECT {}, {check} FROM {}", *CONTACT_COLUMNS, plan.from);
         let mut conditions = plan.conditions;
         if !query.include_deleted && !plan.pages_itself {
             conditions.push("c.is_deleted = 0".into());
@@ -1739,7 +1635,7 @@ impl ContactStore for SqliteStore {
         args.push(Value::Integer(limit as i64 + 1));
 
         let mut stmt = self.conn.prepare_cached(&sql).map_err(sql_err)?;
-        let mut rows: Vec<(Contact, String, bool)> = stmt
+        let rows: Vec<(Contact, String, bool)> = stmt
             .query_map(rusqlite::params_from_iter(args), |row| {
                 Ok((
                     row_to_contact(row)?,
@@ -1759,15 +1655,10 @@ impl ContactStore for SqliteStore {
             self.indexed = true;
             return page;
         }
-        let more = rows.len() > limit;
-        rows.truncate(limit);
-        let next = match rows.last() {
-            Some((last, sort_key, _)) if more => Some(Cursor::After {
-                sort_name: sort_key.clone(),
-                id: last.id,
-            }),
-            _ => None,
-        };
+        let (rows, next) = paging::cut(rows, limit, |(last, sort_key, _)| Cursor::After {
+            sort_name: sort_key.clone(),
+            id: last.id,
+        });
         Ok(Page {
             contacts: rows.into_iter().map(|(c, _, _)| c).collect(),
             next,
@@ -1775,7 +1666,10 @@ impl ContactStore for SqliteStore {
     }
 
     fn contact(&mut self, id: ContactId) -> Result<Contact, StoreError> {
-        let sql = format!("SELECT {CONTACT_COLUMNS} FROM civicrm_contact c WHERE c.id = ?");
+        let sql = format!(
+            "SELECT {} FROM civicrm_contact c WHERE c.id = ?",
+            *CONTACT_COLUMNS
+        );
         self.conn
             .query_row(&sql, [id as i64], row_to_contact)
             .optional()
@@ -1783,16 +1677,21 @@ impl ContactStore for SqliteStore {
             .ok_or(StoreError::NotFound(id))
     }
 
-    /// Contacts that do not exist are left out.
+    /// The user (a civicrm_uf_match row: username, is_active) and its active roles, by
+    /// the SQL stores' one rule ([`crate::store::sql::standings`]); contacts that do not
+    /// exist are left out.
     fn standings(
         &mut self,
         ids: &[ContactId],
     ) -> Result<std::collections::HashMap<ContactId, Standing>, StoreError> {
-        let mut out = std::collections::HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(STANDING_CHUNK) {
-            self.standings_chunk(chunk, &mut out)?;
-        }
-        Ok(out)
+        let columns = self.standalone_columns()?;
+        let tables = StandingTables {
+            contact: "civicrm_contact",
+            uf: "civicrm_uf_match",
+            role: "civicrm_role",
+            user_role: "civicrm_user_role",
+        };
+        read_standings(self, &tables, columns, ids)
     }
 
     fn holders_of(&mut self, key: &ApiKey) -> Result<Vec<ContactId>, StoreError> {
@@ -1836,10 +1735,11 @@ impl ContactStore for SqliteStore {
         after: Option<&HolderCursor>,
         limit: usize,
     ) -> Result<HolderPage, StoreError> {
-        let limit = limit.clamp(1, MAX_PAGE);
+        let limit = paging::page_limit(limit);
         let mut sql = format!(
-            "SELECT {CONTACT_COLUMNS}, c.api_key FROM civicrm_contact c
-              WHERE c.api_key > '' COLLATE NOCASE"
+            "SELECT {}, c.api_key FROM civicrm_contact c
+              WHERE c.api_key > '' COLLATE NOCASE",
+            *CONTACT_COLUMNS
         );
         let mut args = Vec::new();
         match after {
@@ -1859,7 +1759,7 @@ impl ContactStore for SqliteStore {
             limit + 1
         ));
         let mut stmt = self.conn.prepare_cached(&sql).map_err(sql_err)?;
-        let mut holders = stmt
+        let holders = stmt
             .query_map(rusqlite::params_from_iter(&args), |row| {
                 Ok(Holder {
                     contact: row_to_contact(row)?,
@@ -1875,15 +1775,10 @@ impl ContactStore for SqliteStore {
                 zeroize::Zeroize::zeroize(text);
             }
         }
-        let more = holders.len() > limit;
-        holders.truncate(limit);
-        let next = match holders.last() {
-            Some(last) if more => Some(HolderCursor::AfterKey {
-                key: last.key.clone(),
-                id: last.contact.id,
-            }),
-            _ => None,
-        };
+        let (holders, next) = paging::cut(holders, limit, |last| HolderCursor::AfterKey {
+            key: last.key.clone(),
+            id: last.contact.id,
+        });
         Ok(HolderPage { holders, next })
     }
 
@@ -1911,27 +1806,12 @@ impl ContactStore for SqliteStore {
                 ],
             )
             .map_err(sql_err)?;
-        match changed {
-            1 => Ok(()),
-            0 => {
-                let exists: Option<i64> = self
-                    .conn
-                    .query_row(
-                        "SELECT 1 FROM civicrm_contact WHERE id = ?",
-                        [id as i64],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(sql_err)?;
-                match exists {
-                    Some(_) => Err(StoreError::Conflict),
-                    None => Err(StoreError::NotFound(id)),
-                }
-            }
-            n => Err(StoreError::bad_data(format!(
-                "{n} rows changed for one contact id"
-            ))),
-        }
+        swap_outcome(id, changed as u64, || {
+            self.conn
+                .prepare_cached("SELECT 1 FROM civicrm_contact WHERE id = ?")
+                .and_then(|mut stmt| stmt.exists([id as i64]))
+                .map_err(sql_err)
+        })
     }
 }
 
@@ -1973,7 +1853,7 @@ mod tests {
         };
         let q = Query::new(text, 1);
         let email = match q.matcher() {
-            Matcher::EmailPrefix(t) => Some(like_prefix(t)),
+            Matcher::EmailPrefix(t) => Some(like_prefix(t, '\\')),
             Matcher::Name(_) => None,
             other => panic!("not a text search: {other:?}"),
         };
