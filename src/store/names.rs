@@ -122,3 +122,14 @@ pub fn like_prefix(text: &str, escape: char) -> String {
     out.push('%');
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::like_prefix;
+
+    #[test]
+    fn like_wildcards_and_the_escape_character_are_escaped() {
+        assert_eq!(like_prefix("100%_a!", '!'), "100!%!_a!!%");
+        assert_eq!(like_prefix("a\\b_%", '\\'), "a\\\\b\\_\\%%");
+    }
+}
