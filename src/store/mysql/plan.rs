@@ -41,7 +41,7 @@ pub(super) fn name_condition(text: &str, deep: bool) -> (String, Vec<Value>) {
 /// the index alone, no row read). Reading a range's rows costs a row lookup each (about
 /// 3 microseconds in the buffer pool, 20 or more when the page must be read: a million
 /// contacts do not fit a default buffer pool), so big ranges are answered on the indexes
-/// alone (see [`MysqlStore::search`]).
+/// alone (see [`super::MysqlStore::search_page`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RangeLimits {
     /// A first-name range up to this size is read whole and sorted; a bigger one is
@@ -130,7 +130,7 @@ impl NameRange {
     /// `text`: the first, last, organisation and household name prefixes (a big last,
     /// organisation or household range starts the sort name too: CiviCRM's sort names
     /// start with it), then for each first/last split both halves' ranges, by first name
-    /// (filtered by the last-name half) then by last name ([`MysqlStore::search`]
+    /// (filtered by the last-name half) then by last name ([`super::MysqlStore::search_page`]
     /// intersects the two, or walks the list when both are big).
     pub(super) fn for_text(text: &str, limits: RangeLimits) -> Vec<NameRange> {
         let mut first = NameRange::prefix(

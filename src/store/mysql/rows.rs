@@ -37,7 +37,7 @@ pub(super) fn uint(row: &Row, i: usize) -> Result<Option<u64>, String> {
     }
 }
 
-/// One row of the contact columns ([`contact_columns`]): the contact, and its raw
+/// One row of the contact columns ([`crate::store::sql::contact::contact_columns`]): the contact, and its raw
 /// sort_name for the cursor.
 pub(super) fn row_to_contact(row: &Row) -> Result<(Contact, Option<String>), String> {
     let sort_name = text(row, 3)?;
