@@ -28,6 +28,7 @@ use mysql::{Conn, Opts, Params, Row, Value};
 
 use crate::key::ApiKey;
 use crate::sanitize::SafeText;
+use crate::store::sql::holders::holder_page;
 use crate::store::sql::standings::{
     read_standings, RoleRow, StandaloneColumns, StandingQueries, UserRow,
 };
@@ -296,11 +297,7 @@ impl ContactStore for MysqlStore {
             };
             holders.push(Holder { contact, key });
         }
-        let (holders, next) = paging::cut(holders, limit, |last| HolderCursor::AfterKey {
-            key: last.key.clone(),
-            id: last.contact.id,
-        });
-        Ok(HolderPage { holders, next })
+        Ok(holder_page(holders, limit))
     }
 
     /// One UPDATE that matches only if the key is still `expected`, byte for byte (CAST AS

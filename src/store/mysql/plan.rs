@@ -229,20 +229,8 @@ impl Union<'_> {
     /// `members` (a derived table of ids, materialized once per range, with its
     /// arguments), until a page of members is found; no row is read.
     pub(super) fn walk_members(&mut self, members: &str, members_args: &[Value]) {
-        for (index, list) in self.list_ranges {
-            let select = format!(
-                "(SELECT c.id, c.sort_name FROM {contact} c FORCE INDEX ({index})
-                   STRAIGHT_JOIN {members} m ON m.id = c.id
-                   WHERE {list}{cursor}
-                   ORDER BY c.sort_name, c.id LIMIT {fetch})",
-                contact = self.contact,
-                cursor = self.cursor,
-                fetch = self.fetch,
-            );
-            self.branches.push(select);
-            self.args.extend_from_slice(members_args);
-            self.args.extend_from_slice(&self.cursor_args);
-        }
+        let join = format!(" STRAIGHT_JOIN {members} m ON m.id = c.id");
+        self.walk_list(&join, "", members_args);
     }
 
     /// `select`, whose placeholders are `before`, the cursor's, then `after`.
@@ -256,18 +244,23 @@ impl Union<'_> {
     /// The list order (`list_ranges`), `condition` (starting with ` AND `) tested on each
     /// row, read until a page is found.
     pub(super) fn walk(&mut self, condition: &str, condition_args: &[Value]) {
-        for (index, list) in self.list_ranges {
+        self.walk_list("", condition, condition_args);
+    }
+
+    /// One SELECT per list range, in list order: `join` (a table each entry is looked up
+    /// in) and `condition`, whose placeholders `args` fill, then the cursor's.
+    fn walk_list(&mut self, join: &str, condition: &str, args: &[Value]) {
+        let ranges = self.list_ranges;
+        for (index, list) in ranges {
             let select = format!(
-                "(SELECT c.id, c.sort_name FROM {contact} c FORCE INDEX ({index})
+                "(SELECT c.id, c.sort_name FROM {contact} c FORCE INDEX ({index}){join}
                    WHERE {list}{condition}{cursor}
                    ORDER BY c.sort_name, c.id LIMIT {fetch})",
                 contact = self.contact,
                 cursor = self.cursor,
                 fetch = self.fetch,
             );
-            self.branches.push(select);
-            self.args.extend_from_slice(condition_args);
-            self.args.extend_from_slice(&self.cursor_args);
+            self.add(select, args.to_vec(), &[]);
         }
     }
 }

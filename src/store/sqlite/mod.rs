@@ -30,6 +30,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use crate::fsperm;
 use crate::key::{ApiKey, KEY_LEN};
 use crate::sanitize::SafeText;
+use crate::store::sql::holders::holder_page;
 use crate::store::sql::standings::{
     read_standings, RoleRow, StandaloneColumns, StandingQueries, StandingTables, UserRow,
 };
@@ -40,7 +41,7 @@ use crate::store::{
 };
 use index::{has_pair_index, has_search_index, install_pair_index, install_search_index};
 use integrity::{check_header, quick_check, FULL_CHECK_MAX_BYTES};
-use plan::{offset_refused, register_functions, DENSE_MATCHES};
+use plan::{after_cursor, offset_refused, register_functions, DENSE_MATCHES};
 use rows::{row_to_contact, CONTACT_COLUMNS};
 use schema::check_schema;
 
@@ -261,20 +262,13 @@ impl ContactStore for SqliteStore {
             conditions.push("c.is_deleted = 0".into());
         }
         let (sort_key, id_column) = (plan.sort_key, plan.id);
-        match &query.after {
-            _ if plan.pages_itself => {}
-            None => {}
-            Some(Cursor::After { sort_name, id }) => {
-                // Spelled out rather than as a row value, which SQLite does not turn into
-                // a range of the expression index (it would scan from the first contact).
-                conditions.push(format!(
-                    "{sort_key} >= ? AND ({sort_key} > ? OR {id_column} > ?)"
-                ));
-                args.push(Value::Text(sort_name.clone()));
-                args.push(Value::Text(sort_name.clone()));
-                args.push(Value::Integer(*id as i64));
+        if !plan.pages_itself {
+            if let Some((after, after_args)) =
+                after_cursor(query.after.as_ref(), sort_key, id_column)?
+            {
+                conditions.push(after);
+                args.extend(after_args);
             }
-            Some(Cursor::Offset(_)) => return Err(offset_refused()),
         }
         if !conditions.is_empty() {
             sql.push_str(" WHERE ");
@@ -427,11 +421,7 @@ impl ContactStore for SqliteStore {
                 zeroize::Zeroize::zeroize(text);
             }
         }
-        let (holders, next) = paging::cut(holders, limit, |last| HolderCursor::AfterKey {
-            key: last.key.clone(),
-            id: last.contact.id,
-        });
-        Ok(HolderPage { holders, next })
+        Ok(holder_page(holders, limit))
     }
 
     fn swap_key(

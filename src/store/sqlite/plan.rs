@@ -100,6 +100,32 @@ impl Plan {
     }
 }
 
+/// Rows after `after` in list order, on the columns `sort_key` and `id` as a plan reads
+/// them: the condition and its arguments, None on the first page. Spelled out rather than
+/// as a row value, which SQLite does not turn into a range of an index on an expression
+/// (it would scan from the first contact). The list order holds a NULL sort name as ''.
+pub(super) fn after_cursor(
+    after: Option<&Cursor>,
+    sort_key: &str,
+    id: &str,
+) -> Result<Option<(String, Vec<Value>)>, StoreError> {
+    match after {
+        None => Ok(None),
+        Some(Cursor::After {
+            sort_name,
+            id: after_id,
+        }) => Ok(Some((
+            format!("{sort_key} >= ? AND ({sort_key} > ? OR {id} > ?)"),
+            vec![
+                Value::Text(sort_name.clone()),
+                Value::Text(sort_name.clone()),
+                Value::Integer(*after_id as i64),
+            ],
+        ))),
+        Some(Cursor::Offset(_)) => Err(offset_refused()),
+    }
+}
+
 pub(super) fn offset_refused() -> StoreError {
     StoreError::invalid("the SQLite store pages by key, not by offset")
 }
@@ -261,17 +287,11 @@ impl SqliteStore {
                     if !query.include_deleted {
                         inner.push_str(" AND EXISTS (SELECT 1 FROM civicrm_contact d WHERE d.id = w.contact_id AND d.is_deleted = 0)");
                     }
-                    match &query.after {
-                        Some(Cursor::After { sort_name, id }) => {
-                            inner.push_str(
-                                " AND w.sort_key >= ? AND (w.sort_key > ? OR w.contact_id > ?)",
-                            );
-                            args.push(Value::Text(sort_name.clone()));
-                            args.push(Value::Text(sort_name.clone()));
-                            args.push(Value::Integer(*id as i64));
-                        }
-                        Some(Cursor::Offset(_)) => return Err(offset_refused()),
-                        None => {}
+                    if let Some((after, after_args)) =
+                        after_cursor(query.after.as_ref(), "w.sort_key", "w.contact_id")?
+                    {
+                        inner.push_str(&format!(" AND {after}"));
+                        args.extend(after_args);
                     }
                     inner.push_str(" GROUP BY w.sort_key, w.contact_id ORDER BY w.sort_key, w.contact_id LIMIT ?");
                     args.push(Value::Integer(paging::page_limit(query.limit) as i64 + 1));
@@ -416,17 +436,10 @@ impl SqliteStore {
             if !query.include_deleted {
                 select.push_str(&format!(" AND EXISTS (SELECT 1 FROM civicrm_contact d WHERE d.id = {t}.contact_id AND d.is_deleted = 0)"));
             }
-            match &query.after {
-                Some(Cursor::After { sort_name, id }) => {
-                    select.push_str(&format!(
-                        " AND {t}.sort_key >= ? AND ({t}.sort_key > ? OR {t}.contact_id > ?)"
-                    ));
-                    args.push(Value::Text(sort_name.clone()));
-                    args.push(Value::Text(sort_name.clone()));
-                    args.push(Value::Integer(*id as i64));
-                }
-                Some(Cursor::Offset(_)) => return Err(offset_refused()),
-                None => {}
+            let (sort_key, id) = (format!("{t}.sort_key"), format!("{t}.contact_id"));
+            if let Some((after, after_args)) = after_cursor(query.after.as_ref(), &sort_key, &id)? {
+                select.push_str(&format!(" AND {after}"));
+                args.extend(after_args);
             }
             selects.push(select);
         }

@@ -38,18 +38,13 @@ impl RowNames {
 /// The folded words a keystroke search finds a contact by: each name a prefix is matched
 /// against ([`crate::store::name_matches`]), once each, empty ones left out.
 pub(super) fn name_words(names: &crate::store::Names<'_>) -> Vec<String> {
-    let mut words: Vec<String> = [
-        names.sort_name,
-        names.first_name,
-        names.last_name,
-        names.organization_name,
-        names.household_name,
-    ]
-    .into_iter()
-    .flatten()
-    .map(crate::store::collation::fold)
-    .filter(|w| !w.is_empty())
-    .collect();
+    let mut words: Vec<String> = names
+        .prefixed()
+        .into_iter()
+        .flatten()
+        .map(crate::store::collation::fold)
+        .filter(|w| !w.is_empty())
+        .collect();
     words.sort_unstable();
     words.dedup();
     words
