@@ -75,19 +75,13 @@ pub(super) fn head(word: &str, n: usize) -> String {
     word.chars().take(n).collect()
 }
 
-/// Inserts `words` (sorted, for speed), many rows per statement.
+/// Inserts `words` (sorted, for speed).
 pub(super) fn insert_words(tx: &rusqlite::Transaction<'_>, words: &[Word]) -> rusqlite::Result<()> {
-    // Many rows per statement: a million statements cost more than their rows.
-    const ROWS: usize = 200;
-    let statement = |rows: usize| {
-        format!(
-            "INSERT OR IGNORE INTO civikey_word (word, contact_id, sort_key, head, head2) VALUES {}",
-            vec!["(?, ?, ?, ?, ?)"; rows].join(", ")
-        )
-    };
-    let mut full = tx.prepare_cached(&statement(ROWS))?;
-    for chunk in words.chunks(ROWS) {
-        let values = chunk.iter().flat_map(|w| {
+    insert_many(
+        tx,
+        "INSERT OR IGNORE INTO civikey_word (word, contact_id, sort_key, head, head2)",
+        words,
+        |w| {
             [
                 Value::Text(w.word.clone()),
                 Value::Integer(w.contact_id),
@@ -95,11 +89,29 @@ pub(super) fn insert_words(tx: &rusqlite::Transaction<'_>, words: &[Word]) -> ru
                 Value::Text(head(&w.word, 1)),
                 Value::Text(head(&w.word, 2)),
             ]
-        });
+        },
+    )
+}
+
+/// Inserts `rows` with `insert` (`INSERT ... (columns)`, one per value `values` gives),
+/// many rows per statement: a million statements cost more than their rows.
+fn insert_many<T, const N: usize>(
+    tx: &rusqlite::Transaction<'_>,
+    insert: &str,
+    rows: &[T],
+    values: impl Fn(&T) -> [Value; N],
+) -> rusqlite::Result<()> {
+    const ROWS: usize = 200;
+    let row = format!("({})", vec!["?"; N].join(", "));
+    let statement =
+        |rows: usize| format!("{insert} VALUES {}", vec![row.as_str(); rows].join(", "));
+    let mut full = tx.prepare_cached(&statement(ROWS))?;
+    for chunk in rows.chunks(ROWS) {
+        let values = rusqlite::params_from_iter(chunk.iter().flat_map(&values));
         if chunk.len() == ROWS {
-            full.execute(rusqlite::params_from_iter(values))?;
+            full.execute(values)?;
         } else {
-            tx.execute(&statement(chunk.len()), rusqlite::params_from_iter(values))?;
+            tx.execute(&statement(chunk.len()), values)?;
         }
     }
     Ok(())
@@ -143,32 +155,21 @@ pub(super) fn pairs_of(id: i64, names: &RowNames) -> Vec<Pair> {
     pairs
 }
 
-/// Inserts `pairs` (sorted, for speed), many rows per statement.
+/// Inserts `pairs` (sorted, for speed).
 pub(super) fn insert_pairs(tx: &rusqlite::Transaction<'_>, pairs: &[Pair]) -> rusqlite::Result<()> {
-    const ROWS: usize = 200;
-    let statement = |rows: usize| {
-        format!(
-            "INSERT OR IGNORE INTO civikey_word_pair (a, b, contact_id, sort_key) VALUES {}",
-            vec!["(?, ?, ?, ?)"; rows].join(", ")
-        )
-    };
-    let mut full = tx.prepare_cached(&statement(ROWS))?;
-    for chunk in pairs.chunks(ROWS) {
-        let values = chunk.iter().flat_map(|p| {
+    insert_many(
+        tx,
+        "INSERT OR IGNORE INTO civikey_word_pair (a, b, contact_id, sort_key)",
+        pairs,
+        |p| {
             [
                 Value::Text(p.a.clone()),
                 Value::Text(p.b.clone()),
                 Value::Integer(p.contact_id),
                 Value::Text(p.sort_key.to_string()),
             ]
-        });
-        if chunk.len() == ROWS {
-            full.execute(rusqlite::params_from_iter(values))?;
-        } else {
-            tx.execute(&statement(chunk.len()), rusqlite::params_from_iter(values))?;
-        }
-    }
-    Ok(())
+        },
+    )
 }
 
 /// Reads a `RowNames` from columns `at..at + 5` (sort, first, last, display, type).
