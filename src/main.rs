@@ -55,7 +55,7 @@ fn only_reads(command: &Command) -> bool {
             | Command::Profiles { .. }
             | Command::Completions { .. }
             | Command::Man
-            | Command::Config(civikey::config_cmd::ConfigCommand::Path)
+            | Command::Config(civikey::cli::config_cmd::ConfigCommand::Path)
     )
 }
 
@@ -67,7 +67,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Some(Command::Generate { length }) => return cli::generate(*length),
         Some(Command::Completions { shell }) => return cli::completions(*shell),
         Some(Command::Man) => return cli::man(),
-        Some(Command::Config(command)) => return civikey::config_cmd::run(command),
+        Some(Command::Config(command)) => return civikey::cli::config_cmd::run(command),
         _ => {}
     }
     // A bad --store address or an unknown --profile is a usage error (2), a broken config

@@ -4,6 +4,10 @@
 //! reaches stdout only from a command whose job is to print it. No command takes a key
 //! or a password as an argument.
 
+pub mod config_cmd;
+pub mod manpage;
+pub mod reference;
+
 use std::io::{self, BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -160,7 +164,7 @@ pub mod out {
     about = "Manage CiviCRM API keys from a terminal",
     long_about = "Manage CiviCRM API keys from a terminal. With no command, civikey opens its \
 interactive screen (press ? there for the keys); the commands below are for scripts.",
-    after_help = crate::reference::after_help()
+    after_help = crate::cli::reference::after_help()
 )]
 pub struct Cli {
     /// Store address: sqlite:PATH, mysql://USER@HOST[:PORT]/DB, https://SITE, cv:PATH
@@ -171,7 +175,7 @@ pub struct Cli {
         long,
         global = true,
         value_name = "NAME",
-        add = clap_complete::ArgValueCandidates::new(crate::config_cmd::profile_candidates)
+        add = clap_complete::ArgValueCandidates::new(crate::cli::config_cmd::profile_candidates)
     )]
     pub profile: Option<String>,
     /// Open the store read-only: look, never change a key
@@ -304,7 +308,7 @@ pub enum Command {
     },
     /// Where the config file is, write a commented one, or check it
     #[command(subcommand)]
-    Config(crate::config_cmd::ConfigCommand),
+    Config(crate::cli::config_cmd::ConfigCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     ///
     /// The script asks civikey at each Tab, so it completes commands, their own flags, flag
@@ -591,9 +595,9 @@ pub fn show(
             (Some(k), Some((time, by))) => format!(
                 "{}, set by civikey {} by {} ({} ago)",
                 k.masked(),
-                crate::ui::format_time(*time),
+                crate::timefmt::format_time(*time),
                 SafeText::new(by),
-                crate::ui::format_age(now, *time)
+                crate::timefmt::format_age(now, *time)
             ),
             (Some(k), None) => format!("{}, not set by civikey", k.masked()),
         },
@@ -861,7 +865,7 @@ pub fn audit(
         }
         out::line(format_args!(
             "{}  {store}{:<10} {:<15} {:>8}  {:<24} {:<6} {}->{}  {}{}",
-            crate::ui::format_time(e.time),
+            crate::timefmt::format_time(e.time),
             SafeText::new(&e.operator).truncated(10),
             SafeText::new(e.ssh_client.as_deref().unwrap_or("local")).truncated(15),
             e.contact_id,
@@ -1109,7 +1113,7 @@ pub fn completions(shell: clap_complete::Shell) -> Result<(), Failure> {
 }
 
 pub fn man() -> Result<(), Failure> {
-    let page = crate::manpage::render(<Cli as clap::CommandFactory>::command())?;
+    let page = crate::cli::manpage::render(<Cli as clap::CommandFactory>::command())?;
     out::generated(&page)?;
     Ok(())
 }
