@@ -12,6 +12,7 @@ pub mod app;
 pub mod assess;
 pub mod audit;
 pub mod bulk;
+pub mod child_env;
 pub mod cli;
 pub mod clipboard;
 pub mod config;

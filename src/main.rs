@@ -428,7 +428,8 @@ fn run_tui(spec: StoreSpec, journal: JournalSetup) -> Result<(), Failure> {
         ));
     }
     let clipboard_warning = std::env::var_os("TMUX").map(|_| {
-        let value = std::process::Command::new("tmux")
+        let mut tmux = std::process::Command::new("tmux");
+        let value = civikey::child_env::minimal(&mut tmux, civikey::child_env::TMUX)
             .args(["show-options", "-gv", "set-clipboard"])
             .output()
             .ok()

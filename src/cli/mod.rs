@@ -722,8 +722,7 @@ pub fn rotate(
         if let Some(check) = &login_check {
             doc["login_check"] = check.to_json();
         }
-        let doc = zeroize::Zeroizing::new(doc.to_string());
-        out::secret_line(doc.as_str())
+        out::secret_line(ascii_json(&doc).as_str())
     } else {
         out::secret_line(done.key.expose())
     };
@@ -745,6 +744,26 @@ pub fn rotate(
     }
     note_login_check(login_check.as_ref());
     Ok(())
+}
+
+/// `doc` as one line of printable ASCII, as [`out::secret_line`] requires: every character
+/// outside ASCII (a site's words, a `…` where a long reason was cut) written as a JSON
+/// `\uXXXX` escape, which every JSON reader turns back into the character. Without it a
+/// login check's detail made the key line unprintable, and the new key was taken back.
+fn ascii_json(doc: &serde_json::Value) -> zeroize::Zeroizing<String> {
+    let text = zeroize::Zeroizing::new(doc.to_string());
+    let mut out = zeroize::Zeroizing::new(String::with_capacity(text.len()));
+    for c in text.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
 }
 
 /// The login check on stderr; a failure is a warning: the key stays assigned.

@@ -942,6 +942,56 @@ pub fn wrapping_keeps_the_stores_answers<F: Fixture>(f: &F) {
     assert_eq!(read_only.contact(1).unwrap().id, 1);
 }
 
+/// Issue 21, finding 6: "changed since seen" compares the whole key, not the last four
+/// characters the list shows. The operator saw contact 1 (holding KEY_A) in a list and in
+/// its detail; another writer then gave it a key that ends the same: assigning and
+/// revoking against what was seen are refused, and the other writer's key stays.
+pub fn rotation_refuses_a_key_changed_to_one_ending_the_same(f: &dyn Fixture) {
+    const SAME_TAIL: &str = "MmmmNnnnOoooPpppQqqqRrrrSsss0001";
+    let mut s = f.open();
+    let (_dir, mut j) = journal(&*s);
+    let listed = s.search(&Query::new("1", 50)).unwrap().contacts[0]
+        .key
+        .clone();
+    let detail = s.contact(1).unwrap().key;
+    assert!(listed.is_some() && detail.is_some());
+    let mut other = f.open();
+    other
+        .swap_key(1, Some(&key(KEY_A)), Some(&key(SAME_TAIL)))
+        .unwrap();
+    assert_eq!(
+        s.contact(1).unwrap().key.map(|h| h.masked()),
+        listed.as_ref().map(|h| h.masked()),
+        "the list looks the same"
+    );
+    let mut keys = SeededKeySource::new(21);
+    for seen in [listed, detail] {
+        let new = ApiKey::generate_from(&mut keys).unwrap();
+        let err = rotation::assign(
+            &mut *s,
+            &mut j,
+            &mut keys,
+            1,
+            &Expectation::Seen(seen.clone()),
+            NewKey::Generated(new),
+        )
+        .err()
+        .expect("refused");
+        assert!(matches!(err, RotationError::ChangedSinceSeen), "{err}");
+        let err = rotation::revoke(&mut *s, &mut j, 1, &Expectation::Seen(seen))
+            .err()
+            .expect("refused");
+        assert!(matches!(err, RotationError::ChangedSinceSeen), "{err}");
+        assert_eq!(s.read_key(1).unwrap(), Some(key(SAME_TAIL)));
+    }
+    // What the list shows now is what the store holds: that goes through.
+    let now = s.search(&Query::new("1", 50)).unwrap().contacts[0]
+        .key
+        .clone();
+    rotation::revoke(&mut *s, &mut j, 1, &Expectation::Seen(now)).unwrap();
+    assert_eq!(s.read_key(1).unwrap(), None);
+}
+
 /// Writes one `#[test]` per contract check for the fixture made by `$make()`; with
 /// `; wrapped`, each again in a module `wrapped`, through the one store wrapper (once per
 /// store kind: the wrapper is the same code whichever store is inside).
@@ -967,6 +1017,7 @@ macro_rules! contract_tests {
             swap_with_wrong_expectation_conflicts, second_writer_wins_and_first_gets_conflict,
             holders_of_finds_keys_as_the_store_compares, rotation_assigns_a_unique_key,
             rotation_refuses_when_the_key_changed_since_seen,
+            rotation_refuses_a_key_changed_to_one_ending_the_same,
             undo_restores_the_previous_key_and_is_audited,
             conflict_is_audited_and_keeps_the_other_writers_key,
             key_holders_pages_every_keyed_contact_once, info_describes_the_store,

@@ -361,6 +361,7 @@ impl CvStore {
         }
 
         let mut command = Command::new(&self.binary);
+        crate::child_env::minimal(&mut command, crate::child_env::CV);
         if let Some(user) = &self.user {
             // One argument: a name cv cannot take for another option, whatever it holds.
             command.arg(format!("--user={user}"));
@@ -1670,7 +1671,7 @@ fn de_hint<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<KeyHint>>, D
     Ok(Some(
         value
             .filter(|v| !v.is_empty())
-            .map(|v| KeyHint::from_tail(&v)),
+            .map(|v| KeyHint::of_whole(&v)),
     ))
 }
 

@@ -91,7 +91,7 @@ impl PipeSession {
     ) -> Result<Self, PipeError> {
         // All three streams piped: nothing cv prints reaches the terminal unsanitized.
         #[allow(clippy::disallowed_methods)]
-        let mut child = Command::new(binary)
+        let mut child = crate::child_env::minimal(&mut Command::new(binary), crate::child_env::CV)
             .args(["pipe", "--cwd"])
             .arg(site)
             .stdin(Stdio::piped())

@@ -40,7 +40,7 @@ use crate::store::{
 use errors::Phase;
 use plan::NamePlan;
 use rows::{row_to_contact, text, uint};
-use tables::Tables;
+use tables::{Tables, LISTED_KEY};
 
 pub struct MysqlStore {
     /// None after the connection broke; the next call opens a new one (and never resends
@@ -271,7 +271,7 @@ impl ContactStore for MysqlStore {
         // the cost of reading 50,000 holders, and the check does not need it.
         let sql = format!(
             "SELECT c.id, c.contact_type, c.display_name, c.sort_name, NULL, c.is_deleted,
-                    RIGHT(c.api_key, 4),
+                    {LISTED_KEY},
                     (SELECT u.uf_id FROM {uf} u WHERE u.contact_id = c.id
                       ORDER BY u.domain_id LIMIT 1),
                     c.api_key

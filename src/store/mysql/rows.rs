@@ -3,6 +3,7 @@
 
 use mysql::{Row, Value};
 
+use crate::key::KeyHint;
 use crate::store::sql::contact::ContactRow;
 use crate::store::Contact;
 
@@ -48,7 +49,7 @@ pub(super) fn row_to_contact(row: &Row) -> Result<(Contact, Option<String>), Str
         sort_name: sort_name.clone(),
         email: text(row, 4)?,
         is_deleted: uint(row, 5)?.unwrap_or(0) != 0,
-        key_tail: text(row, 6)?,
+        key: text(row, 6)?.map(|listed| KeyHint::from_tail_and_sha256(&listed)),
         uf_id: uint(row, 7)?,
     }
     .into_contact();

@@ -20,6 +20,11 @@ fn check_prefix(prefix: &str) -> Result<(), StoreError> {
     }
 }
 
+/// What a list reads of a key: the last four characters, then the whole key's SHA-256
+/// ([`crate::key::KeyHint::from_tail_and_sha256`]), so no key leaves the server for a list.
+pub(super) const LISTED_KEY: &str =
+    "CONCAT(RIGHT(c.api_key, 4), COALESCE(SHA2(c.api_key, 256), ''))";
+
 /// The three table names, prefixed and quoted, ready to paste into SQL.
 #[derive(Clone)]
 pub(super) struct Tables {
@@ -50,7 +55,7 @@ impl Tables {
 
     /// The contact columns every list and detail view reads ([`contact_columns`]).
     pub(super) fn contact_columns(&self) -> String {
-        contact_columns(&self.email, &self.uf)
+        contact_columns(&self.email, &self.uf, LISTED_KEY)
     }
 
     /// The table names the standings queries read.

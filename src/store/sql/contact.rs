@@ -6,16 +6,17 @@ use crate::sanitize::SafeText;
 use crate::store::{CmsLink, Contact, ContactId};
 
 /// The contact columns, in [`ContactRow`]'s order; `email` and `uf` are the email and
-/// uf_match tables as the store pastes them into SQL. Only the key's last four characters
-/// leave the database for a list; an empty key counts as no key, as CiviCRM treats it.
-pub fn contact_columns(email: &str, uf: &str) -> String {
+/// uf_match tables as the store pastes them into SQL, `key` what the store reads of a
+/// key for its [`KeyHint`] (MySQL: the last four characters and the SHA-256, so no key
+/// leaves the server for a list; SQLite, a local file: the key, hashed in Rust). An empty
+/// key counts as no key, as CiviCRM treats it.
+pub fn contact_columns(email: &str, uf: &str, key: &str) -> String {
     format!(
         "c.id, c.contact_type, c.display_name, c.sort_name,
        (SELECT e.email FROM {email} e
          WHERE e.contact_id = c.id AND e.is_primary = 1 ORDER BY e.id LIMIT 1),
        c.is_deleted,
-       CASE WHEN c.api_key IS NULL OR LENGTH(c.api_key) = 0 THEN NULL
-            ELSE SUBSTR(c.api_key, -4) END,
+       CASE WHEN c.api_key IS NULL OR LENGTH(c.api_key) = 0 THEN NULL ELSE {key} END,
        (SELECT u.uf_id FROM {uf} u WHERE u.contact_id = c.id ORDER BY u.domain_id LIMIT 1)"
     )
 }
@@ -28,8 +29,9 @@ pub struct ContactRow {
     pub sort_name: Option<String>,
     pub email: Option<String>,
     pub is_deleted: bool,
-    /// The key's last four characters; None: no key.
-    pub key_tail: Option<String>,
+    /// The key as the list shows it (its tail, and its fingerprint where the store read
+    /// one); None: no key.
+    pub key: Option<KeyHint>,
     /// The first domain's CMS user id; None: not linked.
     pub uf_id: Option<u64>,
 }
@@ -45,7 +47,7 @@ impl ContactRow {
             sort_name: safe(self.sort_name),
             email: self.email.map(|e| SafeText::new(&e)),
             is_deleted: self.is_deleted,
-            key: self.key_tail.map(|tail| KeyHint::from_tail(&tail)),
+            key: self.key,
             cms: match self.uf_id {
                 Some(uf_id) => CmsLink::Linked { uf_id },
                 None => CmsLink::None,

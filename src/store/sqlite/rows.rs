@@ -3,6 +3,7 @@
 
 use std::sync::LazyLock;
 
+use crate::key::KeyHint;
 use crate::store::sql::contact::{contact_columns, ContactRow};
 use crate::store::{Contact, ContactId};
 
@@ -11,7 +12,7 @@ use crate::store::{Contact, ContactId};
 pub(super) static CONTACT_COLUMNS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "{}, coalesce(c.sort_name, '')",
-        contact_columns("civicrm_email", "civicrm_uf_match")
+        contact_columns("civicrm_email", "civicrm_uf_match", "c.api_key")
     )
 });
 
@@ -24,7 +25,9 @@ pub(super) fn row_to_contact(row: &rusqlite::Row<'_>) -> rusqlite::Result<Contac
         sort_name: row.get(3)?,
         email: row.get(4)?,
         is_deleted: row.get::<_, Option<i64>>(5)?.unwrap_or(0) != 0,
-        key_tail: row.get(6)?,
+        key: row
+            .get::<_, Option<String>>(6)?
+            .map(|k| KeyHint::of_whole(&zeroize::Zeroizing::new(k))),
         uf_id: row.get::<_, Option<i64>>(7)?.map(|uf_id| uf_id as u64),
     }
     .into_contact())

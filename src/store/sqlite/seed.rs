@@ -28,8 +28,8 @@ impl SqliteStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             // Not in another user's folder, nor one others can write: the file made there
             // would be refused on open anyway, after keys were put in it.
-            fsperm::refuse_if_folder_exposed(dir).map_err(StoreError::invalid)?;
-            fsperm::create_private_dir(dir).map_err(StoreError::invalid)?;
+            // Each missing folder made here, the folder checked through its descriptor.
+            fsperm::open_private_dir(dir).map_err(StoreError::invalid)?;
         }
         OpenOptions::new()
             .write(true)
