@@ -55,9 +55,12 @@ pub struct BulkResult {
     pub outcome: BulkOutcome,
 }
 
-/// The first line of every out file: what it holds, and how its cells were made safe.
-const OUT_FILE_NOTE: &[u8] = b"# civikey bulk rotation: new API keys, keep this file private. Cells that began with = + - @ tab or CR are prefixed with ' so spreadsheets show them as text, never run them as formulas.\n";
-const OUT_FILE_HEADER: &[u8] = b"contact_id,display_name,api_key\n";
+/// What an out file holds and how its cells were made safe: said where it is created
+/// (stderr, the TUI's results), never inside it, so its first line stays the header that
+/// spreadsheets and CSV readers parse.
+pub const OUT_FILE_NOTE: &str = "new API keys: keep this file private; cells that began with = + - @ tab or CR are prefixed with ' so spreadsheets show them as text, never run them as formulas";
+/// The first line of every out file: the columns the hand-over needs.
+const OUT_FILE_HEADER: &[u8] = b"contact_id,display_name,email,api_key\n";
 
 /// The out file: created new (never overwritten), 0600, one synced line per rotated contact.
 ///
@@ -83,7 +86,11 @@ impl OutFile {
             _ => Path::new("."),
         };
         if !dir.exists() {
-            drop(crate::fsperm::open_private_dir(dir)?);
+            // A mistyped folder is not made: the keys would land somewhere unexpected.
+            return Err(format!(
+                "the folder {} does not exist; create it first (mkdir -m 700 FOLDER), nothing was rotated",
+                dir.display()
+            ));
         }
         let dir_fd = rustix::fs::open(
             dir,
@@ -105,8 +112,7 @@ impl OutFile {
         let mut file = File::from(fd);
         #[cfg(debug_assertions)]
         debug_hooks::after_out_file_created(path);
-        file.write_all(OUT_FILE_NOTE)
-            .and_then(|()| file.write_all(OUT_FILE_HEADER))
+        file.write_all(OUT_FILE_HEADER)
             .and_then(|()| file.sync_all())
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         let absolute = std::fs::canonicalize(dir)
@@ -122,7 +128,13 @@ impl OutFile {
         &self.path
     }
 
-    fn append(&mut self, id: ContactId, name: &SafeText, key: &ApiKey) -> std::io::Result<()> {
+    fn append(
+        &mut self,
+        id: ContactId,
+        name: &SafeText,
+        email: Option<&SafeText>,
+        key: &ApiKey,
+    ) -> std::io::Result<()> {
         #[cfg(debug_assertions)]
         debug_hooks::out_line_write()?;
         let mut line = zeroize::Zeroizing::new(Vec::new());
@@ -131,6 +143,7 @@ impl OutFile {
             writer.write_record([
                 csv_cell(&id.to_string()).as_ref(),
                 csv_cell(name.as_str()).as_ref(),
+                csv_cell(email.map_or("", SafeText::as_str)).as_ref(),
                 csv_cell(key.expose()).as_ref(),
             ])?;
             writer.flush()?;
@@ -358,7 +371,7 @@ fn deliver(
             let written = match out_failed {
                 Some(reason) => Err(reason.clone()),
                 None => out
-                    .append(id, &name, &done.key)
+                    .append(id, &name, done.contact.email.as_ref(), &done.key)
                     .map_err(|e| format!("the out file could not be written ({e})")),
             };
             match written {
@@ -457,7 +470,25 @@ pub fn read_regular_file(path: &Path, cap: u64) -> Result<Vec<u8>, String> {
 /// Reads the `--ids-from` file: a regular file of at most [`MAX_IDS_FILE_BYTES`], UTF-8,
 /// parsed by [`parse_ids`].
 pub fn read_ids_file(path: &Path) -> Result<Vec<ContactId>, String> {
-    let bytes = read_regular_file(path, MAX_IDS_FILE_BYTES)?;
+    let bytes = if path == Path::new("-") {
+        // `--ids-from -`: the ids come on stdin (a pipe from another command).
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .lock()
+            .take(MAX_IDS_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("cannot read the ids from stdin: {e}"))?;
+        if bytes.len() as u64 > MAX_IDS_FILE_BYTES {
+            return Err(format!(
+                "stdin holds more than {} MiB of ids; refused",
+                MAX_IDS_FILE_BYTES >> 20
+            ));
+        }
+        bytes
+    } else {
+        read_regular_file(path, MAX_IDS_FILE_BYTES)?
+    };
     let text = String::from_utf8(bytes)
         .map_err(|_| format!("{} is not UTF-8 text; refused", path.display()))?;
     parse_ids(&text).map_err(|e| format!("{}: {e}", path.display()))
@@ -594,9 +625,8 @@ mod tests {
             journal.outcome(record, Outcome::Done, None).unwrap();
         }
         journal.set_out_file(None);
-        let mut text = OUT_FILE_NOTE.to_vec();
-        text.extend_from_slice(OUT_FILE_HEADER);
-        text.extend_from_slice(b"1,C,key\n");
+        let mut text = OUT_FILE_HEADER.to_vec();
+        text.extend_from_slice(b"1,C,c@example.org,key\n");
         std::fs::write(&out, text).unwrap();
         let mut entries = journal.entries(None, true, 10).unwrap();
         mark_undelivered(&journal, &mut entries);

@@ -613,6 +613,14 @@ impl Config {
         data_dir: &Path,
         read_only: bool,
     ) -> Result<Resolved, ConfigError> {
+        if let (Some(_), Some(name)) = (store, profile) {
+            // Each names a store: taking one silently could act on the wrong one. (The
+            // address is not repeated: a mistyped mysql:// one may hold a password.)
+            return Err(ConfigError::usage(format!(
+                "--profile {} and --store both name a store; give one of them",
+                SafeText::new(name)
+            )));
+        }
         if let Some(address) = store {
             return Ok(Resolved {
                 spec: bare_store(address, read_only)?,

@@ -352,7 +352,10 @@ impl Report {
     /// The one-line summary under the table.
     pub fn summary(&self) -> String {
         let mut text = if self.findings.is_empty() {
-            format!("no findings on {} key holders", self.holders)
+            format!(
+                "no findings on {}",
+                crate::wording::plural(self.holders, "key holder", "key holders")
+            )
         } else {
             let parts: Vec<String> = Code::ALL
                 .iter()
@@ -360,10 +363,10 @@ impl Report {
                 .map(|c| format!("{} {}", self.count(*c), c.as_str()))
                 .collect();
             format!(
-                "{} findings on {} of {} key holders ({})",
-                self.findings.len(),
+                "{} on {} of {} ({})",
+                crate::wording::plural(self.findings.len(), "finding", "findings"),
                 self.contacts_flagged(),
-                self.holders,
+                crate::wording::plural(self.holders, "key holder", "key holders"),
                 parts.join(", ")
             )
         };
@@ -373,8 +376,8 @@ impl Report {
         }
         if self.standing_unknown > 0 {
             text.push_str(&format!(
-                "; user accounts and roles unknown for {} holders",
-                self.standing_unknown
+                "; user accounts and roles unknown for {}",
+                crate::wording::plural(self.standing_unknown, "holder", "holders")
             ));
         }
         text
@@ -562,7 +565,6 @@ pub fn parse_max_age(text: &str) -> Result<u32, String> {
         .parse::<u32>()
         .ok()
         .and_then(|n| n.checked_mul(factor))
-        .filter(|n| *n > 0)
         .ok_or_else(|| format!("{text:?} is not an age: give days like 90d, or weeks like 12w"))
 }
 
@@ -623,7 +625,11 @@ mod tests {
         assert_eq!(parse_max_age("90d"), Ok(90));
         assert_eq!(parse_max_age("12w"), Ok(84));
         assert_eq!(parse_max_age("30"), Ok(30));
-        assert!(parse_max_age("0d").is_err());
+        assert_eq!(
+            parse_max_age("0d"),
+            Ok(0),
+            "every key older than today, as the TUI's A takes 0"
+        );
         assert!(parse_max_age("soon").is_err());
     }
 }

@@ -165,6 +165,8 @@ pub struct ImportReport {
     pub ignored_columns: Vec<SafeText>,
     /// The file had an API key column; its values were not read into the store.
     pub api_key_column_ignored: bool,
+    /// The cells were separated by this instead of a comma (found on the first line).
+    pub separator: Option<char>,
 }
 
 impl ImportReport {
@@ -192,6 +194,7 @@ impl ImportReport {
             "skipped_rows_not_listed": self.skipped - self.skipped_rows.len(),
             "ignored_columns": self.ignored_columns.iter().map(SafeText::as_str).collect::<Vec<_>>(),
             "api_key_column_ignored": self.api_key_column_ignored,
+            "separator": self.separator.map_or(",".to_string(), String::from),
         })
     }
 }
@@ -204,6 +207,9 @@ impl fmt::Display for ImportReport {
             "{} rows: {} added, {} updated, {} unchanged, {} skipped",
             self.rows, self.added, self.updated, self.unchanged, self.skipped
         )?;
+        if let Some(separator) = self.separator {
+            writeln!(f, "cells separated by {}", separator_name(separator))?;
+        }
         if self.api_key_column_ignored {
             writeln!(
                 f,
@@ -722,23 +728,62 @@ fn read_error(e: csv::Error, line: u64) -> ImportError {
     ImportError::Read(SafeText::new(&format!("line {line}: {e}")))
 }
 
+fn separator_name(separator: char) -> &'static str {
+    match separator {
+        ';' => "semicolons",
+        '\t' => "tabs",
+        _ => "commas",
+    }
+}
+
+/// The separator of a CSV whose first line is `head`: a comma, or a semicolon or a tab when
+/// the line holds more of those (spreadsheets in many locales write `;`, some exports tabs).
+fn sniff_separator(head: &[u8]) -> u8 {
+    let first = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    let count = |sep: u8| first.iter().filter(|b| **b == sep).count();
+    [b';', b'\t']
+        .into_iter()
+        .filter(|sep| count(*sep) > count(b','))
+        .max_by_key(|sep| count(*sep))
+        .unwrap_or(b',')
+}
+
 /// Imports a CiviCRM contact export into `store` in one transaction (see the module
 /// documentation for the rules). `progress` hears the number of rows read every 10,000.
 pub fn import_csv(
     store: &mut SqliteStore,
-    reader: impl Read,
+    mut reader: impl Read,
     progress: &mut dyn FnMut(usize),
 ) -> Result<ImportReport, ImportError> {
     let conn = store.connection_for_import()?;
     let lines = Rc::new(RefCell::new(Lines::default()));
+    // The first line (up to 64 KiB) tells the separator; it is read again by the parser.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while head.len() < 64 << 10
+        && reader
+            .read(&mut byte)
+            .map_err(|e| read_error(e.into(), 1))?
+            == 1
+    {
+        head.push(byte[0]);
+        if byte[0] == b'\n' {
+            break;
+        }
+    }
+    let separator = sniff_separator(&head);
     let mut csv = csv::ReaderBuilder::new()
         .flexible(true)
+        .delimiter(separator)
         .from_reader(Bounded {
-            inner: reader,
+            inner: std::io::Cursor::new(head).chain(reader),
             read: 0,
             lines: Rc::clone(&lines),
         });
-    let mut report = ImportReport::default();
+    let mut report = ImportReport {
+        separator: (separator != b',').then_some(char::from(separator)),
+        ..ImportReport::default()
+    };
     let headers = csv.byte_headers().map_err(|e| read_error(e, 1))?.clone();
     let columns = Columns::from_headers(&headers, &mut report)?;
     lines.borrow_mut().row_ended(csv.position().byte(), 0);
@@ -779,6 +824,24 @@ pub fn import_csv(
             continue;
         }
         report.rows += 1;
+        // More cells than the header names: the row is shifted (an unquoted separator in
+        // a name?), so no cell of it can be trusted.
+        if row
+            .iter()
+            .skip(headers.len())
+            .any(|f| !f.trim_ascii().is_empty())
+        {
+            report.skip(
+                line,
+                &format!(
+                    "{} cells but the header names {} columns (an unquoted {} in a cell?)",
+                    row.len(),
+                    headers.len(),
+                    char::from(separator)
+                ),
+            );
+            continue;
+        }
         match import_row(&tx, &columns, &row, line) {
             Ok(Outcome::Added) => report.added += 1,
             Ok(Outcome::Updated) => report.updated += 1,
@@ -786,7 +849,7 @@ pub fn import_csv(
             Err(RowError::Skip(reason)) => report.skip(line, &reason),
             Err(RowError::Store(e)) => return Err(e.into()),
         }
-        if report.rows % PROGRESS_EVERY == 0 {
+        if report.rows.is_multiple_of(PROGRESS_EVERY) {
             progress(report.rows);
         }
     }
@@ -854,7 +917,7 @@ pub fn command(spec: &StoreSpec, file: &Path, json: bool) -> Result<(), Failure>
     if json {
         let mut doc = report.to_json();
         doc["store_created"] = created.into();
-        out::line(doc)?;
+        out::json(&doc)?;
     } else {
         let location = SafeText::new(&format!("sqlite:{}", path.display()));
         out::note(format_args!("civikey: imported {shown} into {location}"));
@@ -864,6 +927,16 @@ pub fn command(spec: &StoreSpec, file: &Path, json: bool) -> Result<(), Failure>
         for line in report.to_string().lines() {
             out::note(format_args!("civikey: {line}"));
         }
+    }
+    if report.skipped > 0 {
+        // The rest was imported; a script must still see that some rows were not.
+        return Err(Failure::new(
+            exit::ERROR,
+            format!(
+                "{} skipped (the others were imported)",
+                crate::wording::plural(report.skipped, "row", "rows")
+            ),
+        ));
     }
     Ok(())
 }

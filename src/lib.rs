@@ -30,3 +30,4 @@ pub mod store;
 pub mod terminal;
 pub mod timefmt;
 pub mod ui;
+pub mod wording;

@@ -141,9 +141,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     if let Some(Command::Import { file, json }) = &cli.command {
         return civikey::import::command(&spec, file, *json);
     }
-    if resolved.is_default_store {
-        create_default_store(&spec)?;
-    }
+    let created_sample = resolved.is_default_store && create_default_store(&spec)?;
     let profile = resolved.profile.as_deref().or(cli.profile.as_deref());
     let actor = Actor::from_env(&spec.location(), profile);
     let journal = || {
@@ -157,6 +155,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 dir: data_dir.clone(),
                 actor: actor.clone(),
             },
+            resolved.profile.clone(),
+            created_sample,
         );
     };
     if let Command::Audit {
@@ -197,17 +197,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match command {
         Command::List {
             search,
+            deep,
             limit,
             no_deleted,
             json,
             no_header,
         } => cli::list(
             store,
-            search.as_deref(),
-            limit,
-            no_deleted,
-            json,
-            cli::wants_header(no_header),
+            &cli::ListOptions {
+                search: search.as_deref(),
+                deep,
+                limit,
+                no_deleted,
+                json,
+                header: cli::wants_header(no_header),
+            },
         ),
         Command::Show { id, json } => cli::show(store, journal().ok().as_ref(), id, json),
         Command::Rotate {
@@ -226,12 +230,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
             exit::USAGE,
             "rotate needs an ID, or --ids-from FILE --out FILE",
         )),
-        Command::Assign { id, .. } => cli::assign(store, &mut journal()?, id),
+        Command::Assign { id, yes, .. } => cli::assign(store, &mut journal()?, id, yes),
         Command::Revoke { id, yes } => cli::revoke(store, &mut journal()?, id, yes),
-        Command::Check { max_age, json } => {
+        Command::Check {
+            max_age,
+            json,
+            no_header,
+        } => {
             // The journal is read only for key ages.
             let journal = max_age.map(|_| journal()).transpose()?;
-            cli::check(store, journal.as_ref(), max_age, json)
+            cli::check(store, journal.as_ref(), max_age, json, no_header)
         }
         Command::Generate { .. }
         | Command::Seed { .. }
@@ -300,14 +308,15 @@ fn create_sample_store(path: &Path) -> Result<(), Failure> {
 }
 
 /// The default store is made from the bundled sample the first time, so civikey works
-/// with no set-up.
-fn create_default_store(spec: &StoreSpec) -> Result<(), Failure> {
+/// with no set-up; true when it was made now.
+fn create_default_store(spec: &StoreSpec) -> Result<bool, Failure> {
     if let StoreSpec::Sqlite { path, .. } = spec {
         if !path.exists() {
             create_sample_store(path)?;
+            return Ok(true);
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 /// What `seed` fills a new store with.
@@ -420,7 +429,12 @@ fn seed_mysql(
     Ok(())
 }
 
-fn run_tui(spec: StoreSpec, journal: JournalSetup) -> Result<(), Failure> {
+fn run_tui(
+    spec: StoreSpec,
+    journal: JournalSetup,
+    profile: Option<String>,
+    created_sample: bool,
+) -> Result<(), Failure> {
     if !cli::out::stdout_is_terminal() || !std::io::stdin().is_terminal() {
         return Err(Failure::new(
             exit::USAGE,
@@ -443,7 +457,12 @@ fn run_tui(spec: StoreSpec, journal: JournalSetup) -> Result<(), Failure> {
         clipboard_warning: clipboard_warning.flatten(),
         data_dir: journal.dir.clone(),
     };
-    let (app, cmds) = App::new(options, Box::new(OsKeySource));
+    let (mut app, cmds) = App::new(options, Box::new(OsKeySource));
+    app.profile = profile;
+    if created_sample {
+        // The first run: say what these contacts are, and how to reach a real site.
+        app.notice = Some((civikey::app::SAMPLE_NOTICE.to_string(), false));
+    }
     terminal::install_panic_hook();
     #[cfg(debug_assertions)]
     debug_panic_trigger();

@@ -14,8 +14,37 @@ use icu_properties::{
 use unicode_width::UnicodeWidthChar;
 
 /// Text that holds no control characters, no bidi overrides and no invisible characters.
-#[derive(Clone, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
-pub struct SafeText(String);
+/// It keeps the text it was made from when that differed, for JSON only
+/// ([`SafeText::lossless_json`]), never for a terminal. Two texts are equal (and hash and
+/// sort) as they are shown.
+#[derive(Clone, Default)]
+pub struct SafeText(String, Option<Box<str>>);
+
+impl PartialEq for SafeText {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for SafeText {}
+
+impl std::hash::Hash for SafeText {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl PartialOrd for SafeText {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SafeText {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(&other.0)
+    }
+}
 
 impl SafeText {
     /// Neutralises untrusted text: each dangerous character becomes a visible placeholder.
@@ -24,7 +53,15 @@ impl SafeText {
         for c in untrusted.chars() {
             push_inert(&mut out, c);
         }
-        SafeText(out)
+        let original = (out != untrusted).then(|| Box::from(untrusted));
+        SafeText(out, original)
+    }
+
+    /// The text as it came, for scripts reading JSON: a JSON string in which every control,
+    /// bidi and invisible character is a `\uXXXX` escape, so the store's real text survives
+    /// and the JSON stays inert on a terminal.
+    pub fn lossless_json(&self) -> serde_json::Value {
+        serde_json::Value::String(self.1.as_deref().unwrap_or(&self.0).to_string())
     }
 
     /// Decodes bytes that may not be UTF-8 (a hostile file, a broken server) and neutralises them.
@@ -76,6 +113,24 @@ fn push_inert(out: &mut String, c: char) {
     }
 }
 
+/// A serialized JSON document with every control, bidi and invisible character written as a
+/// `\uXXXX` escape (a UTF-16 pair above U+FFFF). Those characters can only stand inside
+/// JSON strings (the structure is ASCII), where the escape means the same character.
+pub fn inert_json(serialized: &str) -> String {
+    let mut out = String::with_capacity(serialized.len());
+    for c in serialized.chars() {
+        if c.is_control() || is_invisible(c) {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Characters that show nothing, or reorder or hide the text around them, so an attacker
 /// could hide or disguise text with them: every Default_Ignorable_Code_Point (zero-width
 /// characters, bidi controls, variation selectors, Hangul fillers, tags, ...), every
@@ -125,6 +180,21 @@ pub fn truncate_to_width(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_keeps_the_text_and_escapes_what_could_act() {
+        let name = SafeText::new("Eve\u{1b}[2J\u{202e}x\u{9b}\u{e0001}");
+        let doc = serde_json::json!({ "name": name.lossless_json() });
+        let line = inert_json(&doc.to_string());
+        assert_eq!(line, r#"{"name":"Eve\u001b[2J\u202ex\u009b\udb40\udc01"}"#);
+        let back: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(back["name"], "Eve\u{1b}[2J\u{202e}x\u{9b}\u{e0001}");
+        assert_eq!(
+            SafeText::new(&line).as_str(),
+            line,
+            "nothing left to neutralise"
+        );
+    }
 
     fn has_control(s: &str) -> bool {
         s.chars().any(|c| c.is_control())

@@ -215,6 +215,11 @@ pub fn run(
                     }
                     // A bulk run stops after the contact in flight; its answer ends the TUI.
                     Cmd::StopBulk => stop.store(true, Ordering::SeqCst),
+                    Cmd::Redraw => {
+                        if !TERMINAL_GONE.load(Ordering::SeqCst) {
+                            screen.forget_shown()?;
+                        }
+                    }
                     other => dispatch(vec![other], &jobs_tx),
                 }
             }
@@ -292,6 +297,13 @@ impl<W: Write> Screen<W> {
             term: Terminal::with_options(CrosstermBackend::new(writer), options)?,
             shown: None,
         })
+    }
+
+    /// Ctrl-L: the terminal is cleared and the next frame is written whole (something
+    /// else wrote on it: a `wall` message, a noisy background job).
+    pub fn forget_shown(&mut self) -> io::Result<()> {
+        self.shown = None;
+        self.term.clear()
     }
 
     /// Renders `app`; writes the changed cells, or nothing when no cell changed. Returns

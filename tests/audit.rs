@@ -170,7 +170,10 @@ fn assign_from_stdin_validates_and_refuses_clashes() {
 
     // Held by 102 already, in another case: MySQL would confuse them. Refused.
     let before = env.key_of(103);
-    let out = env.run(&["assign", "103", "--key-stdin"], Some(&key.to_lowercase()));
+    let out = env.run(
+        &["assign", "103", "--key-stdin", "--yes"],
+        Some(&key.to_lowercase()),
+    );
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("already held by contact 102"),

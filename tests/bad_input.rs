@@ -473,7 +473,12 @@ fn foreign_sqlite_file_is_never_modified() {
         vec!["rotate", "1", "--yes"],
     ] {
         let out = env.run(&[&args[..], &["--store", &sqlite(&path)]].concat(), None);
-        assert_fails(&out, 1, &["not a civikey store"], &format!("{args:?}"));
+        assert_fails(
+            &out,
+            1,
+            &["not a civikey or CiviCRM store"],
+            &format!("{args:?}"),
+        );
         assert!(stderr(&out).contains("contact_type"), "{}", stderr(&out));
         assert_eq!(
             fs::read(&path).unwrap(),

@@ -64,12 +64,12 @@ fn journal(dir: &Path) -> Journal {
 /// The out file's rows: contact id to key.
 fn out_keys(path: &Path) -> HashMap<ContactId, String> {
     let text = std::fs::read_to_string(path).unwrap();
+    // The header line, then contact_id,display_name,email,api_key (the key last).
     text.lines()
-        .skip(2)
+        .skip(1)
         .map(|line| {
-            let mut cells = line.split(',');
-            let id = cells.next().unwrap().parse().unwrap();
-            let key = cells.nth(1).unwrap().to_string();
+            let id = line.split(',').next().unwrap().parse().unwrap();
+            let key = line.rsplit(',').next().unwrap().to_string();
             (id, key)
         })
         .collect()

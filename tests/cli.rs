@@ -148,6 +148,101 @@ fn list_json_and_search() {
 }
 
 #[test]
+fn json_holds_the_stores_real_text_escaped_one_cms_type_and_rfc3339_times() {
+    let env = Env::new();
+    let store = env.sample_store();
+    let raw_name = |id: i64| -> String {
+        rusqlite::Connection::open(env.store())
+            .unwrap()
+            .query_row(
+                "SELECT display_name FROM civicrm_contact WHERE id = ?",
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let out = env.run(&["list", "--limit", "200", "--json", "--store", &store]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Inert bytes: no ESC, no C1, no bidi or invisible character, raw or UTF-8.
+    let text = stdout(&out);
+    for c in text.chars() {
+        let bidi_or_zero_width = matches!(
+            c,
+            '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        );
+        assert!(
+            (c == '\n' || !c.is_control()) && !bidi_or_zero_width,
+            "U+{:04X} in the JSON",
+            c as u32
+        );
+    }
+    let items: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let items = items.as_array().unwrap();
+    // 142 (ESC sequences) and 143 (bidi, CSI): the store's own text once parsed.
+    for id in [142, 143] {
+        let item = items.iter().find(|c| c["id"] == id).unwrap();
+        assert_eq!(item["display_name"], raw_name(id), "contact {id}");
+        assert!(raw_name(id)
+            .chars()
+            .any(|c| c.is_control() || c > '\u{2000}'));
+    }
+    for item in items {
+        assert!(
+            item["cms_user"].is_boolean() || item["cms_user"].is_null(),
+            "{item}"
+        );
+    }
+    let linked = items.iter().find(|c| c["id"] == 121).unwrap();
+    assert_eq!(
+        (&linked["cms_user"], &linked["cms_user_id"]),
+        (&true.into(), &1210.into())
+    );
+    // Times: the number and RFC 3339.
+    let out = env.run(&["rotate", "102", "--yes", "--store", &store]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env.run(&["audit", "--json"]);
+    let records: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let record = &records[0];
+    let unix = record["time"].as_i64().unwrap();
+    let expected = time::OffsetDateTime::from_unix_timestamp(unix)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    assert_eq!(record["time_rfc3339"], expected);
+    assert!(expected.ends_with('Z'), "{expected}");
+    let out = env.run(&["show", "102", "--json", "--store", &store]);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(shown["key"]["set_at_rfc3339"].is_string(), "{shown}");
+}
+
+#[test]
+fn list_deep_finds_a_word_inside_a_name_as_the_screen_does() {
+    let env = Env::new();
+    let store = env.sample_store();
+    let ids = |args: &[&str]| -> Vec<u64> {
+        let out = env.run(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let items: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        items
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_u64().unwrap())
+            .collect()
+    };
+    // "Étoile" is the second word of "Café Étoile" (id 135): no name starts with it.
+    let base = ["--store", &store, "list", "--search", "etoile", "--json"];
+    assert_eq!(ids(&base), Vec::<u64>::new());
+    let mut deep = base.to_vec();
+    deep.push("--deep");
+    assert_eq!(ids(&deep), vec![135]);
+    // --deep needs a search.
+    let out = env.run(&["--store", &store, "list", "--deep"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--search"), "{}", stderr(&out));
+}
+
+#[test]
 fn rotate_prints_only_the_key_the_store_then_holds() {
     let env = Env::new();
     let store = env.sample_store();
@@ -218,6 +313,36 @@ fn exit_codes_for_not_found_and_bad_store() {
 
     let out = env.run(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_file_that_is_no_store_is_named_so_before_any_permission_advice() {
+    let env = Env::new();
+    env.sample_store();
+    // A text file readable by all (as /etc/passwd), another program's SQLite database, and
+    // a real store: only the store gets the chmod advice.
+    let text = env.dir.path().join("passwd");
+    fs::write(&text, "root:x:0:0:root:/root:/bin/bash\n").unwrap();
+    let foreign = env.dir.path().join("other.sqlite");
+    rusqlite::Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+        .unwrap();
+    let exposed = env.dir.path().join("exposed.sqlite");
+    fs::copy(env.store(), &exposed).unwrap();
+    for (file, says) in [
+        (&text, "not a civikey or CiviCRM store"),
+        (&foreign, "not a civikey or CiviCRM store"),
+        (&exposed, "chmod 600"),
+    ] {
+        fs::set_permissions(file, fs::Permissions::from_mode(0o644)).unwrap();
+        let out = env.run(&["list", "--store", &format!("sqlite:{}", file.display())]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{file:?}: {}", stderr(&out));
+        if says != "chmod 600" {
+            assert!(!stderr(&out).contains("chmod"), "{}", stderr(&out));
+        }
+    }
 }
 
 #[test]
@@ -607,7 +732,17 @@ fn usage_errors_exit_2_everywhere() {
             "no profile named \"nope\"",
         ),
         (vec!["--profile", "nope"], "no profile named"),
+        (
+            vec!["list", "--profile", "work", "--store", &store],
+            "--profile work and --store both name a store",
+        ),
         (vec!["list", "--limit", "many"], "invalid value"),
+        (vec!["list", "--limit", "0", "--store", &store], "1..=1000"),
+        (
+            vec!["list", "--limit", "1001", "--store", &store],
+            "1..=1000",
+        ),
+        (vec!["audit", "--limit", "0"], "1..=100000"),
         (vec!["show", "abc", "--store", &store], "invalid value"),
         (
             vec!["config", "init", "--kind", "postgres"],
@@ -695,6 +830,13 @@ fn closed_pipe() -> std::process::Stdio {
 
 /// Runs civikey with its stdout on a pseudo-terminal and returns what it printed there.
 fn run_on_terminal(env: &Env, args: &[&str]) -> String {
+    let (code, text) = terminal_output(env, args);
+    assert_eq!(code, 0, "{args:?}: {text}");
+    text
+}
+
+/// Runs civikey on a pseudo-terminal: its exit code and what the terminal showed.
+fn terminal_output(env: &Env, args: &[&str]) -> (u32, String) {
     use portable_pty::{CommandBuilder, PtySize};
     let pty = portable_pty::native_pty_system()
         .openpty(PtySize {
@@ -714,7 +856,6 @@ fn run_on_terminal(env: &Env, args: &[&str]) -> String {
     drop(pty.slave);
     let mut reader = pty.master.try_clone_reader().unwrap();
     let status = child.wait().unwrap();
-    assert!(status.success(), "{args:?}: {status:?}");
     let mut text = Vec::new();
     // After the child exits, reading drains the output, then ends (EIO) once it is read.
     let mut buf = [0u8; 4096];
@@ -724,7 +865,224 @@ fn run_on_terminal(env: &Env, args: &[&str]) -> String {
         }
         text.extend_from_slice(&buf[..n]);
     }
-    String::from_utf8_lossy(&text).into_owned()
+    (
+        status.exit_code(),
+        String::from_utf8_lossy(&text).into_owned(),
+    )
+}
+
+#[test]
+fn check_follows_the_pipe_conventions_of_list_and_audit() {
+    let env = Env::new();
+    let store = env.sample_store();
+    // On a terminal: header, findings, advice, the summary once.
+    let (code, screen) = terminal_output(&env, &["check", "--store", &store]);
+    assert_eq!(code, 6, "{screen}");
+    let first = screen.lines().find(|l| !l.contains("key holders")).unwrap();
+    assert!(first.starts_with("SEVERITY"), "{screen}");
+    assert!(screen.contains("duplicate: "), "advice: {screen}");
+    assert_eq!(screen.matches("civikey check:").count(), 1, "{screen}");
+    assert_eq!(screen.matches("findings on").count(), 1, "{screen}");
+    let (_, plain) = terminal_output(&env, &["check", "--no-header", "--store", &store]);
+    assert!(!plain.contains("SEVERITY"), "{plain}");
+    // Into a pipe: findings only; the summary once on stderr.
+    let out = env.run(&["check", "--store", &store]);
+    assert_eq!(out.status.code(), Some(6));
+    let text = stdout(&out);
+    assert!(
+        text.lines().all(|l| l.starts_with("critical")
+            || l.starts_with("high")
+            || l.starts_with("medium")
+            || l.starts_with("low")),
+        "{text}"
+    );
+    assert_eq!(stderr(&out).matches("civikey check:").count(), 1);
+    // --max-age 0d is an age, as in the screen's A.
+    let out = env.run(&["check", "--max-age", "0d", "--json", "--store", &store]);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+}
+
+/// Runs civikey on a pseudo-terminal, typing `input` once it asks (its stderr shows
+/// `asks`); returns the exit code and everything the terminal showed.
+fn answer_on_terminal(env: &Env, args: &[&str], asks: &str, input: &str) -> (u32, String) {
+    use portable_pty::{CommandBuilder, PtySize};
+    use std::io::{Read, Write};
+    let pty = portable_pty::native_pty_system()
+        .openpty(PtySize {
+            rows: 50,
+            cols: 200,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .unwrap();
+    let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_civikey"));
+    cmd.args(args);
+    cmd.env("CIVIKEY_DATA_DIR", env.data_dir());
+    cmd.env("HOME", env.dir.path());
+    cmd.env("XDG_CONFIG_HOME", env.dir.path().join("config"));
+    cmd.env_remove("CIVIKEY_CONFIG");
+    let mut child = pty.slave.spawn_command(cmd).unwrap();
+    drop(pty.slave);
+    let mut reader = pty.master.try_clone_reader().unwrap();
+    let mut writer = pty.master.take_writer().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !String::from_utf8_lossy(&seen).contains(asks) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(bytes) => seen.extend(bytes),
+            Err(_) => panic!(
+                "{args:?} never asked {asks:?}: {}",
+                String::from_utf8_lossy(&seen)
+            ),
+        }
+    }
+    writer.write_all(input.as_bytes()).unwrap();
+    writer.flush().unwrap();
+    let status = child.wait().unwrap();
+    while let Ok(bytes) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+        seen.extend(bytes);
+    }
+    (
+        status.exit_code(),
+        String::from_utf8_lossy(&seen).into_owned(),
+    )
+}
+
+#[test]
+fn assign_refuses_a_key_check_calls_weak_and_asks_before_replacing_one() {
+    let env = Env::new();
+    let store = env.sample_store();
+    let feed = |args: &[&str], key: &str| {
+        use std::io::Write;
+        let mut child = binary::civikey(env.dir.path())
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{key}\n").as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    // 102 has no key: nothing to confirm, only the key to judge.
+    let a32 = "a".repeat(32);
+    for (key, rule) in [
+        (a32.as_str(), "run"),
+        ("abcdefghijklmnopqrstuvwxyz123456", "sequence"),
+    ] {
+        let out = feed(&["assign", "102", "--key-stdin", "--store", &store], key);
+        assert_eq!(out.status.code(), Some(5), "{key}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("weak ({rule}:")),
+            "{key}: {}",
+            stderr(&out)
+        );
+        assert!(!stderr(&out).contains(key), "the key was echoed");
+        assert_eq!(stored_key(&env.store(), 102), None);
+        // `check` calls the same key weak, by the same rule.
+        let conn = rusqlite::Connection::open(env.store()).unwrap();
+        conn.execute(
+            "UPDATE civicrm_contact SET api_key = ? WHERE id = 102",
+            [key],
+        )
+        .unwrap();
+        let out = env.run(&["check", "--json", "--store", &store]);
+        let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert!(
+            report["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| { f["contact"]["id"] == 102 && f["code"] == "weak" && f["rule"] == rule }),
+            "{report}"
+        );
+        conn.execute(
+            "UPDATE civicrm_contact SET api_key = NULL WHERE id = 102",
+            [],
+        )
+        .unwrap();
+    }
+    // 103 holds a key: from a pipe, replacing it needs --yes, as rotate does.
+    let before = stored_key(&env.store(), 103);
+    let given = "Q7wKx9m2Pz4RtY8vLnB3cD5fG6hJ";
+    let out = feed(&["assign", "103", "--key-stdin", "--store", &store], given);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
+    assert_eq!(stored_key(&env.store(), 103), before);
+    // On a terminal it asks, naming the contact and the key that stops working; n keeps it.
+    let (code, screen) = answer_on_terminal(
+        &env,
+        &["assign", "103", "--key-stdin", "--store", &store],
+        "[y/N]",
+        "n\r",
+    );
+    assert_eq!(code, 5, "{screen}");
+    assert!(
+        screen.contains("Replace the key ••••8NvY of Grace Hopper (id 103"),
+        "{screen}"
+    );
+    assert_eq!(stored_key(&env.store(), 103), before);
+    let out = feed(
+        &["assign", "103", "--key-stdin", "--yes", "--store", &store],
+        given,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stored_key(&env.store(), 103).as_deref(), Some(given));
+}
+
+#[test]
+fn the_confirm_question_keeps_its_line_breaks_and_the_names_inert() {
+    let env = Env::new();
+    let store = env.sample_store();
+    let before = stored_key(&env.store(), 103);
+    // Grace Hopper has no user account: a warning line under the question.
+    let (code, screen) =
+        answer_on_terminal(&env, &["rotate", "103", "--store", &store], "[y/N]", "n\r");
+    assert_eq!(code, 5, "{screen}");
+    assert!(
+        !screen.contains('␊'),
+        "a line break shown as a symbol: {screen}"
+    );
+    let lines: Vec<&str> = screen.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("Assign a new key to Grace Hopper (id 103")),
+        "{screen}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("  warning [no_user_account]")),
+        "{screen}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("Their current key ••••8NvY will stop working.")),
+        "{screen}"
+    );
+    assert_eq!(stored_key(&env.store(), 103), before);
+    // A hostile name stays inert in the question: 142 is "Mallory ESC[2J ...".
+    let (_, screen) =
+        answer_on_terminal(&env, &["rotate", "142", "--store", &store], "[y/N]", "n\r");
+    assert!(screen.contains("Mallory ␛[2J"), "{screen}");
+    assert!(!screen.contains("\x1b[2J"), "{screen}");
 }
 
 #[test]

@@ -441,7 +441,7 @@ fn a_password_in_a_mysql_address_is_refused_without_repeating_it() {
 }
 
 #[test]
-fn resolution_order_store_then_profile_then_default_profile_then_default_store() {
+fn resolution_order_store_or_profile_then_default_profile_then_default_store() {
     let _env = env_lock();
     let dir = tempfile::tempdir().unwrap();
     let config = load_str(
@@ -464,8 +464,19 @@ timeout_seconds = 45
     .unwrap();
     let data = dir.path().join("data");
 
+    // Both name a store: a usage error naming both, never one taken silently.
+    let Err(err) = config.resolve(Some("sqlite:/tmp/other.sqlite"), Some("site"), &data, false)
+    else {
+        panic!("--store with --profile was taken");
+    };
+    assert!(err.is_usage());
+    assert!(
+        err.to_string()
+            .contains("--profile site and --store both name a store"),
+        "{err}"
+    );
     let r = config
-        .resolve(Some("sqlite:/tmp/other.sqlite"), Some("site"), &data, false)
+        .resolve(Some("sqlite:/tmp/other.sqlite"), None, &data, false)
         .unwrap();
     assert!(
         matches!(&r.spec, StoreSpec::Sqlite { path, read_only: false } if path == Path::new("/tmp/other.sqlite"))
@@ -473,7 +484,7 @@ timeout_seconds = 45
     assert_eq!(
         (r.profile, r.is_default_store),
         (None, false),
-        "--store wins"
+        "--store wins over the default profile"
     );
 
     let r = config.resolve(None, Some("site"), &data, false).unwrap();

@@ -451,15 +451,25 @@ fn check_exits_6_with_findings_and_0_once_they_are_fixed() {
     assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
-    assert!(lines[0].starts_with("SEVERITY"), "{stdout}");
+    // Into a pipe: the findings only, no header, no advice; the summary once, on stderr.
+    assert_eq!(lines.len(), 9, "{stdout}");
     assert!(
-        lines[1].starts_with("critical  duplicate"),
+        lines[0].starts_with("critical  duplicate"),
         "most severe first: {stdout}"
     );
-    let summary = lines.last().unwrap();
     assert!(
-        summary.starts_with("civikey check: 9 findings on 9 of 11 key holders"),
-        "{summary}"
+        !stdout.contains("SEVERITY") && !stdout.contains("civikey check:"),
+        "{stdout}"
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        stderr.matches("9 findings").count(),
+        1,
+        "the summary once: {stderr}"
+    );
+    assert!(
+        stderr.contains("civikey check: 9 findings on 9 of 11 key holders"),
+        "{stderr}"
     );
     for key in all_keys() {
         // The short key's last four characters are its mask; nothing more of any key.
@@ -492,7 +502,15 @@ fn check_exits_6_with_findings_and_0_once_they_are_fixed() {
     }
     let out = run(home.path(), &["check", "--store", &store], None);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
-    assert!(text(&out.stdout).contains("no findings on"));
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("no findings on"));
+    // --max-age 0d: every key is old, as the TUI's A with 0 lists them all.
+    let out = run(
+        home.path(),
+        &["check", "--max-age", "0d", "--store", &store],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
 }
 
 #[test]

@@ -487,7 +487,8 @@ fn binary_imports_twice_and_reports() {
 
     let out = env.run(&["import", file, "--store", &address]);
     assert_clean(&out);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // Rows were skipped: exit 1, though the others were imported.
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(out.stdout.is_empty());
     let mut expected = format!(
         "civikey: imported {file} into {address}\ncivikey: (a new, empty store was created first)\n"
@@ -495,13 +496,17 @@ fn binary_imports_twice_and_reports() {
     for line in MESSY_REPORT.lines() {
         expected.push_str(&format!("civikey: {line}\n"));
     }
+    expected.push_str("civikey: 7 rows skipped (the others were imported)\n");
     assert_eq!(text(&out.stderr), expected);
     assert_eq!(rows(&env.store()), after_messy());
 
     let out = env.run(&["import", file, "--store", &address, "--json"]);
     assert_clean(&out);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        "civikey: 7 rows skipped (the others were imported)\n"
+    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         (
@@ -515,13 +520,13 @@ fn binary_imports_twice_and_reports() {
     assert_eq!(doc["store_created"], false);
     assert_eq!(rows(&env.store()), after_messy());
 
-    // The imported contacts are what `list` shows, inert.
+    // The imported contacts are what `list` shows: inert bytes, the exact text once parsed.
     let out = env.run(&["list", "--store", &address, "--search", "104", "--json"]);
     assert_clean(&out);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         list[0]["display_name"],
-        "\u{241B}[2JEvil\u{241B}]52;c;aGk=\u{2407} Corp"
+        "\u{1B}[2JEvil\u{1B}]52;c;aGk=\u{7} Corp"
     );
 }
 
@@ -556,7 +561,8 @@ fn binary_errors_and_exit_codes() {
         env.run(&["import", messy, "--store", &address])
             .status
             .code(),
-        Some(0)
+        Some(1),
+        "imported, with rows skipped"
     );
     let out = env.run(&["import", messy, "--store", &address, "--read-only"]);
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
@@ -574,7 +580,7 @@ fn binary_errors_and_exit_codes() {
 
     // No --store: the default store is started empty, not from the sample.
     let out = env.run(&["import", messy]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert_eq!(
         rows(&env.dir.path().join("data/contacts.sqlite")),
         after_messy()
@@ -597,4 +603,56 @@ fn line_numbers_match_an_editor() {
         assert_eq!(lines, [7, 11], "{csv:?}");
         assert_eq!(report.added, 2);
     }
+}
+
+#[test]
+fn shifted_rows_are_skipped_and_semicolons_or_tabs_are_read_as_separators() {
+    let env = Env::new();
+    let address = env.address();
+    let write = |name: &str, body: &str| {
+        let path = env.dir.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    // "Smith, John" unquoted: three cells under two headers, every cell shifted.
+    let shifted = write(
+        "shifted.csv",
+        "Contact ID,Display Name\n6,Smith, John\n7,Ada Lovelace\n",
+    );
+    let out = env.run(&["import", &shifted, "--store", &address]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("line 2: skipped: 3 cells but the header names 2 columns"),
+        "{err}"
+    );
+    let names: Vec<String> = rows(&env.store())
+        .iter()
+        .map(|r| format!("{r:?}"))
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].contains("Ada Lovelace"), "{names:?}");
+    // A semicolon (many locales' spreadsheets) and a tab export: read, and said so.
+    for (name, body, says) in [
+        (
+            "semi.csv",
+            "Contact ID;Display Name;Email\n8;Grace Hopper;g@example.org\n",
+            "cells separated by semicolons",
+        ),
+        (
+            "tabs.tsv",
+            "Contact ID\tDisplay Name\n9\tAlan Turing\n",
+            "cells separated by tabs",
+        ),
+    ] {
+        let file = write(name, body);
+        let out = env.run(&["import", &file, "--store", &address]);
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(says), "{}", text(&out.stderr));
+    }
+    let all = format!("{:?}", rows(&env.store()));
+    assert!(
+        all.contains("Grace Hopper") && all.contains("Alan Turing"),
+        "{all}"
+    );
 }

@@ -204,9 +204,10 @@ fn assign_from_stdin_checks_the_login_too() {
     use std::io::Write;
     let site = Site::new();
     let config = site.config(true);
-    let key = "GivenGivenGivenGivenGivenGiven01";
+    // A key `check` would not call weak (assign refuses those), replacing contact 1's.
+    let key = "Q7wKx9m2Pz4RtY8vLnB3cD5fG6hJa1Zs";
     let mut child = binary::civikey(site.dir.path())
-        .args(["assign", "1", "--key-stdin"])
+        .args(["assign", "1", "--key-stdin", "--yes"])
         .env("CIVIKEY_CONFIG", &config)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -53,7 +53,8 @@ impl App {
                 };
                 self.notice = Some((
                     format!(
-                        "Marked {n} contacts{cap}{skipped}; {} marked in all. R: rotate them",
+                        "Marked {}{cap}{skipped}; {} marked in all. R: rotate them",
+                        crate::wording::plural(n, "contact", "contacts"),
                         self.marked.len()
                     ),
                     false,
@@ -96,7 +97,7 @@ impl App {
             return Vec::new();
         }
         self.popup = Some(Popup::BulkConfirm {
-            path: self.default_out_path(),
+            path: super::text::TextField::new(&self.default_out_path()),
             scroll: 0,
             confirming: false,
         });
@@ -107,9 +108,9 @@ impl App {
         let marked = self.marked.len();
         match (self.popup.as_mut(), action) {
             (Some(Popup::MarkOld { days, .. }), Action::InputChar(c))
-                if c.is_ascii_digit() && days.len() < 5 =>
+                if c.is_ascii_digit() && (days.is_selected() || days.text().len() < 5) =>
             {
-                days.push(c)
+                days.insert(c.encode_utf8(&mut [0; 4]))
             }
             // The days field takes digits only: q closes it, as in every popup.
             (Some(Popup::MarkOld { .. }), Action::InputChar('q')) => self.popup = None,
@@ -120,7 +121,7 @@ impl App {
                     ..
                 }),
                 Action::InputChar(c),
-            ) if !c.is_control() => path.push(c),
+            ) if !c.is_control() => path.insert(c.encode_utf8(&mut [0; 4])),
             (
                 Some(
                     Popup::MarkOld { days: text, .. }
@@ -130,9 +131,12 @@ impl App {
                         ..
                     },
                 ),
-                Action::InputBackspace,
+                Action::InputBackspace | Action::Edit(_),
             ) => {
-                text.pop();
+                text.edit(match action {
+                    Action::Edit(edit) => edit,
+                    _ => super::text::Edit::Backspace,
+                });
             }
             (Some(Popup::BulkConfirm { scroll, .. }), Action::Down) => {
                 *scroll = (*scroll + 1).min(marked.saturating_sub(1))
@@ -141,7 +145,7 @@ impl App {
                 *scroll = scroll.saturating_sub(1)
             }
             (Some(Popup::MarkOld { days, show }), Action::Proceed) => {
-                let days = days.parse::<u32>().unwrap_or(90);
+                let days = days.text().parse::<u32>().unwrap_or(90);
                 let show = *show;
                 self.popup = None;
                 if !show {
@@ -162,7 +166,7 @@ impl App {
                     ..
                 }),
                 Action::Proceed,
-            ) if !path.trim().is_empty() => *confirming = true,
+            ) if !path.text().trim().is_empty() => *confirming = true,
             (
                 Some(Popup::BulkConfirm {
                     confirming: confirming @ true,
@@ -178,7 +182,7 @@ impl App {
                 }),
                 Action::Yes,
             ) => {
-                let out = std::path::PathBuf::from(path.trim());
+                let out = std::path::PathBuf::from(path.text().trim());
                 let items = self
                     .marked
                     .values()
@@ -218,8 +222,8 @@ impl App {
             error,
             scroll: 0,
         });
-        // The list shows the new key states.
-        self.search(false)
+        // The list shows the new key states, on the contact selected before.
+        self.reload_keeping_selection()
     }
 
     pub(super) fn on_bulk_results_action(&mut self, action: Action) -> Vec<Cmd> {

@@ -73,7 +73,11 @@ impl App {
                         self.marked.insert(c.id, c);
                     }
                     self.notice = Some((
-                        format!("Marked the {n} contacts of {}.", code.as_str()),
+                        format!(
+                            "Marked the {} of {}.",
+                            crate::wording::plural(n, "contact", "contacts"),
+                            code.as_str()
+                        ),
                         false,
                     ));
                 }

@@ -2,6 +2,7 @@
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
+use super::text::Edit;
 use super::{Action, Mode};
 
 pub fn map(key: KeyEvent, mode: Mode) -> Option<Action> {
@@ -11,6 +12,17 @@ pub fn map(key: KeyEvent, mode: Mode) -> Option<Action> {
     let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
     if ctrl && matches!(key.code, KeyCode::Char('c') | KeyCode::Char('C')) {
         return Some(Action::ForceQuit);
+    }
+    if key.modifiers == KeyModifiers::CONTROL && key.code == KeyCode::Char('l') {
+        return Some(Action::Redraw);
+    }
+    // Readline's Ctrl-U and Ctrl-W in a text being edited.
+    if matches!(mode, Mode::Search | Mode::Input) && key.modifiers == KeyModifiers::CONTROL {
+        return match key.code {
+            KeyCode::Char('u') => Some(Action::Edit(Edit::DeleteToStart)),
+            KeyCode::Char('w') => Some(Action::Edit(Edit::DeleteWord)),
+            _ => None,
+        };
     }
     // Ctrl-B / Ctrl-F page the list, as in less and vim.
     if mode == Mode::List && key.modifiers == KeyModifiers::CONTROL {
@@ -35,6 +47,19 @@ pub fn map(key: KeyEvent, mode: Mode) -> Option<Action> {
             _ => None,
         };
     }
+    if matches!(mode, Mode::Search | Mode::Input) {
+        let edit = match key.code {
+            KeyCode::Left => Some(Edit::Left),
+            KeyCode::Right => Some(Edit::Right),
+            KeyCode::Home => Some(Edit::Home),
+            KeyCode::End => Some(Edit::End),
+            KeyCode::Delete => Some(Edit::Delete),
+            _ => None,
+        };
+        if let Some(edit) = edit {
+            return Some(Action::Edit(edit));
+        }
+    }
     if mode == Mode::Input {
         return match key.code {
             KeyCode::Enter => Some(Action::Proceed),
@@ -49,6 +74,7 @@ pub fn map(key: KeyEvent, mode: Mode) -> Option<Action> {
     if mode == Mode::Search {
         return match key.code {
             KeyCode::Enter => Some(Action::SearchAccept),
+            KeyCode::Tab => Some(Action::SearchDeep),
             KeyCode::Esc => Some(Action::SearchClear),
             KeyCode::Backspace => Some(Action::SearchBackspace),
             KeyCode::Up => Some(Action::Up),
@@ -214,6 +240,31 @@ mod tests {
             map(key(KeyCode::Enter), Mode::Search),
             Some(Action::SearchAccept)
         );
+        assert_eq!(
+            map(key(KeyCode::Tab), Mode::Search),
+            Some(Action::SearchDeep)
+        );
+        assert_eq!(
+            map(key(KeyCode::Left), Mode::Search),
+            Some(Action::Edit(Edit::Left))
+        );
+        assert_eq!(
+            map(key(KeyCode::End), Mode::Input),
+            Some(Action::Edit(Edit::End))
+        );
+        let ctrl = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL);
+        assert_eq!(
+            map(ctrl('u'), Mode::Search),
+            Some(Action::Edit(Edit::DeleteToStart))
+        );
+        assert_eq!(
+            map(ctrl('w'), Mode::Input),
+            Some(Action::Edit(Edit::DeleteWord))
+        );
+        assert_eq!(map(ctrl('u'), Mode::List), None, "no command on Ctrl-U");
+        for mode in [Mode::List, Mode::Search, Mode::Confirm, Mode::TooSmall] {
+            assert_eq!(map(ctrl('l'), mode), Some(Action::Redraw), "{mode:?}");
+        }
         assert_eq!(
             map(key(KeyCode::Esc), Mode::Search),
             Some(Action::SearchClear)
@@ -398,7 +449,10 @@ mod tests {
         for c in ['u', 'r', 'x', 'a', 'o', 'y', 'q'] {
             let ctrl = KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL);
             for mode in [Mode::List, Mode::Confirm, Mode::Search, Mode::Input] {
-                assert_eq!(map(ctrl, mode), None, "Ctrl-{c} in {mode:?}");
+                // In a text being edited Ctrl-U is readline's: it edits, never commands.
+                let expected = (c == 'u' && matches!(mode, Mode::Search | Mode::Input))
+                    .then_some(Action::Edit(Edit::DeleteToStart));
+                assert_eq!(map(ctrl, mode), expected, "Ctrl-{c} in {mode:?}");
             }
         }
         let page = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL);

@@ -8,6 +8,7 @@ mod bulk;
 pub mod health;
 pub mod keymap;
 pub mod layout;
+pub mod text;
 pub mod worker;
 
 use layout::table_rows_for;
@@ -28,6 +29,15 @@ pub const PAGE_SIZE: usize = 50;
 
 /// The most contacts one search asks for (a terminal of some 65 rows or more).
 pub const MAX_PAGE_SIZE: usize = 200;
+
+/// How far a reload pages to find the contact that was selected before it (clearing a
+/// filter on a big site): past this many rows the selection goes to the first row, and a
+/// notice says so.
+pub const KEEP_SELECTED_ROWS: usize = 5000;
+
+/// The first launch's notice, on the sample store made for it.
+pub const SAMPLE_NOTICE: &str =
+    "Sample store: made-up contacts. For a real site run: civikey config init";
 
 /// What a bulk run did to each contact: its results popup is titled after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +69,8 @@ pub enum Action {
     SearchChar(char),
     SearchBackspace,
     SearchAccept,
+    /// From the search box: the deep search (a word inside any name), on its own key.
+    SearchDeep,
     SearchClear,
     Rotate,
     Regenerate,
@@ -80,9 +92,13 @@ pub enum Action {
     Health,
     InputChar(char),
     InputBackspace,
+    /// Cursor moves and deletes in the text being edited (search box or field).
+    Edit(text::Edit),
     Back,
     Quit,
     ForceQuit,
+    /// Ctrl-L, in every mode.
+    Redraw,
 }
 
 /// When civikey last set a contact's key, and who did (from the audit journal).
@@ -247,6 +263,8 @@ pub enum Cmd {
     CopyToClipboard(ApiKey),
     /// Stop a bulk run after the contact in flight (the terminal loop sets the flag).
     StopBulk,
+    /// Ctrl-L: clear the terminal and draw the whole screen again.
+    Redraw,
 }
 
 /// Which keys mean what right now.
@@ -318,12 +336,12 @@ pub enum Popup {
     /// "Contacts whose key is older than N days": N being typed. `show` lists them (oldest
     /// first) instead of marking them.
     MarkOld {
-        days: String,
+        days: text::TextField,
         show: bool,
     },
     /// The one confirm screen of a bulk rotation: the marked contacts and the out file.
     BulkConfirm {
-        path: String,
+        path: text::TextField,
         scroll: usize,
         /// Enter was pressed in the path field: `y` now starts the run.
         confirming: bool,
@@ -378,6 +396,8 @@ pub struct AppOptions {
 pub struct App {
     pub store: StoreState,
     pub location: String,
+    /// The config profile the store came from, named in the header.
+    pub profile: Option<String>,
     pub contacts: Vec<Contact>,
     /// More results exist after `contacts`.
     pub next: Option<Cursor>,
@@ -387,13 +407,21 @@ pub struct App {
     /// The filter in force (results shown are for it).
     pub filter: String,
     /// Some while the operator is typing a search.
-    pub search_input: Option<String>,
+    pub search_input: Option<text::TextField>,
     /// Sequence number of the newest search; answers to older ones are dropped.
     pub search_seq: u64,
     /// Some while a deep search (Enter in the search box) runs; Esc drops it.
     pub deep_search: Option<DeepSearch>,
     /// The list shows a deep search's answer for `filter`.
     pub deep_shown: bool,
+    /// Enter was pressed in the search box before its answer came: if the answer is
+    /// empty, the deep search runs by itself.
+    deep_if_empty: bool,
+    /// The contact to keep selected when the list is reloaded (a filter cleared, a reload
+    /// after a bulk run): pages load until it is found, or [`KEEP_SELECTED_ROWS`] are in.
+    keep_selected: Option<ContactId>,
+    /// `G` was pressed: pages load until the last one, the selection on the last row.
+    to_bottom: bool,
     pub loading: bool,
     pub loading_more: bool,
     pub popup: Option<Popup>,
@@ -423,6 +451,8 @@ pub struct App {
     pub search_error: Option<String>,
     /// A search answer that arrived under a popup: applied once the popup closes.
     deferred: Option<Deferred>,
+    /// The notice was set while a popup was open (about it): it goes when the popup does.
+    notice_of_popup: bool,
     keys: Box<dyn KeySource>,
 }
 
@@ -434,6 +464,7 @@ impl App {
         let app = App {
             store: StoreState::Opening,
             location: options.location,
+            profile: None,
             contacts: Vec::new(),
             next: None,
             selected: 0,
@@ -443,6 +474,9 @@ impl App {
             search_seq: 0,
             deep_search: None,
             deep_shown: false,
+            deep_if_empty: false,
+            keep_selected: None,
+            to_bottom: false,
             loading: true,
             loading_more: false,
             popup: None,
@@ -462,6 +496,7 @@ impl App {
             quitting: false,
             search_error: None,
             deferred: None,
+            notice_of_popup: false,
             keys,
         };
         (app, vec![Cmd::OpenStore])
@@ -499,9 +534,10 @@ impl App {
         self.size.0 < layout::MIN_WIDTH || self.size.1 < layout::MIN_HEIGHT
     }
 
-    /// A search for the current text is running: the rows shown are an older one's.
+    /// A search for the current text is running: the rows shown are an older one's. (Not
+    /// when its answer is in, held back under a popup: nothing searches then.)
     pub fn searching(&self) -> bool {
-        self.loading && matches!(self.store, StoreState::Ready(_))
+        self.loading && self.deferred.is_none() && matches!(self.store, StoreState::Ready(_))
     }
 
     pub fn selected_contact(&self) -> Option<&Contact> {
@@ -520,7 +556,17 @@ impl App {
     }
 
     pub fn update(&mut self, msg: Msg) -> Vec<Cmd> {
+        let had_popup = self.popup.is_some();
+        let notice_before = self.notice.clone();
         let mut cmds = self.apply(msg);
+        // A notice about a popup ("Mark findings first") never outlives it; one set as the
+        // popup closes ("Cancelled: ...") is about the list and stays.
+        if self.notice != notice_before {
+            self.notice_of_popup = self.popup.is_some() && self.notice.is_some();
+        } else if had_popup && self.popup.is_none() && self.notice_of_popup {
+            self.notice = None;
+            self.notice_of_popup = false;
+        }
         // The list never changes under a popup: an answer that came meanwhile lands now.
         if self.popup.is_none() {
             if let Some((append, result, history)) = self.deferred.take() {
@@ -698,8 +744,8 @@ impl App {
                 let Some(input) = self.search_input.as_mut() else {
                     return Vec::new();
                 };
-                input.push_str(&clean(text));
-                self.filter = input.clone();
+                input.insert(&clean(text));
+                self.filter = input.text().to_string();
                 self.search(false)
             }
             Mode::Input => {
@@ -723,6 +769,7 @@ impl App {
         let mode = self.mode();
         match action {
             Action::ForceQuit => return self.quit(true),
+            Action::Redraw => return vec![Cmd::Redraw],
             Action::Quit
                 if matches!(
                     mode,
@@ -821,20 +868,37 @@ impl App {
             ));
             return Vec::new();
         }
+        if on_a_contact && self.seeking() {
+            self.notice = Some((
+                "Loading pages: wait until the selection stops, or move to stop it.".into(),
+                false,
+            ));
+            return Vec::new();
+        }
         match action {
             Action::Up => self.move_selection(-1),
             Action::Down => self.move_selection(1),
             Action::PageUp => self.move_selection(-(self.table_rows() as isize)),
             Action::PageDown => self.move_selection(self.table_rows() as isize),
             Action::Top => self.move_selection(isize::MIN / 2),
-            Action::Bottom => self.move_selection(isize::MAX / 2),
+            Action::Bottom => {
+                let cmds = self.move_selection(isize::MAX / 2);
+                // The last contact, not the last loaded: pages load until the end.
+                if self.next.is_some() {
+                    self.to_bottom = true;
+                    if cmds.is_empty() && !self.loading_more && !self.loading {
+                        return self.search(true);
+                    }
+                }
+                cmds
+            }
             Action::StartSearch => {
-                self.search_input = Some(self.filter.clone());
+                self.search_input = Some(text::TextField::new(&self.filter));
                 Vec::new()
             }
             Action::Back if !self.filter.is_empty() || self.age_filter.is_some() => {
                 self.filter.clear();
-                self.search(false)
+                self.reload_keeping_selection()
             }
             Action::Help => {
                 self.popup = Some(Popup::Help);
@@ -855,13 +919,19 @@ impl App {
             Action::UnmarkAll => {
                 let n = self.marked.len();
                 self.marked.clear();
-                self.notice = Some((format!("Unmarked {n} contacts."), false));
+                self.notice = Some((
+                    format!(
+                        "Unmarked {}.",
+                        crate::wording::plural(n, "contact", "contacts")
+                    ),
+                    false,
+                ));
                 Vec::new()
             }
             Action::MarkMatching => self.mark_matching(None),
             Action::MarkOld => {
                 self.popup = Some(Popup::MarkOld {
-                    days: "90".into(),
+                    days: text::TextField::selected("90"),
                     show: false,
                 });
                 Vec::new()
@@ -869,7 +939,7 @@ impl App {
             Action::BulkRotate => self.open_bulk_confirm(),
             Action::AgeFilter => {
                 self.popup = Some(Popup::MarkOld {
-                    days: "90".into(),
+                    days: text::TextField::selected("90"),
                     show: true,
                 });
                 Vec::new()
@@ -902,35 +972,47 @@ impl App {
         };
         match action {
             Action::SearchChar(c) => {
-                input.push(c);
-                self.filter = input.clone();
+                input.insert(c.encode_utf8(&mut [0; 4]));
+                self.filter = input.text().to_string();
                 self.search(false)
             }
-            Action::SearchBackspace => {
-                input.pop();
-                self.filter = input.clone();
+            Action::SearchBackspace | Action::Edit(_) => {
+                let edit = match action {
+                    Action::Edit(edit) => edit,
+                    _ => text::Edit::Backspace,
+                };
+                if !input.edit(edit) {
+                    return Vec::new();
+                }
+                self.filter = input.text().to_string();
                 self.search(false)
             }
-            Action::SearchAccept if self.deep_search.is_none() && self.wants_deep() => {
-                // Enter on a name: the deeper search, a word inside any name. Never per key.
-                let cmds = self.search_with(false, true);
-                self.deep_search = Some(DeepSearch {
-                    seq: self.search_seq,
-                    text: self.filter.clone(),
-                    elapsed: std::time::Duration::ZERO,
-                });
-                cmds
+            Action::SearchDeep if self.deep_search.is_none() && self.wants_deep() => {
+                // The deeper search, a word inside any name: on its own key, never per key.
+                self.start_deep_search()
             }
+            Action::SearchDeep => Vec::new(),
             Action::SearchAccept => {
-                // Keep the filter (a running deep search goes on; its answer lands).
+                // Keep the filter and go back to the list, on the contact selected (a
+                // running deep search goes on; its answer lands).
                 self.search_input = None;
+                if self.deep_search.is_some() || !self.wants_deep() {
+                    return Vec::new();
+                }
+                if self.loading {
+                    // The answer is not in yet: if it finds nothing, search deeper then.
+                    self.deep_if_empty = true;
+                    return Vec::new();
+                }
+                if self.contacts.is_empty() {
+                    return self.start_deep_search();
+                }
                 Vec::new()
             }
             Action::SearchClear if self.deep_search.is_some() => {
                 // Esc during a deep search cancels it: its answer will be dropped, and the
                 // keystroke answer for the same text comes back.
-                self.deep_search = None;
-                self.search(false)
+                self.reload_keeping_selection()
             }
             Action::SearchClear => {
                 self.search_input = None;
@@ -938,7 +1020,7 @@ impl App {
                     Vec::new()
                 } else {
                     self.filter.clear();
-                    self.search(false)
+                    self.reload_keeping_selection()
                 }
             }
             Action::Up => self.move_selection(-1),
@@ -1227,6 +1309,33 @@ impl App {
         self.search_with(append, deep)
     }
 
+    fn start_deep_search(&mut self) -> Vec<Cmd> {
+        let cmds = self.search_with(false, true);
+        self.deep_search = Some(DeepSearch {
+            seq: self.search_seq,
+            text: self.filter.clone(),
+            elapsed: std::time::Duration::ZERO,
+        });
+        cmds
+    }
+
+    /// Searches `filter` again and keeps the selected contact selected when the answer
+    /// lands (paging to it if need be): a reload never silently moves the selection.
+    fn reload_keeping_selection(&mut self) -> Vec<Cmd> {
+        let keep = self.selected_contact().map(|c| c.id);
+        let cmds = self.search(false);
+        if !cmds.is_empty() {
+            self.keep_selected = keep;
+        }
+        cmds
+    }
+
+    /// Pages are loading to reach a contact (`G`, or the one kept selected by a reload):
+    /// the selection is not yet where it will be.
+    pub fn seeking(&self) -> bool {
+        self.to_bottom || self.keep_selected.is_some()
+    }
+
     /// Three screens of rows, within [`PAGE_SIZE`]..=[`MAX_PAGE_SIZE`].
     pub fn page_size(&self) -> usize {
         (table_rows_for(self.size.1) * 3).clamp(PAGE_SIZE, MAX_PAGE_SIZE)
@@ -1241,6 +1350,9 @@ impl App {
         if !append {
             self.deep_shown = false;
             self.deep_search = None;
+            self.deep_if_empty = false;
+            self.keep_selected = None;
+            self.to_bottom = false;
         }
         if append {
             let Some(next) = self.next.clone() else {
@@ -1275,18 +1387,63 @@ impl App {
                     self.scroll = 0;
                 }
                 self.next = page.next;
+                if std::mem::take(&mut self.deep_if_empty) && self.contacts.is_empty() {
+                    // Enter on a name that matched nothing: a word inside a name, then.
+                    return self.start_deep_search();
+                }
+                let cmds = self.seek();
                 self.keep_selection_visible();
-                Vec::new()
+                cmds
             }
             Err(e) => {
                 self.notice = Some((format!("Search failed: {e}"), true));
                 self.search_error = Some(e);
+                self.deep_if_empty = false;
+                self.keep_selected = None;
+                self.to_bottom = false;
                 Vec::new()
             }
         }
     }
 
+    /// After a page landed: moves toward the contact being sought (`G`, a kept selection),
+    /// asking for the next page while it is not loaded yet.
+    fn seek(&mut self) -> Vec<Cmd> {
+        if let Some(id) = self.keep_selected {
+            if let Some(i) = self.contacts.iter().position(|c| c.id == id) {
+                self.selected = i;
+                self.keep_selected = None;
+            } else if self.next.is_some() && self.contacts.len() < KEEP_SELECTED_ROWS {
+                return self.search(true);
+            } else {
+                self.keep_selected = None;
+                if !self.contacts.is_empty() {
+                    let why = if self.next.is_some() {
+                        format!("not among the first {KEEP_SELECTED_ROWS}")
+                    } else {
+                        "not in this list".to_string()
+                    };
+                    self.notice = Some((
+                        format!("Contact {id} is {why}: the selection is on the first row."),
+                        false,
+                    ));
+                }
+            }
+        }
+        if self.to_bottom {
+            self.selected = self.contacts.len().saturating_sub(1);
+            if self.next.is_some() {
+                return self.search(true);
+            }
+            self.to_bottom = false;
+        }
+        Vec::new()
+    }
+
     fn move_selection(&mut self, delta: isize) -> Vec<Cmd> {
+        // A move of the operator's own ends a walk to a contact (`G`, a kept selection).
+        self.to_bottom = false;
+        self.keep_selected = None;
         if self.contacts.is_empty() {
             return Vec::new();
         }

@@ -199,16 +199,19 @@ fn incremental_search_sends_each_keystroke_and_drops_stale_answers() {
     });
     assert_eq!(app.contacts.len(), 1);
     assert!(!q2.deep, "a keystroke never runs the deep search");
-    // Enter runs the deep search once; Enter on its answer keeps the filter.
-    let deep = act(&mut app, Action::SearchAccept);
+    // Tab runs the deep search once; Enter on its answer keeps the filter.
+    let deep = act(&mut app, Action::SearchDeep);
     let [Cmd::Search { seq: s3, query, .. }] = deep.as_slice() else {
-        panic!("Enter on a name runs the deep search");
+        panic!("Tab on a name runs the deep search");
     };
     assert!(query.deep);
     app.update(Msg::Searched {
         seq: *s3,
         append: false,
-        result: Ok(Page::default()),
+        result: Ok(Page {
+            contacts: vec![contact(3, "Grace Hopper", None)],
+            next: None,
+        }),
         history: Vec::new(),
     });
     assert!(act(&mut app, Action::SearchAccept).is_empty());
@@ -559,7 +562,7 @@ fn marking_and_bulk_rotation_flow() {
     let Some(Popup::BulkConfirm { path, .. }) = &app.popup else {
         panic!()
     };
-    assert!(path.starts_with("/data/rotated-"), "{path}");
+    assert!(path.text().starts_with("/data/rotated-"), "{path:?}");
     // Edit the path: typed letters are text here, not commands.
     for _ in 0..40 {
         act(&mut app, Action::InputBackspace);
@@ -733,9 +736,8 @@ fn a_pending_search_refuses_contact_commands_and_shows() {
     act(&mut app, Action::StartSearch);
     let cmds = act(&mut app, Action::SearchChar('g'));
     assert!(matches!(&cmds[..], [Cmd::Search { .. }]));
-    // Enter runs the deep search, Enter again keeps the filter: a search is still pending.
-    act(&mut app, Action::SearchAccept);
-    act(&mut app, Action::SearchAccept);
+    // Enter keeps the filter before its answer came: the search is still pending.
+    assert!(act(&mut app, Action::SearchAccept).is_empty());
     assert_eq!(app.mode(), Mode::List);
     assert!(app.searching());
     for action in [
@@ -891,7 +893,10 @@ fn a_paste_is_text_in_the_search_and_ignored_elsewhere() {
         panic!("a paste into the search searches")
     };
     assert_eq!(query.text, "Hop  per");
-    assert_eq!(app.search_input.as_deref(), Some("Hop  per"));
+    assert_eq!(
+        app.search_input.as_ref().map(|f| f.text()),
+        Some("Hop  per")
+    );
     assert_eq!(
         app.mode(),
         Mode::Search,
@@ -904,7 +909,8 @@ fn a_paste_is_text_in_the_search_and_ignored_elsewhere() {
     let Some(Popup::MarkOld { days, .. }) = &app.popup else {
         panic!()
     };
-    assert_eq!(days, "9030");
+    // The pre-filled 90 is selected on opening: the paste replaces it.
+    assert_eq!(days.text(), "30");
     act(&mut app, Action::InputChar('q'));
     assert!(app.popup.is_none(), "q closes the days popup");
     // A confirm popup ignores it.
@@ -997,9 +1003,9 @@ fn a_deep_search_shows_its_time_and_esc_cancels_it() {
     for c in "hop".chars() {
         act(&mut app, Action::SearchChar(c));
     }
-    let cmds = act(&mut app, Action::SearchAccept);
+    let cmds = act(&mut app, Action::SearchDeep);
     let [Cmd::Search { seq, query, .. }] = cmds.as_slice() else {
-        panic!("Enter runs the deep search");
+        panic!("Tab runs the deep search");
     };
     assert!(query.deep);
     assert_eq!(query.text, "hop");
@@ -1029,13 +1035,14 @@ fn a_deep_search_shows_its_time_and_esc_cancels_it() {
         history: Vec::new(),
     });
     assert_eq!(app.contacts.len(), 3, "the cancelled answer is dropped");
-    // Enter, Enter: the deep search runs and the filter is kept; its answer lands.
+    // Tab, Enter: the deep search runs and the filter is kept; its answer lands.
     let mut app = app_with(three(), true);
     act(&mut app, Action::StartSearch);
     act(&mut app, Action::SearchChar('w'));
-    let cmds = act(&mut app, Action::SearchAccept);
+    searched(&mut app, vec![contact(2, "Walter White", None)]);
+    let cmds = act(&mut app, Action::SearchDeep);
     let [Cmd::Search { seq, query, .. }] = cmds.as_slice() else {
-        panic!("Enter runs the deep search");
+        panic!("Tab runs the deep search");
     };
     assert!(query.deep);
     let seq = *seq;
@@ -1057,12 +1064,232 @@ fn a_deep_search_shows_its_time_and_esc_cancels_it() {
     assert!(app.deep_search.is_none());
     assert!(app.deep_shown);
     assert_eq!(app.contacts.len(), 1);
-    // An id or an email has nothing deeper to find: Enter just keeps it.
+    // An id or an email has nothing deeper to find: Tab does nothing, Enter keeps it.
     let mut app = app_with(three(), true);
     act(&mut app, Action::StartSearch);
     act(&mut app, Action::SearchChar('7'));
+    searched(&mut app, Vec::new());
+    assert!(act(&mut app, Action::SearchDeep).is_empty());
     assert!(act(&mut app, Action::SearchAccept).is_empty());
     assert_eq!(app.mode(), Mode::List);
+}
+
+/// Types `text` into the search box and lands its keystroke answer.
+fn type_search(app: &mut App, text: &str, found: Vec<Contact>) {
+    act(app, Action::StartSearch);
+    for c in text.chars() {
+        act(app, Action::SearchChar(c));
+    }
+    searched(app, found);
+}
+
+#[test]
+fn slash_name_enter_r_enter_y_rotates_the_contact_picked() {
+    let mut app = app_with(three(), true);
+    type_search(&mut app, "hop", vec![contact(3, "Grace Hopper", None)]);
+    // Enter keeps the filter and goes back to the list: no other search starts.
+    assert!(act(&mut app, Action::SearchAccept).is_empty());
+    assert_eq!(app.mode(), Mode::List);
+    assert_eq!(app.selected_contact().map(|c| c.id), Some(3));
+    act(&mut app, Action::Rotate);
+    assert_eq!(app.mode(), Mode::NewKey);
+    act(&mut app, Action::Proceed);
+    assert_eq!(app.mode(), Mode::Confirm);
+    let cmds = act(&mut app, Action::Yes);
+    assert!(
+        matches!(&cmds[..], [Cmd::Assign { id: 3, .. }]),
+        "y assigns to the contact picked"
+    );
+
+    // A contact picked with ↓ in the search box stays picked after Enter.
+    let mut app = app_with(three(), true);
+    type_search(&mut app, "a", three());
+    act(&mut app, Action::Down);
+    act(&mut app, Action::Down);
+    assert!(act(&mut app, Action::SearchAccept).is_empty());
+    act(&mut app, Action::Rotate);
+    let Some(Popup::NewKey { contact, .. }) = &app.popup else {
+        panic!("r opens the new-key popup");
+    };
+    assert_eq!(contact.id, 3);
+}
+
+#[test]
+fn enter_on_a_search_that_matched_nothing_searches_inside_names() {
+    // The answer is in and empty: Enter runs the deep search and goes back to the list.
+    let mut app = app_with(three(), true);
+    type_search(&mut app, "opper", Vec::new());
+    let cmds = act(&mut app, Action::SearchAccept);
+    let [Cmd::Search { query, .. }] = cmds.as_slice() else {
+        panic!("Enter on nothing found runs the deep search");
+    };
+    assert!(query.deep);
+    assert_eq!(app.mode(), Mode::List);
+    assert!(app.deep_search.is_some());
+    // Enter before the answer came: the deep search starts when an empty answer lands...
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::StartSearch);
+    for c in "opper".chars() {
+        act(&mut app, Action::SearchChar(c));
+    }
+    assert!(act(&mut app, Action::SearchAccept).is_empty());
+    let seq = app.search_seq;
+    let cmds = app.update(Msg::Searched {
+        seq,
+        append: false,
+        result: Ok(Page::default()),
+        history: Vec::new(),
+    });
+    assert!(matches!(&cmds[..], [Cmd::Search { query, .. }] if query.deep));
+    // ...and not when it found someone.
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::StartSearch);
+    act(&mut app, Action::SearchChar('g'));
+    assert!(act(&mut app, Action::SearchAccept).is_empty());
+    let seq = app.search_seq;
+    let cmds = app.update(Msg::Searched {
+        seq,
+        append: false,
+        result: Ok(Page {
+            contacts: vec![contact(3, "Grace Hopper", None)],
+            next: None,
+        }),
+        history: Vec::new(),
+    });
+    assert!(cmds.is_empty());
+    assert_eq!(app.selected_contact().map(|c| c.id), Some(3));
+}
+
+fn page_of(ids: std::ops::RangeInclusive<u64>, more: bool) -> Page {
+    let contacts: Vec<Contact> = ids.map(|i| contact(i, &format!("C{i:04}"), None)).collect();
+    let next = more.then(|| Cursor::After {
+        sort_name: contacts.last().unwrap().sort_name.to_string(),
+        id: contacts.last().unwrap().id,
+    });
+    Page { contacts, next }
+}
+
+/// Answers the one search `cmds` holds with `page`, returning what the app asks next.
+fn answer(app: &mut App, cmds: Vec<Cmd>, page: Page) -> Vec<Cmd> {
+    let [Cmd::Search { seq, append, .. }] = cmds.as_slice() else {
+        panic!("expected one search, got {} commands", cmds.len());
+    };
+    app.update(Msg::Searched {
+        seq: *seq,
+        append: *append,
+        result: Ok(page),
+        history: Vec::new(),
+    })
+}
+
+#[test]
+fn clearing_a_filter_keeps_the_selected_contact_selected_and_in_view() {
+    // Esc in the list: the whole list comes back, Grace still selected.
+    let mut app = app_with(three(), true);
+    type_search(&mut app, "gr", vec![contact(3, "Grace Hopper", None)]);
+    act(&mut app, Action::SearchAccept);
+    let cmds = act(&mut app, Action::Back);
+    answer(
+        &mut app,
+        cmds,
+        Page {
+            contacts: three(),
+            next: None,
+        },
+    );
+    assert_eq!(app.filter, "");
+    assert_eq!(app.selected_contact().map(|c| c.id), Some(3));
+    // Esc in the search box (the "Hopperr" case): the same.
+    let mut app = app_with(three(), true);
+    type_search(&mut app, "gr", vec![contact(3, "Grace Hopper", None)]);
+    let cmds = act(&mut app, Action::SearchClear);
+    answer(
+        &mut app,
+        cmds,
+        Page {
+            contacts: three(),
+            next: None,
+        },
+    );
+    assert_eq!(app.selected_contact().map(|c| c.id), Some(3));
+
+    // On a big list, pages load until it is there; contact commands wait meanwhile.
+    let mut app = app_with(three(), true);
+    type_search(&mut app, "c0", vec![contact(170, "C0170", None)]);
+    act(&mut app, Action::SearchAccept);
+    let cmds = act(&mut app, Action::Back);
+    let cmds = answer(&mut app, cmds, page_of(1..=100, true));
+    assert!(
+        matches!(&cmds[..], [Cmd::Search { append: true, .. }]),
+        "the next page is asked for"
+    );
+    assert!(act(&mut app, Action::Rotate).is_empty());
+    assert!(
+        app.popup.is_none(),
+        "no new key while the selection is moving"
+    );
+    let cmds = answer(&mut app, cmds, page_of(101..=200, true));
+    assert!(cmds.is_empty(), "found: no more pages");
+    assert_eq!(app.selected_contact().map(|c| c.id), Some(170));
+    assert!(app.scroll <= app.selected && app.selected < app.scroll + app.table_rows());
+    act(&mut app, Action::Rotate);
+    assert!(matches!(&app.popup, Some(Popup::NewKey { contact, .. }) if contact.id == 170));
+}
+
+#[test]
+fn a_contact_gone_after_a_reload_is_said_not_silent() {
+    let mut app = app_with(three(), true);
+    type_search(&mut app, "gr", vec![contact(3, "Grace Hopper", None)]);
+    act(&mut app, Action::SearchAccept);
+    let cmds = act(&mut app, Action::Back);
+    answer(&mut app, cmds, page_of(1..=2, false));
+    assert_eq!(app.selected, 0);
+    let notice = app.notice.clone().map(|n| n.0).unwrap_or_default();
+    assert!(notice.contains("Contact 3 is not in this list"), "{notice}");
+}
+
+#[test]
+fn g_reaches_the_last_contact_whatever_the_length() {
+    let mut app = app_with(Vec::new(), true);
+    let cmds = act(&mut app, Action::StartSearch);
+    assert!(cmds.is_empty());
+    act(&mut app, Action::SearchClear);
+    let seq = app.search_seq;
+    app.update(Msg::Searched {
+        seq,
+        append: false,
+        result: Ok(page_of(1..=50, true)),
+        history: Vec::new(),
+    });
+    let mut cmds = act(&mut app, Action::Bottom);
+    let mut start = 51;
+    for _ in 0..5 {
+        cmds = answer(&mut app, cmds, page_of(start..=start + 49, true));
+        start += 50;
+    }
+    assert!(
+        act(&mut app, Action::Revoke).is_empty(),
+        "not while it walks"
+    );
+    let cmds = answer(&mut app, cmds, page_of(start..=start + 9, false));
+    assert!(cmds.is_empty(), "the last page is in");
+    assert_eq!(app.contacts.len(), 310);
+    assert_eq!(app.selected_contact().map(|c| c.id), Some(310));
+    // A move of the operator's own stops the walk.
+    let mut app = app_with(Vec::new(), true);
+    let seq = app.search_seq;
+    app.update(Msg::Searched {
+        seq,
+        append: false,
+        result: Ok(page_of(1..=50, true)),
+        history: Vec::new(),
+    });
+    let cmds = act(&mut app, Action::Bottom);
+    act(&mut app, Action::Up);
+    let selected = app.selected;
+    let cmds = answer(&mut app, cmds, page_of(51..=100, true));
+    assert!(cmds.is_empty());
+    assert_eq!(app.selected, selected);
 }
 
 #[test]
@@ -1083,4 +1310,94 @@ fn a_search_asks_for_three_screens_of_rows() {
         act(&mut app, Action::SearchClear);
     }
     assert!(table_rows_for(40) * 3 > PAGE_SIZE);
+}
+
+#[test]
+fn a_notice_about_a_popup_goes_with_it_and_one_about_the_list_stays() {
+    let mut app = crate::app::health::tests::opened(true);
+    // x with nothing marked: a notice about the health view.
+    act(&mut app, Action::Revoke);
+    let notice = app.notice.clone().unwrap().0;
+    assert!(notice.contains("Mark findings first"), "{notice}");
+    act(&mut app, Action::Back);
+    assert_eq!(app.mode(), Mode::List);
+    assert_eq!(app.notice, None, "the notice outlived its popup");
+    // A cancel says what happened to the list: it stays.
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::Rotate);
+    act(&mut app, Action::Back);
+    assert_eq!(
+        app.notice.clone().map(|n| n.0).as_deref(),
+        Some("Cancelled: nothing was written.")
+    );
+}
+
+#[test]
+fn nothing_searches_while_an_answer_waits_under_a_popup() {
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::StartSearch);
+    act(&mut app, Action::SearchChar('g'));
+    act(&mut app, Action::SearchAccept);
+    assert!(app.searching());
+    act(&mut app, Action::Help);
+    searched(&mut app, vec![contact(3, "Grace Hopper", None)]);
+    assert!(
+        !app.searching(),
+        "the answer is in, held back under the popup"
+    );
+    act(&mut app, Action::Back);
+    assert!(!app.searching());
+    assert_eq!(app.contacts.len(), 1);
+}
+
+#[test]
+fn plurals_in_notices() {
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::ToggleMark);
+    act(&mut app, Action::UnmarkAll);
+    assert_eq!(
+        app.notice.clone().map(|n| n.0).as_deref(),
+        Some("Unmarked 1 contact.")
+    );
+}
+
+#[test]
+fn text_fields_edit_at_the_cursor() {
+    use crate::app::text::Edit;
+    let mut app = app_with(three(), true);
+    type_search(&mut app, "grce", Vec::new());
+    act(&mut app, Action::Edit(Edit::Left));
+    act(&mut app, Action::Edit(Edit::Left));
+    let cmds = act(&mut app, Action::SearchChar('a'));
+    assert!(matches!(&cmds[..], [Cmd::Search { query, .. }] if query.text == "grace"));
+    let cmds = act(&mut app, Action::Edit(Edit::DeleteToStart));
+    assert!(matches!(&cmds[..], [Cmd::Search { query, .. }] if query.text == "ce"));
+    act(&mut app, Action::Edit(Edit::End));
+    app.update(Msg::Paste(" hop".into()));
+    assert_eq!(app.filter, "ce hop");
+    let cmds = act(&mut app, Action::Edit(Edit::DeleteWord));
+    assert!(matches!(&cmds[..], [Cmd::Search { .. }]));
+    assert_eq!(app.filter, "ce ");
+    assert!(
+        act(&mut app, Action::Edit(Edit::Home)).is_empty(),
+        "a cursor move searches nothing"
+    );
+    // The days field: typed over while selected, edited at the cursor after an arrow.
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::MarkOld);
+    act(&mut app, Action::Edit(Edit::Home));
+    act(&mut app, Action::InputChar('1'));
+    let Some(Popup::MarkOld { days, .. }) = &app.popup else {
+        panic!()
+    };
+    assert_eq!(days.text(), "190");
+}
+
+#[test]
+fn ctrl_l_redraws_and_changes_nothing() {
+    let mut app = app_with(three(), true);
+    act(&mut app, Action::Rotate);
+    let cmds = act(&mut app, Action::Redraw);
+    assert!(matches!(&cmds[..], [Cmd::Redraw]));
+    assert_eq!(app.mode(), Mode::NewKey, "the popup stays");
 }

@@ -278,7 +278,7 @@ impl Worker {
                 Msg::HealthChecked { result }
             }
             Cmd::BulkRevoke { items } => self.bulk_revoke(&items),
-            Cmd::OpenStore | Cmd::CopyToClipboard(_) | Cmd::StopBulk => return None,
+            Cmd::OpenStore | Cmd::CopyToClipboard(_) | Cmd::StopBulk | Cmd::Redraw => return None,
         })
     }
 

@@ -69,6 +69,13 @@ pub mod out {
         on_stdout(writeln!(io::stdout().lock(), "{text}"))
     }
 
+    /// One JSON document on stdout, on one line: the text in it as it came (lossless, see
+    /// [`SafeText::lossless_json`]), every control, bidi and invisible character escaped
+    /// (`\uXXXX`), so the line is inert on a terminal and exact for a script.
+    pub fn json(doc: &serde_json::Value) -> io::Result<()> {
+        line(crate::sanitize::inert_json(&doc.to_string()))
+    }
+
     /// A message for the operator on stderr, sanitized like [`line`]. A failure to write to
     /// stderr is ignored: there is nowhere left to report it.
     pub fn note(text: impl Display) {
@@ -104,11 +111,13 @@ pub mod out {
         }
     }
 
-    /// A question on stderr, sanitized, without a newline, flushed before the answer is read.
-    pub fn ask(text: impl Display) -> io::Result<()> {
-        let text = SafeText::new(&text.to_string());
+    /// A question on stderr, flushed before the answer is read: each of `lines` sanitized
+    /// on its own (the data in them made inert, the line breaks between them kept), the
+    /// last one without a newline.
+    pub fn ask(lines: &[String]) -> io::Result<()> {
+        let text: Vec<String> = lines.iter().map(|l| SafeText::new(l).to_string()).collect();
         let mut err = io::stderr().lock();
-        write!(err, "{text} ")?;
+        write!(err, "{} ", text.join("\n"))?;
         err.flush()
     }
 
@@ -198,8 +207,11 @@ pub enum Command {
         /// Id, email prefix, or name prefix
         #[arg(long)]
         search: Option<String>,
+        /// Also a word inside a name, as the screen's Tab does (slower on a big site)
+        #[arg(long, requires = "search")]
+        deep: bool,
         /// At most this many contacts (1 to 1000)
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, default_value_t = 50, value_parser = limit_parser(1000))]
         limit: usize,
         /// Hide deleted contacts
         #[arg(long)]
@@ -234,10 +246,11 @@ pub enum Command {
         /// a site) instead of the key alone
         #[arg(long, conflicts_with = "ids_from")]
         json: bool,
-        /// Bulk: a file of contact ids, one per line (# comments allowed)
+        /// Bulk: a file of contact ids, one per line (# comments allowed); - reads stdin
         #[arg(long, value_name = "FILE", requires = "out", conflicts_with = "id")]
         ids_from: Option<PathBuf>,
-        /// Bulk: the new CSV file for the keys (contact_id,display_name,api_key), created 0600
+        /// Bulk: the new CSV file for the keys (contact_id,display_name,email,api_key), created
+        /// 0600 in a folder that exists
         #[arg(long, value_name = "FILE", requires = "ids_from")]
         out: Option<PathBuf>,
     },
@@ -248,6 +261,9 @@ pub enum Command {
         /// Read the key from stdin (hidden prompt on a terminal); required: keys never go in argv
         #[arg(long, required = true)]
         key_stdin: bool,
+        /// Replace the contact's current key without asking (needed without a terminal)
+        #[arg(long)]
+        yes: bool,
     },
     /// Print the audit journal, newest first
     Audit {
@@ -258,7 +274,7 @@ pub enum Command {
         #[arg(long)]
         all_stores: bool,
         /// At most this many records (1 to 100000)
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = 100, value_parser = limit_parser(100_000))]
         limit: usize,
         /// Print a JSON array instead of a table
         #[arg(long)]
@@ -289,6 +305,9 @@ pub enum Command {
         /// One JSON object on stdout: {"findings": [...], "summary": {...}}
         #[arg(long)]
         json: bool,
+        /// No header row, even on a terminal (pipes never get one)
+        #[arg(long, conflicts_with = "json")]
+        no_header: bool,
     },
     /// Whose key is this? Reads one key from stdin (hidden prompt on a terminal) and names
     /// its holders, read-only; the lookup is journaled with the key's fingerprint only
@@ -326,7 +345,9 @@ pub enum Command {
     /// "Organization Name", "Household Name" read; others ignored). Known ids are updated,
     /// new ones added; a re-run changes nothing. Empty cells never erase stored data; of
     /// rows sharing an id the first wins. API keys are never imported. One transaction:
-    /// on error nothing is written. The report goes to stderr (stdout with --json).
+    /// on error nothing is written. A row with more cells than the header is skipped; a
+    /// file separated by semicolons or tabs is read as such. Exit 1 when rows were
+    /// skipped. The report goes to stderr (stdout with --json).
     Import {
         /// The CSV file
         file: std::path::PathBuf,
@@ -350,6 +371,11 @@ pub enum Command {
         #[arg(long, value_name = "VAR")]
         password_env: Option<String>,
     },
+}
+
+/// A `--limit` from 1 to `max`: anything else is a usage error, as the help says.
+fn limit_parser(max: u64) -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..=max)
 }
 
 /// Exit codes, stable for scripts.
@@ -376,6 +402,11 @@ impl Failure {
             code,
             message: message.into(),
         }
+    }
+
+    /// An exit code whose reason was already told (`check`'s summary): nothing more.
+    pub fn quiet(code: u8) -> Self {
+        Failure::new(code, String::new())
     }
 }
 
@@ -420,7 +451,9 @@ pub fn report(result: Result<(), Failure>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(f) => {
-            out::note(format_args!("civikey: {}", f.message));
+            if !f.message.is_empty() {
+                out::note(format_args!("civikey: {}", f.message));
+            }
             ExitCode::from(f.code)
         }
     }
@@ -441,26 +474,40 @@ pub fn generate(length: usize) -> Result<(), Failure> {
 }
 
 fn contact_json(c: &Contact) -> serde_json::Value {
+    // Text as the store holds it (`out::json` escapes what could act on a terminal);
+    // `cms_user` is one type: a bool, or null when the store cannot tell.
     serde_json::json!({
         "id": c.id,
-        "contact_type": c.contact_type.as_str(),
-        "display_name": c.display_name.as_str(),
-        "sort_name": c.sort_name.as_str(),
-        "email": c.email.as_ref().map(SafeText::as_str),
+        "contact_type": c.contact_type.lossless_json(),
+        "display_name": c.display_name.lossless_json(),
+        "sort_name": c.sort_name.lossless_json(),
+        "email": c.email.as_ref().map(SafeText::lossless_json),
         "is_deleted": c.is_deleted,
         "key": c.key.as_ref().map(|k| k.masked()),
         "cms_user": match c.cms {
-            CmsLink::Linked { uf_id } => serde_json::json!(uf_id),
+            CmsLink::Linked { .. } => serde_json::json!(true),
             CmsLink::None => serde_json::json!(false),
             CmsLink::Unknown => serde_json::Value::Null,
+        },
+        "cms_user_id": match c.cms {
+            CmsLink::Linked { uf_id } => serde_json::json!(uf_id),
+            _ => serde_json::Value::Null,
         },
     })
 }
 
-/// `1 contact`, `2 contacts`: the count with the right form.
-pub fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
+/// `2026-11-26T15:02:00Z`: a unix time for scripts, beside the number.
+pub fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
 }
+
+pub use crate::wording::plural;
 
 /// Whether a table gets a header row: on a terminal, unless `--no-header`.
 pub fn wants_header(no_header: bool) -> bool {
@@ -498,20 +545,33 @@ fn contact_line(c: &Contact) -> String {
     )
 }
 
-pub fn list(
-    store: &mut dyn ContactStore,
-    search: Option<&str>,
-    limit: usize,
-    no_deleted: bool,
-    json: bool,
-    header: bool,
-) -> Result<(), Failure> {
+/// What `civikey list` asks for.
+pub struct ListOptions<'a> {
+    pub search: Option<&'a str>,
+    /// A word inside a name too (`Query::deep`).
+    pub deep: bool,
+    pub limit: usize,
+    pub no_deleted: bool,
+    pub json: bool,
+    pub header: bool,
+}
+
+pub fn list(store: &mut dyn ContactStore, options: &ListOptions) -> Result<(), Failure> {
+    let ListOptions {
+        search,
+        deep,
+        limit,
+        no_deleted,
+        json,
+        header,
+    } = *options;
     let mut query = Query::new(search.unwrap_or(""), limit.clamp(1, 1000));
     query.include_deleted = !no_deleted;
+    query.deep = deep;
     let page = store.search(&query)?;
     if json {
         let items: Vec<_> = page.contacts.iter().map(contact_json).collect();
-        out::line(serde_json::Value::Array(items))?;
+        out::json(&serde_json::Value::Array(items))?;
     } else {
         if header {
             out::line(list_header())?;
@@ -556,12 +616,13 @@ pub fn show(
             Some(k) => serde_json::json!({
                 "masked": k.masked(),
                 "set_at": set.as_ref().map(|(time, _)| *time),
+                "set_at_rfc3339": set.as_ref().map(|(time, _)| rfc3339(*time)),
                 "set_by": set.as_ref().map(|(_, by)| by.as_str()),
             }),
         };
         doc["user"] = match (&standing.account, user) {
             (_, Some(u)) => {
-                serde_json::json!({"id": u.id, "name": u.name.as_str(), "active": u.active})
+                serde_json::json!({"id": u.id, "name": u.name.lossless_json(), "active": u.active})
             }
             (AccountState::NoAccount, None) => serde_json::json!(false),
             _ => serde_json::Value::Null,
@@ -577,7 +638,7 @@ pub fn show(
             .iter()
             .map(|w| serde_json::json!({"code": w.code.as_str(), "text": w.text}))
             .collect::<Vec<_>>());
-        out::line(doc)?;
+        out::json(&doc)?;
         return Ok(());
     }
     let row = |label: &str, value: &str| out::line(format_args!("{label:<9} {value}"));
@@ -635,15 +696,24 @@ fn roles_text(standing: &Standing) -> String {
     }
 }
 
-/// Asks on the terminal; refuses when there is no terminal to ask on.
+/// Asks on the terminal; refuses when there is no terminal to ask on. `question` is one
+/// line, or several (`lines`): each is sanitized on its own, so a name's control characters
+/// stay inert while the question keeps its line breaks.
 fn confirm(question: &str) -> Result<(), Failure> {
+    confirm_lines(vec![question.to_string()])
+}
+
+fn confirm_lines(mut lines: Vec<String>) -> Result<(), Failure> {
     if !io::stdin().is_terminal() || !out::stderr_is_terminal() {
         return Err(Failure::new(
             exit::REFUSED,
             "not on a terminal, so no one can confirm: add --yes to proceed",
         ));
     }
-    out::ask(format_args!("{question} [y/N]"))?;
+    if let Some(last) = lines.last_mut() {
+        last.push_str(" [y/N]");
+    }
+    out::ask(&lines)?;
     let mut answer = String::new();
     io::stdin().lock().read_line(&mut answer)?;
     if matches!(answer.trim(), "y" | "Y" | "yes") {
@@ -686,16 +756,17 @@ pub fn rotate(
             None => "They have no key now.".into(),
         };
         let standing = store.standing(id).unwrap_or(Standing::UNKNOWN);
-        let mut question = format!(
+        let mut question = vec![format!(
             "Assign a new key to {}? User: {}. Roles: {}.",
             describe(&contact),
             account_text(&standing),
             roles_text(&standing)
-        );
+        )];
         for w in crate::assess::assess(&contact, &standing) {
-            question.push_str(&format!("\n  warning [{}]: {}", w.code.as_str(), w.text));
+            question.push(format!("  warning [{}]: {}", w.code.as_str(), w.text));
         }
-        confirm(&format!("{question}\n{stops}"))?;
+        question.push(stops);
+        confirm_lines(question)?;
     }
     let expectation = Expectation::Seen(contact.key.clone());
     let mut keys = OsKeySource;
@@ -797,23 +868,56 @@ fn read_secret_line(prompt: &str) -> Result<zeroize::Zeroizing<String>, Failure>
 }
 
 /// Reads a key from stdin: a hidden prompt on a terminal, else the first line, at most 4 KiB.
+/// Refused as `check` would flag it: a key that is valid in form but easy to guess (the
+/// weak-key rules of `crate::health`, the one definition `check` uses too).
 fn read_key_from_stdin(capacity: usize) -> Result<ApiKey, Failure> {
     let text = read_secret_line("Key (input hidden): ")?;
-    ApiKey::parse_manual(&text, capacity).map_err(|e| {
+    let key = ApiKey::parse_manual(&text, capacity).map_err(|e| {
         Failure::new(
             exit::REFUSED,
             format!("key refused: {e}; nothing was written"),
         )
-    })
+    })?;
+    if let Some((rule, why)) = crate::health::weakness(&key) {
+        return Err(Failure::new(
+            exit::REFUSED,
+            format!(
+                "key refused: weak ({}: {why}), as `civikey check` would report it; nothing was written. `civikey rotate` makes a strong one",
+                rule.as_str()
+            ),
+        ));
+    }
+    Ok(key)
 }
 
 pub fn assign(
     store: &mut dyn ContactStore,
     journal: &mut Journal,
     id: ContactId,
+    yes: bool,
 ) -> Result<(), Failure> {
     let contact = store.contact(id)?;
+    if !store.info().writable {
+        // Before the key is asked for: it could not be written anyway.
+        return Err(RotationError::ReadOnly.into());
+    }
+    let question = contact.key.as_ref().filter(|_| !yes).map(|current| {
+        format!(
+            "Replace the key {} of {} with the given key? The current key will stop working.",
+            current.masked(),
+            describe(&contact)
+        )
+    });
+    // On a terminal the question comes first, as in `rotate`; from a pipe the key is read
+    // and checked first (its faults are named), then the missing --yes is.
+    let typed = io::stdin().is_terminal();
+    if let (true, Some(question)) = (typed, &question) {
+        confirm(question)?;
+    }
     let key = read_key_from_stdin(store.info().key_capacity)?;
+    if let (false, Some(question)) = (typed, &question) {
+        confirm(question)?;
+    }
     let mut keys = OsKeySource;
     let done = rotation::assign(
         store,
@@ -857,9 +961,10 @@ pub fn audit(
         if let Some(items) = doc.as_array_mut() {
             for (item, e) in items.iter_mut().zip(&entries) {
                 item["key_not_delivered"] = serde_json::json!(undelivered.contains(&e.id));
+                item["time_rfc3339"] = serde_json::json!(rfc3339(e.time));
             }
         }
-        out::line(doc)?;
+        out::json(&doc)?;
         return Ok(());
     }
     if header {
@@ -966,7 +1071,7 @@ pub fn profiles(config: Option<&crate::config::Config>, json: bool) -> Result<()
                 })
             })
             .collect();
-        out::line(serde_json::Value::Array(items))?;
+        out::json(&serde_json::Value::Array(items))?;
         return Ok(());
     }
     if summaries.is_empty() {
@@ -1033,6 +1138,11 @@ pub fn rotate_bulk(
     }
     let mut out =
         crate::bulk::OutFile::create(out_path).map_err(|e| Failure::new(exit::REFUSED, e))?;
+    out::note(format_args!(
+        "civikey: {}: {}",
+        out_path.display(),
+        crate::bulk::OUT_FILE_NOTE
+    ));
     // Ctrl-C, SIGTERM and SIGHUP stop the run between two contacts, never inside one.
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [
@@ -1171,12 +1281,14 @@ fn finding_line(f: &crate::health::Finding) -> String {
 }
 
 /// `civikey check`: the key health report. Findings are data (stdout); exit code 6 says
-/// there are some.
+/// there are some. As `list` and `audit`: the header row and the advice only on a terminal
+/// (unless `no_header`), the summary once, on stderr when stdout is not a terminal.
 pub fn check(
     store: &mut dyn ContactStore,
     journal: Option<&Journal>,
     max_age_days: Option<u32>,
     json: bool,
+    no_header: bool,
 ) -> Result<(), Failure> {
     let options = crate::health::Options {
         max_age_days,
@@ -1218,9 +1330,10 @@ pub fn check(
                 "text": report.summary(),
             },
         });
-        out::line(doc)?;
+        out::json(&doc)?;
     } else {
-        if !report.findings.is_empty() {
+        let terminal = out::stdout_is_terminal();
+        if wants_header(no_header) && !report.findings.is_empty() {
             out::line(format_args!(
                 "{:<8}  {:<23}  {:>8}  {:<24}  {:<8}  {:<24}  DETAIL",
                 "SEVERITY", "CODE", "ID", "NAME", "KEY", "TO FIX"
@@ -1229,25 +1342,23 @@ pub fn check(
         for f in &report.findings {
             out::line(finding_line(f))?;
         }
-        // What each code found means to do, once per code.
-        for code in crate::health::Code::ALL {
-            if report.count(code) > 0 {
-                out::line(format_args!("{}: {}", code.as_str(), code.advice()))?;
+        if terminal {
+            // What each code found means to do, once per code: for the operator reading.
+            for code in crate::health::Code::ALL {
+                if report.count(code) > 0 {
+                    out::line(format_args!("{}: {}", code.as_str(), code.advice()))?;
+                }
             }
+            out::line(format_args!("civikey check: {}", report.summary()))?;
+        } else {
+            out::note(format_args!("civikey check: {}", report.summary()));
         }
-        out::line(format_args!("civikey check: {}", report.summary()))?;
     }
     if report.findings.is_empty() {
         Ok(())
     } else {
-        Err(Failure::new(
-            exit::FINDINGS,
-            format!(
-                "{} findings on {} contacts",
-                report.findings.len(),
-                report.contacts_flagged()
-            ),
-        ))
+        // The summary said it (or the JSON holds it).
+        Err(Failure::quiet(exit::FINDINGS))
     }
 }
 

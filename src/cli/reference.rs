@@ -11,24 +11,32 @@ pub const TUI_KEYS: &[(&str, &str)] = &[
     ("g / G", "first / last contact"),
     ("/", "search as you type: id, email or name prefix"),
     (
-        "Enter/Esc (search)",
-        "search all names (Enter again: keep) / clear",
+        "Enter/Tab (search)",
+        "keep the filter / search inside names too",
+    ),
+    (
+        "Esc (search, list)",
+        "clear the filter (the selection stays)",
     ),
     ("r or Enter", "new key for the selected contact"),
     ("x", "revoke the selected contact's key"),
     ("u", "undo the last change (10 minutes, asks y)"),
-    ("space / * / o", "mark one / all matching / old keys"),
-    ("U", "unmark all"),
+    (
+        "space / * / o / U",
+        "mark one / all matching / old keys / none",
+    ),
     ("R", "rotate the marked contacts (keys to a file)"),
     ("A", "list keys older than N days, oldest first"),
     ("a", "audit (f: this store / contact / all stores)"),
     ("h", "key health: findings; mark, R rotate, x revoke"),
     ("c (new key shown)", "copy the key by OSC 52"),
     ("y / n", "confirm / cancel, in every confirm"),
-    ("?", "this help"),
+    ("? / Ctrl-L", "this help / redraw the screen"),
     ("Esc or q", "close a popup; q in the list: quit"),
-    ("Ctrl-C", "quit; a change in flight finishes first"),
-    ("Ctrl-C twice", "quit at once (the next run settles it)"),
+    (
+        "Ctrl-C (twice)",
+        "quit once a change in flight is done; twice: now",
+    ),
 ];
 
 /// Every exit code and what it means, stable for scripts.

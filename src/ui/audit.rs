@@ -23,8 +23,8 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     frame.render_widget(Clear, rect);
     let title = match (contact, all_stores) {
         (Some(id), _) => format!(
-            " Audit journal: contact {id}, this store ({} records) ",
-            entries.len()
+            " Audit journal: contact {id}, this store ({}) ",
+            crate::wording::plural(entries.len(), "record", "records")
         ),
         (None, false) => format!(
             " Audit journal: this store ({} shown, newest first) ",

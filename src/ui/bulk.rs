@@ -23,7 +23,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                     "{verb} contacts (matching the search) whose key is older than"
                 )),
                 Line::from(vec![
-                    Span::styled(format!("{days}▏"), theme.key()),
+                    Span::styled(days.shown(), theme.key()),
                     Span::raw(" days"),
                 ]),
                 Line::from("Keys civikey never set count as old: their age is unknown."),
@@ -42,7 +42,10 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         }) => {
             let rect = area.inner(Margin::new(2, 1));
             frame.render_widget(Clear, rect);
-            let title = format!(" Rotate {} marked contacts ", app.marked.len());
+            let title = format!(
+                " Rotate {} ",
+                crate::wording::plural(app.marked.len(), "marked contact", "marked contacts")
+            );
             let block = Block::bordered()
                 .border_type(BorderType::Rounded)
                 .title(Span::styled(title, theme.bold()));
@@ -82,9 +85,9 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                 Line::from("The new keys are written to this new file (0600), never shown here:"),
                 Line::from(vec![Span::styled(
                     if *confirming {
-                        path.clone()
+                        path.text().to_string()
                     } else {
-                        format!("{path}▏")
+                        path.shown()
                     },
                     theme.key(),
                 )]),

@@ -34,7 +34,10 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         }) => {
             let rect = area.inner(Margin::new(1, 1));
             frame.render_widget(Clear, rect);
-            let title = format!(" Key health: {} findings ", report.findings.len());
+            let title = format!(
+                " Key health: {} ",
+                crate::wording::plural(report.findings.len(), "finding", "findings")
+            );
             let block = Block::bordered()
                 .border_type(BorderType::Rounded)
                 .title(Span::styled(title, theme.bold()));
@@ -107,18 +110,16 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             } else {
                 format!("{} marked · ", app.marked.len())
             };
+            // A read-only store: only what works (reading the findings).
+            let keys = if app.store_info().is_some_and(|i| i.writable) {
+                "space mark · * mark its group · R rotate marked · x revoke marked"
+            } else {
+                "read-only store: findings to read; rotate and revoke need a writable one"
+            };
             frame.render_widget(
                 Paragraph::new(vec![
-                    Line::from(Span::styled(
-                        truncate_to_width(summary, width),
-                        theme.dim(),
-                    )),
-                    Line::from(truncate_to_width(
-                        &format!(
-                            "{marked}space mark · * mark its group · R rotate marked · x revoke marked"
-                        ),
-                        width,
-                    )),
+                    Line::from(Span::styled(truncate_to_width(summary, width), theme.dim())),
+                    Line::from(truncate_to_width(&format!("{marked}{keys}"), width)),
                 ]),
                 info,
             );

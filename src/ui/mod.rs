@@ -94,6 +94,8 @@ fn draw_header(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     };
     let count = if app.searching() && !app.contacts.is_empty() {
         format!("{kept}searching…")
+    } else if app.seeking() {
+        format!("{kept}{} loaded, more coming…", app.contacts.len())
     } else if app.loading {
         "loading…".to_string()
     } else {
@@ -109,7 +111,13 @@ fn draw_header(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             .unwrap_or_default();
         format!("{kept}{}{more} shown{age}{marked}", app.contacts.len())
     };
-    let left = format!(" civikey │ {store}");
+    let left = match &app.profile {
+        Some(profile) => format!(
+            " civikey │ {} │ {store}",
+            crate::sanitize::SafeText::new(profile).truncated(20)
+        ),
+        None => format!(" civikey │ {store}"),
+    };
     let right = format!("{count} ");
     let room = usize::from(area.width).saturating_sub(right.chars().count() + 1);
     let left = crate::sanitize::truncate_to_width(&left, room);
@@ -126,13 +134,17 @@ fn draw_header(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
 
 /// The keys that work in `mode`; every line fits 80 columns with its leading space.
 fn footer_keys(mode: Mode, writable: bool) -> &'static str {
+    if mode == Mode::Health && !writable {
+        return "j/k move  q close";
+    }
     match mode {
+        // The keys an operator needs first; `?` lists the rest (a audit, q quit, ...).
         Mode::List if writable => {
-            "/ search  r new key  x revoke  space mark  R rotate  a audit  ? help  q quit"
+            "/ search  r new key  x revoke  space mark  R rotate  h health  A age  ? help"
         }
         // A read-only store: only what works.
-        Mode::List => "/ search  A key age  a audit  ? help  q quit",
-        Mode::Search => "type to filter  Enter all names, Enter keep  Esc clear  ↑/↓ move",
+        Mode::List => "/ search  A key age  h health  a audit  ? help  q quit",
+        Mode::Search => "Enter keep  Tab search inside names  Esc clear  ↑/↓ move",
         Mode::Help | Mode::Message => "Esc/Enter/q close",
         Mode::NewKey => "r regenerate  Enter continue  Esc/q cancel",
         Mode::Confirm | Mode::ConfirmRevoke | Mode::ConfirmUndo | Mode::ConfirmBulk => {
@@ -183,10 +195,21 @@ fn draw_footer(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         let room = usize::from(area.width)
             .saturating_sub(6 + unicode_width::UnicodeWidthStr::width(hint))
             .max(10);
+        // The text before the cursor, the bar, the text after it.
+        let at = input
+            .text()
+            .char_indices()
+            .nth(input.cursor())
+            .map_or(input.text().len(), |(i, _)| i);
+        let (before, after) = input.text().split_at(at);
+        let before = crate::sanitize::SafeText::new(before).truncated(room);
+        let after = crate::sanitize::SafeText::new(after)
+            .truncated(room.saturating_sub(unicode_width::UnicodeWidthStr::width(before.as_str())));
         Line::from(vec![
             Span::styled(" / ", theme.accent()),
-            Span::raw(crate::sanitize::SafeText::new(input).truncated(room)),
+            Span::raw(before),
             Span::styled("▏", theme.accent()),
+            Span::raw(after),
             Span::raw("  "),
             Span::styled(hint, theme.dim()),
         ])

@@ -120,7 +120,10 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         Popup::ConfirmBulkRevoke { count } => (
             "Revoke".into(),
             vec![
-                Line::from(format!("Revoke the keys of {count} marked contacts?")),
+                Line::from(format!(
+                    "Revoke the keys of {}?",
+                    crate::wording::plural(*count, "marked contact", "marked contacts")
+                )),
                 Line::from(Span::styled(
                     "Their keys will STOP WORKING (u cannot undo a bulk revoke).",
                     theme.warning(),

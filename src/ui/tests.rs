@@ -197,7 +197,7 @@ fn a_deep_search_shows_searching_all_names_with_its_time() {
     let mut app = app(true);
     act(&mut app, Action::StartSearch);
     act(&mut app, Action::SearchChar('l'));
-    act(&mut app, Action::SearchAccept);
+    act(&mut app, Action::SearchDeep);
     let seq = app.deep_search.as_ref().map(|d| d.seq).unwrap();
     app.update(Msg::DeepSearchRunning {
         seq,
@@ -487,7 +487,7 @@ fn read_only_footer_lists_only_what_works() {
         assert!(!footer.contains(gone), "{footer}");
     }
     assert!(
-        footer.contains("/ search") && footer.contains("q quit"),
+        footer.contains("/ search") && footer.contains("h health") && footer.contains("q quit"),
         "{footer}"
     );
 }
@@ -514,8 +514,8 @@ fn the_header_shows_a_kept_filter_a_pending_search_and_a_failed_one() {
         }),
         history: Vec::new(),
     });
-    // Enter searches every name; its answer in, Enter keeps the filter.
-    act(&mut app, Action::SearchAccept);
+    // Tab searches inside every name; its answer in, Enter keeps the filter.
+    act(&mut app, Action::SearchDeep);
     let seq = app.search_seq;
     app.update(Msg::Searched {
         seq,
@@ -653,4 +653,71 @@ fn health_view_80x24() {
     let mut app = crate::app::health::tests::opened(true);
     act(&mut app, Action::ToggleMark);
     insta::assert_snapshot!(render(&mut app, 80, 24).backend());
+}
+
+#[test]
+fn read_only_health_view_offers_only_what_works() {
+    let mut app = crate::app::health::tests::opened(false);
+    let term = render(&mut app, 80, 24);
+    let screen: Vec<String> = (0..24).map(|y| row(&term, y)).collect();
+    let all = screen.join("\n");
+    for gone in ["R rotate", "x revoke", "space mark", "* mark"] {
+        assert!(!all.contains(gone), "{gone}:\n{all}");
+    }
+    assert!(all.contains("read-only store"), "{all}");
+    assert_eq!(screen[23].trim(), "j/k move  q close");
+}
+
+#[test]
+fn counts_take_the_right_plural_on_screen() {
+    let mut app = crate::app::health::tests::opened(true);
+    if let Some(crate::app::Popup::Health { report, .. }) = app.popup.as_mut() {
+        report.findings.truncate(1);
+    }
+    let term = render(&mut app, 80, 24);
+    assert!(
+        row(&term, 1).contains(" Key health: 1 finding "),
+        "{}",
+        row(&term, 1)
+    );
+    act(&mut app, Action::Back);
+    act(&mut app, Action::ToggleMark);
+    let term = render(&mut app, 80, 24);
+    assert!(!row(&term, 0).contains("1 marked contacts"));
+    app.popup = Some(crate::app::Popup::ConfirmBulkRevoke { count: 1 });
+    let term = render(&mut app, 80, 24);
+    let all: String = (0..24)
+        .map(|y| row(&term, y))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        all.contains("Revoke the keys of 1 marked contact?"),
+        "{all}"
+    );
+}
+
+#[test]
+fn the_header_names_the_profile_and_the_first_run_says_sample_data() {
+    let mut app = app(true);
+    app.profile = Some("crm-db".into());
+    app.notice = Some((crate::app::SAMPLE_NOTICE.to_string(), false));
+    let term = render(&mut app, 80, 24);
+    assert!(
+        row(&term, 0).starts_with(" civikey │ crm-db │ sqlite:"),
+        "{}",
+        row(&term, 0)
+    );
+    let footer = row(&term, 23);
+    assert!(
+        footer.contains("Sample store: made-up contacts") && footer.contains("civikey config init"),
+        "{footer}"
+    );
+    // The list's footer names h and A.
+    app.notice = None;
+    let term = render(&mut app, 80, 24);
+    let footer = row(&term, 23);
+    assert!(
+        footer.contains("h health") && footer.contains("A age"),
+        "{footer}"
+    );
 }

@@ -44,7 +44,7 @@ pub(super) fn check_header(path: &Path) -> Result<(), StoreError> {
     }
     if n < 16 || &header[..16] != b"SQLite format 3\0" {
         return Err(StoreError::invalid(format!(
-            "{shown} is not a SQLite database; it was not modified"
+            "{shown} is not a SQLite database, so not a civikey or CiviCRM store; it was not modified"
         )));
     }
     // The header's page count is trustworthy when its "valid for" counter matches the

@@ -90,8 +90,18 @@ impl SqliteStore {
                 "{shown} is a directory, not a SQLite store"
             )));
         }
-        fsperm::refuse_if_exposed(path, &meta).map_err(StoreError::invalid)?;
+        // What the file is comes first: advice to chmod a file that is no store at all
+        // (`--store sqlite:/etc/passwd`) would send the operator the wrong way.
         check_header(path)?;
+        if let Err(exposed) = fsperm::refuse_if_exposed(path, &meta) {
+            let conn = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(|e| StoreError::invalid(format!("{shown}: {e}")))?;
+            check_schema(&conn, path)?;
+            return Err(StoreError::invalid(exposed));
+        }
         let writable = !read_only && fsperm::is_writable(path);
         let flags = if writable {
             OpenFlags::SQLITE_OPEN_READ_WRITE

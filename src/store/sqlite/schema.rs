@@ -106,7 +106,7 @@ pub(super) fn check_schema(conn: &Connection, path: &Path) -> Result<(), StoreEr
             .map_err(sql_err)?;
         if present.is_empty() {
             return Err(StoreError::invalid(format!(
-                "{shown} is a SQLite database but holds no {table} table; it is not a civikey store, and it was not modified"
+                "{shown} is a SQLite database but holds no {table} table; it is not a civikey or CiviCRM store, and it was not modified"
             )));
         }
         let missing: Vec<&str> = columns
@@ -116,7 +116,7 @@ pub(super) fn check_schema(conn: &Connection, path: &Path) -> Result<(), StoreEr
             .collect();
         if !missing.is_empty() {
             return Err(StoreError::invalid(format!(
-                "{shown} has a {table} table without the column(s) {}; it is not a civikey store, and it was not modified",
+                "{shown} has a {table} table without the column(s) {}; it is not a civikey or CiviCRM store, and it was not modified",
                 missing.join(", ")
             )));
         }
