@@ -13,7 +13,6 @@ use std::ffi::OsString;
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io::Read;
-use std::net::Ipv6Addr;
 use std::ops::Range;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -27,9 +26,9 @@ use crate::fsperm;
 use crate::key::ApiKey;
 use crate::sanitize::SafeText;
 use crate::secret::Secret;
+use crate::store::address::host_and_port;
 use crate::store::cv::CvOptions;
-use crate::store::mysql::MysqlOptions;
-use crate::store::mysql::MysqlTls;
+use crate::store::mysql::{MysqlAddress, MysqlOptions, MysqlTls};
 use crate::store::rest::RestOptions;
 use crate::store::SiteLogin;
 use crate::store::StoreSpec;
@@ -1364,8 +1363,8 @@ fn parse_address(address: &str, base: &Path) -> Result<Address, String> {
     if let Some(path) = address.strip_prefix("cv:") {
         return config_path_value(path, base).map(Address::Cv);
     }
-    if let Some(rest) = address.strip_prefix("mysql://") {
-        check_mysql(rest)?;
+    if address.starts_with("mysql://") {
+        MysqlAddress::parse(address)?;
         return Ok(Address::Mysql(address.to_string()));
     }
     // The scheme is case-insensitive; the stored URL gets it in lower case so the REST
@@ -1393,40 +1392,6 @@ fn parse_address(address: &str, base: &Path) -> Result<Address, String> {
     ))
 }
 
-/// Checks `USER@HOST[:PORT]/DB`. Never echoes the text: it may hold a password.
-fn check_mysql(rest: &str) -> Result<(), String> {
-    let form = "expected mysql://USER@HOST[:PORT]/DB";
-    if rest.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(format!(
-            "the mysql address holds spaces or control characters; {form}"
-        ));
-    }
-    let (authority, db) = rest
-        .split_once('/')
-        .ok_or_else(|| format!("no database name; {form}"))?;
-    let (user, host_port) = authority
-        .rsplit_once('@')
-        .ok_or_else(|| format!("no user name; {form}"))?;
-    if user.contains(':') {
-        return Err(
-            "the mysql address holds a password; civikey refuses passwords in addresses (they end up in shell history, ps and logs): put it in password_file of a mysql profile".to_string(),
-        );
-    }
-    if user.is_empty() {
-        return Err(format!("no user name; {form}"));
-    }
-    let host = host_port_host(host_port).map_err(|problem| format!("{problem}; {form}"))?;
-    if host.is_empty() {
-        return Err(format!("no host; {form}"));
-    }
-    if db.is_empty() || db.contains(['/', '?', '#']) {
-        return Err(format!(
-            "the database name is missing or holds '/', '?' or '#' (options go in profile fields); {form}"
-        ));
-    }
-    Ok(())
-}
-
 /// Checks `SITE[/PATH]` of an http(s) address and returns its host.
 fn check_site(rest: &str) -> Result<String, String> {
     let form = "expected https://SITE";
@@ -1446,45 +1411,11 @@ fn check_site(rest: &str) -> Result<String, String> {
             "the address holds credentials ('@'); put the API key in api_key_file".to_string(),
         );
     }
-    let host = host_port_host(authority).map_err(|problem| format!("{problem}; {form}"))?;
+    let (host, _) = host_and_port(authority).map_err(|problem| format!("{problem}; {form}"))?;
     if host.is_empty() {
         return Err(format!("no site name; {form}"));
     }
     Ok(host.to_string())
-}
-
-/// The host of `HOST[:PORT]` or `[IPV6][:PORT]`, checking the port.
-fn host_port_host(text: &str) -> Result<&str, String> {
-    let (host, port) = if let Some(bracketed) = text.strip_prefix('[') {
-        let (host, after) = bracketed
-            .split_once(']')
-            .ok_or_else(|| "an IPv6 address without its closing ']'".to_string())?;
-        if host.parse::<Ipv6Addr>().is_err() {
-            return Err("the part in [ ] is not an IPv6 address".to_string());
-        }
-        match after {
-            "" => (host, None),
-            _ => (
-                host,
-                Some(
-                    after
-                        .strip_prefix(':')
-                        .ok_or_else(|| "unexpected text after ']'".to_string())?,
-                ),
-            ),
-        }
-    } else {
-        match text.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (text, None),
-        }
-    };
-    if let Some(port) = port {
-        if !port.parse::<u16>().is_ok_and(|p| p != 0) {
-            return Err("the port is not a number from 1 to 65535".to_string());
-        }
-    }
-    Ok(host)
 }
 
 #[cfg(test)]

@@ -201,6 +201,67 @@ fn standings_read_the_user_account_its_state_and_active_roles() {
     ));
 }
 
+/// The schema lets sort_name be NULL (another writer, an import by hand): such contacts
+/// sort as an empty name, and paging a page of two at a time through them, the whole list
+/// and a name search alike, finds each of them once, in the order one big page has.
+#[test]
+fn contacts_whose_sort_name_is_null_are_paged_through() {
+    use civikey::store::Query;
+    let f = fixture();
+    rusqlite::Connection::open(&f.path)
+        .unwrap()
+        .execute_batch(
+            "UPDATE civicrm_contact SET sort_name = NULL WHERE id IN (4, 5, 6, 11, 20);
+             UPDATE civicrm_contact SET sort_name = '' WHERE id = 21;",
+        )
+        .unwrap();
+    let mut s = SqliteStore::open(&f.path).unwrap();
+    let paged = |s: &mut SqliteStore, text: &str, include_deleted: bool, limit: usize| {
+        let mut q = Query::new(text, limit);
+        q.include_deleted = include_deleted;
+        let mut ids = Vec::new();
+        loop {
+            let page = s.search(&q).unwrap();
+            ids.extend(page.contacts.iter().map(|c| c.id));
+            match page.next {
+                Some(next) => q.after = Some(next),
+                None => return ids,
+            }
+        }
+    };
+    for (text, deleted) in [("", true), ("", false), ("sam", true), ("s", true)] {
+        let whole = paged(&mut s, text, deleted, 1000);
+        assert_eq!(paged(&mut s, text, deleted, 2), whole, "{text:?} {deleted}");
+        assert_eq!(paged(&mut s, text, deleted, 1), whole, "{text:?} {deleted}");
+    }
+    let all = paged(&mut s, "", true, 2);
+    assert_eq!(
+        &all[..6],
+        &[4, 5, 6, 11, 20, 21],
+        "NULL and '' first, by id"
+    );
+    assert_eq!(paged(&mut s, "sam", true, 1), vec![4, 5]);
+}
+
+/// A store made before civikey read users (no username, no is_active): a contact linked
+/// to a user stands unknown, as on MySQL without Standalone's columns, never "active".
+#[test]
+fn a_store_without_the_user_state_column_tells_linked_users_as_unknown() {
+    use civikey::store::Standing;
+    let f = fixture();
+    rusqlite::Connection::open(&f.path)
+        .unwrap()
+        .execute_batch(
+            "ALTER TABLE civicrm_uf_match DROP COLUMN username;
+             ALTER TABLE civicrm_uf_match DROP COLUMN is_active;",
+        )
+        .unwrap();
+    let mut s = SqliteStore::open(&f.path).unwrap();
+    let all = s.standings(&[1, 3]).unwrap();
+    assert_eq!(all[&1], Standing::UNKNOWN, "a linked user of unknown state");
+    assert_eq!(all[&3], Standing::no_account(), "no user: told as before");
+}
+
 #[test]
 fn a_big_damaged_store_is_checked_before_its_first_write_and_left_untouched() {
     let dir = tempfile::tempdir().unwrap();

@@ -36,8 +36,7 @@ use civikey::app::{Action, App, AppOptions, Cmd, Msg};
 use civikey::key::SeededKeySource;
 use civikey::secret::Secret;
 use civikey::seed::synthetic_contacts;
-use civikey::store::mysql::MysqlOptions;
-use civikey::store::mysql::MysqlTls;
+use civikey::store::mysql::{MysqlAddress, MysqlOptions, MysqlTls};
 use civikey::store::sqlite::SqliteStore;
 use civikey::store::ContactStore;
 use civikey::store::StoreSpec;
@@ -381,15 +380,9 @@ fn cv_wrapper(args: &[String]) -> Result<(), String> {
     let [address, script] = args else {
         return Err("cv-wrapper MYSQL_ADDRESS SCRIPT".into());
     };
-    let rest = address
-        .split_once("://")
-        .map_or(address.as_str(), |(_, rest)| rest);
-    if rest
-        .split_once('@')
-        .is_some_and(|(user, _)| user.contains(':'))
-    {
-        return Err("the address holds a password; give it in the environment instead".into());
-    }
+    // The store's own parser: a password in the address is refused before it is written.
+    MysqlAddress::parse(address)
+        .map_err(|e| format!("{e} (the bench reads the password from ${PASSWORD_VAR})"))?;
     let bench = std::env::current_exe().map_err(|e| e.to_string())?;
     let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
     let mut text =

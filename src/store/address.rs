@@ -1,7 +1,48 @@
-//! Whether a store's host is this machine: the one definition behind "plain http only to
-//! loopback" (REST, config) and "no TLS needed to loopback" (MySQL).
+//! The host part of a store address: `HOST[:PORT]` taken apart (MySQL and site addresses
+//! alike), and whether the host is this machine: the one definition behind "plain http
+//! only to loopback" (REST, config) and "no TLS needed to loopback" (MySQL).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
+
+/// `HOST[:PORT]` or `[IPV6][:PORT]` as (host, port), the host without brackets. The
+/// port, when there, is a number from 1 to 65535; a bracketed host is an IPv6 address.
+/// Errors never repeat the text: in a MySQL address a password may sit where the port is.
+pub fn host_and_port(text: &str) -> Result<(&str, Option<u16>), String> {
+    let (host, port) = if let Some(bracketed) = text.strip_prefix('[') {
+        let (host, after) = bracketed
+            .split_once(']')
+            .ok_or_else(|| "an IPv6 address without its closing ']'".to_string())?;
+        if host.parse::<Ipv6Addr>().is_err() {
+            return Err("the part in [ ] is not an IPv6 address".to_string());
+        }
+        match after {
+            "" => (host, None),
+            _ => (
+                host,
+                Some(
+                    after
+                        .strip_prefix(':')
+                        .ok_or_else(|| "unexpected text after ']'".to_string())?,
+                ),
+            ),
+        }
+    } else {
+        match text.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        }
+    };
+    let port = match port {
+        None => None,
+        Some(port) => Some(
+            port.parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| "the port is not a number from 1 to 65535".to_string())?,
+        ),
+    };
+    Ok((host, port))
+}
 
 /// `localhost`, an IPv4 or IPv6 loopback address, or an IPv4-mapped IPv6 loopback address
 /// (`::ffff:127.0.0.1`: the kernel delivers it to 127.0.0.1, so it never leaves the
@@ -27,7 +68,27 @@ pub fn is_loopback(host: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_loopback;
+    use super::{host_and_port, is_loopback};
+
+    #[test]
+    fn hosts_and_ports() {
+        assert_eq!(host_and_port("db:3307"), Ok(("db", Some(3307))));
+        assert_eq!(host_and_port("db"), Ok(("db", None)));
+        assert_eq!(host_and_port("[::1]:3310"), Ok(("::1", Some(3310))));
+        assert_eq!(host_and_port("[::1]"), Ok(("::1", None)));
+        for bad in [
+            "db:x",
+            "db:0",
+            "db:99999",
+            "[::1",
+            "[db]:1",
+            "[::1]x",
+            "db:Sekr3t",
+        ] {
+            let err = host_and_port(bad).unwrap_err();
+            assert!(!err.contains("Sekr3t"), "{err}");
+        }
+    }
 
     #[test]
     fn loopback_hosts_in_every_spelling() {

@@ -16,8 +16,11 @@ pub mod error;
 pub mod mysql;
 pub mod names;
 pub mod open;
+pub mod paging;
 pub mod rest;
+pub mod sql;
 pub mod sqlite;
+pub mod swap;
 pub mod types;
 pub mod wrap;
 

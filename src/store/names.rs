@@ -32,6 +32,20 @@ pub struct Names<'a> {
     pub display_name: Option<&'a str>,
 }
 
+impl Names<'_> {
+    /// The names a keystroke's text is matched against as a prefix (each on its own):
+    /// sort, first, last, organisation and household name.
+    pub fn prefixed(&self) -> [Option<&str>; 5] {
+        [
+            self.sort_name,
+            self.first_name,
+            self.last_name,
+            self.organization_name,
+            self.household_name,
+        ]
+    }
+}
+
 /// Whether a name search for `text` finds a contact with `names`, every comparison made
 /// on [`collation::fold`]ed text (case and accents ignored, as MySQL's utf8mb4 `_ci`
 /// collations compare). The one definition of a name match: the SQLite store tests its
@@ -70,15 +84,7 @@ impl NameQuery {
         let starts = |name: Option<&str>, prefix: &str| {
             name.is_some_and(|n| collation::starts_with_folded(n, prefix))
         };
-        let one_name = [
-            names.sort_name,
-            names.first_name,
-            names.last_name,
-            names.organization_name,
-            names.household_name,
-        ]
-        .into_iter()
-        .any(|n| starts(n, &self.text));
+        let one_name = names.prefixed().into_iter().any(|n| starts(n, &self.text));
         if one_name {
             return true;
         }
@@ -121,4 +127,15 @@ pub fn like_prefix(text: &str, escape: char) -> String {
     }
     out.push('%');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_prefix;
+
+    #[test]
+    fn like_wildcards_and_the_escape_character_are_escaped() {
+        assert_eq!(like_prefix("100%_a!", '!'), "100!%!_a!!%");
+        assert_eq!(like_prefix("a\\b_%", '\\'), "a\\\\b\\_\\%%");
+    }
 }
