@@ -602,7 +602,7 @@ fn seeding_and_paging_at_scale() {
     assert_eq!(first.contacts.len(), 50);
     let mut q = Query::new("", 50);
     q.after = Some(Cursor::After {
-        sort_name: "Surname090000".into(),
+        sort_name: Some("Surname090000".into()),
         id: 0,
     });
     let deep = s.search(&q).unwrap();

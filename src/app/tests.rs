@@ -115,7 +115,7 @@ fn paging_scrolls_and_fetches_more_near_the_end() {
     let mut app = app_with(Vec::new(), true);
     let seq = app.search_seq;
     let next = Some(Cursor::After {
-        sort_name: "C100".into(),
+        sort_name: Some("C100".into()),
         id: 100,
     });
     app.update(Msg::Searched {

@@ -38,10 +38,6 @@ const MAX_PAGE: usize = 1000;
 const INSERT_BATCH: usize = 500;
 const INSERT_TRANSACTION: usize = 10_000;
 
-/// The cursor's stand-in for a NULL sort_name. MySQL sorts NULLs first and a cursor's
-/// sort_name is a String; NUL never occurs in a real sort_name, so it cannot collide.
-const NULL_SORT_NAME: &str = "\0";
-
 /// The contact columns every list and detail view reads. `{email}` and `{uf}` are the
 /// prefixed table names. The key's last four characters are all that leaves the server
 /// for a list; an empty string counts as "no key", as CiviCRM treats it.
@@ -1041,11 +1037,17 @@ fn cursor_condition(after: Option<&Cursor>) -> Result<(String, Vec<Value>), Stor
     match after {
         None => Ok((String::new(), Vec::new())),
         // Still among the NULL sort names (they sort first), or past them.
-        Some(Cursor::After { sort_name, id }) if sort_name == NULL_SORT_NAME => Ok((
+        Some(Cursor::After {
+            sort_name: None,
+            id,
+        }) => Ok((
             " AND (c.sort_name IS NOT NULL OR c.id > ?)".into(),
             vec![Value::UInt(*id)],
         )),
-        Some(Cursor::After { sort_name, id }) => Ok((
+        Some(Cursor::After {
+            sort_name: Some(sort_name),
+            id,
+        }) => Ok((
             " AND (c.sort_name > ? OR (c.sort_name = ? AND c.id > ?))".into(),
             vec![
                 Value::from(sort_name.as_str()),
@@ -1297,9 +1299,7 @@ impl ContactStore for MysqlStore {
         found.truncate(limit);
         let next = match found.last() {
             Some((last, sort_name)) if more => Some(Cursor::After {
-                sort_name: sort_name
-                    .clone()
-                    .unwrap_or_else(|| NULL_SORT_NAME.to_string()),
+                sort_name: sort_name.clone(),
                 id: last.id,
             }),
             _ => None,

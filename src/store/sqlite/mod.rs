@@ -1479,8 +1479,8 @@ impl SqliteStore {
                             inner.push_str(
                                 " AND w.sort_key >= ? AND (w.sort_key > ? OR w.contact_id > ?)",
                             );
-                            args.push(Value::Text(sort_name.clone()));
-                            args.push(Value::Text(sort_name.clone()));
+                            args.push(Value::Text(sort_name.clone().unwrap_or_default()));
+                            args.push(Value::Text(sort_name.clone().unwrap_or_default()));
                             args.push(Value::Integer(*id as i64));
                         }
                         Some(Cursor::Offset(_)) => return Err(offset_refused()),
@@ -1634,8 +1634,8 @@ impl SqliteStore {
                     select.push_str(&format!(
                         " AND {t}.sort_key >= ? AND ({t}.sort_key > ? OR {t}.contact_id > ?)"
                     ));
-                    args.push(Value::Text(sort_name.clone()));
-                    args.push(Value::Text(sort_name.clone()));
+                    args.push(Value::Text(sort_name.clone().unwrap_or_default()));
+                    args.push(Value::Text(sort_name.clone().unwrap_or_default()));
                     args.push(Value::Integer(*id as i64));
                 }
                 Some(Cursor::Offset(_)) => return Err(offset_refused()),
@@ -1722,8 +1722,8 @@ impl ContactStore for SqliteStore {
                 conditions.push(format!(
                     "{sort_key} >= ? AND ({sort_key} > ? OR {id_column} > ?)"
                 ));
-                args.push(Value::Text(sort_name.clone()));
-                args.push(Value::Text(sort_name.clone()));
+                args.push(Value::Text(sort_name.clone().unwrap_or_default()));
+                args.push(Value::Text(sort_name.clone().unwrap_or_default()));
                 args.push(Value::Integer(*id as i64));
             }
             Some(Cursor::Offset(_)) => return Err(offset_refused()),
@@ -1762,8 +1762,9 @@ impl ContactStore for SqliteStore {
         let more = rows.len() > limit;
         rows.truncate(limit);
         let next = match rows.last() {
+            // The list order's key is `coalesce(sort_name, '')`: a NULL sort name is ''.
             Some((last, sort_key, _)) if more => Some(Cursor::After {
-                sort_name: sort_key.clone(),
+                sort_name: Some(sort_key.clone()),
                 id: last.id,
             }),
             _ => None,
