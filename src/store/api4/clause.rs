@@ -221,11 +221,13 @@ pub(crate) fn key_is(expected: Option<&ApiKey>) -> Clause<'_> {
     }
 }
 
-/// The contacts that hold a key.
-pub(crate) fn has_key() -> [Clause<'static>; 2] {
-    [
+/// The contacts that hold a key (an empty string is none), deleted ones too: a page of
+/// key holders, read by id.
+pub(crate) fn key_holders() -> Vec<Clause<'static>> {
+    vec![
         Clause::IsNotNull("api_key"),
         Clause::Cmp("api_key", "!=", Val::Text(String::new())),
+        any_deleted(),
     ]
 }
 

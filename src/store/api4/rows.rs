@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::key::ApiKey;
 use crate::sanitize::SafeText;
-use crate::store::{CmsLink, Contact, ContactId, StoreError};
+use crate::store::{CmsLink, Contact, ContactId, Holder, StoreError};
 
 /// The fields a contact list needs (`api_key` becomes a [`crate::key::KeyHint`]).
 pub(crate) const CONTACT_FIELDS: &[&str] = &[
@@ -56,6 +56,23 @@ pub(crate) struct Merged {
     pub key: Option<ApiKey>,
     /// How many rows it took.
     pub rows: usize,
+}
+
+impl Merged {
+    /// The contact as a key holder: it came from an `api_key IS NOT NULL` page, so a
+    /// contact without a key means `who` ignored the filter (and would list everyone).
+    pub fn into_holder(self, who: &str) -> Result<Holder, StoreError> {
+        match self.key {
+            Some(key) => Ok(Holder {
+                contact: self.contact,
+                key,
+            }),
+            None => Err(StoreError::bad_data(format!(
+                "{who} returned contacts without a key when asked for key holders: it \
+                 ignored the filter; refused"
+            ))),
+        }
+    }
 }
 
 /// Folds consecutive rows of one contact (rows come ordered, so a contact's rows are

@@ -7,8 +7,7 @@ use std::collections::BTreeSet;
 
 use super::CvStore;
 use crate::store::api4::clause::{
-    self, any_deleted, by_ids, has_key, Clause, GetParams, Join, Reading, ID_ORDER, LIST_ORDER,
-    SORTED_ORDER,
+    self, any_deleted, by_ids, Clause, GetParams, Join, Reading, ID_ORDER, LIST_ORDER, SORTED_ORDER,
 };
 use crate::store::api4::paging::{drop_last_sort_name, holder_offset, keyset_page, offset_of};
 use crate::store::api4::rows::{
@@ -16,7 +15,7 @@ use crate::store::api4::rows::{
 };
 use crate::store::api4::{Api4, MAX_PAGE};
 use crate::store::{
-    CmsLink, Contact, Cursor, Holder, HolderCursor, HolderPage, Matcher, Page, Query, StoreError,
+    CmsLink, Contact, Cursor, HolderCursor, HolderPage, Matcher, Page, Query, StoreError,
 };
 
 /// The most rows one page fetches while looking for the end of one contact's rows.
@@ -232,29 +231,19 @@ impl CvStore {
     ) -> Result<HolderPage, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE);
         let offset = holder_offset(after, "the cv store")?;
-        let mut where_ = has_key().to_vec();
-        where_.push(any_deleted());
         let params = GetParams {
             join: vec![UF_JOIN],
-            ..GetParams::new(LINKED_FIELDS, where_)
+            ..GetParams::new(LINKED_FIELDS, clause::key_holders())
                 .order(ID_ORDER)
                 .limit(limit)
                 .offset(offset)
         };
         let merged = self.merged(&params)?;
         let fetched: usize = merged.iter().map(|m| m.rows).sum();
-        let mut holders = Vec::with_capacity(merged.len());
-        for m in merged {
-            let Some(key) = m.key else {
-                return Err(StoreError::bad_data(
-                    "cv returned contacts without a key when asked for key holders; refused",
-                ));
-            };
-            holders.push(Holder {
-                contact: m.contact,
-                key,
-            });
-        }
+        let holders = merged
+            .into_iter()
+            .map(|m| m.into_holder(self.who()))
+            .collect::<Result<Vec<_>, _>>()?;
         let next = (fetched == limit).then(|| HolderCursor::Offset(offset + fetched as u64));
         Ok(HolderPage { holders, next })
     }

@@ -13,15 +13,13 @@ use super::RestStore;
 use crate::key::ApiKey;
 use crate::sanitize::SafeText;
 use crate::store::api4::clause::{
-    any_deleted, by_ids, has_key, GetParams, UpdateParams, ID_ORDER, LIST_ORDER,
+    self, any_deleted, by_ids, GetParams, UpdateParams, ID_ORDER, LIST_ORDER,
 };
 use crate::store::api4::paging::{holder_offset, offset_page};
-use crate::store::api4::rows::{merge_rows, ContactRow, CONTACT_FIELDS};
+use crate::store::api4::rows::{merge_rows, ContactRow, Merged, CONTACT_FIELDS};
 use crate::store::api4::{Api4, MAX_PAGE};
 use crate::store::error::hide_secrets;
-use crate::store::{
-    CmsLink, Contact, ContactId, Holder, HolderCursor, HolderPage, KeySwap, StoreError,
-};
+use crate::store::{CmsLink, Contact, ContactId, HolderCursor, HolderPage, KeySwap, StoreError};
 
 impl Api4 for RestStore {
     fn who(&self) -> &'static str {
@@ -164,36 +162,30 @@ impl RestStore {
     /// Contact.get with the contact fields, then the CMS links of the contacts in one more
     /// call on their ids (no UFMatch join: it turns CiviCRM's plan into an index merge and
     /// a filesort, 0.5 s at 1M contacts). With the rows' keys, for key holders.
-    pub(super) fn contacts_with_keys(
-        &self,
-        params: &GetParams<'_>,
-    ) -> Result<Vec<(Contact, Option<ApiKey>)>, StoreError> {
+    fn merged_with_links(&self, params: &GetParams<'_>) -> Result<Vec<Merged>, StoreError> {
         let rows: Vec<ContactRow> = self.get("Contact", params, &[])?;
-        let merged = merge_rows(rows, no_edit_api_keys)?;
+        let mut merged = merge_rows(rows, no_edit_api_keys)?;
         let ids: Vec<ContactId> = merged.iter().map(|m| m.contact.id).collect();
         let links = self.cms_links(&ids)?;
-        Ok(merged
-            .into_iter()
-            .map(|m| {
-                let cms = links
-                    .get(&m.contact.id)
-                    .copied()
-                    .unwrap_or(CmsLink::Unknown);
-                (Contact { cms, ..m.contact }, m.key)
-            })
-            .collect())
+        for m in &mut merged {
+            m.contact.cms = links
+                .get(&m.contact.id)
+                .copied()
+                .unwrap_or(CmsLink::Unknown);
+        }
+        Ok(merged)
     }
 
-    /// [`Self::contacts_with_keys`] without the keys, in list order.
+    /// The contacts of `params` with their CMS links, in list order unless it names one.
     pub(super) fn contacts_where(&self, params: GetParams<'_>) -> Result<Vec<Contact>, StoreError> {
         let params = GetParams {
             order_by: Some(params.order_by.unwrap_or(LIST_ORDER)),
             ..params
         };
         Ok(self
-            .contacts_with_keys(&params)?
+            .merged_with_links(&params)?
             .into_iter()
-            .map(|(c, _)| c)
+            .map(|m| m.contact)
             .collect())
     }
 
@@ -204,8 +196,7 @@ impl RestStore {
         )
     }
 
-    /// `api_key IS NOT NULL` pages, by id. Each record must carry its key (the permission
-    /// trap drops the filter, which would list every contact: refused).
+    /// `api_key IS NOT NULL` pages of contacts, by id, each with its key.
     pub(super) fn holders_page(
         &self,
         after: Option<&HolderCursor>,
@@ -213,22 +204,15 @@ impl RestStore {
     ) -> Result<HolderPage, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE);
         let offset = holder_offset(after, "the REST store")?;
-        let mut where_ = has_key().to_vec();
-        where_.push(any_deleted());
-        let params = GetParams::new(CONTACT_FIELDS, where_)
+        let params = GetParams::new(CONTACT_FIELDS, clause::key_holders())
             .order(ID_ORDER)
             .limit(limit + 1)
             .offset(offset);
-        let mut holders = Vec::new();
-        for (contact, key) in self.contacts_with_keys(&params)? {
-            let Some(key) = key else {
-                return Err(StoreError::bad_data(
-                    "the site returned contacts without a key when asked for key holders; \
-                     it ignored the filter",
-                ));
-            };
-            holders.push(Holder { contact, key });
-        }
+        let holders = self
+            .merged_with_links(&params)?
+            .into_iter()
+            .map(|m| m.into_holder(self.who()))
+            .collect::<Result<Vec<_>, _>>()?;
         let (holders, next) = offset_page(holders, limit, offset);
         Ok(HolderPage {
             holders,
