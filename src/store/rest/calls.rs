@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use super::errors::{no_edit_api_keys, unknown_after_ok, Call, MAX_SHOWN, NO_EDIT_API_KEYS};
+use super::errors::{no_edit_api_keys, shown, unknown_after_ok, Call, NO_EDIT_API_KEYS};
 use super::wire::{form_field, params_text, Reply};
 use super::RestStore;
 use crate::key::ApiKey;
@@ -18,7 +18,6 @@ use crate::store::api4::clause::{
 use crate::store::api4::paging::{holder_offset, offset_page};
 use crate::store::api4::rows::{merge_rows, ContactRow, Merged, CONTACT_FIELDS};
 use crate::store::api4::{Api4, MAX_PAGE};
-use crate::store::error::hide_secrets;
 use crate::store::{CmsLink, Contact, ContactId, HolderCursor, HolderPage, KeySwap, StoreError};
 
 impl Api4 for RestStore {
@@ -105,7 +104,7 @@ impl Api4 for RestStore {
             Err(e) => return all_unknown(e),
         };
         secrets.push(self.api_key.expose());
-        let redact = |text: &str| SafeText::new(&hide_secrets(text, &secrets)).truncated(MAX_SHOWN);
+        let redact = |text: &str| shown(text, &secrets);
         which
             .iter()
             .enumerate()

@@ -47,7 +47,7 @@ pub(super) fn judge_answer(
     too_big: bool,
 ) -> Result<Reply, StoreError> {
     let url = x.url;
-    let redact = |text: &str| SafeText::new(&hide_secrets(text, &x.secrets)).truncated(MAX_SHOWN);
+    let redact = |text: &str| shown(text, &x.secrets);
 
     if status == 200 {
         if too_big {
@@ -219,6 +219,13 @@ pub fn parse_contacts_answer(
     )?;
     reply.refuse_trap()?;
     contacts_of(reply.rows::<ContactRow>()?, no_edit_api_keys)
+}
+
+/// The site's `text` as an error quotes it: every one of `secrets` (and anything else that
+/// looks like a key) hidden by the one policy, then cut to [`MAX_SHOWN`] columns. Hidden
+/// first: a key cut in half would no longer be recognised.
+pub(super) fn shown(text: &str, secrets: &[&str]) -> String {
+    SafeText::new(&hide_secrets(text, secrets)).truncated(MAX_SHOWN)
 }
 
 pub(super) fn no_edit_api_keys() -> StoreError {

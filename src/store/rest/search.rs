@@ -9,12 +9,11 @@ use std::sync::atomic::Ordering as Atomic;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use super::errors::{no_edit_api_keys, Call, MAX_SHOWN};
+use super::errors::{no_edit_api_keys, shown, Call};
 use super::links::{branch_links_params, links_of, links_params};
 use super::order::{site_order, site_order_key};
 use super::wire::{form_field, params_text, Reply};
 use super::RestStore;
-use crate::sanitize::SafeText;
 use crate::store::api4::clause::{self, Clause, GetParams, Reading, LIST_ORDER, SORTED_ORDER};
 use crate::store::api4::paging::{drop_last_sort_name, keyset_page, offset_of, offset_page};
 use crate::store::api4::rows::{merge_rows, ContactRow, SortRow, CONTACT_FIELDS};
@@ -330,7 +329,7 @@ fn search_part<'a>(reply: &'a Reply, name: &str) -> Result<&'a Value, StoreError
     if let Some(message) = part.get("error_message").and_then(Value::as_str) {
         return Err(StoreError::bad_data(format!(
             "the site refused a search call: {}",
-            SafeText::new(message).truncated(MAX_SHOWN)
+            shown(message, &[])
         )));
     }
     Ok(part)

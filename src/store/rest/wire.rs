@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use super::errors::{judge_answer, no_edit_api_keys, unknown_after_ok, Call, Exchange, MAX_SHOWN};
+use super::errors::{judge_answer, no_edit_api_keys, shown, unknown_after_ok, Call, Exchange};
 use super::RestStore;
 use crate::sanitize::SafeText;
 use crate::secret::Secret;
@@ -107,10 +107,12 @@ impl RestStore {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_ascii_lowercase();
-        let location = response
-            .headers()
-            .get("location")
-            .map(|v| SafeText::from_bytes(v.as_bytes()).truncated(MAX_SHOWN));
+        let location = response.headers().get("location").map(|v| {
+            shown(
+                SafeText::from_bytes(v.as_bytes()).as_str(),
+                &self.own_secrets(),
+            )
+        });
         let limit = if status == 200 {
             MAX_BODY
         } else {
@@ -194,8 +196,8 @@ impl RestStore {
             .send(&url, &body, Call::Read)
             .map_err(|e| e.to_string())?;
         if answer.status == 401 {
-            let text = hide_secrets(&String::from_utf8_lossy(&answer.bytes), &self.own_secrets());
-            return Err(SafeText::new(text.trim()).truncated(MAX_SHOWN));
+            let text = String::from_utf8_lossy(&answer.bytes);
+            return Err(shown(text.trim(), &self.own_secrets()));
         }
         let reply = self
             .judged(&url, Call::Read, &answer, &[])
