@@ -243,3 +243,147 @@ fn nothing_matched(api: &impl Api4, ids: &[ContactId]) -> Vec<Result<(), StoreEr
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use serde::de::DeserializeOwned;
+    use serde_json::json;
+
+    use super::*;
+
+    /// A site of three contacts whose updates answer the counts given, in order.
+    struct Site {
+        keys: RefCell<HashMap<ContactId, Option<String>>>,
+        counts: RefCell<Vec<u64>>,
+    }
+
+    impl Site {
+        fn new(counts: &[u64]) -> Site {
+            let keys = [(1, Some("KeyOne")), (2, None), (3, Some("KeyThree"))]
+                .into_iter()
+                .map(|(id, k)| (id, k.map(String::from)))
+                .collect();
+            Site {
+                keys: RefCell::new(keys),
+                counts: RefCell::new(counts.to_vec()),
+            }
+        }
+    }
+
+    impl Api4 for Site {
+        fn who(&self) -> &'static str {
+            "the stub"
+        }
+
+        /// The keys of the contacts the first clause names (`id =` or `id IN`).
+        fn get<T: DeserializeOwned>(
+            &self,
+            _: &'static str,
+            params: &GetParams<'_>,
+            _: &[&ApiKey],
+        ) -> Result<Vec<T>, StoreError> {
+            let asked = serde_json::to_value(params).map_err(StoreError::bad_data)?;
+            let ids: Vec<u64> = match &asked["where"][0][2] {
+                serde_json::Value::Array(ids) => ids.iter().filter_map(|v| v.as_u64()).collect(),
+                one => one.as_u64().into_iter().collect(),
+            };
+            let rows: Vec<_> = self
+                .keys
+                .borrow()
+                .iter()
+                .filter(|(id, _)| ids.contains(id))
+                .map(|(id, key)| json!({"id": id, "api_key": key}))
+                .collect();
+            serde_json::from_value(json!(rows)).map_err(StoreError::bad_data)
+        }
+
+        fn get_if_there<T: DeserializeOwned>(
+            &self,
+            _: &'static str,
+            _: &GetParams<'_>,
+        ) -> Result<Option<Vec<T>>, StoreError> {
+            Ok(None)
+        }
+
+        fn keys_hidden(&self) -> StoreError {
+            StoreError::bad_data("hidden")
+        }
+
+        fn update(&self, swap: &KeySwap<'_>) -> Result<u64, StoreError> {
+            let count = self.counts.borrow_mut().remove(0);
+            if count == 1 {
+                let new = swap.new.map(|k| k.expose().to_string());
+                self.keys.borrow_mut().insert(swap.id, new);
+            }
+            Ok(count)
+        }
+    }
+
+    fn key(text: &str) -> ApiKey {
+        ApiKey::from_store(text.into())
+    }
+
+    /// One row changed: done; none: a conflict (the contact is there) or not found (gone);
+    /// more than one: refused as damage; a stale expectation or an over-long key: nothing
+    /// sent.
+    #[test]
+    fn the_compare_and_set_outcome_is_read_once_for_every_swap() {
+        let (one, three, new) = (key("KeyOne"), key("KeyThree"), key("NewKey"));
+        let long = key(&"k".repeat(KEY_LEN + 1));
+        let site = Site::new(&[1, 0, 2]);
+        let swaps = [
+            KeySwap {
+                id: 1,
+                expected: Some(&one),
+                new: Some(&new),
+            },
+            KeySwap {
+                id: 2,
+                expected: None,
+                new: Some(&new),
+            },
+            KeySwap {
+                id: 3,
+                expected: Some(&three),
+                new: None,
+            },
+            KeySwap {
+                id: 3,
+                expected: Some(&one),
+                new: None,
+            },
+            KeySwap {
+                id: 9,
+                expected: None,
+                new: Some(&new),
+            },
+            KeySwap {
+                id: 2,
+                expected: None,
+                new: Some(&long),
+            },
+        ];
+        let got: Vec<String> = swap_keys(&site, &swaps)
+            .into_iter()
+            .map(|r| match r {
+                Ok(()) => "done".into(),
+                Err(StoreError::Conflict) => "conflict".into(),
+                Err(StoreError::NotFound(id)) => format!("gone {id}"),
+                Err(StoreError::BadData(_)) => "damage".into(),
+                Err(StoreError::Invalid(_)) => "refused".into(),
+                Err(e) => format!("{e}"),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            ["done", "conflict", "damage", "conflict", "gone 9", "refused"]
+        );
+        assert!(site.counts.borrow().is_empty(), "three updates were sent");
+        assert_eq!(
+            read_key(&site, 1).unwrap().map(|k| k.expose().to_string()),
+            Some("NewKey".into())
+        );
+    }
+}
