@@ -201,7 +201,7 @@ struct Lease {
 impl Lease {
     fn take(dir: &Path) -> Result<Self, AuditError> {
         let leases = dir.join("leases");
-        fsperm::create_private_dir(&leases).map_err(AuditError)?;
+        drop(fsperm::open_private_dir(&leases).map_err(AuditError)?);
         let mut raw = [0u8; 16];
         OsKeySource
             .fill(&mut raw)
@@ -287,20 +287,15 @@ impl Journal {
     /// Opens (creating on first use) the journal and its HMAC secret in `dir`.
     pub fn open(dir: &Path, actor: Actor) -> Result<Self, AuditError> {
         // Before anything is made in it: another user's folder could hold a planted key.
-        fsperm::refuse_if_folder_exposed(dir).map_err(AuditError)?;
-        fsperm::create_private_dir(dir).map_err(AuditError)?;
+        // Each missing folder is made here, and the folder is checked through its
+        // descriptor: one another user slipped in is refused.
+        let folder = fsperm::open_private_dir(dir).map_err(AuditError)?;
         let secret = load_or_make_secret(&dir.join("audit.key"))?;
         let path = dir.join("audit.sqlite");
         if let Ok(meta) = fs::metadata(&path) {
             fsperm::refuse_if_exposed(&path, &meta).map_err(AuditError)?;
         } else {
-            use std::os::unix::fs::OpenOptionsExt;
-            match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-            {
+            match fsperm::create_new_private_file_at(&folder, &path) {
                 // Another civikey starting at the same moment made it first.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let meta = fs::metadata(&path)

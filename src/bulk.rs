@@ -83,7 +83,7 @@ impl OutFile {
             _ => Path::new("."),
         };
         if !dir.exists() {
-            crate::fsperm::create_private_dir(dir)?;
+            drop(crate::fsperm::open_private_dir(dir)?);
         }
         let dir_fd = rustix::fs::open(
             dir,

@@ -504,7 +504,7 @@ pub fn check(
                             format!(
                                 "set {} days ago by civikey (on {}); the limit is {days}",
                                 (options.now - time) / 86_400,
-                                crate::ui::format_time(*time)
+                                crate::timefmt::format_time(*time)
                             ),
                             None,
                         ));

@@ -105,19 +105,26 @@ impl ApiKey {
         self.0.eq_ignore_ascii_case(&other.0)
     }
 
-    /// The last four characters, the only part of a key lists ever show.
+    /// The last four characters, the only part of a key lists ever show, with the whole
+    /// key's fingerprint (kept in memory) so "changed since seen" compares the whole key.
     pub fn hint(&self) -> KeyHint {
-        KeyHint::from_tail(&self.0)
+        KeyHint::of_whole(&self.0)
     }
 }
 
-/// The visible tail of a key, as lists show it: `••••3xQz`.
+/// The visible tail of a key, as lists show it: `••••3xQz`. Made by a store from the whole
+/// key ([`KeyHint::of_whole`]), it also carries the whole key's [`Fingerprint`], so a key
+/// changed meanwhile to one ending the same is still seen as changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KeyHint(String);
+pub struct KeyHint {
+    tail: String,
+    whole: Option<Fingerprint>,
+}
 
 impl KeyHint {
     /// Keeps the last four characters of `value`; anything but [A-Za-z0-9] becomes `?` so a
-    /// hostile value in a store cannot smuggle control characters through the hint.
+    /// hostile value in a store cannot smuggle control characters through the hint. No
+    /// fingerprint: use [`KeyHint::of_whole`] when the whole key is at hand.
     pub fn from_tail(value: &str) -> Self {
         let chars: Vec<char> = value.chars().collect();
         let start = chars.len().saturating_sub(4);
@@ -125,11 +132,73 @@ impl KeyHint {
             .iter()
             .map(|c| if c.is_ascii_alphanumeric() { *c } else { '?' })
             .collect();
-        KeyHint(tail)
+        KeyHint { tail, whole: None }
+    }
+
+    /// The hint of the whole key `key`: its tail and its fingerprint.
+    pub fn of_whole(key: &str) -> Self {
+        KeyHint {
+            whole: Some(Fingerprint::of(key)),
+            ..KeyHint::from_tail(key)
+        }
+    }
+
+    /// A key as the MySQL store lists it, so that only its tail leaves the server: the
+    /// last four characters, then the whole key's SHA-256 in hex (64 digits) when the
+    /// server could compute it.
+    pub fn from_tail_and_sha256(value: &str) -> Self {
+        let split = value.len().saturating_sub(64);
+        match value.get(split..).and_then(Fingerprint::from_hex) {
+            Some(whole) if value.len() > 64 => KeyHint {
+                whole: Some(whole),
+                ..KeyHint::from_tail(&value[..split])
+            },
+            _ => KeyHint::from_tail(value),
+        }
     }
 
     pub fn masked(&self) -> String {
-        format!("••••{}", self.0)
+        format!("••••{}", self.tail)
+    }
+
+    /// Whether `key` is the key this hint was made from: the whole key's fingerprint when
+    /// the hint has one, else (a hint made from a tail alone) the last four characters.
+    pub fn matches(&self, key: &ApiKey) -> bool {
+        match &self.whole {
+            Some(whole) => *whole == Fingerprint::of(key.expose()),
+            None => self.tail == KeyHint::from_tail(key.expose()).tail,
+        }
+    }
+}
+
+/// The SHA-256 of a whole key, kept in memory only (Debug hides it, nothing writes it):
+/// enough to tell two keys apart, nothing to log in with. A key of 20 or more random
+/// characters cannot be found back from it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    pub fn of(key: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        Fingerprint(Sha256::digest(key.as_bytes()).into())
+    }
+
+    /// From 64 hex digits (MySQL's `SHA2(api_key, 256)`); `None` for anything else.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(Fingerprint(out))
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Fingerprint(..)")
     }
 }
 
@@ -306,6 +375,39 @@ mod tests {
         assert_eq!(key.hint().masked(), "••••3xQz");
         assert_eq!(KeyHint::from_tail("a\x1b[2J").masked(), "••••??2J");
         assert_eq!(KeyHint::from_tail("ab").masked(), "••••ab");
+    }
+
+    #[test]
+    fn a_hint_matches_the_whole_key_not_its_tail() {
+        let key = ApiKey::from_store("AaaaBbbbCcccDdddEeeeFfffGggg0001".into());
+        let same_tail = ApiKey::from_store("ZzzzYyyyXxxxWwwwVvvvUuuuTttt0001".into());
+        let hint = key.hint();
+        assert_eq!(hint.masked(), same_tail.hint().masked());
+        assert!(hint.matches(&key));
+        assert!(
+            !hint.matches(&same_tail),
+            "a key ending the same is another key"
+        );
+        assert!(!hint.matches(&ApiKey::from_store(key.expose().to_lowercase())));
+        assert!(format!("{hint:?}").contains("Fingerprint(..)"), "{hint:?}");
+        // As MySQL lists it: the tail, then SHA2(api_key, 256).
+        let listed = format!(
+            "0001{}",
+            "6c5a2a9e3ac9b50f4b6a0e1f1bd8b69a0c0e4a4e1b2f3c4d5e6f708192a3b4c5"
+        );
+        let hex: String = {
+            use sha2::{Digest, Sha256};
+            Sha256::digest(key.expose().as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
+        let from_mysql = KeyHint::from_tail_and_sha256(&format!("0001{hex}"));
+        assert_eq!(from_mysql, hint);
+        assert!(from_mysql.matches(&key) && !from_mysql.matches(&same_tail));
+        assert!(!KeyHint::from_tail_and_sha256(&listed).matches(&key));
+        // A server that could not hash: the tail alone, compared as a tail.
+        assert!(KeyHint::from_tail_and_sha256("0001").matches(&same_tail));
     }
 
     #[test]

@@ -38,8 +38,20 @@ impl LoginCheck {
     }
 }
 
-/// Logs in to `site` with `key`, which was just assigned to contact `expected`.
+/// Logs in to `site` with `key`, which was just assigned to contact `expected`. The detail
+/// passes the one redaction policy (the new key, the site key, key-like runs), whatever
+/// part of it a site wrote.
 pub fn check(site: &SiteLogin, key: &ApiKey, expected: ContactId) -> LoginCheck {
+    let mut result = check_unhidden(site, key, expected);
+    let secrets: Vec<&str> = [key.expose()]
+        .into_iter()
+        .chain(site.site_key.as_ref().map(|k| k.expose()))
+        .collect();
+    result.detail = crate::store::error::hide_secrets(&result.detail, &secrets);
+    result
+}
+
+fn check_unhidden(site: &SiteLogin, key: &ApiKey, expected: ContactId) -> LoginCheck {
     let options = RestOptions {
         base_url: site.api_address.clone(),
         api_key: key.clone(),

@@ -55,7 +55,7 @@ fn only_reads(command: &Command) -> bool {
             | Command::Profiles { .. }
             | Command::Completions { .. }
             | Command::Man
-            | Command::Config(civikey::config_cmd::ConfigCommand::Path)
+            | Command::Config(civikey::cli::config_cmd::ConfigCommand::Path)
     )
 }
 
@@ -67,7 +67,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Some(Command::Generate { length }) => return cli::generate(*length),
         Some(Command::Completions { shell }) => return cli::completions(*shell),
         Some(Command::Man) => return cli::man(),
-        Some(Command::Config(command)) => return civikey::config_cmd::run(command),
+        Some(Command::Config(command)) => return civikey::cli::config_cmd::run(command),
         _ => {}
     }
     // A bad --store address or an unknown --profile is a usage error (2), a broken config
@@ -428,7 +428,8 @@ fn run_tui(spec: StoreSpec, journal: JournalSetup) -> Result<(), Failure> {
         ));
     }
     let clipboard_warning = std::env::var_os("TMUX").map(|_| {
-        let value = std::process::Command::new("tmux")
+        let mut tmux = std::process::Command::new("tmux");
+        let value = civikey::child_env::minimal(&mut tmux, civikey::child_env::TMUX)
             .args(["show-options", "-gv", "set-clipboard"])
             .output()
             .ok()

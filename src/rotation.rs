@@ -750,13 +750,13 @@ fn check_expectation(
 ) -> Result<(), RotationError> {
     match expectation {
         Expectation::Current => Ok(()),
-        Expectation::Seen(seen) => {
-            if seen.as_ref() == current.map(ApiKey::hint).as_ref() {
-                Ok(())
-            } else {
-                Err(RotationError::ChangedSinceSeen)
-            }
-        }
+        // The whole key, by its fingerprint, not its last four characters: a key changed
+        // meanwhile to one ending the same was changed all the same.
+        Expectation::Seen(seen) => match (seen, current) {
+            (None, None) => Ok(()),
+            (Some(seen), Some(current)) if seen.matches(current) => Ok(()),
+            _ => Err(RotationError::ChangedSinceSeen),
+        },
     }
 }
 

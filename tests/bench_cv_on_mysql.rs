@@ -97,9 +97,12 @@ impl StandIn {
         fs::create_dir(stand_in.dir.path().join("site")).unwrap();
         let address = format!("{}/{}", stand_in.url, stand_in.db);
         assert!(!address.contains('\''));
-        // The password reaches the stand-in as the bench reads it: from the environment.
+        // The password reaches the stand-in as the bench reads it: from the environment,
+        // which the script sets (civikey gives cv a minimal environment of its own).
+        assert!(!stand_in.password.contains('\''));
         let script = format!(
-            "#!/bin/sh\nexec '{}' cv-on-mysql '{address}' \"$@\"\n",
+            "#!/bin/sh\nexport {PASSWORD_VAR}='{}'\nexec '{}' cv-on-mysql '{address}' \"$@\"\n",
+            stand_in.password,
             env!("CARGO_BIN_EXE_civikey-bench")
         );
         let binary = stand_in.dir.path().join("cv");

@@ -472,7 +472,7 @@ fn man_page_has_every_section_command_key_and_exit_code() {
             }
         }
     }
-    for (keys, _) in civikey::reference::TUI_KEYS {
+    for (keys, _) in civikey::cli::reference::TUI_KEYS {
         assert!(
             page.contains(&keys.replace('-', "\\-")),
             "key {keys} not in the man page"
@@ -527,10 +527,10 @@ fn man_renders_without_warnings() {
 #[test]
 fn readme_keys_table_is_the_one_the_help_popup_shows() {
     let readme = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let table = civikey::reference::tui_keys_markdown();
+    let table = civikey::cli::reference::tui_keys_markdown();
     assert!(
         readme.contains(&table),
-        "README's keys table differs from civikey::reference::TUI_KEYS; it should read:\n{table}"
+        "README's keys table differs from civikey::cli::reference::TUI_KEYS; it should read:\n{table}"
     );
 }
 

@@ -784,7 +784,7 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn init_templates_list_every_field_of_their_kind_and_load() {
-    use civikey::config_cmd::{template, InitKind};
+    use civikey::cli::config_cmd::{template, InitKind};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
     for kind in [

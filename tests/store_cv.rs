@@ -225,7 +225,7 @@ fn fixture_with(env: &[(&str, &str)], data: Value) -> CvFixture {
     }
 }
 
-contract_tests!(fixture());
+contract_tests!(fixture(); wrapped);
 
 /// Contacts whose sort name is NULL, through `cv api4` (no pipe: pages by offset): every
 /// one comes, the NULL sort names first.
@@ -1141,4 +1141,58 @@ fn bulk_rotation_reads_and_checks_a_batch_in_one_call_each() {
         .count();
     // The batch's contacts, keys, holders, exact keys and read-back, and 30 updates.
     assert_eq!(calls, 35, "{calls} cv calls for 30 contacts");
+}
+
+/// Bulk rotation through a cv profile with `site_url` (the store inside the wrapper, with a
+/// login site) writes 50 contacts per batch as the bare store does: 120 contacts make 3
+/// batches and exactly the bare store's cv runs. A hand-written wrapper once forgot
+/// `rotation_batch` and the batched steps, and rotated one contact per batch.
+#[test]
+fn bulk_rotation_through_a_login_site_profile_batches_as_the_store_does() {
+    use civikey::bulk::{self, BulkOutcome, OutFile};
+    use civikey::key::SeededKeySource;
+    use std::sync::atomic::AtomicBool;
+
+    let contacts: Vec<SeedContact> = (1..=120)
+        .map(|i| contract::individual(i, &format!("Batch{i:03}, Al"), "Al"))
+        .collect();
+    let run = |login: bool| -> (usize, usize) {
+        let f = fixture_with(&[], data_from(&contacts));
+        let spec = StoreSpec::Cv(f.options());
+        let spec = if login {
+            StoreSpec::WithLogin(Box::new(spec), contract::login_site())
+        } else {
+            spec
+        };
+        let mut store = spec.open().unwrap();
+        let (dir, mut journal) = contract::journal(&*store);
+        let mut out = OutFile::create(&dir.path().join("keys.csv")).unwrap();
+        let items: Vec<(u64, Expectation)> =
+            (1..=120).map(|id| (id, Expectation::Seen(None))).collect();
+        let results = bulk::rotate_many(
+            &mut *store,
+            &mut journal,
+            &mut SeededKeySource::new(120),
+            &items,
+            &mut out,
+            &AtomicBool::new(false),
+            &mut |_, _, _| {},
+        );
+        assert_eq!(results.len(), 120);
+        for r in &results {
+            assert!(matches!(r.outcome, BulkOutcome::Done), "{}", r.id);
+        }
+        (store.rotation_batch(), log_lines(&f).len())
+    };
+    let (bare_batch, bare_runs) = run(false);
+    let (login_batch, login_runs) = run(true);
+    assert_eq!(bare_batch, 50);
+    assert_eq!(login_batch, 50, "the wrapper kept the store's batch size");
+    assert_eq!(login_runs, bare_runs, "the same cv runs as the bare store");
+    // cv has no multi-call: each contact's update is its own run, the reads are batched
+    // (one contact per batch would take five runs a contact).
+    assert!(
+        login_runs < 2 * 120,
+        "{login_runs} cv runs for 3 batches of 120 contacts"
+    );
 }

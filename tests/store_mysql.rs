@@ -144,7 +144,7 @@ fn fixture() -> Option<MysqlFixture> {
 contract_tests!(match fixture() {
     Some(f) => f,
     None => return,
-});
+}; wrapped);
 
 fn key(text: &str) -> ApiKey {
     ApiKey::from_store(text.into())

@@ -60,7 +60,7 @@ fn fixture() -> RestFixture {
     }
 }
 
-contract_tests!(fixture());
+contract_tests!(fixture(); wrapped);
 
 /// The server's own record: every request was a POST to the API path, no credential in a URL.
 fn assert_keys_stayed_out_of_urls(server: &FakeCivi) {

@@ -27,7 +27,7 @@ fn fixture() -> SqliteFixture {
     SqliteFixture { _dir: dir, path }
 }
 
-contract_tests!(fixture());
+contract_tests!(fixture(); wrapped);
 
 fn refused(path: &std::path::Path) -> String {
     match SqliteStore::open(path) {

@@ -7,8 +7,10 @@
 mod bulk;
 pub mod health;
 pub mod keymap;
+pub mod layout;
 pub mod worker;
 
+use layout::table_rows_for;
 use std::collections::HashMap;
 
 use crate::audit::Entry;
@@ -427,12 +429,6 @@ pub struct App {
 /// A search answer held back while a popup is open: append, result, key history.
 type Deferred = (bool, Result<Page, String>, Vec<(ContactId, KeySet)>);
 
-/// Rows the table shows at the current size (the layout in ui/ agrees with this).
-pub fn table_rows_for(height: u16) -> usize {
-    // header line, table header row, detail pane (7), footer line.
-    usize::from(height.saturating_sub(10)).max(1)
-}
-
 impl App {
     pub fn new(options: AppOptions, keys: Box<dyn KeySource>) -> (Self, Vec<Cmd>) {
         let app = App {
@@ -500,7 +496,7 @@ impl App {
 
     /// Whether the terminal is smaller than the UI (the screen shows only a notice).
     pub fn too_small(&self) -> bool {
-        self.size.0 < crate::ui::MIN_WIDTH || self.size.1 < crate::ui::MIN_HEIGHT
+        self.size.0 < layout::MIN_WIDTH || self.size.1 < layout::MIN_HEIGHT
     }
 
     /// A search for the current text is running: the rows shown are an older one's.

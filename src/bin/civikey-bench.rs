@@ -373,7 +373,9 @@ fn cv_on_mysql(args: &[String]) -> ExitCode {
 /// `cv-wrapper MYSQL_ADDRESS SCRIPT`: writes SCRIPT, an executable that runs this bench's
 /// `cv-on-mysql MYSQL_ADDRESS` with cv's arguments, for a `kind = "cv"` profile's
 /// `cv_binary`. The address must hold no password: the stand-in reads it from the
-/// environment variable the bench names, which civikey passes on to cv.
+/// environment variable the bench names. civikey starts cv with a minimal environment
+/// (src/child_env.rs), so the script itself exports that variable, the call log and the
+/// call delay, as they are set when it is written (0700: it may hold the test password).
 fn cv_wrapper(args: &[String]) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let [address, script] = args else {
@@ -390,13 +392,28 @@ fn cv_wrapper(args: &[String]) -> Result<(), String> {
     }
     let bench = std::env::current_exe().map_err(|e| e.to_string())?;
     let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
-    let text = format!(
-        "#!/bin/sh\n# civikey-bench's cv stand-in on MariaDB (the password: ${PASSWORD_VAR}).\nexec {} cv-on-mysql {} \"$@\"\n",
+    let mut text =
+        String::from("#!/bin/sh\n# civikey-bench's cv stand-in on MariaDB (civikey gives cv a minimal environment).\n");
+    for name in [PASSWORD_VAR, cv_on_mysql::LOG_VAR, cv_on_mysql::CALL_MS_VAR] {
+        if let Ok(value) = std::env::var(name) {
+            text.push_str(&format!("export {name}={}\n", quote(&value)));
+        }
+    }
+    text.push_str(&format!(
+        "exec {} cv-on-mysql {} \"$@\"\n",
         quote(&bench.to_string_lossy()),
         quote(address)
-    );
-    std::fs::write(script, text).map_err(|e| format!("{script}: {e}"))?;
-    std::fs::set_permissions(script, std::fs::Permissions::from_mode(0o755))
+    ));
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o700)
+        .open(script)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
+        .map_err(|e| format!("{script}: {e}"))?;
+    std::fs::set_permissions(script, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| format!("{script}: {e}"))?;
     eprintln!("civikey-bench: wrote {script}");
     Ok(())

@@ -68,7 +68,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         );
         // Journal text was sanitized on the way in; sanitize again, it is a file others could edit.
         let mut cells = vec![
-            super::format_time(e.time)
+            crate::timefmt::format_time(e.time)
                 .get(5..16)
                 .unwrap_or_default()
                 .to_string(),

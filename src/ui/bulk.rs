@@ -12,7 +12,7 @@ use crate::bulk::BulkOutcome;
 pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     match &app.popup {
         Some(Popup::MarkOld { days, show }) => {
-            let rect = super::popup::centered(area, 64, 7);
+            let rect = super::area::centered(area, 64, 7);
             let (verb, title) = if *show {
                 ("List", " Keys by age ")
             } else {
@@ -97,7 +97,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), info);
         }
         Some(Popup::BulkRunning { done, total, last }) => {
-            let rect = super::popup::centered(area, 64, 6);
+            let rect = super::area::centered(area, 64, 6);
             let lines = vec![
                 Line::from(format!("{done} of {total} contacts done")),
                 Line::from(last.clone()),

@@ -12,7 +12,7 @@ use crate::sanitize::truncate_to_width;
 pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     match &app.popup {
         Some(Popup::Checking { read }) => {
-            let rect = super::popup::centered(area, 50, 4);
+            let rect = super::area::centered(area, 50, 4);
             frame.render_widget(Clear, rect);
             let block = Block::bordered()
                 .border_type(BorderType::Rounded)

@@ -9,8 +9,6 @@ use super::theme::Theme;
 use crate::app::{App, StoreState};
 use crate::store::{CmsLink, Contact};
 
-pub const DETAIL_HEIGHT: u16 = 7;
-
 const ID_W: u16 = 7;
 const TYPE_W: u16 = 5;
 /// `••••3xQz 12d`: the masked key and, when civikey set it, its age.
@@ -107,7 +105,11 @@ pub fn draw_table(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                 ),
                 Cell::from(match (&c.key, app.key_sets.get(&c.id)) {
                     (Some(k), Some(set)) => {
-                        format!("{} {}", k.masked(), super::format_age(app.now, set.time))
+                        format!(
+                            "{} {}",
+                            k.masked(),
+                            crate::timefmt::format_age(app.now, set.time)
+                        )
                     }
                     _ => key_status(c),
                 }),
@@ -205,9 +207,9 @@ pub fn draw_detail(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                 Some(set) => crate::sanitize::truncate_to_width(
                     &format!(
                         "by civikey {} by {} ({} ago)",
-                        super::format_time(set.time),
+                        crate::timefmt::format_time(set.time),
                         set.by,
-                        super::format_age(app.now, set.time)
+                        crate::timefmt::format_age(app.now, set.time)
                     ),
                     width,
                 ),

@@ -1,5 +1,6 @@
 //! draw(&App, &mut Frame): pure rendering, no IO. One file per view or popup.
 
+mod area;
 mod audit;
 mod bulk;
 mod health;
@@ -12,12 +13,10 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
+use crate::app::layout::{DETAIL_HEIGHT, FOOTER_HEIGHT, HEADER_HEIGHT, MIN_HEIGHT, MIN_WIDTH};
 use crate::app::{App, Mode, StoreState};
+use crate::timefmt::format_time;
 use theme::Theme;
-
-/// The smallest terminal the full UI fits in.
-pub const MIN_WIDTH: u16 = 80;
-pub const MIN_HEIGHT: u16 = 24;
 
 pub fn draw(app: &App, frame: &mut Frame) {
     let theme = Theme { color: app.color };
@@ -27,10 +26,10 @@ pub fn draw(app: &App, frame: &mut Frame) {
         return;
     }
     let [header, body, detail, footer] = Layout::vertical([
-        Constraint::Length(1),
+        Constraint::Length(HEADER_HEIGHT),
         Constraint::Min(2),
-        Constraint::Length(list::DETAIL_HEIGHT),
-        Constraint::Length(1),
+        Constraint::Length(DETAIL_HEIGHT),
+        Constraint::Length(FOOTER_HEIGHT),
     ])
     .areas(area);
     draw_header(app, frame, header, &theme);
@@ -217,22 +216,3 @@ fn draw_footer(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
 
 #[cfg(test)]
 mod tests;
-
-/// `2026-11-26 15:02 UTC`.
-pub fn format_time(unix: i64) -> String {
-    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(&format).ok())
-        .unwrap_or_else(|| format!("@{unix}"))
-}
-
-/// `3d`, `5h`, `12m`: how long ago, for lists.
-pub fn format_age(now: i64, then: i64) -> String {
-    let secs = (now - then).max(0);
-    match secs {
-        s if s >= 86_400 => format!("{}d", s / 86_400),
-        s if s >= 3_600 => format!("{}h", s / 3_600),
-        s => format!("{}m", s / 60),
-    }
-}

@@ -1,6 +1,6 @@
 //! Popups, drawn over `Clear` in a centred area.
 
-use ratatui::layout::{Constraint, Flex, Layout, Rect};
+use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Clear, Paragraph, Wrap};
 use ratatui::Frame;
@@ -9,16 +9,6 @@ use super::list::{cms_status, key_status};
 use super::theme::Theme;
 use crate::app::{App, Popup};
 use crate::store::{AccountState, Contact, Standing};
-
-pub(super) fn centered(area: Rect, width: u16, height: u16) -> Rect {
-    let [row] = Layout::vertical([Constraint::Length(height.min(area.height))])
-        .flex(Flex::Center)
-        .areas(area);
-    let [cell] = Layout::horizontal([Constraint::Length(width.min(area.width))])
-        .flex(Flex::Center)
-        .areas(row);
-    cell
-}
 
 fn who(contact: &Contact) -> String {
     format!("{} (id {})", contact.display_name.truncated(40), contact.id)
@@ -254,7 +244,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     let inner = usize::from(width.saturating_sub(2)).max(1);
     let wrapped: usize = lines.iter().map(|l| l.width().div_ceil(inner).max(1)).sum();
     let height = height.max(wrapped as u16 + 2);
-    let rect = centered(area, width, height);
+    let rect = super::area::centered(area, width, height);
     frame.render_widget(Clear, rect);
     let block = Block::bordered()
         .border_type(BorderType::Rounded)
@@ -269,7 +259,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
 
 pub(super) fn help_lines(theme: &Theme) -> Vec<Line<'static>> {
     // The same table as the man page and the README.
-    let mut lines: Vec<Line> = crate::reference::TUI_KEYS
+    let mut lines: Vec<Line> = crate::cli::reference::TUI_KEYS
         .iter()
         .map(|(k, v)| {
             Line::from(vec![

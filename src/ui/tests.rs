@@ -611,7 +611,7 @@ fn undo_confirm_80x24() {
 }
 
 /// The single-character keys named in the `?` help are the keys the keymap knows. The help
-/// is `crate::reference::TUI_KEYS`, which is also the man page's table, and tests/cli.rs
+/// is `crate::cli::reference::TUI_KEYS`, which is also the man page's table, and tests/cli.rs
 /// holds the README's table to it.
 #[test]
 fn help_names_the_keys_the_keymap_has() {

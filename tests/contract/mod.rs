@@ -10,12 +10,22 @@ use civikey::audit::{Actor, Journal};
 use civikey::key::{ApiKey, SeededKeySource};
 use civikey::rotation::{self, Expectation, NewKey, RotationError};
 use civikey::seed::SeedContact;
-use civikey::store::{CmsLink, ContactStore, Query, StoreError};
+use std::collections::HashMap;
+use std::time::Duration;
+
+use civikey::store::wrap::Wrapped;
+use civikey::store::{CmsLink, ContactStore, KeySwap, Query, SiteLogin, StoreError};
 
 /// Makes stores over one data set.
 pub trait Fixture {
     /// A new handle onto the fixture's data (a second connection, a second client...).
     fn open(&self) -> Box<dyn ContactStore>;
+}
+
+impl<F: Fixture + ?Sized> Fixture for &F {
+    fn open(&self) -> Box<dyn ContactStore> {
+        (**self).open()
+    }
 }
 
 pub const KEY_A: &str = "AaaaBbbbCcccDdddEeeeFfffGggg0001";
@@ -808,10 +818,230 @@ pub fn rotation_refuses_when_the_key_changed_since_seen(f: &dyn Fixture) {
     assert_eq!(s.read_key(3).unwrap(), None);
 }
 
-/// Writes one `#[test]` per contract check for the fixture made by `$make()`.
+/// The information a store gives about itself names the store and never a secret, and a
+/// fresh store is writable (the fixtures make writable stores).
+pub fn info_describes_the_store(f: &dyn Fixture) {
+    let s = f.open();
+    let info = s.info();
+    assert!(info.writable, "{info:?}");
+    assert!(!info.location.as_str().is_empty(), "{info:?}");
+    for secret in ["password", "Bearer", KEY_A, KEY_B] {
+        assert!(!info.location.as_str().contains(secret), "{info:?}");
+    }
+    assert!(s.rotation_batch() >= 1);
+    let mut s = s;
+    assert_eq!(s.contact(1).unwrap().id, 1, "the store answers");
+}
+
+/// `standings` of many contacts is `standing` of each.
+pub fn standings_of_many_are_the_standing_of_each(f: &dyn Fixture) {
+    let mut s = f.open();
+    let ids = [1, 2, 3, 11, 12];
+    let many = s.standings(&ids).unwrap();
+    for id in ids {
+        assert_eq!(
+            many.get(&id),
+            Some(&s.standing(id).unwrap()),
+            "contact {id}"
+        );
+    }
+    // A contact that does not exist: the SQL stores say NotFound; the API v4 stores
+    // answer from the users' side alone (telling would cost a Contact.get, and every caller
+    // has read the contact first). Either way, no other error.
+    let missing = s.standing(424242);
+    assert!(
+        matches!(missing, Ok(_) | Err(StoreError::NotFound(424242))),
+        "{missing:?}"
+    );
+}
+
+/// The batched reads answer as the single ones do: `read_keys` leaves a missing contact
+/// out, `holders_of_keys` keeps the keys' order.
+pub fn batched_reads_answer_as_single_reads(f: &dyn Fixture) {
+    let mut s = f.open();
+    let ids = [1, 2, 11, 424242, 3];
+    let many = s.read_keys(&ids).unwrap();
+    let mut expected = HashMap::new();
+    for id in ids {
+        match s.read_key(id) {
+            Ok(k) => {
+                expected.insert(id, k);
+            }
+            Err(StoreError::NotFound(_)) => {}
+            Err(e) => panic!("read_key({id}): {e}"),
+        }
+    }
+    assert_eq!(many, expected);
+    assert!(!many.contains_key(&424242));
+    let (a, d, none) = (
+        key(KEY_A),
+        key(KEY_DELETED),
+        key("NobodyHasThisKeyNobodyHasThis02"),
+    );
+    let holders = s.holders_of_keys(&[&d, &none, &a]).unwrap();
+    assert_eq!(holders, vec![vec![11], Vec::new(), vec![1]]);
+}
+
+/// `swap_keys` gives each swap its own outcome, in order, and writes only those that held.
+pub fn batched_swaps_each_have_their_own_outcome(f: &dyn Fixture) {
+    let mut s = f.open();
+    let (new1, new2, new3) = (
+        key("BatchBatchBatchBatchBatchBatch01"),
+        key("BatchBatchBatchBatchBatchBatch02"),
+        key("BatchBatchBatchBatchBatchBatch03"),
+    );
+    let a = key(KEY_A);
+    let swaps = [
+        KeySwap {
+            id: 2,
+            expected: None,
+            new: Some(&new1),
+        },
+        // Contact 3 holds KEY_B: expecting KEY_A there conflicts.
+        KeySwap {
+            id: 3,
+            expected: Some(&a),
+            new: Some(&new2),
+        },
+        KeySwap {
+            id: 1,
+            expected: Some(&a),
+            new: Some(&new3),
+        },
+    ];
+    let results = s.swap_keys(&swaps);
+    assert_eq!(results.len(), 3);
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    assert!(
+        matches!(results[1], Err(StoreError::Conflict)),
+        "{:?}",
+        results[1]
+    );
+    assert!(results[2].is_ok(), "{:?}", results[2]);
+    assert_eq!(s.read_key(2).unwrap(), Some(new1));
+    assert_eq!(
+        s.read_key(3).unwrap(),
+        Some(key(KEY_B)),
+        "the conflicting swap wrote nothing"
+    );
+    assert_eq!(s.read_key(1).unwrap(), Some(new3));
+}
+
+/// The fixture's stores inside the one wrapper every opened store sits in, with a login
+/// site: the whole contract runs through it too, so a wrapper that loses a method (its
+/// batching, its reads) fails here.
+pub struct Wrapping<F>(pub F);
+
+/// The login site the wrapped fixtures name (never contacted by the contract).
+pub fn login_site() -> SiteLogin {
+    SiteLogin {
+        api_address: "https://login.example.invalid".into(),
+        site_key: None,
+        timeout: Duration::from_secs(1),
+    }
+}
+
+impl<F: Fixture> Fixture for Wrapping<F> {
+    fn open(&self) -> Box<dyn ContactStore> {
+        Box::new(Wrapped::new(self.0.open(), Vec::new()).login(Some(login_site())))
+    }
+}
+
+/// The wrapper keeps what the store says of itself and adds only its own: the batch size
+/// (a cv store with `site_url` once rotated one contact per batch instead of 50), the
+/// login site, and `--read-only`, which refuses every write before it reaches the store.
+pub fn wrapping_keeps_the_stores_answers<F: Fixture>(f: &F) {
+    let plain = f.open();
+    let wrapped = Wrapping(f).open();
+    assert_eq!(wrapped.rotation_batch(), plain.rotation_batch());
+    assert_eq!(wrapped.info(), plain.info());
+    assert_eq!(
+        wrapped.login_site().map(|l| l.api_address),
+        Some(login_site().api_address)
+    );
+    let mut read_only = Wrapped::new(f.open(), Vec::new()).read_only(true);
+    assert!(!read_only.info().writable);
+    assert_eq!(read_only.rotation_batch(), plain.rotation_batch());
+    let k = key("ReadOnlyReadOnlyReadOnlyReadOn01");
+    assert!(matches!(
+        read_only.swap_key(2, None, Some(&k)),
+        Err(StoreError::ReadOnly(_))
+    ));
+    let results = read_only.swap_keys(&[KeySwap {
+        id: 2,
+        expected: None,
+        new: Some(&k),
+    }]);
+    assert!(matches!(results[..], [Err(StoreError::ReadOnly(_))]));
+    assert_eq!(read_only.read_key(2).unwrap(), None, "nothing was written");
+    assert_eq!(read_only.contact(1).unwrap().id, 1);
+}
+
+/// Issue 21, finding 6: "changed since seen" compares the whole key, not the last four
+/// characters the list shows. The operator saw contact 1 (holding KEY_A) in a list and in
+/// its detail; another writer then gave it a key that ends the same: assigning and
+/// revoking against what was seen are refused, and the other writer's key stays.
+pub fn rotation_refuses_a_key_changed_to_one_ending_the_same(f: &dyn Fixture) {
+    const SAME_TAIL: &str = "MmmmNnnnOoooPpppQqqqRrrrSsss0001";
+    let mut s = f.open();
+    let (_dir, mut j) = journal(&*s);
+    let listed = s.search(&Query::new("1", 50)).unwrap().contacts[0]
+        .key
+        .clone();
+    let detail = s.contact(1).unwrap().key;
+    assert!(listed.is_some() && detail.is_some());
+    let mut other = f.open();
+    other
+        .swap_key(1, Some(&key(KEY_A)), Some(&key(SAME_TAIL)))
+        .unwrap();
+    assert_eq!(
+        s.contact(1).unwrap().key.map(|h| h.masked()),
+        listed.as_ref().map(|h| h.masked()),
+        "the list looks the same"
+    );
+    let mut keys = SeededKeySource::new(21);
+    for seen in [listed, detail] {
+        let new = ApiKey::generate_from(&mut keys).unwrap();
+        let err = rotation::assign(
+            &mut *s,
+            &mut j,
+            &mut keys,
+            1,
+            &Expectation::Seen(seen.clone()),
+            NewKey::Generated(new),
+        )
+        .err()
+        .expect("refused");
+        assert!(matches!(err, RotationError::ChangedSinceSeen), "{err}");
+        let err = rotation::revoke(&mut *s, &mut j, 1, &Expectation::Seen(seen))
+            .err()
+            .expect("refused");
+        assert!(matches!(err, RotationError::ChangedSinceSeen), "{err}");
+        assert_eq!(s.read_key(1).unwrap(), Some(key(SAME_TAIL)));
+    }
+    // What the list shows now is what the store holds: that goes through.
+    let now = s.search(&Query::new("1", 50)).unwrap().contacts[0]
+        .key
+        .clone();
+    rotation::revoke(&mut *s, &mut j, 1, &Expectation::Seen(now)).unwrap();
+    assert_eq!(s.read_key(1).unwrap(), None);
+}
+
+/// Writes one `#[test]` per contract check for the fixture made by `$make()`; with
+/// `; wrapped`, each again in a module `wrapped`, through the one store wrapper (once per
+/// store kind: the wrapper is the same code whichever store is inside).
 #[macro_export]
 macro_rules! contract_tests {
-    ($make:expr) => {
+    (@each $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                let fixture = $make;
+                contract::$name(&fixture);
+            }
+        )*
+    };
+    (@all $make:expr) => {
         $crate::contract_tests!(@each $make;
             pages_cover_everything_once_in_order, search_by_id, search_by_email_prefix,
             search_by_name, search_table_finds_the_same_contacts_on_every_store,
@@ -822,17 +1052,27 @@ macro_rules! contract_tests {
             swap_with_wrong_expectation_conflicts, second_writer_wins_and_first_gets_conflict,
             holders_of_finds_keys_as_the_store_compares, rotation_assigns_a_unique_key,
             rotation_refuses_when_the_key_changed_since_seen,
+            rotation_refuses_a_key_changed_to_one_ending_the_same,
             undo_restores_the_previous_key_and_is_audited,
             conflict_is_audited_and_keeps_the_other_writers_key,
-            key_holders_pages_every_keyed_contact_once);
+            key_holders_pages_every_keyed_contact_once, info_describes_the_store,
+            standings_of_many_are_the_standing_of_each, batched_reads_answer_as_single_reads,
+            batched_swaps_each_have_their_own_outcome);
     };
-    (@each $make:expr; $($name:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $name() {
-                let fixture = $make;
-                contract::$name(&fixture);
-            }
-        )*
+    ($make:expr; wrapped) => {
+        $crate::contract_tests!($make);
+        mod wrapped {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::contract_tests!(@all contract::Wrapping($make));
+        }
+    };
+    ($make:expr) => {
+        $crate::contract_tests!(@all $make);
+        #[test]
+        fn wrapping_keeps_the_stores_answers() {
+            let fixture = $make;
+            contract::wrapping_keeps_the_stores_answers(&fixture);
+        }
     };
 }

@@ -66,6 +66,57 @@ pub enum Mode {
     /// 500 with an error_message that quotes the request's params, upper-cased (as an SQL
     /// error from a site's extension might), shown whatever the caller's permissions.
     EchoParams,
+    /// A hostile site (issue 21): the requests `on` selects are answered with `status` and
+    /// an error quoting every request header (the credential, the site key) and the body,
+    /// raw and decoded, in `case`; as JSON (`error_message`) or, with `plain`, as text
+    /// (`auth failed for bearer ...`, as an authx 401 might).
+    Echo {
+        case: Case,
+        status: u16,
+        plain: bool,
+        on: EchoOn,
+    },
+}
+
+/// How an echoing site writes what it quotes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Case {
+    Upper,
+    Lower,
+    /// aLtErNaTiNg, so neither an upper- nor a lower-cased search finds it.
+    Mixed,
+}
+
+impl Case {
+    pub fn apply(self, text: &str) -> String {
+        match self {
+            Case::Upper => text.to_uppercase(),
+            Case::Lower => text.to_lowercase(),
+            Case::Mixed => text
+                .chars()
+                .enumerate()
+                .map(|(i, c)| {
+                    if i % 2 == 0 {
+                        c.to_ascii_lowercase()
+                    } else {
+                        c.to_ascii_uppercase()
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Which requests an echoing site answers with its echo.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EchoOn {
+    Every,
+    /// Single calls of this action ("get", "update").
+    Action(&'static str),
+    /// Multi-calls (`calls=`): a bulk batch.
+    MultiCall,
+    /// Requests logging in with a key other than the admin's: the login check.
+    NotAdmin,
 }
 
 #[derive(Clone, Debug)]
@@ -559,6 +610,24 @@ fn handle(s: &mut State, request: &Request) -> (Option<Answer>, Option<Duration>
         Mode::Slow(delay) => Some(*delay),
         _ => None,
     };
+    if let Mode::Echo {
+        case,
+        status,
+        plain,
+        on,
+    } = mode
+    {
+        let applies = match on {
+            EchoOn::Every => true,
+            EchoOn::Action(only) => only == action,
+            EchoOn::MultiCall => call.is_empty() && form_field(&body_text, "calls").is_some(),
+            EchoOn::NotAdmin => matches!(&credential,
+                Credential::Bearer(k) if !k.eq_ignore_ascii_case(ADMIN_KEY)),
+        };
+        if applies {
+            return (Some(echo(request, &body_text, case, status, plain)), None);
+        }
+    }
     let answer = match &mode {
         Mode::Maintenance => Some(json_answer(
             503,
@@ -580,6 +649,33 @@ fn handle(s: &mut State, request: &Request) -> (Option<Answer>, Option<Duration>
         (answer, _) => answer,
     };
     (answer, slow)
+}
+
+/// The answer of [`Mode::Echo`]: every header and the body, raw and decoded, in `case`.
+fn echo(request: &Request, body: &str, case: Case, status: u16, plain: bool) -> Answer {
+    let mut headers: Vec<String> = request
+        .headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}"))
+        .collect();
+    headers.sort();
+    let quoted = format!(
+        "headers: {}; body: {body}; decoded: {}",
+        headers.join("; "),
+        url_decode(body)
+    );
+    if plain {
+        text_answer(status, &case.apply(&format!("auth failed for {quoted}")))
+    } else {
+        json_answer(
+            status,
+            &json!({
+                "error_code": status,
+                "error_message": case.apply(&format!("bad request, {quoted}")),
+                "status": status,
+            }),
+        )
+    }
 }
 
 enum Credential {

@@ -151,6 +151,7 @@ pub(super) fn wait_until(child: &mut Child, deadline: Instant) -> Result<ExitSta
 /// ([`kill_group`]), and the operator's Ctrl-C does not cut a write in half behind
 /// civikey's back.
 pub(super) fn spawn(mut command: Command) -> std::io::Result<Child> {
+    crate::child_env::minimal(&mut command, crate::child_env::CV);
     #[allow(clippy::disallowed_methods)]
     command
         .stdin(Stdio::piped())

@@ -39,14 +39,15 @@ const INSERT_BATCH: usize = 500;
 const INSERT_TRANSACTION: usize = 10_000;
 
 /// The contact columns every list and detail view reads. `{email}` and `{uf}` are the
-/// prefixed table names. The key's last four characters are all that leaves the server
-/// for a list; an empty string counts as "no key", as CiviCRM treats it.
+/// prefixed table names. The key's last four characters and its SHA-256 (for "changed
+/// since seen") are all that leaves the server for a list; an empty string counts as "no
+/// key", as CiviCRM treats it.
 const CONTACT_COLUMNS: &str = "c.id, c.contact_type, c.display_name, c.sort_name,
        (SELECT e.email FROM {email} e
          WHERE e.contact_id = c.id AND e.is_primary = 1 ORDER BY e.id LIMIT 1),
        c.is_deleted,
        CASE WHEN c.api_key IS NULL OR LENGTH(c.api_key) = 0 THEN NULL
-            ELSE RIGHT(c.api_key, 4) END,
+            ELSE CONCAT(RIGHT(c.api_key, 4), COALESCE(SHA2(c.api_key, 256), '')) END,
        (SELECT u.uf_id FROM {uf} u WHERE u.contact_id = c.id ORDER BY u.domain_id LIMIT 1)";
 
 /// `mysql://USER@HOST[:PORT]/DB`, taken apart.
@@ -845,7 +846,7 @@ fn row_to_contact(row: &Row) -> Result<(Contact, Option<String>), String> {
         sort_name: SafeText::new(sort_name.as_deref().unwrap_or_default()),
         email: text(row, 4)?.map(|e| SafeText::new(&e)),
         is_deleted: uint(row, 5)?.unwrap_or(0) != 0,
-        key: text(row, 6)?.map(|tail| KeyHint::from_tail(&tail)),
+        key: text(row, 6)?.map(|tail| KeyHint::from_tail_and_sha256(&tail)),
         cms: match uint(row, 7)? {
             Some(uf_id) => CmsLink::Linked { uf_id },
             None => CmsLink::None,
@@ -1400,7 +1401,7 @@ impl ContactStore for MysqlStore {
         // the cost of reading 50,000 holders, and the check does not need it.
         let sql = format!(
             "SELECT c.id, c.contact_type, c.display_name, c.sort_name, NULL, c.is_deleted,
-                    RIGHT(c.api_key, 4),
+                    CONCAT(RIGHT(c.api_key, 4), COALESCE(SHA2(c.api_key, 256), '')),
                     (SELECT u.uf_id FROM {uf} u WHERE u.contact_id = c.id
                       ORDER BY u.domain_id LIMIT 1),
                     c.api_key

@@ -7,8 +7,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use super::errors::{no_edit_api_keys, shown, unknown_after_ok, Call, NO_EDIT_API_KEYS};
-use super::wire::{form_field, params_text, Reply};
+use super::errors::{shown, unknown_after_ok, Call};
+use super::reply::{no_edit_api_keys, Reply, NO_EDIT_API_KEYS};
+use super::wire::{form_field, params_text};
 use super::RestStore;
 use crate::key::ApiKey;
 use crate::sanitize::SafeText;

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::wire::{parse_reply, Reply, MAX_BODY, MAX_ERROR_BODY};
+use super::reply::{no_edit_api_keys, parse_reply, Reply, MAX_BODY, MAX_ERROR_BODY};
 use crate::sanitize::SafeText;
 use crate::store::api4::rows::{contacts_of, ContactRow};
 use crate::store::error::hide_secrets;
@@ -12,12 +12,6 @@ use crate::store::{Contact, StoreError};
 
 /// Columns of server text quoted in one error message.
 pub(super) const MAX_SHOWN: usize = 300;
-
-pub(super) const NO_EDIT_API_KEYS: &str = "the admin API key's user lacks the CiviCRM permission \
-'edit api keys' (or 'administer CiviCRM'). CiviCRM then silently hides api_key from answers \
-and ignores it in filters, so key states, uniqueness checks and compare-and-set cannot be \
-trusted; civikey refuses to read or change keys through this key. Grant that permission to \
-the admin user's role, or use another admin key";
 
 /// Whether a request may have changed the site: decides how a lost answer is reported.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -226,10 +220,6 @@ pub fn parse_contacts_answer(
 /// first: a key cut in half would no longer be recognised.
 pub(super) fn shown(text: &str, secrets: &[&str]) -> String {
     SafeText::new(&hide_secrets(text, secrets)).truncated(MAX_SHOWN)
-}
-
-pub(super) fn no_edit_api_keys() -> StoreError {
-    StoreError::PermissionDenied(SafeText::new(NO_EDIT_API_KEYS))
 }
 
 pub(super) fn unknown_after_ok(why: &str) -> StoreError {

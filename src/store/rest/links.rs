@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 
 use super::errors::Call;
-use super::wire::Reply;
+use super::reply::Reply;
 use super::RestStore;
 use crate::store::api4::clause::Clause;
 use crate::store::api4::rows::LinkRow;

@@ -9,9 +9,9 @@
 //! a key would match every contact. Any answer missing `api_key` is therefore refused.
 //!
 //! What it shares with the cv store (clauses, rows, the key steps, users and roles) is in
-//! `store/api4/`; here: the address (`address.rs`), HTTP and the form body
-//! (`wire.rs`), what an answer means (`errors.rs`), the calls the shared steps make
-//! (`calls.rs`), the searches (`search.rs`, `order.rs`) and CMS links (`links.rs`).
+//! `store/api4/`; here: the address (`address.rs`), HTTP and the form body (`wire.rs`),
+//! an answer (`reply.rs`) and what it means (`errors.rs`), the calls the shared steps
+//! make (`calls.rs`), the searches (`search.rs`, `order.rs`) and CMS links (`links.rs`).
 
 mod address;
 mod calls;
@@ -19,6 +19,7 @@ mod errors;
 mod links;
 mod options;
 mod order;
+mod reply;
 mod search;
 mod wire;
 

@@ -9,10 +9,11 @@ use std::sync::atomic::Ordering as Atomic;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use super::errors::{no_edit_api_keys, shown, Call};
+use super::errors::{shown, Call};
 use super::links::{branch_links_params, links_of, links_params};
 use super::order::{site_order, site_order_key};
-use super::wire::{form_field, params_text, Reply};
+use super::reply::{no_edit_api_keys, Reply};
+use super::wire::{form_field, params_text};
 use super::RestStore;
 use crate::store::api4::clause::{self, Clause, GetParams, Reading, LIST_ORDER, SORTED_ORDER};
 use crate::store::api4::paging::{drop_last_sort_name, keyset_page, offset_of, offset_page};

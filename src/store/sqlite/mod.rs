@@ -579,7 +579,7 @@ const CONTACT_COLUMNS: &str = "
        (SELECT e.email FROM civicrm_email e
          WHERE e.contact_id = c.id AND e.is_primary = 1 ORDER BY e.id LIMIT 1),
        c.is_deleted,
-       CASE WHEN c.api_key IS NULL OR c.api_key = '' THEN NULL ELSE substr(c.api_key, -4) END,
+       CASE WHEN c.api_key IS NULL OR c.api_key = '' THEN NULL ELSE c.api_key END,
        (SELECT u.uf_id FROM civicrm_uf_match u
          WHERE u.contact_id = c.id ORDER BY u.domain_id LIMIT 1),
        coalesce(c.sort_name, '')";
@@ -795,8 +795,8 @@ impl SqliteStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             // Not in another user's folder, nor one others can write: the file made there
             // would be refused on open anyway, after keys were put in it.
-            fsperm::refuse_if_folder_exposed(dir).map_err(StoreError::invalid)?;
-            fsperm::create_private_dir(dir).map_err(StoreError::invalid)?;
+            // Each missing folder made here, the folder checked through its descriptor.
+            fsperm::open_private_dir(dir).map_err(StoreError::invalid)?;
         }
         OpenOptions::new()
             .write(true)
@@ -1246,7 +1246,7 @@ fn row_to_contact(row: &rusqlite::Row<'_>) -> rusqlite::Result<Contact> {
         is_deleted: row.get::<_, Option<i64>>(5)?.unwrap_or(0) != 0,
         key: row
             .get::<_, Option<String>>(6)?
-            .map(|t| KeyHint::from_tail(&t)),
+            .map(|k| KeyHint::of_whole(&zeroize::Zeroizing::new(k))),
         cms: match row.get::<_, Option<i64>>(7)? {
             Some(uf_id) => CmsLink::Linked {
                 uf_id: uf_id as u64,

@@ -4,6 +4,10 @@
 //! reaches stdout only from a command whose job is to print it. No command takes a key
 //! or a password as an argument.
 
+pub mod config_cmd;
+pub mod manpage;
+pub mod reference;
+
 use std::io::{self, BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -160,7 +164,7 @@ pub mod out {
     about = "Manage CiviCRM API keys from a terminal",
     long_about = "Manage CiviCRM API keys from a terminal. With no command, civikey opens its \
 interactive screen (press ? there for the keys); the commands below are for scripts.",
-    after_help = crate::reference::after_help()
+    after_help = crate::cli::reference::after_help()
 )]
 pub struct Cli {
     /// Store address: sqlite:PATH, mysql://USER@HOST[:PORT]/DB, https://SITE, cv:PATH
@@ -171,7 +175,7 @@ pub struct Cli {
         long,
         global = true,
         value_name = "NAME",
-        add = clap_complete::ArgValueCandidates::new(crate::config_cmd::profile_candidates)
+        add = clap_complete::ArgValueCandidates::new(crate::cli::config_cmd::profile_candidates)
     )]
     pub profile: Option<String>,
     /// Open the store read-only: look, never change a key
@@ -304,7 +308,7 @@ pub enum Command {
     },
     /// Where the config file is, write a commented one, or check it
     #[command(subcommand)]
-    Config(crate::config_cmd::ConfigCommand),
+    Config(crate::cli::config_cmd::ConfigCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     ///
     /// The script asks civikey at each Tab, so it completes commands, their own flags, flag
@@ -591,9 +595,9 @@ pub fn show(
             (Some(k), Some((time, by))) => format!(
                 "{}, set by civikey {} by {} ({} ago)",
                 k.masked(),
-                crate::ui::format_time(*time),
+                crate::timefmt::format_time(*time),
                 SafeText::new(by),
-                crate::ui::format_age(now, *time)
+                crate::timefmt::format_age(now, *time)
             ),
             (Some(k), None) => format!("{}, not set by civikey", k.masked()),
         },
@@ -718,8 +722,7 @@ pub fn rotate(
         if let Some(check) = &login_check {
             doc["login_check"] = check.to_json();
         }
-        let doc = zeroize::Zeroizing::new(doc.to_string());
-        out::secret_line(doc.as_str())
+        out::secret_line(ascii_json(&doc).as_str())
     } else {
         out::secret_line(done.key.expose())
     };
@@ -741,6 +744,26 @@ pub fn rotate(
     }
     note_login_check(login_check.as_ref());
     Ok(())
+}
+
+/// `doc` as one line of printable ASCII, as [`out::secret_line`] requires: every character
+/// outside ASCII (a site's words, a `…` where a long reason was cut) written as a JSON
+/// `\uXXXX` escape, which every JSON reader turns back into the character. Without it a
+/// login check's detail made the key line unprintable, and the new key was taken back.
+fn ascii_json(doc: &serde_json::Value) -> zeroize::Zeroizing<String> {
+    let text = zeroize::Zeroizing::new(doc.to_string());
+    let mut out = zeroize::Zeroizing::new(String::with_capacity(text.len()));
+    for c in text.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
 }
 
 /// The login check on stderr; a failure is a warning: the key stays assigned.
@@ -861,7 +884,7 @@ pub fn audit(
         }
         out::line(format_args!(
             "{}  {store}{:<10} {:<15} {:>8}  {:<24} {:<6} {}->{}  {}{}",
-            crate::ui::format_time(e.time),
+            crate::timefmt::format_time(e.time),
             SafeText::new(&e.operator).truncated(10),
             SafeText::new(e.ssh_client.as_deref().unwrap_or("local")).truncated(15),
             e.contact_id,
@@ -1109,7 +1132,7 @@ pub fn completions(shell: clap_complete::Shell) -> Result<(), Failure> {
 }
 
 pub fn man() -> Result<(), Failure> {
-    let page = crate::manpage::render(<Cli as clap::CommandFactory>::command())?;
+    let page = crate::cli::manpage::render(<Cli as clap::CommandFactory>::command())?;
     out::generated(&page)?;
     Ok(())
 }

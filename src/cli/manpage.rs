@@ -5,12 +5,12 @@
 use clap::{Arg, ArgAction, Command};
 use roff::{bold, italic, roman, Roff};
 
-use crate::reference;
+use super::reference;
 
-const FILES: &str = include_str!("../docs/man/files.roff");
-const SECURITY: &str = include_str!("../docs/man/security.roff");
-const EXAMPLES: &str = include_str!("../docs/man/examples.roff");
-const SEE_ALSO: &str = include_str!("../docs/man/see-also.roff");
+const FILES: &str = include_str!("../../docs/man/files.roff");
+const SECURITY: &str = include_str!("../../docs/man/security.roff");
+const EXAMPLES: &str = include_str!("../../docs/man/examples.roff");
+const SEE_ALSO: &str = include_str!("../../docs/man/see-also.roff");
 
 /// The whole page, in roff.
 pub fn render(cmd: Command) -> std::io::Result<Vec<u8>> {
