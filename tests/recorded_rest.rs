@@ -136,8 +136,8 @@ fn recorded_site(files: &[(String, Value)]) -> State {
             let text = |f: &str| v.get(f).and_then(Value::as_str).map(str::to_string);
             match contacts.iter_mut().find(|c| c.id == id) {
                 Some(c) => {
-                    if c.sort_name.is_empty() {
-                        c.sort_name = text("sort_name").unwrap_or_default();
+                    if c.sort_name.is_none() {
+                        c.sort_name = text("sort_name");
                     }
                     if c.email.is_none() {
                         c.email = text("email_primary.email");
@@ -147,7 +147,7 @@ fn recorded_site(files: &[(String, Value)]) -> State {
                     id,
                     contact_type: text("contact_type").unwrap_or("Individual".into()),
                     display_name: text("display_name").unwrap_or_default(),
-                    sort_name: text("sort_name").unwrap_or_default(),
+                    sort_name: text("sort_name"),
                     first_name: text("first_name"),
                     last_name: text("last_name"),
                     email: text("email_primary.email"),
@@ -172,7 +172,7 @@ fn recorded_site(files: &[(String, Value)]) -> State {
                 id,
                 contact_type: "Individual".into(),
                 display_name: format!("Contact {id}"),
-                sort_name: format!("Contact {id}"),
+                sort_name: Some(format!("Contact {id}")),
                 first_name: None,
                 last_name: None,
                 email: None,

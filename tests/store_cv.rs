@@ -171,6 +171,17 @@ fn data_from(contacts: &[SeedContact]) -> Value {
     json!({ "contacts": list, "seen_keys": [] })
 }
 
+/// [`data_from`] with the sort names of `ids` NULL (`"sort_name": null`, as cv prints it).
+fn data_with_null_sort_names(contacts: &[SeedContact], ids: &[i64]) -> Value {
+    let mut data = data_from(contacts);
+    for c in data["contacts"].as_array_mut().unwrap() {
+        if ids.contains(&c["id"].as_i64().unwrap()) {
+            c["sort_name"] = Value::Null;
+        }
+    }
+    data
+}
+
 fn fake_cv() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake-cv/cv")
 }
@@ -215,6 +226,20 @@ fn fixture_with(env: &[(&str, &str)], data: Value) -> CvFixture {
 }
 
 contract_tests!(fixture(); wrapped);
+
+/// Contacts whose sort name is NULL, through `cv api4` (no pipe: pages by offset): every
+/// one comes, the NULL sort names first.
+#[test]
+fn null_sort_names_page_first_and_completely() {
+    let f = fixture_with(
+        &[],
+        data_with_null_sort_names(
+            &contract::null_sort_name_contacts(),
+            &contract::NULL_SORT_NAME_IDS,
+        ),
+    );
+    contract::null_sort_names_page_first_and_completely(&mut f.store());
+}
 
 fn key(text: &str) -> ApiKey {
     ApiKey::from_store(text.into())
@@ -704,6 +729,20 @@ mod pipe {
             data_from(&contract::shared_sort_name_contacts()),
         );
         contract::a_sorted_branch_pages_through_a_shared_sort_name(&mut f.store(), &mut || {});
+    }
+
+    /// Contacts whose sort name is NULL (cv prints `"sort_name": null`; MariaDB sorts them
+    /// first): a keystroke through the pipe pages through every one, by 1, 2, 4 and 50.
+    #[test]
+    fn null_sort_names_page_first_and_completely() {
+        let f = fixture_with(
+            &[("FAKE_CV_PIPE", "on")],
+            data_with_null_sort_names(
+                &contract::null_sort_name_contacts(),
+                &contract::NULL_SORT_NAME_IDS,
+            ),
+        );
+        contract::null_sort_names_page_first_and_completely(&mut f.store());
     }
 
     #[test]

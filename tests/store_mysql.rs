@@ -518,6 +518,27 @@ fn every_page(s: &mut dyn ContactStore, mut q: Query) -> Vec<u64> {
     panic!("paging never ended");
 }
 
+/// The contract's contacts whose sort name is NULL, found by a name search and paged by
+/// 1, 2, 4 and 50: every one, the NULLs first.
+#[test]
+fn null_sort_names_page_first_and_completely() {
+    let Some((url, password)) = server() else {
+        return;
+    };
+    let f = MysqlFixture::new(&url, &password, "", contract::null_sort_name_contacts());
+    let ids: Vec<String> = contract::NULL_SORT_NAME_IDS
+        .iter()
+        .map(i64::to_string)
+        .collect();
+    f.admin()
+        .query_drop(format!(
+            "UPDATE civicrm_contact SET sort_name = NULL WHERE id IN ({})",
+            ids.join(",")
+        ))
+        .unwrap();
+    contract::null_sort_names_page_first_and_completely(&mut f.store());
+}
+
 #[test]
 fn paging_merges_deleted_and_live_ranges_and_handles_empty_sort_names() {
     let Some((url, password)) = server() else {
@@ -602,7 +623,7 @@ fn seeding_and_paging_at_scale() {
     assert_eq!(first.contacts.len(), 50);
     let mut q = Query::new("", 50);
     q.after = Some(Cursor::After {
-        sort_name: "Surname090000".into(),
+        sort_name: Some("Surname090000".into()),
         id: 0,
     });
     let deep = s.search(&q).unwrap();

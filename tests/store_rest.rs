@@ -889,6 +889,15 @@ fn a_sorted_first_name_branch_pages_through_a_shared_sort_name() {
     assert_eq!(server.state().requests.len() - before, 1);
 }
 
+/// Contacts whose sort name is NULL (the site answers `"sort_name": null` and sorts them
+/// first): a keystroke that finds them pages through every one, by 1, 2, 4 and 50.
+#[test]
+fn null_sort_names_page_first_and_completely() {
+    let server = FakeCivi::start(contract::null_sort_name_contacts());
+    server.null_sort_names(&contract::NULL_SORT_NAME_IDS);
+    contract::null_sort_names_page_first_and_completely(&mut connect(&server));
+}
+
 /// [`contract::individual`] with an email and, if given, a CMS user.
 fn person(id: i64, sort_name: &str, first: &str, uf_id: Option<i64>) -> SeedContact {
     SeedContact {
@@ -995,7 +1004,7 @@ fn a_keystroke_matching_more_users_than_one_links_call_still_gets_each_link() {
     // this site has many users: two requests, the first without links calls.
     let mut query = Query::new("berg", 50);
     query.after = Some(Cursor::After {
-        sort_name: "Berg, Bo0519".into(),
+        sort_name: Some("Berg, Bo0519".into()),
         id: 519,
     });
     let before = server.state().requests.len();

@@ -115,7 +115,7 @@ fn paging_scrolls_and_fetches_more_near_the_end() {
     let mut app = app_with(Vec::new(), true);
     let seq = app.search_seq;
     let next = Some(Cursor::After {
-        sort_name: "C100".into(),
+        sort_name: Some("C100".into()),
         id: 100,
     });
     app.update(Msg::Searched {
@@ -1163,7 +1163,7 @@ fn enter_on_a_search_that_matched_nothing_searches_inside_names() {
 fn page_of(ids: std::ops::RangeInclusive<u64>, more: bool) -> Page {
     let contacts: Vec<Contact> = ids.map(|i| contact(i, &format!("C{i:04}"), None)).collect();
     let next = more.then(|| Cursor::After {
-        sort_name: contacts.last().unwrap().sort_name.to_string(),
+        sort_name: Some(contacts.last().unwrap().sort_name.to_string()),
         id: contacts.last().unwrap().id,
     });
     Page { contacts, next }

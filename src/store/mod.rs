@@ -10,6 +10,7 @@
 //! folder per backend. Backends import the shared parts, never the factory or each other.
 
 pub mod address;
+pub(crate) mod api4;
 pub mod collation;
 pub mod cv;
 pub mod error;

@@ -201,8 +201,13 @@ pub enum Matcher<'a> {
 /// Where a page ended. Each store picks the form its backend pages best with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cursor {
-    /// Keyset paging on (sort_name, id).
-    After { sort_name: String, id: ContactId },
+    /// Keyset paging on (sort_name, id). `sort_name` None: the page ended on a NULL sort
+    /// name, which sorts before every name (MariaDB's order); the next page is the rest of
+    /// the NULL sort names (by id), then every name.
+    After {
+        sort_name: Option<String>,
+        id: ContactId,
+    },
     /// Offset paging, for APIs that only offer limit/offset.
     Offset(u64),
 }

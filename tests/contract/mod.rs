@@ -119,6 +119,41 @@ pub fn a_sorted_branch_pages_through_a_shared_sort_name(
     }
 }
 
+/// Contacts whose sort name is NULL (CiviCRM leaves it so for a contact written by SQL or
+/// an import without names; MariaDB sorts NULL before every name), with first names a
+/// keystroke finds, and two named contacts after them. [`SeedContact::sort_name`] is text,
+/// so a fixture seeds these and then sets the sort name of [`NULL_SORT_NAME_IDS`] to NULL
+/// as its store can (an SQL `UPDATE`, the fake site's state, the fake cv's data file).
+pub fn null_sort_name_contacts() -> Vec<SeedContact> {
+    let mut seeds: Vec<SeedContact> = NULL_SORT_NAME_IDS
+        .iter()
+        .map(|&id| SeedContact {
+            last_name: None,
+            ..individual(id, "", if id % 2 == 0 { "Carl" } else { "Carla" })
+        })
+        .collect();
+    seeds.push(individual(70, "Abe, Carl", "Carl"));
+    seeds.push(individual(71, "Zed, Carla", "Carla"));
+    seeds
+}
+
+/// The contacts of [`null_sort_name_contacts`] whose sort name is NULL.
+pub const NULL_SORT_NAME_IDS: [i64; 6] = [60, 61, 62, 63, 64, 65];
+
+/// On [`null_sort_name_contacts`] (the NULL sort names set): `car` and `c` paged by 1, 2, 4
+/// and 50 give every contact once, the NULL sort names first by id, as MariaDB orders
+/// them. A cursor that took a NULL sort name for "" (`sort_name > ''` on the next page)
+/// lost the NULL sort names after the first page.
+pub fn null_sort_names_page_first_and_completely(s: &mut dyn ContactStore) {
+    let mut expected: Vec<u64> = NULL_SORT_NAME_IDS.iter().map(|&id| id as u64).collect();
+    expected.extend([70, 71]);
+    for text in ["car", "c"] {
+        for limit in [1, 2, 4, 50] {
+            assert_eq!(all_ids(s, text, limit), expected, "{text:?} by {limit}");
+        }
+    }
+}
+
 /// The contract's data set: 30 contacts, duplicate sort names, one deleted, one hostile.
 pub fn contacts() -> Vec<SeedContact> {
     let mut out = vec![

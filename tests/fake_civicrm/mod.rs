@@ -124,7 +124,8 @@ pub struct FakeContact {
     pub id: u64,
     pub contact_type: String,
     pub display_name: String,
-    pub sort_name: String,
+    /// None: NULL, as CiviCRM answers it (`"sort_name": null`), sorted first.
+    pub sort_name: Option<String>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
     pub email: Option<String>,
@@ -218,6 +219,15 @@ pub fn admin_permissions() -> Vec<String> {
 }
 
 impl FakeCivi {
+    /// Sets the sort name of each of `ids` to NULL.
+    pub fn null_sort_names(&self, ids: &[i64]) {
+        for c in &mut self.state().contacts {
+            if ids.contains(&(c.id as i64)) {
+                c.sort_name = None;
+            }
+        }
+    }
+
     /// A Standalone site with `contacts` (their CMS users and roles as the seed gives
     /// them), administered through [`ADMIN_KEY`].
     pub fn start(contacts: Vec<SeedContact>) -> FakeCivi {
@@ -246,7 +256,7 @@ impl FakeCivi {
                 id,
                 contact_type: c.contact_type,
                 display_name: c.display_name,
-                sort_name: c.sort_name,
+                sort_name: Some(c.sort_name),
                 first_name: c.first_name,
                 last_name: c.last_name,
                 email: c.email,

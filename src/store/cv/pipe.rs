@@ -26,9 +26,8 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -36,6 +35,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use zeroize::{Zeroize, Zeroizing};
+
+use super::process::{kill_group, spawn};
+use crate::store::api4::wipe;
 
 /// The longest answer line read: a page of contacts is a few KiB.
 const MAX_LINE: usize = 16 * 1024 * 1024;
@@ -89,18 +91,9 @@ impl PipeSession {
         user: Option<&str>,
         deadline: Instant,
     ) -> Result<Self, PipeError> {
-        // All three streams piped: nothing cv prints reaches the terminal unsanitized.
-        #[allow(clippy::disallowed_methods)]
-        let mut child = crate::child_env::minimal(&mut Command::new(binary), crate::child_env::CV)
-            .args(["pipe", "--cwd"])
-            .arg(site)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group: a timeout kills cv and whatever it started, and the
-            // operator's Ctrl-C does not reach it behind civikey's back.
-            .process_group(0)
-            .spawn()
+        let mut command = Command::new(binary);
+        command.args(["pipe", "--cwd"]).arg(site);
+        let mut child = spawn(command)
             .map_err(|e| PipeError::Unavailable(format!("cannot start cv pipe: {e}")))?;
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
@@ -314,23 +307,6 @@ impl Drop for PipeSession {
     }
 }
 
-/// Kills cv's whole process group and reaps cv.
-fn kill_group(child: &mut Child) {
-    if matches!(child.try_wait(), Ok(Some(_))) {
-        // Already reaped: its group id may name someone else's processes now.
-        return;
-    }
-    if let Ok(pgid) = i32::try_from(child.id()) {
-        // SAFETY: kill(2) with a negative pid signals that process group; cv was started
-        // with process_group(0), so the group is cv's own and holds only what it started.
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
 /// Reads stdout line by line on a thread (each line capped at [`MAX_LINE`]).
 fn spawn_line_reader(stdout: impl Read + Send + 'static) -> Receiver<Line> {
     let (tx, rx) = mpsc::channel();
@@ -402,14 +378,4 @@ fn spawn_stderr_keeper(mut stderr: impl Read + Send + 'static) -> Arc<Mutex<VecD
         chunk.zeroize();
     });
     kept
-}
-
-/// Wipes the strings of a parsed answer (it may hold keys) before it is dropped.
-fn wipe(value: &mut Value) {
-    match value {
-        Value::String(s) => s.zeroize(),
-        Value::Array(items) => items.iter_mut().for_each(wipe),
-        Value::Object(map) => map.values_mut().for_each(wipe),
-        _ => {}
-    }
 }

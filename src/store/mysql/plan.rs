@@ -6,10 +6,6 @@ use mysql::Value;
 
 use crate::store::{like_prefix, name_splits, Cursor, StoreError};
 
-/// The cursor's stand-in for a NULL sort_name. MySQL sorts NULLs first and a cursor's
-/// sort_name is a String; NUL never occurs in a real sort_name, so it cannot collide.
-pub(super) const NULL_SORT_NAME: &str = "\0";
-
 /// The name condition ([`crate::store::name_matches`] in SQL; the collation ignores case and
 /// accents): a prefix of the sort, first, last, organisation or household name, a
 /// first-name and a last-name prefix in either order for each split of a text of several
@@ -190,11 +186,17 @@ pub(super) fn cursor_condition(after: Option<&Cursor>) -> Result<(String, Vec<Va
     match after {
         None => Ok((String::new(), Vec::new())),
         // Still among the NULL sort names (they sort first), or past them.
-        Some(Cursor::After { sort_name, id }) if sort_name == NULL_SORT_NAME => Ok((
+        Some(Cursor::After {
+            sort_name: None,
+            id,
+        }) => Ok((
             " AND (c.sort_name IS NOT NULL OR c.id > ?)".into(),
             vec![Value::UInt(*id)],
         )),
-        Some(Cursor::After { sort_name, id }) => Ok((
+        Some(Cursor::After {
+            sort_name: Some(sort_name),
+            id,
+        }) => Ok((
             " AND (c.sort_name > ? OR (c.sort_name = ? AND c.id > ?))".into(),
             vec![
                 Value::from(sort_name.as_str()),

@@ -8,7 +8,6 @@ use mysql::{Params, Row, Value};
 use super::errors::Phase;
 use super::plan::{
     cursor_condition, name_condition, NamePlan, NameRange, Union, NAME_INDEXES, NO_LIMIT,
-    NULL_SORT_NAME,
 };
 use super::rows::{row_to_contact, uint};
 use super::MysqlStore;
@@ -168,9 +167,7 @@ impl MysqlStore {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| StoreError::bad_data(format!("{}: {e}", self.location)))?;
         let (found, next) = paging::cut(found, limit, |(last, sort_name)| Cursor::After {
-            sort_name: sort_name
-                .clone()
-                .unwrap_or_else(|| NULL_SORT_NAME.to_string()),
+            sort_name: sort_name.clone(),
             id: last.id,
         });
         Ok(Page {

@@ -312,7 +312,7 @@ impl ContactStore for SqliteStore {
             return page;
         }
         let (rows, next) = paging::cut(rows, limit, |(last, sort_key, _)| Cursor::After {
-            sort_name: sort_key.clone(),
+            sort_name: Some(sort_key.clone()),
             id: last.id,
         });
         Ok(Page {

@@ -117,8 +117,9 @@ pub(super) fn after_cursor(
         }) => Ok(Some((
             format!("{sort_key} >= ? AND ({sort_key} > ? OR {id} > ?)"),
             vec![
-                Value::Text(sort_name.clone()),
-                Value::Text(sort_name.clone()),
+                // The list orders by coalesce(sort_name, ''): a NULL sort name is ''.
+                Value::Text(sort_name.clone().unwrap_or_default()),
+                Value::Text(sort_name.clone().unwrap_or_default()),
                 Value::Integer(*after_id as i64),
             ],
         ))),

@@ -1,0 +1,94 @@
+//! Cutting a page out of the rows read (one more than the page, to know whether more
+//! follow) and building the cursor of the next page.
+
+use crate::store::{ContactId, Cursor, HolderCursor, StoreError};
+
+/// Where a page read by offset starts: after `cursor` (an offset), or at 0. `store` names
+/// the store in the refusal of a keyset cursor ("the cv store").
+pub(crate) fn offset_of(cursor: Option<&Cursor>, store: &str) -> Result<u64, StoreError> {
+    match cursor {
+        None => Ok(0),
+        Some(Cursor::Offset(n)) => Ok(*n),
+        Some(Cursor::After { .. }) => Err(StoreError::invalid(format!(
+            "{store} pages by offset, not by key"
+        ))),
+    }
+}
+
+/// [`offset_of`] for a page of key holders.
+pub(crate) fn holder_offset(cursor: Option<&HolderCursor>, store: &str) -> Result<u64, StoreError> {
+    match cursor {
+        None => Ok(0),
+        Some(HolderCursor::Offset(n)) => Ok(*n),
+        Some(HolderCursor::AfterKey { .. }) => Err(StoreError::invalid(format!(
+            "{store} pages key holders by offset, not by key"
+        ))),
+    }
+}
+
+/// The first `limit` of `rows` and, when more came, the keyset cursor after the last one:
+/// its sort name as the site compares it (None for a NULL sort name, which the next page's
+/// condition keeps apart from an empty one: [`super::clause::after`]) and its id.
+pub(crate) fn keyset_page<T>(
+    mut rows: Vec<T>,
+    limit: usize,
+    key: impl Fn(&T) -> (Option<String>, ContactId),
+) -> (Vec<T>, Option<Cursor>) {
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next = match rows.last() {
+        Some(last) if more => {
+            let (sort_name, id) = key(last);
+            Some(Cursor::After { sort_name, id })
+        }
+        _ => None,
+    };
+    (rows, next)
+}
+
+/// The first `limit` of `rows` read from `offset`, and the offset of the next page when
+/// more came.
+pub(crate) fn offset_page<T>(mut rows: Vec<T>, limit: usize, offset: u64) -> (Vec<T>, Option<u64>) {
+    if rows.len() > limit {
+        rows.truncate(limit);
+        (rows, Some(offset + limit as u64))
+    } else {
+        (rows, None)
+    }
+}
+
+/// Drops a sorted branch's rows of its last sort name (sorted by sort name, then id
+/// descending, the lowest ids of that name may not have come) and returns that name
+/// (None: NULL), or None when there are no rows.
+pub(crate) fn drop_last_sort_name<T>(
+    rows: &mut Vec<T>,
+    sort_name: impl Fn(&T) -> Option<&str>,
+) -> Option<Option<String>> {
+    let last = rows.last().map(|r| sort_name(r).map(str::to_string))?;
+    while rows.last().is_some_and(|r| sort_name(r) == last.as_deref()) {
+        rows.pop();
+    }
+    Some(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_ending_on_a_null_sort_name_says_so() {
+        let rows = vec![(None, 60), (None, 61), (Some("Abe"), 70)];
+        let (page, next) = keyset_page(rows, 2, |r| (r.0.map(String::from), r.1));
+        assert_eq!(page.len(), 2);
+        assert_eq!(
+            next,
+            Some(Cursor::After {
+                sort_name: None,
+                id: 61
+            })
+        );
+        let mut rows = vec![(Some("A"), 1), (None, 3), (None, 2)];
+        assert_eq!(drop_last_sort_name(&mut rows, |r| r.0), Some(None));
+        assert_eq!(rows, vec![(Some("A"), 1)]);
+    }
+}
