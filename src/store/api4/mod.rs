@@ -15,13 +15,15 @@ pub(crate) mod paging;
 pub(crate) mod rows;
 pub(crate) mod users;
 
+use std::collections::HashMap;
+
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use zeroize::Zeroize;
 
 use self::clause::GetParams;
 use crate::key::ApiKey;
-use crate::store::{KeySwap, StoreError};
+use crate::store::{Contact, ContactId, KeySwap, StoreError};
 
 /// Ids per call when reading many contacts, keys, CMS links, users or roles.
 pub(crate) const IDS_PER_CALL: usize = 200;
@@ -33,8 +35,23 @@ pub(crate) const KEYS_PER_CALL: usize = 100;
 pub(crate) const ROTATION_BATCH: usize = 50;
 /// More holders than this for one key cannot be legitimate: the filter was ignored.
 pub(crate) const MAX_HOLDERS: usize = 1000;
-/// The largest page a search or a key holders' page asks for.
-pub(crate) const MAX_PAGE: usize = 1000;
+/// The largest page a search or a key holders' page asks for: every store's.
+pub(crate) use crate::store::paging::MAX_PAGE;
+
+/// The contacts `ids` names, in that order ([`StoreError::NotFound`] for the first one
+/// missing), read [`IDS_PER_CALL`] ids at a time by `read`: REST's and cv's `contacts`.
+pub(crate) fn contacts_in_order(
+    ids: &[ContactId],
+    mut read: impl FnMut(&[ContactId]) -> Result<Vec<Contact>, StoreError>,
+) -> Result<Vec<Contact>, StoreError> {
+    let mut found: HashMap<ContactId, Contact> = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(IDS_PER_CALL) {
+        found.extend(read(chunk)?.into_iter().map(|c| (c.id, c)));
+    }
+    ids.iter()
+        .map(|id| found.get(id).cloned().ok_or(StoreError::NotFound(*id)))
+        .collect()
+}
 
 /// How one API v4 store sends a call and reads its answer: the only part REST and cv do
 /// not share.

@@ -1,7 +1,7 @@
 //! Cutting a page out of the rows read (one more than the page, to know whether more
 //! follow) and building the cursor of the next page.
 
-use crate::store::{ContactId, Cursor, HolderCursor, StoreError};
+use crate::store::{paging, ContactId, Cursor, HolderCursor, StoreError};
 
 /// Where a page read by offset starts: after `cursor` (an offset), or at 0. `store` names
 /// the store in the refusal of a keyset cursor ("the cv store").
@@ -30,31 +30,20 @@ pub(crate) fn holder_offset(cursor: Option<&HolderCursor>, store: &str) -> Resul
 /// its sort name as the site compares it (None for a NULL sort name, which the next page's
 /// condition keeps apart from an empty one: [`super::clause::after`]) and its id.
 pub(crate) fn keyset_page<T>(
-    mut rows: Vec<T>,
+    rows: Vec<T>,
     limit: usize,
     key: impl Fn(&T) -> (Option<String>, ContactId),
 ) -> (Vec<T>, Option<Cursor>) {
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    let next = match rows.last() {
-        Some(last) if more => {
-            let (sort_name, id) = key(last);
-            Some(Cursor::After { sort_name, id })
-        }
-        _ => None,
-    };
-    (rows, next)
+    paging::cut(rows, limit, |last| {
+        let (sort_name, id) = key(last);
+        Cursor::After { sort_name, id }
+    })
 }
 
 /// The first `limit` of `rows` read from `offset`, and the offset of the next page when
 /// more came.
-pub(crate) fn offset_page<T>(mut rows: Vec<T>, limit: usize, offset: u64) -> (Vec<T>, Option<u64>) {
-    if rows.len() > limit {
-        rows.truncate(limit);
-        (rows, Some(offset + limit as u64))
-    } else {
-        (rows, None)
-    }
+pub(crate) fn offset_page<T>(rows: Vec<T>, limit: usize, offset: u64) -> (Vec<T>, Option<u64>) {
+    paging::cut(rows, limit, |_| offset + limit as u64)
 }
 
 /// Drops a sorted branch's rows of its last sort name (sorted by sort name, then id

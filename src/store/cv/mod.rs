@@ -268,14 +268,9 @@ impl ContactStore for CvStore {
 
     /// A page of ids per call, CMS links joined.
     fn contacts(&mut self, ids: &[ContactId]) -> Result<Vec<Contact>, StoreError> {
-        let mut found: HashMap<ContactId, Contact> = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(api4::IDS_PER_CALL) {
-            let page = self.contacts_where(vec![by_ids(chunk), any_deleted()])?;
-            found.extend(page.into_iter().map(|c| (c.id, c)));
-        }
-        ids.iter()
-            .map(|id| found.get(id).cloned().ok_or(StoreError::NotFound(*id)))
-            .collect()
+        api4::contacts_in_order(ids, |chunk| {
+            self.contacts_where(vec![by_ids(chunk), any_deleted()])
+        })
     }
 
     fn key_holders(

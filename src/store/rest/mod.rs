@@ -183,13 +183,7 @@ impl ContactStore for RestStore {
 
     /// A page of ids per call, then their CMS links in one more call.
     fn contacts(&mut self, ids: &[ContactId]) -> Result<Vec<Contact>, StoreError> {
-        let mut found: HashMap<ContactId, Contact> = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(api4::IDS_PER_CALL) {
-            found.extend(self.contacts_by_ids(chunk)?.into_iter().map(|c| (c.id, c)));
-        }
-        ids.iter()
-            .map(|id| found.get(id).cloned().ok_or(StoreError::NotFound(*id)))
-            .collect()
+        api4::contacts_in_order(ids, |chunk| self.contacts_by_ids(chunk))
     }
 
     fn key_holders(
