@@ -26,9 +26,8 @@ fn a_key_changed_to_one_ending_the_same_is_not_overwritten_from_the_screen() {
     tui.wait_for("one match", secs(10), |s| {
         s.lines().next().unwrap_or("").contains(" 1 shown")
     });
+    // Enter keeps the filter and returns to the list, on Grace Hopper.
     tui.send(ENTER);
-    tui.send(ENTER);
-    tui.wait_text("/ search");
     tui.wait_text(&format!("••••{}", &before[before.len() - 4..]));
     tui.send("r");
     tui.wait_text("Not saved yet");
