@@ -1,7 +1,9 @@
 //! Key health: every key a store holds, judged at once.
 //!
-//! Reads only the contacts that hold a key ([`ContactStore::key_holders`], paged through
-//! the api_key index or the API's `api_key IS NOT NULL`), then finds what CiviCRM's own
+//! Reads the site's users once ([`ContactStore::site_users`]) and only the contacts that
+//! hold a key ([`ContactStore::read_key_holders`]: through the api_key index or the API's
+//! `api_key IS NOT NULL`, in big pages or one query), judging each batch as it comes,
+//! then finds what CiviCRM's own
 //! advice warns about: keys shared by several contacts (compared as the store compares),
 //! keys that are easy to guess, keys on contacts that should not hold one (the warning
 //! codes of [`crate::assess`]), and keys older than a limit (from the journal). Each
@@ -15,10 +17,8 @@ use sha2::{Digest, Sha256};
 use crate::assess::{self, WarningCode};
 use crate::audit::Journal;
 use crate::key::{ApiKey, KeyHint, MIN_MANUAL_LEN};
-use crate::store::{Contact, ContactId, ContactStore, Holder, HolderCursor, StoreError};
+use crate::store::{Contact, ContactId, ContactStore, Holder, StoreError};
 
-/// How many holders one store call reads.
-pub const PAGE: usize = 1000;
 /// How many holders one standings call asks about.
 const STANDINGS_CHUNK: usize = 500;
 
@@ -397,43 +397,78 @@ fn comparison_digest(key: &ApiKey, case_insensitive: bool) -> [u8; 32] {
     hash.finalize().into()
 }
 
-/// Reads every key holder of `store` and judges each key. `progress` hears the running
-/// count of holders read, after each page.
+/// Reads every key holder of `store` and judges each key. The site's users are read once
+/// ([`ContactStore::site_users`]), then the holders a batch at a time
+/// ([`ContactStore::read_key_holders`]), each batch judged as it comes: `progress` hears
+/// the running count of holders read and the findings of that batch (all but duplicate
+/// keys, which need every holder and come with the report).
 pub fn check(
     store: &mut dyn ContactStore,
     journal: Option<&Journal>,
     options: Options,
-    progress: &mut dyn FnMut(usize),
+    progress: &mut dyn FnMut(usize, &[Finding]),
 ) -> Result<Report, StoreError> {
     let case_insensitive = store.info().keys_case_insensitive;
-    let mut holders: Vec<Holder> = Vec::new();
+    let site = store.site_users()?;
+    // Ages need the journal: without one they are not judged (never guessed as unknown).
+    let max_age_days = options.max_age_days.filter(|_| journal.is_some());
+    let ages = match (max_age_days, journal) {
+        (Some(days), Some(journal)) => Some(Ages {
+            journal,
+            changes: journal
+                .last_changes()
+                .map_err(|e| StoreError::invalid(e.0))?,
+            days,
+            now: options.now,
+        }),
+        _ => None,
+    };
+    // What duplicates need of each holder: its key as the store compares it (hashed),
+    // the contact and the key's hint. The key itself is dropped once its batch is judged.
+    let mut kept: Vec<(Contact, KeyHint)> = Vec::new();
+    let mut groups: HashMap<[u8; 32], Vec<usize>> = HashMap::new();
     let mut seen = HashSet::new();
-    let mut after: Option<HolderCursor> = None;
-    loop {
-        let page = store.key_holders(after.as_ref(), PAGE)?;
-        // Stores that page by offset may repeat a contact across pages: count it once.
-        holders.extend(
-            page.holders
-                .into_iter()
-                .filter(|h| seen.insert(h.contact.id)),
-        );
-        progress(holders.len());
-        match page.next {
-            Some(next) => after = Some(next),
-            None => break,
+    let mut findings = Vec::new();
+    let mut standing_unknown = 0;
+    // Without the site's users: standings by ids after the read, a chunk at a time.
+    let mut pending: Vec<Holder> = Vec::new();
+    store.read_key_holders(&mut |batch| {
+        let mut judged = Vec::new();
+        // A store may repeat a contact (rows of several domains): count it once.
+        for h in batch.into_iter().filter(|h| seen.insert(h.contact.id)) {
+            groups
+                .entry(comparison_digest(&h.key, case_insensitive))
+                .or_default()
+                .push(kept.len());
+            kept.push((h.contact.clone(), h.key.hint()));
+            judged.extend(key_findings(&h, ages.as_ref()));
+            match &site {
+                Some(site) => {
+                    let standing = site.standing_of(&h.contact);
+                    standing_unknown += standing_findings(&h, &standing, &mut judged);
+                }
+                None => pending.push(h),
+            }
+        }
+        progress(kept.len(), &judged);
+        findings.append(&mut judged);
+        Ok(())
+    })?;
+    for chunk in pending.chunks(STANDINGS_CHUNK) {
+        let ids: Vec<ContactId> = chunk.iter().map(|h| h.contact.id).collect();
+        let standings = store.standings(&ids)?;
+        for h in chunk {
+            let standing = standings
+                .get(&h.contact.id)
+                .cloned()
+                .unwrap_or(crate::store::Standing::UNKNOWN);
+            standing_unknown += standing_findings(h, &standing, &mut findings);
         }
     }
-    let mut findings = Vec::new();
+    drop(pending);
 
-    let mut groups: HashMap<[u8; 32], Vec<usize>> = HashMap::new();
-    for (i, h) in holders.iter().enumerate() {
-        groups
-            .entry(comparison_digest(&h.key, case_insensitive))
-            .or_default()
-            .push(i);
-    }
     for members in groups.values().filter(|m| m.len() > 1) {
-        let mut ids: Vec<ContactId> = members.iter().map(|i| holders[*i].contact.id).collect();
+        let mut ids: Vec<ContactId> = members.iter().map(|i| kept[*i].0.id).collect();
         ids.sort_unstable();
         let how = if case_insensitive {
             "compared as the store compares: without case"
@@ -441,21 +476,21 @@ pub fn check(
             "byte for byte"
         };
         for i in members {
-            let h = &holders[*i];
+            let (contact, hint) = &kept[*i];
             let others: Vec<String> = ids
                 .iter()
-                .filter(|id| **id != h.contact.id)
+                .filter(|id| **id != contact.id)
                 .map(ToString::to_string)
                 .collect();
-            let first = if ids.first() == Some(&h.contact.id) {
+            let first = if ids.first() == Some(&contact.id) {
                 " (the lowest id: this contact logs in with it)"
             } else {
                 ""
             };
             findings.push(Finding {
                 code: Code::Duplicate,
-                contact: h.contact.clone(),
-                key: h.key.hint(),
+                contact: contact.clone(),
+                key: hint.clone(),
                 detail: format!(
                     "the same key as contact {} ({how}){first}",
                     others.join(", ")
@@ -466,78 +501,87 @@ pub fn check(
         }
     }
 
-    for h in &holders {
-        if let Some((rule, why)) = weakness(&h.key) {
-            findings.push(finding(h, Code::Weak, why, Some(rule)));
-        }
-    }
-
-    let mut standing_unknown = 0;
-    for chunk in holders.chunks(STANDINGS_CHUNK) {
-        let ids: Vec<ContactId> = chunk.iter().map(|h| h.contact.id).collect();
-        let standings = store.standings(&ids)?;
-        for h in chunk {
-            let standing = standings
-                .get(&h.contact.id)
-                .cloned()
-                .unwrap_or(crate::store::Standing::UNKNOWN);
-            for warning in assess::assess(&h.contact, &standing) {
-                match Code::from_warning(warning.code) {
-                    Some(code) => findings.push(finding(h, code, warning.text, None)),
-                    None => standing_unknown += 1,
-                }
-            }
-        }
-    }
-
-    // Ages need the journal: without one they are not judged (never guessed as unknown).
-    let max_age_days = options.max_age_days.filter(|_| journal.is_some());
-    if let (Some(days), Some(journal)) = (max_age_days, journal) {
-        let changes = journal
-            .last_changes()
-            .map_err(|e| StoreError::invalid(e.0))?;
-        let limit = i64::from(days) * 86_400;
-        for h in &holders {
-            match changes.get(&h.contact.id) {
-                Some((time, Some(fp))) if journal.fingerprint(&h.key) == *fp => {
-                    if options.now - time > limit {
-                        findings.push(finding(
-                            h,
-                            Code::Old,
-                            format!(
-                                "set {} days ago by civikey (on {}); the limit is {days}",
-                                (options.now - time) / 86_400,
-                                crate::timefmt::format_time(*time)
-                            ),
-                            None,
-                        ));
-                    }
-                }
-                Some(_) => findings.push(finding(
-                    h,
-                    Code::AgeUnknown,
-                    "changed outside civikey since civikey last set it: its age is unknown".into(),
-                    None,
-                )),
-                None => findings.push(finding(
-                    h,
-                    Code::AgeUnknown,
-                    "never set by civikey: its age is unknown".into(),
-                    None,
-                )),
-            }
-        }
-    }
-
-    findings.sort_by(|a, b| {
-        (a.code.severity(), a.code, a.contact.id).cmp(&(b.code.severity(), b.code, b.contact.id))
-    });
+    sort_findings(&mut findings);
     Ok(Report {
         findings,
-        holders: holders.len(),
+        holders: kept.len(),
         standing_unknown,
         max_age_days,
     })
+}
+
+/// Most severe first, then by code, contact id: the report's order.
+pub fn sort_findings(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| {
+        (a.code.severity(), a.code, a.contact.id).cmp(&(b.code.severity(), b.code, b.contact.id))
+    });
+}
+
+/// What judging ages needs: the journal's last change of each contact, and the limit.
+struct Ages<'a> {
+    journal: &'a Journal,
+    changes: HashMap<ContactId, (i64, Option<String>)>,
+    days: u32,
+    now: i64,
+}
+
+/// The findings about the key itself: easy to guess, too old or of unknown age.
+fn key_findings(h: &Holder, ages: Option<&Ages<'_>>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if let Some((rule, why)) = weakness(&h.key) {
+        out.push(finding(h, Code::Weak, why, Some(rule)));
+    }
+    let Some(ages) = ages else {
+        return out;
+    };
+    let days = ages.days;
+    let limit = i64::from(days) * 86_400;
+    match ages.changes.get(&h.contact.id) {
+        Some((time, Some(fp))) if ages.journal.fingerprint(&h.key) == *fp => {
+            if ages.now - time > limit {
+                out.push(finding(
+                    h,
+                    Code::Old,
+                    format!(
+                        "set {} days ago by civikey (on {}); the limit is {days}",
+                        (ages.now - time) / 86_400,
+                        crate::timefmt::format_time(*time)
+                    ),
+                    None,
+                ));
+            }
+        }
+        Some(_) => out.push(finding(
+            h,
+            Code::AgeUnknown,
+            "changed outside civikey since civikey last set it: its age is unknown".into(),
+            None,
+        )),
+        None => out.push(finding(
+            h,
+            Code::AgeUnknown,
+            "never set by civikey: its age is unknown".into(),
+            None,
+        )),
+    }
+    out
+}
+
+/// The assess warnings of a holder's standing, as findings into `out`; 1 when the store
+/// could not tell its user account or roles (counted in the summary), else 0.
+fn standing_findings(
+    h: &Holder,
+    standing: &crate::store::Standing,
+    out: &mut Vec<Finding>,
+) -> usize {
+    let mut unknown = 0;
+    for warning in assess::assess(&h.contact, standing) {
+        match Code::from_warning(warning.code) {
+            Some(code) => out.push(finding(h, code, warning.text, None)),
+            None => unknown += 1,
+        }
+    }
+    unknown
 }
 
 fn finding(h: &Holder, code: Code, detail: String, rule: Option<WeakRule>) -> Finding {

@@ -134,7 +134,7 @@ fn check(
             max_age_days: max_age,
             now,
         },
-        &mut |_| {},
+        &mut |_, _| {},
     )
     .unwrap()
 }
@@ -301,7 +301,7 @@ fn rest_each_planted_case_is_found_paging_with_progress() {
     }
     assert_eq!(counts, [4, 4, 3]);
     let mut progress = Vec::new();
-    health::check(&mut store, None, Options::default(), &mut |n| {
+    health::check(&mut store, None, Options::default(), &mut |n, _| {
         progress.push(n)
     })
     .unwrap();
@@ -311,6 +311,51 @@ fn rest_each_planted_case_is_found_paging_with_progress() {
         .requests
         .iter()
         .all(|r| !r.target.contains(GOOD[0]) && r.method == "POST"));
+}
+
+/// A site with 1,250 key holders (more than a page of ids, 200, and than the old page of
+/// holders, 1,000): the whole check in three requests, the holders in one Contact.get with
+/// their CMS links joined, every user in one User.get, every role in one Role.get; no
+/// request per chunk of holders. The findings are judged as the holders come.
+#[test]
+fn rest_reads_the_whole_site_in_three_requests() {
+    use civikey::store::rest::{RestOptions, RestStore};
+    let mut contacts = planted();
+    for id in 100..1350 {
+        let key = ApiKey::generate().unwrap().expose().to_string();
+        let uf = (id % 2 == 0).then_some(id + 10_000);
+        contacts.push(person(id, &format!("Holder {id}"), Some(&key), uf, &["api client"]));
+    }
+    let server = fake_civicrm::FakeCivi::start(contacts);
+    server.state().user_of_mut(7).unwrap().active = false;
+    let mut store = RestStore::connect(&RestOptions {
+        base_url: server.url(),
+        api_key: ApiKey::from_store(fake_civicrm::ADMIN_KEY.into()),
+        site_key: None,
+        timeout: Duration::from_secs(30),
+    })
+    .unwrap();
+    let before = server.state().requests.len();
+    let mut batches = 0;
+    let report = health::check(&mut store, None, Options::default(), &mut |_, found| {
+        batches += 1;
+        assert!(found.iter().all(|f| f.code.as_str() != "duplicate"));
+    })
+    .unwrap();
+    assert_eq!(report.holders, 1261);
+    assert_eq!(batches, 1);
+    let calls: Vec<String> = server.state().requests[before..]
+        .iter()
+        .map(|r| r.call.clone())
+        .collect();
+    assert_eq!(calls, ["User/get", "Role/get", "Contact/get"], "{calls:?}");
+    let found = found(&report);
+    // The planted cases, and the odd ids' missing accounts.
+    for case in expected(true) {
+        assert!(found.contains(&case), "{case:?}");
+    }
+    let no_account = report.count(Code::NoUserAccount);
+    assert_eq!(no_account, 1 + 625, "contact 6 and the odd ids");
 }
 
 // ---- MariaDB -------------------------------------------------------------------------

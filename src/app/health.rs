@@ -3,7 +3,8 @@
 //! the bulk flow or `x` revokes them after one confirm. Still pure: no IO here.
 
 use super::{Action, App, Cmd, Popup};
-use crate::health::Report;
+use crate::health::{sort_findings, Code, Finding, Report};
+use crate::store::ContactId;
 use crate::rotation::Expectation;
 
 /// The TUI checks ages too, against the same default as `o` and `A`.
@@ -21,23 +22,81 @@ impl App {
         }]
     }
 
+    /// A batch judged: the health view opens with the first findings and grows as the
+    /// read goes on, saying how far it has come; the selected finding stays selected.
+    pub(super) fn on_health_progress(&mut self, read: usize, new: Vec<Finding>) -> Vec<Cmd> {
+        match self.popup.as_mut() {
+            Some(Popup::Checking { read: shown }) if new.is_empty() => *shown = read,
+            Some(Popup::Checking { .. }) => {
+                let mut report = Report {
+                    findings: new,
+                    holders: read,
+                    ..Report::default()
+                };
+                sort_findings(&mut report.findings);
+                self.popup = Some(Popup::Health {
+                    summary: reading_summary(&report),
+                    report,
+                    selected: 0,
+                    scroll: 0,
+                    reading: Some(read),
+                });
+            }
+            Some(Popup::Health {
+                report,
+                summary,
+                selected,
+                reading: Some(shown),
+                ..
+            }) => {
+                let kept = selected_key(report, *selected);
+                report.findings.extend(new);
+                sort_findings(&mut report.findings);
+                report.holders = read;
+                *shown = read;
+                *selected = reselect(report, kept, *selected);
+                *summary = reading_summary(report);
+            }
+            // The view was closed while reading: the rest is not shown.
+            _ => return Vec::new(),
+        }
+        self.keep_health_selection_visible();
+        Vec::new()
+    }
+
     pub(super) fn on_health_checked(&mut self, result: Result<Report, String>) -> Vec<Cmd> {
+        let kept = match &self.popup {
+            Some(Popup::Checking { .. }) => None,
+            Some(Popup::Health {
+                report,
+                selected,
+                reading: Some(_),
+                ..
+            }) => selected_key(report, *selected),
+            // Closed while reading: the answer is dropped (`h` checks again).
+            _ => return Vec::new(),
+        };
         self.popup = Some(match result {
             Ok(report) => Popup::Health {
                 summary: report.summary(),
+                selected: reselect(&report, kept, 0),
                 report,
-                selected: 0,
                 scroll: 0,
+                reading: None,
             },
             Err(e) => super::error_popup("The key health check failed", e),
         });
+        self.keep_health_selection_visible();
         Vec::new()
     }
 
     pub(super) fn on_health_action(&mut self, action: Action) -> Vec<Cmd> {
         let rows = self.table_rows();
         let Some(Popup::Health {
-            report, selected, ..
+            report,
+            selected,
+            reading,
+            ..
         }) = self.popup.as_mut()
         else {
             return Vec::new();
@@ -81,6 +140,13 @@ impl App {
                         false,
                     ));
                 }
+            }
+            Action::BulkRotate | Action::Revoke if reading.is_some() => {
+                self.notice = Some((
+                    "The check is still reading key holders: rotate or revoke when it is done."
+                        .into(),
+                    true,
+                ));
             }
             Action::BulkRotate => return self.open_bulk_confirm(),
             Action::Revoke => self.open_bulk_revoke(),
@@ -183,6 +249,35 @@ pub fn health_line_of(report: &Report, index: usize) -> usize {
     index + groups
 }
 
+/// What identifies a finding across reports: its code and contact.
+fn selected_key(report: &Report, selected: usize) -> Option<(Code, ContactId)> {
+    report
+        .findings
+        .get(selected)
+        .map(|f| (f.code, f.contact.id))
+}
+
+/// Where the finding `kept` is in `report` now (`otherwise` when it is gone or none was).
+fn reselect(report: &Report, kept: Option<(Code, ContactId)>, otherwise: usize) -> usize {
+    kept.and_then(|(code, id)| {
+        report
+            .findings
+            .iter()
+            .position(|f| f.code == code && f.contact.id == id)
+    })
+    .unwrap_or(otherwise)
+    .min(report.findings.len().saturating_sub(1))
+}
+
+/// The summary line while the check still reads: how far it has come.
+fn reading_summary(report: &Report) -> String {
+    format!(
+        "reading… {} read so far, {} until now; duplicate keys are judged at the end",
+        crate::wording::plural(report.holders, "key holder", "key holders"),
+        crate::wording::plural(report.findings.len(), "finding", "findings"),
+    )
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -265,7 +360,10 @@ pub(crate) mod tests {
             }]
         ));
         assert_eq!(app.mode(), Mode::Working, "a checking popup while it runs");
-        app.update(Msg::HealthProgress { read: 7 });
+        app.update(Msg::HealthProgress {
+            read: 7,
+            findings: Vec::new(),
+        });
         assert!(matches!(app.popup, Some(Popup::Checking { read: 7 })));
         app.update(Msg::HealthChecked {
             result: Ok(report()),
@@ -276,6 +374,66 @@ pub(crate) mod tests {
 
     fn act(app: &mut App, action: Action) -> Vec<Cmd> {
         app.update(Msg::Action(action))
+    }
+
+    /// The view opens with the first batch's findings, says how far the read has come,
+    /// grows batch by batch keeping the selected finding, refuses R and x until the report
+    /// is whole, and then takes the whole report (duplicates included).
+    #[test]
+    fn the_health_view_opens_with_the_first_findings_and_says_how_far_the_read_has_come() {
+        let mut app = app(true);
+        act(&mut app, Action::Health);
+        let whole = report();
+        let (weak, trashed) = (whole.findings[2].clone(), whole.findings[3].clone());
+        app.update(Msg::HealthProgress {
+            read: 25_000,
+            findings: vec![trashed.clone()],
+        });
+        assert_eq!(app.mode(), Mode::Health, "shown before the read is done");
+        let Some(Popup::Health {
+            summary, reading, ..
+        }) = &app.popup
+        else {
+            panic!("{:?}", app.popup.is_some())
+        };
+        assert_eq!(*reading, Some(25_000));
+        assert!(summary.contains("25000 key holders read so far"), "{summary}");
+        act(&mut app, Action::ToggleMark);
+        assert!(app.marked.contains_key(&14));
+        app.update(Msg::HealthProgress {
+            read: 50_000,
+            findings: vec![weak],
+        });
+        let Some(Popup::Health {
+            report, selected, ..
+        }) = &app.popup
+        else {
+            panic!("no view")
+        };
+        assert_eq!(report.findings.len(), 2);
+        assert_eq!(
+            report.findings[*selected].contact.id,
+            14,
+            "the weak key sorts first; the selection stays on the trashed contact"
+        );
+        assert!(act(&mut app, Action::Revoke).is_empty());
+        assert!(
+            matches!(app.popup, Some(Popup::Health { .. })),
+            "no revoke of a partial report"
+        );
+        assert!(app.notice.as_ref().is_some_and(|n| n.0.contains("still reading")));
+        app.update(Msg::HealthChecked { result: Ok(whole) });
+        let Some(Popup::Health {
+            report,
+            selected,
+            reading: None,
+            ..
+        }) = &app.popup
+        else {
+            panic!("not whole")
+        };
+        assert_eq!(report.findings.len(), 4, "duplicates come with the report");
+        assert_eq!(report.findings[*selected].contact.id, 14);
     }
 
     #[test]

@@ -182,9 +182,11 @@ pub enum Msg {
         all_stores: bool,
         result: Result<Vec<Entry>, String>,
     },
-    /// The key health check has read this many key holders so far.
+    /// The key health check has read this many key holders so far, and judged these
+    /// findings in its last batch (all but duplicate keys, which come with the report).
     HealthProgress {
         read: usize,
+        findings: Vec<crate::health::Finding>,
     },
     HealthChecked {
         result: Result<crate::health::Report, String>,
@@ -369,6 +371,9 @@ pub enum Popup {
         summary: String,
         selected: usize,
         scroll: usize,
+        /// Still reading: this many key holders read so far (the findings are those judged
+        /// until now); None once the report is whole.
+        reading: Option<usize>,
     },
     /// "Revoke the keys of N marked contacts?"
     ConfirmBulkRevoke {
@@ -667,12 +672,7 @@ impl App {
                 self.settled();
                 self.on_bulk_finished(kind, results, out, error)
             }
-            Msg::HealthProgress { read } => {
-                if let Some(Popup::Checking { read: shown }) = self.popup.as_mut() {
-                    *shown = read;
-                }
-                Vec::new()
-            }
+            Msg::HealthProgress { read, findings } => self.on_health_progress(read, findings),
             Msg::HealthChecked { result } => self.on_health_checked(result),
             Msg::AuditLoaded {
                 contact,

@@ -270,8 +270,11 @@ impl Worker {
                         max_age_days,
                         now: unix_now(),
                     },
-                    &mut |read| {
-                        let _ = sender.send(Msg::HealthProgress { read });
+                    &mut |read, findings| {
+                        let _ = sender.send(Msg::HealthProgress {
+                            read,
+                            findings: findings.to_vec(),
+                        });
                     },
                 )
                 .map_err(|e| e.to_string());

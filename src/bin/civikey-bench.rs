@@ -315,7 +315,7 @@ fn check_bench(args: &[String]) -> Result<(), String> {
                         max_age_days,
                         now: 0,
                     },
-                    &mut |read| eprint!("\rcivikey-bench: {address}: {read} key holders"),
+                    &mut |read, _| eprint!("\rcivikey-bench: {address}: {read} key holders"),
                 )
                 .map_err(|e| e.to_string())?;
                 times.push(started.elapsed());
@@ -341,7 +341,193 @@ fn check_bench(args: &[String]) -> Result<(), String> {
         }
     }
     let _ = std::fs::remove_dir_all(&journal_dir);
+    if let Some(mysql) = addresses.get(1) {
+        check_api4_bench(mysql, &dir, size, rounds)?;
+    }
     Ok(())
+}
+
+/// The check over REST and cv against the stand-ins on the MariaDB database `mysql`, side
+/// by side in one run with the floor: one Contact.get of every holder (`api_key IS NOT
+/// NULL`, limit 0, as recorded in rest/130-131) sent to the same stand-in. Rounds
+/// alternate floor and check. CiviCRM's own cost per request is the stand-ins' (the
+/// environment's `CIVIKEY_BENCH_REST_REQUEST_MS`, `CIVIKEY_BENCH_CV_CALL_MS`).
+fn check_api4_bench(
+    mysql: &str,
+    dir: &std::path::Path,
+    size: usize,
+    rounds: usize,
+) -> Result<(), String> {
+    use std::io::BufRead;
+    let bench = std::env::current_exe().map_err(|e| e.to_string())?;
+    let requests = dir.join(format!("check-requests-{}.log", std::process::id()));
+    let mut server = Command::new(&bench)
+        .args(["rest-on-mysql", mysql, "0"])
+        .env(rest_on_mysql::REQUESTS_VAR, &requests)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("rest-on-mysql: {e}"))?;
+    let mut line = String::new();
+    if let Some(err) = server.stderr.take() {
+        io::BufReader::new(err)
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+    }
+    let url = line
+        .trim()
+        .rsplit_once(" on ")
+        .map(|(_, url)| url.to_string())
+        .ok_or_else(|| format!("rest-on-mysql did not start: {line}"));
+    let script = dir.join(format!("check-cv-{}", std::process::id()));
+    let result = url.and_then(|url| {
+        cv_wrapper(&[mysql.to_string(), script.display().to_string()])?;
+        let rest = StoreSpec::Rest(civikey::store::rest::RestOptions {
+            base_url: url.clone(),
+            api_key: civikey::key::ApiKey::from_store("standinkeystandinkeystandinkey12".into()),
+            site_key: None,
+            timeout: Duration::from_secs(120),
+        });
+        let cv = StoreSpec::Cv(civikey::store::cv::CvOptions {
+            site_path: dir.to_path_buf(),
+            cv_binary: script.clone(),
+            cv_user: None,
+            timeout: Duration::from_secs(120),
+        });
+        let request_ms = std::env::var(rest_on_mysql::REQUEST_MS_VAR).unwrap_or("0".into());
+        let call_ms = std::env::var(cv_on_mysql::CALL_MS_VAR).unwrap_or("0".into());
+        println!();
+        println!("| store | CiviCRM's cost | contacts | key holders | findings | requests | check: first / median of {rounds} ms | floor: median ms | check / floor |");
+        println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        let floor_rest = |_: &mut ()| floor_rest(&url);
+        let floor_cv = |_: &mut ()| floor_cv(&script, dir, mysql);
+        for (name, cost, spec, floor) in [
+            (
+                "REST stand-in",
+                format!("{request_ms} ms a request"),
+                &rest,
+                &floor_rest as &dyn Fn(&mut ()) -> Result<Duration, String>,
+            ),
+            (
+                "cv pipe stand-in",
+                format!("{call_ms} ms a call"),
+                &cv,
+                &floor_cv as &dyn Fn(&mut ()) -> Result<Duration, String>,
+            ),
+        ] {
+            let (mut checks, mut floors, mut last, mut sent) = (Vec::new(), Vec::new(), None, 0);
+            for _ in 0..rounds.max(1) {
+                floors.push(floor(&mut ())?);
+                let _ = std::fs::remove_file(&requests);
+                // The whole command's work: open, read, judge (not the process start).
+                let started = Instant::now();
+                let mut store = spec.open().map_err(|e| e.to_string())?;
+                let report = civikey::health::check(
+                    store.as_mut(),
+                    None,
+                    civikey::health::Options::default(),
+                    &mut |read, _| eprint!("\rcivikey-bench: {name}: {read} key holders"),
+                )
+                .map_err(|e| e.to_string())?;
+                drop(store);
+                checks.push(started.elapsed());
+                sent = std::fs::read_to_string(&requests)
+                    .map(|t| t.lines().count())
+                    .unwrap_or(0);
+                last = Some(report);
+            }
+            eprintln!();
+            let report = last.ok_or("no run")?;
+            let first = checks[0];
+            checks.sort();
+            floors.sort();
+            let (check, floor) = (percentile(&checks, 50.0), percentile(&floors, 50.0));
+            let requests = if name.starts_with("REST") {
+                sent.to_string()
+            } else {
+                "-".to_string()
+            };
+            println!(
+                "| {name} | {cost} | {size} | {} | {} | {requests} | {} / {} | {} | {:.2} |",
+                report.holders,
+                report.findings.len(),
+                ms(first),
+                ms(check),
+                ms(floor),
+                check.as_secs_f64() / floor.as_secs_f64().max(1e-9),
+            );
+        }
+        Ok(())
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_file(&requests);
+    let _ = std::fs::remove_file(&script);
+    result
+}
+
+/// The floor's params: every holder, live and trashed, in one call (rest/130-131).
+fn floor_params() -> serde_json::Value {
+    serde_json::json!({
+        "select": ["id", "api_key", "is_deleted"],
+        "where": [["api_key", "IS NOT NULL"], ["is_deleted", "IN", [0, 1]]],
+        "limit": 0,
+    })
+}
+
+/// One REST request of every holder, its answer read and parsed: the REST floor.
+fn floor_rest(url: &str) -> Result<Duration, String> {
+    let started = Instant::now();
+    let body = civikey::store::rest::form_field("params", &floor_params().to_string());
+    let mut answer = ureq::post(&format!("{url}/civicrm/ajax/api4/Contact/get"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("X-Requested-With", "XMLHttpRequest")
+        .send(body.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let text = answer
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_string()
+        .map_err(|e| e.to_string())?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    let rows = value["values"].as_array().map_or(0, Vec::len);
+    if rows == 0 {
+        return Err("the floor read no holders".into());
+    }
+    Ok(started.elapsed())
+}
+
+/// The same call through a new `cv pipe` session of the stand-in (started, then one
+/// `api4` call): the cv floor.
+fn floor_cv(script: &std::path::Path, site: &std::path::Path, _mysql: &str) -> Result<Duration, String> {
+    use std::io::BufRead;
+    let started = Instant::now();
+    let mut child = Command::new(script)
+        .args(["pipe", "--cwd", &site.display().to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cv pipe: {e}"))?;
+    let mut input = child.stdin.take().ok_or("no stdin")?;
+    let mut output = io::BufReader::new(child.stdout.take().ok_or("no stdout")?);
+    let mut line = String::new();
+    output.read_line(&mut line).map_err(|e| e.to_string())?;
+    let call = serde_json::json!({
+        "jsonrpc": "2.0", "method": "api4", "id": 1,
+        "params": ["Contact", "get", floor_params()],
+    });
+    writeln!(input, "{call}").map_err(|e| e.to_string())?;
+    line.clear();
+    output.read_line(&mut line).map_err(|e| e.to_string())?;
+    let value: serde_json::Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
+    let elapsed = started.elapsed();
+    drop(input);
+    let _ = child.wait();
+    if value["result"].as_array().map_or(0, Vec::len) == 0 {
+        return Err(format!("the cv floor read no holders: {}", &line[..line.len().min(200)]));
+    }
+    Ok(elapsed)
 }
 
 /// `rest-on-mysql MYSQL_ADDRESS PORT`: see `bench_support/rest_on_mysql.rs`.

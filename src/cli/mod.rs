@@ -1299,7 +1299,7 @@ pub fn check(
     };
     let terminal = out::stderr_is_terminal();
     let mut last_noted = 0;
-    let report = crate::health::check(store, journal, options, &mut |read| {
+    let report = crate::health::check(store, journal, options, &mut |read, _| {
         // Every page on a terminal; in a log, every 10,000 holders.
         if terminal || read >= last_noted + 10_000 {
             out::progress(format_args!("civikey: read {read} key holders…"), false);

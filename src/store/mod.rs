@@ -59,13 +59,41 @@ pub trait ContactStore: Send {
 
     /// One page of the contacts that hold a key (deleted ones too), with their keys: only
     /// those rows, through the api_key index (or the API's `api_key IS NOT NULL`), never
-    /// every contact. An empty string counts as no key. Pages hold at most `limit` holders.
-    /// A store may leave `email` out (None) where reading it would slow the page down.
+    /// every contact. An empty string counts as no key. Pages come in id order and hold
+    /// at most `limit` holders (at most [`paging::HOLDER_PAGE`]); the next page starts
+    /// after the last id, so keys changed between pages never make a holder read twice
+    /// or skipped.
     fn key_holders(
         &mut self,
         after: Option<&HolderCursor>,
         limit: usize,
     ) -> Result<HolderPage, StoreError>;
+
+    /// Every key holder, handed to `each` a batch at a time as the store reads them (the
+    /// health check judges each batch as it comes). By default [`ContactStore::key_holders`]
+    /// pages of [`paging::HOLDER_PAGE`]; a store that can read them all in one statement
+    /// (MySQL: one query, streamed) does so. `each` may stop the read with an error.
+    fn read_key_holders(
+        &mut self,
+        each: &mut dyn FnMut(Vec<Holder>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut after: Option<HolderCursor> = None;
+        loop {
+            let page = self.key_holders(after.as_ref(), paging::HOLDER_PAGE)?;
+            each(page.holders)?;
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// The user accounts of the whole site, read once (users, CMS links, roles: a few
+    /// requests or queries whatever the number of key holders). None: the store reads
+    /// standings only by ids ([`ContactStore::standings`]).
+    fn site_users(&mut self) -> Result<Option<SiteUsers>, StoreError> {
+        Ok(None)
+    }
 
     /// The contact's user account and roles, what the operator must double-check before
     /// handing out a key. Stores that cannot tell answer [`Standing::UNKNOWN`].

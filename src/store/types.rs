@@ -227,13 +227,13 @@ pub struct Holder {
     pub key: ApiKey,
 }
 
-/// Where a page of key holders ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum HolderCursor {
-    /// After this key and contact id, in the order of the api_key index (SQL stores).
-    AfterKey { key: ApiKey, id: ContactId },
-    /// After this many holders (APIs that page by offset).
-    Offset(u64),
+/// Where a page of key holders ended: after this contact id. Key holders are paged in id
+/// order on every store: an id never changes, so a holder whose key changes while the
+/// pages are read is neither read twice nor skipped (a key order or an offset would do
+/// one or the other).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HolderCursor {
+    pub after_id: ContactId,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -241,6 +241,30 @@ pub struct HolderPage {
     pub holders: Vec<Holder>,
     /// Present when there may be more holders.
     pub next: Option<HolderCursor>,
+}
+
+/// The user accounts of a whole site, read once per health check (a site has far fewer
+/// users than contacts) and joined to the key holders in memory.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SiteUsers {
+    /// The standing of every contact with a user account the store could read; None: the
+    /// store cannot list users (not Standalone, or not allowed to).
+    pub accounts: Option<std::collections::HashMap<ContactId, Standing>>,
+}
+
+impl SiteUsers {
+    /// The one rule joining a contact to the site's users: its account when one was read;
+    /// else no account when the contact has no CMS link, and unknown when it has one (a
+    /// user the store could not see) or the store cannot tell its link.
+    pub fn standing_of(&self, contact: &Contact) -> Standing {
+        if let Some(standing) = self.accounts.as_ref().and_then(|a| a.get(&contact.id)) {
+            return standing.clone();
+        }
+        match contact.cms {
+            CmsLink::None => Standing::no_account(),
+            CmsLink::Linked { .. } | CmsLink::Unknown => Standing::UNKNOWN,
+        }
+    }
 }
 
 /// One compare-and-set of [`ContactStore::swap_keys`].

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use zeroize::Zeroizing;
 
 use super::{
-    Contact, ContactId, ContactStore, HolderCursor, HolderPage, KeySwap, Page, Query, SiteLogin,
-    Standing, StoreError, StoreInfo,
+    Contact, ContactId, ContactStore, Holder, HolderCursor, HolderPage, KeySwap, Page, Query,
+    SiteLogin, SiteUsers, Standing, StoreError, StoreInfo,
 };
 use crate::key::ApiKey;
 use crate::sanitize::SafeText;
@@ -111,13 +111,21 @@ impl ContactStore for Wrapped {
         after: Option<&HolderCursor>,
         limit: usize,
     ) -> Result<HolderPage, StoreError> {
-        let cursor_key = match after {
-            Some(HolderCursor::AfterKey { key, .. }) => Some(key),
-            _ => None,
-        };
         self.inner
             .key_holders(after, limit)
-            .map_err(|e| self.safe(e, &[cursor_key]))
+            .map_err(|e| self.safe(e, &[]))
+    }
+
+    fn read_key_holders(
+        &mut self,
+        each: &mut dyn FnMut(Vec<Holder>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let result = self.inner.read_key_holders(each);
+        result.map_err(|e| self.safe(e, &[]))
+    }
+
+    fn site_users(&mut self) -> Result<Option<SiteUsers>, StoreError> {
+        self.inner.site_users().map_err(|e| self.safe(e, &[]))
     }
 
     fn standing(&mut self, id: ContactId) -> Result<Standing, StoreError> {

@@ -31,12 +31,14 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             summary,
             selected,
             scroll,
+            reading,
         }) => {
             let rect = area.inner(Margin::new(1, 1));
             frame.render_widget(Clear, rect);
             let title = format!(
-                " Key health: {} ",
-                crate::wording::plural(report.findings.len(), "finding", "findings")
+                " Key health: {}{} ",
+                crate::wording::plural(report.findings.len(), "finding", "findings"),
+                if reading.is_some() { " so far" } else { "" }
             );
             let block = Block::bordered()
                 .border_type(BorderType::Rounded)
@@ -101,7 +103,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                 }
                 line += 1;
             }
-            if report.findings.is_empty() {
+            if report.findings.is_empty() && reading.is_none() {
                 visible.push(Line::from("No findings: every key passed."));
             }
             frame.render_widget(Paragraph::new(visible), list);
@@ -111,7 +113,9 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                 format!("{} marked · ", app.marked.len())
             };
             // A read-only store: only what works (reading the findings).
-            let keys = if app.store_info().is_some_and(|i| i.writable) {
+            let keys = if reading.is_some() {
+                "space mark · * mark its group · rotate and revoke once the read is done"
+            } else if app.store_info().is_some_and(|i| i.writable) {
                 "space mark · * mark its group · R rotate marked · x revoke marked"
             } else {
                 "read-only store: findings to read; rotate and revoke need a writable one"

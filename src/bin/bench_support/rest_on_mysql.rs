@@ -30,6 +30,9 @@ use civikey::store::mysql::MysqlOptions;
 pub const REQUEST_MS_VAR: &str = "CIVIKEY_BENCH_REST_REQUEST_MS";
 /// A file that gets one line per call of a multi-call: its name, its SQL time, its where.
 pub const LOG_VAR: &str = "CIVIKEY_BENCH_REST_LOG";
+/// A file that gets one line per request served (its path): the site's request log, to
+/// count a command's requests.
+pub const REQUESTS_VAR: &str = "CIVIKEY_BENCH_REST_REQUESTS";
 
 fn log_call(path: &std::ffi::OsStr, name: &str, params: &Value, took: Duration) {
     use std::io::Write as _;
@@ -68,6 +71,15 @@ pub fn serve(options: &MysqlOptions, port: u16) -> Result<(), String> {
         let request = read_request(&stream);
         // CiviCRM's own cost per request (bootstrap), which this stand-in does not have.
         std::thread::sleep(Duration::from_millis(request_ms));
+        if let (Some((path, _)), Some(log)) = (&request, std::env::var_os(REQUESTS_VAR)) {
+            if let Ok(mut file) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+            {
+                let _ = writeln!(file, "{path}");
+            }
+        }
         let answer = match request {
             Some((path, body)) => answer(&mut conn, &path, &body),
             None => Err("unreadable request".into()),

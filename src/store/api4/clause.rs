@@ -41,6 +41,15 @@ pub(crate) enum Val<'a> {
 /// An API v4 explicit join: `[entity AS alias, type, [on-condition]]`.
 pub(crate) type Join = (&'static str, &'static str, [&'static str; 3]);
 
+/// The CMS user link. A contact has at most one per domain, so this may repeat a contact
+/// on multi-domain sites; [`super::rows::merge_rows`] folds the repeats. Where the caller
+/// may not read users (CiviCRM leaves the joined fields out) the link is unknown.
+pub(crate) const UF_JOIN: Join = (
+    "UFMatch AS uf_match",
+    "LEFT",
+    ["uf_match.contact_id", "=", "id"],
+);
+
 /// An orderBy: `{"sort_name":"ASC","id":"ASC"}`. A struct, so the keys keep their order
 /// (serde_json's maps would sort them).
 #[derive(Serialize, Clone, Copy, Debug)]

@@ -5,11 +5,13 @@
 //!
 //! - `clause.rs`: where clauses (name, email, id, keyset, compare-and-set), params, orders
 //! - `rows.rs`: rows into contacts, keys, users and roles
+//! - `holders.rs`: key holders' pages (id order, CMS links joined)
 //! - `keys.rs`: the key steps, single and batched, and the compare-and-set outcome
 //! - `users.rs`: users and their roles (Standalone's User and Role entities)
 //! - `paging.rs`: cut a page and build the next cursor (NULL sort names included)
 
 pub(crate) mod clause;
+pub(crate) mod holders;
 pub(crate) mod keys;
 pub(crate) mod paging;
 pub(crate) mod rows;
@@ -111,6 +113,20 @@ macro_rules! key_steps {
             id: $crate::store::ContactId,
         ) -> Result<Option<$crate::key::ApiKey>, $crate::store::StoreError> {
             $crate::store::api4::keys::read_key(self, id)
+        }
+
+        fn key_holders(
+            &mut self,
+            after: Option<&$crate::store::HolderCursor>,
+            limit: usize,
+        ) -> Result<$crate::store::HolderPage, $crate::store::StoreError> {
+            $crate::store::api4::holders::holders_page(self, after, limit)
+        }
+
+        fn site_users(
+            &mut self,
+        ) -> Result<Option<$crate::store::SiteUsers>, $crate::store::StoreError> {
+            $crate::store::api4::users::site_users(self).map(Some)
         }
 
         fn swap_key(

@@ -1,7 +1,7 @@
 //! Cutting a page out of the rows read (one more than the page, to know whether more
 //! follow) and building the cursor of the next page.
 
-use crate::store::{paging, ContactId, Cursor, HolderCursor, StoreError};
+use crate::store::{paging, ContactId, Cursor, StoreError};
 
 /// Where a page read by offset starts: after `cursor` (an offset), or at 0. `store` names
 /// the store in the refusal of a keyset cursor ("the cv store").
@@ -11,17 +11,6 @@ pub(crate) fn offset_of(cursor: Option<&Cursor>, store: &str) -> Result<u64, Sto
         Some(Cursor::Offset(n)) => Ok(*n),
         Some(Cursor::After { .. }) => Err(StoreError::invalid(format!(
             "{store} pages by offset, not by key"
-        ))),
-    }
-}
-
-/// [`offset_of`] for a page of key holders.
-pub(crate) fn holder_offset(cursor: Option<&HolderCursor>, store: &str) -> Result<u64, StoreError> {
-    match cursor {
-        None => Ok(0),
-        Some(HolderCursor::Offset(n)) => Ok(*n),
-        Some(HolderCursor::AfterKey { .. }) => Err(StoreError::invalid(format!(
-            "{store} pages key holders by offset, not by key"
         ))),
     }
 }

@@ -20,6 +20,17 @@ pub(crate) const CONTACT_FIELDS: &[&str] = &[
     "email_primary.email",
     "api_key",
 ];
+/// The contact fields and the joined CMS user ([`super::clause::UF_JOIN`]).
+pub(crate) const LINKED_FIELDS: &[&str] = &[
+    "id",
+    "display_name",
+    "sort_name",
+    "contact_type",
+    "is_deleted",
+    "email_primary.email",
+    "api_key",
+    "uf_match.uf_id",
+];
 pub(crate) const KEY_FIELDS: &[&str] = &["id", "api_key"];
 
 /// One row of a contact list.

@@ -3,12 +3,20 @@
 
 use std::collections::HashMap;
 
-use super::clause::{Clause, GetParams, Val};
+use super::clause::{Clause, GetParams, Val, ID_ORDER};
 use super::rows::{id_of, RoleRow, UserRow};
 use super::{Api4, IDS_PER_CALL};
 use crate::sanitize::SafeText;
 use crate::store::StoreError;
-use crate::store::{AccountState, ContactId, Role, Standing, UserAccount};
+use crate::store::{AccountState, ContactId, Role, SiteUsers, Standing, UserAccount};
+
+/// What a User.get reads of each user.
+const USER_FIELDS: &[&str] = &["id", "username", "contact_id", "is_active", "roles"];
+/// What a Role.get reads of each role.
+const ROLE_FIELDS: &[&str] = &["id", "name", "label", "permissions", "is_active"];
+/// The most users one call reads when the whole site's users are read (about 80 bytes
+/// each): a site with ten times more users than this still holds one page at a time.
+const SITE_USERS_PAGE: usize = 50_000;
 
 /// The standing of each of `ids`: its user (the current domain's) and the user's active
 /// roles (None: the site does not say). None when the site has no User entity (not
@@ -20,7 +28,7 @@ pub(crate) fn users(
     let mut users: Vec<UserRow> = Vec::new();
     for chunk in ids.chunks(IDS_PER_CALL) {
         let params = GetParams::new(
-            &["id", "username", "contact_id", "is_active", "roles"],
+            USER_FIELDS,
             vec![Clause::Cmp(
                 "contact_id",
                 "IN",
@@ -41,15 +49,65 @@ pub(crate) fn users(
     let roles = roles_by_id(api, &role_ids)?;
     let mut out: HashMap<ContactId, Standing> =
         ids.iter().map(|&id| (id, Standing::no_account())).collect();
-    for u in users {
-        let user_roles = roles.as_ref().map(|all| {
+    out.extend(standings_of(users, roles.as_ref()));
+    Ok(Some(out))
+}
+
+/// Every user of the site and its active roles, for the health check: User.get in pages
+/// of [`SITE_USERS_PAGE`] by id, then every active role in one Role.get, joined here.
+/// A site without the User entity, or one that refuses it, gives no accounts; one that
+/// refuses Role.get (403) gives accounts whose roles are unknown. Neither fails the check.
+pub(crate) fn site_users(api: &impl Api4) -> Result<SiteUsers, StoreError> {
+    let mut users: Vec<UserRow> = Vec::new();
+    let mut after: Option<u64> = None;
+    loop {
+        let mut where_ = Vec::new();
+        if let Some(id) = after {
+            where_.push(Clause::Cmp("id", ">", Val::Int(id)));
+        }
+        let params = GetParams::new(USER_FIELDS, where_)
+            .order(ID_ORDER)
+            .limit(SITE_USERS_PAGE);
+        let Some(page) = api.get_if_there::<UserRow>("User", &params)? else {
+            return Ok(SiteUsers { accounts: None });
+        };
+        let full = page.len() >= SITE_USERS_PAGE;
+        after = page.iter().map(|u| u.id).max().or(after);
+        users.extend(page);
+        if !full {
+            break;
+        }
+    }
+    let roles = if users.iter().any(|u| !u.roles.is_empty()) {
+        let params = GetParams::new(
+            ROLE_FIELDS,
+            vec![Clause::Cmp("is_active", "=", Val::Bool(true))],
+        );
+        api.get_if_there::<RoleRow>("Role", &params)?
+            .map(|rows| rows.into_iter().map(role_of).collect::<HashMap<_, _>>())
+    } else {
+        Some(HashMap::new())
+    };
+    Ok(SiteUsers {
+        accounts: Some(standings_of(users, roles.as_ref()).collect()),
+    })
+}
+
+/// Each user's contact and standing: its account, and its roles found in `roles` (None:
+/// the site does not say).
+fn standings_of(
+    users: Vec<UserRow>,
+    roles: Option<&HashMap<u64, Role>>,
+) -> impl Iterator<Item = (ContactId, Standing)> + '_ {
+    users.into_iter().map(move |u| {
+        let user_roles = roles.map(|all| {
             u.roles
                 .iter()
                 .filter_map(id_of)
                 .filter_map(|r| all.get(&r).cloned())
                 .collect()
         });
-        out.insert(
+        (
             u.contact_id,
             Standing {
                 account: AccountState::Account(UserAccount {
@@ -59,9 +117,19 @@ pub(crate) fn users(
                 }),
                 roles: user_roles,
             },
-        );
-    }
-    Ok(Some(out))
+        )
+    })
+}
+
+/// A role row as a role (its label, else its name) and its id.
+fn role_of(r: RoleRow) -> (u64, Role) {
+    let name = [r.label, r.name]
+        .into_iter()
+        .flatten()
+        .find(|n| !n.is_empty())
+        .unwrap_or_default();
+    let permissions = r.permissions.iter().filter_map(|p| p.as_str());
+    (r.id, Role::from_permissions(&name, permissions))
 }
 
 /// Active roles by id (Role.get); None when the site does not say.
@@ -69,7 +137,7 @@ fn roles_by_id(api: &impl Api4, ids: &[u64]) -> Result<Option<HashMap<u64, Role>
     let mut roles = HashMap::new();
     for chunk in ids.chunks(IDS_PER_CALL) {
         let params = GetParams::new(
-            &["id", "name", "label", "permissions", "is_active"],
+            ROLE_FIELDS,
             vec![
                 Clause::Cmp("id", "IN", Val::IntList(chunk.to_vec())),
                 Clause::Cmp("is_active", "=", Val::Bool(true)),
@@ -79,15 +147,7 @@ fn roles_by_id(api: &impl Api4, ids: &[u64]) -> Result<Option<HashMap<u64, Role>
         let Some(rows) = api.get_if_there::<RoleRow>("Role", &params)? else {
             return Ok(None);
         };
-        for r in rows {
-            let name = [r.label, r.name]
-                .into_iter()
-                .flatten()
-                .find(|n| !n.is_empty())
-                .unwrap_or_default();
-            let permissions = r.permissions.iter().filter_map(|p| p.as_str());
-            roles.insert(r.id, Role::from_permissions(&name, permissions));
-        }
+        roles.extend(rows.into_iter().map(role_of));
     }
     Ok(Some(roles))
 }

@@ -49,7 +49,7 @@ use crate::sanitize::SafeText;
 use crate::store::api4::clause::{any_deleted, by_id, by_ids, GetParams, UpdateParams};
 use crate::store::api4::{self, users, Api4};
 use crate::store::{
-    Contact, ContactId, ContactStore, HolderCursor, HolderPage, KeySwap, Page, Query, Standing,
+    Contact, ContactId, ContactStore, KeySwap, Page, Query, Standing,
     StoreError, StoreInfo, StoreKind,
 };
 use errors::{redact, FailKind, Failure};
@@ -271,14 +271,6 @@ impl ContactStore for CvStore {
         api4::contacts_in_order(ids, |chunk| {
             self.contacts_where(vec![by_ids(chunk), any_deleted()])
         })
-    }
-
-    fn key_holders(
-        &mut self,
-        after: Option<&HolderCursor>,
-        limit: usize,
-    ) -> Result<HolderPage, StoreError> {
-        self.holders_page(after, limit)
     }
 
     api4::key_steps!();

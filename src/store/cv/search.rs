@@ -8,38 +8,20 @@ use std::collections::BTreeSet;
 use super::CvStore;
 use crate::store::api4::clause::{
     self, any_deleted, by_ids, Clause, GetParams, Join, Reading, ID_ORDER, LIST_ORDER, SORTED_ORDER,
+    UF_JOIN,
 };
-use crate::store::api4::paging::{drop_last_sort_name, holder_offset, keyset_page, offset_of};
+use crate::store::api4::paging::{drop_last_sort_name, keyset_page, offset_of};
 use crate::store::api4::rows::{
-    contacts_of, merge_rows, ContactRow, IdRow, Merged, SortRow, CONTACT_FIELDS,
+    contacts_of, merge_rows, ContactRow, IdRow, Merged, SortRow, CONTACT_FIELDS, LINKED_FIELDS,
 };
 use crate::store::api4::{Api4, MAX_PAGE};
 use crate::store::{
-    CmsLink, Contact, Cursor, HolderCursor, HolderPage, Matcher, Page, Query, StoreError,
+    CmsLink, Contact, Cursor, Matcher, Page, Query, StoreError,
 };
 
 /// The most rows one page fetches while looking for the end of one contact's rows.
 const MAX_FETCH: usize = 4096;
 
-/// The contact fields and the joined CMS user ([`UF_JOIN`]).
-const LINKED_FIELDS: &[&str] = &[
-    "id",
-    "display_name",
-    "sort_name",
-    "contact_type",
-    "is_deleted",
-    "email_primary.email",
-    "api_key",
-    "uf_match.uf_id",
-];
-
-/// The CMS user link. A contact has at most one per domain, so this may repeat a contact
-/// on multi-domain sites; [`merge_rows`] folds the repeats.
-const UF_JOIN: Join = (
-    "UFMatch AS uf_match",
-    "LEFT",
-    ["uf_match.contact_id", "=", "id"],
-);
 /// Every email of the contact (not only the primary one), for email searches. A contact
 /// with several matching emails comes back once per email; [`merge_rows`] folds them.
 const EMAIL_JOIN: Join = ("Email AS email", "INNER", ["email.contact_id", "=", "id"]);
@@ -220,31 +202,5 @@ impl CvStore {
                 .map_or(CmsLink::None, |l| l.cms);
         }
         Ok(())
-    }
-
-    /// `api_key IS NOT NULL` pages of rows, by id. A contact whose rows (one per domain)
-    /// straddle two pages comes back on both; the health check counts each contact once.
-    pub(super) fn holders_page(
-        &self,
-        after: Option<&HolderCursor>,
-        limit: usize,
-    ) -> Result<HolderPage, StoreError> {
-        let limit = limit.clamp(1, MAX_PAGE);
-        let offset = holder_offset(after, "the cv store")?;
-        let params = GetParams {
-            join: vec![UF_JOIN],
-            ..GetParams::new(LINKED_FIELDS, clause::key_holders())
-                .order(ID_ORDER)
-                .limit(limit)
-                .offset(offset)
-        };
-        let merged = self.merged(&params)?;
-        let fetched: usize = merged.iter().map(|m| m.rows).sum();
-        let holders = merged
-            .into_iter()
-            .map(|m| m.into_holder(self.who()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let next = (fetched == limit).then(|| HolderCursor::Offset(offset + fetched as u64));
-        Ok(HolderPage { holders, next })
     }
 }

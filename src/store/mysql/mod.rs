@@ -30,17 +30,17 @@ use crate::key::ApiKey;
 use crate::sanitize::SafeText;
 use crate::store::sql::holders::holder_page;
 use crate::store::sql::standings::{
-    read_standings, RoleRow, StandaloneColumns, StandingQueries, UserRow,
+    read_site_users, read_standings, RoleRow, StandaloneColumns, StandingQueries, UserRow,
 };
 use crate::store::swap::swap_outcome;
 use crate::store::{
     paging, Contact, ContactId, ContactStore, Holder, HolderCursor, HolderPage, Page, Query,
-    Standing, StoreError, StoreInfo, StoreKind,
+    SiteUsers, Standing, StoreError, StoreInfo, StoreKind,
 };
 use errors::Phase;
 use plan::NamePlan;
 use rows::{row_to_contact, text, uint};
-use tables::{Tables, LISTED_KEY};
+use tables::Tables;
 
 pub struct MysqlStore {
     /// None after the connection broke; the next call opens a new one (and never resends
@@ -122,6 +122,52 @@ impl MysqlStore {
         let sql = format!("SELECT 1 FROM {} WHERE id = ?", self.tables.contact);
         let found: Option<Row> = self.run(Phase::Read, |c| c.exec_first(sql, (id,)))?;
         Ok(found.is_some())
+    }
+}
+
+impl MysqlStore {
+    /// The key holders' query: the list's columns and the key, keyed rows only.
+    fn holders_sql(&self, index_hint: &str) -> String {
+        format!(
+            "SELECT {}, c.api_key FROM {} c {index_hint}
+              WHERE c.api_key IS NOT NULL AND LENGTH(c.api_key) > 0",
+            self.tables.contact_columns(),
+            self.tables.contact,
+        )
+    }
+
+    /// Runs `sql` ([`Self::holders_sql`]) and hands each row, as a key holder, to `each`,
+    /// as the server sends them (nothing gathered here).
+    fn each_holder(
+        &mut self,
+        sql: &str,
+        args: Vec<Value>,
+        each: &mut dyn FnMut(Holder) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let location = self.location.clone();
+        let bad = |e: String| StoreError::bad_data(format!("{location}: {e}"));
+        // `each`'s refusal, or a row that is not a holder: the read stops there.
+        let mut stopped: Option<StoreError> = None;
+        self.run(Phase::Read, |c| {
+            for row in c.exec_iter(sql, Params::Positional(args))? {
+                let row = row?;
+                let holder = row_to_contact(&row).map_err(&bad).and_then(|(contact, _)| {
+                    match row.as_ref(8) {
+                        Some(Value::Bytes(bytes)) => Ok(Holder {
+                            contact,
+                            key: ApiKey::from_store(String::from_utf8_lossy(bytes).into_owned()),
+                        }),
+                        _ => Err(bad("api_key is not text".into())),
+                    }
+                });
+                if let Err(e) = holder.and_then(&mut *each) {
+                    stopped = Some(e);
+                    break;
+                }
+            }
+            Ok(())
+        })?;
+        stopped.map_or(Ok(()), Err)
     }
 }
 
@@ -243,61 +289,51 @@ impl ContactStore for MysqlStore {
         }
     }
 
-    /// A range of index_api_key in the column's own collation (so on `_ci` columns keys that
-    /// differ only in case sit together, as the login check sees them), then id.
+    /// The keyed rows in id order after the cursor's id, with the list's columns (the
+    /// primary email and the first domain's CMS user included).
     fn key_holders(
         &mut self,
         after: Option<&HolderCursor>,
         limit: usize,
     ) -> Result<HolderPage, StoreError> {
-        let limit = paging::page_limit(limit);
-        let (condition, args) = match after {
-            None => (String::new(), Vec::new()),
-            Some(HolderCursor::AfterKey { key, id }) => (
-                " AND c.api_key >= ? AND (c.api_key > ? OR c.id > ?)".to_string(),
-                vec![
-                    Value::from(key.expose()),
-                    Value::from(key.expose()),
-                    Value::from(*id),
-                ],
-            ),
-            Some(HolderCursor::Offset(_)) => {
-                return Err(StoreError::invalid(
-                    "the MySQL store pages key holders by key, not by offset",
-                ))
-            }
-        };
-        // The list columns without the email (NULL in its place): its subquery would double
-        // the cost of reading 50,000 holders, and the check does not need it.
+        let limit = paging::holder_limit(limit);
         let sql = format!(
-            "SELECT c.id, c.contact_type, c.display_name, c.sort_name, NULL, c.is_deleted,
-                    {LISTED_KEY},
-                    (SELECT u.uf_id FROM {uf} u WHERE u.contact_id = c.id
-                      ORDER BY u.domain_id LIMIT 1),
-                    c.api_key
-               FROM {contact} c FORCE INDEX (index_api_key)
-              WHERE c.api_key IS NOT NULL AND LENGTH(c.api_key) > 0{condition}
-              ORDER BY c.api_key, c.id LIMIT {}",
-            limit + 1,
-            uf = self.tables.uf,
-            contact = self.tables.contact,
+            "{} AND c.id > ? ORDER BY c.id LIMIT {}",
+            self.holders_sql(""),
+            limit + 1
         );
-        let rows: Result<Vec<Row>, StoreError> =
-            self.run(Phase::Read, |c| c.exec(sql, Params::Positional(args)));
-        let location = self.location.clone();
-        let bad = |e: String| StoreError::bad_data(format!("{location}: {e}"));
+        let after = after.map_or(0, |c| c.after_id);
         let mut holders = Vec::new();
-        for row in rows? {
-            let (contact, _) = row_to_contact(&row).map_err(bad)?;
-            let key = match row.as_ref(8) {
-                Some(Value::Bytes(bytes)) => {
-                    ApiKey::from_store(String::from_utf8_lossy(bytes).into_owned())
-                }
-                _ => return Err(bad("api_key is not text".into())),
-            };
-            holders.push(Holder { contact, key });
-        }
+        self.each_holder(&sql, vec![Value::from(after)], &mut |h| {
+            holders.push(h);
+            Ok(())
+        })?;
         Ok(holder_page(holders, limit))
+    }
+
+    /// Every holder in one query on index_api_key (one consistent read, streamed): the
+    /// number of queries does not grow with the holders.
+    fn read_key_holders(
+        &mut self,
+        each: &mut dyn FnMut(Vec<Holder>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let sql = self.holders_sql("FORCE INDEX (index_api_key)");
+        let mut batch = Vec::new();
+        self.each_holder(&sql, Vec::new(), &mut |h| {
+            batch.push(h);
+            if batch.len() >= paging::HOLDER_PAGE {
+                each(std::mem::take(&mut batch))?;
+            }
+            Ok(())
+        })?;
+        each(batch)
+    }
+
+    /// Users and roles of the whole site: two queries.
+    fn site_users(&mut self) -> Result<Option<SiteUsers>, StoreError> {
+        let columns = self.standalone_columns()?;
+        let tables = self.tables.clone();
+        read_site_users(self, &tables.standing_tables(), columns).map(Some)
     }
 
     /// One UPDATE that matches only if the key is still `expected`, byte for byte (CAST AS

@@ -14,12 +14,11 @@ use super::RestStore;
 use crate::key::ApiKey;
 use crate::sanitize::SafeText;
 use crate::store::api4::clause::{
-    self, any_deleted, by_ids, GetParams, UpdateParams, ID_ORDER, LIST_ORDER,
+    any_deleted, by_ids, GetParams, UpdateParams, LIST_ORDER,
 };
-use crate::store::api4::paging::{holder_offset, offset_page};
 use crate::store::api4::rows::{merge_rows, ContactRow, Merged, CONTACT_FIELDS};
-use crate::store::api4::{Api4, MAX_PAGE};
-use crate::store::{CmsLink, Contact, ContactId, HolderCursor, HolderPage, KeySwap, StoreError};
+use crate::store::api4::Api4;
+use crate::store::{CmsLink, Contact, ContactId, KeySwap, StoreError};
 
 impl Api4 for RestStore {
     fn who(&self) -> &'static str {
@@ -194,29 +193,5 @@ impl RestStore {
         self.contacts_where(
             GetParams::new(CONTACT_FIELDS, vec![by_ids(ids), any_deleted()]).limit(ids.len()),
         )
-    }
-
-    /// `api_key IS NOT NULL` pages of contacts, by id, each with its key.
-    pub(super) fn holders_page(
-        &self,
-        after: Option<&HolderCursor>,
-        limit: usize,
-    ) -> Result<HolderPage, StoreError> {
-        let limit = limit.clamp(1, MAX_PAGE);
-        let offset = holder_offset(after, "the REST store")?;
-        let params = GetParams::new(CONTACT_FIELDS, clause::key_holders())
-            .order(ID_ORDER)
-            .limit(limit + 1)
-            .offset(offset);
-        let holders = self
-            .merged_with_links(&params)?
-            .into_iter()
-            .map(|m| m.into_holder(self.who()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let (holders, next) = offset_page(holders, limit, offset);
-        Ok(HolderPage {
-            holders,
-            next: next.map(HolderCursor::Offset),
-        })
     }
 }

@@ -26,6 +26,7 @@ mod wire;
 pub(crate) use address::check_api_address;
 pub use errors::parse_contacts_answer;
 pub use options::RestOptions;
+pub use wire::form_field;
 pub use order::site_order;
 
 use std::collections::HashMap;
@@ -38,7 +39,7 @@ use crate::sanitize::SafeText;
 use crate::secret::Secret;
 use crate::store::api4::{self, users};
 use crate::store::{
-    CmsLink, Contact, ContactId, ContactStore, HolderCursor, HolderPage, Page, Query, SiteLogin,
+    CmsLink, Contact, ContactId, ContactStore, Page, Query, SiteLogin,
     Standing, StoreError, StoreInfo,
 };
 
@@ -184,14 +185,6 @@ impl ContactStore for RestStore {
     /// A page of ids per call, then their CMS links in one more call.
     fn contacts(&mut self, ids: &[ContactId]) -> Result<Vec<Contact>, StoreError> {
         api4::contacts_in_order(ids, |chunk| self.contacts_by_ids(chunk))
-    }
-
-    fn key_holders(
-        &mut self,
-        after: Option<&HolderCursor>,
-        limit: usize,
-    ) -> Result<HolderPage, StoreError> {
-        self.holders_page(after, limit)
     }
 
     api4::key_steps!();

@@ -220,7 +220,7 @@ pub(super) fn params_text(params: &impl Serialize) -> Result<Zeroizing<String>, 
 }
 
 /// `name=JSON`, form-encoded.
-pub(super) fn form_field(name: &str, json: &str) -> Zeroizing<String> {
+pub fn form_field(name: &str, json: &str) -> Zeroizing<String> {
     let mut body = Zeroizing::new(String::with_capacity(json.len() * 3 / 2 + name.len() + 1));
     body.push_str(name);
     body.push('=');

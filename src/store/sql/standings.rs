@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use crate::sanitize::SafeText;
 use crate::store::{
-    split_permissions, AccountState, ContactId, Role, Standing, StoreError, UserAccount,
+    split_permissions, AccountState, ContactId, Role, SiteUsers, Standing, StoreError, UserAccount,
 };
 
 /// Ids per `IN (...)` list: two queries per chunk.
@@ -98,13 +98,34 @@ pub fn read_standings(
         let users = store.user_rows(&users_sql(tables, columns, chunk.len()), chunk)?;
         let user_ids: Vec<u64> = users.iter().filter_map(|u| u.user).collect();
         let roles = if columns.user_active && columns.roles && !user_ids.is_empty() {
-            store.role_rows(&roles_sql(tables, columns, user_ids.len()), &user_ids)?
+            store.role_rows(&roles_sql(tables, columns, Some(user_ids.len())), &user_ids)?
         } else {
             Vec::new()
         };
         standings(columns, users, roles, &mut out);
     }
     Ok(out)
+}
+
+/// The standing of every contact with a user account, the whole site at once: two
+/// queries whatever the number of contacts (the health check's). A contact left out has
+/// no user ([`SiteUsers::standing_of`]).
+pub fn read_site_users(
+    store: &mut impl StandingQueries,
+    tables: &StandingTables<'_>,
+    columns: StandaloneColumns,
+) -> Result<SiteUsers, StoreError> {
+    let users = store.user_rows(&site_users_sql(tables, columns), &[])?;
+    let roles = if columns.user_active && columns.roles && !users.is_empty() {
+        store.role_rows(&roles_sql(tables, columns, None), &[])?
+    } else {
+        Vec::new()
+    };
+    let mut out = HashMap::with_capacity(users.len());
+    standings(columns, users, roles, &mut out);
+    Ok(SiteUsers {
+        accounts: Some(out),
+    })
 }
 
 fn marks(n: usize) -> String {
@@ -119,38 +140,64 @@ fn users_sql(t: &StandingTables<'_>, columns: StandaloneColumns, ids: usize) -> 
            LEFT JOIN {uf} u ON u.contact_id = c.id
             AND u.domain_id = (SELECT MIN(d.domain_id) FROM {uf} d WHERE d.contact_id = c.id)
           WHERE c.id IN ({marks})",
-        name = if columns.username {
-            "COALESCE(NULLIF(u.username, ''), u.uf_name, '')"
-        } else {
-            "COALESCE(u.uf_name, '')"
-        },
-        active = if columns.user_active {
-            "u.is_active"
-        } else {
-            "NULL"
-        },
+        name = user_name(columns),
+        active = user_active(columns),
         contact = t.contact,
         uf = t.uf,
         marks = marks(ids),
     )
 }
 
-/// The users' roles (user_role.user_id is the uf_match id), active ones only where roles
-/// can be inactive, by their label or else their name.
-fn roles_sql(t: &StandingTables<'_>, columns: StandaloneColumns, users: usize) -> String {
+/// Every contact's user, as [`users_sql`] reads it, from the users' table alone.
+fn site_users_sql(t: &StandingTables<'_>, columns: StandaloneColumns) -> String {
+    format!(
+        "SELECT u.contact_id, u.id, {name}, {active} FROM {uf} u
+          WHERE u.contact_id IS NOT NULL
+            AND u.domain_id = (SELECT MIN(d.domain_id) FROM {uf} d WHERE d.contact_id = u.contact_id)",
+        name = user_name(columns),
+        active = user_active(columns),
+        uf = t.uf,
+    )
+}
+
+fn user_name(columns: StandaloneColumns) -> &'static str {
+    if columns.username {
+        "COALESCE(NULLIF(u.username, ''), u.uf_name, '')"
+    } else {
+        "COALESCE(u.uf_name, '')"
+    }
+}
+
+fn user_active(columns: StandaloneColumns) -> &'static str {
+    if columns.user_active {
+        "u.is_active"
+    } else {
+        "NULL"
+    }
+}
+
+/// The users' roles (user_role.user_id is the uf_match id; `users` of them, or every
+/// user's), active ones only where roles can be inactive, by their label or else their
+/// name.
+fn roles_sql(t: &StandingTables<'_>, columns: StandaloneColumns, users: Option<usize>) -> String {
+    let mut conditions = Vec::new();
+    if let Some(n) = users {
+        conditions.push(format!("ur.user_id IN ({})", marks(n)));
+    }
+    if columns.role_active {
+        conditions.push("r.is_active = 1".to_string());
+    }
+    let where_ = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    };
     format!(
         "SELECT ur.user_id, COALESCE(NULLIF(r.label, ''), r.name), COALESCE(r.permissions, '')
-           FROM {user_role} ur JOIN {role} r ON r.id = ur.role_id
-          WHERE ur.user_id IN ({marks}){active}
+           FROM {user_role} ur JOIN {role} r ON r.id = ur.role_id{where_}
           ORDER BY ur.user_id, r.name",
-        active = if columns.role_active {
-            " AND r.is_active = 1"
-        } else {
-            ""
-        },
         user_role = t.user_role,
         role = t.role,
-        marks = marks(users),
     )
 }
 

@@ -32,7 +32,8 @@ use crate::key::{ApiKey, KEY_LEN};
 use crate::sanitize::SafeText;
 use crate::store::sql::holders::holder_page;
 use crate::store::sql::standings::{
-    read_standings, RoleRow, StandaloneColumns, StandingQueries, StandingTables, UserRow,
+    read_site_users, read_standings, RoleRow, StandaloneColumns, StandingQueries, StandingTables,
+    UserRow,
 };
 use crate::store::swap::swap_outcome;
 use crate::store::{
@@ -41,7 +42,7 @@ use crate::store::{
 };
 use index::{has_pair_index, has_search_index, install_pair_index, install_search_index};
 use integrity::{check_header, quick_check, FULL_CHECK_MAX_BYTES};
-use plan::{after_cursor, offset_refused, register_functions, DENSE_MATCHES};
+use plan::{after_cursor, register_functions, DENSE_MATCHES};
 use rows::{row_to_contact, CONTACT_COLUMNS};
 use schema::check_schema;
 
@@ -65,7 +66,34 @@ pub struct SqliteStore {
     standalone: Option<StandaloneColumns>,
 }
 
+/// CiviCRM's user and role tables, as the standings queries read them.
+const STANDING_TABLES: StandingTables<'static> = StandingTables {
+    contact: "civicrm_contact",
+    uf: "civicrm_uf_match",
+    role: "civicrm_role",
+    user_role: "civicrm_user_role",
+};
+
 impl SqliteStore {
+    /// Runs `sql` (the contact columns, then `api_key`) and hands each row, as a key
+    /// holder, to `each`.
+    fn each_holder(
+        &self,
+        sql: &str,
+        args: &[&dyn rusqlite::ToSql],
+        each: &mut dyn FnMut(Holder) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(sql_err)?;
+        let mut rows = stmt.query(args).map_err(sql_err)?;
+        while let Some(row) = rows.next().map_err(sql_err)? {
+            each(Holder {
+                contact: row_to_contact(row).map_err(sql_err)?,
+                key: ApiKey::from_store(row.get::<_, String>(9).map_err(sql_err)?),
+            })?;
+        }
+        Ok(())
+    }
+
     /// Opens an existing store. Refuses (without touching the file) anything that is not a
     /// healthy SQLite database with the CiviCRM tables, and a file others can read.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -341,13 +369,13 @@ impl ContactStore for SqliteStore {
         ids: &[ContactId],
     ) -> Result<std::collections::HashMap<ContactId, Standing>, StoreError> {
         let columns = self.standalone_columns()?;
-        let tables = StandingTables {
-            contact: "civicrm_contact",
-            uf: "civicrm_uf_match",
-            role: "civicrm_role",
-            user_role: "civicrm_user_role",
-        };
-        read_standings(self, &tables, columns, ids)
+        read_standings(self, &STANDING_TABLES, columns, ids)
+    }
+
+    /// Users and roles of the whole store: two queries.
+    fn site_users(&mut self) -> Result<Option<crate::store::SiteUsers>, StoreError> {
+        let columns = self.standalone_columns()?;
+        read_site_users(self, &STANDING_TABLES, columns).map(Some)
     }
 
     fn holders_of(&mut self, key: &ApiKey) -> Result<Vec<ContactId>, StoreError> {
@@ -384,54 +412,50 @@ impl ContactStore for SqliteStore {
         }
     }
 
-    /// A range of index_api_key (NOCASE, then id): the keyed rows only, in key order
-    /// (`> ''` starts the range past the NULLs and empty strings).
+    /// The keyed rows only (`> ''` is past the NULLs and empty strings), in id order, after
+    /// the cursor's id.
     fn key_holders(
         &mut self,
         after: Option<&HolderCursor>,
         limit: usize,
     ) -> Result<HolderPage, StoreError> {
-        let limit = paging::page_limit(limit);
-        let mut sql = format!(
+        let limit = paging::holder_limit(limit);
+        let sql = format!(
+            "SELECT {}, c.api_key FROM civicrm_contact c
+              WHERE c.api_key > '' COLLATE NOCASE AND c.id > ?1
+              ORDER BY c.id LIMIT {}",
+            *CONTACT_COLUMNS,
+            limit + 1
+        );
+        let after = after.map_or(0, |c| c.after_id) as i64;
+        let mut holders = Vec::new();
+        self.each_holder(&sql, &[&after], &mut |h| {
+            holders.push(h);
+            Ok(())
+        })?;
+        Ok(holder_page(holders, limit))
+    }
+
+    /// One statement over index_api_key (a range past the NULLs and empty strings): one
+    /// consistent read of every holder, handed on [`paging::HOLDER_PAGE`] at a time.
+    fn read_key_holders(
+        &mut self,
+        each: &mut dyn FnMut(Vec<Holder>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let sql = format!(
             "SELECT {}, c.api_key FROM civicrm_contact c
               WHERE c.api_key > '' COLLATE NOCASE",
             *CONTACT_COLUMNS
         );
-        let mut args = Vec::new();
-        match after {
-            None => {}
-            Some(HolderCursor::AfterKey { key, id }) => {
-                sql.push_str(
-                    " AND c.api_key >= ?1 COLLATE NOCASE
-                      AND (c.api_key > ?1 COLLATE NOCASE OR c.id > ?2)",
-                );
-                args.push(Value::Text(key.expose().to_string()));
-                args.push(Value::Integer(*id as i64));
+        let mut batch = Vec::new();
+        self.each_holder(&sql, &[], &mut |h| {
+            batch.push(h);
+            if batch.len() >= paging::HOLDER_PAGE {
+                each(std::mem::take(&mut batch))?;
             }
-            Some(HolderCursor::Offset(_)) => return Err(offset_refused()),
-        }
-        sql.push_str(&format!(
-            " ORDER BY c.api_key COLLATE NOCASE, c.id LIMIT {}",
-            limit + 1
-        ));
-        let mut stmt = self.conn.prepare_cached(&sql).map_err(sql_err)?;
-        let holders = stmt
-            .query_map(rusqlite::params_from_iter(&args), |row| {
-                Ok(Holder {
-                    contact: row_to_contact(row)?,
-                    key: ApiKey::from_store(row.get::<_, String>(9)?),
-                })
-            })
-            .map_err(sql_err)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(sql_err)?;
-        // The cursor's copy of a key is wiped with the argument list.
-        for arg in &mut args {
-            if let Value::Text(text) = arg {
-                zeroize::Zeroize::zeroize(text);
-            }
-        }
-        Ok(holder_page(holders, limit))
+            Ok(())
+        })?;
+        each(batch)
     }
 
     fn swap_key(
