@@ -324,14 +324,20 @@ fn rest_reads_the_whole_site_in_three_requests() {
     for id in 100..1350 {
         let key = ApiKey::generate().unwrap().expose().to_string();
         let uf = (id % 2 == 0).then_some(id + 10_000);
-        contacts.push(person(id, &format!("Holder {id}"), Some(&key), uf, &["api client"]));
+        contacts.push(person(
+            id,
+            &format!("Holder {id}"),
+            Some(&key),
+            uf,
+            &["api client"],
+        ));
     }
     let server = fake_civicrm::FakeCivi::start(contacts);
     server.state().user_of_mut(7).unwrap().active = false;
     let mut store = RestStore::connect(&RestOptions {
         base_url: server.url(),
         api_key: ApiKey::from_store(fake_civicrm::ADMIN_KEY.into()),
-        site_key: None,
+        site_key: Some(civikey::secret::Secret::new(fake_civicrm::SITE_KEY.into())),
         timeout: Duration::from_secs(30),
     })
     .unwrap();

@@ -4,8 +4,8 @@
 
 use super::{Action, App, Cmd, Popup};
 use crate::health::{sort_findings, Code, Finding, Report};
-use crate::store::ContactId;
 use crate::rotation::Expectation;
+use crate::store::ContactId;
 
 /// The TUI checks ages too, against the same default as `o` and `A`.
 pub const HEALTH_MAX_AGE_DAYS: u32 = 90;
@@ -397,7 +397,10 @@ pub(crate) mod tests {
             panic!("{:?}", app.popup.is_some())
         };
         assert_eq!(*reading, Some(25_000));
-        assert!(summary.contains("25000 key holders read so far"), "{summary}");
+        assert!(
+            summary.contains("25000 key holders read so far"),
+            "{summary}"
+        );
         act(&mut app, Action::ToggleMark);
         assert!(app.marked.contains_key(&14));
         app.update(Msg::HealthProgress {
@@ -412,8 +415,7 @@ pub(crate) mod tests {
         };
         assert_eq!(report.findings.len(), 2);
         assert_eq!(
-            report.findings[*selected].contact.id,
-            14,
+            report.findings[*selected].contact.id, 14,
             "the weak key sorts first; the selection stays on the trashed contact"
         );
         assert!(act(&mut app, Action::Revoke).is_empty());
@@ -421,7 +423,10 @@ pub(crate) mod tests {
             matches!(app.popup, Some(Popup::Health { .. })),
             "no revoke of a partial report"
         );
-        assert!(app.notice.as_ref().is_some_and(|n| n.0.contains("still reading")));
+        assert!(app
+            .notice
+            .as_ref()
+            .is_some_and(|n| n.0.contains("still reading")));
         app.update(Msg::HealthChecked { result: Ok(whole) });
         let Some(Popup::Health {
             report,

@@ -500,7 +500,11 @@ fn floor_rest(url: &str) -> Result<Duration, String> {
 
 /// The same call through a new `cv pipe` session of the stand-in (started, then one
 /// `api4` call): the cv floor.
-fn floor_cv(script: &std::path::Path, site: &std::path::Path, _mysql: &str) -> Result<Duration, String> {
+fn floor_cv(
+    script: &std::path::Path,
+    site: &std::path::Path,
+    _mysql: &str,
+) -> Result<Duration, String> {
     use std::io::BufRead;
     let started = Instant::now();
     let mut child = Command::new(script)
@@ -513,8 +517,16 @@ fn floor_cv(script: &std::path::Path, site: &std::path::Path, _mysql: &str) -> R
     let mut output = io::BufReader::new(child.stdout.take().ok_or("no stdout")?);
     let mut line = String::new();
     output.read_line(&mut line).map_err(|e| e.to_string())?;
+    // As the store does without a cv_user: permission checks off, then the one call.
+    writeln!(
+        input,
+        r#"{{"jsonrpc":"2.0","method":"options","params":{{"apiCheckPermissions":false}},"id":1}}"#
+    )
+    .map_err(|e| e.to_string())?;
+    line.clear();
+    output.read_line(&mut line).map_err(|e| e.to_string())?;
     let call = serde_json::json!({
-        "jsonrpc": "2.0", "method": "api4", "id": 1,
+        "jsonrpc": "2.0", "method": "api4", "id": 2,
         "params": ["Contact", "get", floor_params()],
     });
     writeln!(input, "{call}").map_err(|e| e.to_string())?;
@@ -525,7 +537,10 @@ fn floor_cv(script: &std::path::Path, site: &std::path::Path, _mysql: &str) -> R
     drop(input);
     let _ = child.wait();
     if value["result"].as_array().map_or(0, Vec::len) == 0 {
-        return Err(format!("the cv floor read no holders: {}", &line[..line.len().min(200)]));
+        return Err(format!(
+            "the cv floor read no holders: {}",
+            &line[..line.len().min(200)]
+        ));
     }
     Ok(elapsed)
 }

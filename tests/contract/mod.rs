@@ -738,6 +738,20 @@ pub fn key_holders_pages_every_keyed_contact_once(f: &dyn Fixture) {
 /// along is read exactly once.
 pub fn key_holders_are_read_once_while_keys_change(f: &dyn Fixture) {
     let mut s = f.open();
+    // Two more holders, so that pages of two come three times.
+    let keyless: Vec<u64> = s
+        .search(&Query::new("", 50))
+        .unwrap()
+        .contacts
+        .iter()
+        .filter(|c| c.key.is_none())
+        .map(|c| c.id)
+        .take(2)
+        .collect();
+    for (i, id) in keyless.iter().enumerate() {
+        let new = key(&format!("ExtraHolderKeyExtraHolderKey000{i}"));
+        s.swap_key(*id, None, Some(&new)).unwrap();
+    }
     let mut before = Vec::new();
     let mut after = None;
     loop {
@@ -749,15 +763,19 @@ pub fn key_holders_are_read_once_while_keys_change(f: &dyn Fixture) {
         }
     }
     before.sort_unstable();
-    assert!(before.len() >= 4, "the data set has keys: {before:?}");
+    assert!(before.len() >= 5, "the data set has keys: {before:?}");
     let first = s.key_holders(None, 2).unwrap();
     let mut seen: Vec<u64> = first.holders.iter().map(|h| h.contact.id).collect();
     let read = first.holders[0].contact.id;
     s.swap_key(read, Some(&first.holders[0].key), None).unwrap();
     let last = *before.last().unwrap();
     let old = s.read_key(last).unwrap();
-    s.swap_key(last, old.as_ref(), Some(&key("000000AAAAzzzzMovedFirst00000001")))
-        .unwrap();
+    s.swap_key(
+        last,
+        old.as_ref(),
+        Some(&key("000000AAAAzzzzMovedFirst00000001")),
+    )
+    .unwrap();
     let mut cursor = first.next;
     while let Some(next) = cursor {
         let page = s.key_holders(Some(&next), 2).unwrap();

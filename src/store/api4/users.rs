@@ -151,3 +151,136 @@ fn roles_by_id(api: &impl Api4, ids: &[u64]) -> Result<Option<HashMap<u64, Role>
     }
     Ok(Some(roles))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use serde::de::DeserializeOwned;
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::key::ApiKey;
+    use crate::store::{CmsLink, Contact, KeySwap};
+
+    /// A site answering User.get and Role.get from canned rows; None: it refuses (403) or
+    /// has no such entity.
+    struct Site {
+        users: Option<Value>,
+        roles: Option<Value>,
+        calls: RefCell<Vec<&'static str>>,
+    }
+
+    impl Api4 for Site {
+        fn who(&self) -> &'static str {
+            "the site"
+        }
+        fn get<T: DeserializeOwned>(
+            &self,
+            _: &'static str,
+            _: &GetParams<'_>,
+            _: &[&ApiKey],
+        ) -> Result<Vec<T>, StoreError> {
+            unreachable!("users and roles are read with get_if_there")
+        }
+        fn get_if_there<T: DeserializeOwned>(
+            &self,
+            entity: &'static str,
+            _: &GetParams<'_>,
+        ) -> Result<Option<Vec<T>>, StoreError> {
+            self.calls.borrow_mut().push(entity);
+            let rows = match entity {
+                "User" => &self.users,
+                _ => &self.roles,
+            };
+            Ok(rows
+                .as_ref()
+                .map(|r| serde_json::from_value(r.clone()).unwrap()))
+        }
+        fn keys_hidden(&self) -> StoreError {
+            StoreError::Conflict
+        }
+        fn update(&self, _: &KeySwap<'_>) -> Result<u64, StoreError> {
+            unreachable!()
+        }
+    }
+
+    fn contact(id: ContactId, cms: CmsLink) -> Contact {
+        Contact {
+            id,
+            contact_type: SafeText::new("Individual"),
+            display_name: SafeText::new("C"),
+            sort_name: SafeText::new("C"),
+            email: None,
+            is_deleted: false,
+            key: None,
+            cms,
+        }
+    }
+
+    fn users() -> Value {
+        json!([{"id": 5, "contact_id": 50, "username": "ada", "is_active": true, "roles": ["2"]}])
+    }
+
+    #[test]
+    fn the_whole_sites_users_and_roles_in_two_calls_joined_here() {
+        let site = Site {
+            users: Some(users()),
+            roles: Some(
+                json!([{"id": 2, "label": "API", "permissions": ["authenticate with api key"]}]),
+            ),
+            calls: RefCell::new(Vec::new()),
+        };
+        let found = site_users(&site).unwrap();
+        assert_eq!(*site.calls.borrow(), ["User", "Role"]);
+        let ada = found.standing_of(&contact(50, CmsLink::Linked { uf_id: 5 }));
+        assert!(matches!(&ada.account, AccountState::Account(u) if u.id == 5 && u.active));
+        assert_eq!(
+            ada.roles,
+            Some(vec![Role::from_permissions(
+                "API",
+                ["authenticate with api key"]
+            )])
+        );
+        assert_eq!(
+            found.standing_of(&contact(51, CmsLink::None)),
+            Standing::no_account()
+        );
+        assert_eq!(
+            found.standing_of(&contact(52, CmsLink::Linked { uf_id: 9 })),
+            Standing::UNKNOWN,
+            "a linked user the store did not see is unknown, never \"no account\""
+        );
+    }
+
+    /// A least-privilege admin: Role.get refused (403), or User.get too. The check goes
+    /// on; what cannot be seen is unknown.
+    #[test]
+    fn refused_users_or_roles_are_unknown_not_a_failure() {
+        let site = Site {
+            users: Some(users()),
+            roles: None,
+            calls: RefCell::new(Vec::new()),
+        };
+        let found = site_users(&site).unwrap();
+        let ada = found.standing_of(&contact(50, CmsLink::Linked { uf_id: 5 }));
+        assert!(matches!(ada.account, AccountState::Account(_)));
+        assert_eq!(ada.roles, None, "roles unknown");
+        let site = Site {
+            users: None,
+            roles: None,
+            calls: RefCell::new(Vec::new()),
+        };
+        let found = site_users(&site).unwrap();
+        assert_eq!(*site.calls.borrow(), ["User"]);
+        assert_eq!(found.accounts, None);
+        assert_eq!(
+            found.standing_of(&contact(50, CmsLink::Unknown)),
+            Standing::UNKNOWN
+        );
+        assert_eq!(
+            found.standing_of(&contact(51, CmsLink::None)),
+            Standing::no_account()
+        );
+    }
+}

@@ -49,8 +49,8 @@ use crate::sanitize::SafeText;
 use crate::store::api4::clause::{any_deleted, by_id, by_ids, GetParams, UpdateParams};
 use crate::store::api4::{self, users, Api4};
 use crate::store::{
-    Contact, ContactId, ContactStore, KeySwap, Page, Query, Standing,
-    StoreError, StoreInfo, StoreKind,
+    Contact, ContactId, ContactStore, KeySwap, Page, Query, Standing, StoreError, StoreInfo,
+    StoreKind,
 };
 use errors::{redact, FailKind, Failure};
 use pipe::{PipeError, PipeSession};

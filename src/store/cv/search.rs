@@ -7,17 +7,15 @@ use std::collections::BTreeSet;
 
 use super::CvStore;
 use crate::store::api4::clause::{
-    self, any_deleted, by_ids, Clause, GetParams, Join, Reading, ID_ORDER, LIST_ORDER, SORTED_ORDER,
-    UF_JOIN,
+    self, any_deleted, by_ids, Clause, GetParams, Join, Reading, ID_ORDER, LIST_ORDER,
+    SORTED_ORDER, UF_JOIN,
 };
 use crate::store::api4::paging::{drop_last_sort_name, keyset_page, offset_of};
 use crate::store::api4::rows::{
     contacts_of, merge_rows, ContactRow, IdRow, Merged, SortRow, CONTACT_FIELDS, LINKED_FIELDS,
 };
 use crate::store::api4::{Api4, MAX_PAGE};
-use crate::store::{
-    CmsLink, Contact, Cursor, Matcher, Page, Query, StoreError,
-};
+use crate::store::{CmsLink, Contact, Cursor, Matcher, Page, Query, StoreError};
 
 /// The most rows one page fetches while looking for the end of one contact's rows.
 const MAX_FETCH: usize = 4096;

@@ -151,15 +151,15 @@ impl MysqlStore {
         self.run(Phase::Read, |c| {
             for row in c.exec_iter(sql, Params::Positional(args))? {
                 let row = row?;
-                let holder = row_to_contact(&row).map_err(&bad).and_then(|(contact, _)| {
-                    match row.as_ref(8) {
+                let holder = row_to_contact(&row)
+                    .map_err(&bad)
+                    .and_then(|(contact, _)| match row.as_ref(8) {
                         Some(Value::Bytes(bytes)) => Ok(Holder {
                             contact,
                             key: ApiKey::from_store(String::from_utf8_lossy(bytes).into_owned()),
                         }),
                         _ => Err(bad("api_key is not text".into())),
-                    }
-                });
+                    });
                 if let Err(e) = holder.and_then(&mut *each) {
                     stopped = Some(e);
                     break;

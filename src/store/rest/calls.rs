@@ -13,9 +13,7 @@ use super::wire::{form_field, params_text};
 use super::RestStore;
 use crate::key::ApiKey;
 use crate::sanitize::SafeText;
-use crate::store::api4::clause::{
-    any_deleted, by_ids, GetParams, UpdateParams, LIST_ORDER,
-};
+use crate::store::api4::clause::{any_deleted, by_ids, GetParams, UpdateParams, LIST_ORDER};
 use crate::store::api4::rows::{merge_rows, ContactRow, Merged, CONTACT_FIELDS};
 use crate::store::api4::Api4;
 use crate::store::{CmsLink, Contact, ContactId, KeySwap, StoreError};

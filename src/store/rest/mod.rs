@@ -26,8 +26,8 @@ mod wire;
 pub(crate) use address::check_api_address;
 pub use errors::parse_contacts_answer;
 pub use options::RestOptions;
-pub use wire::form_field;
 pub use order::site_order;
+pub use wire::form_field;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -39,8 +39,8 @@ use crate::sanitize::SafeText;
 use crate::secret::Secret;
 use crate::store::api4::{self, users};
 use crate::store::{
-    CmsLink, Contact, ContactId, ContactStore, Page, Query, SiteLogin,
-    Standing, StoreError, StoreInfo,
+    CmsLink, Contact, ContactId, ContactStore, Page, Query, SiteLogin, Standing, StoreError,
+    StoreInfo,
 };
 
 pub struct RestStore {
