@@ -5,6 +5,9 @@
 //!   cargo run --bin civikey-bench -- --ci          # 20,000 contacts in a temporary folder
 //!   cargo run --release --bin civikey-bench -- check --size 1000000 --dir DIR
 //!                                                  # `civikey check` over every key holder
+//!                                                  # (with CIVIKEY_TEST_MYSQL_URL: MariaDB,
+//!                                                  # and REST and cv through the stand-ins
+//!                                                  # beside the one-request floor)
 //!   civikey-bench --profile NAME [--texts "car,Jing Ch,zzzq"] [--rounds N]
 //!   civikey-bench --store ADDRESS [--texts ...]     # as civikey's --store
 //!   civikey-bench rest-on-mysql MYSQL_ADDRESS PORT  # REST API v4 answered from MariaDB

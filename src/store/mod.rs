@@ -88,9 +88,11 @@ pub trait ContactStore: Send {
         }
     }
 
-    /// The user accounts of the whole site, read once (users, CMS links, roles: a few
-    /// requests or queries whatever the number of key holders). None: the store reads
-    /// standings only by ids ([`ContactStore::standings`]).
+    /// The user accounts the health check joins to the key holders, read once: API v4
+    /// stores read the whole site's users and roles (a site has far fewer users than
+    /// contacts; a few requests), SQL stores the key holders' users and the roles (two
+    /// queries). A holder left out stands by its CMS link ([`SiteUsers::standing_of`]).
+    /// None: the store reads standings only by ids ([`ContactStore::standings`]).
     fn site_users(&mut self) -> Result<Option<SiteUsers>, StoreError> {
         Ok(None)
     }

@@ -243,8 +243,8 @@ pub struct HolderPage {
     pub next: Option<HolderCursor>,
 }
 
-/// The user accounts of a whole site, read once per health check (a site has far fewer
-/// users than contacts) and joined to the key holders in memory.
+/// The user accounts of a site (or of its key holders), read once per health check and
+/// joined to the key holders in memory.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SiteUsers {
     /// The standing of every contact with a user account the store could read; None: the

@@ -107,9 +107,9 @@ pub fn read_standings(
     Ok(out)
 }
 
-/// The standing of every contact with a user account, the whole site at once: two
-/// queries whatever the number of contacts (the health check's). A contact left out has
-/// no user ([`SiteUsers::standing_of`]).
+/// The standing of every key holder with a user account, for the health check: two
+/// queries whatever the number of holders (the users of the holders, every user's
+/// roles). A contact left out stands by its CMS link ([`SiteUsers::standing_of`]).
 pub fn read_site_users(
     store: &mut impl StandingQueries,
     tables: &StandingTables<'_>,
@@ -148,15 +148,19 @@ fn users_sql(t: &StandingTables<'_>, columns: StandaloneColumns, ids: usize) -> 
     )
 }
 
-/// Every contact's user, as [`users_sql`] reads it, from the users' table alone.
+/// Each key holder's user, as [`users_sql`] reads it: the users joined to the contacts
+/// that hold a key (one query however many holders; a contact given a key after it ran
+/// is judged by its CMS link, [`SiteUsers::standing_of`]).
 fn site_users_sql(t: &StandingTables<'_>, columns: StandaloneColumns) -> String {
     format!(
         "SELECT u.contact_id, u.id, {name}, {active} FROM {uf} u
-          WHERE u.contact_id IS NOT NULL
+           JOIN {contact} c ON c.id = u.contact_id
+          WHERE c.api_key IS NOT NULL AND LENGTH(c.api_key) > 0
             AND u.domain_id = (SELECT MIN(d.domain_id) FROM {uf} d WHERE d.contact_id = u.contact_id)",
         name = user_name(columns),
         active = user_active(columns),
         uf = t.uf,
+        contact = t.contact,
     )
 }
 
