@@ -137,7 +137,8 @@ impl MysqlStore {
     }
 
     /// Runs `sql` ([`Self::holders_sql`]) and hands each row, as a key holder, to `each`,
-    /// as the server sends them (nothing gathered here).
+    /// as the server sends them (nothing gathered here). Without `args` it runs as text,
+    /// so [`Self::rowid_ordered`] may prefix it.
     fn each_holder(
         &mut self,
         sql: &str,
@@ -148,8 +149,8 @@ impl MysqlStore {
         let bad = |e: String| StoreError::bad_data(format!("{location}: {e}"));
         // `each`'s refusal, or a row that is not a holder: the read stops there.
         let mut stopped: Option<StoreError> = None;
-        self.run(Phase::Read, |c| {
-            for row in c.exec_iter(sql, Params::Positional(args))? {
+        let mut feed = |rows: &mut dyn Iterator<Item = mysql::Result<Row>>| -> mysql::Result<()> {
+            for row in rows {
                 let row = row?;
                 let holder = row_to_contact(&row)
                     .map_err(&bad)
@@ -166,8 +167,38 @@ impl MysqlStore {
                 }
             }
             Ok(())
+        };
+        self.run(Phase::Read, |c| {
+            if args.is_empty() {
+                feed(&mut c.query_iter(sql)?)
+            } else {
+                feed(&mut c.exec_iter(sql, Params::Positional(args))?)
+            }
         })?;
         stopped.map_or(Ok(()), Err)
+    }
+
+    /// `sql` run with the rows of a secondary index range fetched in primary key order
+    /// (multi-range read): on `index_api_key` the holders come in key order, scattered
+    /// over the table, and each row fetched at random cost three to four times as much at
+    /// 50,000 holders (12.3 s against 3.6 s, MariaDB 10.11 with its default 128 MiB buffer
+    /// pool, docs/PERFORMANCE.md). MariaDB (version 10 and up) takes it per statement
+    /// (`SET STATEMENT ... FOR`); MySQL as an optimizer hint, which MariaDB reads as a
+    /// comment.
+    fn rowid_ordered(&mut self, sql: &str) -> Result<String, StoreError> {
+        let (major, _, _) = self.conn()?.server_version();
+        let hinted = sql.replacen(
+            "SELECT ",
+            "SELECT /*+ SET_VAR(optimizer_switch = 'mrr=on,mrr_cost_based=off') */ ",
+            1,
+        );
+        Ok(if major >= 10 {
+            format!(
+                "SET STATEMENT optimizer_switch = 'mrr=on,mrr_sort_keys=on,mrr_cost_based=off' FOR {hinted}"
+            )
+        } else {
+            hinted
+        })
     }
 }
 
@@ -318,6 +349,7 @@ impl ContactStore for MysqlStore {
         each: &mut dyn FnMut(Vec<Holder>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let sql = self.holders_sql("FORCE INDEX (index_api_key)");
+        let sql = self.rowid_ordered(&sql)?;
         let mut batch = Vec::new();
         self.each_holder(&sql, Vec::new(), &mut |h| {
             batch.push(h);
