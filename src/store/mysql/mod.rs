@@ -182,17 +182,19 @@ impl MysqlStore {
     /// (multi-range read): on `index_api_key` the holders come in key order, scattered
     /// over the table, and each row fetched at random cost three to four times as much at
     /// 50,000 holders (12.3 s against 3.6 s, MariaDB 10.11 with its default 128 MiB buffer
-    /// pool, docs/PERFORMANCE.md). MariaDB (version 10 and up) takes it per statement
+    /// pool, docs/PERFORMANCE.md). MariaDB (its `VERSION()` says so) takes it per statement
     /// (`SET STATEMENT ... FOR`); MySQL as an optimizer hint, which MariaDB reads as a
     /// comment.
     fn rowid_ordered(&mut self, sql: &str) -> Result<String, StoreError> {
-        let (major, _, _) = self.conn()?.server_version();
+        let version: Option<String> =
+            self.run(Phase::Read, |c| c.query_first("SELECT VERSION()"))?;
+        let mariadb = version.is_some_and(|v| v.contains("MariaDB"));
         let hinted = sql.replacen(
             "SELECT ",
             "SELECT /*+ SET_VAR(optimizer_switch = 'mrr=on,mrr_cost_based=off') */ ",
             1,
         );
-        Ok(if major >= 10 {
+        Ok(if mariadb {
             format!(
                 "SET STATEMENT optimizer_switch = 'mrr=on,mrr_sort_keys=on,mrr_cost_based=off' FOR {hinted}"
             )
