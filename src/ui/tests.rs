@@ -144,6 +144,7 @@ fn confirm_popup_80x24() {
                 id: 8,
                 name: SafeText::new("grace"),
                 active: false,
+                cms: crate::store::Cms::Standalone,
             }),
             roles: Some(vec![
                 crate::store::Role::from_permissions("api client", ["authenticate with api key"]),
@@ -173,6 +174,12 @@ fn shown_once_popup_80x24() {
             contact_id: None,
             detail: "does not log in: HTTP 401 Login not permitted. Must satisfy guard (site_key, perm).".into(),
         }),
+        handover: crate::handover::Handover {
+            endpoint: Some(SafeText::new(
+                "https://crm.example.org/civicrm/ajax/api4/{entity}/{action}",
+            )),
+            needs_site_key: Some(true),
+        },
     });
     insta::assert_snapshot!(render(&mut app, 80, 24).backend());
 }
