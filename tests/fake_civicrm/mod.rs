@@ -1751,6 +1751,11 @@ fn account_get(
                 .collect()
         })
         .unwrap_or_default();
+    // API v4 adds the id to a select that leaves it out (rest/114).
+    let select: Vec<String> = match select.iter().any(|f| f == "id") || select.is_empty() {
+        true => select,
+        false => std::iter::once("id".to_string()).chain(select).collect(),
+    };
     let mut values = Vec::new();
     if entity == "Role" {
         let select = if select.is_empty() {
