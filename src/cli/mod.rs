@@ -242,8 +242,8 @@ pub enum Command {
         /// Do not ask for confirmation
         #[arg(long)]
         yes: bool,
-        /// Print a JSON object (contact_id, key, fingerprint, login_check when the profile has
-        /// a site) instead of the key alone
+        /// Print a JSON object (contact_id, key, fingerprint, handover {api_endpoint,
+        /// needs_site_key}, login_check when the profile has a site) instead of the key alone
         #[arg(long, conflicts_with = "ids_from")]
         json: bool,
         /// Bulk: a file of contact ids, one per line (# comments allowed); - reads stdin

@@ -156,6 +156,30 @@ fn confirm_popup_80x24() {
     insta::assert_snapshot!(render(&mut app, 80, 24).backend());
 }
 
+/// A least-privilege store: the popup says the user is unknown and why, never "none".
+#[test]
+fn confirm_popup_when_users_are_hidden_80x24() {
+    let mut app = app(true);
+    act(&mut app, Action::Rotate);
+    let id = app.selected_contact().map(|c| c.id).unwrap();
+    app.update(Msg::Roles {
+        id,
+        standing: crate::store::Standing::HIDDEN,
+    });
+    act(&mut app, Action::Proceed);
+    let term = render(&mut app, 80, 24);
+    let text: String = term
+        .backend()
+        .buffer()
+        .content()
+        .iter()
+        .map(|c| c.symbol())
+        .collect();
+    assert!(text.contains("cms:administer users"), "{text}");
+    assert!(!text.contains("no user account"), "{text}");
+    insta::assert_snapshot!(term.backend());
+}
+
 #[test]
 fn shown_once_popup_80x24() {
     let mut app = app(true);
