@@ -405,17 +405,18 @@ impl Report {
                 crate::wording::plural(self.standing_unknown, "holder", "holders")
             ));
         }
-        if let Some(why) = self.users_unreadable() {
-            text.push_str(&format!("; {why}"));
+        // First, so a narrow screen (the TUI's `h`) still shows it.
+        match self.users_unreadable() {
+            Some(why) => format!("{why}; {text}"),
+            None => text,
         }
-        text
     }
 
     /// Why user accounts could not be read, when the store may not read them.
     pub fn users_unreadable(&self) -> Option<String> {
         self.users_hidden.then(|| {
             format!(
-                "user accounts could not be read: the profile's user lacks '{}' (CiviCRM shows it only its own user), so no holder is said to lack one",
+                "user accounts could not be read: no '{}' for the profile's user (CiviCRM shows it only its own), so no holder is said to lack one",
                 crate::store::USERS_PERMISSION
             )
         })
