@@ -319,10 +319,9 @@ impl Worker {
     fn switch_profile(&mut self, name: String) -> Msg {
         let opened = match &self.resolve_profile {
             None => Err("civikey runs without a config: there is no profile to switch to".into()),
-            Some(resolve) => resolve(&name).and_then(|spec| {
-                let store = spec.open().map_err(|e| e.to_string())?;
-                Ok((spec, store))
-            }),
+            // The store must answer before it replaces the one in use: a site that
+            // cannot be reached leaves the operator where they were.
+            Some(resolve) => open_answering(resolve, &name),
         };
         let result = opened.map(|(spec, store)| {
             let info = store.info();
@@ -663,8 +662,8 @@ fn probe_profiles(resolve: ResolveProfile, names: Vec<String>, results: Sender<M
             .spawn(move || loop {
                 let next = queue.lock().ok().and_then(|mut names| names.next());
                 let Some(name) = next else { return };
-                let reach = match probe(&resolve, &name) {
-                    Ok(()) => crate::app::Reach::Reachable,
+                let reach = match open_answering(&resolve, &name) {
+                    Ok(_) => crate::app::Reach::Reachable,
                     Err(why) => crate::app::Reach::Unreachable(why),
                 };
                 if results.send(Msg::ProfileProbed { name, reach }).is_err() {
@@ -677,12 +676,16 @@ fn probe_profiles(resolve: ResolveProfile, names: Vec<String>, results: Sender<M
     }
 }
 
-/// One profile's store: resolved, opened and asked for one contact.
-fn probe(resolve: &ResolveProfile, name: &str) -> Result<(), String> {
+/// One profile's store: resolved, opened and asked for one contact (a store that opens
+/// without a connection, REST's, has not answered until it is asked something).
+fn open_answering(
+    resolve: &ResolveProfile,
+    name: &str,
+) -> Result<(StoreSpec, Box<dyn ContactStore>), String> {
     let spec = resolve(name)?;
     let mut store = spec.open().map_err(|e| e.to_string())?;
     store
         .search(&crate::store::Query::new("", 1))
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    Ok((spec, store))
 }
