@@ -114,6 +114,10 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             super::audit::draw(app, frame, area, theme);
             return;
         }
+        Popup::Profiles { .. } | Popup::Switching { .. } => {
+            super::profiles::draw(app, frame, area, theme);
+            return;
+        }
         Popup::Checking { .. } | Popup::Health { .. } => {
             super::health::draw(app, frame, area, theme);
             return;
