@@ -13,7 +13,8 @@ use std::collections::HashMap;
 
 use crate::sanitize::SafeText;
 use crate::store::{
-    split_permissions, AccountState, ContactId, Role, SiteUsers, Standing, StoreError, UserAccount,
+    split_permissions, AccountState, Cms, ContactId, Role, SiteUsers, Standing, StoreError,
+    UserAccount,
 };
 
 /// Ids per `IN (...)` list: two queries per chunk.
@@ -125,6 +126,7 @@ pub fn read_site_users(
     standings(columns, users, roles, &mut out);
     Ok(SiteUsers {
         accounts: Some(out),
+        hidden: false,
     })
 }
 
@@ -232,6 +234,8 @@ fn standings(
                     id: user,
                     name: SafeText::new(&row.name),
                     active,
+                    // is_active on civicrm_uf_match is Standalone's column.
+                    cms: Cms::Standalone,
                 }),
                 roles: columns
                     .roles
