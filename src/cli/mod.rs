@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 use crate::audit::Journal;
 use crate::key::{ApiKey, OsKeySource, KEY_LEN, MIN_MANUAL_LEN};
 use crate::rotation::{self, Expectation, NewKey, RotationError};
-use crate::sanitize::SafeText;
+use crate::sanitize::{fit_to_width, SafeText};
 use crate::store::{
     AccountState, CmsLink, Contact, ContactId, ContactStore, Query, Standing, StoreError,
 };
@@ -528,14 +528,11 @@ fn contact_line(c: &Contact) -> String {
         c.display_name.to_string()
     };
     format!(
-        "{:>8}  {:<32}  {:<12}  {:<32}  {:<9}  {}",
+        "{:>8}  {}  {}  {}  {:<9}  {}",
         c.id,
-        crate::sanitize::truncate_to_width(&name, 32),
-        c.contact_type.truncated(12),
-        c.email
-            .as_ref()
-            .map(|e| e.truncated(32))
-            .unwrap_or_default(),
+        fit_to_width(&name, 32),
+        c.contact_type.fitted(12),
+        fit_to_width(c.email.as_ref().map_or("", |e| e.as_str()), 32),
         c.key.as_ref().map_or_else(|| "none".into(), |k| k.masked()),
         match c.cms {
             CmsLink::Linked { .. } => "cms",
@@ -967,8 +964,19 @@ pub fn audit(
         out::json(&doc)?;
         return Ok(());
     }
+    // In full: two stores' locations often share a long beginning; the widest sets the column.
+    let store_width = if all_stores {
+        entries
+            .iter()
+            .map(|e| SafeText::new(&e.store).width())
+            .max()
+            .unwrap_or(0)
+            .max("STORE".len())
+    } else {
+        0
+    };
     if header {
-        out::line(audit_header(all_stores))?;
+        out::line(audit_header(store_width))?;
     }
     for e in &entries {
         let mut outcome = match (&e.outcome, &e.reconciled) {
@@ -976,9 +984,8 @@ pub fn audit(
             (Some(o), None) => o.clone(),
             (None, None) => "in-flight".into(),
         };
-        // In full: two stores' locations often share a long beginning.
         let store = if all_stores {
-            format!("{}  ", SafeText::new(&e.store))
+            format!("{}  ", SafeText::new(&e.store).fitted(store_width))
         } else {
             String::new()
         };
@@ -988,15 +995,21 @@ pub fn audit(
             );
         }
         out::line(format_args!(
-            "{}  {store}{:<10} {:<15} {:>8}  {:<24} {:<6} {}->{}  {}{}",
+            "{}  {store}{} {} {:>8}  {} {} {}  {}{}",
             crate::timefmt::format_time(e.time),
-            SafeText::new(&e.operator).truncated(10),
-            SafeText::new(e.ssh_client.as_deref().unwrap_or("local")).truncated(15),
+            SafeText::new(&e.operator).fitted(10),
+            SafeText::new(e.ssh_client.as_deref().unwrap_or("local")).fitted(15),
             e.contact_id,
-            SafeText::new(&e.contact_name).truncated(24),
-            e.action,
-            e.old_fingerprint.as_deref().unwrap_or("none"),
-            e.new_fingerprint.as_deref().unwrap_or("none"),
+            SafeText::new(&e.contact_name).fitted(24),
+            SafeText::new(&e.action).fitted(6),
+            fit_to_width(
+                &format!(
+                    "{}->{}",
+                    e.old_fingerprint.as_deref().unwrap_or("none"),
+                    e.new_fingerprint.as_deref().unwrap_or("none")
+                ),
+                AUDIT_FINGERPRINTS_WIDTH
+            ),
             outcome,
             e.error
                 .as_deref()
@@ -1007,17 +1020,25 @@ pub fn audit(
     Ok(())
 }
 
-fn audit_header(all_stores: bool) -> String {
+/// `OLD->NEW`: two short fingerprints (8 hex digits, or `none`) and the arrow.
+const AUDIT_FINGERPRINTS_WIDTH: usize = 18;
+
+/// The header of `civikey audit`'s table; `store_width` 0 when it has no store column.
+fn audit_header(store_width: usize) -> String {
+    let store = if store_width > 0 {
+        format!("{}  ", fit_to_width("STORE", store_width))
+    } else {
+        String::new()
+    };
     format!(
-        "{:<20}  {}{:<10} {:<15} {:>8}  {:<24} {:<6} {}  {}",
+        "{:<20}  {store}{:<10} {:<15} {:>8}  {:<24} {:<6} {}  {}",
         "TIME",
-        if all_stores { "STORE  " } else { "" },
         "OPERATOR",
         "FROM",
         "CONTACT",
         "NAME",
         "ACTION",
-        "OLD->NEW",
+        fit_to_width("OLD->NEW", AUDIT_FINGERPRINTS_WIDTH),
         "OUTCOME"
     )
 }
@@ -1269,11 +1290,11 @@ fn finding_line(f: &crate::health::Finding) -> String {
         f.contact.display_name.to_string()
     };
     format!(
-        "{:<8}  {:<23}  {:>8}  {:<24}  {:<8}  {:<24}  {}",
+        "{:<8}  {:<23}  {:>8}  {}  {:<8}  {:<24}  {}",
         f.code.severity().as_str(),
         f.code.as_str(),
         f.contact.id,
-        crate::sanitize::truncate_to_width(&name, 24),
+        fit_to_width(&name, 24),
         f.key.masked(),
         f.command(),
         f.detail,

@@ -7,7 +7,7 @@ use ratatui::Frame;
 
 use super::theme::Theme;
 use crate::app::{App, Popup};
-use crate::sanitize::truncate_to_width;
+use crate::sanitize::{fit_to_width, truncate_to_width};
 
 pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     match &app.popup {
@@ -80,7 +80,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                         f.contact.display_name.to_string()
                     };
                     let row = format!(
-                        "{}{} {:>7}  {:<22}  {:<8}  {}",
+                        "{}{} {:>7}  {}  {:<8}  {}",
                         if i == *selected { "▶" } else { " " },
                         if app.marked.contains_key(&f.contact.id) {
                             "*"
@@ -88,7 +88,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                             " "
                         },
                         f.contact.id,
-                        truncate_to_width(&name, 22),
+                        fit_to_width(&name, 22),
                         f.key.masked(),
                         f.detail
                     );

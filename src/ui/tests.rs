@@ -721,3 +721,85 @@ fn the_header_names_the_profile_and_the_first_run_says_sample_data() {
         "{footer}"
     );
 }
+
+/// Names in scripts whose characters are not one column each: CJK and emoji take two,
+/// combining marks and Devanagari's vowel signs none.
+const WIDE_NAMES: [&str; 4] = [
+    "Mei Chen 陈 山田太郎",
+    "Café Étoile 🥐🥐",
+    "नमस्ते दुनिया",
+    "Zoe\u{0308} Mu\u{0308}ller",
+];
+
+/// The screen column where `needle` starts on row `y` (cells, not characters: a wide
+/// character is one symbol over two cells).
+fn column_of(term: &Terminal<TestBackend>, y: u16, needle: &str) -> Option<u16> {
+    let buffer = term.backend().buffer();
+    (0..buffer.area.width).find(|&x| buffer[(x, y)].symbol() == needle)
+}
+
+#[test]
+fn the_health_view_keeps_its_columns_whatever_the_script() {
+    let mut app = crate::app::health::tests::opened(true);
+    if let Some(crate::app::Popup::Health { report, .. }) = app.popup.as_mut() {
+        for (f, name) in report.findings.iter_mut().zip(WIDE_NAMES) {
+            f.contact.display_name = SafeText::new(name);
+        }
+    }
+    let term = render(&mut app, 80, 24);
+    let key_columns: Vec<u16> = (0..24).filter_map(|y| column_of(&term, y, "•")).collect();
+    assert_eq!(key_columns.len(), WIDE_NAMES.len(), "one key per finding");
+    assert!(
+        key_columns.iter().all(|&x| x == key_columns[0]),
+        "the key column moves with the name: {key_columns:?}\n{}",
+        (0..24)
+            .map(|y| row(&term, y))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[test]
+fn the_audit_view_keeps_its_columns_whatever_the_script() {
+    let mut app = app(true);
+    let entries = WIDE_NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, name)| crate::audit::Entry {
+            id: i as i64 + 1,
+            time: 1_795_000_000,
+            operator: "alice".into(),
+            ssh_client: None,
+            store: "sqlite:/data/contacts.sqlite".into(),
+            profile: None,
+            contact_id: 7,
+            contact_name: (*name).into(),
+            action: "assign".into(),
+            old_fingerprint: None,
+            new_fingerprint: Some("5e6f7a8b".into()),
+            outcome: Some("done".into()),
+            error: None,
+            reconciled: None,
+        })
+        .collect();
+    app.update(Msg::AuditLoaded {
+        contact: None,
+        all_stores: false,
+        result: Ok(entries),
+    });
+    let term = render(&mut app, 80, 24);
+    // The arrow between a record's fingerprints (the header's is in "Old→new").
+    let fp_columns: Vec<u16> = (0..24)
+        .filter(|&y| !row(&term, y).contains("Old→new"))
+        .filter_map(|y| column_of(&term, y, "→"))
+        .collect();
+    assert_eq!(fp_columns.len(), WIDE_NAMES.len(), "one per record");
+    assert!(
+        fp_columns.iter().all(|&x| x == fp_columns[0]),
+        "{fp_columns:?}\n{}",
+        (0..24)
+            .map(|y| row(&term, y))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
