@@ -3,6 +3,7 @@
 mod area;
 mod audit;
 mod bulk;
+mod cells;
 mod health;
 mod list;
 mod popup;
@@ -37,6 +38,7 @@ pub fn draw(app: &App, frame: &mut Frame) {
     list::draw_detail(app, frame, detail, &theme);
     draw_footer(app, frame, footer, &theme);
     popup::draw(app, frame, area, &theme);
+    cells::place_as_the_terminal_does(frame.buffer_mut());
 }
 
 fn draw_too_small(frame: &mut Frame, area: Rect, theme: &Theme) {
