@@ -469,8 +469,10 @@ pub struct Resolved {
     pub spec: StoreSpec,
     /// The profile used, if any.
     pub profile: Option<String>,
-    /// True only for the implicit default store (data_dir/contacts.sqlite): main may create
-    /// it from the sample contacts. An address or profile the operator named is never created.
+    /// True for the default store (data_dir/contacts.sqlite), reached without `--store` or
+    /// `--profile`, or through a profile naming that file (as `civikey config init` writes
+    /// one): main may create it from the sample contacts. Any other file, and an address
+    /// given with `--store`, is never created.
     pub is_default_store: bool,
 }
 
@@ -658,10 +660,12 @@ impl Config {
                 known_profiles(self.profiles.keys())
             )));
         };
+        let is_default_store =
+            matches!(target, Target::Sqlite { path, .. } if *path == default_store_path(data_dir));
         Ok(Resolved {
             spec: self.spec_for(name, target, read_only)?,
             profile: Some(name.to_string()),
-            is_default_store: false,
+            is_default_store,
         })
     }
 
