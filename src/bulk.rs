@@ -128,23 +128,52 @@ impl OutFile {
         &self.path
     }
 
-    fn append(
-        &mut self,
-        id: ContactId,
-        name: &SafeText,
-        email: Option<&SafeText>,
-        key: &ApiKey,
-    ) -> std::io::Result<()> {
+    /// The contact ids the file holds, read back through the descriptor it was written with.
+    fn ids_in_file(&self) -> std::io::Result<HashSet<ContactId>> {
+        use std::os::unix::fs::FileExt;
+        let len = self.file.metadata()?.len();
+        let mut bytes = zeroize::Zeroizing::new(vec![0u8; usize::try_from(len).unwrap_or(0)]);
+        self.file.read_exact_at(&mut bytes, 0)?;
+        Ok(ids_in_csv(&bytes))
+    }
+}
+
+/// One rotated contact's hand-over: what its line in the out file (or on stdout) holds.
+pub struct Handover<'a> {
+    pub id: ContactId,
+    pub name: &'a SafeText,
+    pub email: Option<&'a SafeText>,
+    pub key: &'a ApiKey,
+    /// The journal's short fingerprint of the new key (as `civikey audit` shows it).
+    pub fingerprint: String,
+}
+
+/// Where a bulk run's new keys go, one entry per rotated contact: the out file, or, for
+/// `rotate --ids-from FILE --json`, one JSON line each on stdout (the CLI's sink).
+pub trait KeySink {
+    /// Writes one contact's hand-over, durably (synced, or flushed to the pipe), before it
+    /// returns: an error means the key reached nobody (its old key is put back).
+    fn deliver(&mut self, handover: &Handover<'_>) -> std::io::Result<()>;
+    /// The out file the journal records for each intent, for `civikey audit`'s check that
+    /// the key reached it; None when there is no file to check.
+    fn out_file(&self) -> Option<&Path>;
+    /// The contact ids delivered as read back after the run, where they can be (a file);
+    /// None where nothing can be read back (a pipe).
+    fn delivered_ids(&self) -> Option<std::io::Result<HashSet<ContactId>>>;
+}
+
+impl KeySink for OutFile {
+    fn deliver(&mut self, handover: &Handover<'_>) -> std::io::Result<()> {
         #[cfg(debug_assertions)]
         debug_hooks::out_line_write()?;
         let mut line = zeroize::Zeroizing::new(Vec::new());
         {
             let mut writer = csv::Writer::from_writer(&mut *line);
             writer.write_record([
-                csv_cell(&id.to_string()).as_ref(),
-                csv_cell(name.as_str()).as_ref(),
-                csv_cell(email.map_or("", SafeText::as_str)).as_ref(),
-                csv_cell(key.expose()).as_ref(),
+                csv_cell(&handover.id.to_string()).as_ref(),
+                csv_cell(handover.name.as_str()).as_ref(),
+                csv_cell(handover.email.map_or("", SafeText::as_str)).as_ref(),
+                csv_cell(handover.key.expose()).as_ref(),
             ])?;
             writer.flush()?;
         }
@@ -152,13 +181,12 @@ impl OutFile {
         self.file.sync_data()
     }
 
-    /// The contact ids the file holds, read back through the descriptor it was written with.
-    fn ids_written(&self) -> std::io::Result<HashSet<ContactId>> {
-        use std::os::unix::fs::FileExt;
-        let len = self.file.metadata()?.len();
-        let mut bytes = zeroize::Zeroizing::new(vec![0u8; usize::try_from(len).unwrap_or(0)]);
-        self.file.read_exact_at(&mut bytes, 0)?;
-        Ok(ids_in_csv(&bytes))
+    fn out_file(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+
+    fn delivered_ids(&self) -> Option<std::io::Result<HashSet<ContactId>>> {
+        Some(self.ids_in_file())
     }
 }
 
@@ -286,13 +314,13 @@ pub fn rotate_many(
     journal: &mut Journal,
     keys: &mut dyn KeySource,
     items: &[(ContactId, Expectation)],
-    out: &mut OutFile,
+    out: &mut dyn KeySink,
     stop: &AtomicBool,
     progress: &mut dyn FnMut(usize, usize, &BulkResult),
 ) -> Vec<BulkResult> {
     let total = items.len();
     let mut results = Vec::with_capacity(total);
-    journal.set_out_file(Some(out.path()));
+    journal.set_out_file(out.out_file());
     // An out file that cannot be written stops the run: the next keys would not reach it
     // either.
     let mut out_failed: Option<String> = None;
@@ -327,7 +355,9 @@ pub fn rotate_many(
         }
     }
     journal.set_out_file(None);
-    let written = out.ids_written();
+    let Some(written) = out.delivered_ids() else {
+        return results;
+    };
     for result in results
         .iter_mut()
         .filter(|r| r.outcome == BulkOutcome::Done)
@@ -355,7 +385,7 @@ fn deliver(
     id: ContactId,
     record: Option<crate::audit::RecordId>,
     assigned: Result<rotation::Assigned, RotationError>,
-    out: &mut OutFile,
+    out: &mut dyn KeySink,
     out_failed: &mut Option<String>,
 ) -> BulkResult {
     let failed = |name: SafeText, e: String| BulkResult {
@@ -371,8 +401,17 @@ fn deliver(
             let written = match out_failed {
                 Some(reason) => Err(reason.clone()),
                 None => out
-                    .append(id, &name, done.contact.email.as_ref(), &done.key)
-                    .map_err(|e| format!("the out file could not be written ({e})")),
+                    .deliver(&Handover {
+                        id,
+                        name: &name,
+                        email: done.contact.email.as_ref(),
+                        key: &done.key,
+                        fingerprint: journal.short_fingerprint(&done.key),
+                    })
+                    .map_err(|e| match out.out_file() {
+                        Some(_) => format!("the out file could not be written ({e})"),
+                        None => format!("stdout could not be written ({e})"),
+                    }),
             };
             match written {
                 Ok(()) => BulkResult {

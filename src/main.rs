@@ -219,7 +219,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
             out: Some(out),
             yes,
             ..
-        } => cli::rotate_bulk(store, &mut journal()?, &ids, &out, yes),
+        } => cli::rotate_bulk(store, &mut journal()?, &ids, cli::BulkTo::File(&out), yes),
+        Command::Rotate {
+            ids_from: Some(ids),
+            json: true,
+            yes,
+            ..
+        } => cli::rotate_bulk(store, &mut journal()?, &ids, cli::BulkTo::JsonLines, yes),
+        Command::Rotate {
+            ids_from: Some(_), ..
+        } => Err(Failure::new(
+            exit::USAGE,
+            "rotate --ids-from needs where the keys go: --out FILE, or --json for stdout",
+        )),
         Command::Rotate {
             id: Some(id),
             yes,
@@ -228,7 +240,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         } => cli::rotate(store, &mut journal()?, id, yes, json),
         Command::Rotate { .. } => Err(Failure::new(
             exit::USAGE,
-            "rotate needs an ID, or --ids-from FILE --out FILE",
+            "rotate needs an ID, or --ids-from FILE with --out FILE or --json",
         )),
         Command::Assign { id, yes, .. } => cli::assign(store, &mut journal()?, id, yes),
         Command::Revoke { id, yes } => cli::revoke(store, &mut journal()?, id, yes),

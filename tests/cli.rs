@@ -1424,3 +1424,29 @@ fn list_check_and_audit_keep_their_columns_whatever_the_script() {
         "{header:?}"
     );
 }
+
+/// Bulk `--json` puts every new key on stdout: never on a terminal (a usage error before
+/// anything rotates).
+#[test]
+fn bulk_json_refuses_a_terminal() {
+    let env = Env::new();
+    let store = env.sample_store();
+    let ids = env.dir.path().join("ids.txt");
+    fs::write(&ids, "101\n").unwrap();
+    let before = stored_key(&env.store(), 101);
+    let (code, screen) = terminal_output(
+        &env,
+        &[
+            "rotate",
+            "--ids-from",
+            ids.to_str().unwrap(),
+            "--json",
+            "--yes",
+            "--store",
+            &store,
+        ],
+    );
+    assert_eq!(code, 2, "{screen}");
+    assert!(screen.contains("stdout is a terminal"), "{screen}");
+    assert_eq!(stored_key(&env.store(), 101), before);
+}

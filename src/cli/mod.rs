@@ -243,11 +243,14 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
         /// Print a JSON object (contact_id, key, fingerprint, login_check when the profile has
-        /// a site) instead of the key alone
-        #[arg(long, conflicts_with = "ids_from")]
+        /// a site) instead of the key alone. Bulk (with --ids-from, instead of --out): one JSON
+        /// line per rotated contact (contact_id, display_name, email, key, fingerprint) on
+        /// stdout, which must not be a terminal (a pipe to a vault)
+        #[arg(long, conflicts_with = "out")]
         json: bool,
-        /// Bulk: a file of contact ids, one per line (# comments allowed); - reads stdin
-        #[arg(long, value_name = "FILE", requires = "out", conflicts_with = "id")]
+        /// Bulk: a file of contact ids, one per line (# comments allowed); - reads stdin. The
+        /// keys go to --out FILE, or with --json to stdout
+        #[arg(long, value_name = "FILE", conflicts_with = "id")]
         ids_from: Option<PathBuf>,
         /// Bulk: the new CSV file for the keys (contact_id,display_name,email,api_key), created
         /// 0600 in a folder that exists
@@ -822,7 +825,8 @@ fn ascii_json(doc: &serde_json::Value) -> zeroize::Zeroizing<String> {
     let text = zeroize::Zeroizing::new(doc.to_string());
     let mut out = zeroize::Zeroizing::new(String::with_capacity(text.len()));
     for c in text.chars() {
-        if c.is_ascii() {
+        // DEL too: it is ASCII, but no printable line may hold it.
+        if c.is_ascii() && !c.is_ascii_control() {
             out.push(c);
         } else {
             let mut units = [0u16; 2];
@@ -1124,11 +1128,44 @@ pub fn profiles(config: Option<&crate::config::Config>, json: bool) -> Result<()
 }
 
 /// `rotate --ids-from FILE --out FILE`: every listed contact through the full workflow.
+/// Where `rotate --ids-from` hands the new keys over.
+pub enum BulkTo<'a> {
+    /// `--out FILE`: the 0600 CSV file.
+    File(&'a Path),
+    /// `--json`: one JSON line per rotated contact on stdout, never a terminal.
+    JsonLines,
+}
+
+/// `--json`'s sink: each rotated contact as one line of JSON on stdout (printable ASCII,
+/// as `rotate --json`), flushed before the next contact.
+struct JsonLines;
+
+impl crate::bulk::KeySink for JsonLines {
+    fn deliver(&mut self, handover: &crate::bulk::Handover<'_>) -> io::Result<()> {
+        let doc = serde_json::json!({
+            "contact_id": handover.id,
+            "display_name": handover.name.lossless_json(),
+            "email": handover.email.map(SafeText::lossless_json),
+            "key": handover.key.expose(),
+            "fingerprint": handover.fingerprint,
+        });
+        out::secret_line(ascii_json(&doc).as_str())
+    }
+
+    fn out_file(&self) -> Option<&Path> {
+        None
+    }
+
+    fn delivered_ids(&self) -> Option<io::Result<std::collections::HashSet<ContactId>>> {
+        None
+    }
+}
+
 pub fn rotate_bulk(
     store: &mut dyn ContactStore,
     journal: &mut Journal,
     ids_from: &Path,
-    out_path: &Path,
+    to: BulkTo<'_>,
     yes: bool,
 ) -> Result<(), Failure> {
     use std::sync::atomic::AtomicBool;
@@ -1137,6 +1174,12 @@ pub fn rotate_bulk(
     // Progress goes to stderr between store writes: a closed stderr must not end the run.
     out::ignore_sigpipe();
 
+    if matches!(to, BulkTo::JsonLines) && out::stdout_is_terminal() {
+        return Err(Failure::new(
+            exit::USAGE,
+            "--json writes every new key to stdout, for a program (a vault): stdout is a terminal. Pipe it, or give --out FILE",
+        ));
+    }
     let ids = crate::bulk::read_ids_file(ids_from).map_err(|e| Failure::new(exit::USAGE, e))?;
     if ids.is_empty() {
         return Err(Failure::new(
@@ -1150,20 +1193,29 @@ pub fn rotate_bulk(
         .into_iter()
         .map(|contact| (contact.id, Expectation::Seen(contact.key)))
         .collect();
+    let destination = match to {
+        BulkTo::File(path) => path.display().to_string(),
+        BulkTo::JsonLines => "stdout, one JSON line each".to_string(),
+    };
     if !yes {
         confirm(&format!(
-            "Rotate the keys of {}? Their current keys will stop working; the new keys go to {}",
+            "Rotate the keys of {}? Their current keys will stop working; the new keys go to {destination}",
             plural(items.len(), "contact", "contacts"),
-            out_path.display()
         ))?;
     }
-    let mut out =
-        crate::bulk::OutFile::create(out_path).map_err(|e| Failure::new(exit::REFUSED, e))?;
-    out::note(format_args!(
-        "civikey: {}: {}",
-        out_path.display(),
-        crate::bulk::OUT_FILE_NOTE
-    ));
+    let mut sink: Box<dyn crate::bulk::KeySink> = match to {
+        BulkTo::File(path) => {
+            let file =
+                crate::bulk::OutFile::create(path).map_err(|e| Failure::new(exit::REFUSED, e))?;
+            out::note(format_args!(
+                "civikey: {}: {}",
+                path.display(),
+                crate::bulk::OUT_FILE_NOTE
+            ));
+            Box::new(file)
+        }
+        BulkTo::JsonLines => Box::new(JsonLines),
+    };
     // Ctrl-C, SIGTERM and SIGHUP stop the run between two contacts, never inside one.
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [
@@ -1180,7 +1232,7 @@ pub fn rotate_bulk(
         journal,
         &mut keys,
         &items,
-        &mut out,
+        sink.as_mut(),
         &stop,
         &mut |i, n, r| {
             let detail = match &r.outcome {
@@ -1208,8 +1260,7 @@ pub fn rotate_bulk(
         count("skipped"),
     );
     out::note(format_args!(
-        "civikey: {done} rotated (keys in {}), {conflict} conflict, {failed} failed, {skipped} not attempted",
-        out_path.display()
+        "civikey: {done} rotated (keys to {destination}), {conflict} conflict, {failed} failed, {skipped} not attempted"
     ));
     if skipped > 0 {
         Err(Failure::new(
