@@ -28,10 +28,10 @@ pub const TUI_KEYS: &[(&str, &str)] = &[
     ("R", "rotate the marked contacts (keys to a file)"),
     ("A", "list keys older than N days, oldest first"),
     ("a", "audit (f: this store / contact / all stores)"),
-    ("h", "key health: findings; mark, R rotate, x revoke"),
+    ("h", "key health: findings; Enter reads one, mark, R, x"),
     ("c (new key shown)", "copy the key by OSC 52"),
     ("y / n", "confirm / cancel, in every confirm"),
-    ("? / Ctrl-L", "this help / redraw the screen"),
+    ("? / Ctrl-L", "this help, in any popup too / redraw"),
     ("Esc or q", "close a popup; q in the list: quit"),
     (
         "Ctrl-C (twice)",

@@ -2,7 +2,7 @@
 
 use ratatui::layout::{Constraint, Layout, Margin, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, BorderType, Clear, Paragraph};
+use ratatui::widgets::{Block, BorderType, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
 use super::theme::Theme;
@@ -31,6 +31,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             summary,
             selected,
             scroll,
+            detail,
         }) => {
             let rect = area.inner(Margin::new(1, 1));
             frame.render_widget(Clear, rect);
@@ -123,7 +124,64 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                 ]),
                 info,
             );
+            if let Some(f) = report.findings.get(*selected).filter(|_| *detail) {
+                draw_finding(f, frame, rect, theme);
+            }
         }
         _ => {}
     }
+}
+
+/// One finding in full, wrapped, over the view: what a row cuts short.
+fn draw_finding(f: &crate::health::Finding, frame: &mut Frame, area: Rect, theme: &Theme) {
+    let deleted = if f.contact.is_deleted {
+        " [deleted]"
+    } else {
+        ""
+    };
+    let mut lines = vec![
+        Line::from(Span::styled(
+            format!("{} (id {}){deleted}", f.contact.display_name, f.contact.id),
+            theme.bold(),
+        )),
+        Line::from(format!(
+            "{} · {} · key {}",
+            f.code.as_str(),
+            f.code.severity().as_str(),
+            f.key.masked()
+        )),
+        Line::from(""),
+        Line::from(f.detail.clone()),
+    ];
+    if f.holders.len() > 1 {
+        let ids: Vec<String> = f.holders.iter().map(|id| id.to_string()).collect();
+        lines.push(Line::from(format!(
+            "Contacts holding this key: {}",
+            ids.join(", ")
+        )));
+    }
+    lines.extend([
+        Line::from(""),
+        Line::from(format!("What to do: {}", f.code.advice())),
+        Line::from(format!("From a shell: {}", f.command())),
+        Line::from(""),
+        Line::from(Span::styled(
+            "Enter/Esc: back · j/k: the next finding · ? help",
+            theme.dim(),
+        )),
+    ]);
+    let width = 72.min(area.width);
+    let inner = usize::from(width.saturating_sub(2)).max(1);
+    let wrapped: usize = lines.iter().map(|l| l.width().div_ceil(inner).max(1)).sum();
+    let rect = super::area::centered(area, width, (wrapped as u16 + 2).min(area.height));
+    frame.render_widget(Clear, rect);
+    let block = Block::bordered()
+        .border_type(BorderType::Rounded)
+        .title(Span::styled(" Finding ", theme.bold()));
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block),
+        rect,
+    );
 }

@@ -137,7 +137,7 @@ fn draw_header(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
 /// The keys that work in `mode`; every line fits 80 columns with its leading space.
 fn footer_keys(mode: Mode, writable: bool) -> &'static str {
     if mode == Mode::Health && !writable {
-        return "j/k move  q close";
+        return "j/k move  Enter detail  ? help  q close";
     }
     match mode {
         // The keys an operator needs first; `?` lists the rest (a audit, q quit, ...).
@@ -159,7 +159,7 @@ fn footer_keys(mode: Mode, writable: bool) -> &'static str {
         Mode::BulkRunning => "rotating…  q/Ctrl-C stop after the contact in flight",
         Mode::BulkResults => "j/k scroll  Enter/q close",
         Mode::TooSmall => "q quit",
-        Mode::Health => "j/k move  space mark  * group  R rotate  x revoke  q close",
+        Mode::Health => "j/k move  Enter detail  space mark  * group  R rotate  x revoke  q close",
         Mode::ConfirmBulkRevoke => "y revoke all  n/Esc no",
     }
 }

@@ -31,10 +31,24 @@ fn account_line(standing: &Standing) -> String {
 pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     let Some(popup) = &app.popup else { return };
     let (title, lines, height): (String, Vec<Line>, u16) = match popup {
-        Popup::Help => {
-            let lines = help_lines(theme);
+        Popup::Help { under } => {
+            let mut lines = help_lines(theme);
+            let title = match under {
+                // Over a popup: its own keys instead of the closing remark.
+                Some(popup) => {
+                    let writable = app.store_info().is_some_and(|i| i.writable);
+                    let here = super::footer_keys(popup.mode(), writable);
+                    lines.truncate(lines.len().saturating_sub(1));
+                    lines.push(Line::from(vec![
+                        Span::styled("Here: ", theme.accent()),
+                        Span::raw(here),
+                    ]));
+                    "Help (Esc: back)"
+                }
+                None => "Help",
+            };
             let h = lines.len() as u16 + 2;
-            ("Help".into(), lines, h)
+            (title.into(), lines, h)
         }
         Popup::NewKey { contact, key } => (
             "New key".into(),

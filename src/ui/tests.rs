@@ -665,7 +665,7 @@ fn read_only_health_view_offers_only_what_works() {
         assert!(!all.contains(gone), "{gone}:\n{all}");
     }
     assert!(all.contains("read-only store"), "{all}");
-    assert_eq!(screen[23].trim(), "j/k move  q close");
+    assert_eq!(screen[23].trim(), "j/k move  Enter detail  ? help  q close");
 }
 
 #[test]
@@ -802,4 +802,35 @@ fn the_audit_view_keeps_its_columns_whatever_the_script() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+/// Enter in the health view shows the selected finding whole: the detail a row cuts, the
+/// advice and the command; `?` over it names the view's own keys.
+#[test]
+fn a_finding_is_read_in_full_and_help_names_the_views_keys() {
+    let mut app = crate::app::health::tests::opened(true);
+    let long = "the same key as contact 146 (compared as the store compares: without case) (the lowest id: this contact logs in with it), and this sentence runs on to its very last word";
+    if let Some(Popup::Health { report, .. }) = app.popup.as_mut() {
+        report.findings[0].detail = long.to_string();
+    }
+    act(&mut app, Action::Proceed);
+    let term = render(&mut app, 80, 24);
+    let screen: String = (0..24)
+        .map(|y| row(&term, y))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let words: String = screen
+        .split(['│', '\n'])
+        .flat_map(str::split_whitespace)
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(words.contains("very last word"), "{screen}");
+    assert!(words.contains("civikey rotate 11"), "{screen}");
+    act(&mut app, Action::Help);
+    let term = render(&mut app, 80, 24);
+    let screen: String = (0..24)
+        .map(|y| row(&term, y))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(screen.contains("Here: j/k move  Enter detail"), "{screen}");
 }
