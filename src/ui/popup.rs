@@ -38,7 +38,8 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                 Some(popup) => {
                     let writable = app.store_info().is_some_and(|i| i.writable);
                     let here = super::footer_keys(popup.mode(), writable);
-                    lines.truncate(lines.len().saturating_sub(1));
+                    // (Without the blank line before it: at 80x24 the help fills the screen.)
+                    lines.truncate(lines.len().saturating_sub(2));
                     lines.push(Line::from(vec![
                         Span::styled("Here: ", theme.accent()),
                         Span::raw(here),
