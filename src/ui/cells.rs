@@ -23,12 +23,12 @@ pub fn place_as_the_terminal_does(buffer: &mut Buffer) {
     for y in area.top()..area.bottom() {
         let mut x = area.left();
         while x < area.right() {
-            let symbol = buffer[(x, y)].symbol().to_string();
-            let width = symbol.width();
+            let width = buffer[(x, y)].symbol().width();
             if width <= 1 {
                 x += 1;
                 continue;
             }
+            let symbol = buffer[(x, y)].symbol().to_string();
             let end = x.saturating_add(width as u16).min(area.right());
             let parts = parts(&symbol);
             if parts.len() > 1 && parts.iter().map(|(_, w)| w).sum::<usize>() == width {
