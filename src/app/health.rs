@@ -249,6 +249,7 @@ pub(crate) mod tests {
             color: false,
             clipboard_warning: None,
             data_dir: "/data".into(),
+            profiles: Vec::new(),
         };
         let (mut app, _) = App::new(options, Box::new(SeededKeySource::new(1)));
         app.update(Msg::StoreOpened(Ok(StoreInfo {

@@ -8,10 +8,12 @@ mod bulk;
 pub mod health;
 pub mod keymap;
 pub mod layout;
+mod profiles;
 pub mod text;
 pub mod worker;
 
 use layout::table_rows_for;
+pub use profiles::{ProfileChoice, Reach, Switched};
 use std::collections::HashMap;
 
 use crate::audit::Entry;
@@ -90,6 +92,8 @@ pub enum Action {
     AgeFilter,
     BulkRotate,
     Health,
+    /// `P`: the profile picker.
+    Profiles,
     InputChar(char),
     InputBackspace,
     /// Cursor moves and deletes in the text being edited (search box or field).
@@ -189,6 +193,16 @@ pub enum Msg {
     HealthChecked {
         result: Result<crate::health::Report, String>,
     },
+    /// Whether a profile's store answered (the picker's "reachable" column).
+    ProfileProbed {
+        name: String,
+        reach: Reach,
+    },
+    /// The worker switched to profile `name` (or could not: the old store stays).
+    ProfileSwitched {
+        name: String,
+        result: Result<Switched, String>,
+    },
     /// A deep search (`seq`) is still running after `elapsed`: sent by the worker a few
     /// times a second, so the screen shows how long it has taken.
     DeepSearchRunning {
@@ -260,6 +274,15 @@ pub enum Cmd {
     BulkRevoke {
         items: Vec<(ContactId, Expectation)>,
     },
+    /// Ask each named profile's store whether it answers (each on its own, so a hanging
+    /// one holds no other); answered by one `ProfileProbed` per name.
+    ProbeProfiles {
+        names: Vec<String>,
+    },
+    /// Open profile `name`'s store in place of the one in use; answered by `ProfileSwitched`.
+    SwitchProfile {
+        name: String,
+    },
     CopyToClipboard(ApiKey),
     /// Stop a bulk run after the contact in flight (the terminal loop sets the flag).
     StopBulk,
@@ -289,6 +312,8 @@ pub enum Mode {
     TooSmall,
     Health,
     ConfirmBulkRevoke,
+    /// The profile picker.
+    Profiles,
 }
 
 pub enum Popup {
@@ -379,6 +404,14 @@ pub enum Popup {
     ConfirmBulkRevoke {
         count: usize,
     },
+    /// The profile picker: the row selected in `App::profiles`.
+    Profiles {
+        selected: usize,
+    },
+    /// A switch to another profile is opening its store.
+    Switching {
+        name: String,
+    },
 }
 
 impl Popup {
@@ -388,7 +421,9 @@ impl Popup {
             Popup::Help { .. } => Mode::Help,
             Popup::NewKey { .. } => Mode::NewKey,
             Popup::Confirm { .. } => Mode::Confirm,
-            Popup::Working { .. } | Popup::Checking { .. } => Mode::Working,
+            Popup::Working { .. } | Popup::Checking { .. } | Popup::Switching { .. } => {
+                Mode::Working
+            }
             Popup::Shown { .. } => Mode::Shown,
             Popup::ConfirmRevoke { .. } => Mode::ConfirmRevoke,
             Popup::ConfirmUndo { .. } => Mode::ConfirmUndo,
@@ -402,6 +437,7 @@ impl Popup {
             Popup::BulkResults { .. } => Mode::BulkResults,
             Popup::Health { .. } => Mode::Health,
             Popup::ConfirmBulkRevoke { .. } => Mode::ConfirmBulkRevoke,
+            Popup::Profiles { .. } => Mode::Profiles,
         }
     }
 }
@@ -421,6 +457,8 @@ pub struct AppOptions {
     pub clipboard_warning: Option<String>,
     /// Where bulk rotation proposes to write its out file.
     pub data_dir: std::path::PathBuf,
+    /// The config's profiles, for the picker (`P`).
+    pub profiles: Vec<ProfileChoice>,
 }
 
 pub struct App {
@@ -479,6 +517,10 @@ pub struct App {
     pub quitting: bool,
     /// The newest search failed: the rows shown are those of an older one.
     pub search_error: Option<String>,
+    /// The config's profiles (`P` picks one).
+    pub profiles: Vec<ProfileChoice>,
+    /// A profile chosen while a write was in flight: switched to once it settles.
+    pending_switch: Option<String>,
     /// A search answer that arrived under a popup: applied once the popup closes.
     deferred: Option<Deferred>,
     /// The notice was set while a popup was open (about it): it goes when the popup does.
@@ -525,6 +567,8 @@ impl App {
             writing: None,
             quitting: false,
             search_error: None,
+            profiles: options.profiles,
+            pending_switch: None,
             deferred: None,
             notice_of_popup: false,
             keys,
@@ -580,6 +624,16 @@ impl App {
         } else if had_popup && self.popup.is_none() && self.notice_of_popup {
             self.notice = None;
             self.notice_of_popup = false;
+        }
+        // A profile chosen while a write was in flight: the write has settled.
+        if self.writing.is_none() && !self.should_quit {
+            if let Some(name) = self.pending_switch.take() {
+                if self.popup.is_none() {
+                    cmds.extend(self.switch_to(name));
+                } else {
+                    self.pending_switch = Some(name);
+                }
+            }
         }
         // The list never changes under a popup: an answer that came meanwhile lands now.
         if self.popup.is_none() {
@@ -688,6 +742,11 @@ impl App {
                 Vec::new()
             }
             Msg::HealthChecked { result } => self.on_health_checked(result),
+            Msg::ProfileProbed { name, reach } => {
+                self.on_profile_probed(&name, reach);
+                Vec::new()
+            }
+            Msg::ProfileSwitched { name, result } => self.on_profile_switched(name, result),
             Msg::AuditLoaded {
                 contact,
                 all_stores,
@@ -829,6 +888,7 @@ impl App {
             Mode::BulkResults => self.on_bulk_results_action(action),
             Mode::Health => self.on_health_action(action),
             Mode::ConfirmBulkRevoke => self.on_confirm_bulk_revoke_action(action),
+            Mode::Profiles => self.on_profiles_action(action),
         }
     }
 
@@ -939,6 +999,7 @@ impl App {
                 all_stores: false,
             }],
             Action::Health => self.open_health(),
+            Action::Profiles => self.open_profiles(),
             Action::ToggleMark => self.toggle_mark(),
             Action::UnmarkAll => {
                 let n = self.marked.len();
@@ -1520,6 +1581,7 @@ pub fn mode_takes_help(mode: Mode) -> bool {
             | Mode::BulkResults
             | Mode::Health
             | Mode::ConfirmBulkRevoke
+            | Mode::Profiles
     )
 }
 

@@ -29,12 +29,13 @@ pub(crate) fn contact(id: u64, name: &str, key: Option<&str>) -> Contact {
     }
 }
 
-fn app_with(contacts: Vec<Contact>, writable: bool) -> App {
+pub(super) fn app_with(contacts: Vec<Contact>, writable: bool) -> App {
     let options = AppOptions {
         location: "sqlite:/tmp/test.sqlite".into(),
         color: true,
         clipboard_warning: None,
         data_dir: "/data".into(),
+        profiles: Vec::new(),
     };
     let (mut app, cmds) = App::new(options, Box::new(SeededKeySource::new(42)));
     assert!(matches!(cmds.as_slice(), [Cmd::OpenStore]));
@@ -65,7 +66,7 @@ fn act(app: &mut App, action: Action) -> Vec<Cmd> {
     app.update(Msg::Action(action))
 }
 
-fn three() -> Vec<Contact> {
+pub(super) fn three() -> Vec<Contact> {
     vec![
         contact(1, "Ada Lovelace", Some("AaaaBbbbCcccDdddEeeeFfffGggg0001")),
         contact(2, "Alan Turing", None),
@@ -80,6 +81,7 @@ fn starts_loading_then_lists() {
         color: false,
         clipboard_warning: None,
         data_dir: "/data".into(),
+        profiles: Vec::new(),
     };
     let (app, _) = App::new(options, Box::new(SeededKeySource::new(1)));
     assert!(app.loading);
@@ -444,6 +446,7 @@ fn store_failure_is_kept_for_display() {
         color: false,
         clipboard_warning: None,
         data_dir: "/data".into(),
+        profiles: Vec::new(),
     };
     let (mut app, _) = App::new(options, Box::new(SeededKeySource::new(1)));
     app.update(Msg::StoreOpened(Err("not a SQLite database".into())));

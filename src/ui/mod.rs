@@ -7,6 +7,7 @@ mod cells;
 mod health;
 mod list;
 mod popup;
+mod profiles;
 mod theme;
 
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -161,6 +162,7 @@ fn footer_keys(mode: Mode, writable: bool) -> &'static str {
         Mode::TooSmall => "q quit",
         Mode::Health => "j/k move  Enter detail  space mark  * group  R rotate  x revoke  q close",
         Mode::ConfirmBulkRevoke => "y revoke all  n/Esc no",
+        Mode::Profiles => "j/k move  Enter switch to it  Esc/q close",
     }
 }
 
@@ -231,8 +233,13 @@ fn draw_footer(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             Span::styled(keys, theme.dim()),
         ])
     } else {
+        // The help over a popup: the keys of that popup, where they always are.
+        let mode = match &app.popup {
+            Some(crate::app::Popup::Help { under: Some(popup) }) => popup.mode(),
+            _ => app.mode(),
+        };
         Line::from(Span::styled(
-            format!(" {}", footer_keys(app.mode(), writable)),
+            format!(" {}", footer_keys(mode, writable)),
             theme.dim(),
         ))
     };

@@ -33,20 +33,13 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     let (title, lines, height): (String, Vec<Line>, u16) = match popup {
         Popup::Help { under } => {
             let mut lines = help_lines(theme);
-            let title = match under {
-                // Over a popup: its own keys instead of the closing remark.
-                Some(popup) => {
-                    let writable = app.store_info().is_some_and(|i| i.writable);
-                    let here = super::footer_keys(popup.mode(), writable);
-                    // (Without the blank line before it: at 80x24 the help fills the screen.)
-                    lines.truncate(lines.len().saturating_sub(2));
-                    lines.push(Line::from(vec![
-                        Span::styled("Here: ", theme.accent()),
-                        Span::raw(here),
-                    ]));
-                    "Help (Esc: back)"
-                }
-                None => "Help",
+            // Over a popup: the bottom line keeps that popup's keys (ui/mod.rs), so the
+            // table leaves it free at 80x24 (without the closing remark).
+            let title = if under.is_some() {
+                lines.truncate(lines.len().saturating_sub(2));
+                "Help (Esc: back; the keys here are on the bottom line)"
+            } else {
+                "Help"
             };
             let h = lines.len() as u16 + 2;
             (title.into(), lines, h)
@@ -126,6 +119,10 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
         ),
         Popup::Audit { .. } => {
             super::audit::draw(app, frame, area, theme);
+            return;
+        }
+        Popup::Profiles { .. } | Popup::Switching { .. } => {
+            super::profiles::draw(app, frame, area, theme);
             return;
         }
         Popup::Checking { .. } | Popup::Health { .. } => {

@@ -72,6 +72,7 @@ fn app(color: bool) -> App {
         color,
         clipboard_warning: None,
         data_dir: "/data".into(),
+        profiles: Vec::new(),
     };
     let (mut app, _) = App::new(options, Box::new(SeededKeySource::new(7)));
     app.update(Msg::StoreOpened(Ok(StoreInfo {
@@ -832,5 +833,40 @@ fn a_finding_is_read_in_full_and_help_names_the_views_keys() {
         .map(|y| row(&term, y))
         .collect::<Vec<_>>()
         .join("\n");
-    assert!(screen.contains("Here: j/k move  Enter detail"), "{screen}");
+    assert!(screen.contains("Esc: back"), "{screen}");
+    assert!(
+        row(&term, 23).contains("j/k move  Enter detail  space mark"),
+        "the view's keys stay on the bottom line: {screen}"
+    );
+}
+
+#[test]
+fn profile_picker_80x24() {
+    use crate::app::{ProfileChoice, Reach};
+    let mut app = app(true);
+    let choice = |name: &str, kind, address: &str, reach| ProfileChoice {
+        name: name.into(),
+        kind,
+        address: SafeText::new(address),
+        reach,
+    };
+    app.profiles = vec![
+        choice(
+            "branch-north",
+            "civicrm-rest",
+            "https://north.example.org/civicrm/ajax/api4",
+            Reach::Asking,
+        ),
+        choice("crm-db", "mysql", "db.example.org:3306", Reach::Asking),
+        // A hostile address is inert text.
+        choice("evil", "cv", "cv:/srv/\u{1b}[2Jsite", Reach::Asking),
+    ];
+    app.profile = Some("crm-db".into());
+    act(&mut app, Action::Profiles);
+    app.update(Msg::ProfileProbed {
+        name: "evil".into(),
+        reach: Reach::Unreachable("cv site folder /srv does not exist".into()),
+    });
+    act(&mut app, Action::Down);
+    insta::assert_snapshot!(render(&mut app, 80, 24).backend());
 }
