@@ -138,8 +138,8 @@ impl OutFile {
     }
 }
 
-/// One rotated contact's hand-over: what its line in the out file (or on stdout) holds.
-pub struct Handover<'a> {
+/// One rotated contact's line: what the out file (or stdout, for `--json`) gets for it.
+pub struct KeyLine<'a> {
     pub id: ContactId,
     pub name: &'a SafeText,
     pub email: Option<&'a SafeText>,
@@ -153,7 +153,7 @@ pub struct Handover<'a> {
 pub trait KeySink {
     /// Writes one contact's hand-over, durably (synced, or flushed to the pipe), before it
     /// returns: an error means the key reached nobody (its old key is put back).
-    fn deliver(&mut self, handover: &Handover<'_>) -> std::io::Result<()>;
+    fn deliver(&mut self, line: &KeyLine<'_>) -> std::io::Result<()>;
     /// The out file the journal records for each intent, for `civikey audit`'s check that
     /// the key reached it; None when there is no file to check.
     fn out_file(&self) -> Option<&Path>;
@@ -163,21 +163,21 @@ pub trait KeySink {
 }
 
 impl KeySink for OutFile {
-    fn deliver(&mut self, handover: &Handover<'_>) -> std::io::Result<()> {
+    fn deliver(&mut self, line: &KeyLine<'_>) -> std::io::Result<()> {
         #[cfg(debug_assertions)]
         debug_hooks::out_line_write()?;
-        let mut line = zeroize::Zeroizing::new(Vec::new());
+        let mut bytes = zeroize::Zeroizing::new(Vec::new());
         {
-            let mut writer = csv::Writer::from_writer(&mut *line);
+            let mut writer = csv::Writer::from_writer(&mut *bytes);
             writer.write_record([
-                csv_cell(&handover.id.to_string()).as_ref(),
-                csv_cell(handover.name.as_str()).as_ref(),
-                csv_cell(handover.email.map_or("", SafeText::as_str)).as_ref(),
-                csv_cell(handover.key.expose()).as_ref(),
+                csv_cell(&line.id.to_string()).as_ref(),
+                csv_cell(line.name.as_str()).as_ref(),
+                csv_cell(line.email.map_or("", SafeText::as_str)).as_ref(),
+                csv_cell(line.key.expose()).as_ref(),
             ])?;
             writer.flush()?;
         }
-        self.file.write_all(&line)?;
+        self.file.write_all(&bytes)?;
         self.file.sync_data()
     }
 
@@ -401,7 +401,7 @@ fn deliver(
             let written = match out_failed {
                 Some(reason) => Err(reason.clone()),
                 None => out
-                    .deliver(&Handover {
+                    .deliver(&KeyLine {
                         id,
                         name: &name,
                         email: done.contact.email.as_ref(),

@@ -125,6 +125,8 @@ pub struct AssignDone {
     pub history: Option<KeySet>,
     /// Logging in with the new key, where the site is known.
     pub login_check: Option<crate::login_check::LoginCheck>,
+    /// What the app receiving the key needs (endpoint, whether to send the site key).
+    pub handover: crate::handover::Handover,
 }
 
 pub struct RevokeDone {
@@ -341,6 +343,7 @@ pub enum Popup {
         /// Set when the outcome could not be journaled.
         warning: Option<String>,
         login_check: Option<crate::login_check::LoginCheck>,
+        handover: crate::handover::Handover,
     },
     ConfirmRevoke {
         contact: Contact,
@@ -1292,6 +1295,7 @@ impl App {
                 undo,
                 history,
                 login_check,
+                handover,
             }) => {
                 self.set_history(assigned.contact.id, history);
                 self.replace_contact(assigned.contact.clone());
@@ -1303,6 +1307,7 @@ impl App {
                     regenerated: assigned.regenerated,
                     warning: assigned.audit_warning,
                     login_check,
+                    handover,
                 });
                 Vec::new()
             }

@@ -305,6 +305,10 @@ fn generate_regenerate_confirm_assign() {
                 contact_id: Some(2),
                 detail: "logs in as contact 2".into(),
             }),
+            handover: crate::handover::Handover {
+                endpoint: None,
+                needs_site_key: None,
+            },
         }),
     });
     assert!(
@@ -848,6 +852,10 @@ fn quit_during_an_assign_shows_the_new_key_before_quitting() {
             },
             history: None,
             login_check: None,
+            handover: crate::handover::Handover {
+                endpoint: None,
+                needs_site_key: None,
+            },
         }),
     });
     assert!(!app.should_quit, "the key has not been seen yet");

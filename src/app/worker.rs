@@ -595,9 +595,15 @@ impl Worker {
         )
         .map_err(|e| e.to_string())?;
         // Once, never retried; a failed check says what to fix and undoes nothing.
-        let login_check = store
-            .login_site()
-            .map(|site| crate::login_check::check(&site, &done.key, id));
+        let site = store.login_site();
+        let login_check = site
+            .as_ref()
+            .map(|site| crate::login_check::check(site, &done.key, id));
+        // What the receiving app needs; a standing that cannot be read is "unknown".
+        let standing = store
+            .standing(id)
+            .unwrap_or(crate::store::Standing::UNKNOWN);
+        let handover = crate::handover::Handover::new(site.as_ref(), &done.contact, &standing);
         let undo = self.remember(id, Some(done.key.clone()), done.previous.clone());
         let history = self.key_set(id);
         Ok(super::AssignDone {
@@ -605,6 +611,7 @@ impl Worker {
             undo,
             history,
             login_check,
+            handover,
         })
     }
 

@@ -55,14 +55,14 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                 if line >= first + height {
                     break;
                 }
-                if i == 0 || report.findings[i - 1].code != f.code {
+                if report.starts_group(i) {
                     if line >= first {
                         let header = format!(
                             "{} · {} · {}: {}",
                             f.code.as_str(),
-                            f.code.severity().as_str(),
+                            f.severity.as_str(),
                             report.count(f.code),
-                            f.code.advice()
+                            f.advice
                         );
                         visible.push(Line::from(Span::styled(
                             truncate_to_width(&header, width),
@@ -147,7 +147,7 @@ fn draw_finding(f: &crate::health::Finding, frame: &mut Frame, area: Rect, theme
         Line::from(format!(
             "{} · {} · key {}",
             f.code.as_str(),
-            f.code.severity().as_str(),
+            f.severity.as_str(),
             f.key.masked()
         )),
         Line::from(""),
@@ -162,7 +162,7 @@ fn draw_finding(f: &crate::health::Finding, frame: &mut Frame, area: Rect, theme
     }
     lines.extend([
         Line::from(""),
-        Line::from(format!("What to do: {}", f.code.advice())),
+        Line::from(format!("What to do: {}", f.advice)),
         Line::from(format!("From a shell: {}", f.command())),
         Line::from(""),
         Line::from(Span::styled(

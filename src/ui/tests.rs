@@ -145,6 +145,7 @@ fn confirm_popup_80x24() {
                 id: 8,
                 name: SafeText::new("grace"),
                 active: false,
+                cms: crate::store::Cms::Standalone,
             }),
             roles: Some(vec![
                 crate::store::Role::from_permissions("api client", ["authenticate with api key"]),
@@ -154,6 +155,30 @@ fn confirm_popup_80x24() {
     });
     act(&mut app, Action::Proceed);
     insta::assert_snapshot!(render(&mut app, 80, 24).backend());
+}
+
+/// A least-privilege store: the popup says the user is unknown and why, never "none".
+#[test]
+fn confirm_popup_when_users_are_hidden_80x24() {
+    let mut app = app(true);
+    act(&mut app, Action::Rotate);
+    let id = app.selected_contact().map(|c| c.id).unwrap();
+    app.update(Msg::Roles {
+        id,
+        standing: crate::store::Standing::HIDDEN,
+    });
+    act(&mut app, Action::Proceed);
+    let term = render(&mut app, 80, 24);
+    let text: String = term
+        .backend()
+        .buffer()
+        .content()
+        .iter()
+        .map(|c| c.symbol())
+        .collect();
+    assert!(text.contains("cms:administer users"), "{text}");
+    assert!(!text.contains("no user account"), "{text}");
+    insta::assert_snapshot!(term.backend());
 }
 
 #[test]
@@ -174,6 +199,12 @@ fn shown_once_popup_80x24() {
             contact_id: None,
             detail: "does not log in: HTTP 401 Login not permitted. Must satisfy guard (site_key, perm).".into(),
         }),
+        handover: crate::handover::Handover {
+            endpoint: Some(SafeText::new(
+                "https://crm.example.org/civicrm/ajax/api4/{entity}/{action}",
+            )),
+            needs_site_key: Some(true),
+        },
     });
     insta::assert_snapshot!(render(&mut app, 80, 24).backend());
 }
