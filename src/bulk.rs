@@ -140,9 +140,8 @@ impl OutFile {
 
 /// One rotated contact's line: what the out file (or stdout, for `--json`) gets for it.
 pub struct KeyLine<'a> {
-    pub id: ContactId,
-    pub name: &'a SafeText,
-    pub email: Option<&'a SafeText>,
+    /// The contact as the rotation read it back.
+    pub contact: &'a crate::store::Contact,
     pub key: &'a ApiKey,
     /// The journal's short fingerprint of the new key (as `civikey audit` shows it).
     pub fingerprint: String,
@@ -170,9 +169,9 @@ impl KeySink for OutFile {
         {
             let mut writer = csv::Writer::from_writer(&mut *bytes);
             writer.write_record([
-                csv_cell(&line.id.to_string()).as_ref(),
-                csv_cell(line.name.as_str()).as_ref(),
-                csv_cell(line.email.map_or("", SafeText::as_str)).as_ref(),
+                csv_cell(&line.contact.id.to_string()).as_ref(),
+                csv_cell(line.contact.display_name.as_str()).as_ref(),
+                csv_cell(line.contact.email.as_ref().map_or("", SafeText::as_str)).as_ref(),
                 csv_cell(line.key.expose()).as_ref(),
             ])?;
             writer.flush()?;
@@ -402,9 +401,7 @@ fn deliver(
                 Some(reason) => Err(reason.clone()),
                 None => out
                     .deliver(&KeyLine {
-                        id,
-                        name: &name,
-                        email: done.contact.email.as_ref(),
+                        contact: &done.contact,
                         key: &done.key,
                         fingerprint: journal.short_fingerprint(&done.key),
                     })

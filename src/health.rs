@@ -22,7 +22,7 @@ use crate::store::{
 /// How many holders one store call reads.
 pub const PAGE: usize = 1000;
 /// How many holders one standings call asks about.
-const STANDINGS_CHUNK: usize = 500;
+pub const STANDINGS_CHUNK: usize = 500;
 
 /// A run of this many identical characters is "visibly low entropy". In a random key of
 /// 32 characters out of 62 a run of 6 happens about once in 30 million keys.

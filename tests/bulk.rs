@@ -644,6 +644,9 @@ fn json_lines_hand_each_key_to_a_pipe() {
         let id = line["contact_id"].as_i64().unwrap();
         assert_eq!(line["key"].as_str(), after[&id].as_deref(), "{line}");
         assert_eq!(line["fingerprint"].as_str().unwrap().len(), 8, "{line}");
+        // The hand-over, as rotate --json gives it (no site: no endpoint).
+        assert!(line["handover"]["api_endpoint"].is_null(), "{line}");
+        assert!(line["handover"]["needs_site_key"].is_boolean(), "{line}");
     }
     assert_eq!(lines[1]["display_name"], "Mei Chen 陈", "the store's text");
     assert_eq!(lines[0]["email"], "ada101@example.org");

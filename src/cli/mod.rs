@@ -245,8 +245,8 @@ pub enum Command {
         /// Print a JSON object (contact_id, key, fingerprint, handover {api_endpoint,
         /// needs_site_key}, login_check when the profile has a site) instead of the key alone.
         /// Bulk (with --ids-from, instead of --out): one JSON line per rotated contact
-        /// (contact_id, display_name, email, key, fingerprint) on stdout, which must not be a
-        /// terminal (a pipe to a vault)
+        /// (contact_id, display_name, email, key, fingerprint, handover) on stdout, which must
+        /// not be a terminal (a pipe to a vault)
         #[arg(long, conflicts_with = "out")]
         json: bool,
         /// Bulk: a file of contact ids, one per line (# comments allowed); - reads stdin. The
@@ -1146,17 +1146,28 @@ pub enum BulkTo<'a> {
 }
 
 /// `--json`'s sink: each rotated contact as one line of JSON on stdout (printable ASCII,
-/// as `rotate --json`), flushed before the next contact.
-struct JsonLines;
+/// as `rotate --json`, with the same hand-over), flushed before the next contact.
+struct JsonLines {
+    site: Option<crate::store::SiteLogin>,
+    /// The contacts' users and roles, read before the run (unknown where they could not be).
+    standings: std::collections::HashMap<ContactId, Standing>,
+}
 
 impl crate::bulk::KeySink for JsonLines {
     fn deliver(&mut self, line: &crate::bulk::KeyLine<'_>) -> io::Result<()> {
+        let contact = line.contact;
+        let standing = self
+            .standings
+            .get(&contact.id)
+            .unwrap_or(&Standing::UNKNOWN);
+        let handover = crate::handover::Handover::new(self.site.as_ref(), contact, standing);
         let doc = serde_json::json!({
-            "contact_id": line.id,
-            "display_name": line.name.lossless_json(),
-            "email": line.email.map(SafeText::lossless_json),
+            "contact_id": contact.id,
+            "display_name": contact.display_name.lossless_json(),
+            "email": contact.email.as_ref().map(SafeText::lossless_json),
             "key": line.key.expose(),
             "fingerprint": line.fingerprint,
+            "handover": handover.to_json(),
         });
         out::secret_line(ascii_json(&doc).as_str())
     }
@@ -1223,7 +1234,20 @@ pub fn rotate_bulk(
             ));
             Box::new(file)
         }
-        BulkTo::JsonLines => Box::new(JsonLines),
+        BulkTo::JsonLines => {
+            // Users and roles for the hand-over, in the health check's chunks;
+            // a chunk the store cannot read leaves its contacts' hand-over unknown.
+            let ids: Vec<ContactId> = items.iter().map(|(id, _)| *id).collect();
+            let standings = ids
+                .chunks(crate::health::STANDINGS_CHUNK)
+                .filter_map(|chunk| store.standings(chunk).ok())
+                .flatten()
+                .collect();
+            Box::new(JsonLines {
+                site: store.login_site(),
+                standings,
+            })
+        }
     };
     // Ctrl-C, SIGTERM and SIGHUP stop the run between two contacts, never inside one.
     let stop = Arc::new(AtomicBool::new(false));
