@@ -91,6 +91,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
     {
         return whose_everywhere(config.as_ref(), &data_dir);
     }
+    if let Some(Command::Check {
+        all_profiles: true,
+        max_age,
+        json,
+        timeout,
+        ..
+    }) = &cli.command
+    {
+        let targets = cli::fleet::profile_targets(config.as_ref(), &data_dir, true);
+        return cli::fleet_check::check_all(targets, &data_dir, *max_age, *json, *timeout);
+    }
     let resolved = match &config {
         Some(c) => c.resolve(
             cli.store.as_deref(),
@@ -182,13 +193,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
             (None, Some(address)) => format!("--store {address} "),
             (None, None) => String::new(),
         };
-        let target = cli::LookupTarget {
+        let target = cli::fleet::ProfileTarget {
             label: resolved
                 .profile
                 .clone()
                 .unwrap_or_else(|| "store".to_string()),
             selector,
-            spec: Ok(read_only(spec)),
+            spec: Ok(spec.into_read_only()),
         };
         return cli::whose(vec![target], &mut journal()?);
     }
@@ -236,6 +247,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             max_age,
             json,
             no_header,
+            ..
         } => {
             // The journal is read only for key ages.
             let journal = max_age.map(|_| journal()).transpose()?;
@@ -253,36 +265,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-/// The same store, opened so that no write can reach it.
-fn read_only(spec: StoreSpec) -> StoreSpec {
-    match spec {
-        StoreSpec::Sqlite { path, .. } => StoreSpec::Sqlite {
-            path,
-            read_only: true,
-        },
-        spec @ StoreSpec::ReadOnly(_) => spec,
-        spec => StoreSpec::ReadOnly(Box::new(spec)),
-    }
-}
-
 /// `whose --all-profiles`: every profile of the config, read-only, one line each; a
 /// profile whose secrets cannot be read is named as unreachable, not fatal.
 fn whose_everywhere(config: Option<&Config>, data_dir: &Path) -> Result<(), Failure> {
-    let targets = config
-        .map(|c| {
-            c.profile_names()
-                .map(str::to_string)
-                .map(|name| cli::LookupTarget {
-                    selector: format!("--profile {name} "),
-                    spec: c
-                        .resolve(None, Some(&name), data_dir, true)
-                        .map(|r| read_only(r.spec))
-                        .map_err(|e| e.to_string()),
-                    label: name,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let targets = cli::fleet::profile_targets(config, data_dir, true);
     let actor = Actor::from_env("whose --all-profiles", None);
     let mut journal =
         Journal::open(data_dir, actor).map_err(|e| Failure::new(exit::REFUSED, e.to_string()))?;

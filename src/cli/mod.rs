@@ -5,6 +5,8 @@
 //! or a password as an argument.
 
 pub mod config_cmd;
+pub mod fleet;
+pub mod fleet_check;
 pub mod manpage;
 pub mod reference;
 
@@ -308,6 +310,15 @@ pub enum Command {
         /// No header row, even on a terminal (pipes never get one)
         #[arg(long, conflicts_with = "json")]
         no_header: bool,
+        /// Check every profile of the config file, 8 at a time: one line per profile (with
+        /// --json one object per line) and a summary; exit 6 when any has findings, 1 when
+        /// one could not be checked and none has findings
+        #[arg(long, conflicts_with = "no_header")]
+        all_profiles: bool,
+        /// With --all-profiles: give up on a profile not checked within this long (90, 90s,
+        /// 5m); the others go on
+        #[arg(long, value_name = "SECONDS", default_value = "300", requires = "all_profiles", value_parser = crate::cli::fleet::parse_timeout)]
+        timeout: std::time::Duration,
     },
     /// Whose key is this? Reads one key from stdin (hidden prompt on a terminal) and names
     /// its holders, read-only; the lookup is journaled with the key's fingerprint only
@@ -508,6 +519,13 @@ pub fn rfc3339(unix: i64) -> String {
 }
 
 pub use crate::wording::plural;
+
+/// Now, in unix seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
 
 /// Whether a table gets a header row: on a terminal, unless `--no-header`.
 pub fn wants_header(no_header: bool) -> bool {
@@ -1280,6 +1298,27 @@ fn finding_line(f: &crate::health::Finding) -> String {
     )
 }
 
+/// `check --json`'s document: `{"findings": [...], "summary": {...}}`.
+pub fn check_json(report: &crate::health::Report, location: &str) -> serde_json::Value {
+    let by_code: serde_json::Map<String, serde_json::Value> = crate::health::Code::ALL
+        .iter()
+        .map(|c| (c.as_str().to_string(), serde_json::json!(report.count(*c))))
+        .collect();
+    serde_json::json!({
+        "findings": report.findings.iter().map(finding_json).collect::<Vec<_>>(),
+        "summary": {
+            "store": location,
+            "holders": report.holders,
+            "findings": report.findings.len(),
+            "contacts_flagged": report.contacts_flagged(),
+            "by_code": by_code,
+            "max_age_days": report.max_age_days,
+            "standing_unknown": report.standing_unknown,
+            "text": report.summary(),
+        },
+    })
+}
+
 /// `civikey check`: the key health report. Findings are data (stdout); exit code 6 says
 /// there are some. As `list` and `audit`: the header row and the advice only on a terminal
 /// (unless `no_header`), the summary once, on stderr when stdout is not a terminal.
@@ -1292,10 +1331,7 @@ pub fn check(
 ) -> Result<(), Failure> {
     let options = crate::health::Options {
         max_age_days,
-        now: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0),
+        now: unix_now(),
     };
     let terminal = out::stderr_is_terminal();
     let mut last_noted = 0;
@@ -1313,24 +1349,7 @@ pub fn check(
         );
     }
     if json {
-        let by_code: serde_json::Map<String, serde_json::Value> = crate::health::Code::ALL
-            .iter()
-            .map(|c| (c.as_str().to_string(), serde_json::json!(report.count(*c))))
-            .collect();
-        let doc = serde_json::json!({
-            "findings": report.findings.iter().map(finding_json).collect::<Vec<_>>(),
-            "summary": {
-                "store": store.info().location.as_str(),
-                "holders": report.holders,
-                "findings": report.findings.len(),
-                "contacts_flagged": report.contacts_flagged(),
-                "by_code": by_code,
-                "max_age_days": report.max_age_days,
-                "standing_unknown": report.standing_unknown,
-                "text": report.summary(),
-            },
-        });
-        out::json(&doc)?;
+        out::json(&check_json(&report, store.info().location.as_str()))?;
     } else {
         let terminal = out::stdout_is_terminal();
         if wants_header(no_header) && !report.findings.is_empty() {
@@ -1374,23 +1393,12 @@ fn read_lookup_key() -> Result<ApiKey, Failure> {
     Ok(ApiKey::from_store(key.to_string()))
 }
 
-/// One place `whose` looks: a profile name (or the store address) and how to open it.
-pub struct LookupTarget {
-    pub label: String,
-    /// The `--profile NAME` / `--store ADDRESS` that names it in a command.
-    pub selector: String,
-    pub spec: Result<crate::store::StoreSpec, String>,
-}
-
 /// `civikey whose --key-stdin`: who holds this key, on each target, read-only. The key is
 /// compared as each store compares (`holders_of`), never printed, logged or journaled:
 /// the journal gets a `lookup` record with its fingerprint.
-pub fn whose(targets: Vec<LookupTarget>, journal: &mut Journal) -> Result<(), Failure> {
+pub fn whose(targets: Vec<fleet::ProfileTarget>, journal: &mut Journal) -> Result<(), Failure> {
     if targets.is_empty() {
-        return Err(Failure::new(
-            exit::USAGE,
-            "no profiles to look in (the config file defines none); see assets/config.example.toml",
-        ));
+        return Err(Failure::new(exit::USAGE, fleet::NO_PROFILES));
     }
     let key = read_lookup_key()?;
     out::note(format_args!(
