@@ -169,6 +169,15 @@ pub struct Entry {
     pub reconciled: Option<String>,
 }
 
+/// A bulk rotation journaled done: the out file its key went to, to check it is there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BulkDelivery {
+    pub record: i64,
+    pub contact: ContactId,
+    pub out_file: String,
+    pub profile: Option<String>,
+}
+
 /// An unsettled record: its id and the old and new key fingerprints it names.
 pub type Unsettled = (RecordId, Option<String>, Option<String>);
 
@@ -565,22 +574,24 @@ impl Journal {
             .map_err(AuditError::from_sql)
     }
 
-    /// Bulk records from `from_id` on that say "done": (record, contact, out file).
-    pub fn bulk_deliveries(
-        &self,
-        from_id: i64,
-    ) -> Result<Vec<(i64, ContactId, String)>, AuditError> {
+    /// Bulk records from `from_id` on that say "done".
+    pub fn bulk_deliveries(&self, from_id: i64) -> Result<Vec<BulkDelivery>, AuditError> {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT id, contact_id, out_file FROM audit
+                "SELECT id, contact_id, out_file, profile FROM audit
                   WHERE id >= ?1 AND out_file IS NOT NULL AND action = 'assign'
                     AND outcome = 'done' AND error IS NULL",
             )
             .map_err(AuditError::from_sql)?;
         let rows = stmt
             .query_map([from_id], |r| {
-                Ok((r.get(0)?, r.get::<_, i64>(1)? as ContactId, r.get(2)?))
+                Ok(BulkDelivery {
+                    record: r.get(0)?,
+                    contact: r.get::<_, i64>(1)? as ContactId,
+                    out_file: r.get(2)?,
+                    profile: r.get(3)?,
+                })
             })
             .map_err(AuditError::from_sql)?
             .collect::<Result<Vec<_>, _>>()

@@ -91,16 +91,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
     {
         return whose_everywhere(config.as_ref(), &data_dir);
     }
-    if let Some(Command::Check {
-        all_profiles: true,
-        max_age,
-        json,
-        timeout,
-        ..
-    }) = &cli.command
-    {
-        let targets = cli::fleet::profile_targets(config.as_ref(), &data_dir, true);
-        return cli::fleet_check::check_all(targets, &data_dir, *max_age, *json, *timeout);
+    if let Some(result) = run_on_all_profiles(&cli, config.as_ref(), &data_dir) {
+        return result;
     }
     let resolved = match &config {
         Some(c) => c.resolve(
@@ -187,36 +179,55 @@ fn run(cli: Cli) -> Result<(), Failure> {
             cli::wants_header(no_header),
         );
     }
-    if let Command::Whose { .. } = command {
-        let selector = match (&resolved.profile, &cli.store) {
+    // This one store as the target of a command that also runs on every profile.
+    let this_target = |spec: StoreSpec| cli::fleet::ProfileTarget {
+        label: resolved
+            .profile
+            .clone()
+            .unwrap_or_else(|| "store".to_string()),
+        selector: match (&resolved.profile, &cli.store) {
             (Some(name), _) => format!("--profile {name} "),
             (None, Some(address)) => format!("--store {address} "),
             (None, None) => String::new(),
-        };
-        let target = cli::fleet::ProfileTarget {
-            label: resolved
-                .profile
-                .clone()
-                .unwrap_or_else(|| "store".to_string()),
-            selector,
-            spec: Ok(spec.into_read_only()),
-        };
-        return cli::whose(vec![target], &mut journal()?);
+        },
+        spec: Ok(spec),
+    };
+    match &command {
+        Command::Whose { .. } => {
+            return cli::whose(vec![this_target(spec.into_read_only())], &mut journal()?)
+        }
+        Command::Revoke {
+            email: Some(address),
+            yes,
+            ..
+        } => return cli::person::revoke_across(&[this_target(spec)], &data_dir, address, *yes),
+        Command::Rotate {
+            email: Some(address),
+            out: Some(out),
+            yes,
+            ..
+        } => {
+            return cli::person::rotate_across(&[this_target(spec)], &data_dir, address, out, *yes)
+        }
+        _ => {}
     }
     let mut store = spec.open()?;
     let store = store.as_mut();
     match command {
         Command::List {
             search,
+            email,
             deep,
             limit,
             no_deleted,
             json,
             no_header,
+            ..
         } => cli::list(
             store,
             &cli::ListOptions {
                 search: search.as_deref(),
+                email: email.as_deref(),
                 deep,
                 limit,
                 no_deleted,
@@ -239,10 +250,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
         } => cli::rotate(store, &mut journal()?, id, yes, json),
         Command::Rotate { .. } => Err(Failure::new(
             exit::USAGE,
-            "rotate needs an ID, or --ids-from FILE --out FILE",
+            "rotate needs an ID, --ids-from FILE --out FILE, or --email ADDRESS --out FILE",
         )),
         Command::Assign { id, yes, .. } => cli::assign(store, &mut journal()?, id, yes),
-        Command::Revoke { id, yes } => cli::revoke(store, &mut journal()?, id, yes),
+        Command::Revoke {
+            id: Some(id), yes, ..
+        } => cli::revoke(store, &mut journal()?, id, yes),
+        Command::Revoke { .. } => Err(Failure::new(
+            exit::USAGE,
+            "revoke needs an ID or --email ADDRESS",
+        )),
         Command::Check {
             max_age,
             json,
@@ -263,6 +280,76 @@ fn run(cli: Cli) -> Result<(), Failure> {
         | Command::Config(_)
         | Command::Import { .. } => Ok(()),
     }
+}
+
+/// The commands given `--all-profiles` (other than `whose`): run on every profile of the
+/// config; None for any other command.
+fn run_on_all_profiles(
+    cli: &Cli,
+    config: Option<&Config>,
+    data_dir: &Path,
+) -> Option<Result<(), Failure>> {
+    let all = match &cli.command {
+        Some(Command::Check { all_profiles, .. })
+        | Some(Command::List { all_profiles, .. })
+        | Some(Command::Revoke { all_profiles, .. })
+        | Some(Command::Rotate { all_profiles, .. }) => *all_profiles,
+        _ => false,
+    };
+    if !all {
+        return None;
+    }
+    if cli.store.is_some() || cli.profile.is_some() {
+        return Some(Err(Failure::new(
+            exit::USAGE,
+            "--all-profiles runs on every profile of the config: leave out --store and --profile",
+        )));
+    }
+    let targets = |read_only| cli::fleet::profile_targets(config, data_dir, read_only);
+    Some(match cli.command.as_ref()? {
+        Command::Check {
+            max_age,
+            json,
+            timeout,
+            ..
+        } => cli::fleet_check::check_all(targets(true), data_dir, *max_age, *json, *timeout),
+        Command::List {
+            search,
+            email,
+            deep,
+            limit,
+            no_deleted,
+            json,
+            no_header,
+            ..
+        } => {
+            if search.is_none() && email.is_none() {
+                return Some(Err(Failure::new(
+                    exit::USAGE,
+                    "list --all-profiles needs --email ADDRESS or --search TEXT",
+                )));
+            }
+            let mut query = cli::person::person_query(email.as_deref(), search.as_deref(), *limit);
+            query.include_deleted = !no_deleted;
+            query.deep = *deep;
+            cli::person::list_across(&targets(true), &query, *json, cli::wants_header(*no_header))
+        }
+        Command::Revoke {
+            email: Some(address),
+            yes,
+            ..
+        } => cli::person::revoke_across(&targets(cli.read_only), data_dir, address, *yes),
+        Command::Rotate {
+            email: Some(address),
+            out: Some(out),
+            yes,
+            ..
+        } => cli::person::rotate_across(&targets(cli.read_only), data_dir, address, out, *yes),
+        _ => Err(Failure::new(
+            exit::USAGE,
+            "--all-profiles needs --email ADDRESS here",
+        )),
+    })
 }
 
 /// `whose --all-profiles`: every profile of the config, read-only, one line each; a

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use civikey::key::ApiKey;
 use civikey::seed::SeedContact;
 use civikey::store::sqlite::SqliteStore;
-use fake_civicrm::{FakeCivi, Mode, ADMIN_KEY};
+use fake_civicrm::{FakeCivi, Mode, ADMIN_KEY, SITE_KEY};
 
 const GOOD: [&str; 3] = [
     "xM4qT9vB2nL7kP3wZ8rY5cF1hJ6dG0sA",
@@ -46,8 +46,11 @@ fn sqlite(home: &Path, name: &str, contacts: Vec<SeedContact>) -> String {
 /// A config of `profiles` (name, address); REST ones log in with the fake's admin key.
 fn config(home: &Path, profiles: &[(&str, String)]) -> PathBuf {
     let key = home.join("admin.key");
-    std::fs::write(&key, format!("{ADMIN_KEY}\n")).unwrap();
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let site_key = home.join("site.key");
+    for (path, secret) in [(&key, ADMIN_KEY), (&site_key, SITE_KEY)] {
+        std::fs::write(path, format!("{secret}\n")).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let mut text = String::new();
     for (name, address) in profiles {
         if address.starts_with("sqlite:") {
@@ -56,8 +59,9 @@ fn config(home: &Path, profiles: &[(&str, String)]) -> PathBuf {
             ));
         } else {
             text.push_str(&format!(
-                "[profiles.{name}]\nkind = \"civicrm-rest\"\naddress = \"{address}\"\napi_key_file = \"{}\"\ntimeout_seconds = 30\n\n",
-                key.display()
+                "[profiles.{name}]\nkind = \"civicrm-rest\"\naddress = \"{address}\"\napi_key_file = \"{}\"\nsite_key_file = \"{}\"\ntimeout_seconds = 30\n\n",
+                key.display(),
+                site_key.display()
             ));
         }
     }
@@ -175,4 +179,202 @@ fn fleet_check_gives_one_line_per_profile_a_summary_and_the_exit_code() {
     );
     let out = run(home.path(), &cfg, &["check", "--all-profiles"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+}
+
+/// The key a SQLite store holds for contact `id`.
+fn sqlite_key(address: &str, id: i64) -> Option<String> {
+    let path = address.strip_prefix("sqlite:").unwrap();
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.query_row(
+        "SELECT api_key FROM civicrm_contact WHERE id = ?1",
+        [id],
+        |r| r.get::<_, Option<String>>(0),
+    )
+    .unwrap()
+    .filter(|k| !k.is_empty())
+}
+
+/// Ann (ann@example.org) holds a key on three sites (two SQLite, one REST) under three ids,
+/// a namesake with another email does not count, and a fourth site is unreachable.
+fn three_sites(home: &Path) -> (String, String, FakeCivi, PathBuf) {
+    let a = sqlite(
+        home,
+        "a",
+        vec![
+            person(1, "Ann Smith", "ann@example.org", Some(GOOD[0])),
+            person(2, "Ann Smith", "ann.smith@example.org", Some(GOOD[1])),
+        ],
+    );
+    let b = sqlite(
+        home,
+        "b",
+        vec![
+            person(7, "Bob Other", "bob@example.org", Some(GOOD[2])),
+            person(8, "A. Smith", "ANN@example.org", Some(GOOD[1])),
+        ],
+    );
+    let c = FakeCivi::start(vec![person(
+        40,
+        "Ann Smith",
+        "ann@example.org",
+        Some(GOOD[2]),
+    )]);
+    let cfg = config(
+        home,
+        &[
+            ("site-a", a.clone()),
+            ("site-b", b.clone()),
+            ("site-c", c.url()),
+            ("site-d", "http://127.0.0.1:9".into()),
+        ],
+    );
+    (a, b, c, cfg)
+}
+
+#[test]
+fn a_person_is_found_and_revoked_on_every_site_in_one_run() {
+    let home = tempfile::tempdir().unwrap();
+    let (a, b, c, cfg) = three_sites(home.path());
+    let out = run(
+        home.path(),
+        &cfg,
+        &["list", "--email", "ann@example.org", "--all-profiles"],
+    );
+    assert_eq!(out.status.code(), Some(1), "site-d could not be searched");
+    let stdout = text(&out.stdout);
+    let rows: Vec<(&str, &str)> = stdout
+        .lines()
+        .map(|l| {
+            let mut cells = l.split_whitespace();
+            (cells.next().unwrap(), cells.next().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [("site-a", "1"), ("site-b", "8"), ("site-c", "40")],
+        "{stdout}"
+    );
+    assert!(text(&out.stderr).contains("site-d: could not be searched"));
+    let out = run(
+        home.path(),
+        &cfg,
+        &["list", "--search", "ann", "--all-profiles", "--json"],
+    );
+    let docs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let found: Vec<(String, u64)> = docs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["profile"].as_str().unwrap().into(),
+                d["id"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("site-a".into(), 1),
+            ("site-a".into(), 2),
+            ("site-c".into(), 40)
+        ]
+    );
+
+    // Without --yes and without a terminal: refused, nothing written.
+    let out = run(
+        home.path(),
+        &cfg,
+        &["revoke", "--email", "ann@example.org", "--all-profiles"],
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert!(sqlite_key(&a, 1).is_some());
+
+    let out = run(
+        home.path(),
+        &cfg,
+        &[
+            "revoke",
+            "--email",
+            "ann@example.org",
+            "--all-profiles",
+            "--yes",
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("revoked 3 keys of ann@example.org"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("site-d: not searched"), "{stderr}");
+    assert_eq!(sqlite_key(&a, 1), None);
+    assert_eq!(sqlite_key(&a, 2).as_deref(), Some(GOOD[1]), "another email");
+    assert_eq!(sqlite_key(&b, 8), None);
+    assert_eq!(sqlite_key(&b, 7).as_deref(), Some(GOOD[2]));
+    assert_eq!(c.key_of(40), None);
+    // Journaled per profile, under its own store.
+    let out = run(home.path(), &cfg, &["audit", "--all-stores", "--json"]);
+    let entries: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut revokes: Vec<String> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "revoke" && e["outcome"] == "done")
+        .map(|e| e["profile"].as_str().unwrap().to_string())
+        .collect();
+    revokes.sort();
+    assert_eq!(revokes, ["site-a", "site-b", "site-c"]);
+}
+
+#[test]
+fn a_persons_keys_are_rotated_on_every_site_into_one_private_file() {
+    let home = tempfile::tempdir().unwrap();
+    let (a, b, c, cfg) = three_sites(home.path());
+    let keys = home.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let file = keys.join("ann.csv");
+    let out = run(
+        home.path(),
+        &cfg,
+        &[
+            "rotate",
+            "--email",
+            "ann@example.org",
+            "--all-profiles",
+            "--out",
+            file.to_str().unwrap(),
+            "--yes",
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "site-d: {stderr}");
+    assert!(stderr.contains("rotated 3 keys"), "{stderr}");
+    assert!(out.stdout.is_empty(), "keys never reach stdout");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let csv = std::fs::read_to_string(&file).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("contact_id,display_name,email,api_key,profile")
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 3, "{csv}");
+    for row in &rows {
+        let (id, key, profile) = (row[0].parse::<i64>().unwrap(), row[3], row[4]);
+        let held = match profile {
+            "site-a" => sqlite_key(&a, id),
+            "site-b" => sqlite_key(&b, id),
+            "site-c" => c.key_of(id as u64),
+            other => panic!("{other}"),
+        };
+        assert_eq!(held.as_deref(), Some(key), "{profile} {id}");
+        assert!(!GOOD.contains(&key));
+    }
+    assert_eq!(sqlite_key(&a, 2).as_deref(), Some(GOOD[1]), "untouched");
+    // The audit finds every key delivered (a profile's row is its own).
+    let out = run(home.path(), &cfg, &["audit", "--all-stores"]);
+    assert!(!text(&out.stdout).contains("KEY-NOT-DELIVERED"));
 }

@@ -8,6 +8,7 @@ pub mod config_cmd;
 pub mod fleet;
 pub mod fleet_check;
 pub mod manpage;
+pub mod person;
 pub mod reference;
 
 use std::io::{self, BufRead, IsTerminal};
@@ -20,9 +21,7 @@ use crate::audit::Journal;
 use crate::key::{ApiKey, OsKeySource, KEY_LEN, MIN_MANUAL_LEN};
 use crate::rotation::{self, Expectation, NewKey, RotationError};
 use crate::sanitize::SafeText;
-use crate::store::{
-    AccountState, CmsLink, Contact, ContactId, ContactStore, Query, Standing, StoreError,
-};
+use crate::store::{AccountState, CmsLink, Contact, ContactId, ContactStore, Standing, StoreError};
 
 /// The only code that writes to stdout and stderr outside the TUI (which has its own, in
 /// `terminal.rs`). clippy.toml forbids `print!`, `println!`, `eprint!`, `eprintln!`, `dbg!`,
@@ -205,10 +204,19 @@ pub enum Command {
         length: usize,
     },
     /// List contacts (keys masked)
+    ///
+    /// With --all-profiles: every profile of the config file, with a PROFILE column (a
+    /// person across sites: --email ADDRESS --all-profiles).
     List {
         /// Id, email prefix, or name prefix
         #[arg(long)]
         search: Option<String>,
+        /// The contacts whose primary email is this address (whole, case ignored)
+        #[arg(long, value_name = "ADDRESS", conflicts_with = "search")]
+        email: Option<String>,
+        /// Search every profile of the config file (with --email or --search)
+        #[arg(long)]
+        all_profiles: bool,
         /// Also a word inside a name, as the screen's Tab does (slower on a big site)
         #[arg(long, requires = "search")]
         deep: bool,
@@ -236,11 +244,19 @@ pub enum Command {
     /// Generate a key and assign it to a contact; prints only the new key on stdout
     ///
     /// With --ids-from FILE --out FILE: rotates every contact listed (one id per line) and
-    /// writes the new keys to a new 0600 CSV file, never to the screen.
+    /// writes the new keys to a new 0600 CSV file, never to the screen. With --email
+    /// ADDRESS --out FILE [--all-profiles]: every key of the contacts whose primary email
+    /// is ADDRESS, on every profile, after one confirm; the file gets a profile column.
     Rotate {
         /// The contact id
-        #[arg(required_unless_present = "ids_from")]
+        #[arg(required_unless_present_any = ["ids_from", "email"])]
         id: Option<ContactId>,
+        /// Every key of the contacts whose primary email is this address
+        #[arg(long, value_name = "ADDRESS", requires = "out", conflicts_with_all = ["id", "ids_from", "json"])]
+        email: Option<String>,
+        /// With --email: on every profile of the config file
+        #[arg(long, requires = "email")]
+        all_profiles: bool,
         /// Do not ask for confirmation
         #[arg(long)]
         yes: bool,
@@ -251,9 +267,9 @@ pub enum Command {
         /// Bulk: a file of contact ids, one per line (# comments allowed); - reads stdin
         #[arg(long, value_name = "FILE", requires = "out", conflicts_with = "id")]
         ids_from: Option<PathBuf>,
-        /// Bulk: the new CSV file for the keys (contact_id,display_name,email,api_key), created
-        /// 0600 in a folder that exists
-        #[arg(long, value_name = "FILE", requires = "ids_from")]
+        /// Bulk: the new CSV file for the keys (contact_id,display_name,email,api_key, and
+        /// profile with --email), created 0600 in a folder that exists
+        #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
     /// Assign a key given on stdin (for a key that must be kept, e.g. during a migration)
@@ -286,9 +302,19 @@ pub enum Command {
         no_header: bool,
     },
     /// Remove a contact's key
+    ///
+    /// With --email ADDRESS [--all-profiles]: every key of the contacts whose primary email
+    /// is ADDRESS (on every profile), after one confirm listing each.
     Revoke {
         /// The contact id
-        id: ContactId,
+        #[arg(required_unless_present = "email")]
+        id: Option<ContactId>,
+        /// Every key of the contacts whose primary email is this address
+        #[arg(long, value_name = "ADDRESS", conflicts_with = "id")]
+        email: Option<String>,
+        /// With --email: on every profile of the config file
+        #[arg(long, requires = "email")]
+        all_profiles: bool,
         /// Do not ask for confirmation
         #[arg(long)]
         yes: bool,
@@ -566,6 +592,8 @@ fn contact_line(c: &Contact) -> String {
 /// What `civikey list` asks for.
 pub struct ListOptions<'a> {
     pub search: Option<&'a str>,
+    /// The contacts whose primary email is this address (`Query::email`).
+    pub email: Option<&'a str>,
     /// A word inside a name too (`Query::deep`).
     pub deep: bool,
     pub limit: usize,
@@ -577,13 +605,14 @@ pub struct ListOptions<'a> {
 pub fn list(store: &mut dyn ContactStore, options: &ListOptions) -> Result<(), Failure> {
     let ListOptions {
         search,
+        email,
         deep,
         limit,
         no_deleted,
         json,
         header,
     } = *options;
-    let mut query = Query::new(search.unwrap_or(""), limit.clamp(1, 1000));
+    let mut query = person::person_query(email, search, limit.clamp(1, 1000));
     query.include_deleted = !no_deleted;
     query.deep = deep;
     let page = store.search(&query)?;
@@ -1120,6 +1149,23 @@ pub fn profiles(config: Option<&crate::config::Config>, json: bool) -> Result<()
     Ok(())
 }
 
+/// Ctrl-C, SIGTERM and SIGHUP set the flag: bulk runs stop between two contacts (or
+/// batches), never inside one.
+fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, Failure> {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(|e| Failure::new(exit::ERROR, format!("cannot watch signals: {e}")))?;
+    }
+    Ok(stop)
+}
+
 /// `rotate --ids-from FILE --out FILE`: every listed contact through the full workflow.
 pub fn rotate_bulk(
     store: &mut dyn ContactStore,
@@ -1128,9 +1174,6 @@ pub fn rotate_bulk(
     out_path: &Path,
     yes: bool,
 ) -> Result<(), Failure> {
-    use std::sync::atomic::AtomicBool;
-    use std::sync::Arc;
-
     // Progress goes to stderr between store writes: a closed stderr must not end the run.
     out::ignore_sigpipe();
 
@@ -1161,16 +1204,7 @@ pub fn rotate_bulk(
         out_path.display(),
         crate::bulk::OUT_FILE_NOTE
     ));
-    // Ctrl-C, SIGTERM and SIGHUP stop the run between two contacts, never inside one.
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .map_err(|e| Failure::new(exit::ERROR, format!("cannot watch signals: {e}")))?;
-    }
+    let stop = stop_on_signals()?;
     let mut keys = OsKeySource;
     let results = crate::bulk::rotate_many(
         store,
