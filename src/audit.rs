@@ -16,9 +16,12 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::fsperm;
+
+mod history;
 use crate::key::{ApiKey, KeySource, OsKeySource};
 use crate::sanitize::SafeText;
 use crate::store::ContactId;
+pub use history::{Ended, KeySpell};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS audit (

@@ -378,3 +378,82 @@ fn a_persons_keys_are_rotated_on_every_site_into_one_private_file() {
     let out = run(home.path(), &cfg, &["audit", "--all-stores"]);
     assert!(!text(&out.stdout).contains("KEY-NOT-DELIVERED"));
 }
+
+fn run_with_stdin(home: &Path, config: &Path, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = binary::civikey(home)
+        .env("CIVIKEY_CONFIG", config)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn whose_tells_a_retired_keys_past_from_the_journal() {
+    let home = tempfile::tempdir().unwrap();
+    let a = sqlite(
+        home.path(),
+        "a",
+        vec![person(1, "Ann Smith", "ann@example.org", Some(GOOD[0]))],
+    );
+    let cfg = config(home.path(), &[("site-a", a)]);
+    let rotate = || {
+        let out = run(
+            home.path(),
+            &cfg,
+            &["--profile", "site-a", "rotate", "1", "--yes"],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).trim().to_string()
+    };
+    let first = rotate();
+    let second = rotate();
+    let out = run_with_stdin(
+        home.path(),
+        &cfg,
+        &["whose", "--key-stdin", "--all-profiles"],
+        &format!("{first}\n"),
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("not held now"), "{stdout}");
+    let past = stdout
+        .lines()
+        .find(|l| l.contains("set on contact 1 (Ann Smith, profile site-a) on 20"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        past.contains(", replaced on 20") && past.contains("Z by "),
+        "{past}"
+    );
+    assert!(!stdout.contains(&first) && !text(&out.stderr).contains(&first));
+    // The key held now: its holder, and since when.
+    let out = run_with_stdin(
+        home.path(),
+        &cfg,
+        &["--profile", "site-a", "whose", "--key-stdin"],
+        &format!("{second}\n"),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = text(&out.stdout);
+    assert!(!stdout.contains("not held now"), "{stdout}");
+    assert!(stdout.contains("not replaced since"), "{stdout}");
+    // A key never seen: nothing from the journal.
+    let out = run_with_stdin(
+        home.path(),
+        &cfg,
+        &["whose", "--key-stdin", "--all-profiles"],
+        "NeverSeenNeverSeenNeverSeen00001\n",
+    );
+    assert_eq!(out.status.code(), Some(4));
+    assert!(!text(&out.stdout).contains("journal"));
+}

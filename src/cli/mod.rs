@@ -533,16 +533,7 @@ fn contact_json(c: &Contact) -> serde_json::Value {
     })
 }
 
-/// `2026-11-26T15:02:00Z`: a unix time for scripts, beside the number.
-pub fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| unix.to_string())
-}
+pub use crate::timefmt::rfc3339;
 
 pub use crate::wording::plural;
 
@@ -1488,6 +1479,16 @@ pub fn whose(targets: Vec<fleet::ProfileTarget>, journal: &mut Journal) -> Resul
             }
         }
     }
+    // The key's past, by its fingerprint: a leaked key no store holds may still be ours.
+    let history = journal
+        .key_history(&key)
+        .map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
+    if found == 0 && !history.is_empty() {
+        out::line("not held now; the journal knows this key:")?;
+    }
+    for spell in &history {
+        out::line(format_args!("  {}", spell_line(spell)))?;
+    }
     if found > 0 {
         Ok(())
     } else if unreachable > 0 {
@@ -1499,6 +1500,37 @@ pub fn whose(targets: Vec<fleet::ProfileTarget>, journal: &mut Journal) -> Resul
             ),
         ))
     } else {
-        Err(Failure::new(exit::NOT_FOUND, "no contact holds this key"))
+        Err(Failure::new(
+            exit::NOT_FOUND,
+            if history.is_empty() {
+                "no contact holds this key"
+            } else {
+                "no contact holds this key now (its past in the journal is above)"
+            },
+        ))
+    }
+}
+
+/// One stretch of a key in the journal, for `whose`: "set on contact 112 (Ann, profile
+/// crm-a) on 2026-12-07T14:02:00Z by alice, replaced on 2026-12-07T14:07:00Z by bob".
+fn spell_line(spell: &crate::audit::KeySpell) -> String {
+    let place = match &spell.profile {
+        Some(profile) => format!("{}, profile {profile}", spell.contact_name),
+        None => format!("{}, {}", spell.contact_name, spell.store),
+    };
+    let set = match &spell.set {
+        Some((time, by)) => format!(
+            "set on contact {} ({place}) on {} by {by}",
+            spell.contact_id,
+            rfc3339(*time)
+        ),
+        None => format!(
+            "held by contact {} ({place}), set outside civikey",
+            spell.contact_id
+        ),
+    };
+    match &spell.ended {
+        Some((time, how, by)) => format!("{set}, {} on {} by {by}", how.as_str(), rfc3339(*time)),
+        None => format!("{set}, not replaced since (as far as the journal knows)"),
     }
 }
