@@ -40,7 +40,11 @@ fn main() -> ExitCode {
             });
         }
     };
-    cli::report(run(cli))
+    let result = run(cli);
+    if let Some(failure) = civikey::syslog::failure() {
+        cli::out::note(format_args!("civikey: warning: {failure}"));
+    }
+    cli::report(result)
 }
 
 /// Commands that only read and print: a closed pipe on stdout ends them quietly. Not
@@ -82,6 +86,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
     };
     let data_dir = config::data_dir().map_err(config_failure)?;
     let config = Config::load_default().map_err(config_failure)?;
+    if let Some(socket) = config.as_ref().and_then(Config::syslog_socket) {
+        civikey::syslog::enable(socket);
+    }
     if let Some(Command::Profiles { json }) = &cli.command {
         return cli::profiles(config.as_ref(), *json);
     }
@@ -165,18 +172,23 @@ fn run(cli: Cli) -> Result<(), Failure> {
     if let Command::Audit {
         contact,
         all_stores,
+        since,
         limit,
         json,
+        format,
         no_header,
     } = command
     {
         return cli::audit(
             &journal()?,
-            contact,
-            all_stores,
-            limit,
-            json,
-            cli::wants_header(no_header),
+            &cli::AuditOptions {
+                contact,
+                all_stores,
+                since,
+                limit,
+                format: if json { cli::AuditFormat::Json } else { format },
+                header: cli::wants_header(no_header),
+            },
         );
     }
     // This one store as the target of a command that also runs on every profile.

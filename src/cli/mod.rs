@@ -294,9 +294,17 @@ pub enum Command {
         /// At most this many records (1 to 100000)
         #[arg(long, default_value_t = 100, value_parser = limit_parser(100_000))]
         limit: usize,
-        /// Print a JSON array instead of a table
-        #[arg(long)]
+        /// Only records written since then: RFC 3339 (2026-12-07T14:02:00Z), a UTC date
+        /// (2026-12-07) or an age (90m, 12h, 7d, 2w)
+        #[arg(long, value_name = "WHEN", value_parser = |text: &str| crate::timefmt::parse_since(text, crate::timefmt::unix_now()))]
+        since: Option<i64>,
+        /// Print a JSON array instead of a table (--format json)
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// table, json (one array) or jsonl (one object a line, for log shippers); times
+        /// in JSON as unix seconds and RFC 3339
+        #[arg(long, value_enum, default_value_t = AuditFormat::Table)]
+        format: AuditFormat,
         /// No header row, even on a terminal (pipes never get one)
         #[arg(long)]
         no_header: bool,
@@ -408,6 +416,14 @@ pub enum Command {
         #[arg(long, value_name = "VAR")]
         password_env: Option<String>,
     },
+}
+
+/// How `civikey audit` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuditFormat {
+    Table,
+    Json,
+    Jsonl,
 }
 
 /// A `--limit` from 1 to `max`: anything else is a usage error, as the help says.
@@ -537,12 +553,7 @@ pub use crate::timefmt::rfc3339;
 
 pub use crate::wording::plural;
 
-/// Now, in unix seconds.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+pub use crate::timefmt::unix_now;
 
 /// Whether a table gets a header row: on a terminal, unless `--no-header`.
 pub fn wants_header(no_header: bool) -> bool {
@@ -980,29 +991,47 @@ pub fn assign(
     Ok(())
 }
 
-pub fn audit(
-    journal: &Journal,
-    contact: Option<ContactId>,
-    all_stores: bool,
-    limit: usize,
-    json: bool,
-    header: bool,
-) -> Result<(), Failure> {
+/// What `civikey audit` asks for.
+pub struct AuditOptions {
+    pub contact: Option<ContactId>,
+    pub all_stores: bool,
+    /// Unix seconds: only records written since.
+    pub since: Option<i64>,
+    pub limit: usize,
+    pub format: AuditFormat,
+    pub header: bool,
+}
+
+pub fn audit(journal: &Journal, options: &AuditOptions) -> Result<(), Failure> {
+    let AuditOptions {
+        contact,
+        all_stores,
+        since,
+        limit,
+        format,
+        header,
+    } = *options;
     let entries = journal
-        .entries(contact, all_stores, limit.clamp(1, 100_000))
+        .entries_since(contact, all_stores, since, limit.clamp(1, 100_000))
         .map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
     // Bulk rotations journaled done whose key is missing from their out file.
     let undelivered = crate::bulk::undelivered(journal, &entries);
-    if json {
-        let mut doc =
-            serde_json::to_value(&entries).map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
-        if let Some(items) = doc.as_array_mut() {
-            for (item, e) in items.iter_mut().zip(&entries) {
-                item["key_not_delivered"] = serde_json::json!(undelivered.contains(&e.id));
-                item["time_rfc3339"] = serde_json::json!(rfc3339(e.time));
-            }
+    if format != AuditFormat::Table {
+        let mut items = Vec::with_capacity(entries.len());
+        for e in &entries {
+            let mut item =
+                serde_json::to_value(e).map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
+            item["key_not_delivered"] = serde_json::json!(undelivered.contains(&e.id));
+            item["time_rfc3339"] = serde_json::json!(rfc3339(e.time));
+            items.push(item);
         }
-        out::json(&doc)?;
+        if format == AuditFormat::Jsonl {
+            for item in &items {
+                out::json(item)?;
+            }
+        } else {
+            out::json(&serde_json::Value::Array(items))?;
+        }
         return Ok(());
     }
     if header {
