@@ -323,8 +323,18 @@ fn run_on_all_profiles(
             max_age,
             json,
             timeout,
+            jobs,
             ..
-        } => cli::fleet_check::check_all(targets(true), data_dir, *max_age, *json, *timeout),
+        } => cli::fleet_check::check_all(
+            targets(true),
+            data_dir,
+            cli::fleet_check::FleetOptions {
+                max_age_days: *max_age,
+                json: *json,
+                jobs: *jobs,
+                timeout: *timeout,
+            },
+        ),
         Command::List {
             search,
             email,

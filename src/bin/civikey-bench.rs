@@ -12,7 +12,7 @@
 //!   civikey-bench cv-wrapper MYSQL_ADDRESS SCRIPT   # writes SCRIPT, a `cv_binary` for it
 //!   civikey-bench bulk [--contacts 500] [--delay-ms 100]
 //!                                                  # bulk rotation over REST: requests, time
-//!   civikey-bench fleet [--profiles 50] [--delay-ms 100] [--contacts 200]
+//!   civikey-bench fleet [--profiles 50] [--delay-ms 100] [--contacts 200] [--jobs N]
 //!                                                  # check --all-profiles against the slowest
 //!                                                  # single profile
 //!

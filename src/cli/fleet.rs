@@ -55,8 +55,12 @@ pub fn profile_targets(
 pub const NO_PROFILES: &str =
     "no profiles to run on (the config file defines none); `civikey config init` writes a commented one";
 
-/// How many profiles are worked on at once.
-pub const CONCURRENT_PROFILES: usize = 8;
+/// How many profiles are worked on at once (`check --all-profiles --jobs` changes it for
+/// the check). Each waits on its site far more than it computes, so a fleet of up to 64
+/// sites is checked in one wave (50 sites within twice the slowest one, where 32 at a
+/// time took 2.05 times and 8 took 6.3: docs/PERFORMANCE.md); the bound still caps
+/// threads, connections and `cv` processes (`--jobs 8` for many cv profiles on one host).
+pub const CONCURRENT_PROFILES: usize = 64;
 
 /// How one profile's job ended.
 #[derive(Debug)]

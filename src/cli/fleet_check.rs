@@ -35,17 +35,18 @@ impl ProfileCheck {
     }
 }
 
-/// Checks every target, [`fleet::CONCURRENT_PROFILES`] at a time, each within `timeout`;
+/// Checks every target, `jobs` at a time, each within `timeout`;
 /// with `max_age_days`, ages come from the journal in `data_dir` (each profile reads its
 /// own store's records). `progress` hears (finished, count).
 pub fn check_profiles(
     targets: &[ProfileTarget],
     data_dir: &Path,
     max_age_days: Option<u32>,
+    jobs: usize,
     timeout: Duration,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Vec<ProfileCheck> {
-    let jobs: Vec<(String, Result<crate::store::StoreSpec, String>)> = targets
+    let profiles: Vec<(String, Result<crate::store::StoreSpec, String>)> = targets
         .iter()
         .map(|t| (t.label.clone(), t.spec.clone()))
         .collect();
@@ -55,7 +56,7 @@ pub fn check_profiles(
         now: super::unix_now(),
     };
     let job = move |i: usize| -> Result<(String, Report), String> {
-        let (label, spec) = &jobs[i];
+        let (label, spec) = &profiles[i];
         let spec = spec.clone()?;
         let location = spec.location();
         let mut store = spec.open().map_err(|e| e.to_string())?;
@@ -70,21 +71,15 @@ pub fn check_profiles(
             .map_err(|e| e.to_string())?;
         Ok((location, report))
     };
-    fleet::run_each(
-        targets.len(),
-        fleet::CONCURRENT_PROFILES,
-        timeout,
-        job,
-        progress,
-    )
-    .into_iter()
-    .map(|ran| match ran {
-        Ran::Done(Ok((location, report))) => ProfileCheck::Checked { location, report },
-        Ran::Done(Err(reason)) => ProfileCheck::Failed(reason),
-        Ran::TimedOut => ProfileCheck::TimedOut(timeout),
-        Ran::Panicked => ProfileCheck::Failed("the check stopped on an internal error".into()),
-    })
-    .collect()
+    fleet::run_each(targets.len(), jobs, timeout, job, progress)
+        .into_iter()
+        .map(|ran| match ran {
+            Ran::Done(Ok((location, report))) => ProfileCheck::Checked { location, report },
+            Ran::Done(Err(reason)) => ProfileCheck::Failed(reason),
+            Ran::TimedOut => ProfileCheck::TimedOut(timeout),
+            Ran::Panicked => ProfileCheck::Failed("the check stopped on an internal error".into()),
+        })
+        .collect()
 }
 
 /// Findings by severity, most urgent first: `2 critical, 1 medium`.
@@ -203,14 +198,29 @@ pub fn outcome(checks: &[ProfileCheck]) -> Result<(), Failure> {
     }
 }
 
+/// How `check --all-profiles` runs.
+#[derive(Clone, Copy, Debug)]
+pub struct FleetOptions {
+    pub max_age_days: Option<u32>,
+    pub json: bool,
+    /// How many profiles at once.
+    pub jobs: usize,
+    /// Each profile's own time limit.
+    pub timeout: Duration,
+}
+
 /// `civikey check --all-profiles`.
 pub fn check_all(
     targets: Vec<ProfileTarget>,
     data_dir: &Path,
-    max_age_days: Option<u32>,
-    json: bool,
-    timeout: Duration,
+    options: FleetOptions,
 ) -> Result<(), Failure> {
+    let FleetOptions {
+        max_age_days,
+        json,
+        jobs,
+        timeout,
+    } = options;
     if targets.is_empty() {
         return Err(Failure::new(exit::USAGE, fleet::NO_PROFILES));
     }
@@ -218,6 +228,7 @@ pub fn check_all(
         &targets,
         data_dir,
         max_age_days,
+        jobs,
         timeout,
         &mut |done, count| {
             out::progress(

@@ -344,7 +344,7 @@ pub enum Command {
         /// No header row, even on a terminal (pipes never get one)
         #[arg(long, conflicts_with = "json")]
         no_header: bool,
-        /// Check every profile of the config file, 8 at a time: one line per profile (with
+        /// Check every profile of the config file, 64 at a time: one line per profile (with
         /// --json one object per line) and a summary; exit 6 when any has findings, 1 when
         /// one could not be checked and none has findings
         #[arg(long, conflicts_with = "no_header")]
@@ -353,6 +353,9 @@ pub enum Command {
         /// 5m); the others go on
         #[arg(long, value_name = "SECONDS", default_value = "300", requires = "all_profiles", value_parser = crate::cli::fleet::parse_timeout)]
         timeout: std::time::Duration,
+        /// With --all-profiles: how many profiles are checked at once (1 to 256)
+        #[arg(long, value_name = "N", default_value_t = crate::cli::fleet::CONCURRENT_PROFILES, requires = "all_profiles", value_parser = limit_parser(256))]
+        jobs: usize,
     },
     /// Whose key is this? Reads one key from stdin (hidden prompt on a terminal) and names
     /// its holders, read-only; the lookup is journaled with the key's fingerprint only

@@ -15,6 +15,7 @@ use super::rest_in_memory;
 
 pub fn run(args: &[String]) -> Result<(), String> {
     let (mut profiles, mut delay_ms, mut contacts) = (50usize, 100u64, 200u64);
+    let mut jobs = civikey::cli::fleet::CONCURRENT_PROFILES;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = || -> Result<u64, String> {
@@ -27,9 +28,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
             "--profiles" => profiles = value()? as usize,
             "--delay-ms" => delay_ms = value()?,
             "--contacts" => contacts = value()?,
+            "--jobs" => jobs = value()? as usize,
             other => {
                 return Err(format!(
-                    "unknown argument {other:?} (fleet [--profiles 50] [--delay-ms 100] [--contacts 200])"
+                    "unknown argument {other:?} (fleet [--profiles 50] [--delay-ms 100] [--contacts 200] [--jobs N])"
                 ))
             }
         }
@@ -71,6 +73,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             std::slice::from_ref(target),
             &dir,
             None,
+            1,
             timeout,
             &mut |_, _| {},
         );
@@ -80,13 +83,13 @@ pub fn run(args: &[String]) -> Result<(), String> {
             requests_alone.max(site.requests.load(std::sync::atomic::Ordering::SeqCst) - before);
     }
     let start = Instant::now();
-    let checks = check_profiles(&targets, &dir, None, timeout, &mut |_, _| {});
+    let checks = check_profiles(&targets, &dir, None, jobs, timeout, &mut |_, _| {});
     let fleet = start.elapsed();
     checked(&checks)?;
     let _ = std::fs::remove_dir_all(&dir);
     let ratio = fleet.as_secs_f64() / slowest.as_secs_f64().max(f64::EPSILON);
     println!(
-        "profiles={profiles} delay_ms={delay_ms} contacts_per_site={contacts} requests_per_site={requests_alone} slowest_single_s={:.2} fleet_s={:.2} ratio={ratio:.2}",
+        "profiles={profiles} jobs={jobs} delay_ms={delay_ms} contacts_per_site={contacts} requests_per_site={requests_alone} slowest_single_s={:.2} fleet_s={:.2} ratio={ratio:.2}",
         slowest.as_secs_f64(),
         fleet.as_secs_f64()
     );
