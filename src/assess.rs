@@ -5,7 +5,7 @@
 //! none composes its own. Each code is stable (scripts read it from `show --json`); each
 //! text is true of real CiviCRM at its defaults (see docs/SECURITY.md).
 
-use crate::store::{AccountState, CmsLink, Contact, Standing};
+use crate::store::{AccountState, CmsLink, Contact, Standing, UserAccount, USERS_PERMISSION};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum WarningCode {
@@ -34,7 +34,7 @@ impl WarningCode {
                 "the contact is in the trash, and its key still logs in (CiviCRM looks keys up by contact id, past the trash)"
             }
             WarningCode::UserBlocked => {
-                "the user account is blocked: CiviCRM refuses its key (\"User is blocked\")"
+                "the user account is blocked: CiviCRM refuses its key (\"User is blocked\") until the user is unblocked"
             }
             WarningCode::NoUserAccount => {
                 "no user account: the key logs in only where the app also sends the site key, and then with no permissions"
@@ -56,6 +56,29 @@ pub struct Warning {
     pub text: String,
 }
 
+/// The blocked user's warning on Standalone, where authx does not check blocks (6.14).
+pub const BLOCKED_STILL_LOGS_IN: &str = "the user account is blocked, but its key STILL logs in (CiviCRM does not check blocked users on Standalone): revoke the key";
+
+/// Why the store cannot tell the contact's user, when it may not read the site's users.
+fn users_hidden_text() -> String {
+    format!(
+        "civikey may not read this site's users and roles: the profile's user lacks '{USERS_PERMISSION}' (CiviCRM then shows it only its own user account); check in CiviCRM that the user is active and has a role granting 'authenticate with api key' (and no more than the app needs)"
+    )
+}
+
+impl Warning {
+    fn blocked(user: &UserAccount) -> Warning {
+        Warning {
+            code: WarningCode::UserBlocked,
+            text: if user.blocked_but_key_logs_in() {
+                BLOCKED_STILL_LOGS_IN.to_string()
+            } else {
+                WarningCode::UserBlocked.text().to_string()
+            },
+        }
+    }
+}
+
 impl From<WarningCode> for Warning {
     fn from(code: WarningCode) -> Self {
         Warning {
@@ -67,40 +90,66 @@ impl From<WarningCode> for Warning {
 
 /// What the operator must know about `contact`'s key, most serious first.
 pub fn assess(contact: &Contact, standing: &Standing) -> Vec<Warning> {
-    let mut codes = Vec::new();
+    let mut warnings: Vec<Warning> = Vec::new();
     if contact.is_deleted {
-        codes.push(WarningCode::Trashed);
+        warnings.push(WarningCode::Trashed.into());
     }
+    // "No user account" only where the store can see it: its users, or (when it cannot
+    // read them) a CMS link it read.
     let no_account = match &standing.account {
         AccountState::NoAccount => true,
-        AccountState::Unknown => contact.cms == CmsLink::None,
+        AccountState::Unknown | AccountState::Hidden => contact.cms == CmsLink::None,
         AccountState::Account(user) => {
             if !user.active {
-                codes.push(WarningCode::UserBlocked);
+                warnings.push(Warning::blocked(user));
             }
             false
         }
     };
     if no_account {
-        codes.push(WarningCode::NoUserAccount);
+        warnings.push(WarningCode::NoUserAccount.into());
     } else {
         match &standing.roles {
             Some(roles) if !roles.iter().any(|r| r.grants_api_login) => {
-                codes.push(WarningCode::NoApiLoginPermission)
+                warnings.push(WarningCode::NoApiLoginPermission.into())
             }
             Some(_) => {}
-            None => codes.push(WarningCode::RolesUnknown),
+            None if standing.account == AccountState::Hidden => warnings.push(Warning {
+                code: WarningCode::RolesUnknown,
+                text: users_hidden_text(),
+            }),
+            None => warnings.push(WarningCode::RolesUnknown.into()),
         }
     }
-    codes.sort();
-    codes.into_iter().map(Warning::from).collect()
+    warnings.sort_by_key(|w| w.code);
+    warnings
+}
+
+/// Whether an app using the contact's key must also send the site key (authx's
+/// `site_key` guard): true without a user account or without a role granting
+/// 'authenticate with api key'; None when the store cannot tell. Read from [`assess`],
+/// so the hand-over and the warnings never disagree.
+pub fn needs_site_key(contact: &Contact, standing: &Standing) -> Option<bool> {
+    let codes: Vec<WarningCode> = assess(contact, standing).iter().map(|w| w.code).collect();
+    if codes.iter().any(|c| {
+        matches!(
+            c,
+            WarningCode::NoUserAccount | WarningCode::NoApiLoginPermission
+        )
+    }) {
+        Some(true)
+    } else if codes.contains(&WarningCode::RolesUnknown) {
+        None
+    } else {
+        Some(false)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::sanitize::SafeText;
-    use crate::store::{Role, UserAccount};
+    use crate::store::{Cms, Role, UserAccount};
 
     fn contact(is_deleted: bool, cms: CmsLink) -> Contact {
         Contact {
@@ -116,11 +165,16 @@ mod tests {
     }
 
     fn user(active: bool, roles: Option<Vec<Role>>) -> Standing {
+        user_on(Cms::Standalone, active, roles)
+    }
+
+    fn user_on(cms: Cms, active: bool, roles: Option<Vec<Role>>) -> Standing {
         Standing {
             account: AccountState::Account(UserAccount {
                 id: 3,
                 name: SafeText::new("ada"),
                 active,
+                cms,
             }),
             roles,
         }
@@ -167,6 +221,67 @@ mod tests {
             ["no_user_account"],
             "the list's CMS link answers when the store cannot tell more"
         );
+    }
+
+    #[test]
+    fn users_the_store_may_not_read_are_unknown_never_none() {
+        // A least-privilege admin: no contact is said to lack a user, whatever its link.
+        for cms in [CmsLink::Unknown, CmsLink::Linked { uf_id: 3 }] {
+            let warnings = assess(&contact(false, cms), &Standing::HIDDEN);
+            assert_eq!(warnings.len(), 1);
+            assert_eq!(warnings[0].code, WarningCode::RolesUnknown);
+            assert!(
+                warnings[0].text.contains("'cms:administer users'"),
+                "names the permission: {}",
+                warnings[0].text
+            );
+        }
+        assert_eq!(
+            needs_site_key(&contact(false, CmsLink::Unknown), &Standing::HIDDEN),
+            None
+        );
+    }
+
+    #[test]
+    fn a_blocked_standalone_user_s_key_still_logs_in() {
+        let linked = contact(false, CmsLink::Linked { uf_id: 3 });
+        let roles = || {
+            Some(vec![Role::from_permissions(
+                "api",
+                ["authenticate with api key"],
+            )])
+        };
+        let standalone = assess(&linked, &user_on(Cms::Standalone, false, roles()));
+        assert_eq!(standalone[0].code, WarningCode::UserBlocked);
+        assert_eq!(standalone[0].text, BLOCKED_STILL_LOGS_IN);
+        let other = assess(&linked, &user_on(Cms::Other, false, roles()));
+        assert_eq!(other[0].code, WarningCode::UserBlocked);
+        assert!(
+            other[0].text.contains("refuses its key"),
+            "{}",
+            other[0].text
+        );
+    }
+
+    #[test]
+    fn the_site_key_is_needed_exactly_where_the_warnings_say() {
+        let linked = contact(false, CmsLink::Linked { uf_id: 3 });
+        let api = || {
+            Some(vec![Role::from_permissions(
+                "api",
+                ["authenticate with api key"],
+            )])
+        };
+        assert_eq!(needs_site_key(&linked, &user(true, api())), Some(false));
+        assert_eq!(
+            needs_site_key(&linked, &user(true, Some(vec![]))),
+            Some(true)
+        );
+        assert_eq!(
+            needs_site_key(&contact(false, CmsLink::None), &Standing::no_account()),
+            Some(true)
+        );
+        assert_eq!(needs_site_key(&linked, &Standing::UNKNOWN), None);
     }
 
     #[test]

@@ -15,7 +15,9 @@ use sha2::{Digest, Sha256};
 use crate::assess::{self, WarningCode};
 use crate::audit::Journal;
 use crate::key::{ApiKey, KeyHint, MIN_MANUAL_LEN};
-use crate::store::{Contact, ContactId, ContactStore, Holder, HolderCursor, StoreError};
+use crate::store::{
+    AccountState, Contact, ContactId, ContactStore, Holder, HolderCursor, StoreError,
+};
 
 /// How many holders one store call reads.
 pub const PAGE: usize = 1000;
@@ -155,7 +157,7 @@ impl Code {
             Code::Weak => "rotate: CiviCRM advises 20+ random letters and digits",
             Code::Trashed => "revoke: a trashed contact's key still logs in",
             Code::UserBlocked => {
-                "revoke: the key is refused while the user is blocked, and works again if unblocked"
+                "revoke: the key is refused while the user is blocked, and works again if unblocked (on Standalone it still logs in)"
             }
             Code::NoUserAccount => "revoke, or link the contact to a user account",
             Code::NoApiLoginPermission => {
@@ -289,10 +291,18 @@ fn expected_distinct(len: usize) -> usize {
     (62.0 * (1.0 - miss)).round() as usize
 }
 
+/// What to do about a blocked Standalone user's key, which still logs in.
+const BLOCKED_STILL_LOGS_IN_ADVICE: &str =
+    "revoke: the key still logs in (CiviCRM does not check blocked users on Standalone)";
+
 /// One thing wrong with one contact's key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
     pub code: Code,
+    /// The code's own severity and advice, except where the contact's standing changes
+    /// them (a blocked Standalone user's key still logs in: high).
+    pub severity: Severity,
+    pub advice: &'static str,
     pub contact: Contact,
     pub key: KeyHint,
     /// What exactly is wrong (which rule fired, who else holds the key, how old it is).
@@ -332,6 +342,9 @@ pub struct Report {
     pub holders: usize,
     /// Holders whose user account and roles the store could not tell.
     pub standing_unknown: usize,
+    /// The store may not read the site's users (its profile's user lacks
+    /// `cms:administer users`): said once in the summary.
+    pub users_hidden: bool,
     pub max_age_days: Option<u32>,
 }
 
@@ -343,6 +356,18 @@ impl Report {
             .map(|f| f.contact.id)
             .collect::<HashSet<_>>()
             .len()
+    }
+
+    /// Whether finding `i` starts a group of the view (a code at one severity: a blocked
+    /// Standalone user's key stands apart from other blocked users'), under its header.
+    pub fn starts_group(&self, i: usize) -> bool {
+        match (
+            i.checked_sub(1).map(|p| &self.findings[p]),
+            self.findings.get(i),
+        ) {
+            (Some(p), Some(f)) => (p.code, p.severity) != (f.code, f.severity),
+            _ => true,
+        }
     }
 
     pub fn count(&self, code: Code) -> usize {
@@ -380,7 +405,21 @@ impl Report {
                 crate::wording::plural(self.standing_unknown, "holder", "holders")
             ));
         }
-        text
+        // First, so a narrow screen (the TUI's `h`) still shows it.
+        match self.users_unreadable() {
+            Some(why) => format!("{why}; {text}"),
+            None => text,
+        }
+    }
+
+    /// Why user accounts could not be read, when the store may not read them.
+    pub fn users_unreadable(&self) -> Option<String> {
+        self.users_hidden.then(|| {
+            format!(
+                "user accounts could not be read: no '{}' for the profile's user (CiviCRM shows it only its own), so no holder is said to lack one",
+                crate::store::USERS_PERMISSION
+            )
+        })
     }
 }
 
@@ -454,6 +493,8 @@ pub fn check(
             };
             findings.push(Finding {
                 code: Code::Duplicate,
+                severity: Code::Duplicate.severity(),
+                advice: Code::Duplicate.advice(),
                 contact: h.contact.clone(),
                 key: h.key.hint(),
                 detail: format!(
@@ -473,6 +514,7 @@ pub fn check(
     }
 
     let mut standing_unknown = 0;
+    let mut users_hidden = false;
     for chunk in holders.chunks(STANDINGS_CHUNK) {
         let ids: Vec<ContactId> = chunk.iter().map(|h| h.contact.id).collect();
         let standings = store.standings(&ids)?;
@@ -481,11 +523,20 @@ pub fn check(
                 .get(&h.contact.id)
                 .cloned()
                 .unwrap_or(crate::store::Standing::UNKNOWN);
+            users_hidden |= standing.account == AccountState::Hidden;
             for warning in assess::assess(&h.contact, &standing) {
-                match Code::from_warning(warning.code) {
-                    Some(code) => findings.push(finding(h, code, warning.text, None)),
-                    None => standing_unknown += 1,
+                let Some(code) = Code::from_warning(warning.code) else {
+                    standing_unknown += 1;
+                    continue;
+                };
+                let mut found = finding(h, code, warning.text, None);
+                let still_logs_in = matches!(&standing.account,
+                    AccountState::Account(u) if u.blocked_but_key_logs_in());
+                if code == Code::UserBlocked && still_logs_in {
+                    found.severity = Severity::High;
+                    found.advice = BLOCKED_STILL_LOGS_IN_ADVICE;
                 }
+                findings.push(found);
             }
         }
     }
@@ -529,13 +580,12 @@ pub fn check(
         }
     }
 
-    findings.sort_by(|a, b| {
-        (a.code.severity(), a.code, a.contact.id).cmp(&(b.code.severity(), b.code, b.contact.id))
-    });
+    findings.sort_by_key(|f| (f.severity, f.code, f.contact.id));
     Ok(Report {
         findings,
         holders: holders.len(),
         standing_unknown,
+        users_hidden,
         max_age_days,
     })
 }
@@ -543,6 +593,8 @@ pub fn check(
 fn finding(h: &Holder, code: Code, detail: String, rule: Option<WeakRule>) -> Finding {
     Finding {
         code,
+        severity: code.severity(),
+        advice: code.advice(),
         contact: h.contact.clone(),
         key: h.key.hint(),
         detail,

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod clipboard;
 pub mod config;
 pub mod fsperm;
+pub mod handover;
 pub mod health;
 pub mod hygiene;
 pub mod import;

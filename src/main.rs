@@ -10,8 +10,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use civikey::app::worker::JournalSetup;
-use civikey::app::{App, AppOptions};
+use civikey::app::worker::{JournalSetup, ResolveProfile};
+use civikey::app::{App, AppOptions, ProfileChoice, Reach};
 use civikey::audit::{Actor, Journal};
 use civikey::cli::{self, exit, Cli, Command, Failure};
 use civikey::config::{self, Config};
@@ -119,12 +119,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     if let Some(warning) = resolved.spec.warning() {
         cli::out::note(warning);
     }
-    let spec = match resolved.spec {
-        // SQLite opens read-only itself; every other store is wrapped.
-        spec @ StoreSpec::Sqlite { .. } => spec,
-        spec if cli.read_only => StoreSpec::ReadOnly(Box::new(spec)),
-        spec => spec,
-    };
+    let spec = with_read_only(resolved.spec, cli.read_only);
     if let Some(Command::Seed {
         sample,
         synthetic,
@@ -159,6 +154,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             .map_err(|e| Failure::new(exit::REFUSED, e.to_string()))
     };
     let Some(command) = cli.command else {
+        let picker = config
+            .as_ref()
+            .map(|c| profile_picker(c, &data_dir, cli.read_only));
         return run_tui(
             spec,
             JournalSetup {
@@ -167,6 +165,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             },
             resolved.profile.clone(),
             created_sample,
+            picker,
         );
     };
     if let Command::Audit {
@@ -292,6 +291,43 @@ fn run(cli: Cli) -> Result<(), Failure> {
         | Command::Config(_)
         | Command::Import { .. } => Ok(()),
     }
+}
+
+/// `--read-only` applied: SQLite opens read-only itself (its spec carries the flag); every
+/// other store is wrapped.
+fn with_read_only(spec: StoreSpec, read_only: bool) -> StoreSpec {
+    match spec {
+        spec @ StoreSpec::Sqlite { .. } => spec,
+        spec if read_only => StoreSpec::ReadOnly(Box::new(spec)),
+        spec => spec,
+    }
+}
+
+/// The TUI's profile picker: each profile as `civikey profiles` shows it, and how a chosen
+/// one resolves (secrets read then, as a run with `--profile NAME` would).
+fn profile_picker(
+    config: &Config,
+    data_dir: &Path,
+    read_only: bool,
+) -> (Vec<ProfileChoice>, ResolveProfile) {
+    let choices = config
+        .profile_names()
+        .zip(config.summaries())
+        .map(|(name, summary)| ProfileChoice {
+            name: name.to_string(),
+            kind: summary.kind,
+            address: summary.address,
+            reach: Reach::Asking,
+        })
+        .collect();
+    let (config, data_dir) = (config.clone(), data_dir.to_path_buf());
+    let resolve: ResolveProfile = std::sync::Arc::new(move |name: &str| {
+        config
+            .resolve(None, Some(name), &data_dir, read_only)
+            .map(|r| with_read_only(r.spec, read_only))
+            .map_err(|e| e.to_string())
+    });
+    (choices, resolve)
 }
 
 /// The commands given `--all-profiles` (other than `whose`): run on every profile of the
@@ -529,6 +565,7 @@ fn run_tui(
     journal: JournalSetup,
     profile: Option<String>,
     created_sample: bool,
+    picker: Option<(Vec<ProfileChoice>, ResolveProfile)>,
 ) -> Result<(), Failure> {
     if !cli::out::stdout_is_terminal() || !std::io::stdin().is_terminal() {
         return Err(Failure::new(
@@ -551,6 +588,7 @@ fn run_tui(
         color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
         clipboard_warning: clipboard_warning.flatten(),
         data_dir: journal.dir.clone(),
+        profiles: picker.as_ref().map(|p| p.0.clone()).unwrap_or_default(),
     };
     let (mut app, cmds) = App::new(options, Box::new(OsKeySource));
     app.profile = profile;
@@ -561,7 +599,8 @@ fn run_tui(
     terminal::install_panic_hook();
     #[cfg(debug_assertions)]
     debug_panic_trigger();
-    match terminal::run(spec, journal, UNDO_WINDOW, app, cmds) {
+    let resolve = picker.map(|p| p.1);
+    match terminal::run(spec, journal, UNDO_WINDOW, app, cmds, resolve) {
         Ok(Exit::Quit) | Ok(Exit::HungUp) => Ok(()),
         Ok(Exit::Terminated) => Err(Failure::new(exit::ERROR, "terminated by a signal")),
         Ok(Exit::StoreFailed(e)) => Err(Failure::new(exit::ERROR, e)),

@@ -130,6 +130,7 @@ pub fn run(
     undo_window: Duration,
     mut app: App,
     first_cmds: Vec<Cmd>,
+    resolve_profile: Option<worker::ResolveProfile>,
 ) -> io::Result<Exit> {
     let (events_tx, events) = mpsc::channel::<Event>();
     spawn_signal_thread(events_tx.clone())?;
@@ -155,6 +156,7 @@ pub fn run(
         jobs,
         results_tx,
         Arc::clone(&stop),
+        resolve_profile,
     )?;
     forward(results, events_tx.clone())?;
     spawn_input_thread(events_tx)?;
@@ -487,6 +489,7 @@ mod tests {
             color: true,
             clipboard_warning: None,
             data_dir: "/tmp".into(),
+            profiles: Vec::new(),
         };
         let (mut app, _) = App::new(options, Box::new(SeededKeySource::new(1)));
         app.update(Msg::Resize {

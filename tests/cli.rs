@@ -277,6 +277,42 @@ fn rotate_json_shape() {
         stored_key(&env.store(), 102).as_deref(),
         doc["key"].as_str()
     );
+    // The hand-over: no site is known for a SQLite store; whether the app must send the
+    // site key agrees with the warnings `show` gives.
+    assert_eq!(
+        doc["handover"]["api_endpoint"],
+        serde_json::Value::Null,
+        "{doc}"
+    );
+    assert!(
+        stderr(&out).contains("App endpoint (API v4): not known"),
+        "{}",
+        stderr(&out)
+    );
+    for id in ["102", "103", "104", "105"] {
+        let out = env.run(&["rotate", id, "--yes", "--json", "--store", &store]);
+        let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        let shown = env.run(&["show", id, "--json", "--store", &store]);
+        let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+        let codes: Vec<&str> = shown["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|w| w["code"].as_str())
+            .collect();
+        let expected =
+            if codes.contains(&"no_user_account") || codes.contains(&"no_api_login_permission") {
+                serde_json::json!(true)
+            } else if codes.contains(&"roles_unknown") {
+                serde_json::Value::Null
+            } else {
+                serde_json::json!(false)
+            };
+        assert_eq!(
+            doc["handover"]["needs_site_key"], expected,
+            "{id}: {codes:?}"
+        );
+    }
 }
 
 #[test]

@@ -875,3 +875,102 @@ fn health_view_fixes_every_finding_of_the_sample() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// `P` switches sites in place: the picker names each profile and whether it answers, an
+/// unreachable one leaves the operator where they were, and after a switch the main flow
+/// rotates the contact picked in the store switched to, and only there.
+#[test]
+fn the_profile_picker_switches_sites_and_the_main_flow_follows() {
+    let _serial = serial();
+    let sites = tempfile::tempdir().unwrap();
+    let north = sites.path().join("north.sqlite");
+    let south = sites.path().join("south.sqlite");
+    let seeded = std::process::Command::new(env!("CARGO_BIN_EXE_civikey"))
+        .arg("--store")
+        .arg(format!("sqlite:{}", north.display()))
+        .args(["seed", "--sample"])
+        .env("CIVIKEY_DATA_DIR", sites.path().join("data"))
+        .env_remove("CIVIKEY_CONFIG")
+        .output()
+        .unwrap();
+    assert!(seeded.status.success(), "{seeded:?}");
+    std::fs::copy(&north, &south).unwrap();
+    let key_file = sites.path().join("gone.key");
+    std::fs::write(&key_file, "k".repeat(32)).unwrap();
+    let config = sites.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "default_profile = \"north\"\n\n\
+             [profiles.north]\nkind = \"sqlite\"\naddress = \"sqlite:{}\"\n\n\
+             [profiles.south]\nkind = \"sqlite\"\naddress = \"sqlite:{}\"\n\n\
+             [profiles.gone]\nkind = \"civicrm-rest\"\naddress = \"http://127.0.0.1:9\"\n\
+             api_key_file = \"{}\"\ntimeout_seconds = 3\n",
+            north.display(),
+            south.display(),
+            key_file.display()
+        ),
+    )
+    .unwrap();
+    for file in [&config, &key_file] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let mut tui = Tui::start_with(80, 24, &[("CIVIKEY_CONFIG", config.to_str().unwrap())]);
+    tui.wait_list();
+    assert!(tui.screen().lines().next().unwrap().contains("│ north │"));
+    let north_before = all_keys(&north);
+    let south_before = all_keys(&south);
+
+    tui.send("P");
+    tui.wait_text("Enter switch to it");
+    // Profiles in name order: gone, north (in use), south.
+    tui.wait_for("gone judged unreachable", secs(15), |s| {
+        s.lines()
+            .any(|l| l.contains("gone") && l.contains("unreachable"))
+    });
+    // The unreachable one: the operator stays on north.
+    tui.send("g");
+    tui.send(ENTER);
+    tui.wait_text("cannot be used");
+    assert!(tui.screen().lines().next().unwrap().contains("│ north │"));
+
+    tui.send("P");
+    tui.wait_text("Enter switch to it");
+    tui.send("G");
+    tui.send(ENTER);
+    tui.wait_for("the header names south", secs(10), |s| {
+        s.lines()
+            .next()
+            .is_some_and(|h| h.contains("│ south │") && h.contains("47 shown"))
+    });
+    let hopper = 103;
+    tui.send("/");
+    tui.wait_text("Enter keep");
+    tui.send("hopper");
+    tui.wait_for("Grace Hopper alone", secs(10), |s| {
+        s.lines().next().is_some_and(|h| h.contains(" 1 shown"))
+    });
+    tui.send(ENTER);
+    tui.wait_text("/ search");
+    tui.send("r");
+    tui.wait_text("Not saved yet");
+    tui.send(ENTER);
+    tui.wait_text("y: assign");
+    tui.send("y");
+    tui.wait_text("Key assigned");
+    let shown = key_on_screen(&tui, "Key assigned");
+    let south_after = all_keys(&south);
+    assert_eq!(south_after[&hopper].as_deref(), Some(shown.as_str()));
+    for (id, key) in &south_after {
+        if *id != hopper {
+            assert_eq!(key, &south_before[id], "contact {id} changed in south");
+        }
+    }
+    assert_eq!(all_keys(&north), north_before, "north must be untouched");
+    tui.send(ENTER);
+    tui.wait_text("/ search");
+    tui.send("q");
+    let exited = tui.wait_exit(secs(5));
+    assert_eq!(exited.code, Some(0));
+}

@@ -75,10 +75,14 @@ const REPLAYED: &[(&str, &str, &str, Option<&str>)] = &[
 ];
 
 /// The recorded site's users and the contacts the replayed runs touch
-/// (tests/recorded/README.md): 203 `admin` (role admin), 204 `limited` (role apiuser), 205
-/// a key but no user, 1008 and 1009 written by the pipe sessions. The keys are the
-/// recordings' placeholders.
+/// (tests/recorded/README.md): 1391 the contact a `limit 1` without an order gave (first
+/// here, as the site's index gave it first), 203 `admin` (role admin), 204 `limited` (role
+/// apiuser), 205 a key but no user, 1008 and 1009 written by the pipe sessions. The keys
+/// are the recordings' placeholders.
 const SITE: &str = r#"{"contacts": [
+    {"id": 1391, "contact_type": "Organization", "display_name": "Acme Association",
+     "sort_name": "Acme Association", "is_deleted": false, "api_key": "<HOLDER_KEY_10>",
+     "emails": [], "uf_matches": []},
     {"id": 203, "contact_type": "Individual", "display_name": "Standalone Admin",
      "sort_name": "Admin, Standalone", "is_deleted": false, "api_key": "<ADMIN_KEY>", "emails": [],
      "uf_matches": [{"domain_id": 1, "uf_id": 1, "id": 1, "username": "admin", "roles": [2]}]},
@@ -261,7 +265,69 @@ const PIPE_REPLAYED: &[(&str, &str, &[u64])] = &[
     ),
     // Untrusted: login refused, checks kept, anonymous get empty.
     ("31-pipe-session-untrusted.txt", "untrusted", &[1, 2, 3, 4]),
+    // Login by user name, a get with checks on, who-am-I.
+    ("32-pipe-login-user-limited.txt", "on", &[1, 2, 3]),
+    // An unknown user name refused, the session anonymous, then a login that works.
+    ("33-pipe-login-unknown-user.txt", "on", &[1, 2, 3, 4]),
+    // A contact without a user logs in (no userId) and sees nothing.
+    ("34-pipe-login-contact-without-user.txt", "on", &[1, 2, 3]),
 ];
+
+/// The second recording's `cv --user=limited api4` runs (cv/35-38): the args form (35, 37,
+/// replayed with the fake's FAKE_CV_ARGS_FORM) and the stdin form (36, 38). Without
+/// checkPermissions the key is shown in full; with it, dropped silently.
+#[test]
+fn the_fake_cv_answers_the_recorded_user_runs_as_cv_did() {
+    let (_dir, site, data) = site();
+    let mut failures = Vec::new();
+    for file in [
+        "35-user-limited-args-api-key.txt",
+        "36-user-limited-json-stdin-api-key.txt",
+        "37-user-limited-args-own-key.txt",
+        "38-user-limited-json-stdin-checkperms-own-key.txt",
+    ] {
+        let text = recorded(file);
+        let argv = section(&text, "command line (argv)");
+        let mut args: Vec<String> = argv
+            .split_whitespace()
+            .skip(1)
+            .filter(|a| !a.starts_with("--cwd="))
+            .map(String::from)
+            .collect();
+        args.push("--cwd".into());
+        args.push(site.to_str().unwrap().into());
+        let stdin = section(&text, "stdin");
+        let mut child = Command::new(fake_cv())
+            .args(&args)
+            .env("FAKE_CV_DATA", &data)
+            .env("FAKE_CV_SITE", &site)
+            .env("FAKE_CV_ARGS_FORM", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if stdin.trim() != "(none)" {
+            writeln!(input, "{stdin}").unwrap();
+        }
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        let want: serde_json::Value =
+            serde_json::from_str(section(&text, "stdout").trim()).unwrap();
+        let got: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        let code: i32 = section(&text, "exit code").trim().parse().unwrap();
+        if got != want || out.status.code() != Some(code) {
+            failures.push(format!(
+                "{file}: {got} (exit {:?}) instead of {want} (exit {code}); stderr {}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
 
 /// The session lines of a recording: (`>` or `<`, the JSON text).
 fn session_lines(text: &str) -> Vec<(char, String)> {

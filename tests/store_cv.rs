@@ -903,6 +903,35 @@ mod cv_user {
         contract_tests!(as_user("admin", PIPE));
     }
 
+    /// A `cv_user` that may read keys but not 'cms:administer users' (keyreader): User.get
+    /// answers its own row only and Role.get is refused, so every user is unknown, never
+    /// "none": per call and through the pipe.
+    #[test]
+    fn a_cv_user_that_may_not_read_users_is_told_they_are_unknown() {
+        use civikey::store::{AccountState, Standing};
+        for env in [&[][..], PIPE] {
+            let f = as_user("keyreader", env);
+            let mut s = f.store();
+            let all = s.standings(&[1, 2, 3]).unwrap();
+            for id in [1, 2, 3] {
+                assert_eq!(all[&id], Standing::HIDDEN, "contact {id} ({env:?})");
+            }
+            let admin = s.contact(1).unwrap();
+            let codes: Vec<&str> = civikey::assess::assess(&admin, &all[&1])
+                .iter()
+                .map(|w| w.code.as_str())
+                .collect();
+            assert_eq!(codes, ["roles_unknown"], "{env:?}");
+            // The admin sees every user.
+            let f = as_user("admin", env);
+            let mut s = f.store();
+            assert!(matches!(
+                s.standing(1).unwrap().account,
+                AccountState::Account(_)
+            ));
+        }
+    }
+
     #[test]
     fn per_call_every_run_names_the_user_in_one_argument_and_keys_stay_on_stdin() {
         let f = as_user("admin", &[]);

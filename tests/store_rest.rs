@@ -62,6 +62,39 @@ fn fixture() -> RestFixture {
 
 contract_tests!(fixture(); wrapped);
 
+/// The contract through a least-privilege key admin: `edit api keys`, every contact and the
+/// trash, but not `cms:administer users` (User.get answers its own row only, UFMatch.get
+/// and Role.get 403, as rest/117-121 recorded).
+struct LeastPrivilegeFixture {
+    server: FakeCivi,
+}
+
+impl contract::Fixture for LeastPrivilegeFixture {
+    fn open(&self) -> Box<dyn ContactStore> {
+        StoreSpec::Rest(options(&self.server.url(), Duration::from_secs(10)))
+            .open()
+            .unwrap()
+    }
+
+    fn sees_users(&self) -> bool {
+        false
+    }
+}
+
+fn least_privilege() -> LeastPrivilegeFixture {
+    let server = FakeCivi::start(contract::contacts());
+    server
+        .state()
+        .admin_permissions
+        .retain(|p| p != "cms:administer users");
+    LeastPrivilegeFixture { server }
+}
+
+mod least_privilege {
+    use super::*;
+    contract_tests!(least_privilege(); wrapped);
+}
+
 /// The server's own record: every request was a POST to the API path, no credential in a URL.
 fn assert_keys_stayed_out_of_urls(server: &FakeCivi) {
     let state = server.state();
@@ -525,6 +558,101 @@ fn recorded_refusals_become_clear_errors() {
     assert!(err.to_string().contains("site_key_file"), "{err}");
 }
 
+/// A least-privilege key admin (edit api keys, every contact, but not 'cms:administer
+/// users'): User.get answers its own user row only, UFMatch.get and Role.get 403. No
+/// contact may be said to lack a user; one Role.get tells, once per store.
+#[test]
+fn a_least_privilege_admin_is_told_users_are_unknown_never_none() {
+    use civikey::store::{AccountState, CmsLink, Standing};
+    let server = FakeCivi::start(contract::contacts());
+    server
+        .state()
+        .admin_permissions
+        .retain(|p| p != "cms:administer users");
+    let mut s = connect(&server);
+    let all = s.standings(&[1, 2, 3]).unwrap();
+    for id in [1, 2, 3] {
+        assert_eq!(all[&id], Standing::HIDDEN, "contact {id}");
+        let contact = s.contact(id).unwrap();
+        assert_eq!(contact.cms, CmsLink::Unknown, "the list says cms? too");
+        let warnings = civikey::assess::assess(&contact, &all[&id]);
+        let codes: Vec<&str> = warnings.iter().map(|w| w.code.as_str()).collect();
+        assert!(!codes.contains(&"no_user_account"), "{id}: {codes:?}");
+        assert!(
+            !codes.contains(&"no_api_login_permission"),
+            "{id}: {codes:?}"
+        );
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.code.as_str() == "roles_unknown"
+                    && w.text.contains("'cms:administer users'")),
+            "{id}: {warnings:?}"
+        );
+        assert_eq!(civikey::assess::needs_site_key(&contact, &all[&id]), None);
+    }
+    let _ = s.standing(2).unwrap();
+    let probes = server
+        .state()
+        .requests
+        .iter()
+        .filter(|r| r.call == "Role/get")
+        .count();
+    assert_eq!(probes, 1, "asked once per store, not per contact");
+    assert!(matches!(
+        s.standing(1).unwrap().account,
+        AccountState::Hidden
+    ));
+
+    let report = civikey::health::check(
+        &mut s,
+        None,
+        civikey::health::Options::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(report.count(civikey::health::Code::NoUserAccount), 0);
+    assert_eq!(report.count(civikey::health::Code::NoApiLoginPermission), 0);
+    assert!(report.users_hidden);
+    assert!(
+        report.summary().contains("user accounts could not be read")
+            && report.summary().contains("'cms:administer users'"),
+        "{}",
+        report.summary()
+    );
+}
+
+/// A blocked Standalone user's key still logs in: the warning says so and `check` ranks
+/// it high, with "revoke".
+#[test]
+fn a_blocked_standalone_user_s_key_is_a_high_finding() {
+    let server = FakeCivi::start(contract::contacts());
+    server.state().user_of_mut(1).unwrap().active = false;
+    let mut s = connect(&server);
+    let contact = s.contact(1).unwrap();
+    let warnings = civikey::assess::assess(&contact, &s.standing(1).unwrap());
+    assert_eq!(warnings[0].code.as_str(), "user_blocked");
+    assert!(warnings[0].text.contains("STILL logs in"), "{warnings:?}");
+    let report = civikey::health::check(
+        &mut s,
+        None,
+        civikey::health::Options::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    let blocked: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.code == civikey::health::Code::UserBlocked)
+        .collect();
+    assert!(!blocked.is_empty(), "{report:?}");
+    for f in blocked {
+        assert_eq!(f.severity, civikey::health::Severity::High);
+        assert_eq!(f.code.remedy().as_str(), "revoke");
+        assert!(f.advice.contains("still logs in"), "{}", f.advice);
+    }
+}
+
 #[test]
 fn standing_comes_from_user_get_and_role_get_on_standalone() {
     use civikey::store::{AccountState, Standing};
@@ -725,13 +853,22 @@ fn the_login_check_logs_in_once_with_the_new_key_and_says_what_it_saw() {
         "a failed check undoes nothing"
     );
 
-    // A blocked user.
+    // A blocked user: on Standalone its key still logs in (rest/122), and the check says
+    // what really happens; a CMS that checks blocks refuses it.
     server.state().user_of_mut(1).unwrap().active = false;
+    let blocked = check(&site, &new, 1);
+    assert!(
+        blocked.ok,
+        "Standalone does not check blocked users: {blocked:?}"
+    );
+    assert_eq!(blocked.detail, "logs in as contact 1");
+    server.state().standalone = false;
     let blocked = check(&site, &new, 1);
     assert!(
         !blocked.ok && blocked.detail.contains("User is blocked"),
         "{blocked:?}"
     );
+    server.state().standalone = true;
     server.state().user_of_mut(1).unwrap().active = true;
 
     // Another contact with a lower id holds the same key (letter case aside): it wins.

@@ -179,6 +179,7 @@ fn standings_read_the_user_account_its_state_and_active_roles() {
                 id: 11,
                 name: civikey::sanitize::SafeText::new("ada"),
                 active: true,
+                cms: civikey::store::Cms::Standalone,
             }),
             roles: Some(vec![
                 Role::from_permissions("API", ["authenticate with api key"]),

@@ -103,9 +103,7 @@ impl App {
             // Group headers take lines too: count the lines up to the selection.
             let line = health_line_of(report, *selected);
             // A group's first finding brings its header line into view with it.
-            let starts_group = *selected == 0
-                || report.findings.get(*selected).map(|f| f.code)
-                    != report.findings.get(*selected - 1).map(|f| f.code);
+            let starts_group = report.starts_group(*selected);
             let top = if starts_group { line - 1 } else { line };
             if top < *scroll {
                 *scroll = top;
@@ -178,7 +176,7 @@ pub fn health_line_of(report: &Report, index: usize) -> usize {
         .iter()
         .take(index + 1)
         .enumerate()
-        .filter(|(i, f)| *i == 0 || report.findings[i - 1].code != f.code)
+        .filter(|(i, _)| report.starts_group(*i))
         .count();
     index + groups
 }
@@ -208,6 +206,8 @@ pub(crate) mod tests {
     fn finding(code: Code, c: &Contact) -> Finding {
         Finding {
             code,
+            severity: code.severity(),
+            advice: code.advice(),
             contact: c.clone(),
             key: c.key.clone().unwrap_or_else(|| KeyHint::from_tail("")),
             detail: format!("{} detail", code.as_str()),
@@ -232,6 +232,7 @@ pub(crate) mod tests {
             ],
             holders: 9,
             standing_unknown: 0,
+            users_hidden: false,
             max_age_days: Some(90),
         }
     }
@@ -242,6 +243,7 @@ pub(crate) mod tests {
             color: false,
             clipboard_warning: None,
             data_dir: "/data".into(),
+            profiles: Vec::new(),
         };
         let (mut app, _) = App::new(options, Box::new(SeededKeySource::new(1)));
         app.update(Msg::StoreOpened(Ok(StoreInfo {

@@ -111,6 +111,7 @@ pub fn map(key: KeyEvent, mode: Mode) -> Option<Action> {
             KeyCode::Char('R') => Some(Action::BulkRotate),
             KeyCode::Char('a') => Some(Action::Audit),
             KeyCode::Char('h') => Some(Action::Health),
+            KeyCode::Char('P') => Some(Action::Profiles),
             KeyCode::Char('?') => Some(Action::Help),
             KeyCode::Char('q') => Some(Action::Quit),
             _ => None,
@@ -168,6 +169,14 @@ pub fn map(key: KeyEvent, mode: Mode) -> Option<Action> {
             KeyCode::Char('q') | KeyCode::Char('h') => Some(Action::Back),
             _ => None,
         },
+        Mode::Profiles => match key.code {
+            KeyCode::Up | KeyCode::Char('k') => Some(Action::Up),
+            KeyCode::Down | KeyCode::Char('j') => Some(Action::Down),
+            KeyCode::Home | KeyCode::Char('g') => Some(Action::Top),
+            KeyCode::End | KeyCode::Char('G') => Some(Action::Bottom),
+            KeyCode::Char('q') | KeyCode::Char('P') => Some(Action::Back),
+            _ => None,
+        },
         Mode::BulkResults => match key.code {
             KeyCode::Up | KeyCode::Char('k') => Some(Action::Up),
             KeyCode::Down | KeyCode::Char('j') => Some(Action::Down),
@@ -202,6 +211,7 @@ mod tests {
             (KeyCode::Enter, Action::Proceed),
             (KeyCode::Char('x'), Action::Revoke),
             (KeyCode::Char('?'), Action::Help),
+            (KeyCode::Char('P'), Action::Profiles),
             (KeyCode::Char('q'), Action::Quit),
             (KeyCode::Esc, Action::Back),
         ];
@@ -209,6 +219,23 @@ mod tests {
             assert_eq!(map(key(code), Mode::List), Some(action), "{code:?}");
         }
         assert_eq!(map(key(KeyCode::Char('y')), Mode::List), None);
+    }
+
+    #[test]
+    fn profile_picker_keys() {
+        let cases = [
+            (KeyCode::Char('j'), Action::Down),
+            (KeyCode::Char('k'), Action::Up),
+            (KeyCode::Enter, Action::Proceed),
+            (KeyCode::Esc, Action::Back),
+            (KeyCode::Char('q'), Action::Back),
+            (KeyCode::Char('P'), Action::Back),
+        ];
+        for (code, action) in cases {
+            assert_eq!(map(key(code), Mode::Profiles), Some(action), "{code:?}");
+        }
+        // No command on a contact reaches the list under the picker.
+        assert_eq!(map(key(KeyCode::Char('r')), Mode::Profiles), None);
     }
 
     #[test]

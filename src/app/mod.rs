@@ -8,10 +8,12 @@ mod bulk;
 pub mod health;
 pub mod keymap;
 pub mod layout;
+mod profiles;
 pub mod text;
 pub mod worker;
 
 use layout::table_rows_for;
+pub use profiles::{ProfileChoice, Reach, Switched};
 use std::collections::HashMap;
 
 use crate::audit::Entry;
@@ -90,6 +92,8 @@ pub enum Action {
     AgeFilter,
     BulkRotate,
     Health,
+    /// `P`: the profile picker.
+    Profiles,
     InputChar(char),
     InputBackspace,
     /// Cursor moves and deletes in the text being edited (search box or field).
@@ -121,6 +125,8 @@ pub struct AssignDone {
     pub history: Option<KeySet>,
     /// Logging in with the new key, where the site is known.
     pub login_check: Option<crate::login_check::LoginCheck>,
+    /// What the app receiving the key needs (endpoint, whether to send the site key).
+    pub handover: crate::handover::Handover,
 }
 
 pub struct RevokeDone {
@@ -188,6 +194,16 @@ pub enum Msg {
     },
     HealthChecked {
         result: Result<crate::health::Report, String>,
+    },
+    /// Whether a profile's store answered (the picker's "reachable" column).
+    ProfileProbed {
+        name: String,
+        reach: Reach,
+    },
+    /// The worker switched to profile `name` (or could not: the old store stays).
+    ProfileSwitched {
+        name: String,
+        result: Result<Switched, String>,
     },
     /// A deep search (`seq`) is still running after `elapsed`: sent by the worker a few
     /// times a second, so the screen shows how long it has taken.
@@ -260,6 +276,15 @@ pub enum Cmd {
     BulkRevoke {
         items: Vec<(ContactId, Expectation)>,
     },
+    /// Ask each named profile's store whether it answers (each on its own, so a hanging
+    /// one holds no other); answered by one `ProfileProbed` per name.
+    ProbeProfiles {
+        names: Vec<String>,
+    },
+    /// Open profile `name`'s store in place of the one in use; answered by `ProfileSwitched`.
+    SwitchProfile {
+        name: String,
+    },
     CopyToClipboard(ApiKey),
     /// Stop a bulk run after the contact in flight (the terminal loop sets the flag).
     StopBulk,
@@ -289,6 +314,8 @@ pub enum Mode {
     TooSmall,
     Health,
     ConfirmBulkRevoke,
+    /// The profile picker.
+    Profiles,
 }
 
 pub enum Popup {
@@ -313,6 +340,7 @@ pub enum Popup {
         /// Set when the outcome could not be journaled.
         warning: Option<String>,
         login_check: Option<crate::login_check::LoginCheck>,
+        handover: crate::handover::Handover,
     },
     ConfirmRevoke {
         contact: Contact,
@@ -374,6 +402,14 @@ pub enum Popup {
     ConfirmBulkRevoke {
         count: usize,
     },
+    /// The profile picker: the row selected in `App::profiles`.
+    Profiles {
+        selected: usize,
+    },
+    /// A switch to another profile is opening its store.
+    Switching {
+        name: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -391,6 +427,8 @@ pub struct AppOptions {
     pub clipboard_warning: Option<String>,
     /// Where bulk rotation proposes to write its out file.
     pub data_dir: std::path::PathBuf,
+    /// The config's profiles, for the picker (`P`).
+    pub profiles: Vec<ProfileChoice>,
 }
 
 pub struct App {
@@ -449,6 +487,10 @@ pub struct App {
     pub quitting: bool,
     /// The newest search failed: the rows shown are those of an older one.
     pub search_error: Option<String>,
+    /// The config's profiles (`P` picks one).
+    pub profiles: Vec<ProfileChoice>,
+    /// A profile chosen while a write was in flight: switched to once it settles.
+    pending_switch: Option<String>,
     /// A search answer that arrived under a popup: applied once the popup closes.
     deferred: Option<Deferred>,
     /// The notice was set while a popup was open (about it): it goes when the popup does.
@@ -495,6 +537,8 @@ impl App {
             writing: None,
             quitting: false,
             search_error: None,
+            profiles: options.profiles,
+            pending_switch: None,
             deferred: None,
             notice_of_popup: false,
             keys,
@@ -510,7 +554,9 @@ impl App {
             Some(Popup::Help) => Mode::Help,
             Some(Popup::NewKey { .. }) => Mode::NewKey,
             Some(Popup::Confirm { .. }) => Mode::Confirm,
-            Some(Popup::Working { .. } | Popup::Checking { .. }) => Mode::Working,
+            Some(Popup::Working { .. } | Popup::Checking { .. } | Popup::Switching { .. }) => {
+                Mode::Working
+            }
             Some(Popup::Shown { .. }) => Mode::Shown,
             Some(Popup::ConfirmRevoke { .. }) => Mode::ConfirmRevoke,
             Some(Popup::ConfirmUndo { .. }) => Mode::ConfirmUndo,
@@ -524,6 +570,7 @@ impl App {
             Some(Popup::BulkResults { .. }) => Mode::BulkResults,
             Some(Popup::Health { .. }) => Mode::Health,
             Some(Popup::ConfirmBulkRevoke { .. }) => Mode::ConfirmBulkRevoke,
+            Some(Popup::Profiles { .. }) => Mode::Profiles,
             None if self.search_input.is_some() => Mode::Search,
             None => Mode::List,
         }
@@ -566,6 +613,16 @@ impl App {
         } else if had_popup && self.popup.is_none() && self.notice_of_popup {
             self.notice = None;
             self.notice_of_popup = false;
+        }
+        // A profile chosen while a write was in flight: the write has settled.
+        if self.writing.is_none() && !self.should_quit {
+            if let Some(name) = self.pending_switch.take() {
+                if self.popup.is_none() {
+                    cmds.extend(self.switch_to(name));
+                } else {
+                    self.pending_switch = Some(name);
+                }
+            }
         }
         // The list never changes under a popup: an answer that came meanwhile lands now.
         if self.popup.is_none() {
@@ -674,6 +731,11 @@ impl App {
                 Vec::new()
             }
             Msg::HealthChecked { result } => self.on_health_checked(result),
+            Msg::ProfileProbed { name, reach } => {
+                self.on_profile_probed(&name, reach);
+                Vec::new()
+            }
+            Msg::ProfileSwitched { name, result } => self.on_profile_switched(name, result),
             Msg::AuditLoaded {
                 contact,
                 all_stores,
@@ -805,6 +867,7 @@ impl App {
             Mode::BulkResults => self.on_bulk_results_action(action),
             Mode::Health => self.on_health_action(action),
             Mode::ConfirmBulkRevoke => self.on_confirm_bulk_revoke_action(action),
+            Mode::Profiles => self.on_profiles_action(action),
         }
     }
 
@@ -915,6 +978,7 @@ impl App {
                 all_stores: false,
             }],
             Action::Health => self.open_health(),
+            Action::Profiles => self.open_profiles(),
             Action::ToggleMark => self.toggle_mark(),
             Action::UnmarkAll => {
                 let n = self.marked.len();
@@ -1207,6 +1271,7 @@ impl App {
                 undo,
                 history,
                 login_check,
+                handover,
             }) => {
                 self.set_history(assigned.contact.id, history);
                 self.replace_contact(assigned.contact.clone());
@@ -1218,6 +1283,7 @@ impl App {
                     regenerated: assigned.regenerated,
                     warning: assigned.audit_warning,
                     login_check,
+                    handover,
                 });
                 Vec::new()
             }

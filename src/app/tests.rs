@@ -29,12 +29,13 @@ pub(crate) fn contact(id: u64, name: &str, key: Option<&str>) -> Contact {
     }
 }
 
-fn app_with(contacts: Vec<Contact>, writable: bool) -> App {
+pub(super) fn app_with(contacts: Vec<Contact>, writable: bool) -> App {
     let options = AppOptions {
         location: "sqlite:/tmp/test.sqlite".into(),
         color: true,
         clipboard_warning: None,
         data_dir: "/data".into(),
+        profiles: Vec::new(),
     };
     let (mut app, cmds) = App::new(options, Box::new(SeededKeySource::new(42)));
     assert!(matches!(cmds.as_slice(), [Cmd::OpenStore]));
@@ -65,7 +66,7 @@ fn act(app: &mut App, action: Action) -> Vec<Cmd> {
     app.update(Msg::Action(action))
 }
 
-fn three() -> Vec<Contact> {
+pub(super) fn three() -> Vec<Contact> {
     vec![
         contact(1, "Ada Lovelace", Some("AaaaBbbbCcccDdddEeeeFfffGggg0001")),
         contact(2, "Alan Turing", None),
@@ -80,6 +81,7 @@ fn starts_loading_then_lists() {
         color: false,
         clipboard_warning: None,
         data_dir: "/data".into(),
+        profiles: Vec::new(),
     };
     let (app, _) = App::new(options, Box::new(SeededKeySource::new(1)));
     assert!(app.loading);
@@ -303,6 +305,10 @@ fn generate_regenerate_confirm_assign() {
                 contact_id: Some(2),
                 detail: "logs in as contact 2".into(),
             }),
+            handover: crate::handover::Handover {
+                endpoint: None,
+                needs_site_key: None,
+            },
         }),
     });
     assert!(
@@ -444,6 +450,7 @@ fn store_failure_is_kept_for_display() {
         color: false,
         clipboard_warning: None,
         data_dir: "/data".into(),
+        profiles: Vec::new(),
     };
     let (mut app, _) = App::new(options, Box::new(SeededKeySource::new(1)));
     app.update(Msg::StoreOpened(Err("not a SQLite database".into())));
@@ -845,6 +852,10 @@ fn quit_during_an_assign_shows_the_new_key_before_quitting() {
             },
             history: None,
             login_check: None,
+            handover: crate::handover::Handover {
+                endpoint: None,
+                needs_site_key: None,
+            },
         }),
     });
     assert!(!app.should_quit, "the key has not been seen yet");

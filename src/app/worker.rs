@@ -20,6 +20,13 @@ use crate::rotation::{self, NewKey};
 use crate::store::StoreSpec;
 use crate::store::{Contact, ContactId, ContactStore, Page};
 
+/// Resolves a config profile's name to its store (its secrets read as a run would, the
+/// run's `--read-only` applied): the profile picker's switch and probe.
+pub type ResolveProfile = Arc<dyn Fn(&str) -> Result<StoreSpec, String> + Send + Sync>;
+
+/// How many profiles the picker asks at once.
+const PROBES_AT_ONCE: usize = 8;
+
 /// Where the journal lives and who is acting.
 pub struct JournalSetup {
     pub dir: PathBuf,
@@ -47,6 +54,8 @@ struct Worker {
     /// Set by the terminal loop when the operator quits or the link drops: a bulk run
     /// stops between two contacts.
     stop: Arc<AtomicBool>,
+    /// None when civikey runs without a config (no profile to switch to).
+    resolve_profile: Option<ResolveProfile>,
 }
 
 /// The most contacts the key-age list shows.
@@ -62,6 +71,7 @@ pub fn spawn(
     jobs: Receiver<Cmd>,
     results: Sender<Msg>,
     stop: Arc<AtomicBool>,
+    resolve_profile: Option<ResolveProfile>,
 ) -> std::io::Result<JoinHandle<()>> {
     let worker = Worker {
         spec,
@@ -73,6 +83,7 @@ pub fn spawn(
         undo_window,
         results: results.clone(),
         stop,
+        resolve_profile,
     };
     std::thread::Builder::new()
         .name("civikey-store".into())
@@ -278,6 +289,13 @@ impl Worker {
                 Msg::HealthChecked { result }
             }
             Cmd::BulkRevoke { items } => self.bulk_revoke(&items),
+            Cmd::ProbeProfiles { names } => {
+                if let Some(resolve) = &self.resolve_profile {
+                    probe_profiles(Arc::clone(resolve), names, self.results.clone());
+                }
+                return None;
+            }
+            Cmd::SwitchProfile { name } => self.switch_profile(name),
             Cmd::OpenStore | Cmd::CopyToClipboard(_) | Cmd::StopBulk | Cmd::Redraw => return None,
         })
     }
@@ -293,6 +311,33 @@ impl Worker {
             }
             Err(e) => Err(e.to_string()),
         })
+    }
+
+    /// Opens profile `name`'s store in place of this one. On failure the store in use
+    /// stays. The undo memory belongs to the old store and is dropped (zeroized); the
+    /// journal records the new profile as the store acted on.
+    fn switch_profile(&mut self, name: String) -> Msg {
+        let opened = match &self.resolve_profile {
+            None => Err("civikey runs without a config: there is no profile to switch to".into()),
+            // The store must answer before it replaces the one in use: a site that
+            // cannot be reached leaves the operator where they were.
+            Some(resolve) => open_answering(resolve, &name),
+        };
+        let result = opened.map(|(spec, store)| {
+            let info = store.info();
+            self.store = Some(store);
+            self.undo = None;
+            self.journal_setup.actor = Actor::from_env(&spec.location(), Some(&name));
+            self.journal = Journal::open(&self.journal_setup.dir, self.journal_setup.actor.clone())
+                .map_err(|e| e.to_string());
+            self.spec = spec;
+            crate::app::Switched {
+                info,
+                location: self.spec.location(),
+                warning: self.spec.warning(),
+            }
+        });
+        Msg::ProfileSwitched { name, result }
     }
 
     fn key_set(&self, id: ContactId) -> Option<KeySet> {
@@ -550,9 +595,15 @@ impl Worker {
         )
         .map_err(|e| e.to_string())?;
         // Once, never retried; a failed check says what to fix and undoes nothing.
-        let login_check = store
-            .login_site()
-            .map(|site| crate::login_check::check(&site, &done.key, id));
+        let site = store.login_site();
+        let login_check = site
+            .as_ref()
+            .map(|site| crate::login_check::check(site, &done.key, id));
+        // What the receiving app needs; a standing that cannot be read is "unknown".
+        let standing = store
+            .standing(id)
+            .unwrap_or(crate::store::Standing::UNKNOWN);
+        let handover = crate::handover::Handover::new(site.as_ref(), &done.contact, &standing);
         let undo = self.remember(id, Some(done.key.clone()), done.previous.clone());
         let history = self.key_set(id);
         Ok(super::AssignDone {
@@ -560,6 +611,7 @@ impl Worker {
             undo,
             history,
             login_check,
+            handover,
         })
     }
 
@@ -602,4 +654,45 @@ impl Worker {
         )
         .map_err(|e| e.to_string())
     }
+}
+
+/// Asks each profile's store for one row, [`PROBES_AT_ONCE`] at a time, each answer sent
+/// as it comes. The threads are not joined: one that hangs ends at its store's own
+/// timeout, and holds neither the worker nor the other profiles.
+fn probe_profiles(resolve: ResolveProfile, names: Vec<String>, results: Sender<Msg>) {
+    let threads = names.len().min(PROBES_AT_ONCE);
+    let queue = Arc::new(std::sync::Mutex::new(names.into_iter()));
+    for _ in 0..threads {
+        let (queue, resolve, results) = (Arc::clone(&queue), Arc::clone(&resolve), results.clone());
+        let spawned = std::thread::Builder::new()
+            .name("civikey-probe".into())
+            .spawn(move || loop {
+                let next = queue.lock().ok().and_then(|mut names| names.next());
+                let Some(name) = next else { return };
+                let reach = match open_answering(&resolve, &name) {
+                    Ok(_) => crate::app::Reach::Reachable,
+                    Err(why) => crate::app::Reach::Unreachable(why),
+                };
+                if results.send(Msg::ProfileProbed { name, reach }).is_err() {
+                    return;
+                }
+            });
+        if spawned.is_err() {
+            return;
+        }
+    }
+}
+
+/// One profile's store: resolved, opened and asked for one contact (a store that opens
+/// without a connection, REST's, has not answered until it is asked something).
+fn open_answering(
+    resolve: &ResolveProfile,
+    name: &str,
+) -> Result<(StoreSpec, Box<dyn ContactStore>), String> {
+    let spec = resolve(name)?;
+    let mut store = spec.open().map_err(|e| e.to_string())?;
+    store
+        .search(&crate::store::Query::new("", 1))
+        .map_err(|e| e.to_string())?;
+    Ok((spec, store))
 }

@@ -953,6 +953,7 @@ fn bench_app(location: &str) -> App {
         color: true,
         clipboard_warning: None,
         data_dir: std::env::temp_dir(),
+        profiles: Vec::new(),
     };
     let (mut app, _open) = App::new(options, Box::new(SeededKeySource::new(SEED)));
     app.update(Msg::Resize {

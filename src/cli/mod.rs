@@ -260,8 +260,8 @@ pub enum Command {
         /// Do not ask for confirmation
         #[arg(long)]
         yes: bool,
-        /// Print a JSON object (contact_id, key, fingerprint, login_check when the profile has
-        /// a site) instead of the key alone
+        /// Print a JSON object (contact_id, key, fingerprint, handover {api_endpoint,
+        /// needs_site_key}, login_check when the profile has a site) instead of the key alone
         #[arg(long, conflicts_with = "ids_from")]
         json: bool,
         /// Bulk: a file of contact ids, one per line (# comments allowed); - reads stdin
@@ -733,6 +733,7 @@ fn account_text(standing: &Standing) -> String {
         ),
         AccountState::NoAccount => "none".to_string(),
         AccountState::Unknown => "the store cannot tell".to_string(),
+        AccountState::Hidden => crate::wording::users_hidden(),
     }
 }
 
@@ -802,12 +803,13 @@ pub fn rotate(
     json: bool,
 ) -> Result<(), Failure> {
     let contact = store.contact(id)?;
+    // A store that cannot tell says so (roles_unknown, needs_site_key null).
+    let standing = store.standing(id).unwrap_or(Standing::UNKNOWN);
     if !yes {
         let stops = match &contact.key {
             Some(k) => format!("Their current key {} will stop working.", k.masked()),
             None => "They have no key now.".into(),
         };
-        let standing = store.standing(id).unwrap_or(Standing::UNKNOWN);
         let mut question = vec![format!(
             "Assign a new key to {}? User: {}. Roles: {}.",
             describe(&contact),
@@ -833,14 +835,17 @@ pub fn rotate(
         NewKey::Generated(new),
     )?;
     // Once, never retried; a failure says what to fix and undoes nothing.
-    let login_check = store
-        .login_site()
-        .map(|site| crate::login_check::check(&site, &done.key, id));
+    let site = store.login_site();
+    let login_check = site
+        .as_ref()
+        .map(|site| crate::login_check::check(site, &done.key, id));
+    let handover = crate::handover::Handover::new(site.as_ref(), &done.contact, &standing);
     let delivered = if json {
         let mut doc = serde_json::json!({
             "contact_id": id,
             "key": done.key.expose(),
             "fingerprint": journal.short_fingerprint(&done.key),
+            "handover": handover.to_json(),
         });
         if let Some(check) = &login_check {
             doc["login_check"] = check.to_json();
@@ -866,6 +871,9 @@ pub fn rotate(
         out::note(format_args!("civikey: warning: {w}"));
     }
     note_login_check(login_check.as_ref());
+    for line in handover.lines() {
+        out::note(format_args!("civikey: {line}"));
+    }
     Ok(())
 }
 
@@ -1325,14 +1333,14 @@ pub fn man() -> Result<(), Failure> {
 fn finding_json(f: &crate::health::Finding) -> serde_json::Value {
     serde_json::json!({
         "code": f.code.as_str(),
-        "severity": f.code.severity().as_str(),
+        "severity": f.severity.as_str(),
         "contact": contact_json(&f.contact),
         "key": f.key.masked(),
         "detail": f.detail.as_str(),
         "rule": f.rule.map(|r| r.as_str()),
         "holders": f.holders,
         "remedy": f.code.remedy().as_str(),
-        "advice": f.code.advice(),
+        "advice": f.advice,
         "command": f.command(),
     })
 }
@@ -1345,7 +1353,7 @@ fn finding_line(f: &crate::health::Finding) -> String {
     };
     format!(
         "{:<8}  {:<23}  {:>8}  {:<24}  {:<8}  {:<24}  {}",
-        f.code.severity().as_str(),
+        f.severity.as_str(),
         f.code.as_str(),
         f.contact.id,
         crate::sanitize::truncate_to_width(&name, 24),
@@ -1371,6 +1379,7 @@ pub fn check_json(report: &crate::health::Report, location: &str) -> serde_json:
             "by_code": by_code,
             "max_age_days": report.max_age_days,
             "standing_unknown": report.standing_unknown,
+            "users_unreadable": report.users_unreadable(),
             "text": report.summary(),
         },
     })
@@ -1419,10 +1428,12 @@ pub fn check(
             out::line(finding_line(f))?;
         }
         if terminal {
-            // What each code found means to do, once per code: for the operator reading.
-            for code in crate::health::Code::ALL {
-                if report.count(code) > 0 {
-                    out::line(format_args!("{}: {}", code.as_str(), code.advice()))?;
+            // What each code found means to do, once per code and advice: for the operator
+            // reading (a blocked Standalone user's key has its own).
+            let mut told = std::collections::HashSet::new();
+            for f in &report.findings {
+                if told.insert((f.code, f.advice)) {
+                    out::line(format_args!("{}: {}", f.code.as_str(), f.advice))?;
                 }
             }
             out::line(format_args!("civikey check: {}", report.summary()))?;

@@ -29,6 +29,7 @@ pub const TUI_KEYS: &[(&str, &str)] = &[
     ("A", "list keys older than N days, oldest first"),
     ("a", "audit (f: this store / contact / all stores)"),
     ("h", "key health: findings; mark, R rotate, x revoke"),
+    ("P", "switch to another profile (site) of the config"),
     ("c (new key shown)", "copy the key by OSC 52"),
     ("y / n", "confirm / cancel, in every confirm"),
     ("? / Ctrl-L", "this help / redraw the screen"),

@@ -52,22 +52,57 @@ pub enum CmsLink {
     Unknown,
 }
 
+/// Which CMS keeps a user account: it decides what blocking the user does to its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cms {
+    /// CiviCRM Standalone (users are civicrm_uf_match rows): authx does NOT check blocked
+    /// users there (6.14), so a blocked user's key still logs in.
+    Standalone,
+    /// Drupal, Backdrop, WordPress, Joomla: authx refuses a blocked user's key.
+    Other,
+}
+
 /// A contact's user account (on Standalone: its civicrm_uf_match row).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserAccount {
     pub id: u64,
     pub name: SafeText,
-    /// False when the account is blocked: CiviCRM then refuses its key.
+    /// False when the account is blocked. What that does to its key depends on `cms`.
     pub active: bool,
+    pub cms: Cms,
 }
 
-/// What the store knows of a contact's user account.
+impl UserAccount {
+    /// A blocked account whose key still logs in (Standalone does not check blocks).
+    pub fn blocked_but_key_logs_in(&self) -> bool {
+        !self.active && self.cms == Cms::Standalone
+    }
+}
+
+/// What the store knows of a contact's user account: the one tri-state (`show --json`'s
+/// `"user"`: an object, false, or null for both unknown states).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AccountState {
+    /// The store does not read user accounts (another CMS keeps them, or the store has no
+    /// user table).
     Unknown,
+    /// The store may not read the site's users: the profile's user lacks
+    /// [`USERS_PERMISSION`] (CiviCRM then shows it only its own user row, and refuses
+    /// UFMatch.get and Role.get). Decided once per store, never per contact.
+    Hidden,
     NoAccount,
     Account(UserAccount),
 }
+
+impl AccountState {
+    /// Whether the store can tell at all (`"user": null` when not).
+    pub fn is_known(&self) -> bool {
+        matches!(self, AccountState::NoAccount | AccountState::Account(_))
+    }
+}
+
+/// The permission that lets a profile's user read every user and role of a Standalone site.
+pub const USERS_PERMISSION: &str = "cms:administer users";
 
 /// One active role of a user.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,6 +156,11 @@ pub struct Standing {
 impl Standing {
     pub const UNKNOWN: Standing = Standing {
         account: AccountState::Unknown,
+        roles: None,
+    };
+    /// The store may not read users ([`AccountState::Hidden`]).
+    pub const HIDDEN: Standing = Standing {
+        account: AccountState::Hidden,
         roles: None,
     };
     /// No user account: no roles either.

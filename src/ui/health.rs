@@ -54,14 +54,14 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                 if line >= first + height {
                     break;
                 }
-                if i == 0 || report.findings[i - 1].code != f.code {
+                if report.starts_group(i) {
                     if line >= first {
                         let header = format!(
                             "{} · {} · {}: {}",
                             f.code.as_str(),
-                            f.code.severity().as_str(),
+                            f.severity.as_str(),
                             report.count(f.code),
-                            f.code.advice()
+                            f.advice
                         );
                         visible.push(Line::from(Span::styled(
                             truncate_to_width(&header, width),

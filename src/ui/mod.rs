@@ -6,6 +6,7 @@ mod bulk;
 mod health;
 mod list;
 mod popup;
+mod profiles;
 mod theme;
 
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -159,6 +160,7 @@ fn footer_keys(mode: Mode, writable: bool) -> &'static str {
         Mode::TooSmall => "q quit",
         Mode::Health => "j/k move  space mark  * group  R rotate  x revoke  q close",
         Mode::ConfirmBulkRevoke => "y revoke all  n/Esc no",
+        Mode::Profiles => "j/k move  Enter switch to it  Esc/q close",
     }
 }
 

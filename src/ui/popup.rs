@@ -25,6 +25,7 @@ fn account_line(standing: &Standing) -> String {
         ),
         AccountState::NoAccount => "User: none".to_string(),
         AccountState::Unknown => "User: the store cannot tell".to_string(),
+        AccountState::Hidden => format!("User: {}", crate::wording::users_hidden()),
     }
 }
 
@@ -113,6 +114,10 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             super::audit::draw(app, frame, area, theme);
             return;
         }
+        Popup::Profiles { .. } | Popup::Switching { .. } => {
+            super::profiles::draw(app, frame, area, theme);
+            return;
+        }
         Popup::Checking { .. } | Popup::Health { .. } => {
             super::health::draw(app, frame, area, theme);
             return;
@@ -147,6 +152,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             regenerated,
             warning,
             login_check,
+            handover,
         } => {
             let mut lines = vec![
                 Line::from(format!("Assigned to {}.", who(contact))),
@@ -174,6 +180,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                     Span::styled(format!("⚠ {text}"), theme.warning())
                 }));
             }
+            lines.extend(handover.lines().into_iter().map(Line::from));
             if *copied {
                 lines.push(Line::from("Copied to the clipboard (OSC 52)."));
                 if let Some(w) = &app.clipboard_warning {

@@ -72,6 +72,7 @@ fn app(color: bool) -> App {
         color,
         clipboard_warning: None,
         data_dir: "/data".into(),
+        profiles: Vec::new(),
     };
     let (mut app, _) = App::new(options, Box::new(SeededKeySource::new(7)));
     app.update(Msg::StoreOpened(Ok(StoreInfo {
@@ -144,6 +145,7 @@ fn confirm_popup_80x24() {
                 id: 8,
                 name: SafeText::new("grace"),
                 active: false,
+                cms: crate::store::Cms::Standalone,
             }),
             roles: Some(vec![
                 crate::store::Role::from_permissions("api client", ["authenticate with api key"]),
@@ -153,6 +155,30 @@ fn confirm_popup_80x24() {
     });
     act(&mut app, Action::Proceed);
     insta::assert_snapshot!(render(&mut app, 80, 24).backend());
+}
+
+/// A least-privilege store: the popup says the user is unknown and why, never "none".
+#[test]
+fn confirm_popup_when_users_are_hidden_80x24() {
+    let mut app = app(true);
+    act(&mut app, Action::Rotate);
+    let id = app.selected_contact().map(|c| c.id).unwrap();
+    app.update(Msg::Roles {
+        id,
+        standing: crate::store::Standing::HIDDEN,
+    });
+    act(&mut app, Action::Proceed);
+    let term = render(&mut app, 80, 24);
+    let text: String = term
+        .backend()
+        .buffer()
+        .content()
+        .iter()
+        .map(|c| c.symbol())
+        .collect();
+    assert!(text.contains("cms:administer users"), "{text}");
+    assert!(!text.contains("no user account"), "{text}");
+    insta::assert_snapshot!(term.backend());
 }
 
 #[test]
@@ -173,6 +199,12 @@ fn shown_once_popup_80x24() {
             contact_id: None,
             detail: "does not log in: HTTP 401 Login not permitted. Must satisfy guard (site_key, perm).".into(),
         }),
+        handover: crate::handover::Handover {
+            endpoint: Some(SafeText::new(
+                "https://crm.example.org/civicrm/ajax/api4/{entity}/{action}",
+            )),
+            needs_site_key: Some(true),
+        },
     });
     insta::assert_snapshot!(render(&mut app, 80, 24).backend());
 }
@@ -720,4 +752,35 @@ fn the_header_names_the_profile_and_the_first_run_says_sample_data() {
         footer.contains("h health") && footer.contains("A age"),
         "{footer}"
     );
+}
+
+#[test]
+fn profile_picker_80x24() {
+    use crate::app::{ProfileChoice, Reach};
+    let mut app = app(true);
+    let choice = |name: &str, kind, address: &str, reach| ProfileChoice {
+        name: name.into(),
+        kind,
+        address: SafeText::new(address),
+        reach,
+    };
+    app.profiles = vec![
+        choice(
+            "branch-north",
+            "civicrm-rest",
+            "https://north.example.org/civicrm/ajax/api4",
+            Reach::Asking,
+        ),
+        choice("crm-db", "mysql", "db.example.org:3306", Reach::Asking),
+        // A hostile address is inert text.
+        choice("evil", "cv", "cv:/srv/\u{1b}[2Jsite", Reach::Asking),
+    ];
+    app.profile = Some("crm-db".into());
+    act(&mut app, Action::Profiles);
+    app.update(Msg::ProfileProbed {
+        name: "evil".into(),
+        reach: Reach::Unreachable("cv site folder /srv does not exist".into()),
+    });
+    act(&mut app, Action::Down);
+    insta::assert_snapshot!(render(&mut app, 80, 24).backend());
 }

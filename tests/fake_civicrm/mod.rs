@@ -37,7 +37,10 @@ pub const ALL_PERMISSIONS: &str = "all CiviCRM permissions and ACLs";
 pub const GENERIC_ERROR: &str = "Sorry an error occurred and your request was not completed.";
 pub const GUARD_401: &str = "HTTP 401 Login not permitted. Must satisfy guard (site_key, perm).";
 pub const INVALID_401: &str = "HTTP 401 Invalid credential";
-pub const MAINTENANCE: &str = "The site is currently undergoing maintenance.";
+/// Maintenance mode's answer to a caller without the bypass (rest/125, 127).
+pub const MAINTENANCE: &str = "Temporarily unavailable for maintenance.";
+/// authx on a CMS that checks blocked users (Drupal, Backdrop, WordPress, Joomla).
+pub const BLOCKED_401: &str = "HTTP 401 Cannot login. User is blocked.";
 
 /// How the site misbehaves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,7 +54,8 @@ pub enum Mode {
     },
     /// Answers after `delay`. The request is still applied.
     Slow(Duration),
-    /// 503 JSON, as CiviCRM in maintenance mode answers.
+    /// Maintenance mode: 503 JSON for callers without the bypass (the admin role's
+    /// 'all CiviCRM permissions and ACLs'), User.get exempt (rest/124-129).
     Maintenance,
     /// 200 text/html: a login page.
     Html,
@@ -629,10 +633,6 @@ fn handle(s: &mut State, request: &Request) -> (Option<Answer>, Option<Duration>
         }
     }
     let answer = match &mode {
-        Mode::Maintenance => Some(json_answer(
-            503,
-            &json!({"status_code": 503, "status_message": MAINTENANCE}),
-        )),
         Mode::Html => Some(Answer(
             200,
             "text/html; charset=utf-8",
@@ -726,7 +726,9 @@ fn login(s: &State, key: &str, site_key_ok: bool) -> Result<Caller, String> {
         .min();
     let (contact_id, permissions) = match holder {
         Some(id) => match s.user_of(id) {
-            Some(user) if !user.active => return Err("HTTP 401 User is blocked".to_string()),
+            // authx asks the CMS; Standalone's check is a stub (6.14): a blocked user's
+            // key still logs in there (rest/122). Other CMSs refuse it.
+            Some(user) if !user.active && !s.standalone => return Err(BLOCKED_401.to_string()),
             Some(user) => (id, s.permissions_of_user(user)),
             None => (id, Vec::new()),
         },
@@ -832,12 +834,25 @@ fn answer(
             }
         }
     }
+    let (entity, action) = call.split_once('/').unwrap_or((call, ""));
+    // Maintenance mode: the caller's login still counts (a refused key is a 401), then
+    // everyone without the bypass gets 503, the multi-call route too; the admin role's
+    // 'all CiviCRM permissions and ACLs' covers the bypass, and User.* stays open so users
+    // can log in (rest/124-128).
+    if *mode == Mode::Maintenance
+        && !caller.permissions.iter().any(|p| p == ALL_PERMISSIONS)
+        && entity != "User"
+    {
+        return json_answer(
+            503,
+            &json!({"status_code": 503, "status_message": MAINTENANCE}),
+        );
+    }
     if call.is_empty() && request.method == "POST" {
         if let Some(calls) = form_field(body, "calls") {
             return multi_call(s, &caller, mode, &calls);
         }
     }
-    let (entity, action) = call.split_once('/').unwrap_or((call, ""));
     let raw = match request.method.as_str() {
         "POST" => form_field(body, "params"),
         _ if matches!(action, "get" | "getFields" | "autocomplete") => {
@@ -905,16 +920,7 @@ fn answer(
         ("Contact", "get") => contact_get(s, &caller, &params, raw.as_deref().unwrap_or("{}")),
         ("Contact", "update") => contact_update(s, &caller, &params),
         ("Contact", "delete") => contact_delete(s, &caller, &params),
-        ("UFMatch" | "User" | "Role", "get") => {
-            if caller.has("cms:administer users") {
-                account_get(s, entity, &params)
-            } else {
-                Err((
-                    403,
-                    format!("Authorization failed: CiviCRM APIv4 ({entity}::get)"),
-                ))
-            }
-        }
+        ("UFMatch" | "User" | "Role", "get") => users_get(s, &caller, entity, &params),
         _ => Err((
             500,
             format!("Api {entity} {action} version 4 does not exist."),
@@ -954,16 +960,7 @@ fn multi_call(s: &mut State, caller: &Caller, mode: &Mode, raw: &str) -> Answer 
                 s.updates_received += 1;
                 contact_update(s, caller, &params)
             }
-            ("UFMatch", "get") => {
-                if caller.has("cms:administer users") {
-                    account_get(s, entity, &params)
-                } else {
-                    Err((
-                        403,
-                        format!("Authorization failed: CiviCRM APIv4 ({entity}::get)"),
-                    ))
-                }
-            }
+            ("UFMatch", "get") => users_get(s, caller, entity, &params),
             _ => Err((
                 500,
                 format!("API ({entity}, {action}) is not in this fake's multi-call"),
@@ -1607,7 +1604,16 @@ fn contact_get(s: &State, caller: &Caller, params: &Value, raw: &str) -> Result<
             values.push(Value::Object(record));
         }
     }
-    Ok(result("Contact", "get", values, row_count.then_some(total)))
+    // CiviCRM's count on a short page after an offset is the total it infers (offset +
+    // rows), while countFetched is the rows of this answer (rest/132).
+    let count = match row_count {
+        true => total,
+        false if offset > 0 && limit > 0 && values.len() < limit => offset + values.len(),
+        false => values.len(),
+    };
+    let mut answer = result("Contact", "get", values, row_count.then_some(total));
+    answer["count"] = json!(count);
+    Ok(answer)
 }
 
 /// The ids a write's where selects (the caller's view of the contacts).
@@ -1708,8 +1714,33 @@ fn contact_delete(s: &mut State, caller: &Caller, params: &Value) -> Result<Valu
     ))
 }
 
-/// UFMatch.get, User.get (the current domain's rows) and Role.get.
-fn account_get(s: &State, entity: &str, params: &Value) -> Result<Value, Failed> {
+/// The permission to read every user and role (Standalone).
+pub const ADMINISTER_USERS: &str = "cms:administer users";
+
+/// UFMatch.get, User.get and Role.get as the caller may see them: everything with
+/// 'cms:administer users'; without it User.get answers the caller's own user row only,
+/// silently (rest/119, 126), and UFMatch.get and Role.get are refused (rest/117, 121).
+fn users_get(s: &State, caller: &Caller, entity: &str, params: &Value) -> Result<Value, Failed> {
+    if caller.has(ADMINISTER_USERS) {
+        return account_get(s, entity, params, None);
+    }
+    if entity == "User" {
+        return account_get(s, entity, params, Some(caller.contact_id));
+    }
+    Err((
+        403,
+        format!("Authorization failed: CiviCRM APIv4 ({entity}::get)"),
+    ))
+}
+
+/// UFMatch.get, User.get (the current domain's rows) and Role.get; `only` keeps the user
+/// rows of that contact (None: anonymous, no row).
+fn account_get(
+    s: &State,
+    entity: &str,
+    params: &Value,
+    only: Option<Option<u64>>,
+) -> Result<Value, Failed> {
     let where_ = with_domains(s, &where_of(params));
     let select: Vec<String> = params
         .get("select")
@@ -1720,6 +1751,11 @@ fn account_get(s: &State, entity: &str, params: &Value) -> Result<Value, Failed>
                 .collect()
         })
         .unwrap_or_default();
+    // API v4 adds the id to a select that leaves it out (rest/114).
+    let select: Vec<String> = match select.iter().any(|f| f == "id") || select.is_empty() {
+        true => select,
+        false => std::iter::once("id".to_string()).chain(select).collect(),
+    };
     let mut values = Vec::new();
     if entity == "Role" {
         let select = if select.is_empty() {
@@ -1729,7 +1765,11 @@ fn account_get(s: &State, entity: &str, params: &Value) -> Result<Value, Failed>
         } else {
             select
         };
+        let limit = params.get("limit").and_then(Value::as_u64).unwrap_or(0) as usize;
         for r in &s.roles {
+            if limit > 0 && values.len() >= limit {
+                break;
+            }
             let get = |f: &str| -> Option<Value> {
                 Some(match f {
                     "id" => json!(r.id),
@@ -1770,6 +1810,9 @@ fn account_get(s: &State, entity: &str, params: &Value) -> Result<Value, Failed>
     };
     for u in &s.users {
         if entity == "User" && u.domain_id != s.current_domain {
+            continue;
+        }
+        if only.is_some_and(|own| own != Some(u.contact_id)) {
             continue;
         }
         let get = |f: &str| uf_fields(s, u, f);

@@ -257,6 +257,7 @@ mod tests {
     struct Site {
         keys: RefCell<HashMap<ContactId, Option<String>>>,
         counts: RefCell<Vec<u64>>,
+        users_seen: std::sync::OnceLock<crate::store::api4::users::Seen>,
     }
 
     impl Site {
@@ -268,6 +269,7 @@ mod tests {
             Site {
                 keys: RefCell::new(keys),
                 counts: RefCell::new(counts.to_vec()),
+                users_seen: std::sync::OnceLock::new(),
             }
         }
     }
@@ -303,8 +305,12 @@ mod tests {
             &self,
             _: &'static str,
             _: &GetParams<'_>,
-        ) -> Result<Option<Vec<T>>, StoreError> {
-            Ok(None)
+        ) -> Result<crate::store::api4::IfThere<T>, StoreError> {
+            Ok(crate::store::api4::IfThere::Absent)
+        }
+
+        fn users_seen(&self) -> &std::sync::OnceLock<crate::store::api4::users::Seen> {
+            &self.users_seen
         }
 
         fn keys_hidden(&self) -> StoreError {

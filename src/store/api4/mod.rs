@@ -53,6 +53,15 @@ pub(crate) fn contacts_in_order(
         .collect()
 }
 
+/// The answer to [`Api4::get_if_there`].
+pub(crate) enum IfThere<T> {
+    Rows(Vec<T>),
+    /// The site has the entity but refused this store (HTTP 403, 'Authorization failed').
+    Refused,
+    /// The site has no such entity (not Standalone).
+    Absent,
+}
+
 /// How one API v4 store sends a call and reads its answer: the only part REST and cv do
 /// not share.
 pub(crate) trait Api4 {
@@ -68,13 +77,17 @@ pub(crate) trait Api4 {
         secrets: &[&ApiKey],
     ) -> Result<Vec<T>, StoreError>;
 
-    /// A `get` of an entity the site may not have or may not let this store read (User
-    /// and Role are Standalone's): None then.
+    /// A `get` of an entity the site may not have (User and Role are Standalone's) or may
+    /// not let this store read.
     fn get_if_there<T: DeserializeOwned>(
         &self,
         entity: &'static str,
         params: &GetParams<'_>,
-    ) -> Result<Option<Vec<T>>, StoreError>;
+    ) -> Result<IfThere<T>, StoreError>;
+
+    /// Whether this store may read every user of the site: decided by the first standings
+    /// call ([`users::users`]) and kept for the store's life.
+    fn users_seen(&self) -> &std::sync::OnceLock<users::Seen>;
 
     /// Rows came without `api_key`: CiviCRM hid it (a permission the admin lacks).
     fn keys_hidden(&self) -> StoreError;

@@ -1,22 +1,62 @@
 //! Users and their active roles through Standalone's User and Role entities: what a
-//! contact's standing is made of on an API v4 store.
+//! contact's standing is made of on an API v4 store, and whether the store may see every
+//! user at all ([`Seen`], decided once per store).
 
 use std::collections::HashMap;
 
+use serde::de::IgnoredAny;
+
 use super::clause::{Clause, GetParams, Val};
 use super::rows::{id_of, RoleRow, UserRow};
-use super::{Api4, IDS_PER_CALL};
+use super::{Api4, IfThere, IDS_PER_CALL};
 use crate::sanitize::SafeText;
 use crate::store::StoreError;
-use crate::store::{AccountState, ContactId, Role, Standing, UserAccount};
+use crate::store::{AccountState, Cms, ContactId, Role, Standing, UserAccount};
+
+/// What a store may see of the site's users.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Seen {
+    /// Standalone, and the store may read every user and role.
+    All,
+    /// Standalone, but the profile's user lacks `cms:administer users`: User.get answers
+    /// it with its own user row only, silently (recorded rest/119), so a missing row says
+    /// nothing; every contact's user is unknown ([`Standing::HIDDEN`]).
+    Hidden,
+    /// No User entity: not Standalone; the CMS keeps the users.
+    NotStandalone,
+}
+
+/// Whether `api` may see every user: asked once per store, by a Role.get of one row.
+/// Role.get needs `cms:administer users`, the same permission that lets User.get show
+/// other users than the caller's own; it answers 403 without it (rest/121), and "does not
+/// exist" where the site is not Standalone. It does not depend on any contact having a
+/// user, as comparing User.get's rows with the contacts asked about would.
+pub(crate) fn seen(api: &impl Api4) -> Result<Seen, StoreError> {
+    if let Some(seen) = api.users_seen().get() {
+        return Ok(*seen);
+    }
+    let probe = GetParams::new(&["id"], Vec::new()).limit(1);
+    let seen = match api.get_if_there::<IgnoredAny>("Role", &probe)? {
+        IfThere::Rows(_) => Seen::All,
+        IfThere::Refused => Seen::Hidden,
+        IfThere::Absent => Seen::NotStandalone,
+    };
+    Ok(*api.users_seen().get_or_init(|| seen))
+}
 
 /// The standing of each of `ids`: its user (the current domain's) and the user's active
-/// roles (None: the site does not say). None when the site has no User entity (not
-/// Standalone) or does not let this store read it.
+/// roles (None: the site does not say); [`Standing::HIDDEN`] for each when the store may
+/// not see every user. None when the site has no User entity (not Standalone).
 pub(crate) fn users(
     api: &impl Api4,
     ids: &[ContactId],
 ) -> Result<Option<HashMap<ContactId, Standing>>, StoreError> {
+    let hidden = || Some(ids.iter().map(|&id| (id, Standing::HIDDEN)).collect());
+    match seen(api)? {
+        Seen::All => {}
+        Seen::Hidden => return Ok(hidden()),
+        Seen::NotStandalone => return Ok(None),
+    }
     let mut users: Vec<UserRow> = Vec::new();
     for chunk in ids.chunks(IDS_PER_CALL) {
         let params = GetParams::new(
@@ -28,8 +68,9 @@ pub(crate) fn users(
             )],
         );
         match api.get_if_there::<UserRow>("User", &params)? {
-            Some(rows) => users.extend(rows),
-            None => return Ok(None),
+            IfThere::Rows(rows) => users.extend(rows),
+            IfThere::Refused => return Ok(hidden()),
+            IfThere::Absent => return Ok(None),
         }
     }
     let mut role_ids: Vec<u64> = users
@@ -56,6 +97,7 @@ pub(crate) fn users(
                     id: u.id,
                     name: SafeText::new(u.username.as_deref().unwrap_or_default()),
                     active: u.is_active,
+                    cms: Cms::Standalone,
                 }),
                 roles: user_roles,
             },
@@ -76,7 +118,7 @@ fn roles_by_id(api: &impl Api4, ids: &[u64]) -> Result<Option<HashMap<u64, Role>
             ],
         )
         .limit(chunk.len());
-        let Some(rows) = api.get_if_there::<RoleRow>("Role", &params)? else {
+        let IfThere::Rows(rows) = api.get_if_there::<RoleRow>("Role", &params)? else {
             return Ok(None);
         };
         for r in rows {

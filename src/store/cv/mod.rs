@@ -47,7 +47,7 @@ use zeroize::Zeroizing;
 use crate::key::{ApiKey, KEY_LEN};
 use crate::sanitize::SafeText;
 use crate::store::api4::clause::{any_deleted, by_id, by_ids, GetParams, UpdateParams};
-use crate::store::api4::{self, users, Api4};
+use crate::store::api4::{self, users, Api4, IfThere};
 use crate::store::{
     Contact, ContactId, ContactStore, HolderCursor, HolderPage, KeySwap, Page, Query, Standing,
     StoreError, StoreInfo, StoreKind,
@@ -64,6 +64,8 @@ pub struct CvStore {
     timeout: Duration,
     /// The `cv pipe` session every call goes through when this cv has one.
     pipe: Mutex<Pipe>,
+    /// Whether the `cv_user` may see every user (`users::seen`), once asked.
+    users_seen: std::sync::OnceLock<users::Seen>,
 }
 
 /// The store's `cv pipe` session (see [`pipe`]).
@@ -122,6 +124,7 @@ impl CvStore {
             user: opts.cv_user.clone(),
             timeout: opts.timeout,
             pipe: Mutex::new(Pipe::Closed),
+            users_seen: std::sync::OnceLock::new(),
         })
     }
 
@@ -306,18 +309,24 @@ impl Api4 for CvStore {
         &self,
         entity: &'static str,
         params: &GetParams<'_>,
-    ) -> Result<Option<Vec<T>>, StoreError> {
+    ) -> Result<IfThere<T>, StoreError> {
         match self
             .call(Action::get(entity), params, &[])
             .and_then(|out| parse_rows(&out, &[]))
         {
-            Ok(rows) => Ok(Some(rows)),
+            Ok(rows) => Ok(IfThere::Rows(rows)),
             Err(Failure::Ran {
                 kind: FailKind::Exit,
                 message,
-            }) if message.contains("does not exist") => Ok(None),
+            }) if message.contains("does not exist") => Ok(IfThere::Absent),
+            // A cv_user without 'cms:administer users' ('Authorization failed').
+            Err(Failure::Untouched(StoreError::PermissionDenied(_))) => Ok(IfThere::Refused),
             Err(e) => Err(e.for_read()),
         }
+    }
+
+    fn users_seen(&self) -> &std::sync::OnceLock<users::Seen> {
+        &self.users_seen
     }
 
     fn keys_hidden(&self) -> StoreError {

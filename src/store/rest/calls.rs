@@ -18,7 +18,7 @@ use crate::store::api4::clause::{
 };
 use crate::store::api4::paging::{holder_offset, offset_page};
 use crate::store::api4::rows::{merge_rows, ContactRow, Merged, CONTACT_FIELDS};
-use crate::store::api4::{Api4, MAX_PAGE};
+use crate::store::api4::{users, Api4, IfThere, MAX_PAGE};
 use crate::store::{CmsLink, Contact, ContactId, HolderCursor, HolderPage, KeySwap, StoreError};
 
 impl Api4 for RestStore {
@@ -38,17 +38,23 @@ impl Api4 for RestStore {
         reply.rows()
     }
 
-    /// A site that refuses the entity (403) or has none (not Standalone): None.
+    /// A site that refuses the entity (403) or has none (not Standalone: HTTP 500, "does
+    /// not exist").
     fn get_if_there<T: DeserializeOwned>(
         &self,
         entity: &'static str,
         params: &GetParams<'_>,
-    ) -> Result<Option<Vec<T>>, StoreError> {
+    ) -> Result<IfThere<T>, StoreError> {
         match self.get(entity, params, &[]) {
-            Ok(rows) => Ok(Some(rows)),
-            Err(StoreError::PermissionDenied(_) | StoreError::BadData(_)) => Ok(None),
+            Ok(rows) => Ok(IfThere::Rows(rows)),
+            Err(StoreError::PermissionDenied(_)) => Ok(IfThere::Refused),
+            Err(StoreError::BadData(_)) => Ok(IfThere::Absent),
             Err(e) => Err(e),
         }
+    }
+
+    fn users_seen(&self) -> &std::sync::OnceLock<users::Seen> {
+        &self.users_seen
     }
 
     fn keys_hidden(&self) -> StoreError {

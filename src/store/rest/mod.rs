@@ -55,6 +55,8 @@ pub struct RestStore {
     /// users): its keystrokes then take two requests anyway, and from then on skip the
     /// links calls and the page's fields in the first (`search_by_prefixes`).
     many_users: AtomicBool,
+    /// Whether the admin may see every user (`users::seen`), once asked.
+    users_seen: std::sync::OnceLock<users::Seen>,
 }
 
 impl fmt::Debug for RestStore {
@@ -106,6 +108,7 @@ impl RestStore {
             site_key: opts.site_key.clone(),
             timeout: opts.timeout,
             many_users: AtomicBool::new(false),
+            users_seen: std::sync::OnceLock::new(),
         })
     }
 
@@ -147,8 +150,9 @@ impl ContactStore for RestStore {
         Some(self.site_login())
     }
 
-    /// Through User.get and Role.get on a Standalone site; elsewhere (or when the admin may
-    /// not read users) only whether a CMS user exists, roles unknown.
+    /// Through User.get and Role.get on a Standalone site (every contact's user hidden when
+    /// the admin may not see every user); elsewhere only whether a CMS user exists, roles
+    /// unknown.
     fn standings(&mut self, ids: &[ContactId]) -> Result<HashMap<ContactId, Standing>, StoreError> {
         if let Some(found) = users::users(self, ids)? {
             return Ok(found);

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use crate::sanitize::SafeText;
 use crate::store::{
-    split_permissions, AccountState, ContactId, Role, Standing, StoreError, UserAccount,
+    split_permissions, AccountState, Cms, ContactId, Role, Standing, StoreError, UserAccount,
 };
 
 /// Ids per `IN (...)` list: two queries per chunk.
@@ -181,6 +181,8 @@ fn standings(
                     id: user,
                     name: SafeText::new(&row.name),
                     active,
+                    // is_active on civicrm_uf_match is Standalone's column.
+                    cms: Cms::Standalone,
                 }),
                 roles: columns
                     .roles
