@@ -217,6 +217,10 @@ fn non_empty_env(name: &str) -> Option<OsString> {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     default_profile: Option<Spanned<String>>,
+    /// Every journal record to the system log too.
+    syslog: Option<bool>,
+    /// The syslog socket (default /dev/log).
+    syslog_socket: Option<Spanned<String>>,
     #[serde(default)]
     profiles: BTreeMap<Spanned<String>, RawProfile>,
 }
@@ -461,6 +465,8 @@ pub struct Config {
     path: Option<PathBuf>,
     default_profile: Option<String>,
     profiles: BTreeMap<String, Target>,
+    /// `syslog = true`: the socket the journal's records go to.
+    syslog: Option<PathBuf>,
 }
 
 /// What `--store` / `--profile` / the config resolved to.
@@ -540,16 +546,29 @@ impl Config {
                 Some(name.into_inner())
             }
         };
+        let base = path.parent().unwrap_or(Path::new(""));
+        let socket = match &raw.syslog_socket {
+            None => PathBuf::from(crate::syslog::DEFAULT_SOCKET),
+            Some(value) => config_path_value(value.get_ref(), base).map_err(|problem| {
+                ConfigError::at(&src, &value.span(), format!("syslog_socket: {problem}"))
+            })?,
+        };
         Ok(Config {
             path: Some(path.to_path_buf()),
             default_profile,
             profiles,
+            syslog: raw.syslog.unwrap_or(false).then_some(socket),
         })
     }
 
     /// The profile names, in order.
     pub fn profile_names(&self) -> impl Iterator<Item = &str> {
         self.profiles.keys().map(String::as_str)
+    }
+
+    /// With `syslog = true`: the socket every journal record is sent to as well.
+    pub fn syslog_socket(&self) -> Option<&Path> {
+        self.syslog.as_deref()
     }
 
     /// The profile used when neither `--store` nor `--profile` is given.

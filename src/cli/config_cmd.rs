@@ -192,6 +192,10 @@ pub fn template(kind: InitKind, config_path: &Path, data_dir: &Path) -> String {
          # The profile used when neither --store nor --profile is given.\n\
          {default}\
          \n\
+         # Every journal record to the system log too (/dev/log, or syslog_socket = \"PATH\"),\n\
+         # never a key; off unless set.\n\
+         # syslog = true\n\
+         \n\
          # Add more profiles as [profiles.NAME] tables (names: letters, digits, - and _),\n\
          # or with `civikey config init --kind KIND` again.\n\
          {profile}",

@@ -55,7 +55,10 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
         exit::CONFLICT,
         "conflict: the key changed meanwhile; nothing was written",
     ),
-    (exit::NOT_FOUND, "not found: no contact with that id"),
+    (
+        exit::NOT_FOUND,
+        "not found: no contact with that id; `whose`: no contact holds the key now (the journal's past of it is printed)",
+    ),
     (
         exit::REFUSED,
         "refused by a safety check: no confirmation, a key invalid or already in use, the journal unwritable, a read-only store, permission denied, a file that would be overwritten",

@@ -110,6 +110,19 @@ impl StoreSpec {
         }
     }
 
+    /// The same store, opened so that no write can reach it (SQLite opens read-only
+    /// itself; every other store is wrapped).
+    pub fn into_read_only(self) -> StoreSpec {
+        match self {
+            StoreSpec::Sqlite { path, .. } => StoreSpec::Sqlite {
+                path,
+                read_only: true,
+            },
+            spec @ StoreSpec::ReadOnly(_) => spec,
+            spec => StoreSpec::ReadOnly(Box::new(spec)),
+        }
+    }
+
     /// The store itself, without the login site.
     pub fn without_login(&self) -> &StoreSpec {
         match self {
