@@ -16,9 +16,12 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::fsperm;
+
+mod history;
 use crate::key::{ApiKey, KeySource, OsKeySource};
 use crate::sanitize::SafeText;
 use crate::store::ContactId;
+pub use history::{Ended, KeySpell};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS audit (
@@ -167,6 +170,15 @@ pub struct Entry {
     pub outcome: Option<String>,
     pub error: Option<String>,
     pub reconciled: Option<String>,
+}
+
+/// A bulk rotation journaled done: the out file its key went to, to check it is there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BulkDelivery {
+    pub record: i64,
+    pub contact: ContactId,
+    pub out_file: String,
+    pub profile: Option<String>,
 }
 
 /// An unsettled record: its id and the old and new key fingerprints it names.
@@ -405,6 +417,7 @@ impl Journal {
             .map_err(AuditError::from_sql)?;
         let record = RecordId(self.conn.last_insert_rowid());
         self.last_intent = Some(record);
+        self.to_syslog(record.0, "intent");
         Ok(record)
     }
 
@@ -421,6 +434,7 @@ impl Journal {
                 params![outcome.as_str(), error, now(), record.0],
             )
             .map_err(AuditError::from_sql)?;
+        self.to_syslog(record.0, "outcome");
         Ok(())
     }
 
@@ -523,7 +537,7 @@ impl Journal {
             } else {
                 "superseded"
             };
-            settled += self
+            let changed = self
                 .conn
                 .execute(
                     "UPDATE audit SET reconciled = ?1,
@@ -534,6 +548,10 @@ impl Journal {
                     params![verdict, now(), record.0],
                 )
                 .map_err(AuditError::from_sql)?;
+            if changed > 0 {
+                self.to_syslog(record.0, "reconciled");
+            }
+            settled += changed;
         }
         Ok(settled)
     }
@@ -565,22 +583,24 @@ impl Journal {
             .map_err(AuditError::from_sql)
     }
 
-    /// Bulk records from `from_id` on that say "done": (record, contact, out file).
-    pub fn bulk_deliveries(
-        &self,
-        from_id: i64,
-    ) -> Result<Vec<(i64, ContactId, String)>, AuditError> {
+    /// Bulk records from `from_id` on that say "done".
+    pub fn bulk_deliveries(&self, from_id: i64) -> Result<Vec<BulkDelivery>, AuditError> {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT id, contact_id, out_file FROM audit
+                "SELECT id, contact_id, out_file, profile FROM audit
                   WHERE id >= ?1 AND out_file IS NOT NULL AND action = 'assign'
                     AND outcome = 'done' AND error IS NULL",
             )
             .map_err(AuditError::from_sql)?;
         let rows = stmt
             .query_map([from_id], |r| {
-                Ok((r.get(0)?, r.get::<_, i64>(1)? as ContactId, r.get(2)?))
+                Ok(BulkDelivery {
+                    record: r.get(0)?,
+                    contact: r.get::<_, i64>(1)? as ContactId,
+                    out_file: r.get(2)?,
+                    profile: r.get(3)?,
+                })
             })
             .map_err(AuditError::from_sql)?
             .collect::<Result<Vec<_>, _>>()
@@ -596,12 +616,24 @@ impl Journal {
         all_stores: bool,
         limit: usize,
     ) -> Result<Vec<Entry>, AuditError> {
+        self.entries_since(contact, all_stores, None, limit)
+    }
+
+    /// [`Self::entries`] written at or after `since` (unix seconds), when given.
+    pub fn entries_since(
+        &self,
+        contact: Option<ContactId>,
+        all_stores: bool,
+        since: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, AuditError> {
         let mut stmt = self
             .conn
             .prepare_cached(
                 "SELECT id, time, operator, ssh_client, store, profile, contact_id, contact_name,
                         action, old_fp, new_fp, outcome, error, reconciled
                    FROM audit WHERE (?1 IS NULL OR contact_id = ?1) AND (?3 OR store = ?4)
+                    AND (?5 IS NULL OR time >= ?5)
                   ORDER BY id DESC LIMIT ?2",
             )
             .map_err(AuditError::from_sql)?;
@@ -617,7 +649,8 @@ impl Journal {
                     contact.map(|c| c as i64),
                     limit as i64,
                     all_stores,
-                    self.actor.store
+                    self.actor.store,
+                    since
                 ],
                 |r| {
                     Ok(Entry {
@@ -677,7 +710,67 @@ impl Journal {
                 ],
             )
             .map_err(AuditError::from_sql)?;
+        self.to_syslog(self.conn.last_insert_rowid(), "lookup");
         Ok(())
+    }
+
+    /// Sends record `id` to the system log when `syslog = true` (see [`crate::syslog`]):
+    /// read back from the journal, so the line says what the record says. Never fails.
+    fn to_syslog(&self, id: i64, phase: &str) {
+        if !crate::syslog::enabled() {
+            return;
+        }
+        let row = self.conn.query_row(
+            "SELECT time, operator, ssh_client, profile, store, contact_id, action, outcome,
+                    reconciled, old_fp, new_fp
+               FROM audit WHERE id = ?1",
+            [id],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                    r.get::<_, Option<String>>(8)?,
+                    r.get::<_, Option<String>>(9)?,
+                    r.get::<_, Option<String>>(10)?,
+                ))
+            },
+        );
+        let Ok((
+            time,
+            operator,
+            ssh,
+            profile,
+            store,
+            contact,
+            action,
+            outcome,
+            reconciled,
+            old,
+            new,
+        )) = row
+        else {
+            return;
+        };
+        crate::syslog::send(&crate::syslog::Record {
+            time,
+            phase,
+            record: id,
+            operator: &operator,
+            ssh_client: ssh.as_deref(),
+            profile: profile.as_deref(),
+            store: &store,
+            contact_id: contact as ContactId,
+            action: &action,
+            outcome: reconciled.as_deref().or(outcome.as_deref()),
+            old_fp: old.as_deref(),
+            new_fp: new.as_deref(),
+        });
     }
 
     /// The last change civikey made to each contact's key in this store that took effect:

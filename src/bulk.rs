@@ -61,6 +61,9 @@ pub struct BulkResult {
 pub const OUT_FILE_NOTE: &str = "new API keys: keep this file private; cells that began with = + - @ tab or CR are prefixed with ' so spreadsheets show them as text, never run them as formulas";
 /// The first line of every out file: the columns the hand-over needs.
 const OUT_FILE_HEADER: &[u8] = b"contact_id,display_name,email,api_key\n";
+/// The first line of an out file of several profiles (`rotate --email --all-profiles`):
+/// the same columns, then the profile each key belongs to.
+const PROFILES_OUT_FILE_HEADER: &[u8] = b"contact_id,display_name,email,api_key,profile\n";
 
 /// The out file: created new (never overwritten), 0600, one synced line per rotated contact.
 ///
@@ -72,10 +75,31 @@ pub struct OutFile {
     file: File,
     /// Absolute path, as recorded in the journal (for the check that a key reached it).
     path: PathBuf,
+    /// In a file of several profiles: the profile the next lines belong to.
+    profile: Option<String>,
 }
 
 impl OutFile {
     pub fn create(path: &Path) -> Result<Self, String> {
+        Self::create_with_header(path, OUT_FILE_HEADER)
+    }
+
+    /// An out file for keys of several profiles: each line ends with its profile (set by
+    /// [`Self::set_profile`] before each profile's rotations).
+    pub fn create_for_profiles(path: &Path) -> Result<Self, String> {
+        let mut out = Self::create_with_header(path, PROFILES_OUT_FILE_HEADER)?;
+        out.profile = Some(String::new());
+        Ok(out)
+    }
+
+    /// The profile the next lines of a file of several profiles belong to.
+    pub fn set_profile(&mut self, profile: &str) {
+        if self.profile.is_some() {
+            self.profile = Some(profile.to_string());
+        }
+    }
+
+    fn create_with_header(path: &Path, header: &[u8]) -> Result<Self, String> {
         use rustix::fs::{Mode, OFlags};
         let name = match path.file_name() {
             Some(name) if !path.as_os_str().as_encoded_bytes().ends_with(b"/") => name,
@@ -112,7 +136,7 @@ impl OutFile {
         let mut file = File::from(fd);
         #[cfg(debug_assertions)]
         debug_hooks::after_out_file_created(path);
-        file.write_all(OUT_FILE_HEADER)
+        file.write_all(header)
             .and_then(|()| file.sync_all())
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         let absolute = std::fs::canonicalize(dir)
@@ -121,6 +145,7 @@ impl OutFile {
         Ok(OutFile {
             file,
             path: absolute,
+            profile: None,
         })
     }
 
@@ -128,37 +153,76 @@ impl OutFile {
         &self.path
     }
 
-    fn append(
-        &mut self,
-        id: ContactId,
-        name: &SafeText,
-        email: Option<&SafeText>,
-        key: &ApiKey,
-    ) -> std::io::Result<()> {
-        #[cfg(debug_assertions)]
-        debug_hooks::out_line_write()?;
-        let mut line = zeroize::Zeroizing::new(Vec::new());
-        {
-            let mut writer = csv::Writer::from_writer(&mut *line);
-            writer.write_record([
-                csv_cell(&id.to_string()).as_ref(),
-                csv_cell(name.as_str()).as_ref(),
-                csv_cell(email.map_or("", SafeText::as_str)).as_ref(),
-                csv_cell(key.expose()).as_ref(),
-            ])?;
-            writer.flush()?;
-        }
-        self.file.write_all(&line)?;
-        self.file.sync_data()
-    }
-
-    /// The contact ids the file holds, read back through the descriptor it was written with.
-    fn ids_written(&self) -> std::io::Result<HashSet<ContactId>> {
+    /// The contact ids the file holds for the profile written last (every line of a file
+    /// of one store), read back through the descriptor it was written with.
+    fn ids_in_file(&self) -> std::io::Result<HashSet<ContactId>> {
         use std::os::unix::fs::FileExt;
         let len = self.file.metadata()?.len();
         let mut bytes = zeroize::Zeroizing::new(vec![0u8; usize::try_from(len).unwrap_or(0)]);
         self.file.read_exact_at(&mut bytes, 0)?;
-        Ok(ids_in_csv(&bytes))
+        let profile = self.profile.clone().unwrap_or_default();
+        Ok(ids_in_csv(&bytes)
+            .into_iter()
+            .filter(|(_, p)| *p == profile)
+            .map(|(id, _)| id)
+            .collect())
+    }
+}
+
+/// One rotated contact's line: what the out file (or stdout, for `--json`) gets for it.
+pub struct KeyLine<'a> {
+    /// The contact as the rotation read it back.
+    pub contact: &'a crate::store::Contact,
+    pub key: &'a ApiKey,
+    /// The journal's short fingerprint of the new key (as `civikey audit` shows it).
+    pub fingerprint: String,
+}
+
+/// Where a bulk run's new keys go, one entry per rotated contact: the out file, or, for
+/// `rotate --ids-from FILE --json`, one JSON line each on stdout (the CLI's sink).
+pub trait KeySink {
+    /// Writes one contact's hand-over, durably (synced, or flushed to the pipe), before it
+    /// returns: an error means the key reached nobody (its old key is put back).
+    fn deliver(&mut self, line: &KeyLine<'_>) -> std::io::Result<()>;
+    /// The out file the journal records for each intent, for `civikey audit`'s check that
+    /// the key reached it; None when there is no file to check.
+    fn out_file(&self) -> Option<&Path>;
+    /// The contact ids delivered as read back after the run, where they can be (a file);
+    /// None where nothing can be read back (a pipe).
+    fn delivered_ids(&self) -> Option<std::io::Result<HashSet<ContactId>>>;
+}
+
+impl KeySink for OutFile {
+    fn deliver(&mut self, line: &KeyLine<'_>) -> std::io::Result<()> {
+        #[cfg(debug_assertions)]
+        debug_hooks::out_line_write()?;
+        let mut bytes = zeroize::Zeroizing::new(Vec::new());
+        {
+            let mut writer = csv::Writer::from_writer(&mut *bytes);
+            let id = line.contact.id.to_string();
+            let mut cells = vec![
+                csv_cell(&id),
+                csv_cell(line.contact.display_name.as_str()),
+                csv_cell(line.contact.email.as_ref().map_or("", SafeText::as_str)),
+                csv_cell(line.key.expose()),
+            ];
+            // A file of several profiles: each line names the profile its key belongs to.
+            if let Some(profile) = &self.profile {
+                cells.push(csv_cell(profile));
+            }
+            writer.write_record(cells.iter().map(|c| c.as_ref()))?;
+            writer.flush()?;
+        }
+        self.file.write_all(&bytes)?;
+        self.file.sync_data()
+    }
+
+    fn out_file(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+
+    fn delivered_ids(&self) -> Option<std::io::Result<HashSet<ContactId>>> {
+        Some(self.ids_in_file())
     }
 }
 
@@ -229,8 +293,9 @@ pub fn csv_cell(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// The contact ids in an out file's text (the first column; the note line is skipped).
-fn ids_in_csv(bytes: &[u8]) -> HashSet<ContactId> {
+/// The contacts in an out file's text: the id (first column) and the profile (fifth, in a
+/// file of several profiles; else empty). The note line is skipped.
+fn ids_in_csv(bytes: &[u8]) -> HashSet<(ContactId, String)> {
     let mut reader = csv::ReaderBuilder::new()
         .comment(Some(b'#'))
         .flexible(true)
@@ -243,7 +308,11 @@ fn ids_in_csv(bytes: &[u8]) -> HashSet<ContactId> {
             .and_then(|f| std::str::from_utf8(f).ok())
             .and_then(|f| f.parse::<ContactId>().ok())
         {
-            ids.insert(id);
+            let profile = record
+                .get(4)
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .unwrap_or_default();
+            ids.insert((id, profile));
         }
     }
     ids
@@ -260,20 +329,24 @@ pub fn undelivered(journal: &Journal, entries: &[Entry]) -> HashSet<i64> {
     let Ok(records) = journal.bulk_deliveries(oldest) else {
         return HashSet::new();
     };
-    let mut files: std::collections::HashMap<String, Option<HashSet<ContactId>>> =
-        std::collections::HashMap::new();
+    type Written = Option<HashSet<(ContactId, String)>>;
+    let mut files: std::collections::HashMap<String, Written> = std::collections::HashMap::new();
     records
         .into_iter()
-        .filter(|(record, _, _)| shown.contains(record))
-        .filter(|(_, contact, out_file)| {
-            let ids = files.entry(out_file.clone()).or_insert_with(|| {
-                read_regular_file(Path::new(out_file), MAX_OUT_FILE_BYTES)
+        .filter(|d| shown.contains(&d.record))
+        .filter(|d| {
+            let ids = files.entry(d.out_file.clone()).or_insert_with(|| {
+                read_regular_file(Path::new(&d.out_file), MAX_OUT_FILE_BYTES)
                     .ok()
                     .map(|bytes| ids_in_csv(&zeroize::Zeroizing::new(bytes)))
             });
-            ids.as_ref().is_some_and(|ids| !ids.contains(contact))
+            // A file of several profiles names each line's profile; a plain one none.
+            ids.as_ref().is_some_and(|ids| {
+                !ids.contains(&(d.contact, d.profile.clone().unwrap_or_default()))
+                    && !ids.contains(&(d.contact, String::new()))
+            })
         })
-        .map(|(record, _, _)| record)
+        .map(|d| d.record)
         .collect()
 }
 
@@ -286,13 +359,13 @@ pub fn rotate_many(
     journal: &mut Journal,
     keys: &mut dyn KeySource,
     items: &[(ContactId, Expectation)],
-    out: &mut OutFile,
+    out: &mut dyn KeySink,
     stop: &AtomicBool,
     progress: &mut dyn FnMut(usize, usize, &BulkResult),
 ) -> Vec<BulkResult> {
     let total = items.len();
     let mut results = Vec::with_capacity(total);
-    journal.set_out_file(Some(out.path()));
+    journal.set_out_file(out.out_file());
     // An out file that cannot be written stops the run: the next keys would not reach it
     // either.
     let mut out_failed: Option<String> = None;
@@ -327,7 +400,9 @@ pub fn rotate_many(
         }
     }
     journal.set_out_file(None);
-    let written = out.ids_written();
+    let Some(written) = out.delivered_ids() else {
+        return results;
+    };
     for result in results
         .iter_mut()
         .filter(|r| r.outcome == BulkOutcome::Done)
@@ -355,7 +430,7 @@ fn deliver(
     id: ContactId,
     record: Option<crate::audit::RecordId>,
     assigned: Result<rotation::Assigned, RotationError>,
-    out: &mut OutFile,
+    out: &mut dyn KeySink,
     out_failed: &mut Option<String>,
 ) -> BulkResult {
     let failed = |name: SafeText, e: String| BulkResult {
@@ -371,8 +446,15 @@ fn deliver(
             let written = match out_failed {
                 Some(reason) => Err(reason.clone()),
                 None => out
-                    .append(id, &name, done.contact.email.as_ref(), &done.key)
-                    .map_err(|e| format!("the out file could not be written ({e})")),
+                    .deliver(&KeyLine {
+                        contact: &done.contact,
+                        key: &done.key,
+                        fingerprint: journal.short_fingerprint(&done.key),
+                    })
+                    .map_err(|e| match out.out_file() {
+                        Some(_) => format!("the out file could not be written ({e})"),
+                        None => format!("stdout could not be written ({e})"),
+                    }),
             };
             match written {
                 Ok(()) => BulkResult {

@@ -217,6 +217,10 @@ fn non_empty_env(name: &str) -> Option<OsString> {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     default_profile: Option<Spanned<String>>,
+    /// Every journal record to the system log too.
+    syslog: Option<bool>,
+    /// The syslog socket (default /dev/log).
+    syslog_socket: Option<Spanned<String>>,
     #[serde(default)]
     profiles: BTreeMap<Spanned<String>, RawProfile>,
 }
@@ -461,6 +465,8 @@ pub struct Config {
     path: Option<PathBuf>,
     default_profile: Option<String>,
     profiles: BTreeMap<String, Target>,
+    /// `syslog = true`: the socket the journal's records go to.
+    syslog: Option<PathBuf>,
 }
 
 /// What `--store` / `--profile` / the config resolved to.
@@ -469,8 +475,10 @@ pub struct Resolved {
     pub spec: StoreSpec,
     /// The profile used, if any.
     pub profile: Option<String>,
-    /// True only for the implicit default store (data_dir/contacts.sqlite): main may create
-    /// it from the sample contacts. An address or profile the operator named is never created.
+    /// True for the default store (data_dir/contacts.sqlite), reached without `--store` or
+    /// `--profile`, or through a profile naming that file (as `civikey config init` writes
+    /// one): main may create it from the sample contacts. Any other file, and an address
+    /// given with `--store`, is never created.
     pub is_default_store: bool,
 }
 
@@ -538,16 +546,29 @@ impl Config {
                 Some(name.into_inner())
             }
         };
+        let base = path.parent().unwrap_or(Path::new(""));
+        let socket = match &raw.syslog_socket {
+            None => PathBuf::from(crate::syslog::DEFAULT_SOCKET),
+            Some(value) => config_path_value(value.get_ref(), base).map_err(|problem| {
+                ConfigError::at(&src, &value.span(), format!("syslog_socket: {problem}"))
+            })?,
+        };
         Ok(Config {
             path: Some(path.to_path_buf()),
             default_profile,
             profiles,
+            syslog: raw.syslog.unwrap_or(false).then_some(socket),
         })
     }
 
     /// The profile names, in order.
     pub fn profile_names(&self) -> impl Iterator<Item = &str> {
         self.profiles.keys().map(String::as_str)
+    }
+
+    /// With `syslog = true`: the socket every journal record is sent to as well.
+    pub fn syslog_socket(&self) -> Option<&Path> {
+        self.syslog.as_deref()
     }
 
     /// The profile used when neither `--store` nor `--profile` is given.
@@ -658,10 +679,12 @@ impl Config {
                 known_profiles(self.profiles.keys())
             )));
         };
+        let is_default_store =
+            matches!(target, Target::Sqlite { path, .. } if *path == default_store_path(data_dir));
         Ok(Resolved {
             spec: self.spec_for(name, target, read_only)?,
             profile: Some(name.to_string()),
-            is_default_store: false,
+            is_default_store,
         })
     }
 

@@ -20,7 +20,7 @@ use crate::key::{ApiKey, KeyHint, MIN_MANUAL_LEN};
 use crate::store::{AccountState, Contact, ContactId, ContactStore, Holder, StoreError};
 
 /// How many holders one standings call asks about.
-const STANDINGS_CHUNK: usize = 500;
+pub const STANDINGS_CHUNK: usize = 500;
 
 /// A run of this many identical characters is "visibly low entropy". In a random key of
 /// 32 characters out of 62 a run of 6 happens about once in 30 million keys.

@@ -28,6 +28,7 @@ pub mod sanitize;
 pub mod secret;
 pub mod seed;
 pub mod store;
+pub mod syslog;
 pub mod terminal;
 pub mod timefmt;
 pub mod ui;

@@ -40,7 +40,11 @@ fn main() -> ExitCode {
             });
         }
     };
-    cli::report(run(cli))
+    let result = run(cli);
+    if let Some(failure) = civikey::syslog::failure() {
+        cli::out::note(format_args!("civikey: warning: {failure}"));
+    }
+    cli::report(result)
 }
 
 /// Commands that only read and print: a closed pipe on stdout ends them quietly. Not
@@ -82,6 +86,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
     };
     let data_dir = config::data_dir().map_err(config_failure)?;
     let config = Config::load_default().map_err(config_failure)?;
+    if let Some(socket) = config.as_ref().and_then(Config::syslog_socket) {
+        civikey::syslog::enable(socket);
+    }
     if let Some(Command::Profiles { json }) = &cli.command {
         return cli::profiles(config.as_ref(), *json);
     }
@@ -90,6 +97,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }) = &cli.command
     {
         return whose_everywhere(config.as_ref(), &data_dir);
+    }
+    if let Some(result) = run_on_all_profiles(&cli, config.as_ref(), &data_dir) {
+        return result;
     }
     let resolved = match &config {
         Some(c) => c.resolve(
@@ -109,7 +119,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
     if let Some(warning) = resolved.spec.warning() {
         cli::out::note(warning);
     }
-    let spec = with_read_only(resolved.spec, cli.read_only);
+    let spec = if cli.read_only {
+        resolved.spec.into_read_only()
+    } else {
+        resolved.spec
+    };
     if let Some(Command::Seed {
         sample,
         synthetic,
@@ -161,50 +175,74 @@ fn run(cli: Cli) -> Result<(), Failure> {
     if let Command::Audit {
         contact,
         all_stores,
+        since,
         limit,
         json,
+        format,
         no_header,
     } = command
     {
         return cli::audit(
             &journal()?,
-            contact,
-            all_stores,
-            limit,
-            json,
-            cli::wants_header(no_header),
+            &cli::AuditOptions {
+                contact,
+                all_stores,
+                since,
+                limit,
+                format: if json { cli::AuditFormat::Json } else { format },
+                header: cli::wants_header(no_header),
+            },
         );
     }
-    if let Command::Whose { .. } = command {
-        let selector = match (&resolved.profile, &cli.store) {
+    // This one store as the target of a command that also runs on every profile.
+    let this_target = |spec: StoreSpec| cli::fleet::ProfileTarget {
+        label: resolved
+            .profile
+            .clone()
+            .unwrap_or_else(|| "store".to_string()),
+        selector: match (&resolved.profile, &cli.store) {
             (Some(name), _) => format!("--profile {name} "),
             (None, Some(address)) => format!("--store {address} "),
             (None, None) => String::new(),
-        };
-        let target = cli::LookupTarget {
-            label: resolved
-                .profile
-                .clone()
-                .unwrap_or_else(|| "store".to_string()),
-            selector,
-            spec: Ok(read_only(spec)),
-        };
-        return cli::whose(vec![target], &mut journal()?);
+        },
+        spec: Ok(spec),
+    };
+    match &command {
+        Command::Whose { .. } => {
+            return cli::whose(vec![this_target(spec.into_read_only())], &mut journal()?)
+        }
+        Command::Revoke {
+            email: Some(address),
+            yes,
+            ..
+        } => return cli::person::revoke_across(&[this_target(spec)], &data_dir, address, *yes),
+        Command::Rotate {
+            email: Some(address),
+            out: Some(out),
+            yes,
+            ..
+        } => {
+            return cli::person::rotate_across(&[this_target(spec)], &data_dir, address, out, *yes)
+        }
+        _ => {}
     }
     let mut store = spec.open()?;
     let store = store.as_mut();
     match command {
         Command::List {
             search,
+            email,
             deep,
             limit,
             no_deleted,
             json,
             no_header,
+            ..
         } => cli::list(
             store,
             &cli::ListOptions {
                 search: search.as_deref(),
+                email: email.as_deref(),
                 deep,
                 limit,
                 no_deleted,
@@ -218,7 +256,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
             out: Some(out),
             yes,
             ..
-        } => cli::rotate_bulk(store, &mut journal()?, &ids, &out, yes),
+        } => cli::rotate_bulk(store, &mut journal()?, &ids, cli::BulkTo::File(&out), yes),
+        Command::Rotate {
+            ids_from: Some(ids),
+            json: true,
+            yes,
+            ..
+        } => cli::rotate_bulk(store, &mut journal()?, &ids, cli::BulkTo::JsonLines, yes),
+        Command::Rotate {
+            ids_from: Some(_), ..
+        } => Err(Failure::new(
+            exit::USAGE,
+            "rotate --ids-from needs where the keys go: --out FILE, or --json for stdout",
+        )),
         Command::Rotate {
             id: Some(id),
             yes,
@@ -227,14 +277,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
         } => cli::rotate(store, &mut journal()?, id, yes, json),
         Command::Rotate { .. } => Err(Failure::new(
             exit::USAGE,
-            "rotate needs an ID, or --ids-from FILE --out FILE",
+            "rotate needs an ID, --ids-from FILE with --out FILE or --json, or --email ADDRESS --out FILE",
         )),
         Command::Assign { id, yes, .. } => cli::assign(store, &mut journal()?, id, yes),
-        Command::Revoke { id, yes } => cli::revoke(store, &mut journal()?, id, yes),
+        Command::Revoke {
+            id: Some(id), yes, ..
+        } => cli::revoke(store, &mut journal()?, id, yes),
+        Command::Revoke { .. } => Err(Failure::new(
+            exit::USAGE,
+            "revoke needs an ID or --email ADDRESS",
+        )),
         Command::Check {
             max_age,
             json,
             no_header,
+            ..
         } => {
             // The journal is read only for key ages.
             let journal = max_age.map(|_| journal()).transpose()?;
@@ -249,16 +306,6 @@ fn run(cli: Cli) -> Result<(), Failure> {
         | Command::Man
         | Command::Config(_)
         | Command::Import { .. } => Ok(()),
-    }
-}
-
-/// `--read-only` applied: SQLite opens read-only itself (its spec carries the flag); every
-/// other store is wrapped.
-fn with_read_only(spec: StoreSpec, read_only: bool) -> StoreSpec {
-    match spec {
-        spec @ StoreSpec::Sqlite { .. } => spec,
-        spec if read_only => StoreSpec::ReadOnly(Box::new(spec)),
-        spec => spec,
     }
 }
 
@@ -281,44 +328,95 @@ fn profile_picker(
         .collect();
     let (config, data_dir) = (config.clone(), data_dir.to_path_buf());
     let resolve: ResolveProfile = std::sync::Arc::new(move |name: &str| {
-        config
-            .resolve(None, Some(name), &data_dir, read_only)
-            .map(|r| with_read_only(r.spec, read_only))
-            .map_err(|e| e.to_string())
+        cli::fleet::resolve_profile(&config, name, &data_dir, read_only)
     });
     (choices, resolve)
 }
 
-/// The same store, opened so that no write can reach it.
-fn read_only(spec: StoreSpec) -> StoreSpec {
-    match spec {
-        StoreSpec::Sqlite { path, .. } => StoreSpec::Sqlite {
-            path,
-            read_only: true,
-        },
-        spec @ StoreSpec::ReadOnly(_) => spec,
-        spec => StoreSpec::ReadOnly(Box::new(spec)),
+/// The commands given `--all-profiles` (other than `whose`): run on every profile of the
+/// config; None for any other command.
+fn run_on_all_profiles(
+    cli: &Cli,
+    config: Option<&Config>,
+    data_dir: &Path,
+) -> Option<Result<(), Failure>> {
+    let all = match &cli.command {
+        Some(Command::Check { all_profiles, .. })
+        | Some(Command::List { all_profiles, .. })
+        | Some(Command::Revoke { all_profiles, .. })
+        | Some(Command::Rotate { all_profiles, .. }) => *all_profiles,
+        _ => false,
+    };
+    if !all {
+        return None;
     }
+    if cli.store.is_some() || cli.profile.is_some() {
+        return Some(Err(Failure::new(
+            exit::USAGE,
+            "--all-profiles runs on every profile of the config: leave out --store and --profile",
+        )));
+    }
+    let targets = |read_only| cli::fleet::profile_targets(config, data_dir, read_only);
+    Some(match cli.command.as_ref()? {
+        Command::Check {
+            max_age,
+            json,
+            timeout,
+            jobs,
+            ..
+        } => cli::fleet_check::check_all(
+            targets(true),
+            data_dir,
+            cli::fleet_check::FleetOptions {
+                max_age_days: *max_age,
+                json: *json,
+                jobs: *jobs,
+                timeout: *timeout,
+            },
+        ),
+        Command::List {
+            search,
+            email,
+            deep,
+            limit,
+            no_deleted,
+            json,
+            no_header,
+            ..
+        } => {
+            if search.is_none() && email.is_none() {
+                return Some(Err(Failure::new(
+                    exit::USAGE,
+                    "list --all-profiles needs --email ADDRESS or --search TEXT",
+                )));
+            }
+            let mut query = cli::person::person_query(email.as_deref(), search.as_deref(), *limit);
+            query.include_deleted = !no_deleted;
+            query.deep = *deep;
+            cli::person::list_across(&targets(true), &query, *json, cli::wants_header(*no_header))
+        }
+        Command::Revoke {
+            email: Some(address),
+            yes,
+            ..
+        } => cli::person::revoke_across(&targets(cli.read_only), data_dir, address, *yes),
+        Command::Rotate {
+            email: Some(address),
+            out: Some(out),
+            yes,
+            ..
+        } => cli::person::rotate_across(&targets(cli.read_only), data_dir, address, out, *yes),
+        _ => Err(Failure::new(
+            exit::USAGE,
+            "--all-profiles needs --email ADDRESS here",
+        )),
+    })
 }
 
 /// `whose --all-profiles`: every profile of the config, read-only, one line each; a
 /// profile whose secrets cannot be read is named as unreachable, not fatal.
 fn whose_everywhere(config: Option<&Config>, data_dir: &Path) -> Result<(), Failure> {
-    let targets = config
-        .map(|c| {
-            c.profile_names()
-                .map(str::to_string)
-                .map(|name| cli::LookupTarget {
-                    selector: format!("--profile {name} "),
-                    spec: c
-                        .resolve(None, Some(&name), data_dir, true)
-                        .map(|r| read_only(r.spec))
-                        .map_err(|e| e.to_string()),
-                    label: name,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let targets = cli::fleet::profile_targets(config, data_dir, true);
     let actor = Actor::from_env("whose --all-profiles", None);
     let mut journal =
         Journal::open(data_dir, actor).map_err(|e| Failure::new(exit::REFUSED, e.to_string()))?;

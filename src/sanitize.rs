@@ -86,6 +86,11 @@ impl SafeText {
     pub fn truncated(&self, max: usize) -> String {
         truncate_to_width(&self.0, max)
     }
+
+    /// The text as a table cell of exactly `width` columns ([`fit_to_width`]).
+    pub fn fitted(&self, width: usize) -> String {
+        fit_to_width(&self.0, width)
+    }
 }
 
 impl fmt::Display for SafeText {
@@ -175,6 +180,17 @@ pub fn truncate_to_width(text: &str, max: usize) -> String {
     }
     out.push('…');
     out
+}
+
+/// Already-safe text as a table cell of exactly `width` terminal columns: cut (ending in
+/// `…`) and padded with spaces by display width, not by characters, so a wide (CJK, emoji),
+/// combining or Devanagari character keeps every later column in place. Rust's `{:<N}`
+/// pads by characters; every table the CLI and the TUI print by hand goes through here.
+pub fn fit_to_width(text: &str, width: usize) -> String {
+    let mut cell = truncate_to_width(text, width);
+    let used = unicode_width::UnicodeWidthStr::width(cell.as_str());
+    cell.extend(std::iter::repeat_n(' ', width.saturating_sub(used)));
+    cell
 }
 
 #[cfg(test)]
@@ -348,5 +364,25 @@ mod tests {
                 .count(),
             20
         );
+    }
+
+    #[test]
+    fn a_cell_takes_exactly_its_width_whatever_the_script() {
+        use unicode_width::UnicodeWidthStr;
+        for (text, width) in [
+            ("Mei Chen 陈", 12),
+            ("Café Étoile 🥐", 16),
+            ("नमस्ते दुनिया", 10),
+            ("Zoe\u{0308} Mu\u{0308}ller", 12),
+            ("山田太郎山田太郎", 7),
+            ("山田太郎山田太郎", 6),
+            ("plain", 3),
+            ("", 4),
+        ] {
+            let cell = fit_to_width(SafeText::new(text).as_str(), width);
+            assert_eq!(cell.width(), width, "{text:?} in {width}: {cell:?}");
+        }
+        assert_eq!(fit_to_width("陈", 4), "陈  ");
+        assert_eq!(SafeText::new("山田太郎").fitted(5), "山田…");
     }
 }

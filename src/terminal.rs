@@ -305,7 +305,16 @@ impl<W: Write> Screen<W> {
     /// else wrote on it: a `wall` message, a noisy background job).
     pub fn forget_shown(&mut self) -> io::Result<()> {
         self.shown = None;
-        self.term.clear()
+        // Not `Terminal::clear`: it first asks the terminal where the cursor is, and a
+        // terminal (or link) that does not answer in time ended civikey with an error.
+        queue!(
+            self.term.backend_mut(),
+            terminal::Clear(terminal::ClearType::All)
+        )?;
+        // Both of ratatui's buffers blank, as the cleared screen: the next frame is written whole.
+        self.term.current_buffer_mut().reset();
+        self.term.swap_buffers();
+        Ok(())
     }
 
     /// Renders `app`; writes the changed cells, or nothing when no cell changed. Returns

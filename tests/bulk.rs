@@ -607,3 +607,75 @@ fn the_out_file_is_plain_csv_ids_come_on_stdin_and_no_folder_is_made() {
     assert!(!missing.exists(), "the folder was made");
     assert_eq!(keys(&data.join("contacts.sqlite")), after);
 }
+
+/// `rotate --ids-from FILE --json`: instead of an out file, one JSON line per rotated contact
+/// on stdout (a pipe to a vault): its id, its name and email as the store holds them, the
+/// key the store then holds and its fingerprint. Nothing else on stdout; a stdout that
+/// cannot be written puts the old key back.
+#[test]
+fn json_lines_hand_each_key_to_a_pipe() {
+    let (dir, data) = setup();
+    let store = data.join("contacts.sqlite");
+    let ids = ids_file(dir.path(), &[101, 121]);
+    let out = civikey(&data, dir.path())
+        .args([
+            "rotate",
+            "--ids-from",
+            ids.to_str().unwrap(),
+            "--json",
+            "--yes",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("2 rotated (keys to stdout"), "{stderr}");
+    let after = keys(&store);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| {
+            assert!(l.is_ascii(), "{l}");
+            serde_json::from_str(l).unwrap()
+        })
+        .collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    for line in &lines {
+        let id = line["contact_id"].as_i64().unwrap();
+        assert_eq!(line["key"].as_str(), after[&id].as_deref(), "{line}");
+        assert_eq!(line["fingerprint"].as_str().unwrap().len(), 8, "{line}");
+        // The hand-over, as rotate --json gives it (no site: no endpoint).
+        assert!(line["handover"]["api_endpoint"].is_null(), "{line}");
+        assert!(line["handover"]["needs_site_key"].is_boolean(), "{line}");
+    }
+    assert_eq!(lines[1]["display_name"], "Mei Chen 陈", "the store's text");
+    assert_eq!(lines[0]["email"], "ada101@example.org");
+
+    // --ids-from without a destination is a usage error; nothing rotates.
+    let out = civikey(&data, dir.path())
+        .args(["rotate", "--ids-from", ids.to_str().unwrap(), "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--out FILE, or --json"));
+    assert_eq!(keys(&store), after);
+
+    // A closed stdout: the key reached nobody, so the old one goes back.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = civikey(&data, dir.path())
+        .args([
+            "rotate",
+            "--ids-from",
+            ids.to_str().unwrap(),
+            "--json",
+            "--yes",
+        ])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the old key was put back"), "{stderr}");
+    assert_eq!(keys(&store), after, "a key nobody holds was left in place");
+}

@@ -1359,3 +1359,130 @@ print -r -- "$out""#,
         "no profile names offered: {out:?}"
     );
 }
+
+/// The text of `line` from display column `column` on (columns as a terminal counts them:
+/// CJK and emoji two, combining marks none).
+fn from_column(line: &str, column: usize) -> &str {
+    let mut used = 0;
+    for (at, c) in line.char_indices() {
+        if used >= column {
+            return &line[at..];
+        }
+        used += unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
+    }
+    ""
+}
+
+#[test]
+fn list_check_and_audit_keep_their_columns_whatever_the_script() {
+    let env = Env::new();
+    let store = env.sample_store();
+    // Contacts the sample's check flags, renamed into scripts whose characters are not one
+    // column each; one name longer than every name column, cut between wide characters.
+    let names = [
+        (145, "Mei Chen 陈 山田太郎"),
+        (146, "Café Étoile 🥐🥐"),
+        (147, "नमस्ते दुनिया"),
+        (141, "Zoe\u{0308} Mu\u{0308}ller"),
+        (103, "山田太郎山田太郎山田太郎山田太郎山"),
+    ];
+    let db = rusqlite::Connection::open(env.store()).unwrap();
+    for (id, name) in names {
+        db.execute(
+            "UPDATE civicrm_contact SET display_name = ? WHERE id = ?",
+            rusqlite::params![name, id],
+        )
+        .unwrap();
+    }
+    drop(db);
+
+    let list = stdout(&env.run(&["list", "--limit", "1000", "--store", &store]));
+    let mut seen = 0;
+    for line in list.lines() {
+        // ID 8, NAME 32, then TYPE.
+        let rest = from_column(line, 8 + 2 + 32 + 2);
+        assert!(
+            ["Individual ", "Organization", "Household "]
+                .iter()
+                .any(|t| rest.starts_with(t)),
+            "the type column moved: {line:?}"
+        );
+        seen += usize::from(
+            names
+                .iter()
+                .any(|(id, _)| line.starts_with(&format!("{id:>8}"))),
+        );
+    }
+    assert_eq!(seen, names.len(), "{list}");
+
+    let out = env.run(&["check", "--store", &store]);
+    let check = stdout(&out);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    for line in check.lines() {
+        // SEVERITY 8, CODE 23, ID 8, NAME 24, then KEY.
+        let rest = from_column(line, 8 + 2 + 23 + 2 + 8 + 2 + 24 + 2);
+        assert!(rest.starts_with("••••"), "the key column moved: {line:?}");
+    }
+    assert!(check.contains("नमस्ते दुनिया"), "{check}");
+
+    for (id, _) in names {
+        let out = env.run(&["rotate", &id.to_string(), "--yes", "--store", &store]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    // TIME 20, OPERATOR 10, FROM 15, CONTACT 8, NAME 24, ACTION 6, OLD->NEW 18, OUTCOME.
+    let action_at = 20 + 2 + 10 + 1 + 15 + 1 + 8 + 2 + 24 + 1;
+    let outcome_at = action_at + 6 + 1 + 18 + 2;
+    let audit = stdout(&env.run(&["audit", "--store", &store]));
+    assert_eq!(audit.lines().count(), names.len(), "{audit}");
+    for line in audit.lines() {
+        assert!(
+            from_column(line, action_at).starts_with("assign "),
+            "{line:?}"
+        );
+        assert!(
+            from_column(line, outcome_at).starts_with("done"),
+            "{line:?}"
+        );
+    }
+    // The header names the columns where they are.
+    let on_tty = run_on_terminal(&env, &["audit", "--store", &store]);
+    let header = on_tty.lines().next().unwrap_or_default();
+    assert!(
+        from_column(header, action_at).starts_with("ACTION "),
+        "{header:?}"
+    );
+    assert!(
+        from_column(header, action_at + 7).starts_with("OLD->NEW "),
+        "{header:?}"
+    );
+    assert!(
+        from_column(header, outcome_at).starts_with("OUTCOME"),
+        "{header:?}"
+    );
+}
+
+/// Bulk `--json` puts every new key on stdout: never on a terminal (a usage error before
+/// anything rotates).
+#[test]
+fn bulk_json_refuses_a_terminal() {
+    let env = Env::new();
+    let store = env.sample_store();
+    let ids = env.dir.path().join("ids.txt");
+    fs::write(&ids, "101\n").unwrap();
+    let before = stored_key(&env.store(), 101);
+    let (code, screen) = terminal_output(
+        &env,
+        &[
+            "rotate",
+            "--ids-from",
+            ids.to_str().unwrap(),
+            "--json",
+            "--yes",
+            "--store",
+            &store,
+        ],
+    );
+    assert_eq!(code, 2, "{screen}");
+    assert!(screen.contains("stdout is a terminal"), "{screen}");
+    assert_eq!(stored_key(&env.store(), 101), before);
+}

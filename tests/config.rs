@@ -842,7 +842,8 @@ fn init_templates_list_every_field_of_their_kind_and_load() {
             Config::parse(&text, &path).unwrap_or_else(|e| panic!("{}: {e}\n{text}", kind.label()));
         let summaries = loaded.summaries();
         assert_eq!(summaries.len(), 1);
-        assert!(summaries[0].is_default);
+        // Only the SQLite profile works as written; the others are filled in first.
+        assert_eq!(summaries[0].is_default, kind == InitKind::Sqlite);
         assert_eq!(summaries[0].kind, kind.label());
     }
 }
@@ -886,26 +887,23 @@ fn init_then_check_round_trip_for_sqlite() {
     );
     let written = fs::read_to_string(&path).unwrap();
 
-    // The profile names the default store, which does not exist yet: check says so.
+    // The profile names the default store, which the first run makes: check says so.
     let out = run_civikey(home.path(), &["config", "check"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(out.status.success(), "{}", text(&out.stdout));
     assert!(
-        text(&out.stdout).starts_with("FAIL  local")
-            && text(&out.stdout).contains("does not exist"),
+        text(&out.stdout).starts_with("ok    local")
+            && text(&out.stdout).contains("the first run makes it from the sample"),
         "{}",
         text(&out.stdout)
     );
-    let store = home.path().join("data/contacts.sqlite");
-    let out = run_civikey(
-        home.path(),
-        &[
-            "seed",
-            "--sample",
-            "--store",
-            &format!("sqlite:{}", store.display()),
-        ],
-    );
+    // The first run on it works, as without a config.
+    let out = run_civikey(home.path(), &["list", "--limit", "1"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("sample contacts"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = run_civikey(home.path(), &["config", "check"]);
     assert!(out.status.success(), "{}", text(&out.stdout));
     assert!(
@@ -929,15 +927,106 @@ fn init_then_check_round_trip_for_sqlite() {
     let out = run_civikey(home.path(), &["list", "--limit", "1"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 
-    // A second init refuses and leaves the file as it was.
+    // A second init adds its profile, not as the default; the file is otherwise as it was.
     let out = run_civikey(home.path(), &["config", "init", "--kind", "cv"]);
-    assert_eq!(out.status.code(), Some(5));
+    assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
-        text(&out.stderr).contains("never overwrites"),
+        text(&out.stderr).contains("added a cv profile \"crm-cv\"")
+            && text(&out.stderr).contains("default profile is unchanged"),
         "{}",
         text(&out.stderr)
     );
-    assert_eq!(fs::read_to_string(&path).unwrap(), written);
+    let now = fs::read_to_string(&path).unwrap();
+    assert!(now.starts_with(&written), "{now}");
+    let config = Config::load(&path).unwrap();
+    assert_eq!(config.default_profile(), Some("local"));
+    assert_eq!(
+        config.profile_names().collect::<Vec<_>>(),
+        ["crm-cv", "local"]
+    );
+    // Again: under a name not taken.
+    let out = run_civikey(home.path(), &["config", "init", "--kind", "cv"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let config = Config::load(&path).unwrap();
+    assert!(config.profile_names().any(|n| n == "crm-cv-2"));
+    assert_eq!(config.default_profile(), Some("local"));
+}
+
+/// `config check` judges a MySQL profile as a run would before it sends anything: a
+/// remote host without TLS settings refused, `tls = "off"` warned about, no password from
+/// anywhere (no `~/.my.cnf`) said, a `~/.my.cnf` others can read refused. And `config init
+/// --kind mysql` never makes its half-filled profile the default: the first run still works.
+#[test]
+fn check_judges_a_mysql_profile_as_a_run_would() {
+    let home = tempfile::tempdir().unwrap();
+    let out = run_civikey(home.path(), &["config", "init", "--kind", "mysql"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let path = home.path().join("config/civikey/config.toml");
+    let config = Config::load(&path).unwrap();
+    assert_eq!(
+        config.default_profile(),
+        None,
+        "a half-filled profile is no default"
+    );
+    let out = run_civikey(home.path(), &["list", "--limit", "1"]);
+    assert!(out.status.success(), "the first run: {}", text(&out.stderr));
+
+    let check = || run_civikey(home.path(), &["config", "check"]);
+    let edit = |from: &str, to: &str| {
+        let now = fs::read_to_string(&path).unwrap();
+        assert!(now.contains(from), "{from} in {now}");
+        write_file(&path, &now.replacen(from, to, 1), 0o600);
+    };
+    // Loopback, no password anywhere: fine, with a warning.
+    let out = check();
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("warn  crm-db") && text(&out.stdout).contains("no password"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("1 with a warning"),
+        "{}",
+        text(&out.stderr)
+    );
+    // ~/.my.cnf others can read: a run refuses it, so does check.
+    let my_cnf = home.path().join(".my.cnf");
+    write_file(&my_cnf, "[client]\npassword=Sekr3tSekr3t\n", 0o644);
+    let out = check();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("FAIL  crm-db") && text(&out.stdout).contains("chmod"),
+        "{}",
+        text(&out.stdout)
+    );
+    fs::set_permissions(&my_cnf, fs::Permissions::from_mode(0o600)).unwrap();
+    let out = check();
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(!text(&out.stdout).contains("warn"), "{}", text(&out.stdout));
+    // Another machine without TLS settings: refused before anything is sent.
+    edit("civikey@localhost:3306", "civikey@db.example.org:3306");
+    let out = check();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("FAIL  crm-db")
+            && text(&out.stdout).contains("another machine")
+            && text(&out.stdout).contains("tls = true"),
+        "{}",
+        text(&out.stdout)
+    );
+    // tls = "off": fine, warned about as on every run.
+    edit("# tls = true", "tls = \"off\"");
+    let out = check();
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("warn  crm-db") && text(&out.stdout).contains("TLS is off"),
+        "{}",
+        text(&out.stdout)
+    );
+    for output in [&out.stdout, &out.stderr] {
+        assert!(!text(output).contains("Sekr3t"), "a secret was printed");
+    }
 }
 
 #[test]

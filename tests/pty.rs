@@ -876,6 +876,108 @@ fn health_view_fixes_every_finding_of_the_sample() {
     );
 }
 
+/// After a frame is drawn by changes only, the screen must be the one a full redraw
+/// (Ctrl-L) gives: nothing left over from an earlier frame.
+fn assert_screen_is_a_full_redraw(tui: &mut Tui, after: &str) {
+    // A blank written and a blank never written look the same.
+    let screen = |tui: &Tui| {
+        tui.screen()
+            .lines()
+            .map(str::trim_end)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    tui.settle(Duration::from_millis(300));
+    let drawn = screen(tui);
+    tui.send("\x0c");
+    tui.settle(Duration::from_millis(300));
+    let redrawn = screen(tui);
+    assert_eq!(
+        drawn, redrawn,
+        "after {after}, the screen drawn by changes differs from a full redraw:\n{drawn}\n---\n{redrawn}"
+    );
+}
+
+/// Names whose characters are not one cell each (wide CJK and emoji, combining marks,
+/// Devanagari conjuncts that a terminal spreads over two cells) through scrolling in the
+/// list and the health view: the screen never keeps a stray piece of an earlier frame, and
+/// the list's columns stay in place.
+#[test]
+fn scrolling_through_wide_and_combining_names_leaves_no_stray_marks() {
+    let _serial = serial();
+    let mut tui = Tui::start(80, 24);
+    tui.wait_list();
+    let names = [
+        "Mei Chen 陈 山田太郎",
+        "Café Étoile 🥐🥐",
+        "नमस्ते दुनिया क्षत्रिय",
+        "Zoe\u{0308} Mu\u{0308}ller",
+        "山田太郎山田太郎山田太郎山田太郎山",
+    ];
+    let db = rusqlite::Connection::open(tui.store_path()).unwrap();
+    let ids: Vec<i64> = db
+        .prepare("SELECT id FROM civicrm_contact ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for (i, id) in ids.iter().enumerate() {
+        let name = format!("{} {id}", names[i % names.len()]);
+        db.execute(
+            "UPDATE civicrm_contact SET display_name = ?1, sort_name = ?1 WHERE id = ?2",
+            rusqlite::params![name, id],
+        )
+        .unwrap();
+    }
+    drop(db);
+    // A search and Esc load the list again, with the new names.
+    tui.send("/x");
+    tui.wait_text("/ x");
+    tui.send(ESC);
+    tui.wait_text("Étoile");
+    tui.wait_list();
+
+    for _ in 0..ids.len() {
+        tui.send("j");
+    }
+    assert_screen_is_a_full_redraw(&mut tui, "j to the end");
+    tui.send("g");
+    assert_screen_is_a_full_redraw(&mut tui, "g");
+    tui.send(PAGE_DOWN);
+    tui.send(PAGE_DOWN);
+    assert_screen_is_a_full_redraw(&mut tui, "two pages down");
+    // The list's columns: every row's type where the header's is.
+    tui.with_screen(|screen| {
+        let header = (0..80u16)
+            .find(|&x| screen.cell(1, x).is_some_and(|c| c.contents() == "T"))
+            .expect("the Type header");
+        for row in 2..16u16 {
+            let cell = screen.cell(row, header).map(|c| c.contents());
+            assert!(
+                matches!(cell, Some("I" | "O" | "H")),
+                "row {row}: {:?} under Type\n{}",
+                cell,
+                screen.contents()
+            );
+        }
+    });
+
+    tui.send("h");
+    tui.wait_text("Key health:");
+    for _ in 0..20 {
+        tui.send("j");
+    }
+    for _ in 0..7 {
+        tui.send("k");
+    }
+    assert_screen_is_a_full_redraw(&mut tui, "scrolling the health view");
+    tui.send("q");
+    assert_screen_is_a_full_redraw(&mut tui, "closing the health view");
+    tui.send("q");
+    tui.wait_exit(secs(10));
+}
+
 /// `P` switches sites in place: the picker names each profile and whether it answers, an
 /// unreachable one leaves the operator where they were, and after a switch the main flow
 /// rotates the contact picked in the store switched to, and only there.

@@ -40,6 +40,7 @@ impl App {
                     selected: 0,
                     scroll: 0,
                     reading: Some(read),
+                    detail: false,
                 });
             }
             Some(Popup::Health {
@@ -83,6 +84,7 @@ impl App {
                 report,
                 scroll: 0,
                 reading: None,
+                detail: false,
             },
             Err(e) => super::error_popup("The key health check failed", e),
         });
@@ -96,6 +98,7 @@ impl App {
             report,
             selected,
             reading,
+            detail,
             ..
         }) = self.popup.as_mut()
         else {
@@ -103,6 +106,9 @@ impl App {
         };
         let last = report.findings.len().saturating_sub(1);
         match action {
+            // The finding in full: Enter opens it; Enter, Esc or q closes it (back to the view).
+            Action::Proceed => *detail = !*detail && !report.findings.is_empty(),
+            Action::Back | Action::Quit | Action::Health if *detail => *detail = false,
             Action::Down => *selected = (*selected + 1).min(last),
             Action::Up => *selected = selected.saturating_sub(1),
             Action::PageDown => *selected = (*selected + rows).min(last),
@@ -568,6 +574,54 @@ pub(crate) mod tests {
         );
         act(&mut app, Action::Top);
         assert!(matches!(app.popup, Some(Popup::Health { scroll: 0, .. })));
+    }
+
+    fn detail_open(app: &App) -> Option<(bool, usize)> {
+        match &app.popup {
+            Some(Popup::Health {
+                detail, selected, ..
+            }) => Some((*detail, *selected)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn enter_reads_a_finding_in_full_and_esc_goes_back_to_the_view() {
+        let mut app = opened(true);
+        act(&mut app, Action::Down);
+        act(&mut app, Action::Proceed);
+        assert_eq!(detail_open(&app), Some((true, 1)), "Enter opens the detail");
+        act(&mut app, Action::Down);
+        assert_eq!(detail_open(&app), Some((true, 2)), "j moves on, open");
+        act(&mut app, Action::Back);
+        assert_eq!(detail_open(&app), Some((false, 2)), "Esc: back to the view");
+        act(&mut app, Action::Proceed);
+        act(&mut app, Action::Proceed);
+        assert_eq!(detail_open(&app), Some((false, 2)), "Enter closes it too");
+        act(&mut app, Action::Proceed);
+        act(&mut app, Action::Quit);
+        assert_eq!(
+            detail_open(&app),
+            Some((false, 2)),
+            "q closes the detail first"
+        );
+        act(&mut app, Action::Back);
+        assert!(app.popup.is_none(), "then the view");
+    }
+
+    #[test]
+    fn help_over_the_health_view_comes_back_to_it() {
+        let mut app = opened(true);
+        act(&mut app, Action::Down);
+        act(&mut app, Action::Proceed);
+        act(&mut app, Action::Help);
+        assert_eq!(app.mode(), Mode::Help);
+        act(&mut app, Action::Back);
+        assert_eq!(
+            detail_open(&app),
+            Some((true, 1)),
+            "the same view, as it was"
+        );
     }
 
     #[test]

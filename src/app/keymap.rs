@@ -86,6 +86,7 @@ pub fn map(key: KeyEvent, mode: Mode) -> Option<Action> {
     let common = match key.code {
         KeyCode::Esc => Some(Action::Back),
         KeyCode::Enter => Some(Action::Proceed),
+        KeyCode::Char('?') if super::mode_takes_help(mode) => Some(Action::Help),
         _ => None,
     };
     if common.is_some() {
@@ -190,6 +191,25 @@ pub fn map(key: KeyEvent, mode: Mode) -> Option<Action> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn question_mark_is_help_in_popups_and_text_in_fields() {
+        let q = KeyEvent::new(KeyCode::Char('?'), KeyModifiers::NONE);
+        for mode in [
+            Mode::Health,
+            Mode::Audit,
+            Mode::NewKey,
+            Mode::Confirm,
+            Mode::Shown,
+        ] {
+            assert_eq!(map(q, mode), Some(Action::Help), "{mode:?}");
+        }
+        assert_eq!(map(q, Mode::Help), Some(Action::Back));
+        assert_eq!(map(q, Mode::Input), Some(Action::InputChar('?')));
+        assert_eq!(map(q, Mode::Search), Some(Action::SearchChar('?')));
+        let enter = KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE);
+        assert_eq!(map(enter, Mode::Health), Some(Action::Proceed));
+    }
 
     fn key(code: KeyCode) -> KeyEvent {
         KeyEvent::new(code, KeyModifiers::NONE)

@@ -321,7 +321,10 @@ pub enum Mode {
 }
 
 pub enum Popup {
-    Help,
+    /// The keys table; over another popup (`?` there), that popup comes back when it closes.
+    Help {
+        under: Option<Box<Popup>>,
+    },
     NewKey {
         contact: Contact,
         key: ApiKey,
@@ -402,6 +405,8 @@ pub enum Popup {
         /// Still reading: this many key holders read so far (the findings are those judged
         /// until now); None once the report is whole.
         reading: Option<usize>,
+        /// Enter: the selected finding in full, over the view (j/k move on with it open).
+        detail: bool,
     },
     /// "Revoke the keys of N marked contacts?"
     ConfirmBulkRevoke {
@@ -415,6 +420,34 @@ pub enum Popup {
     Switching {
         name: String,
     },
+}
+
+impl Popup {
+    /// Which keys mean what while this popup is up.
+    pub fn mode(&self) -> Mode {
+        match self {
+            Popup::Help { .. } => Mode::Help,
+            Popup::NewKey { .. } => Mode::NewKey,
+            Popup::Confirm { .. } => Mode::Confirm,
+            Popup::Working { .. } | Popup::Checking { .. } | Popup::Switching { .. } => {
+                Mode::Working
+            }
+            Popup::Shown { .. } => Mode::Shown,
+            Popup::ConfirmRevoke { .. } => Mode::ConfirmRevoke,
+            Popup::ConfirmUndo { .. } => Mode::ConfirmUndo,
+            Popup::Message { .. } => Mode::Message,
+            Popup::Audit { .. } => Mode::Audit,
+            Popup::BulkConfirm {
+                confirming: true, ..
+            } => Mode::ConfirmBulk,
+            Popup::MarkOld { .. } | Popup::BulkConfirm { .. } => Mode::Input,
+            Popup::BulkRunning { .. } => Mode::BulkRunning,
+            Popup::BulkResults { .. } => Mode::BulkResults,
+            Popup::Health { .. } => Mode::Health,
+            Popup::ConfirmBulkRevoke { .. } => Mode::ConfirmBulkRevoke,
+            Popup::Profiles { .. } => Mode::Profiles,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -556,26 +589,7 @@ impl App {
             return Mode::TooSmall;
         }
         match &self.popup {
-            Some(Popup::Help) => Mode::Help,
-            Some(Popup::NewKey { .. }) => Mode::NewKey,
-            Some(Popup::Confirm { .. }) => Mode::Confirm,
-            Some(Popup::Working { .. } | Popup::Checking { .. } | Popup::Switching { .. }) => {
-                Mode::Working
-            }
-            Some(Popup::Shown { .. }) => Mode::Shown,
-            Some(Popup::ConfirmRevoke { .. }) => Mode::ConfirmRevoke,
-            Some(Popup::ConfirmUndo { .. }) => Mode::ConfirmUndo,
-            Some(Popup::Message { .. }) => Mode::Message,
-            Some(Popup::Audit { .. }) => Mode::Audit,
-            Some(Popup::BulkConfirm {
-                confirming: true, ..
-            }) => Mode::ConfirmBulk,
-            Some(Popup::MarkOld { .. } | Popup::BulkConfirm { .. }) => Mode::Input,
-            Some(Popup::BulkRunning { .. }) => Mode::BulkRunning,
-            Some(Popup::BulkResults { .. }) => Mode::BulkResults,
-            Some(Popup::Health { .. }) => Mode::Health,
-            Some(Popup::ConfirmBulkRevoke { .. }) => Mode::ConfirmBulkRevoke,
-            Some(Popup::Profiles { .. }) => Mode::Profiles,
+            Some(popup) => popup.mode(),
             None if self.search_input.is_some() => Mode::Search,
             None => Mode::List,
         }
@@ -851,8 +865,18 @@ impl App {
                     action,
                     Action::Back | Action::Proceed | Action::Help | Action::Quit
                 ) {
-                    self.popup = None;
+                    // Help over a popup gives that popup back.
+                    self.popup = match self.popup.take() {
+                        Some(Popup::Help { under }) => under.map(|popup| *popup),
+                        _ => None,
+                    };
                 }
+                Vec::new()
+            }
+            // `?` in a popup: the keys, and back to the popup after.
+            _ if action == Action::Help && mode_takes_help(mode) => {
+                let under = self.popup.take().map(Box::new);
+                self.popup = Some(Popup::Help { under });
                 Vec::new()
             }
             Mode::NewKey => self.on_new_key_action(action),
@@ -964,7 +988,7 @@ impl App {
                 self.reload_keeping_selection()
             }
             Action::Help => {
-                self.popup = Some(Popup::Help);
+                self.popup = Some(Popup::Help { under: None });
                 Vec::new()
             }
             Action::Quit => {
@@ -1545,6 +1569,25 @@ fn error_popup(title: &'static str, text: String) -> Popup {
         text,
         is_error: true,
     }
+}
+
+/// The popups where `?` opens the help over them: every one that waits for a key, not
+/// those that only show progress (they close by themselves) nor text fields (`?` is text).
+pub fn mode_takes_help(mode: Mode) -> bool {
+    matches!(
+        mode,
+        Mode::NewKey
+            | Mode::Confirm
+            | Mode::Shown
+            | Mode::ConfirmRevoke
+            | Mode::ConfirmUndo
+            | Mode::ConfirmBulk
+            | Mode::Audit
+            | Mode::BulkResults
+            | Mode::Health
+            | Mode::ConfirmBulkRevoke
+            | Mode::Profiles
+    )
 }
 
 #[cfg(test)]

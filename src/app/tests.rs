@@ -1412,3 +1412,42 @@ fn ctrl_l_redraws_and_changes_nothing() {
     assert!(matches!(&cmds[..], [Cmd::Redraw]));
     assert_eq!(app.mode(), Mode::NewKey, "the popup stays");
 }
+
+/// `?` in every popup that waits for a key opens the help over it; closing the help gives
+/// the same popup back, not the list.
+#[test]
+fn question_mark_works_in_every_popup_and_comes_back() {
+    let mut app = app_with(three(), true);
+    let mut seen = Vec::new();
+    for open in [
+        vec![Action::Rotate],
+        vec![Action::Rotate, Action::Proceed],
+        vec![Action::Revoke],
+        vec![Action::Audit],
+    ] {
+        app.popup = None;
+        for action in open {
+            act(&mut app, action);
+        }
+        let before = app.mode();
+        if !mode_takes_help(before) {
+            continue;
+        }
+        act(&mut app, Action::Help);
+        assert_eq!(app.mode(), Mode::Help, "? over {before:?}");
+        act(&mut app, Action::Back);
+        assert_eq!(app.mode(), before, "back to {before:?}");
+        seen.push(before);
+    }
+    assert!(
+        seen.contains(&Mode::NewKey)
+            && seen.contains(&Mode::Confirm)
+            && seen.contains(&Mode::ConfirmRevoke),
+        "{seen:?}"
+    );
+    // From the list, ? is the help alone; closing it is the list.
+    app.popup = None;
+    act(&mut app, Action::Help);
+    act(&mut app, Action::Back);
+    assert_eq!(app.mode(), Mode::List);
+}

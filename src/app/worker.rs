@@ -27,6 +27,9 @@ pub type ResolveProfile = Arc<dyn Fn(&str) -> Result<StoreSpec, String> + Send +
 /// How many profiles the picker asks at once.
 const PROBES_AT_ONCE: usize = 8;
 
+/// How long the picker waits for a profile's one-row read before calling it unreachable.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Where the journal lives and who is acting.
 pub struct JournalSetup {
     pub dir: PathBuf,
@@ -659,31 +662,54 @@ impl Worker {
     }
 }
 
-/// Asks each profile's store for one row, [`PROBES_AT_ONCE`] at a time, each answer sent
-/// as it comes. The threads are not joined: one that hangs ends at its store's own
-/// timeout, and holds neither the worker nor the other profiles.
+/// Asks each profile's store for one row, [`PROBES_AT_ONCE`] at a time (the fleet's one
+/// bounded runner, `cli::fleet::run_each`), each answer sent as it comes; a profile that
+/// has not answered within [`PROBE_TIMEOUT`] is called unreachable. Runs on a thread of
+/// its own: it holds neither the worker nor, through a hung site, the other profiles.
 fn probe_profiles(resolve: ResolveProfile, names: Vec<String>, results: Sender<Msg>) {
-    let threads = names.len().min(PROBES_AT_ONCE);
-    let queue = Arc::new(std::sync::Mutex::new(names.into_iter()));
-    for _ in 0..threads {
-        let (queue, resolve, results) = (Arc::clone(&queue), Arc::clone(&resolve), results.clone());
-        let spawned = std::thread::Builder::new()
-            .name("civikey-probe".into())
-            .spawn(move || loop {
-                let next = queue.lock().ok().and_then(|mut names| names.next());
-                let Some(name) = next else { return };
-                let reach = match open_answering(&resolve, &name) {
-                    Ok(_) => crate::app::Reach::Reachable,
-                    Err(why) => crate::app::Reach::Unreachable(why),
+    use crate::app::Reach;
+    use crate::cli::fleet::{run_each, Ran};
+    let runner = std::thread::Builder::new()
+        .name("civikey-probes".into())
+        .spawn(move || {
+            let names = Arc::new(names);
+            let (job_names, job_results) = (Arc::clone(&names), results.clone());
+            // Each answer goes to the screen as it comes; the runner gives up on a
+            // profile at its deadline and on the rest the same way.
+            let ran = run_each(
+                names.len(),
+                PROBES_AT_ONCE,
+                PROBE_TIMEOUT,
+                move |i| {
+                    let name = job_names[i].clone();
+                    let reach = match open_answering(&resolve, &name) {
+                        Ok(_) => Reach::Reachable,
+                        Err(why) => Reach::Unreachable(why),
+                    };
+                    let _ = job_results.send(Msg::ProfileProbed { name, reach });
+                },
+                &mut |_, _| {},
+            );
+            for (name, ran) in names.iter().zip(ran) {
+                let why = match ran {
+                    Ran::Done(()) => continue,
+                    Ran::TimedOut => format!("no answer within {} s", PROBE_TIMEOUT.as_secs()),
+                    Ran::Panicked => "the check of this profile failed (a bug)".to_string(),
                 };
-                if results.send(Msg::ProfileProbed { name, reach }).is_err() {
+                let reach = Reach::Unreachable(why);
+                if results
+                    .send(Msg::ProfileProbed {
+                        name: name.clone(),
+                        reach,
+                    })
+                    .is_err()
+                {
                     return;
                 }
-            });
-        if spawned.is_err() {
-            return;
-        }
-    }
+            }
+        });
+    // Without a thread the picker keeps saying "asking…": nothing else depends on it.
+    drop(runner);
 }
 
 /// One profile's store: resolved, opened and asked for one contact (a store that opens

@@ -15,6 +15,9 @@
 //!   civikey-bench cv-wrapper MYSQL_ADDRESS SCRIPT   # writes SCRIPT, a `cv_binary` for it
 //!   civikey-bench bulk [--contacts 500] [--delay-ms 100]
 //!                                                  # bulk rotation over REST: requests, time
+//!   civikey-bench fleet [--profiles 50] [--delay-ms 100] [--contacts 200] [--jobs N]
+//!                                                  # check --all-profiles against the slowest
+//!                                                  # single profile
 //!
 //! With `--profile` (or `--store`) the texts are typed key by key through the app against
 //! that configured store, opened read-only, waiting for each answer; one line per text,
@@ -47,6 +50,8 @@ use civikey::terminal::Screen;
 
 #[path = "bench_support/cv_on_mysql.rs"]
 mod cv_on_mysql;
+#[path = "bench_support/fleet.rs"]
+mod fleet;
 #[path = "bench_support/rest_in_memory.rs"]
 mod rest_in_memory;
 #[path = "bench_support/rest_on_mysql.rs"]
@@ -83,6 +88,7 @@ fn main() -> ExitCode {
         Some("cv-on-mysql") => return cv_on_mysql(&args[1..]),
         Some("cv-wrapper") => cv_wrapper(&args[1..]),
         Some("bulk") => bulk_bench(&args[1..]),
+        Some("fleet") => fleet::run(&args[1..]),
         _ => parent(&args),
     };
     match result {

@@ -20,7 +20,8 @@ use crate::store::StoreSpec;
 pub enum ConfigCommand {
     /// Print where the config file is looked for (stdout) and whether it exists (stderr)
     Path,
-    /// Write a commented config with one profile, mode 0600; never overwrites a file
+    /// Write a commented config with one profile, mode 0600; to a config that exists, add the
+    /// profile (never as the default)
     Init {
         /// The kind of store the profile opens
         #[arg(long, value_enum, default_value_t = InitKind::Sqlite)]
@@ -159,17 +160,22 @@ const FIELDS: &[(&str, &str, &str, bool)] = &[
 ];
 
 /// The commented config `civikey config init --kind KIND` writes; `data_dir` gives the
-/// SQLite profile its address (the default store).
+/// SQLite profile its address (the default store). Only the SQLite profile, which works as
+/// written, becomes the default; another kind's profile has fields to fill in first, so
+/// its `default_profile` line is left commented out (until then civikey opens the default
+/// store).
 pub fn template(kind: InitKind, config_path: &Path, data_dir: &Path) -> String {
-    let (fields, form) = config::kind_fields(kind.label()).unwrap_or((&[], "sqlite:PATH"));
     let name = kind.profile_name();
-    let address = match kind {
-        InitKind::Sqlite => format!("sqlite:{}", config::default_store_path(data_dir).display()),
-        InitKind::Mysql => "mysql://civikey@localhost:3306/civicrm".to_string(),
-        InitKind::CivicrmRest => "https://crm.example.org".to_string(),
-        InitKind::Cv => "cv:/var/www/civicrm".to_string(),
+    let default = if kind == InitKind::Sqlite {
+        format!("default_profile = \"{name}\"\n")
+    } else {
+        format!(
+            "# Uncomment once the profile below is filled in and `civikey config check` says ok\n\
+             # (until then civikey opens the sample store in its data folder):\n\
+             # default_profile = \"{name}\"\n"
+        )
     };
-    let mut text = format!(
+    format!(
         "# civikey configuration, written by `civikey config init --kind {kind}`.\n\
          #\n\
          # This file: {path} ($CIVIKEY_CONFIG names another).\n\
@@ -184,16 +190,38 @@ pub fn template(kind: InitKind, config_path: &Path, data_dir: &Path) -> String {
          # (so \"crm-api.key\" is a file beside this one).\n\
          \n\
          # The profile used when neither --store nor --profile is given.\n\
-         default_profile = \"{name}\"\n\
+         {default}\
          \n\
-         # Add more profiles as [profiles.NAME] tables (names: letters, digits, - and _).\n\
-         [profiles.{name}]\n\
+         # Every journal record to the system log too (/dev/log, or syslog_socket = \"PATH\"),\n\
+         # never a key; off unless set.\n\
+         # syslog = true\n\
+         \n\
+         # Add more profiles as [profiles.NAME] tables (names: letters, digits, - and _),\n\
+         # or with `civikey config init --kind KIND` again.\n\
+         {profile}",
+        kind = kind.label(),
+        path = config_path.display(),
+        profile = profile_block(kind, name, data_dir),
+    )
+}
+
+/// One commented `[profiles.NAME]` table of `kind`: every field of the kind, the required
+/// ones set to an example, the optional ones commented out.
+fn profile_block(kind: InitKind, name: &str, data_dir: &Path) -> String {
+    let (fields, form) = config::kind_fields(kind.label()).unwrap_or((&[], "sqlite:PATH"));
+    let address = match kind {
+        InitKind::Sqlite => format!("sqlite:{}", config::default_store_path(data_dir).display()),
+        InitKind::Mysql => "mysql://civikey@localhost:3306/civicrm".to_string(),
+        InitKind::CivicrmRest => "https://crm.example.org".to_string(),
+        InitKind::Cv => "cv:/var/www/civicrm".to_string(),
+    };
+    let mut text = format!(
+        "[profiles.{name}]\n\
          # The kind of store: {kinds}.\n\
          kind = \"{kind}\"\n\
          # Where it is: {form}.\n\
          address = \"{address}\"\n",
         kind = kind.label(),
-        path = config_path.display(),
         kinds = config::kind_names().join(" | "),
     );
     for field in fields {
@@ -252,16 +280,10 @@ fn path(path: &Path, named: bool) -> Result<(), Failure> {
 }
 
 fn init(path: &Path, kind: InitKind) -> Result<(), Failure> {
-    if path.symlink_metadata().is_ok() {
-        return Err(Failure::new(
-            exit::REFUSED,
-            format!(
-                "{} exists; civikey never overwrites a config (edit it, or move it away first)",
-                path.display()
-            ),
-        ));
-    }
     let data_dir = config::data_dir().map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
+    if path.symlink_metadata().is_ok() {
+        return add_profile(path, kind, &data_dir);
+    }
     let text = template(kind, path, &data_dir);
     crate::fsperm::write_new_private_file(path, text.as_bytes())
         .map_err(|e| Failure::new(exit::REFUSED, e))?;
@@ -270,6 +292,72 @@ fn init(path: &Path, kind: InitKind) -> Result<(), Failure> {
         path.display(),
         kind.label(),
         kind.profile_name()
+    ));
+    Ok(())
+}
+
+/// `config init` on a config that exists: the kind's profile appended under a name not
+/// taken yet, never the default, the rest of the file as it was. Refused (nothing written)
+/// when the file does not load as it is, or would not load with the profile added.
+fn add_profile(path: &Path, kind: InitKind, data_dir: &Path) -> Result<(), Failure> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let refused = |why: String| Failure::new(exit::REFUSED, why);
+    let existing = Config::load(path).map_err(|e| {
+        refused(format!(
+            "{e}; civikey adds a profile only to a config that loads"
+        ))
+    })?;
+    let taken: Vec<&str> = existing.profile_names().collect();
+    let base = kind.profile_name();
+    let name = std::iter::once(base.to_string())
+        .chain((2..).map(|n| format!("{base}-{n}")))
+        .find(|candidate| !taken.contains(&candidate.as_str()))
+        .unwrap_or_else(|| base.to_string());
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| refused(format!("cannot read {}: {e}", path.display())))?;
+    let separator = if text.is_empty() || text.ends_with('\n') {
+        "\n"
+    } else {
+        "\n\n"
+    };
+    let block = format!(
+        "{separator}# Added by `civikey config init --kind {kind}`; not the default profile: fill\n\
+         # it in, check it with `civikey config check`, then use it with --profile {name}.\n\
+         {profile}",
+        kind = kind.label(),
+        profile = profile_block(kind, &name, data_dir),
+    );
+    Config::parse(&format!("{text}{block}"), path).map_err(|e| {
+        refused(format!(
+            "{} would not load with a {} profile added ({e}); nothing was written",
+            path.display(),
+            kind.label()
+        ))
+    })?;
+    // The file Config::load checked (regular, private): appended to, never followed.
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| {
+            refused(format!(
+                "cannot open {} to add a profile: {e}",
+                path.display()
+            ))
+        })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| refused(format!("cannot read {}: {e}", path.display())))?;
+    crate::fsperm::refuse_if_exposed(path, &meta).map_err(refused)?;
+    file.write_all(block.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| refused(format!("cannot write {}: {e}", path.display())))?;
+    out::note(format_args!(
+        "civikey: added a {} profile \"{name}\" to {} (the default profile is unchanged); fill it in, \
+         then run `civikey config check`",
+        kind.label(),
+        path.display()
     ));
     Ok(())
 }
@@ -313,27 +401,42 @@ fn connect_problem(spec: StoreSpec) -> Option<String> {
         .map(|e| format!("opened, but cannot read contacts: {e}"))
 }
 
-/// One profile as a real run would resolve it (secrets read, modes checked): where it
-/// is, or what is wrong.
+/// One profile as a real run would resolve it (secrets read, modes checked, the
+/// store's own checks before anything is sent): where it is and what a run would warn
+/// about, or what is wrong.
 fn check_profile(
     config: &Config,
     name: &str,
     data_dir: &Path,
     connect: bool,
-) -> Result<String, String> {
+) -> Result<(String, Vec<String>), String> {
     let resolved = config
         .resolve(None, Some(name), data_dir, true)
         .map_err(|e| e.to_string())?;
     let location = SafeText::new(&resolved.spec.location()).to_string();
+    if resolved.is_default_store {
+        if let StoreSpec::Sqlite { path, .. } = &resolved.spec {
+            if !path.exists() {
+                return Ok((
+                    format!("{location} (not made yet: the first run makes it from the sample contacts)"),
+                    Vec::new(),
+                ));
+            }
+        }
+    }
     if let Some(problem) = local_problem(&resolved.spec) {
         return Err(format!("{location}: {problem}"));
     }
+    let warnings = resolved
+        .spec
+        .preflight()
+        .map_err(|e| format!("{location}: {}", SafeText::new(&e.to_string())))?;
     if !connect {
-        return Ok(location);
+        return Ok((location, warnings));
     }
     match connect_problem(resolved.spec) {
         Some(problem) => Err(format!("{location}: {problem}")),
-        None => Ok(format!("{location} (opened read-only)")),
+        None => Ok((format!("{location} (opened read-only)"), warnings)),
     }
 }
 
@@ -355,10 +458,16 @@ fn check(connect: bool) -> Result<(), Failure> {
         Err(e) => return Err(Failure::new(exit::ERROR, e.to_string())),
     };
     let names: Vec<String> = config.profile_names().map(str::to_string).collect();
-    let mut bad = 0;
+    let (mut bad, mut warned) = (0, 0);
     for name in &names {
         match check_profile(&config, name, &data_dir, connect) {
-            Ok(what) => out::line(format_args!("ok    {name:<16} {what}"))?,
+            Ok((what, warnings)) => {
+                out::line(format_args!("ok    {name:<16} {what}"))?;
+                warned += usize::from(!warnings.is_empty());
+                for warning in warnings {
+                    out::line(format_args!("warn  {name:<16} {warning}"))?;
+                }
+            }
             Err(problem) => {
                 bad += 1;
                 out::line(format_args!("FAIL  {name:<16} {problem}"))?;
@@ -377,7 +486,14 @@ fn check(connect: bool) -> Result<(), Failure> {
     } else {
         "not connected; add --connect to open the stores"
     };
-    out::note(format_args!("civikey: {checked} checked, all fine ({how})"));
+    let verdict = if warned > 0 {
+        format!("no problem, {warned} with a warning (see above)")
+    } else {
+        "all fine".to_string()
+    };
+    out::note(format_args!(
+        "civikey: {checked} checked, {verdict} ({how})"
+    ));
     Ok(())
 }
 

@@ -5,7 +5,10 @@
 //! or a password as an argument.
 
 pub mod config_cmd;
+pub mod fleet;
+pub mod fleet_check;
 pub mod manpage;
+pub mod person;
 pub mod reference;
 
 use std::io::{self, BufRead, IsTerminal};
@@ -17,10 +20,8 @@ use clap::{Parser, Subcommand};
 use crate::audit::Journal;
 use crate::key::{ApiKey, OsKeySource, KEY_LEN, MIN_MANUAL_LEN};
 use crate::rotation::{self, Expectation, NewKey, RotationError};
-use crate::sanitize::SafeText;
-use crate::store::{
-    AccountState, CmsLink, Contact, ContactId, ContactStore, Query, Standing, StoreError,
-};
+use crate::sanitize::{fit_to_width, SafeText};
+use crate::store::{AccountState, CmsLink, Contact, ContactId, ContactStore, Standing, StoreError};
 
 /// The only code that writes to stdout and stderr outside the TUI (which has its own, in
 /// `terminal.rs`). clippy.toml forbids `print!`, `println!`, `eprint!`, `eprintln!`, `dbg!`,
@@ -203,10 +204,19 @@ pub enum Command {
         length: usize,
     },
     /// List contacts (keys masked)
+    ///
+    /// With --all-profiles: every profile of the config file, with a PROFILE column (a
+    /// person across sites: --email ADDRESS --all-profiles).
     List {
         /// Id, email prefix, or name prefix
         #[arg(long)]
         search: Option<String>,
+        /// The contacts whose primary email is this address (whole, case ignored)
+        #[arg(long, value_name = "ADDRESS", conflicts_with = "search")]
+        email: Option<String>,
+        /// Search every profile of the config file (with --email or --search)
+        #[arg(long)]
+        all_profiles: bool,
         /// Also a word inside a name, as the screen's Tab does (slower on a big site)
         #[arg(long, requires = "search")]
         deep: bool,
@@ -234,24 +244,36 @@ pub enum Command {
     /// Generate a key and assign it to a contact; prints only the new key on stdout
     ///
     /// With --ids-from FILE --out FILE: rotates every contact listed (one id per line) and
-    /// writes the new keys to a new 0600 CSV file, never to the screen.
+    /// writes the new keys to a new 0600 CSV file, never to the screen. With --email
+    /// ADDRESS --out FILE [--all-profiles]: every key of the contacts whose primary email
+    /// is ADDRESS, on every profile, after one confirm; the file gets a profile column.
     Rotate {
         /// The contact id
-        #[arg(required_unless_present = "ids_from")]
+        #[arg(required_unless_present_any = ["ids_from", "email"])]
         id: Option<ContactId>,
+        /// Every key of the contacts whose primary email is this address
+        #[arg(long, value_name = "ADDRESS", requires = "out", conflicts_with_all = ["id", "ids_from", "json"])]
+        email: Option<String>,
+        /// With --email: on every profile of the config file
+        #[arg(long, requires = "email")]
+        all_profiles: bool,
         /// Do not ask for confirmation
         #[arg(long)]
         yes: bool,
         /// Print a JSON object (contact_id, key, fingerprint, handover {api_endpoint,
-        /// needs_site_key}, login_check when the profile has a site) instead of the key alone
-        #[arg(long, conflicts_with = "ids_from")]
+        /// needs_site_key}, login_check when the profile has a site) instead of the key alone.
+        /// Bulk (with --ids-from, instead of --out): one JSON line per rotated contact
+        /// (contact_id, display_name, email, key, fingerprint, handover) on stdout, which must
+        /// not be a terminal (a pipe to a vault)
+        #[arg(long, conflicts_with = "out")]
         json: bool,
-        /// Bulk: a file of contact ids, one per line (# comments allowed); - reads stdin
-        #[arg(long, value_name = "FILE", requires = "out", conflicts_with = "id")]
+        /// Bulk: a file of contact ids, one per line (# comments allowed); - reads stdin. The
+        /// keys go to --out FILE, or with --json to stdout
+        #[arg(long, value_name = "FILE", conflicts_with = "id")]
         ids_from: Option<PathBuf>,
-        /// Bulk: the new CSV file for the keys (contact_id,display_name,email,api_key), created
-        /// 0600 in a folder that exists
-        #[arg(long, value_name = "FILE", requires = "ids_from")]
+        /// Bulk: the new CSV file for the keys (contact_id,display_name,email,api_key, and
+        /// profile with --email), created 0600 in a folder that exists
+        #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
     /// Assign a key given on stdin (for a key that must be kept, e.g. during a migration)
@@ -276,17 +298,35 @@ pub enum Command {
         /// At most this many records (1 to 100000)
         #[arg(long, default_value_t = 100, value_parser = limit_parser(100_000))]
         limit: usize,
-        /// Print a JSON array instead of a table
-        #[arg(long)]
+        /// Only records written since then: RFC 3339 (2026-12-07T14:02:00Z), a UTC date
+        /// (2026-12-07) or an age (90m, 12h, 7d, 2w)
+        #[arg(long, value_name = "WHEN", value_parser = |text: &str| crate::timefmt::parse_since(text, crate::timefmt::unix_now()))]
+        since: Option<i64>,
+        /// Print a JSON array instead of a table (--format json)
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// table, json (one array) or jsonl (one object a line, for log shippers); times
+        /// in JSON as unix seconds and RFC 3339
+        #[arg(long, value_enum, default_value_t = AuditFormat::Table)]
+        format: AuditFormat,
         /// No header row, even on a terminal (pipes never get one)
         #[arg(long)]
         no_header: bool,
     },
     /// Remove a contact's key
+    ///
+    /// With --email ADDRESS [--all-profiles]: every key of the contacts whose primary email
+    /// is ADDRESS (on every profile), after one confirm listing each.
     Revoke {
         /// The contact id
-        id: ContactId,
+        #[arg(required_unless_present = "email")]
+        id: Option<ContactId>,
+        /// Every key of the contacts whose primary email is this address
+        #[arg(long, value_name = "ADDRESS", conflicts_with = "id")]
+        email: Option<String>,
+        /// With --email: on every profile of the config file
+        #[arg(long, requires = "email")]
+        all_profiles: bool,
         /// Do not ask for confirmation
         #[arg(long)]
         yes: bool,
@@ -308,6 +348,18 @@ pub enum Command {
         /// No header row, even on a terminal (pipes never get one)
         #[arg(long, conflicts_with = "json")]
         no_header: bool,
+        /// Check every profile of the config file, 64 at a time: one line per profile (with
+        /// --json one object per line) and a summary; exit 6 when any has findings, 1 when
+        /// one could not be checked and none has findings
+        #[arg(long, conflicts_with = "no_header")]
+        all_profiles: bool,
+        /// With --all-profiles: give up on a profile not checked within this long (90, 90s,
+        /// 5m); the others go on
+        #[arg(long, value_name = "SECONDS", default_value = "300", requires = "all_profiles", value_parser = crate::cli::fleet::parse_timeout)]
+        timeout: std::time::Duration,
+        /// With --all-profiles: how many profiles are checked at once (1 to 256)
+        #[arg(long, value_name = "N", default_value_t = crate::cli::fleet::CONCURRENT_PROFILES, requires = "all_profiles", value_parser = limit_parser(256))]
+        jobs: usize,
     },
     /// Whose key is this? Reads one key from stdin (hidden prompt on a terminal) and names
     /// its holders, read-only; the lookup is journaled with the key's fingerprint only
@@ -371,6 +423,14 @@ pub enum Command {
         #[arg(long, value_name = "VAR")]
         password_env: Option<String>,
     },
+}
+
+/// How `civikey audit` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuditFormat {
+    Table,
+    Json,
+    Jsonl,
 }
 
 /// A `--limit` from 1 to `max`: anything else is a usage error, as the help says.
@@ -496,18 +556,11 @@ fn contact_json(c: &Contact) -> serde_json::Value {
     })
 }
 
-/// `2026-11-26T15:02:00Z`: a unix time for scripts, beside the number.
-pub fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| unix.to_string())
-}
+pub use crate::timefmt::rfc3339;
 
 pub use crate::wording::plural;
+
+pub use crate::timefmt::unix_now;
 
 /// Whether a table gets a header row: on a terminal, unless `--no-header`.
 pub fn wants_header(no_header: bool) -> bool {
@@ -528,14 +581,11 @@ fn contact_line(c: &Contact) -> String {
         c.display_name.to_string()
     };
     format!(
-        "{:>8}  {:<32}  {:<12}  {:<32}  {:<9}  {}",
+        "{:>8}  {}  {}  {}  {:<9}  {}",
         c.id,
-        crate::sanitize::truncate_to_width(&name, 32),
-        c.contact_type.truncated(12),
-        c.email
-            .as_ref()
-            .map(|e| e.truncated(32))
-            .unwrap_or_default(),
+        fit_to_width(&name, 32),
+        c.contact_type.fitted(12),
+        fit_to_width(c.email.as_ref().map_or("", |e| e.as_str()), 32),
         c.key.as_ref().map_or_else(|| "none".into(), |k| k.masked()),
         match c.cms {
             CmsLink::Linked { .. } => "cms",
@@ -548,6 +598,8 @@ fn contact_line(c: &Contact) -> String {
 /// What `civikey list` asks for.
 pub struct ListOptions<'a> {
     pub search: Option<&'a str>,
+    /// The contacts whose primary email is this address (`Query::email`).
+    pub email: Option<&'a str>,
     /// A word inside a name too (`Query::deep`).
     pub deep: bool,
     pub limit: usize,
@@ -559,13 +611,14 @@ pub struct ListOptions<'a> {
 pub fn list(store: &mut dyn ContactStore, options: &ListOptions) -> Result<(), Failure> {
     let ListOptions {
         search,
+        email,
         deep,
         limit,
         no_deleted,
         json,
         header,
     } = *options;
-    let mut query = Query::new(search.unwrap_or(""), limit.clamp(1, 1000));
+    let mut query = person::person_query(email, search, limit.clamp(1, 1000));
     query.include_deleted = !no_deleted;
     query.deep = deep;
     let page = store.search(&query)?;
@@ -833,7 +886,8 @@ fn ascii_json(doc: &serde_json::Value) -> zeroize::Zeroizing<String> {
     let text = zeroize::Zeroizing::new(doc.to_string());
     let mut out = zeroize::Zeroizing::new(String::with_capacity(text.len()));
     for c in text.chars() {
-        if c.is_ascii() {
+        // DEL too: it is ASCII, but no printable line may hold it.
+        if c.is_ascii() && !c.is_ascii_control() {
             out.push(c);
         } else {
             let mut units = [0u16; 2];
@@ -950,33 +1004,62 @@ pub fn assign(
     Ok(())
 }
 
-pub fn audit(
-    journal: &Journal,
-    contact: Option<ContactId>,
-    all_stores: bool,
-    limit: usize,
-    json: bool,
-    header: bool,
-) -> Result<(), Failure> {
+/// What `civikey audit` asks for.
+pub struct AuditOptions {
+    pub contact: Option<ContactId>,
+    pub all_stores: bool,
+    /// Unix seconds: only records written since.
+    pub since: Option<i64>,
+    pub limit: usize,
+    pub format: AuditFormat,
+    pub header: bool,
+}
+
+pub fn audit(journal: &Journal, options: &AuditOptions) -> Result<(), Failure> {
+    let AuditOptions {
+        contact,
+        all_stores,
+        since,
+        limit,
+        format,
+        header,
+    } = *options;
     let entries = journal
-        .entries(contact, all_stores, limit.clamp(1, 100_000))
+        .entries_since(contact, all_stores, since, limit.clamp(1, 100_000))
         .map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
     // Bulk rotations journaled done whose key is missing from their out file.
     let undelivered = crate::bulk::undelivered(journal, &entries);
-    if json {
-        let mut doc =
-            serde_json::to_value(&entries).map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
-        if let Some(items) = doc.as_array_mut() {
-            for (item, e) in items.iter_mut().zip(&entries) {
-                item["key_not_delivered"] = serde_json::json!(undelivered.contains(&e.id));
-                item["time_rfc3339"] = serde_json::json!(rfc3339(e.time));
-            }
+    if format != AuditFormat::Table {
+        let mut items = Vec::with_capacity(entries.len());
+        for e in &entries {
+            let mut item =
+                serde_json::to_value(e).map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
+            item["key_not_delivered"] = serde_json::json!(undelivered.contains(&e.id));
+            item["time_rfc3339"] = serde_json::json!(rfc3339(e.time));
+            items.push(item);
         }
-        out::json(&doc)?;
+        if format == AuditFormat::Jsonl {
+            for item in &items {
+                out::json(item)?;
+            }
+        } else {
+            out::json(&serde_json::Value::Array(items))?;
+        }
         return Ok(());
     }
+    // In full: two stores' locations often share a long beginning; the widest sets the column.
+    let store_width = if all_stores {
+        entries
+            .iter()
+            .map(|e| SafeText::new(&e.store).width())
+            .max()
+            .unwrap_or(0)
+            .max("STORE".len())
+    } else {
+        0
+    };
     if header {
-        out::line(audit_header(all_stores))?;
+        out::line(audit_header(store_width))?;
     }
     for e in &entries {
         let mut outcome = match (&e.outcome, &e.reconciled) {
@@ -984,9 +1067,8 @@ pub fn audit(
             (Some(o), None) => o.clone(),
             (None, None) => "in-flight".into(),
         };
-        // In full: two stores' locations often share a long beginning.
         let store = if all_stores {
-            format!("{}  ", SafeText::new(&e.store))
+            format!("{}  ", SafeText::new(&e.store).fitted(store_width))
         } else {
             String::new()
         };
@@ -996,15 +1078,21 @@ pub fn audit(
             );
         }
         out::line(format_args!(
-            "{}  {store}{:<10} {:<15} {:>8}  {:<24} {:<6} {}->{}  {}{}",
+            "{}  {store}{} {} {:>8}  {} {} {}  {}{}",
             crate::timefmt::format_time(e.time),
-            SafeText::new(&e.operator).truncated(10),
-            SafeText::new(e.ssh_client.as_deref().unwrap_or("local")).truncated(15),
+            SafeText::new(&e.operator).fitted(10),
+            SafeText::new(e.ssh_client.as_deref().unwrap_or("local")).fitted(15),
             e.contact_id,
-            SafeText::new(&e.contact_name).truncated(24),
-            e.action,
-            e.old_fingerprint.as_deref().unwrap_or("none"),
-            e.new_fingerprint.as_deref().unwrap_or("none"),
+            SafeText::new(&e.contact_name).fitted(24),
+            SafeText::new(&e.action).fitted(6),
+            fit_to_width(
+                &format!(
+                    "{}->{}",
+                    e.old_fingerprint.as_deref().unwrap_or("none"),
+                    e.new_fingerprint.as_deref().unwrap_or("none")
+                ),
+                AUDIT_FINGERPRINTS_WIDTH
+            ),
             outcome,
             e.error
                 .as_deref()
@@ -1015,17 +1103,25 @@ pub fn audit(
     Ok(())
 }
 
-fn audit_header(all_stores: bool) -> String {
+/// `OLD->NEW`: two short fingerprints (8 hex digits, or `none`) and the arrow.
+const AUDIT_FINGERPRINTS_WIDTH: usize = 18;
+
+/// The header of `civikey audit`'s table; `store_width` 0 when it has no store column.
+fn audit_header(store_width: usize) -> String {
+    let store = if store_width > 0 {
+        format!("{}  ", fit_to_width("STORE", store_width))
+    } else {
+        String::new()
+    };
     format!(
-        "{:<20}  {}{:<10} {:<15} {:>8}  {:<24} {:<6} {}  {}",
+        "{:<20}  {store}{:<10} {:<15} {:>8}  {:<24} {:<6} {}  {}",
         "TIME",
-        if all_stores { "STORE  " } else { "" },
         "OPERATOR",
         "FROM",
         "CONTACT",
         "NAME",
         "ACTION",
-        "OLD->NEW",
+        fit_to_width("OLD->NEW", AUDIT_FINGERPRINTS_WIDTH),
         "OUTCOME"
     )
 }
@@ -1110,20 +1206,84 @@ pub fn profiles(config: Option<&crate::config::Config>, json: bool) -> Result<()
     Ok(())
 }
 
+/// Ctrl-C, SIGTERM and SIGHUP set the flag: bulk runs stop between two contacts (or
+/// batches), never inside one.
+fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, Failure> {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(|e| Failure::new(exit::ERROR, format!("cannot watch signals: {e}")))?;
+    }
+    Ok(stop)
+}
+
 /// `rotate --ids-from FILE --out FILE`: every listed contact through the full workflow.
+/// Where `rotate --ids-from` hands the new keys over.
+pub enum BulkTo<'a> {
+    /// `--out FILE`: the 0600 CSV file.
+    File(&'a Path),
+    /// `--json`: one JSON line per rotated contact on stdout, never a terminal.
+    JsonLines,
+}
+
+/// `--json`'s sink: each rotated contact as one line of JSON on stdout (printable ASCII,
+/// as `rotate --json`, with the same hand-over), flushed before the next contact.
+struct JsonLines {
+    site: Option<crate::store::SiteLogin>,
+    /// The contacts' users and roles, read before the run (unknown where they could not be).
+    standings: std::collections::HashMap<ContactId, Standing>,
+}
+
+impl crate::bulk::KeySink for JsonLines {
+    fn deliver(&mut self, line: &crate::bulk::KeyLine<'_>) -> io::Result<()> {
+        let contact = line.contact;
+        let standing = self
+            .standings
+            .get(&contact.id)
+            .unwrap_or(&Standing::UNKNOWN);
+        let handover = crate::handover::Handover::new(self.site.as_ref(), contact, standing);
+        let doc = serde_json::json!({
+            "contact_id": contact.id,
+            "display_name": contact.display_name.lossless_json(),
+            "email": contact.email.as_ref().map(SafeText::lossless_json),
+            "key": line.key.expose(),
+            "fingerprint": line.fingerprint,
+            "handover": handover.to_json(),
+        });
+        out::secret_line(ascii_json(&doc).as_str())
+    }
+
+    fn out_file(&self) -> Option<&Path> {
+        None
+    }
+
+    fn delivered_ids(&self) -> Option<io::Result<std::collections::HashSet<ContactId>>> {
+        None
+    }
+}
+
 pub fn rotate_bulk(
     store: &mut dyn ContactStore,
     journal: &mut Journal,
     ids_from: &Path,
-    out_path: &Path,
+    to: BulkTo<'_>,
     yes: bool,
 ) -> Result<(), Failure> {
-    use std::sync::atomic::AtomicBool;
-    use std::sync::Arc;
-
     // Progress goes to stderr between store writes: a closed stderr must not end the run.
     out::ignore_sigpipe();
 
+    if matches!(to, BulkTo::JsonLines) && out::stdout_is_terminal() {
+        return Err(Failure::new(
+            exit::USAGE,
+            "--json writes every new key to stdout, for a program (a vault): stdout is a terminal. Pipe it, or give --out FILE",
+        ));
+    }
     let ids = crate::bulk::read_ids_file(ids_from).map_err(|e| Failure::new(exit::USAGE, e))?;
     if ids.is_empty() {
         return Err(Failure::new(
@@ -1137,37 +1297,50 @@ pub fn rotate_bulk(
         .into_iter()
         .map(|contact| (contact.id, Expectation::Seen(contact.key)))
         .collect();
+    let destination = match to {
+        BulkTo::File(path) => path.display().to_string(),
+        BulkTo::JsonLines => "stdout, one JSON line each".to_string(),
+    };
     if !yes {
         confirm(&format!(
-            "Rotate the keys of {}? Their current keys will stop working; the new keys go to {}",
+            "Rotate the keys of {}? Their current keys will stop working; the new keys go to {destination}",
             plural(items.len(), "contact", "contacts"),
-            out_path.display()
         ))?;
     }
-    let mut out =
-        crate::bulk::OutFile::create(out_path).map_err(|e| Failure::new(exit::REFUSED, e))?;
-    out::note(format_args!(
-        "civikey: {}: {}",
-        out_path.display(),
-        crate::bulk::OUT_FILE_NOTE
-    ));
-    // Ctrl-C, SIGTERM and SIGHUP stop the run between two contacts, never inside one.
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .map_err(|e| Failure::new(exit::ERROR, format!("cannot watch signals: {e}")))?;
-    }
+    let mut sink: Box<dyn crate::bulk::KeySink> = match to {
+        BulkTo::File(path) => {
+            let file =
+                crate::bulk::OutFile::create(path).map_err(|e| Failure::new(exit::REFUSED, e))?;
+            out::note(format_args!(
+                "civikey: {}: {}",
+                path.display(),
+                crate::bulk::OUT_FILE_NOTE
+            ));
+            Box::new(file)
+        }
+        BulkTo::JsonLines => {
+            // Users and roles for the hand-over, in the health check's chunks;
+            // a chunk the store cannot read leaves its contacts' hand-over unknown.
+            let ids: Vec<ContactId> = items.iter().map(|(id, _)| *id).collect();
+            let standings = ids
+                .chunks(crate::health::STANDINGS_CHUNK)
+                .filter_map(|chunk| store.standings(chunk).ok())
+                .flatten()
+                .collect();
+            Box::new(JsonLines {
+                site: store.login_site(),
+                standings,
+            })
+        }
+    };
+    let stop = stop_on_signals()?;
     let mut keys = OsKeySource;
     let results = crate::bulk::rotate_many(
         store,
         journal,
         &mut keys,
         &items,
-        &mut out,
+        sink.as_mut(),
         &stop,
         &mut |i, n, r| {
             let detail = match &r.outcome {
@@ -1195,8 +1368,7 @@ pub fn rotate_bulk(
         count("skipped"),
     );
     out::note(format_args!(
-        "civikey: {done} rotated (keys in {}), {conflict} conflict, {failed} failed, {skipped} not attempted",
-        out_path.display()
+        "civikey: {done} rotated (keys to {destination}), {conflict} conflict, {failed} failed, {skipped} not attempted"
     ));
     if skipped > 0 {
         Err(Failure::new(
@@ -1277,15 +1449,37 @@ fn finding_line(f: &crate::health::Finding) -> String {
         f.contact.display_name.to_string()
     };
     format!(
-        "{:<8}  {:<23}  {:>8}  {:<24}  {:<8}  {:<24}  {}",
+        "{:<8}  {:<23}  {:>8}  {}  {:<8}  {:<24}  {}",
         f.severity.as_str(),
         f.code.as_str(),
         f.contact.id,
-        crate::sanitize::truncate_to_width(&name, 24),
+        fit_to_width(&name, 24),
         f.key.masked(),
         f.command(),
         f.detail,
     )
+}
+
+/// `check --json`'s document: `{"findings": [...], "summary": {...}}`.
+pub fn check_json(report: &crate::health::Report, location: &str) -> serde_json::Value {
+    let by_code: serde_json::Map<String, serde_json::Value> = crate::health::Code::ALL
+        .iter()
+        .map(|c| (c.as_str().to_string(), serde_json::json!(report.count(*c))))
+        .collect();
+    serde_json::json!({
+        "findings": report.findings.iter().map(finding_json).collect::<Vec<_>>(),
+        "summary": {
+            "store": location,
+            "holders": report.holders,
+            "findings": report.findings.len(),
+            "contacts_flagged": report.contacts_flagged(),
+            "by_code": by_code,
+            "max_age_days": report.max_age_days,
+            "standing_unknown": report.standing_unknown,
+            "users_unreadable": report.users_unreadable(),
+            "text": report.summary(),
+        },
+    })
 }
 
 /// `civikey check`: the key health report. Findings are data (stdout); exit code 6 says
@@ -1300,10 +1494,7 @@ pub fn check(
 ) -> Result<(), Failure> {
     let options = crate::health::Options {
         max_age_days,
-        now: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0),
+        now: unix_now(),
     };
     let terminal = out::stderr_is_terminal();
     let mut last_noted = 0;
@@ -1321,25 +1512,7 @@ pub fn check(
         );
     }
     if json {
-        let by_code: serde_json::Map<String, serde_json::Value> = crate::health::Code::ALL
-            .iter()
-            .map(|c| (c.as_str().to_string(), serde_json::json!(report.count(*c))))
-            .collect();
-        let doc = serde_json::json!({
-            "findings": report.findings.iter().map(finding_json).collect::<Vec<_>>(),
-            "summary": {
-                "store": store.info().location.as_str(),
-                "holders": report.holders,
-                "findings": report.findings.len(),
-                "contacts_flagged": report.contacts_flagged(),
-                "by_code": by_code,
-                "max_age_days": report.max_age_days,
-                "standing_unknown": report.standing_unknown,
-                "users_unreadable": report.users_unreadable(),
-                "text": report.summary(),
-            },
-        });
-        out::json(&doc)?;
+        out::json(&check_json(&report, store.info().location.as_str()))?;
     } else {
         let terminal = out::stdout_is_terminal();
         if wants_header(no_header) && !report.findings.is_empty() {
@@ -1385,23 +1558,12 @@ fn read_lookup_key() -> Result<ApiKey, Failure> {
     Ok(ApiKey::from_store(key.to_string()))
 }
 
-/// One place `whose` looks: a profile name (or the store address) and how to open it.
-pub struct LookupTarget {
-    pub label: String,
-    /// The `--profile NAME` / `--store ADDRESS` that names it in a command.
-    pub selector: String,
-    pub spec: Result<crate::store::StoreSpec, String>,
-}
-
 /// `civikey whose --key-stdin`: who holds this key, on each target, read-only. The key is
 /// compared as each store compares (`holders_of`), never printed, logged or journaled:
 /// the journal gets a `lookup` record with its fingerprint.
-pub fn whose(targets: Vec<LookupTarget>, journal: &mut Journal) -> Result<(), Failure> {
+pub fn whose(targets: Vec<fleet::ProfileTarget>, journal: &mut Journal) -> Result<(), Failure> {
     if targets.is_empty() {
-        return Err(Failure::new(
-            exit::USAGE,
-            "no profiles to look in (the config file defines none); see assets/config.example.toml",
-        ));
+        return Err(Failure::new(exit::USAGE, fleet::NO_PROFILES));
     }
     let key = read_lookup_key()?;
     out::note(format_args!(
@@ -1457,6 +1619,16 @@ pub fn whose(targets: Vec<LookupTarget>, journal: &mut Journal) -> Result<(), Fa
             }
         }
     }
+    // The key's past, by its fingerprint: a leaked key no store holds may still be ours.
+    let history = journal
+        .key_history(&key)
+        .map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
+    if found == 0 && !history.is_empty() {
+        out::line("not held now; the journal knows this key:")?;
+    }
+    for spell in &history {
+        out::line(format_args!("  {}", spell_line(spell)))?;
+    }
     if found > 0 {
         Ok(())
     } else if unreachable > 0 {
@@ -1468,6 +1640,37 @@ pub fn whose(targets: Vec<LookupTarget>, journal: &mut Journal) -> Result<(), Fa
             ),
         ))
     } else {
-        Err(Failure::new(exit::NOT_FOUND, "no contact holds this key"))
+        Err(Failure::new(
+            exit::NOT_FOUND,
+            if history.is_empty() {
+                "no contact holds this key"
+            } else {
+                "no contact holds this key now (its past in the journal is above)"
+            },
+        ))
+    }
+}
+
+/// One stretch of a key in the journal, for `whose`: "set on contact 112 (Ann, profile
+/// crm-a) on 2026-12-07T14:02:00Z by alice, replaced on 2026-12-07T14:07:00Z by bob".
+fn spell_line(spell: &crate::audit::KeySpell) -> String {
+    let place = match &spell.profile {
+        Some(profile) => format!("{}, profile {profile}", spell.contact_name),
+        None => format!("{}, {}", spell.contact_name, spell.store),
+    };
+    let set = match &spell.set {
+        Some((time, by)) => format!(
+            "set on contact {} ({place}) on {} by {by}",
+            spell.contact_id,
+            rfc3339(*time)
+        ),
+        None => format!(
+            "held by contact {} ({place}), set outside civikey",
+            spell.contact_id
+        ),
+    };
+    match &spell.ended {
+        Some((time, how, by)) => format!("{set}, {} on {} by {by}", how.as_str(), rfc3339(*time)),
+        None => format!("{set}, not replaced since (as far as the journal knows)"),
     }
 }

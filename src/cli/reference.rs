@@ -28,11 +28,11 @@ pub const TUI_KEYS: &[(&str, &str)] = &[
     ("R", "rotate the marked contacts (keys to a file)"),
     ("A", "list keys older than N days, oldest first"),
     ("a", "audit (f: this store / contact / all stores)"),
-    ("h", "key health: findings; mark, R rotate, x revoke"),
+    ("h", "key health: findings; Enter reads one, mark, R, x"),
     ("P", "switch to another profile (site) of the config"),
     ("c (new key shown)", "copy the key by OSC 52"),
     ("y / n", "confirm / cancel, in every confirm"),
-    ("? / Ctrl-L", "this help / redraw the screen"),
+    ("? / Ctrl-L", "this help, in any popup too / redraw"),
     ("Esc or q", "close a popup; q in the list: quit"),
     (
         "Ctrl-C (twice)",
@@ -55,7 +55,10 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
         exit::CONFLICT,
         "conflict: the key changed meanwhile; nothing was written",
     ),
-    (exit::NOT_FOUND, "not found: no contact with that id"),
+    (
+        exit::NOT_FOUND,
+        "not found: no contact with that id; `whose`: no contact holds the key now (the journal's past of it is printed)",
+    ),
     (
         exit::REFUSED,
         "refused by a safety check: no confirmation, a key invalid or already in use, the journal unwritable, a read-only store, permission denied, a file that would be overwritten",

@@ -31,7 +31,7 @@ use crate::key::ApiKey;
 
 pub use error::StoreError;
 pub(crate) use names::SORTED_FIRST_NAME_CHARS;
-pub use names::{like_prefix, name_matches, name_splits, NameQuery, Names};
+pub use names::{email_is, like_prefix, name_matches, name_splits, NameQuery, Names};
 pub use open::StoreSpec;
 pub use types::*;
 

@@ -107,6 +107,14 @@ impl NameQuery {
     }
 }
 
+/// Whether a stored email is the address asked for, as CiviCRM's utf8mb4_unicode_ci
+/// compares them with `=`: case and accents ignored ([`collation::fold`]), trailing spaces
+/// too (PAD SPACE). The one definition of an exact email match: the SQLite store tests
+/// with it, the MySQL and API v4 stores send `=` to the collation it models.
+pub fn email_is(stored: &str, address: &str) -> bool {
+    collation::fold(stored.trim_end_matches(' ')) == collation::fold(address.trim_end_matches(' '))
+}
+
 /// A keystroke's first-name prefix at least this long is read by the REST and cv stores
 /// sorted on its own index range (sort name ascending, id descending, which no index
 /// serves), its last sort name's contacts read again with the page: such a prefix has as
@@ -132,6 +140,16 @@ pub fn like_prefix(text: &str, escape: char) -> String {
 #[cfg(test)]
 mod tests {
     use super::like_prefix;
+
+    #[test]
+    fn an_exact_email_ignores_case_accents_and_trailing_spaces_only() {
+        use super::email_is;
+        assert!(email_is("Zoë@Example.DE", "zoe@example.de"));
+        assert!(email_is("ann@example.org ", "ann@example.org"));
+        assert!(!email_is("ann@example.org", "ann@example.or"));
+        assert!(!email_is("ann@example.org", "ann@example.org.uk"));
+        assert!(!email_is(" ann@example.org", "ann@example.org"));
+    }
 
     #[test]
     fn like_wildcards_and_the_escape_character_are_escaped() {

@@ -53,6 +53,17 @@ impl StoreSpec {
         }
     }
 
+    /// What opening would refuse before anything is sent (a remote MySQL host without TLS
+    /// settings, a `~/.my.cnf` others can read), else what a run would warn about (clear
+    /// text, no password from anywhere): the judgement a run makes, for `config check`.
+    pub fn preflight(&self) -> Result<Vec<String>, StoreError> {
+        match self {
+            StoreSpec::Mysql(o) => super::mysql::preflight(o).map(|p| p.warnings(o)),
+            StoreSpec::ReadOnly(inner) | StoreSpec::WithLogin(inner, _) => inner.preflight(),
+            StoreSpec::Sqlite { .. } | StoreSpec::Rest(_) | StoreSpec::Cv(_) => Ok(Vec::new()),
+        }
+    }
+
     /// Opens (connects to) the store, inside the one [`Wrapped`] layer (read-only, login
     /// site, errors made safe). May be slow for remote stores: call it off the UI thread.
     pub fn open(&self) -> Result<Box<dyn ContactStore>, StoreError> {
@@ -96,6 +107,19 @@ impl StoreSpec {
                 secrets.extend(login.site_key.iter().map(|s| own(s.expose())));
                 secrets
             }
+        }
+    }
+
+    /// The same store, opened so that no write can reach it (SQLite opens read-only
+    /// itself; every other store is wrapped).
+    pub fn into_read_only(self) -> StoreSpec {
+        match self {
+            StoreSpec::Sqlite { path, .. } => StoreSpec::Sqlite {
+                path,
+                read_only: true,
+            },
+            spec @ StoreSpec::ReadOnly(_) => spec,
+            spec => StoreSpec::ReadOnly(Box::new(spec)),
         }
     }
 

@@ -202,6 +202,9 @@ pub struct Query {
     /// every contact on a big site, so only an explicit request (Enter in the search box)
     /// sets it.
     pub deep: bool,
+    /// The text is a whole email address: the contacts whose primary email is that
+    /// address, compared as CiviCRM's collation compares ([`crate::store::email_is`]).
+    pub exact_email: bool,
 }
 
 impl Query {
@@ -212,13 +215,24 @@ impl Query {
             limit,
             after: None,
             deep: false,
+            exact_email: false,
+        }
+    }
+
+    /// The contacts whose primary email is `address` (a person across sites).
+    pub fn email(address: &str, limit: usize) -> Self {
+        Query {
+            exact_email: true,
+            ..Query::new(address, limit)
         }
     }
 
     /// How the text should be matched.
     pub fn matcher(&self) -> Matcher<'_> {
         let text = self.text.trim();
-        if text.is_empty() {
+        if self.exact_email {
+            Matcher::Email(text)
+        } else if text.is_empty() {
             Matcher::All
         } else if let Ok(id) = text.parse::<ContactId>() {
             Matcher::Id(id)
@@ -235,6 +249,8 @@ pub enum Matcher<'a> {
     All,
     Id(ContactId),
     EmailPrefix(&'a str),
+    /// The whole primary email ([`Query::email`]).
+    Email(&'a str),
     Name(&'a str),
 }
 

@@ -2,12 +2,12 @@
 
 use ratatui::layout::{Constraint, Layout, Margin, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, BorderType, Clear, Paragraph};
+use ratatui::widgets::{Block, BorderType, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
 use super::theme::Theme;
 use crate::app::{App, Popup};
-use crate::sanitize::truncate_to_width;
+use crate::sanitize::{fit_to_width, truncate_to_width};
 
 pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     match &app.popup {
@@ -32,6 +32,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             selected,
             scroll,
             reading,
+            detail,
         }) => {
             let rect = area.inner(Margin::new(1, 1));
             frame.render_widget(Clear, rect);
@@ -82,7 +83,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                         f.contact.display_name.to_string()
                     };
                     let row = format!(
-                        "{}{} {:>7}  {:<22}  {:<8}  {}",
+                        "{}{} {:>7}  {}  {:<8}  {}",
                         if i == *selected { "▶" } else { " " },
                         if app.marked.contains_key(&f.contact.id) {
                             "*"
@@ -90,7 +91,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                             " "
                         },
                         f.contact.id,
-                        truncate_to_width(&name, 22),
+                        fit_to_width(&name, 22),
                         f.key.masked(),
                         f.detail
                     );
@@ -127,7 +128,64 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
                 ]),
                 info,
             );
+            if let Some(f) = report.findings.get(*selected).filter(|_| *detail) {
+                draw_finding(f, frame, rect, theme);
+            }
         }
         _ => {}
     }
+}
+
+/// One finding in full, wrapped, over the view: what a row cuts short.
+fn draw_finding(f: &crate::health::Finding, frame: &mut Frame, area: Rect, theme: &Theme) {
+    let deleted = if f.contact.is_deleted {
+        " [deleted]"
+    } else {
+        ""
+    };
+    let mut lines = vec![
+        Line::from(Span::styled(
+            format!("{} (id {}){deleted}", f.contact.display_name, f.contact.id),
+            theme.bold(),
+        )),
+        Line::from(format!(
+            "{} · {} · key {}",
+            f.code.as_str(),
+            f.severity.as_str(),
+            f.key.masked()
+        )),
+        Line::from(""),
+        Line::from(f.detail.clone()),
+    ];
+    if f.holders.len() > 1 {
+        let ids: Vec<String> = f.holders.iter().map(|id| id.to_string()).collect();
+        lines.push(Line::from(format!(
+            "Contacts holding this key: {}",
+            ids.join(", ")
+        )));
+    }
+    lines.extend([
+        Line::from(""),
+        Line::from(format!("What to do: {}", f.advice)),
+        Line::from(format!("From a shell: {}", f.command())),
+        Line::from(""),
+        Line::from(Span::styled(
+            "Enter/Esc: back · j/k: the next finding · ? help",
+            theme.dim(),
+        )),
+    ]);
+    let width = 72.min(area.width);
+    let inner = usize::from(width.saturating_sub(2)).max(1);
+    let wrapped: usize = lines.iter().map(|l| l.width().div_ceil(inner).max(1)).sum();
+    let rect = super::area::centered(area, width, (wrapped as u16 + 2).min(area.height));
+    frame.render_widget(Clear, rect);
+    let block = Block::bordered()
+        .border_type(BorderType::Rounded)
+        .title(Span::styled(" Finding ", theme.bold()));
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block),
+        rect,
+    );
 }

@@ -3,6 +3,7 @@
 mod area;
 mod audit;
 mod bulk;
+mod cells;
 mod health;
 mod list;
 mod popup;
@@ -38,6 +39,7 @@ pub fn draw(app: &App, frame: &mut Frame) {
     list::draw_detail(app, frame, detail, &theme);
     draw_footer(app, frame, footer, &theme);
     popup::draw(app, frame, area, &theme);
+    cells::place_as_the_terminal_does(frame.buffer_mut());
 }
 
 fn draw_too_small(frame: &mut Frame, area: Rect, theme: &Theme) {
@@ -136,7 +138,7 @@ fn draw_header(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
 /// The keys that work in `mode`; every line fits 80 columns with its leading space.
 fn footer_keys(mode: Mode, writable: bool) -> &'static str {
     if mode == Mode::Health && !writable {
-        return "j/k move  q close";
+        return "j/k move  Enter detail  ? help  q close";
     }
     match mode {
         // The keys an operator needs first; `?` lists the rest (a audit, q quit, ...).
@@ -158,7 +160,7 @@ fn footer_keys(mode: Mode, writable: bool) -> &'static str {
         Mode::BulkRunning => "rotating…  q/Ctrl-C stop after the contact in flight",
         Mode::BulkResults => "j/k scroll  Enter/q close",
         Mode::TooSmall => "q quit",
-        Mode::Health => "j/k move  space mark  * group  R rotate  x revoke  q close",
+        Mode::Health => "j/k move  Enter detail  space mark  * group  R rotate  x revoke  q close",
         Mode::ConfirmBulkRevoke => "y revoke all  n/Esc no",
         Mode::Profiles => "j/k move  Enter switch to it  Esc/q close",
     }
@@ -231,8 +233,13 @@ fn draw_footer(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
             Span::styled(keys, theme.dim()),
         ])
     } else {
+        // The help over a popup: the keys of that popup, where they always are.
+        let mode = match &app.popup {
+            Some(crate::app::Popup::Help { under: Some(popup) }) => popup.mode(),
+            _ => app.mode(),
+        };
         Line::from(Span::styled(
-            format!(" {}", footer_keys(app.mode(), writable)),
+            format!(" {}", footer_keys(mode, writable)),
             theme.dim(),
         ))
     };

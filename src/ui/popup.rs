@@ -32,10 +32,18 @@ fn account_line(standing: &Standing) -> String {
 pub fn draw(app: &App, frame: &mut Frame, area: Rect, theme: &Theme) {
     let Some(popup) = &app.popup else { return };
     let (title, lines, height): (String, Vec<Line>, u16) = match popup {
-        Popup::Help => {
-            let lines = help_lines(theme);
+        Popup::Help { under } => {
+            let mut lines = help_lines(theme);
+            // Over a popup: the bottom line keeps that popup's keys (ui/mod.rs), so the
+            // table leaves it free at 80x24 (without the closing remark).
+            let title = if under.is_some() {
+                lines.truncate(lines.len().saturating_sub(2));
+                "Help (Esc: back; the keys here are on the bottom line)"
+            } else {
+                "Help"
+            };
             let h = lines.len() as u16 + 2;
-            ("Help".into(), lines, h)
+            (title.into(), lines, h)
         }
         Popup::NewKey { contact, key } => (
             "New key".into(),

@@ -697,7 +697,7 @@ fn read_only_health_view_offers_only_what_works() {
         assert!(!all.contains(gone), "{gone}:\n{all}");
     }
     assert!(all.contains("read-only store"), "{all}");
-    assert_eq!(screen[23].trim(), "j/k move  q close");
+    assert_eq!(screen[23].trim(), "j/k move  Enter detail  ? help  q close");
 }
 
 #[test]
@@ -751,6 +751,123 @@ fn the_header_names_the_profile_and_the_first_run_says_sample_data() {
     assert!(
         footer.contains("h health") && footer.contains("A age"),
         "{footer}"
+    );
+}
+
+/// Names in scripts whose characters are not one column each: CJK and emoji take two,
+/// combining marks and Devanagari's vowel signs none.
+const WIDE_NAMES: [&str; 4] = [
+    "Mei Chen 陈 山田太郎",
+    "Café Étoile 🥐🥐",
+    "नमस्ते दुनिया",
+    "Zoe\u{0308} Mu\u{0308}ller",
+];
+
+/// The screen column where `needle` starts on row `y` (cells, not characters: a wide
+/// character is one symbol over two cells).
+fn column_of(term: &Terminal<TestBackend>, y: u16, needle: &str) -> Option<u16> {
+    let buffer = term.backend().buffer();
+    (0..buffer.area.width).find(|&x| buffer[(x, y)].symbol() == needle)
+}
+
+#[test]
+fn the_health_view_keeps_its_columns_whatever_the_script() {
+    let mut app = crate::app::health::tests::opened(true);
+    if let Some(crate::app::Popup::Health { report, .. }) = app.popup.as_mut() {
+        for (f, name) in report.findings.iter_mut().zip(WIDE_NAMES) {
+            f.contact.display_name = SafeText::new(name);
+        }
+    }
+    let term = render(&mut app, 80, 24);
+    let key_columns: Vec<u16> = (0..24).filter_map(|y| column_of(&term, y, "•")).collect();
+    assert_eq!(key_columns.len(), WIDE_NAMES.len(), "one key per finding");
+    assert!(
+        key_columns.iter().all(|&x| x == key_columns[0]),
+        "the key column moves with the name: {key_columns:?}\n{}",
+        (0..24)
+            .map(|y| row(&term, y))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[test]
+fn the_audit_view_keeps_its_columns_whatever_the_script() {
+    let mut app = app(true);
+    let entries = WIDE_NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, name)| crate::audit::Entry {
+            id: i as i64 + 1,
+            time: 1_795_000_000,
+            operator: "alice".into(),
+            ssh_client: None,
+            store: "sqlite:/data/contacts.sqlite".into(),
+            profile: None,
+            contact_id: 7,
+            contact_name: (*name).into(),
+            action: "assign".into(),
+            old_fingerprint: None,
+            new_fingerprint: Some("5e6f7a8b".into()),
+            outcome: Some("done".into()),
+            error: None,
+            reconciled: None,
+        })
+        .collect();
+    app.update(Msg::AuditLoaded {
+        contact: None,
+        all_stores: false,
+        result: Ok(entries),
+    });
+    let term = render(&mut app, 80, 24);
+    // The arrow between a record's fingerprints (the header's is in "Old→new").
+    let fp_columns: Vec<u16> = (0..24)
+        .filter(|&y| !row(&term, y).contains("Old→new"))
+        .filter_map(|y| column_of(&term, y, "→"))
+        .collect();
+    assert_eq!(fp_columns.len(), WIDE_NAMES.len(), "one per record");
+    assert!(
+        fp_columns.iter().all(|&x| x == fp_columns[0]),
+        "{fp_columns:?}\n{}",
+        (0..24)
+            .map(|y| row(&term, y))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// Enter in the health view shows the selected finding whole: the detail a row cuts, the
+/// advice and the command; `?` over it names the view's own keys.
+#[test]
+fn a_finding_is_read_in_full_and_help_names_the_views_keys() {
+    let mut app = crate::app::health::tests::opened(true);
+    let long = "the same key as contact 146 (compared as the store compares: without case) (the lowest id: this contact logs in with it), and this sentence runs on to its very last word";
+    if let Some(Popup::Health { report, .. }) = app.popup.as_mut() {
+        report.findings[0].detail = long.to_string();
+    }
+    act(&mut app, Action::Proceed);
+    let term = render(&mut app, 80, 24);
+    let screen: String = (0..24)
+        .map(|y| row(&term, y))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let words: String = screen
+        .split(['│', '\n'])
+        .flat_map(str::split_whitespace)
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(words.contains("very last word"), "{screen}");
+    assert!(words.contains("civikey rotate 11"), "{screen}");
+    act(&mut app, Action::Help);
+    let term = render(&mut app, 80, 24);
+    let screen: String = (0..24)
+        .map(|y| row(&term, y))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(screen.contains("Esc: back"), "{screen}");
+    assert!(
+        row(&term, 23).contains("j/k move  Enter detail  space mark"),
+        "the view's keys stay on the bottom line: {screen}"
     );
 }
 

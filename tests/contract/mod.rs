@@ -333,6 +333,32 @@ pub fn search_by_email_prefix(f: &dyn Fixture) {
     );
 }
 
+/// A person across sites (`list --email`): the contacts whose primary email is the whole
+/// address, case ignored as CiviCRM compares; never a prefix; trashed ones too unless
+/// asked otherwise.
+pub fn search_by_exact_primary_email(f: &dyn Fixture) {
+    let mut s = f.open();
+    let mut ids = |address: &str, include_deleted: bool| -> Vec<u64> {
+        let mut q = Query::email(address, 50);
+        q.include_deleted = include_deleted;
+        let page = s.search(&q).expect("email search");
+        assert!(page.next.is_none());
+        page.contacts.iter().map(|c| c.id).collect()
+    };
+    assert_eq!(ids("grace@navy.example", true), vec![3]);
+    assert_eq!(ids("GRACE@Navy.Example", true), vec![3], "case ignored");
+    assert_eq!(ids("grace@navy", true), Vec::<u64>::new(), "not a prefix");
+    assert_eq!(ids("race@navy.example", true), Vec::<u64>::new());
+    assert_eq!(ids("sam@example.org", true), vec![4], "not sam2@");
+    assert_eq!(
+        ids("f1%@example.org", true),
+        Vec::<u64>::new(),
+        "no wildcards"
+    );
+    assert_eq!(ids("deleted@example.org", true), vec![11]);
+    assert_eq!(ids("deleted@example.org", false), Vec::<u64>::new());
+}
+
 pub fn search_by_name(f: &dyn Fixture) {
     let mut s = f.open();
     assert_eq!(
@@ -1172,6 +1198,7 @@ macro_rules! contract_tests {
     (@all $make:expr) => {
         $crate::contract_tests!(@each $make;
             pages_cover_everything_once_in_order, search_by_id, search_by_email_prefix,
+            search_by_exact_primary_email,
             search_by_name, search_table_finds_the_same_contacts_on_every_store,
             search_treats_wildcards_literally,
             deleted_contacts_are_flagged_and_filterable, contact_fields,

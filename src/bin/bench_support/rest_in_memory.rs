@@ -1,7 +1,8 @@
-//! `civikey-bench bulk`: a stand-in for CiviCRM's REST API v4 held in memory, answering
+//! `civikey-bench bulk` and `fleet`: a stand-in for CiviCRM's REST API v4 held in memory, answering
 //! every request after a fixed delay (a far site), and counting the requests. It answers
-//! what bulk rotation sends: `Contact/get` (where `id =`, `id IN`, `api_key =`,
-//! `api_key IN` compared case-insensitively as MySQL does, `is_deleted` named),
+//! what bulk rotation and the health check send: `Contact/get` (where `id =`, `id IN`,
+//! `api_key =`, `api_key IN` compared case-insensitively as MySQL does, the key holders'
+//! `api_key IS NOT NULL` and `!= ''`, `is_deleted` named; limit and offset),
 //! `UFMatch/get` (no CMS users) and the multi-call `POST /civicrm/ajax/api4` (`calls`) of
 //! Contact.update compare-and-sets (recorded in shared/civicrm-recorded/rest/091, 096).
 //! Anything else is refused, so a request the bench did not expect shows. It checks no
@@ -134,6 +135,9 @@ fn passes(id: u64, key: Option<&str>, c: &Value) -> Result<bool, String> {
                 .is_some_and(|l| l.iter().any(|v| same(k, v)))
         }),
         ("api_key", "IS NULL") => key.is_none(),
+        // The key holders (the health check): a key, never an empty one.
+        ("api_key", "IS NOT NULL") => key.is_some(),
+        ("api_key", "!=") => key.is_some_and(|k| c[2].as_str() != Some(k)),
         ("OR", _) => {
             let mut any = false;
             for sub in c[1].as_array().into_iter().flatten() {
@@ -147,13 +151,16 @@ fn passes(id: u64, key: Option<&str>, c: &Value) -> Result<bool, String> {
 
 fn get(keys: &BTreeMap<u64, Option<String>>, params: &Value) -> Result<Value, String> {
     let limit = params["limit"].as_u64().map_or(usize::MAX, |l| l as usize);
+    let mut skip = params["offset"].as_u64().unwrap_or(0);
     let mut values = Vec::new();
     for (&id, key) in keys {
         let mut all = true;
         for c in params["where"].as_array().into_iter().flatten() {
             all &= passes(id, key.as_deref(), c)?;
         }
-        if all && values.len() < limit {
+        if all && skip > 0 {
+            skip -= 1;
+        } else if all && values.len() < limit {
             values.push(json!({
                 "id": id,
                 "display_name": format!("Person {id}"),

@@ -245,6 +245,11 @@ pub(crate) fn starts(field: &'static str, text: &str) -> Clause<'static> {
     Clause::Cmp(field, "LIKE", Val::Text(like_prefix(text, '\\')))
 }
 
+/// A field's value is `text`, as the site's collation compares (the exact email).
+pub(crate) fn equals(field: &'static str, text: &str) -> Clause<'static> {
+    Clause::Cmp(field, "=", Val::Text(text.to_string()))
+}
+
 /// How a keystroke's branch is read.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Reading {

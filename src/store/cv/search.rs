@@ -68,6 +68,7 @@ impl CvStore {
                 join.push(EMAIL_JOIN);
                 where_.push(clause::starts("email.email", text));
             }
+            Matcher::Email(text) => where_.push(clause::equals("email_primary.email", text)),
             Matcher::Name(text) => where_.push(clause::name_where(text, query.deep)),
         }
         where_.push(clause::deleted(query.include_deleted));

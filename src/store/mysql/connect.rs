@@ -97,8 +97,17 @@ fn password_from_option_file(path: &Path) -> Result<Option<Zeroizing<String>>, S
     Ok(option_file_password(&text))
 }
 
-/// The connection options for `opts`, and the address as shown to the operator.
-fn connection_opts(opts: &MysqlOptions) -> Result<(Opts, MysqlAddress), StoreError> {
+/// What connecting decides before anything is sent: the address, the TLS rule and the
+/// password. A run connects with it; `civikey config check` judges a profile by it.
+pub struct Preflight {
+    pub address: MysqlAddress,
+    pub tls: TlsDecision,
+    password: Option<Zeroizing<String>>,
+}
+
+/// The address and TLS rule checked, the password read (the profile's, or the `[client]`
+/// one of `~/.my.cnf`, refused if others can read that file); nothing is sent.
+pub fn preflight(opts: &MysqlOptions) -> Result<Preflight, StoreError> {
     let address = MysqlAddress::parse(&opts.address).map_err(StoreError::invalid)?;
     let tls = decide_tls(&opts.address, opts.tls)?;
     let password: Option<Zeroizing<String>> = match &opts.password {
@@ -108,6 +117,36 @@ fn connection_opts(opts: &MysqlOptions) -> Result<(Opts, MysqlAddress), StoreErr
             None => None,
         },
     };
+    Ok(Preflight {
+        address,
+        tls,
+        password,
+    })
+}
+
+impl Preflight {
+    /// What the operator should hear before connecting: clear text to another machine (as
+    /// every run warns), or no password from anywhere (the server is asked without one).
+    pub fn warnings(&self, opts: &MysqlOptions) -> Vec<String> {
+        let mut warnings: Vec<String> = clear_text_warning(opts).into_iter().collect();
+        if self.password.is_none() {
+            warnings.push(
+                "no password: the profile has no password_file or password_env, and ~/.my.cnf does not exist \
+                 or sets no password in its [client] section; the server will be asked without one"
+                    .to_string(),
+            );
+        }
+        warnings
+    }
+}
+
+/// The connection options for `opts`, and the address as shown to the operator.
+fn connection_opts(opts: &MysqlOptions) -> Result<(Opts, MysqlAddress), StoreError> {
+    let Preflight {
+        address,
+        tls,
+        password,
+    } = preflight(opts)?;
     let timeout = (!opts.timeout.is_zero()).then_some(opts.timeout);
     let mut builder = OptsBuilder::new()
         .ip_or_hostname(Some(address.host.clone()))

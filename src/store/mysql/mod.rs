@@ -16,7 +16,7 @@ mod search;
 mod seed;
 mod tables;
 
-pub use connect::open_connection;
+pub use connect::{open_connection, preflight, Preflight};
 pub use options::{
     clear_text_warning, decide_tls, MysqlAddress, MysqlOptions, MysqlTls, TlsDecision,
 };

@@ -76,6 +76,23 @@ impl MysqlStore {
                     &[],
                 );
             }
+            Matcher::Email(text) => {
+                // `=` in the column's collation (as CiviCRM's API compares), one range of
+                // UI_email; only the primary email counts.
+                sql.add(
+                    format!(
+                        "(SELECT DISTINCT c.id, c.sort_name FROM {email} e
+                           JOIN {contact} c ON c.id = e.contact_id
+                          WHERE e.email = ? AND e.is_primary = 1{live_only}{cursor}
+                          ORDER BY c.sort_name, c.id LIMIT {fetch})",
+                        email = t.email,
+                        contact = t.contact,
+                        cursor = sql.cursor
+                    ),
+                    vec![Value::from(text)],
+                    &[],
+                );
+            }
             Matcher::Name(text) => {
                 let (condition, condition_args) = name_condition(text, query.deep);
                 if query.deep || self.name_plan()? == NamePlan::Scan {

@@ -35,6 +35,7 @@ impl RestStore {
             Matcher::All => vec![],
             Matcher::Id(id) => vec![clause::by_id(id)],
             Matcher::EmailPrefix(text) => vec![clause::starts("email_primary.email", text)],
+            Matcher::Email(text) => vec![clause::equals("email_primary.email", text)],
             Matcher::Name(text) => vec![clause::name_where(text, query.deep)],
         };
         where_.push(clause::deleted(query.include_deleted));

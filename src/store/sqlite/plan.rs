@@ -158,7 +158,8 @@ pub(super) fn name_condition(text: &str, deep: bool) -> (String, Vec<Value>) {
 }
 
 /// `civikey_name_match(text, deep, sort_name, first_name, last_name, display_name,
-/// contact_type)`: [`crate::store::name_matches`] in SQL, on civikey's own connections only (never
+/// contact_type)`: [`crate::store::name_matches`] in SQL, and `civikey_email_is(email,
+/// address)`: [`crate::store::email_is`], on civikey's own connections only (never
 /// in a trigger or an index, which other programs must be able to run).
 pub(super) fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
     use rusqlite::functions::FunctionFlags;
@@ -182,6 +183,16 @@ pub(super) fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
             };
             Ok(query.matches(&names.names(), deep))
         },
+    )?;
+    conn.create_scalar_function(
+        "civikey_email_is",
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let stored: Option<String> = ctx.get(0)?;
+            let address: String = ctx.get(1)?;
+            Ok(stored.is_some_and(|s| crate::store::email_is(&s, &address)))
+        },
     )
 }
 
@@ -195,6 +206,16 @@ impl SqliteStore {
                 let mut plan = Plan::in_list_order(false, vec!["c.id = ?".into()], Vec::new());
                 plan.args.push(Value::Integer(id as i64));
                 plan
+            }
+            Matcher::Email(text) => {
+                // Every primary email tested with the one definition (accents and case as
+                // MySQL's collation ignores them, which no SQLite index compares by): a
+                // scan of civicrm_email, for a lookup of one person, never a keystroke.
+                Plan::from_ids(
+                    "SELECT DISTINCT contact_id FROM civicrm_email
+                      WHERE is_primary = 1 AND civikey_email_is(email, ?)",
+                    vec![Value::Text(text.to_string())],
+                )
             }
             Matcher::EmailPrefix(text) => {
                 // UI_email compares without case, so the LIKE is a range of that index.
