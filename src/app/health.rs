@@ -50,7 +50,7 @@ impl App {
                 reading: Some(shown),
                 ..
             }) => {
-                let kept = selected_key(report, *selected);
+                let kept = moved(report, *selected);
                 report.findings.extend(new);
                 sort_findings(&mut report.findings);
                 report.holders = read;
@@ -73,7 +73,7 @@ impl App {
                 selected,
                 reading: Some(_),
                 ..
-            }) => selected_key(report, *selected),
+            }) => moved(report, *selected),
             // Closed while reading: the answer is dropped (`h` checks again).
             _ => return Vec::new(),
         };
@@ -253,11 +253,14 @@ pub fn health_line_of(report: &Report, index: usize) -> usize {
     index + groups
 }
 
-/// What identifies a finding across reports: its code and contact.
-fn selected_key(report: &Report, selected: usize) -> Option<(Code, ContactId)> {
+/// The selected finding, by what identifies it across reports (its code and contact),
+/// when the operator moved off the top: a selection left at the top stays at the top as
+/// findings come (duplicates, judged last, sort first).
+fn moved(report: &Report, selected: usize) -> Option<(Code, ContactId)> {
     report
         .findings
         .get(selected)
+        .filter(|_| selected > 0)
         .map(|f| (f.code, f.contact.id))
 }
 
@@ -409,8 +412,6 @@ pub(crate) mod tests {
             summary.contains("25000 key holders read so far"),
             "{summary}"
         );
-        act(&mut app, Action::ToggleMark);
-        assert!(app.marked.contains_key(&14));
         app.update(Msg::HealthProgress {
             read: 50_000,
             findings: vec![weak],
@@ -423,9 +424,12 @@ pub(crate) mod tests {
         };
         assert_eq!(report.findings.len(), 2);
         assert_eq!(
-            report.findings[*selected].contact.id, 14,
-            "the weak key sorts first; the selection stays on the trashed contact"
+            report.findings[*selected].contact.id, 13,
+            "not moved: the top stays selected (the weak key sorts first)"
         );
+        act(&mut app, Action::Down);
+        act(&mut app, Action::ToggleMark);
+        assert!(app.marked.contains_key(&14));
         assert!(act(&mut app, Action::Revoke).is_empty());
         assert!(
             matches!(app.popup, Some(Popup::Health { .. })),
@@ -446,7 +450,22 @@ pub(crate) mod tests {
             panic!("not whole")
         };
         assert_eq!(report.findings.len(), 4, "duplicates come with the report");
-        assert_eq!(report.findings[*selected].contact.id, 14);
+        assert_eq!(
+            report.findings[*selected].contact.id, 14,
+            "moved: the trashed contact stays selected"
+        );
+        // A view left at the top shows the top of the whole report.
+        let whole = self::report();
+        let mut app = self::app(true);
+        act(&mut app, Action::Health);
+        app.update(Msg::HealthProgress {
+            read: 1,
+            findings: vec![trashed],
+        });
+        app.update(Msg::HealthChecked { result: Ok(whole) });
+        assert!(
+            matches!(&app.popup, Some(Popup::Health { report, selected: 0, .. }) if report.findings[0].code == Code::Duplicate)
+        );
     }
 
     #[test]
