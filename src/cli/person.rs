@@ -217,8 +217,26 @@ fn plan_lines(targets: &[ProfileTarget], plan: &Plan, verb: &str, address: &str)
     lines
 }
 
-fn open_journal(data_dir: &Path, label: &str, location: &str) -> Result<Journal, String> {
-    Journal::open(data_dir, Actor::from_env(location, Some(label))).map_err(|e| e.to_string())
+/// The journal for one profile's changes (its records name that profile and its store).
+/// When it cannot be opened, each of the profile's contacts is tallied as not done and
+/// None tells the caller to leave the profile alone.
+fn profile_journal(
+    data_dir: &Path,
+    label: &str,
+    found: &Found,
+    tally: &mut Tally,
+) -> Option<Journal> {
+    match Journal::open(data_dir, Actor::from_env(&found.location, Some(label))) {
+        Ok(journal) => Some(journal),
+        Err(e) => {
+            for c in &found.contacts {
+                tally
+                    .not_done
+                    .push(format!("{label}: contact {} ({e})", c.id));
+            }
+            None
+        }
+    }
 }
 
 /// What was not done, by profile, for the last line and the exit code.
@@ -275,16 +293,8 @@ pub fn revoke_across(
         if found.contacts.is_empty() {
             continue;
         }
-        let mut journal = match open_journal(data_dir, &target.label, &found.location) {
-            Ok(j) => j,
-            Err(e) => {
-                for c in &found.contacts {
-                    tally
-                        .not_done
-                        .push(format!("{}: contact {} ({e})", target.label, c.id));
-                }
-                continue;
-            }
+        let Some(mut journal) = profile_journal(data_dir, &target.label, found, &mut tally) else {
+            continue;
         };
         for c in &found.contacts {
             let result = rotation::revoke(
@@ -367,16 +377,8 @@ pub fn rotate_across(
         if found.contacts.is_empty() {
             continue;
         }
-        let mut journal = match open_journal(data_dir, &target.label, &found.location) {
-            Ok(j) => j,
-            Err(e) => {
-                for c in &found.contacts {
-                    tally
-                        .not_done
-                        .push(format!("{}: contact {} ({e})", target.label, c.id));
-                }
-                continue;
-            }
+        let Some(mut journal) = profile_journal(data_dir, &target.label, found, &mut tally) else {
+            continue;
         };
         file.set_profile(&target.label);
         let items: Vec<_> = found
