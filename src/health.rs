@@ -202,28 +202,24 @@ impl WeakRule {
     }
 }
 
-/// Why `key` is easy to guess, or None. The reason never quotes the key.
+/// Why `key` is easy to guess, or None. The reason never quotes the key, and no copy of
+/// it is made: the rules read its bytes in place (a whole-site `check` judges every key).
 pub fn weakness(key: &ApiKey) -> Option<(WeakRule, String)> {
     let text = key.expose();
-    let chars: Vec<char> = text.chars().collect();
-    if chars.len() < MIN_MANUAL_LEN {
+    let len = text.chars().count();
+    if len < MIN_MANUAL_LEN {
         return Some((
             WeakRule::Short,
-            format!(
-                "short: {} characters (CiviCRM advises {MIN_MANUAL_LEN}+)",
-                chars.len()
-            ),
+            format!("short: {len} characters (CiviCRM advises {MIN_MANUAL_LEN}+)"),
         ));
     }
-    let docs = DOCS_EXAMPLE_KEY.to_ascii_lowercase();
-    let folded = text.to_ascii_lowercase();
-    if docs.starts_with(&folded) || folded == format!("{}...", &docs[..29]) {
+    if is_docs_example(text.as_bytes()) {
         return Some((
             WeakRule::KnownSample,
             "the example key of CiviCRM's sysadmin docs (public)".into(),
         ));
     }
-    if let Some(pos) = chars.iter().position(|c| !c.is_ascii_alphanumeric()) {
+    if let Some(pos) = text.chars().position(|c| !c.is_ascii_alphanumeric()) {
         return Some((
             WeakRule::Alphabet,
             format!(
@@ -232,8 +228,10 @@ pub fn weakness(key: &ApiKey) -> Option<(WeakRule, String)> {
             ),
         ));
     }
+    // Only [A-Za-z0-9] gets here (the alphabet rule came first), so bytes are characters.
+    let bytes = text.as_bytes();
     let mut run = 1;
-    for pair in chars.windows(2) {
+    for pair in bytes.windows(2) {
         run = if pair[0] == pair[1] { run + 1 } else { 1 };
         if run >= LONG_RUN {
             return Some((
@@ -242,29 +240,44 @@ pub fn weakness(key: &ApiKey) -> Option<(WeakRule, String)> {
             ));
         }
     }
-    // Only [A-Za-z0-9] gets here (the alphabet rule came first), so bytes are characters.
-    if folded
-        .as_bytes()
-        .windows(SEQUENCE)
-        .any(|piece| sequence_pieces().contains(piece))
-    {
+    let mut piece = zeroize::Zeroizing::new([0u8; SEQUENCE]);
+    let sequence = bytes.windows(SEQUENCE).any(|window| {
+        for (to, from) in piece.iter_mut().zip(window) {
+            *to = from.to_ascii_lowercase();
+        }
+        sequence_pieces().contains(&piece[..])
+    });
+    if sequence {
         return Some((
             WeakRule::Sequence,
             format!("a keyboard or counting sequence of {SEQUENCE} or more characters"),
         ));
     }
-    let distinct: HashSet<char> = chars.iter().copied().collect();
-    if distinct.len() < FEW_DISTINCT {
+    let mut present = [false; 128];
+    for b in bytes {
+        present[usize::from(*b)] = true;
+    }
+    let distinct = present.iter().filter(|p| **p).count();
+    if distinct < FEW_DISTINCT {
         return Some((
             WeakRule::FewCharacters,
             format!(
-                "only {} different characters (a random key has about {})",
-                distinct.len(),
-                expected_distinct(chars.len())
+                "only {distinct} different characters (a random key has about {})",
+                expected_distinct(len)
             ),
         ));
     }
     None
+}
+
+/// The docs' example key, any case: the key is its beginning, or its first 29 characters
+/// and `...` (as API v4 shows a key to a caller who may not read it).
+fn is_docs_example(key: &[u8]) -> bool {
+    let docs = DOCS_EXAMPLE_KEY.as_bytes();
+    let prefix = key.len() <= docs.len() && key.eq_ignore_ascii_case(&docs[..key.len()]);
+    let cut =
+        key.len() == 32 && key[..29].eq_ignore_ascii_case(&docs[..29]) && &key[29..] == b"...";
+    prefix || cut
 }
 
 /// Every [`SEQUENCE`]-long piece of [`SEQUENCES`], forwards and backwards, made once.

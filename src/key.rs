@@ -126,13 +126,18 @@ impl KeyHint {
     /// hostile value in a store cannot smuggle control characters through the hint. No
     /// fingerprint: use [`KeyHint::of_whole`] when the whole key is at hand.
     pub fn from_tail(value: &str) -> Self {
-        let chars: Vec<char> = value.chars().collect();
-        let start = chars.len().saturating_sub(4);
-        let tail = chars[start..]
-            .iter()
-            .map(|c| if c.is_ascii_alphanumeric() { *c } else { '?' })
+        // The last four characters alone: no copy of the rest of the key is made.
+        let mut tail: Vec<char> = value
+            .chars()
+            .rev()
+            .take(4)
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '?' })
             .collect();
-        KeyHint { tail, whole: None }
+        tail.reverse();
+        KeyHint {
+            tail: tail.into_iter().collect(),
+            whole: None,
+        }
     }
 
     /// The hint of the whole key `key`: its tail and its fingerprint.

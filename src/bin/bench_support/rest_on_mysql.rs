@@ -4,7 +4,7 @@
 //!
 //! It answers `POST /civicrm/ajax/api4/Contact/get` (select, joins of UFMatch and Email by
 //! alias, the primary email joined only when a field of it is named, where with OR/AND,
-//! =, !=, >, IN, LIKE, IS NULL, IS NOT NULL, orderBy sort_name and id in either direction,
+//! =, !=, >, <=, IN, LIKE, IS NULL, IS NOT NULL, orderBy sort_name and id in either direction,
 //! limit, offset; deleted contacts hidden unless the where names `is_deleted`, as API v4
 //! does: [`contact_get`], which the cv stand-in shares), the multi-call
 //! `POST /civicrm/ajax/api4` (`calls`: Contact.get, and UFMatch.get of `contact_id IN
@@ -311,7 +311,7 @@ fn clause(
     let op = items.get(1).and_then(Value::as_str).unwrap_or("");
     let value = items.get(2).cloned().unwrap_or(Value::Null);
     Ok(match op {
-        "=" | "!=" | "LIKE" | ">" => {
+        "=" | "!=" | "LIKE" | ">" | "<=" => {
             args.push(sql_value(&value));
             format!("{col} {op} ?")
         }

@@ -136,6 +136,16 @@ macro_rules! key_steps {
             $crate::store::api4::holders::holders_page(self, after, limit)
         }
 
+        /// The ids first, then the contacts in id windows (`api4::holders::read_all`).
+        fn read_key_holders(
+            &mut self,
+            each: &mut dyn FnMut(
+                Vec<$crate::store::Holder>,
+            ) -> Result<(), $crate::store::StoreError>,
+        ) -> Result<(), $crate::store::StoreError> {
+            $crate::store::api4::holders::read_all(self, each)
+        }
+
         fn site_users(
             &mut self,
         ) -> Result<Option<$crate::store::SiteUsers>, $crate::store::StoreError> {

@@ -111,14 +111,9 @@ impl RestStore {
             MAX_ERROR_BODY
         };
         // Read one byte past the limit to tell "exactly at the cap" from "over it".
-        let mut bytes = Zeroizing::new(Vec::new());
-        response
-            .body_mut()
-            .with_config()
-            .reader()
-            .take(limit + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| self.transport_error(ureq::Error::from(e), kind))?;
+        let reader = response.body_mut().with_config().reader().take(limit + 1);
+        let bytes =
+            read_wiped(reader).map_err(|e| self.transport_error(ureq::Error::from(e), kind))?;
         let too_big = bytes.len() as u64 > limit;
         Ok(RawAnswer {
             status,
@@ -208,6 +203,31 @@ struct RawAnswer {
     too_big: bool,
 }
 
+/// Everything `reader` gives, in memory that is wiped when dropped, and wiped when it
+/// grows too: `read_to_end` grows a plain `Vec` by reallocation, which would leave copies
+/// of an answer's keys behind in freed memory. Doubling from 64 KiB keeps the copies few
+/// for a page of several megabytes.
+fn read_wiped(mut reader: impl Read) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    let mut bytes = Zeroizing::new(vec![0u8; 64 * 1024]);
+    let mut filled = 0;
+    loop {
+        if filled == bytes.len() {
+            let mut bigger = Zeroizing::new(vec![0u8; bytes.len() * 2]);
+            bigger[..filled].copy_from_slice(&bytes[..filled]);
+            bytes = bigger;
+        }
+        match reader.read(&mut bytes[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    // Shrinking in place: the bytes past the answer are zeros, never part of it.
+    bytes.truncate(filled);
+    Ok(bytes)
+}
+
 /// `params` as JSON, kept in zeroized memory since it may carry keys (serialized once
 /// into room reserved up front, so no reallocation leaves a copy behind).
 pub(super) fn params_text(params: &impl Serialize) -> Result<Zeroizing<String>, StoreError> {
@@ -239,4 +259,49 @@ pub fn form_field(name: &str, json: &str) -> Zeroizing<String> {
         }
     }
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that gives at most `step` bytes a call, as a socket does.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn answers_of_any_size_come_whole() {
+        for size in [0, 1, 65_535, 65_536, 65_537, 300_001] {
+            let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            for step in [1 << 20, 7_000, 65_536] {
+                let read = read_wiped(Trickle { data: &data, step }).unwrap();
+                assert_eq!(&read[..], &data[..], "size {size}, step {step}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_cap_is_read_one_byte_past() {
+        let data = vec![b'x'; 100_000];
+        let read = read_wiped(
+            Trickle {
+                data: &data,
+                step: 4096,
+            }
+            .take(70_001),
+        )
+        .unwrap();
+        assert_eq!(read.len(), 70_001);
+    }
 }
