@@ -18,6 +18,7 @@ pub mod mysql;
 pub mod names;
 pub mod open;
 pub mod paging;
+pub mod read_ahead;
 pub mod rest;
 pub mod sql;
 pub mod sqlite;

@@ -30,8 +30,8 @@ use civikey::store::mysql::MysqlOptions;
 pub const REQUEST_MS_VAR: &str = "CIVIKEY_BENCH_REST_REQUEST_MS";
 /// A file that gets one line per call of a multi-call: its name, its SQL time, its where.
 pub const LOG_VAR: &str = "CIVIKEY_BENCH_REST_LOG";
-/// A file that gets one line per request served (its path): the site's request log, to
-/// count a command's requests.
+/// A file that gets one line per request served (its path, the time to answer it and the
+/// answer's size): the site's request log, to count a command's requests.
 pub const REQUESTS_VAR: &str = "CIVIKEY_BENCH_REST_REQUESTS";
 
 fn log_call(path: &std::ffi::OsStr, name: &str, params: &Value, took: Duration) {
@@ -71,15 +71,8 @@ pub fn serve(options: &MysqlOptions, port: u16) -> Result<(), String> {
         let request = read_request(&stream);
         // CiviCRM's own cost per request (bootstrap), which this stand-in does not have.
         std::thread::sleep(Duration::from_millis(request_ms));
-        if let (Some((path, _)), Some(log)) = (&request, std::env::var_os(REQUESTS_VAR)) {
-            if let Ok(mut file) = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log)
-            {
-                let _ = writeln!(file, "{path}");
-            }
-        }
+        let started = std::time::Instant::now();
+        let path = request.as_ref().map(|(path, _)| path.clone());
         let answer = match request {
             Some((path, body)) => answer(&mut conn, &path, &body),
             None => Err("unreadable request".into()),
@@ -88,6 +81,17 @@ pub fn serve(options: &MysqlOptions, port: u16) -> Result<(), String> {
             Ok(value) => (200, value.to_string()),
             Err(message) => (500, json!({"error_message": message}).to_string()),
         };
+        // The path, then the time to answer it (SQL and JSON) and the answer's size.
+        if let (Some(path), Some(log)) = (path, std::env::var_os(REQUESTS_VAR)) {
+            if let Ok(mut file) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+            {
+                let took = started.elapsed().as_secs_f64() * 1000.0;
+                let _ = writeln!(file, "{path} {took:.1} ms {} bytes", body.len());
+            }
+        }
         let _ = write!(
             stream,
             "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

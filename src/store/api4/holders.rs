@@ -4,23 +4,24 @@
 //! a holder read twice or skipped (an offset would skip one when a key before it is
 //! revoked; a key order would when a key moves behind the cursor).
 //!
-//! A whole-site read ([`read_all`]) first asks for the holders' ids alone, then reads the
-//! contacts in id windows of at most [`HOLDER_PAGE`] holders each. Without the windows each
-//! page's `ORDER BY id LIMIT n` makes MariaDB read and sort every holder after the cursor
-//! (a range of `index_api_key`, then a filesort): five pages of 10,000 read 150,000 rows
-//! for 50,000 holders. With them each page sorts its own window's holders only, so each
-//! holder's row is read once for its contact fields.
+//! A whole-site read ([`read_all`]) reads the contacts in id windows of about
+//! [`HOLDER_PAGE`] holders each. Without the windows each page's `ORDER BY id LIMIT n`
+//! makes MariaDB read and sort every holder after the cursor (a range of `index_api_key`,
+//! then a filesort): five pages of 10,000 read 150,000 rows for 50,000 holders. With them
+//! each page sorts its own window's holders only, so each holder's row is read once. The
+//! windows are sized from the holders the last one held (no call to count or list them
+//! first, which would read every holder's row once more on the site).
 
-use super::clause::{self, Clause, GetParams, Val, ID_ORDER, UF_JOIN};
+use super::clause::{self, Clause, GetParams, SortOrder, Val, ID_ORDER, UF_JOIN};
 use super::rows::{merge_rows, ContactRow, IdRow, LINKED_FIELDS};
 use super::Api4;
 use crate::store::paging::{holder_limit, HOLDER_PAGE};
-use crate::store::{ContactId, Holder, HolderCursor, HolderPage, StoreError};
+use crate::store::read_ahead::{read_ahead, Emit};
+use crate::store::{ContactId, HolderCursor, HolderPage, StoreError};
 
-/// Ids asked for in one call of the ids pass: an id is about 15 bytes of answer, so a
-/// page is under 2 MB, and a site with ten times the recorded site's 50,000 holders takes
-/// five such calls.
-const ID_PAGE: usize = 100_000;
+/// The first window spans this share of the ids (an eighth), before any holder is seen,
+/// or a page's worth of ids if that is more.
+const FIRST_WINDOW_SHARE: u64 = 8;
 
 /// One page of at most `limit` key holders (at most [`HOLDER_PAGE`]) after `after`, in
 /// one call. A contact linked on several domains comes as several rows: the rows are read
@@ -77,85 +78,86 @@ fn holders_up_to(
     Ok(HolderPage { holders, next })
 }
 
-/// Every key holder, handed to `each` a page at a time: the windows' upper ids from the
-/// ids pass ([`window_ends`]), then each window read by [`holders_up_to`] (more than one
-/// page when holders came into it since). The windows tile every id, the last one open, so
-/// a holder is read once whatever changed since the ids were read: the ids only choose
-/// where the windows end.
-pub(crate) fn read_all(
-    api: &impl Api4,
-    each: &mut dyn FnMut(Vec<Holder>) -> Result<(), StoreError>,
-) -> Result<(), StoreError> {
-    read_windows(api, HOLDER_PAGE, ID_PAGE, each)
+/// Every key holder, handed to `each` a page at a time: the site's highest id (one call),
+/// then the holders in id windows, each read by [`holders_up_to`] (more than one page when
+/// it holds more than a page). The windows tile every id, the last one open, so a holder
+/// is read once whatever changes meanwhile: the sizes only decide how many calls it takes.
+pub(crate) fn read_all(api: &(impl Api4 + Sync), each: &mut Emit<'_>) -> Result<(), StoreError> {
+    read_windows(api, HOLDER_PAGE, each)
 }
 
-/// [`read_all`] with windows of `per_window` holders and ids read `id_page` at a time.
+/// [`read_all`] with windows aimed at four fifths of `per_window` holders (so that most
+/// take one call) and pages of `per_window`, read ahead of the judging
+/// ([`crate::store::read_ahead::read_ahead`]: the site's time and civikey's overlap).
 fn read_windows(
-    api: &impl Api4,
+    api: &(impl Api4 + Sync),
     per_window: usize,
-    id_page: usize,
-    each: &mut dyn FnMut(Vec<Holder>) -> Result<(), StoreError>,
+    each: &mut Emit<'_>,
 ) -> Result<(), StoreError> {
-    let ends = window_ends(api, per_window, id_page)?;
-    let mut after: Option<HolderCursor> = None;
-    for until in ends.into_iter().map(Some).chain([None]) {
-        loop {
-            let page = holders_up_to(api, after.as_ref(), until, per_window)?;
-            each(page.holders)?;
-            match page.next {
-                Some(next) => after = Some(next),
-                None => break,
+    read_ahead(
+        |emit| {
+            let highest = highest_id(api)?;
+            let mut low: ContactId = 0;
+            // A small site (ids up to a page) in one window.
+            let mut width = (highest / FIRST_WINDOW_SHARE).max(per_window as u64);
+            loop {
+                // The window (low, low + width], or (low, ∞) once it reaches the highest id.
+                let until = low.checked_add(width).filter(|until| *until < highest);
+                let mut after = (low > 0).then_some(HolderCursor { after_id: low });
+                let mut held = 0usize;
+                loop {
+                    let page = holders_up_to(api, after.as_ref(), until, per_window)?;
+                    held += page.holders.len();
+                    emit(page.holders)?;
+                    match page.next {
+                        Some(next) => after = Some(next),
+                        None => break,
+                    }
+                }
+                let Some(until) = until else {
+                    return Ok(());
+                };
+                low = until;
+                width = next_width(width, held, per_window);
             }
-        }
-        if let Some(until) = until {
-            after = Some(HolderCursor { after_id: until });
-        }
-    }
-    Ok(())
+        },
+        each,
+    )
 }
 
-/// The ids that end windows of `per_window` holders each, ascending: every
-/// `per_window`-th holder's id, from the holders' ids alone read `id_page` at a time
-/// (keyset on id). The holders after the last end make the last, open, window.
-fn window_ends(
-    api: &impl Api4,
-    per_window: usize,
-    id_page: usize,
-) -> Result<Vec<ContactId>, StoreError> {
-    let mut ends = Vec::new();
-    let mut counted = 0usize;
-    let mut after: ContactId = 0;
-    loop {
-        let mut where_ = clause::key_holders();
-        where_.push(Clause::Cmp("id", ">", Val::Int(after)));
-        let params = GetParams::new(&["id"], where_)
-            .order(ID_ORDER)
-            .limit(id_page);
-        let ids: Vec<IdRow> = api.get("Contact", &params, &[])?;
-        for row in &ids {
-            if row.id <= after {
-                return Err(StoreError::bad_data(format!(
-                    "{} answered the key holders' ids out of order ({} after {after})",
-                    api.who(),
-                    row.id
-                )));
-            }
-            after = row.id;
-            counted += 1;
-            if counted % per_window == 0 {
-                ends.push(row.id);
-            }
-        }
-        if ids.len() < id_page {
-            return Ok(ends);
-        }
-    }
+/// The next window's width from this one's: scaled to hold four fifths of `per_window`
+/// holders at the density this one had, at most four times wider or narrower; twice as
+/// wide after an empty one.
+fn next_width(width: u64, held: usize, per_window: usize) -> u64 {
+    let aim = (per_window as u64 * 4 / 5).max(1);
+    let scaled = match held as u64 {
+        0 => width.saturating_mul(2),
+        held => width.saturating_mul(aim) / held,
+    };
+    scaled
+        .clamp((width / 4).max(1), width.saturating_mul(4))
+        .max(1)
+}
+
+/// The highest contact id, trashed contacts included: where the windows end (a contact
+/// added after it falls in the last, open, window). By id, descending, one row: MariaDB
+/// reads the primary key from its end.
+fn highest_id(api: &impl Api4) -> Result<ContactId, StoreError> {
+    const DESCENDING: SortOrder = SortOrder {
+        sort_name: None,
+        id: "DESC",
+    };
+    let params = GetParams::new(&["id"], vec![clause::any_deleted()])
+        .order(DESCENDING)
+        .limit(1);
+    let rows: Vec<IdRow> = api.get("Contact", &params, &[])?;
+    Ok(rows.first().map_or(0, |row| row.id))
 }
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
     use std::collections::BTreeMap;
+    use std::sync::Mutex;
 
     use serde::de::DeserializeOwned;
     use serde_json::{json, Value};
@@ -168,12 +170,14 @@ mod tests {
 
     type Keys = BTreeMap<ContactId, String>;
 
-    /// A site of contacts and keys, answering Contact.get as API v4 does for the clauses
-    /// the holders' read sends; `between` changes keys before each call (by call number).
+    /// A site of contacts 1 to `contacts` and the keys some hold, answering Contact.get as
+    /// API v4 does for the calls the holders' read sends; `between` changes keys before
+    /// each call (by call number).
     struct Site {
-        keys: RefCell<Keys>,
-        calls: RefCell<Vec<Value>>,
-        between: RefCell<Box<dyn FnMut(usize, &mut Keys)>>,
+        contacts: ContactId,
+        keys: Mutex<Keys>,
+        calls: Mutex<Vec<Value>>,
+        between: Mutex<Box<dyn FnMut(usize, &mut Keys) + Send>>,
         seen: std::sync::OnceLock<users::Seen>,
     }
 
@@ -190,12 +194,19 @@ mod tests {
         ) -> Result<Vec<T>, StoreError> {
             assert_eq!(entity, "Contact");
             let params = serde_json::to_value(params).unwrap();
-            let n = self.calls.borrow().len();
-            (self.between.borrow_mut())(n, &mut self.keys.borrow_mut());
-            self.calls.borrow_mut().push(params.clone());
+            let n = self.calls.lock().unwrap().len();
+            (self.between.lock().unwrap())(n, &mut self.keys.lock().unwrap());
+            self.calls.lock().unwrap().push(params.clone());
+            let keys = self.keys.lock().unwrap();
+            if params["orderBy"] == json!({"id": "DESC"}) {
+                assert_eq!(params["where"], json!([["is_deleted", "IN", [0, 1]]]));
+                let top = keys.keys().copied().chain([self.contacts]).max().unwrap();
+                return Ok(vec![serde_json::from_value(json!({"id": top})).unwrap()]);
+            }
+            assert_eq!(params["orderBy"], json!({"id": "ASC"}));
             let bound = |c: &Value| c[2].as_u64().unwrap();
             let mut rows: Vec<Value> = Vec::new();
-            for (id, key) in self.keys.borrow().iter() {
+            for (id, key) in keys.iter() {
                 let holds = params["where"].as_array().unwrap().iter().all(|c| {
                     match (c[0].as_str().unwrap(), c[1].as_str().unwrap()) {
                         ("api_key", "IS NOT NULL") | ("is_deleted", "IN") => true,
@@ -214,7 +225,6 @@ mod tests {
                     }));
                 }
             }
-            assert_eq!(params["orderBy"], json!({"id": "ASC"}));
             rows.truncate(params["limit"].as_u64().unwrap() as usize);
             Ok(rows
                 .into_iter()
@@ -244,25 +254,27 @@ mod tests {
     }
 
     fn site(
+        contacts: ContactId,
         holders: impl IntoIterator<Item = ContactId>,
-        between: impl FnMut(usize, &mut Keys) + 'static,
+        between: impl FnMut(usize, &mut Keys) + Send + 'static,
     ) -> Site {
         Site {
-            keys: RefCell::new(
+            contacts,
+            keys: Mutex::new(
                 holders
                     .into_iter()
                     .map(|id| (id, format!("Key{id:0>29}")))
                     .collect(),
             ),
-            calls: RefCell::new(Vec::new()),
-            between: RefCell::new(Box::new(between)),
+            calls: Mutex::new(Vec::new()),
+            between: Mutex::new(Box::new(between)),
             seen: std::sync::OnceLock::new(),
         }
     }
 
-    fn read(site: &Site, per_window: usize, id_page: usize) -> Vec<ContactId> {
+    fn read(site: &Site, per_window: usize) -> Vec<ContactId> {
         let mut read = Vec::new();
-        read_windows(site, per_window, id_page, &mut |batch| {
+        read_windows(site, per_window, &mut |batch| {
             assert!(batch.len() <= per_window);
             read.extend(batch.iter().map(|h| h.contact.id));
             Ok(())
@@ -271,62 +283,116 @@ mod tests {
         read
     }
 
+    fn last_clause(call: &Value) -> Value {
+        call["where"].as_array().unwrap().last().unwrap().clone()
+    }
+
     #[test]
     fn windows_read_each_holder_once_in_few_calls() {
-        // 25 holders (odd ids), windows of 4, ids 10 a call: 3 id calls, 7 windows.
-        let s = site((0..25).map(|i| 2 * i + 1), |_, _| {});
-        let got = read(&s, 4, 10);
-        assert_eq!(got, (0..25).map(|i| 2 * i + 1).collect::<Vec<_>>());
-        let calls = s.calls.borrow();
-        assert_eq!(calls.len(), 3 + 7, "{calls:#?}");
-        assert!(calls[..3].iter().all(|c| c["select"] == json!(["id"])));
-        // Every window but the last is closed above; each starts where the last ended.
-        assert_eq!(
-            calls[3]["where"].as_array().unwrap().last().unwrap(),
-            &json!(["id", "<=", 7])
-        );
-        assert_eq!(
-            calls[9]["where"].as_array().unwrap().last().unwrap(),
-            &json!(["id", ">", 47])
-        );
+        // One contact in twenty holds a key, 500 of 10,000; windows aimed at 40 holders.
+        let s = site(10_000, (1..=500).map(|i| 20 * i - 7), |_, _| {});
+        let got = read(&s, 50);
+        assert_eq!(got, (1..=500).map(|i| 20 * i - 7).collect::<Vec<_>>());
+        let calls = s.calls.lock().unwrap();
+        // The highest id, a first window of an eighth (62 holders: two pages), then
+        // windows of about 40: about 13 more, never one per holder or per page of ids.
+        assert_eq!(calls[0]["select"], json!(["id"]));
+        assert!((12..=18).contains(&calls.len()), "{} calls", calls.len());
+        assert_eq!(last_clause(&calls[1]), json!(["id", "<=", 1250]));
+        // Each window starts where the last ended; the last is open.
+        let last = calls.last().unwrap();
+        assert_eq!(last["where"].as_array().unwrap().len(), 4, "{last}");
+        assert_eq!(last_clause(last)[1], ">");
+    }
+
+    #[test]
+    fn holders_all_at_one_end_take_a_few_calls_more() {
+        // Every holder among the last 200 of 100,000 contacts: the early windows come
+        // back empty and widen, the last holds them all (pages of 50).
+        let s = site(100_000, 99_801..=100_000, |_, _| {});
+        assert_eq!(read(&s, 50), (99_801..=100_000).collect::<Vec<_>>());
+        let calls = s.calls.lock().unwrap().len();
+        assert!(calls <= 1 + 4 + 5, "{calls} calls");
     }
 
     #[test]
     fn keys_changed_between_calls_never_make_a_holder_read_twice_or_missed() {
-        // Holders 1, 3, ..., 39 (20); windows of 4 end at ids 7, 15, 23, 31, 39.
-        let all_along: Vec<ContactId> = (0..20)
+        // Holders 1, 3, ..., 79 of 80 contacts; windows aimed at 3 (first: ids 1 to 10).
+        let all_along: Vec<ContactId> = (0..40)
             .map(|i| 2 * i + 1)
-            .filter(|id| ![9, 17, 33].contains(id))
+            .filter(|id| ![9, 35, 55].contains(id))
             .collect();
-        let s = site((0..20).map(|i| 2 * i + 1), |call, keys| match call {
-            // After the ids: new holders in the first window (it now needs two pages)
-            // and past the last id; a holder of the third window revoked; a holder of
-            // the fifth window given a key that sorts first.
+        let s = site(80, (0..40).map(|i| 2 * i + 1), |call, keys| match call {
+            // After the highest id: new holders in the first window (it now needs two
+            // pages) and past the highest id; a holder ahead revoked; one ahead given a
+            // key that sorts first.
             1 => {
                 keys.insert(2, "NewKeyInTheFirstWindow0000000002".into());
                 keys.insert(4, "NewKeyInTheFirstWindow0000000004".into());
-                keys.insert(90, "NewKeyAfterTheLastId0000000000090".into());
-                keys.remove(&17);
-                keys.insert(33, "000000AAAAMovedFirst000000000033".into());
+                keys.insert(95, "NewKeyAfterTheHighestId000000095".into());
+                keys.remove(&35);
+                keys.insert(61, "000000AAAAMovedFirst000000000061".into());
             }
-            // Between windows: a holder already read revoked, one ahead revoked and
-            // given a key again, a new holder behind the windows read.
-            4 => {
+            // Later: a holder already read revoked, one ahead revoked and given a key
+            // again, a new holder behind the windows read, one ahead revoked.
+            5 => {
                 keys.remove(&9);
-                keys.remove(&25);
-                keys.insert(25, "BackAgain00000000000000000000025".into());
+                keys.remove(&71);
+                keys.insert(71, "BackAgain00000000000000000000071".into());
                 keys.insert(6, "TooLateBehindTheWindows000000006".into());
+                keys.remove(&55);
             }
             _ => {}
         });
-        let got = read(&s, 4, 100);
+        let got = read(&s, 4);
         let mut once = got.clone();
         once.sort_unstable();
         once.dedup();
         assert_eq!(once.len(), got.len(), "a holder read twice: {got:?}");
-        for id in all_along.iter().chain(&[2, 4, 90, 33, 9]) {
+        for id in all_along.iter().chain(&[2, 4, 95, 9]) {
             assert!(got.contains(id), "{id} missed: {got:?}");
         }
-        assert!(!got.contains(&17), "revoked before its window: {got:?}");
+        assert!(
+            !got.contains(&35) && !got.contains(&55),
+            "revoked before read: {got:?}"
+        );
+    }
+
+    #[test]
+    fn a_stop_by_the_reader_ends_the_read_within_a_page() {
+        let s = site(1000, 1..=1000, |_, _| {});
+        let mut pages = 0;
+        let result = read_windows(&s, 10, &mut |_| {
+            pages += 1;
+            match pages {
+                2 => Err(StoreError::bad_data("stop")),
+                _ => Ok(()),
+            }
+        });
+        assert!(matches!(result, Err(e) if e.to_string().contains("stop")));
+        // The highest id, the two pages read, and at most the page asked for meanwhile
+        // and the one waiting: never the hundred pages.
+        let calls = s.calls.lock().unwrap().len();
+        assert!((3..=5).contains(&calls), "{calls} calls");
+    }
+
+    #[test]
+    fn widths_follow_the_density_within_bounds() {
+        assert_eq!(next_width(1000, 8000, 10_000), 1000);
+        assert_eq!(next_width(1000, 4000, 10_000), 2000);
+        assert_eq!(next_width(1000, 0, 10_000), 2000);
+        assert_eq!(
+            next_width(1000, 1, 10_000),
+            4000,
+            "at most four times wider"
+        );
+        assert_eq!(next_width(1000, 10_001, 10_000), 799);
+        assert_eq!(
+            next_width(1000, 1_000_000, 10_000),
+            250,
+            "at most four times narrower"
+        );
+        assert_eq!(next_width(1, 1_000_000, 10_000), 1);
+        assert_eq!(next_width(u64::MAX, 1, 10_000), u64::MAX);
     }
 }

@@ -16,6 +16,7 @@ mod search;
 mod seed;
 mod tables;
 
+use crate::store::read_ahead::{in_batches, read_ahead};
 pub use connect::{open_connection, preflight, Preflight};
 pub use options::{
     clear_text_warning, decide_tls, MysqlAddress, MysqlOptions, MysqlTls, TlsDecision,
@@ -352,15 +353,10 @@ impl ContactStore for MysqlStore {
     ) -> Result<(), StoreError> {
         let sql = self.holders_sql("FORCE INDEX (index_api_key)");
         let sql = self.rowid_ordered(&sql)?;
-        let mut batch = Vec::new();
-        self.each_holder(&sql, Vec::new(), &mut |h| {
-            batch.push(h);
-            if batch.len() >= paging::HOLDER_PAGE {
-                each(std::mem::take(&mut batch))?;
-            }
-            Ok(())
-        })?;
-        each(batch)
+        read_ahead(
+            |emit| in_batches(|row| self.each_holder(&sql, Vec::new(), row), emit),
+            each,
+        )
     }
 
     /// Users and roles of the whole site: two queries.

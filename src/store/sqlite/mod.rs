@@ -18,6 +18,7 @@ mod seed;
 mod tests;
 mod words;
 
+use crate::store::read_ahead::{in_batches, read_ahead};
 pub(crate) use errors::sql_err;
 
 use std::fs;
@@ -447,15 +448,12 @@ impl ContactStore for SqliteStore {
               WHERE c.api_key > '' COLLATE NOCASE",
             *CONTACT_COLUMNS
         );
-        let mut batch = Vec::new();
-        self.each_holder(&sql, &[], &mut |h| {
-            batch.push(h);
-            if batch.len() >= paging::HOLDER_PAGE {
-                each(std::mem::take(&mut batch))?;
-            }
-            Ok(())
-        })?;
-        each(batch)
+        // Moved to the reading thread whole (a SQLite connection is not shared).
+        let store = &mut *self;
+        read_ahead(
+            move |emit| in_batches(|row| store.each_holder(&sql, &[], row), emit),
+            each,
+        )
     }
 
     fn swap_key(
