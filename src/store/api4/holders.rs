@@ -86,8 +86,8 @@ pub(crate) fn read_all(api: &(impl Api4 + Sync), each: &mut Emit<'_>) -> Result<
     read_windows(api, HOLDER_PAGE, each)
 }
 
-/// [`read_all`] with windows aimed at four fifths of `per_window` holders (so that most
-/// take one call) and pages of `per_window`, read ahead of the judging
+/// [`read_all`] with windows aimed at nine tenths of `per_window` holders (so that nearly
+/// all take one call) and pages of `per_window`, read ahead of the judging
 /// ([`crate::store::read_ahead::read_ahead`]: the site's time and civikey's overlap).
 fn read_windows(
     api: &(impl Api4 + Sync),
@@ -125,11 +125,11 @@ fn read_windows(
     )
 }
 
-/// The next window's width from this one's: scaled to hold four fifths of `per_window`
+/// The next window's width from this one's: scaled to hold nine tenths of `per_window`
 /// holders at the density this one had, at most four times wider or narrower; twice as
 /// wide after an empty one.
 fn next_width(width: u64, held: usize, per_window: usize) -> u64 {
-    let aim = (per_window as u64 * 4 / 5).max(1);
+    let aim = (per_window as u64 * 9 / 10).max(1);
     let scaled = match held as u64 {
         0 => width.saturating_mul(2),
         held => width.saturating_mul(aim) / held,
@@ -289,13 +289,13 @@ mod tests {
 
     #[test]
     fn windows_read_each_holder_once_in_few_calls() {
-        // One contact in twenty holds a key, 500 of 10,000; windows aimed at 40 holders.
+        // One contact in twenty holds a key, 500 of 10,000; windows aimed at 45 holders.
         let s = site(10_000, (1..=500).map(|i| 20 * i - 7), |_, _| {});
         let got = read(&s, 50);
         assert_eq!(got, (1..=500).map(|i| 20 * i - 7).collect::<Vec<_>>());
         let calls = s.calls.lock().unwrap();
         // The highest id, a first window of an eighth (62 holders: two pages), then
-        // windows of about 40: about 13 more, never one per holder or per page of ids.
+        // windows of about 45: about 10 more, never one per holder.
         assert_eq!(calls[0]["select"], json!(["id"]));
         assert!((12..=18).contains(&calls.len()), "{} calls", calls.len());
         assert_eq!(last_clause(&calls[1]), json!(["id", "<=", 1250]));
@@ -378,15 +378,15 @@ mod tests {
 
     #[test]
     fn widths_follow_the_density_within_bounds() {
-        assert_eq!(next_width(1000, 8000, 10_000), 1000);
-        assert_eq!(next_width(1000, 4000, 10_000), 2000);
+        assert_eq!(next_width(1000, 9000, 10_000), 1000);
+        assert_eq!(next_width(1000, 4500, 10_000), 2000);
         assert_eq!(next_width(1000, 0, 10_000), 2000);
         assert_eq!(
             next_width(1000, 1, 10_000),
             4000,
             "at most four times wider"
         );
-        assert_eq!(next_width(1000, 10_001, 10_000), 799);
+        assert_eq!(next_width(1000, 10_001, 10_000), 899);
         assert_eq!(
             next_width(1000, 1_000_000, 10_000),
             250,
