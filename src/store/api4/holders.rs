@@ -169,6 +169,8 @@ mod tests {
     use crate::store::KeySwap;
 
     type Keys = BTreeMap<ContactId, String>;
+    /// What changes the site's keys before a call, given the call's number.
+    type Between = Box<dyn FnMut(usize, &mut Keys) + Send>;
 
     /// A site of contacts 1 to `contacts` and the keys some hold, answering Contact.get as
     /// API v4 does for the calls the holders' read sends; `between` changes keys before
@@ -177,7 +179,7 @@ mod tests {
         contacts: ContactId,
         keys: Mutex<Keys>,
         calls: Mutex<Vec<Value>>,
-        between: Mutex<Box<dyn FnMut(usize, &mut Keys) + Send>>,
+        between: Mutex<Between>,
         seen: std::sync::OnceLock<users::Seen>,
     }
 
