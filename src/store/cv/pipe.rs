@@ -327,7 +327,7 @@ fn spawn_line_reader(stdout: impl Read + Send + 'static) -> Receiver<Line> {
                         if line.len() + chunk.len() > MAX_LINE {
                             too_long = true;
                         } else {
-                            line.extend_from_slice(chunk);
+                            crate::secret::extend_wiped(&mut line, chunk);
                         }
                         (used, ended)
                     }

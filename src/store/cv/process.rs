@@ -204,7 +204,7 @@ pub(super) fn spawn_reader(
                     if n > room {
                         kept.overflowed = true;
                     }
-                    kept.bytes.extend_from_slice(&chunk[..n.min(room)]);
+                    crate::secret::extend_wiped(&mut kept.bytes, &chunk[..n.min(room)]);
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => break,

@@ -204,28 +204,18 @@ struct RawAnswer {
 }
 
 /// Everything `reader` gives, in memory that is wiped when dropped, and wiped when it
-/// grows too: `read_to_end` grows a plain `Vec` by reallocation, which would leave copies
-/// of an answer's keys behind in freed memory. Doubling from 64 KiB keeps the copies few
-/// for a page of several megabytes.
+/// grows too ([`crate::secret::extend_wiped`]): an answer may hold keys.
 fn read_wiped(mut reader: impl Read) -> std::io::Result<Zeroizing<Vec<u8>>> {
-    let mut bytes = Zeroizing::new(vec![0u8; 64 * 1024]);
-    let mut filled = 0;
+    let mut bytes = Zeroizing::new(Vec::new());
+    let mut chunk = Zeroizing::new(vec![0u8; 64 * 1024]);
     loop {
-        if filled == bytes.len() {
-            let mut bigger = Zeroizing::new(vec![0u8; bytes.len() * 2]);
-            bigger[..filled].copy_from_slice(&bytes[..filled]);
-            bytes = bigger;
-        }
-        match reader.read(&mut bytes[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
+        match reader.read(&mut chunk) {
+            Ok(0) => return Ok(bytes),
+            Ok(n) => crate::secret::extend_wiped(&mut bytes, &chunk[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    // Shrinking in place: the bytes past the answer are zeros, never part of it.
-    bytes.truncate(filled);
-    Ok(bytes)
 }
 
 /// `params` as JSON, kept in zeroized memory since it may carry keys (serialized once
