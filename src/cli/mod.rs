@@ -4,12 +4,14 @@
 //! reaches stdout only from a command whose job is to print it. No command takes a key
 //! or a password as an argument.
 
+pub mod check;
 pub mod config_cmd;
 pub mod fleet;
 pub mod fleet_check;
 pub mod manpage;
 pub mod person;
 pub mod reference;
+pub mod whose;
 
 use std::io::{self, BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
@@ -22,6 +24,9 @@ use crate::key::{ApiKey, OsKeySource, KEY_LEN, MIN_MANUAL_LEN};
 use crate::rotation::{self, Expectation, NewKey, RotationError};
 use crate::sanitize::{fit_to_width, SafeText};
 use crate::store::{AccountState, CmsLink, Contact, ContactId, ContactStore, Standing, StoreError};
+
+pub use check::{check, check_json};
+pub use whose::whose;
 
 /// The only code that writes to stdout and stderr outside the TUI (which has its own, in
 /// `terminal.rs`). clippy.toml forbids `print!`, `println!`, `eprint!`, `eprintln!`, `dbg!`,
@@ -1436,250 +1441,4 @@ pub fn man() -> Result<(), Failure> {
     let page = crate::cli::manpage::render(<Cli as clap::CommandFactory>::command())?;
     out::generated(&page)?;
     Ok(())
-}
-
-fn finding_json(f: &crate::health::Finding) -> serde_json::Value {
-    serde_json::json!({
-        "code": f.code.as_str(),
-        "severity": f.severity.as_str(),
-        "contact": contact_json(&f.contact),
-        "key": f.key.masked(),
-        "detail": f.detail.as_str(),
-        "rule": f.rule.map(|r| r.as_str()),
-        "holders": f.holders,
-        "remedy": f.code.remedy().as_str(),
-        "advice": f.advice,
-        "command": f.command(),
-    })
-}
-
-fn finding_line(f: &crate::health::Finding) -> String {
-    let name = if f.contact.is_deleted {
-        format!("[deleted] {}", f.contact.display_name)
-    } else {
-        f.contact.display_name.to_string()
-    };
-    format!(
-        "{:<8}  {:<23}  {:>8}  {}  {:<8}  {:<24}  {}",
-        f.severity.as_str(),
-        f.code.as_str(),
-        f.contact.id,
-        fit_to_width(&name, 24),
-        f.key.masked(),
-        f.command(),
-        f.detail,
-    )
-}
-
-/// `check --json`'s document: `{"findings": [...], "summary": {...}}`.
-pub fn check_json(report: &crate::health::Report, location: &str) -> serde_json::Value {
-    let by_code: serde_json::Map<String, serde_json::Value> = crate::health::Code::ALL
-        .iter()
-        .map(|c| (c.as_str().to_string(), serde_json::json!(report.count(*c))))
-        .collect();
-    serde_json::json!({
-        "findings": report.findings.iter().map(finding_json).collect::<Vec<_>>(),
-        "summary": {
-            "store": location,
-            "holders": report.holders,
-            "findings": report.findings.len(),
-            "contacts_flagged": report.contacts_flagged(),
-            "by_code": by_code,
-            "max_age_days": report.max_age_days,
-            "standing_unknown": report.standing_unknown,
-            "users_unreadable": report.users_unreadable(),
-            "text": report.summary(),
-        },
-    })
-}
-
-/// `civikey check`: the key health report. Findings are data (stdout); exit code 6 says
-/// there are some. As `list` and `audit`: the header row and the advice only on a terminal
-/// (unless `no_header`), the summary once, on stderr when stdout is not a terminal.
-pub fn check(
-    store: &mut dyn ContactStore,
-    journal: Option<&Journal>,
-    max_age_days: Option<u32>,
-    json: bool,
-    no_header: bool,
-) -> Result<(), Failure> {
-    let options = crate::health::Options {
-        max_age_days,
-        now: unix_now(),
-    };
-    let terminal = out::stderr_is_terminal();
-    let mut last_noted = 0;
-    let report = crate::health::check(store, journal, options, &mut |read, _| {
-        // Every page on a terminal; in a log, every 10,000 holders.
-        if terminal || read >= last_noted + 10_000 {
-            out::progress(format_args!("civikey: read {read} key holders…"), false);
-            last_noted = read;
-        }
-    })?;
-    if terminal {
-        out::progress(
-            format_args!("civikey: read {} key holders", report.holders),
-            true,
-        );
-    }
-    if json {
-        out::json(&check_json(&report, store.info().location.as_str()))?;
-    } else {
-        let terminal = out::stdout_is_terminal();
-        if wants_header(no_header) && !report.findings.is_empty() {
-            out::line(format_args!(
-                "{:<8}  {:<23}  {:>8}  {:<24}  {:<8}  {:<24}  DETAIL",
-                "SEVERITY", "CODE", "ID", "NAME", "KEY", "TO FIX"
-            ))?;
-        }
-        out::lines(report.findings.iter().map(finding_line))?;
-        if terminal {
-            // What each code found means to do, once per code and advice: for the operator
-            // reading (a blocked Standalone user's key has its own).
-            let mut told = std::collections::HashSet::new();
-            for f in &report.findings {
-                if told.insert((f.code, f.advice)) {
-                    out::line(format_args!("{}: {}", f.code.as_str(), f.advice))?;
-                }
-            }
-            out::line(format_args!("civikey check: {}", report.summary()))?;
-        } else {
-            out::note(format_args!("civikey check: {}", report.summary()));
-        }
-    }
-    if report.findings.is_empty() {
-        Ok(())
-    } else {
-        // The summary said it (or the JSON holds it).
-        Err(Failure::quiet(exit::FINDINGS))
-    }
-}
-
-/// The key to look up: a hidden prompt on a terminal, else the first line of stdin (at
-/// most 4 KiB). Any text is looked up (a leaked value need not be a valid key); only
-/// surrounding whitespace is dropped.
-fn read_lookup_key() -> Result<ApiKey, Failure> {
-    let text = read_secret_line("Key to look up (input hidden): ")?;
-    let key = text.trim();
-    if key.is_empty() {
-        return Err(Failure::new(exit::USAGE, "no key was given on stdin"));
-    }
-    Ok(ApiKey::from_store(key.to_string()))
-}
-
-/// `civikey whose --key-stdin`: who holds this key, on each target, read-only. The key is
-/// compared as each store compares (`holders_of`), never printed, logged or journaled:
-/// the journal gets a `lookup` record with its fingerprint.
-pub fn whose(targets: Vec<fleet::ProfileTarget>, journal: &mut Journal) -> Result<(), Failure> {
-    if targets.is_empty() {
-        return Err(Failure::new(exit::USAGE, fleet::NO_PROFILES));
-    }
-    let key = read_lookup_key()?;
-    out::note(format_args!(
-        "civikey: looking up the key with fingerprint {}",
-        journal.short_fingerprint(&key)
-    ));
-    let width = targets.iter().map(|t| t.label.len()).max().unwrap_or(0);
-    let (mut found, mut unreachable) = (0, 0);
-    for target in &targets {
-        let label = format!("{:<width$}", target.label);
-        let result = target.spec.clone().and_then(|spec| {
-            let location = spec.location();
-            let mut store = spec.open().map_err(|e| e.to_string())?;
-            let ids = store.holders_of(&key).map_err(|e| e.to_string())?;
-            let mut holders = Vec::with_capacity(ids.len());
-            for id in &ids {
-                holders.push(store.contact(*id).map_err(|e| e.to_string())?);
-            }
-            Ok((location, holders))
-        });
-        match result {
-            Ok((location, holders)) => {
-                let ids: Vec<ContactId> = holders.iter().map(|c| c.id).collect();
-                journal
-                    .lookup(&key, &ids, &location, Some(&target.label))
-                    .map_err(|e| Failure::new(exit::REFUSED, e.to_string()))?;
-                match holders.len() {
-                    0 => out::line(format_args!("{label}  {location}  no holder"))?,
-                    n => {
-                        out::line(format_args!(
-                            "{label}  {location}  {n} holder{}{}",
-                            if n == 1 { "" } else { "s" },
-                            if n > 1 {
-                                " (the same key on several contacts: the lowest id logs in)"
-                            } else {
-                                ""
-                            }
-                        ))?;
-                        for c in &holders {
-                            out::line(format_args!("  {}", contact_line(c)))?;
-                            out::line(format_args!(
-                                "    to rotate: civikey {}rotate {}",
-                                target.selector, c.id
-                            ))?;
-                        }
-                    }
-                }
-                found += holders.len();
-            }
-            Err(e) => {
-                unreachable += 1;
-                out::line(format_args!("{label}  unreachable: {e}"))?;
-            }
-        }
-    }
-    // The key's past, by its fingerprint: a leaked key no store holds may still be ours.
-    let history = journal
-        .key_history(&key)
-        .map_err(|e| Failure::new(exit::ERROR, e.to_string()))?;
-    if found == 0 && !history.is_empty() {
-        out::line("not held now; the journal knows this key:")?;
-    }
-    for spell in &history {
-        out::line(format_args!("  {}", spell_line(spell)))?;
-    }
-    if found > 0 {
-        Ok(())
-    } else if unreachable > 0 {
-        Err(Failure::new(
-            exit::ERROR,
-            format!(
-                "no holder found, but {unreachable} of {} could not be searched",
-                targets.len()
-            ),
-        ))
-    } else {
-        Err(Failure::new(
-            exit::NOT_FOUND,
-            if history.is_empty() {
-                "no contact holds this key"
-            } else {
-                "no contact holds this key now (its past in the journal is above)"
-            },
-        ))
-    }
-}
-
-/// One stretch of a key in the journal, for `whose`: "set on contact 112 (Ann, profile
-/// crm-a) on 2026-12-07T14:02:00Z by alice, replaced on 2026-12-07T14:07:00Z by bob".
-fn spell_line(spell: &crate::audit::KeySpell) -> String {
-    let place = match &spell.profile {
-        Some(profile) => format!("{}, profile {profile}", spell.contact_name),
-        None => format!("{}, {}", spell.contact_name, spell.store),
-    };
-    let set = match &spell.set {
-        Some((time, by)) => format!(
-            "set on contact {} ({place}) on {} by {by}",
-            spell.contact_id,
-            rfc3339(*time)
-        ),
-        None => format!(
-            "held by contact {} ({place}), set outside civikey",
-            spell.contact_id
-        ),
-    };
-    match &spell.ended {
-        Some((time, how, by)) => format!("{set}, {} on {} by {by}", how.as_str(), rfc3339(*time)),
-        None => format!("{set}, not replaced since (as far as the journal knows)"),
-    }
 }
