@@ -826,12 +826,13 @@ mod tests {
 
     #[test]
     fn store_errors_are_shown_and_journaled_without_the_keys() {
-        let makers: [fn(SafeText) -> StoreError; 7] = [
+        let makers: [fn(SafeText) -> StoreError; 8] = [
             StoreError::PermissionDenied,
             StoreError::ReadOnly,
             StoreError::Unreachable,
             StoreError::Timeout,
             StoreError::BadData,
+            StoreError::TooLarge,
             StoreError::OutcomeUnknown,
             StoreError::Invalid,
         ];

@@ -168,7 +168,8 @@ fn api_shaped_answers_never_panic_and_stay_inert() {
     });
 }
 
-/// Over the 8 MiB cap: refused as bad data without being parsed.
+/// Over the 8 MiB cap: refused as too large without being parsed (a whole-site read then
+/// asks for a smaller page).
 #[test]
 fn an_answer_over_the_cap_is_refused() {
     let mut body = b"{\"values\":[".to_vec();
@@ -177,6 +178,6 @@ fn an_answer_over_the_cap_is_refused() {
     }
     body.extend_from_slice(b"{\"id\":2,\"api_key\":null}]}");
     let err = parse_contacts_answer(200, "application/json", &body).unwrap_err();
-    assert!(matches!(err, StoreError::BadData(_)), "{err}");
+    assert!(matches!(err, StoreError::TooLarge(_)), "{err}");
     assert!(err.to_string().contains("larger than 8 MiB"), "{err}");
 }

@@ -206,7 +206,7 @@ fn http_failures_are_clear_errors() {
         ),
         (
             Mode::Huge,
-            |e| matches!(e, StoreError::BadData(_)),
+            |e| matches!(e, StoreError::TooLarge(_)),
             "larger than 8 MiB",
         ),
         (

@@ -42,6 +42,10 @@ pub enum StoreError {
     Timeout(SafeText),
     #[error("the store answered with something civikey cannot use: {0}")]
     BadData(SafeText),
+    /// The answer was larger than civikey reads (REST's cap): a whole-site read asks again
+    /// for a smaller page.
+    #[error("the store's answer was too large: {0}")]
+    TooLarge(SafeText),
     #[error("the outcome is unknown (the request may or may not have been applied): {0}")]
     OutcomeUnknown(SafeText),
     #[error("{0}")]
@@ -69,6 +73,7 @@ impl StoreError {
             StoreError::Unreachable(t) => StoreError::Unreachable(hide(t)),
             StoreError::Timeout(t) => StoreError::Timeout(hide(t)),
             StoreError::BadData(t) => StoreError::BadData(hide(t)),
+            StoreError::TooLarge(t) => StoreError::TooLarge(hide(t)),
             StoreError::OutcomeUnknown(t) => StoreError::OutcomeUnknown(hide(t)),
             StoreError::Invalid(t) => StoreError::Invalid(hide(t)),
             e @ (StoreError::NotFound(_) | StoreError::Conflict) => e,
@@ -84,6 +89,7 @@ impl StoreError {
             StoreError::Unreachable(t) => StoreError::Unreachable(t.clone()),
             StoreError::Timeout(t) => StoreError::Timeout(t.clone()),
             StoreError::BadData(t) => StoreError::BadData(t.clone()),
+            StoreError::TooLarge(t) => StoreError::TooLarge(t.clone()),
             StoreError::OutcomeUnknown(t) => StoreError::OutcomeUnknown(t.clone()),
             StoreError::Invalid(t) => StoreError::Invalid(t.clone()),
         }

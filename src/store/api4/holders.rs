@@ -13,6 +13,7 @@
 //! first, which would read every holder's row once more on the site).
 
 use super::clause::{self, Clause, GetParams, SortOrder, Val, ID_ORDER, UF_JOIN};
+use super::paging::shrinking;
 use super::rows::{merge_rows, ContactRow, IdRow, LINKED_FIELDS};
 use super::Api4;
 use crate::store::paging::{holder_limit, HOLDER_PAGE};
@@ -97,6 +98,8 @@ fn read_windows(
     read_ahead(
         |emit| {
             let highest = highest_id(api)?;
+            // Halved while a page's answer is too large (`shrinking`), for the rest of the read.
+            let mut page_limit = per_window;
             let mut low: ContactId = 0;
             // A small site (ids up to a page) in one window.
             let mut width = (highest / FIRST_WINDOW_SHARE).max(per_window as u64);
@@ -106,7 +109,9 @@ fn read_windows(
                 let mut after = (low > 0).then_some(HolderCursor { after_id: low });
                 let mut held = 0usize;
                 loop {
-                    let page = holders_up_to(api, after.as_ref(), until, per_window)?;
+                    let page = shrinking(&mut page_limit, |limit| {
+                        holders_up_to(api, after.as_ref(), until, limit)
+                    })?;
                     held += page.holders.len();
                     emit(page.holders)?;
                     match page.next {
@@ -118,7 +123,7 @@ fn read_windows(
                     return Ok(());
                 };
                 low = until;
-                width = next_width(width, held, per_window);
+                width = next_width(width, held, page_limit);
             }
         },
         each,
@@ -177,6 +182,8 @@ mod tests {
     /// each call (by call number).
     struct Site {
         contacts: ContactId,
+        /// A page answer of more rows than this is too large (REST's cap).
+        rows_cap: usize,
         keys: Mutex<Keys>,
         calls: Mutex<Vec<Value>>,
         between: Mutex<Between>,
@@ -228,6 +235,11 @@ mod tests {
                 }
             }
             rows.truncate(params["limit"].as_u64().unwrap() as usize);
+            if rows.len() > self.rows_cap {
+                return Err(StoreError::TooLarge(crate::sanitize::SafeText::new(
+                    "over 8 MiB",
+                )));
+            }
             Ok(rows
                 .into_iter()
                 .map(|r| serde_json::from_value(r).unwrap())
@@ -262,6 +274,7 @@ mod tests {
     ) -> Site {
         Site {
             contacts,
+            rows_cap: usize::MAX,
             keys: Mutex::new(
                 holders
                     .into_iter()
@@ -396,5 +409,22 @@ mod tests {
         );
         assert_eq!(next_width(1, 1_000_000, 10_000), 1);
         assert_eq!(next_width(u64::MAX, 1, 10_000), u64::MAX);
+    }
+
+    #[test]
+    fn pages_too_large_for_the_store_are_asked_again_smaller() {
+        // Answers of more than 300 rows are refused as too large: pages of 10,000 holders
+        // become 5,000, ..., 156, and every holder is still read once.
+        let mut s = site(20_000, (1..=4_000).map(|i| 5 * i), |_, _| {});
+        s.rows_cap = 300;
+        let got = read(&s, 10_000);
+        assert_eq!(got, (1..=4_000).map(|i| 5 * i).collect::<Vec<_>>());
+        let calls = s.calls.lock().unwrap();
+        let limits: Vec<u64> = calls[1..6]
+            .iter()
+            .map(|c| c["limit"].as_u64().unwrap())
+            .collect();
+        assert_eq!(limits, [10_001, 5_001, 2_501, 1_251, 626]);
+        assert!(calls.len() < 60, "{} calls", calls.len());
     }
 }

@@ -70,3 +70,67 @@ mod tests {
         assert_eq!(rows, vec![(Some("A"), 1)]);
     }
 }
+
+/// The smallest page a whole-site read falls back to when answers are too large.
+pub(crate) const SMALLEST_PAGE: usize = 100;
+
+/// `read(limit)`, asked again with half the limit while the store says its answer was too
+/// large ([`StoreError::TooLarge`]: REST's 8 MiB cap, reached by pages of long names
+/// escaped as `\uXXXX`), down to [`SMALLEST_PAGE`]. `limit` keeps the size that worked, for
+/// the pages after: the whole-site reads' big pages (key holders, users) shrink, never fail,
+/// on such a site.
+pub(crate) fn shrinking<T>(
+    limit: &mut usize,
+    mut read: impl FnMut(usize) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    loop {
+        match read(*limit) {
+            Err(StoreError::TooLarge(_)) if *limit > SMALLEST_PAGE => {
+                *limit = (*limit / 2).max(SMALLEST_PAGE);
+            }
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod shrinking_tests {
+    use super::*;
+    use crate::sanitize::SafeText;
+
+    fn too_large() -> StoreError {
+        StoreError::TooLarge(SafeText::new("over the cap"))
+    }
+
+    #[test]
+    fn a_page_too_large_is_asked_again_at_half_until_it_fits() {
+        let mut asked = Vec::new();
+        let mut limit = 10_000;
+        let got = shrinking(&mut limit, |l| {
+            asked.push(l);
+            if l > 3_000 {
+                Err(too_large())
+            } else {
+                Ok(l)
+            }
+        });
+        assert_eq!(got.unwrap(), 2_500);
+        assert_eq!(asked, [10_000, 5_000, 2_500]);
+        assert_eq!(limit, 2_500, "kept for the pages after");
+    }
+
+    #[test]
+    fn the_smallest_page_too_large_and_other_errors_are_the_answer() {
+        let mut limit = 150;
+        let got: Result<(), _> = shrinking(&mut limit, |_| Err(too_large()));
+        assert!(matches!(got, Err(StoreError::TooLarge(_))));
+        assert_eq!(limit, SMALLEST_PAGE);
+        let mut calls = 0;
+        let got: Result<(), _> = shrinking(&mut 10_000, |_| {
+            calls += 1;
+            Err(StoreError::bad_data("broken"))
+        });
+        assert!(matches!(got, Err(StoreError::BadData(_))));
+        assert_eq!(calls, 1);
+    }
+}

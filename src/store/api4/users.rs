@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use serde::de::IgnoredAny;
 
 use super::clause::{Clause, GetParams, Val, ID_ORDER};
+use super::paging::shrinking;
 use super::rows::{id_of, RoleRow, UserRow};
 use super::{Api4, IfThere, IDS_PER_CALL};
 use crate::sanitize::SafeText;
@@ -115,20 +116,25 @@ pub(crate) fn site_users(api: &impl Api4) -> Result<SiteUsers, StoreError> {
     }
     let mut users: Vec<UserRow> = Vec::new();
     let mut after: Option<u64> = None;
+    // Halved while a page's answer is too large (`shrinking`), for the rest of the read.
+    let mut page_size = SITE_USERS_PAGE;
     loop {
-        let mut where_ = Vec::new();
-        if let Some(id) = after {
-            where_.push(Clause::Cmp("id", ">", Val::Int(id)));
-        }
-        let params = GetParams::new(USER_FIELDS, where_)
-            .order(ID_ORDER)
-            .limit(SITE_USERS_PAGE);
-        let page = match api.get_if_there::<UserRow>("User", &params)? {
+        let page = shrinking(&mut page_size, |limit| {
+            let mut where_ = Vec::new();
+            if let Some(id) = after {
+                where_.push(Clause::Cmp("id", ">", Val::Int(id)));
+            }
+            let params = GetParams::new(USER_FIELDS, where_)
+                .order(ID_ORDER)
+                .limit(limit);
+            api.get_if_there::<UserRow>("User", &params)
+        })?;
+        let page = match page {
             IfThere::Rows(rows) => rows,
             IfThere::Refused => return Ok(hidden),
             IfThere::Absent => return Ok(absent),
         };
-        let full = page.len() >= SITE_USERS_PAGE;
+        let full = page.len() >= page_size;
         after = page.iter().map(|u| u.id).max().or(after);
         users.extend(page);
         if !full {

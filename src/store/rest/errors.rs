@@ -50,7 +50,7 @@ pub(super) fn judge_answer(
                 MAX_BODY / (1024 * 1024)
             );
             return Err(match x.kind {
-                Call::Read => StoreError::bad_data(why),
+                Call::Read => StoreError::TooLarge(SafeText::new(&why)),
                 Call::Write => unknown_after_ok(&why),
             });
         }
