@@ -1,10 +1,9 @@
 //! Key health: every key a store holds, judged at once.
 //!
-//! Reads the site's users once ([`ContactStore::site_users`]) and only the contacts that
-//! hold a key ([`ContactStore::read_key_holders`]: through the api_key index or the API's
-//! `api_key IS NOT NULL`, in big pages or one query), judging each batch as it comes,
-//! then finds what CiviCRM's own
-//! advice warns about: keys shared by several contacts (compared as the store compares),
+//! Reads the site's users once and only the contacts that hold a key, side by side where
+//! the store can ([`ContactStore::read_users_and_holders`]: through the api_key index or
+//! the API's `api_key IS NOT NULL`, in big pages or one query), judging each batch as it
+//! comes, then finds what CiviCRM's own advice warns about: keys shared by several contacts (compared as the store compares),
 //! keys that are easy to guess, keys on contacts that should not hold one (the warning
 //! codes of [`crate::assess`]), and keys older than a limit (from the journal). Each
 //! finding has a stable code for scripts. No key leaves this module: findings carry the
@@ -17,7 +16,9 @@ use sha2::{Digest, Sha256};
 use crate::assess::{self, WarningCode};
 use crate::audit::Journal;
 use crate::key::{ApiKey, KeyHint, MIN_MANUAL_LEN};
-use crate::store::{AccountState, Contact, ContactId, ContactStore, Holder, StoreError};
+use crate::store::{
+    AccountState, Contact, ContactId, ContactStore, Holder, SiteRead, SiteUsers, StoreError,
+};
 
 /// How many holders one standings call asks about.
 pub const STANDINGS_CHUNK: usize = 500;
@@ -448,8 +449,8 @@ fn comparison_digest(key: &ApiKey, case_insensitive: bool) -> [u8; 32] {
 }
 
 /// Reads every key holder of `store` and judges each key. The site's users are read once
-/// ([`ContactStore::site_users`]), then the holders a batch at a time
-/// ([`ContactStore::read_key_holders`]), each batch judged as it comes: `progress` hears
+/// and the holders a batch at a time, side by side where the store can
+/// ([`ContactStore::read_users_and_holders`]), each batch judged as it comes: `progress` hears
 /// the running count of holders read and the findings of that batch (all but duplicate
 /// keys, which need every holder and come with the report).
 pub fn check(
@@ -459,7 +460,9 @@ pub fn check(
     progress: &mut dyn FnMut(usize, &[Finding]),
 ) -> Result<Report, StoreError> {
     let case_insensitive = store.info().keys_case_insensitive;
-    let site = store.site_users()?;
+    // The site's users: heard before the first batch (read beside the holders where the
+    // store can).
+    let mut site: Option<SiteUsers> = None;
     // Ages need the journal: without one they are not judged (never guessed as unknown).
     let max_age_days = options.max_age_days.filter(|_| journal.is_some());
     let ages = match (max_age_days, journal) {
@@ -483,7 +486,14 @@ pub fn check(
     let mut users_hidden = false;
     // Without the site's users: standings by ids after the read, a chunk at a time.
     let mut pending: Vec<Holder> = Vec::new();
-    store.read_key_holders(&mut |batch| {
+    store.read_users_and_holders(&mut |read| {
+        let batch = match read {
+            SiteRead::Users(users) => {
+                site = users;
+                return Ok(());
+            }
+            SiteRead::Holders(batch) => batch,
+        };
         let mut judged = Vec::new();
         // A store may repeat a contact (rows of several domains): count it once.
         for h in batch.into_iter().filter(|h| seen.insert(h.contact.id)) {

@@ -77,11 +77,15 @@ pub mod out {
 
     /// Many lines of data on stdout, each sanitized as [`line`] does, through one buffer:
     /// a `check` of 50,000 findings into a pipe makes a write per 64 KiB, not per line.
-    pub fn lines<T: Display>(texts: impl IntoIterator<Item = T>) -> io::Result<()> {
+    pub fn lines(texts: impl IntoIterator<Item = String>) -> io::Result<()> {
         let mut out = io::BufWriter::with_capacity(64 * 1024, io::stdout().lock());
         for text in texts {
-            let text = SafeText::new(&text.to_string());
-            on_stdout(writeln!(out, "{text}"))?;
+            // Most lines need no change: written as they are, not copied into a SafeText.
+            if crate::sanitize::is_inert(&text) {
+                on_stdout(writeln!(out, "{text}"))?;
+            } else {
+                on_stdout(writeln!(out, "{}", SafeText::new(&text)))?;
+            }
         }
         on_stdout(out.flush())
     }

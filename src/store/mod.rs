@@ -36,6 +36,16 @@ pub use names::{email_is, like_prefix, name_matches, name_splits, NameQuery, Nam
 pub use open::StoreSpec;
 pub use types::*;
 
+/// What [`ContactStore::read_users_and_holders`] hands over, in this order: the site's
+/// users once, then the key holders a batch at a time.
+pub enum SiteRead {
+    Users(Option<SiteUsers>),
+    Holders(Vec<Holder>),
+}
+
+/// Where [`ContactStore::read_users_and_holders`] hands what it reads.
+pub type SiteReader<'a> = dyn FnMut(SiteRead) -> Result<(), StoreError> + 'a;
+
 /// The one trait every store implements, and the one shared contract test suite checks.
 pub trait ContactStore: Send {
     fn info(&self) -> StoreInfo;
@@ -87,6 +97,17 @@ pub trait ContactStore: Send {
                 None => return Ok(()),
             }
         }
+    }
+
+    /// What the health check reads: the site's users ([`ContactStore::site_users`]) handed
+    /// to `each` once, before any holder, then every key holder a batch at a time
+    /// ([`ContactStore::read_key_holders`]). A store that can read both at once does (MySQL
+    /// on a second connection, the API v4 stores with a call of their own), so the users'
+    /// time hides behind the holders'; by default one after the other.
+    fn read_users_and_holders(&mut self, each: &mut SiteReader<'_>) -> Result<(), StoreError> {
+        let users = self.site_users()?;
+        each(SiteRead::Users(users))?;
+        self.read_key_holders(&mut |batch| each(SiteRead::Holders(batch)))
     }
 
     /// The user accounts the health check joins to the key holders, read once: API v4

@@ -7,7 +7,7 @@
 use std::sync::mpsc::sync_channel;
 
 use super::paging::HOLDER_PAGE;
-use super::{Holder, StoreError};
+use super::{Holder, SiteRead, SiteReader, SiteUsers, StoreError};
 
 /// Where a reader hands its batches.
 pub type Emit<'a> = dyn FnMut(Vec<Holder>) -> Result<(), StoreError> + 'a;
@@ -36,6 +36,32 @@ pub fn read_ahead(
             each(batch?)?;
         }
         Ok(())
+    })
+}
+
+/// `users` on a thread of its own while `holders` reads (as [`read_ahead`]), for
+/// [`super::ContactStore::read_users_and_holders`]: `each` hears the users first, once,
+/// when the first batch is there (or the read ended without one), then every batch. An
+/// error of either read is the answer; a panic in either is this thread's.
+pub fn users_beside(
+    users: impl FnOnce() -> Result<Option<SiteUsers>, StoreError> + Send,
+    holders: impl FnOnce(&mut Emit<'_>) -> Result<(), StoreError> + Send,
+    each: &mut SiteReader<'_>,
+) -> Result<(), StoreError> {
+    std::thread::scope(|scope| {
+        let mut users = Some(scope.spawn(users));
+        let mut users_first = |each: &mut SiteReader<'_>| match users.take() {
+            Some(read) => match read.join() {
+                Ok(read) => each(SiteRead::Users(read?)),
+                Err(panic) => std::panic::resume_unwind(panic),
+            },
+            None => Ok(()),
+        };
+        read_ahead(holders, &mut |batch| {
+            users_first(each)?;
+            each(SiteRead::Holders(batch))
+        })?;
+        users_first(each)
     })
 }
 
@@ -126,5 +152,51 @@ mod tests {
         assert!(matches!(result, Err(e) if e.to_string().contains("enough")));
         // Two judged, one waiting in the channel, one refused: never the hundred.
         assert!(emitted <= 4, "{emitted} emitted");
+    }
+
+    /// What `users_beside` handed over, in order: "users" or a batch's first id.
+    fn heard(
+        users: impl FnOnce() -> Result<Option<SiteUsers>, StoreError> + Send,
+        holders: impl FnOnce(&mut Emit<'_>) -> Result<(), StoreError> + Send,
+    ) -> (Vec<String>, Result<(), StoreError>) {
+        let mut heard = Vec::new();
+        let result = users_beside(users, holders, &mut |read| {
+            heard.push(match read {
+                SiteRead::Users(_) => "users".to_string(),
+                SiteRead::Holders(batch) => batch[0].contact.id.to_string(),
+            });
+            Ok(())
+        });
+        (heard, result)
+    }
+
+    #[test]
+    fn the_users_come_first_however_slow() {
+        let (heard, result) = heard(
+            || {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                Ok(Some(SiteUsers::default()))
+            },
+            |emit| (1..=3).try_for_each(|id| emit(vec![holder(id)])),
+        );
+        result.unwrap();
+        assert_eq!(heard, ["users", "1", "2", "3"]);
+    }
+
+    #[test]
+    fn the_users_come_once_when_no_holder_does() {
+        let (heard, result) = heard(|| Ok(None), |_| Ok(()));
+        result.unwrap();
+        assert_eq!(heard, ["users"]);
+    }
+
+    #[test]
+    fn the_users_error_stops_the_read() {
+        let (heard, result) = heard(
+            || Err(StoreError::bad_data("users refused")),
+            |emit| (1..=100).try_for_each(|id| emit(vec![holder(id)])),
+        );
+        assert!(matches!(result, Err(e) if e.to_string().contains("users refused")));
+        assert!(heard.is_empty(), "{heard:?}");
     }
 }

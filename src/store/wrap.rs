@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 
 use super::{
     Contact, ContactId, ContactStore, Holder, HolderCursor, HolderPage, KeySwap, Page, Query,
-    SiteLogin, SiteUsers, Standing, StoreError, StoreInfo,
+    SiteLogin, SiteReader, SiteUsers, Standing, StoreError, StoreInfo,
 };
 use crate::key::ApiKey;
 use crate::sanitize::SafeText;
@@ -121,6 +121,11 @@ impl ContactStore for Wrapped {
         each: &mut dyn FnMut(Vec<Holder>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let result = self.inner.read_key_holders(each);
+        result.map_err(|e| self.safe(e, &[]))
+    }
+
+    fn read_users_and_holders(&mut self, each: &mut SiteReader<'_>) -> Result<(), StoreError> {
+        let result = self.inner.read_users_and_holders(each);
         result.map_err(|e| self.safe(e, &[]))
     }
 

@@ -17,8 +17,8 @@ use super::paging::shrinking;
 use super::rows::{merge_rows, ContactRow, IdRow, LINKED_FIELDS};
 use super::Api4;
 use crate::store::paging::{holder_limit, HOLDER_PAGE};
-use crate::store::read_ahead::{read_ahead, Emit};
-use crate::store::{ContactId, HolderCursor, HolderPage, StoreError};
+use crate::store::read_ahead::{read_ahead, users_beside, Emit};
+use crate::store::{ContactId, HolderCursor, HolderPage, SiteReader, StoreError};
 
 /// The first window spans this share of the ids (an eighth), before any holder is seen,
 /// or a page's worth of ids if that is more.
@@ -87,6 +87,20 @@ pub(crate) fn read_all(api: &(impl Api4 + Sync), each: &mut Emit<'_>) -> Result<
     read_windows(api, HOLDER_PAGE, each)
 }
 
+/// [`read_all`], with the site's users read beside the windows (their calls while the
+/// windows' answers come): what the health check reads
+/// ([`crate::store::ContactStore::read_users_and_holders`]).
+pub(crate) fn read_with_users(
+    api: &(impl Api4 + Sync),
+    each: &mut SiteReader<'_>,
+) -> Result<(), StoreError> {
+    users_beside(
+        || super::users::site_users(api).map(Some),
+        |emit| windows(api, HOLDER_PAGE, emit),
+        each,
+    )
+}
+
 /// [`read_all`] with windows aimed at nine tenths of `per_window` holders (so that nearly
 /// all take one call) and pages of `per_window`, read ahead of the judging
 /// ([`crate::store::read_ahead::read_ahead`]: the site's time and civikey's overlap).
@@ -95,39 +109,39 @@ fn read_windows(
     per_window: usize,
     each: &mut Emit<'_>,
 ) -> Result<(), StoreError> {
-    read_ahead(
-        |emit| {
-            let highest = highest_id(api)?;
-            // Halved while a page's answer is too large (`shrinking`), for the rest of the read.
-            let mut page_limit = per_window;
-            let mut low: ContactId = 0;
-            // A small site (ids up to a page) in one window.
-            let mut width = (highest / FIRST_WINDOW_SHARE).max(per_window as u64);
-            loop {
-                // The window (low, low + width], or (low, ∞) once it reaches the highest id.
-                let until = low.checked_add(width).filter(|until| *until < highest);
-                let mut after = (low > 0).then_some(HolderCursor { after_id: low });
-                let mut held = 0usize;
-                loop {
-                    let page = shrinking(&mut page_limit, |limit| {
-                        holders_up_to(api, after.as_ref(), until, limit)
-                    })?;
-                    held += page.holders.len();
-                    emit(page.holders)?;
-                    match page.next {
-                        Some(next) => after = Some(next),
-                        None => break,
-                    }
-                }
-                let Some(until) = until else {
-                    return Ok(());
-                };
-                low = until;
-                width = next_width(width, held, page_limit);
+    read_ahead(|emit| windows(api, per_window, emit), each)
+}
+
+/// The windows' calls, each page handed to `emit` as it comes.
+fn windows(api: &impl Api4, per_window: usize, emit: &mut Emit<'_>) -> Result<(), StoreError> {
+    let highest = highest_id(api)?;
+    // Halved while a page's answer is too large (`shrinking`), for the rest of the read.
+    let mut page_limit = per_window;
+    let mut low: ContactId = 0;
+    // A small site (ids up to a page) in one window.
+    let mut width = (highest / FIRST_WINDOW_SHARE).max(per_window as u64);
+    loop {
+        // The window (low, low + width], or (low, ∞) once it reaches the highest id.
+        let until = low.checked_add(width).filter(|until| *until < highest);
+        let mut after = (low > 0).then_some(HolderCursor { after_id: low });
+        let mut held = 0usize;
+        loop {
+            let page = shrinking(&mut page_limit, |limit| {
+                holders_up_to(api, after.as_ref(), until, limit)
+            })?;
+            held += page.holders.len();
+            emit(page.holders)?;
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
             }
-        },
-        each,
-    )
+        }
+        let Some(until) = until else {
+            return Ok(());
+        };
+        low = until;
+        width = next_width(width, held, page_limit);
+    }
 }
 
 /// The next window's width from this one's: scaled to hold nine tenths of `per_window`

@@ -146,6 +146,14 @@ macro_rules! key_steps {
             $crate::store::api4::holders::read_all(self, each)
         }
 
+        /// The users' calls (`api4::users::site_users`) beside the holders' windows.
+        fn read_users_and_holders(
+            &mut self,
+            each: &mut $crate::store::SiteReader<'_>,
+        ) -> Result<(), $crate::store::StoreError> {
+            $crate::store::api4::holders::read_with_users(self, each)
+        }
+
         fn site_users(
             &mut self,
         ) -> Result<Option<$crate::store::SiteUsers>, $crate::store::StoreError> {

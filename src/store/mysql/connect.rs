@@ -243,6 +243,25 @@ impl MysqlStore {
         Ok(store)
     }
 
+    /// A store on the same database with a connection of its own, opened at its first
+    /// call: for a read beside this one ([`ContactStore::read_users_and_holders`]).
+    pub(super) fn sibling(&self) -> MysqlStore {
+        MysqlStore {
+            conn: None,
+            opts: self.opts.clone(),
+            location: self.location.clone(),
+            clear_text_remote: self.clear_text_remote,
+            tables: self.tables.clone(),
+            key_capacity: self.key_capacity,
+            keys_case_insensitive: self.keys_case_insensitive,
+            standalone: self.standalone,
+            name_plan: None,
+            sort_name_index: false,
+            exact_scan_max: self.exact_scan_max,
+            range_limits: self.range_limits,
+        }
+    }
+
     pub(super) fn conn(&mut self) -> Result<&mut Conn, StoreError> {
         if self.conn.is_none() {
             let conn = Conn::new(self.opts.clone())

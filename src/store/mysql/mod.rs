@@ -16,7 +16,7 @@ mod search;
 mod seed;
 mod tables;
 
-use crate::store::read_ahead::{in_batches, read_ahead};
+use crate::store::read_ahead::{in_batches, read_ahead, users_beside, Emit};
 pub use connect::{open_connection, preflight, Preflight};
 pub use options::{
     clear_text_warning, decide_tls, MysqlAddress, MysqlOptions, MysqlTls, TlsDecision,
@@ -36,7 +36,7 @@ use crate::store::sql::standings::{
 use crate::store::swap::swap_outcome;
 use crate::store::{
     paging, Contact, ContactId, ContactStore, Holder, HolderCursor, HolderPage, Page, Query,
-    SiteUsers, Standing, StoreError, StoreInfo, StoreKind,
+    SiteReader, SiteUsers, Standing, StoreError, StoreInfo, StoreKind,
 };
 use errors::Phase;
 use plan::NamePlan;
@@ -177,6 +177,30 @@ impl MysqlStore {
             }
         })?;
         stopped.map_or(Ok(()), Err)
+    }
+
+    /// Every holder in one query ([`Self::holders_sql`] on index_api_key, rows fetched in
+    /// id order: [`Self::rowid_ordered`]).
+    fn whole_read_sql(&mut self) -> Result<String, StoreError> {
+        let sql = self.holders_sql("FORCE INDEX (index_api_key)");
+        self.rowid_ordered(&sql)
+    }
+
+    /// Every holder in one query, streamed: one consistent read, the number of queries not
+    /// growing with the holders. (Two halves of the ids side by side, each on a connection
+    /// of its own, were tried: on two cores 4% quicker, within the noise.)
+    fn read_all(&mut self, emit: &mut Emit<'_>) -> Result<(), StoreError> {
+        let sql = self.whole_read_sql()?;
+        in_batches(|row| self.each_holder(&sql, Vec::new(), row), emit)
+    }
+
+    /// The key holders' users and every user's roles: two queries.
+    fn users_of_holders(
+        &mut self,
+        columns: StandaloneColumns,
+    ) -> Result<Option<SiteUsers>, StoreError> {
+        let tables = self.tables.clone();
+        read_site_users(self, &tables.standing_tables(), columns).map(Some)
     }
 
     /// `sql` run with the rows of a secondary index range fetched in primary key order
@@ -351,10 +375,18 @@ impl ContactStore for MysqlStore {
         &mut self,
         each: &mut dyn FnMut(Vec<Holder>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let sql = self.holders_sql("FORCE INDEX (index_api_key)");
-        let sql = self.rowid_ordered(&sql)?;
-        read_ahead(
-            |emit| in_batches(|row| self.each_holder(&sql, Vec::new(), row), emit),
+        read_ahead(|emit| self.read_all(emit), each)
+    }
+
+    /// The users' two queries on a second connection ([`MysqlStore::sibling`]) while this
+    /// one streams the holders: the users' time (a fifth of a second at 50,000 holders)
+    /// hides behind the holders'.
+    fn read_users_and_holders(&mut self, each: &mut SiteReader<'_>) -> Result<(), StoreError> {
+        let columns = self.standalone_columns()?;
+        let mut beside = self.sibling();
+        users_beside(
+            move || beside.users_of_holders(columns),
+            |emit| self.read_all(emit),
             each,
         )
     }
@@ -362,8 +394,7 @@ impl ContactStore for MysqlStore {
     /// Users and roles of the whole site: two queries.
     fn site_users(&mut self) -> Result<Option<SiteUsers>, StoreError> {
         let columns = self.standalone_columns()?;
-        let tables = self.tables.clone();
-        read_site_users(self, &tables.standing_tables(), columns).map(Some)
+        self.users_of_holders(columns)
     }
 
     /// One UPDATE that matches only if the key is still `expected`, byte for byte (CAST AS
