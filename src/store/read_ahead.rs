@@ -20,19 +20,37 @@ pub fn read_ahead(
     read: impl FnOnce(&mut Emit<'_>) -> Result<(), StoreError> + Send,
     each: &mut Emit<'_>,
 ) -> Result<(), StoreError> {
-    let (batches, next_batch) = sync_channel::<Result<Vec<Holder>, StoreError>>(1);
+    read_ahead_all(vec![read], each)
+}
+
+/// [`read_ahead`] with several readers side by side, each on a thread of its own (calls of
+/// their own to the site), their batches handed to `each` as they come, in no set order:
+/// at most two batches per reader and the one judged are in memory. The first error of
+/// any is the answer, and stops the others at their next hand-over.
+pub fn read_ahead_all<R>(readers: Vec<R>, each: &mut Emit<'_>) -> Result<(), StoreError>
+where
+    R: FnOnce(&mut Emit<'_>) -> Result<(), StoreError> + Send,
+{
+    let (batches, next_batch) = sync_channel::<Result<Vec<Holder>, StoreError>>(readers.len());
     std::thread::scope(|scope| {
-        scope.spawn(move || {
-            let handed = read(&mut |batch| {
-                batches
-                    .send(Ok(batch))
-                    .map_err(|_| StoreError::bad_data("the health check stopped the read"))
+        for read in readers {
+            let batches = batches.clone();
+            scope.spawn(move || {
+                let handed = read(&mut |batch| {
+                    batches
+                        .send(Ok(batch))
+                        .map_err(|_| StoreError::bad_data("the health check stopped the read"))
+                });
+                if let Err(e) = handed {
+                    let _ = batches.send(Err(e));
+                }
             });
-            if let Err(e) = handed {
-                let _ = batches.send(Err(e));
-            }
-        });
+        }
+        // The channel ends when every reader has.
+        drop(batches);
         for batch in next_batch {
+            // On an error `next_batch` is dropped here: the other readers' next hand-over
+            // fails, and the scope waits for them to stop.
             each(batch?)?;
         }
         Ok(())

@@ -53,18 +53,37 @@ fn log_call(path: &std::ffi::OsStr, name: &str, params: &Value, took: Duration) 
     }
 }
 
-/// Serves until the process is stopped, one connection at a time.
+/// Requests served at once, each by a worker with a connection of its own, as a site's
+/// PHP workers do (PHP-FPM's default `pm.max_children` is 5).
+const WORKERS: usize = 4;
+
+/// Serves until the process is stopped, a connection per request, [`WORKERS`] at once.
 pub fn serve(options: &MysqlOptions, port: u16) -> Result<(), String> {
-    let mut conn = civikey::store::mysql::open_connection(options).map_err(|e| e.to_string())?;
     let listener =
         TcpListener::bind(("127.0.0.1", port)).map_err(|e| format!("port {port}: {e}"))?;
     // Port 0 takes a free one; the line names the port taken (tests read it).
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    eprintln!("civikey-bench: REST on MySQL listening on http://127.0.0.1:{port}");
     let request_ms: u64 = std::env::var(REQUEST_MS_VAR)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    let mut workers = Vec::new();
+    for _ in 0..WORKERS {
+        let conn = civikey::store::mysql::open_connection(options).map_err(|e| e.to_string())?;
+        let listener = listener.try_clone().map_err(|e| e.to_string())?;
+        workers.push((conn, listener));
+    }
+    eprintln!("civikey-bench: REST on MySQL listening on http://127.0.0.1:{port}");
+    std::thread::scope(|scope| {
+        for (conn, listener) in workers {
+            scope.spawn(move || work(conn, &listener, request_ms));
+        }
+    });
+    Ok(())
+}
+
+/// One worker: answers the connections it accepts, one at a time.
+fn work(mut conn: mysql::Conn, listener: &TcpListener, request_ms: u64) {
     for stream in listener.incoming() {
         let Ok(mut stream) = stream else { continue };
         let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
@@ -98,7 +117,6 @@ pub fn serve(options: &MysqlOptions, port: u16) -> Result<(), String> {
             body.len()
         );
     }
-    Ok(())
 }
 
 pub fn read_request(stream: &TcpStream) -> Option<(String, String)> {

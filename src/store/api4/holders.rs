@@ -17,7 +17,9 @@ use super::paging::shrinking;
 use super::rows::{merge_rows, ContactRow, IdRow, LINKED_FIELDS};
 use super::Api4;
 use crate::store::paging::{holder_limit, HOLDER_PAGE};
-use crate::store::read_ahead::{read_ahead, users_beside, Emit};
+use std::sync::{Condvar, Mutex};
+
+use crate::store::read_ahead::{read_ahead_all, users_beside, Emit};
 use crate::store::{ContactId, HolderCursor, HolderPage, SiteReader, StoreError};
 
 /// The first window spans this share of the ids (an eighth), before any holder is seen,
@@ -96,51 +98,138 @@ pub(crate) fn read_with_users(
 ) -> Result<(), StoreError> {
     users_beside(
         || super::users::site_users(api).map(Some),
-        |emit| windows(api, HOLDER_PAGE, emit),
+        |emit| read_windows(api, HOLDER_PAGE, emit),
         each,
     )
 }
 
 /// [`read_all`] with windows aimed at nine tenths of `per_window` holders (so that nearly
 /// all take one call) and pages of `per_window`, read ahead of the judging
-/// ([`crate::store::read_ahead::read_ahead`]: the site's time and civikey's overlap).
+/// ([`read_ahead_all`]: the site's time and civikey's overlap). [`Api4::side_by_side`]
+/// readers take the next window in turn ([`Tiling`]): with two, a window's answer is on
+/// its way while the last one's is read.
 fn read_windows(
     api: &(impl Api4 + Sync),
     per_window: usize,
-    each: &mut Emit<'_>,
+    emit: &mut Emit<'_>,
 ) -> Result<(), StoreError> {
-    read_ahead(|emit| windows(api, per_window, emit), each)
+    let highest = highest_id(api)?;
+    let tiling = Tiling {
+        state: Mutex::new(Tiles {
+            low: 0,
+            // A small site (ids up to a page) in one window.
+            width: (highest / FIRST_WINDOW_SHARE).max(per_window as u64),
+            highest,
+            done: false,
+            first_out: false,
+        }),
+        counted: Condvar::new(),
+    };
+    let reader = |emit: &mut Emit<'_>| {
+        // Halved while a page's answer is too large (`shrinking`), for the rest of the read.
+        let mut page_limit = per_window;
+        let read = (|| loop {
+            let Some((low, width, until)) = tiling.take()? else {
+                return Ok(());
+            };
+            let mut after = (low > 0).then_some(HolderCursor { after_id: low });
+            let mut held = 0usize;
+            loop {
+                let page = shrinking(&mut page_limit, |limit| {
+                    holders_up_to(api, after.as_ref(), until, limit)
+                })?;
+                held += page.holders.len();
+                emit(page.holders)?;
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+            tiling.counted(next_width(width, held, page_limit))?;
+        })();
+        if read.is_err() {
+            // The other readers stop at their next window, none waits for this one's count.
+            tiling.stop();
+        }
+        read
+    };
+    read_ahead_all(vec![reader; api.side_by_side().max(1)], emit)
 }
 
-/// The windows' calls, each page handed to `emit` as it comes.
-fn windows(api: &impl Api4, per_window: usize, emit: &mut Emit<'_>) -> Result<(), StoreError> {
-    let highest = highest_id(api)?;
-    // Halved while a page's answer is too large (`shrinking`), for the rest of the read.
-    let mut page_limit = per_window;
-    let mut low: ContactId = 0;
-    // A small site (ids up to a page) in one window.
-    let mut width = (highest / FIRST_WINDOW_SHARE).max(per_window as u64);
-    loop {
-        // The window (low, low + width], or (low, ∞) once it reaches the highest id.
-        let until = low.checked_add(width).filter(|until| *until < highest);
-        let mut after = (low > 0).then_some(HolderCursor { after_id: low });
-        let mut held = 0usize;
-        loop {
-            let page = shrinking(&mut page_limit, |limit| {
-                holders_up_to(api, after.as_ref(), until, limit)
-            })?;
-            held += page.holders.len();
-            emit(page.holders)?;
-            match page.next {
-                Some(next) => after = Some(next),
-                None => break,
-            }
+fn poisoned<T>(_: T) -> StoreError {
+    StoreError::bad_data("a reader of the key holders failed")
+}
+
+/// The windows of a whole read, shared by the readers side by side: each takes the next
+/// window in turn ([`Tiles::take`]). Until the first window's holders are counted the
+/// others wait (they would be sized blind, and take more calls in all).
+struct Tiling {
+    state: Mutex<Tiles>,
+    /// The first window's holders were counted (or the read stopped).
+    counted: Condvar,
+}
+
+impl Tiling {
+    /// The next window ([`Tiles::take`]), once the first one's holders are counted.
+    fn take(&self) -> Result<Option<(ContactId, u64, Option<ContactId>)>, StoreError> {
+        let mut tiles = self.state.lock().map_err(poisoned)?;
+        while tiles.first_out {
+            tiles = self.counted.wait(tiles).map_err(poisoned)?;
         }
-        let Some(until) = until else {
-            return Ok(());
-        };
-        low = until;
-        width = next_width(width, held, page_limit);
+        Ok(tiles.take())
+    }
+
+    /// A window was read: the next one's width.
+    fn counted(&self, width: u64) -> Result<(), StoreError> {
+        let mut tiles = self.state.lock().map_err(poisoned)?;
+        tiles.width = width;
+        tiles.first_out = false;
+        self.counted.notify_all();
+        Ok(())
+    }
+
+    /// A reader failed: no more windows.
+    fn stop(&self) {
+        if let Ok(mut tiles) = self.state.lock() {
+            tiles.done = true;
+            tiles.first_out = false;
+        }
+        self.counted.notify_all();
+    }
+}
+
+/// The ids not yet given to a window: windows `(low, low + width]` tile them from 0, the
+/// last one, `(low, ∞)`, taken once it reaches the highest id (a contact added after the
+/// read began falls in it). Each id is in one window, so a holder is read once whatever
+/// changes meanwhile; the widths only decide how many calls it takes.
+struct Tiles {
+    low: ContactId,
+    /// The next window's width, from the holders the last one read held ([`next_width`]).
+    width: u64,
+    highest: ContactId,
+    /// The open window was taken.
+    done: bool,
+    /// The first window was taken and its holders are not counted yet.
+    first_out: bool,
+}
+
+impl Tiles {
+    /// The next window: its low end (excluded), its width, and its high end (included;
+    /// None: open). None once the open window was taken.
+    fn take(&mut self) -> Option<(ContactId, u64, Option<ContactId>)> {
+        if self.done {
+            return None;
+        }
+        let low = self.low;
+        self.first_out = low == 0;
+        let until = low
+            .checked_add(self.width)
+            .filter(|until| *until < self.highest);
+        match until {
+            Some(until) => self.low = until,
+            None => self.done = true,
+        }
+        Some((low, self.width, until))
     }
 }
 
@@ -202,6 +291,11 @@ mod tests {
         calls: Mutex<Vec<Value>>,
         between: Mutex<Between>,
         seen: std::sync::OnceLock<users::Seen>,
+        /// Readers side by side ([`Api4::side_by_side`]).
+        readers: usize,
+        /// Held through each call: calls from readers side by side come one at a time, in
+        /// whatever order the readers reach them.
+        one_at_a_time: Mutex<()>,
     }
 
     impl Api4 for Site {
@@ -216,6 +310,7 @@ mod tests {
             _: &[&ApiKey],
         ) -> Result<Vec<T>, StoreError> {
             assert_eq!(entity, "Contact");
+            let _turn = self.one_at_a_time.lock().unwrap();
             let params = serde_json::to_value(params).unwrap();
             let n = self.calls.lock().unwrap().len();
             (self.between.lock().unwrap())(n, &mut self.keys.lock().unwrap());
@@ -279,6 +374,10 @@ mod tests {
         fn update(&self, _: &KeySwap<'_>) -> Result<u64, StoreError> {
             unreachable!("the holders' read writes nothing")
         }
+
+        fn side_by_side(&self) -> usize {
+            self.readers
+        }
     }
 
     fn site(
@@ -298,6 +397,8 @@ mod tests {
             calls: Mutex::new(Vec::new()),
             between: Mutex::new(Box::new(between)),
             seen: std::sync::OnceLock::new(),
+            readers: 1,
+            one_at_a_time: Mutex::new(()),
         }
     }
 
@@ -346,6 +447,53 @@ mod tests {
 
     #[test]
     fn keys_changed_between_calls_never_make_a_holder_read_twice_or_missed() {
+        keys_changed_between_calls(1);
+    }
+
+    #[test]
+    fn two_readers_side_by_side_read_each_holder_once_while_keys_change() {
+        for _ in 0..20 {
+            keys_changed_between_calls(2);
+        }
+    }
+
+    #[test]
+    fn two_readers_side_by_side_take_no_more_calls() {
+        let mut s = site(10_000, (1..=500).map(|i| 20 * i - 7), |_, _| {});
+        s.readers = 2;
+        let mut got = read(&s, 50);
+        got.sort_unstable();
+        assert_eq!(got, (1..=500).map(|i| 20 * i - 7).collect::<Vec<_>>());
+        let calls = s.calls.lock().unwrap();
+        assert!((12..=19).contains(&calls.len()), "{} calls", calls.len());
+        // The windows tile the ids: each starts where one ended, the last one open.
+        let mut bounds: Vec<(u64, Option<u64>)> = calls[1..]
+            .iter()
+            .map(|call| {
+                let clauses = call["where"].as_array().unwrap();
+                let bound = |op: &str| {
+                    clauses
+                        .iter()
+                        .find(|c| c[0] == "id" && c[1] == op)
+                        .map(|c| c[2].as_u64().unwrap())
+                };
+                (bound(">").unwrap_or(0), bound("<="))
+            })
+            .collect();
+        bounds.sort_unstable();
+        let windows: Vec<(u64, Option<u64>)> = bounds
+            .iter()
+            .filter(|(low, _)| *low == 0 || bounds.iter().any(|(_, high)| *high == Some(*low)))
+            .copied()
+            .collect();
+        assert_eq!(windows.last().unwrap().1, None, "the last window is open");
+        for pair in windows.windows(2) {
+            assert_eq!(pair[0].1, Some(pair[1].0), "{windows:?}");
+        }
+    }
+
+    /// Keys changed before given calls, read by `readers` side by side.
+    fn keys_changed_between_calls(readers: usize) {
         // Holders 1, 3, ..., 79 of 80 contacts; windows aimed at 3 (first: ids 1 to 10).
         let all_along: Vec<ContactId> = (0..40)
             .map(|i| 2 * i + 1)
@@ -373,6 +521,8 @@ mod tests {
             }
             _ => {}
         });
+        let mut s = s;
+        s.readers = readers;
         let got = read(&s, 4);
         let mut once = got.clone();
         once.sort_unstable();

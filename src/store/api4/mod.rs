@@ -94,6 +94,12 @@ pub(crate) trait Api4 {
     /// Rows came without `api_key`: CiviCRM hid it (a permission the admin lacks).
     fn keys_hidden(&self) -> StoreError;
 
+    /// How many calls a whole read sends at once ([`holders::read_all`]'s windows): 1
+    /// where calls queue anyway (cv's one pipe).
+    fn side_by_side(&self) -> usize {
+        1
+    }
+
     /// One compare-and-set update (`clause::UpdateParams::swap`): how many contacts it
     /// changed, or why it is not known.
     fn update(&self, swap: &KeySwap<'_>) -> Result<u64, StoreError>;

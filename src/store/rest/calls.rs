@@ -58,6 +58,12 @@ impl Api4 for RestStore {
         no_edit_api_keys()
     }
 
+    /// Two windows at once: a site answers each in its own PHP worker, so one is on its way
+    /// while civikey reads the other (no more requests in all, and never more than two).
+    fn side_by_side(&self) -> usize {
+        2
+    }
+
     fn update(&self, swap: &KeySwap<'_>) -> Result<u64, StoreError> {
         let secrets: Vec<&str> = [swap.expected, swap.new]
             .into_iter()
