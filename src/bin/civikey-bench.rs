@@ -421,6 +421,7 @@ fn check_api4_bench(
         });
         let request_ms = std::env::var(rest_on_mysql::REQUEST_MS_VAR).unwrap_or("0".into());
         let call_ms = std::env::var(cv_on_mysql::CALL_MS_VAR).unwrap_or("0".into());
+        let start_ms = std::env::var(cv_on_mysql::START_MS_VAR).unwrap_or("0".into());
         println!();
         println!("| store | CiviCRM's cost | contacts | key holders | findings | requests | check: first / median of {rounds} ms | floor: median ms | check / floor |");
         println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
@@ -435,7 +436,7 @@ fn check_api4_bench(
             ),
             (
                 "cv pipe stand-in",
-                format!("{call_ms} ms a call"),
+                format!("{call_ms} ms a call, {start_ms} ms a session"),
                 &cv,
                 &floor_cv as &dyn Fn(&mut ()) -> Result<Duration, String>,
             ),
@@ -613,7 +614,12 @@ fn cv_wrapper(args: &[String]) -> Result<(), String> {
     let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
     let mut text =
         String::from("#!/bin/sh\n# civikey-bench's cv stand-in on MariaDB (civikey gives cv a minimal environment).\n");
-    for name in [PASSWORD_VAR, cv_on_mysql::LOG_VAR, cv_on_mysql::CALL_MS_VAR] {
+    for name in [
+        PASSWORD_VAR,
+        cv_on_mysql::LOG_VAR,
+        cv_on_mysql::CALL_MS_VAR,
+        cv_on_mysql::START_MS_VAR,
+    ] {
         if let Ok(value) = std::env::var(name) {
             text.push_str(&format!("export {name}={}\n", quote(&value)));
         }

@@ -28,7 +28,8 @@
 //! with `CIVIKEY_BENCH_CV_LOG=FILE` each api4 call appends one line with its time, row
 //! count and the shape of its where clause (LIKE patterns shown, every other value `?`);
 //! with `CIVIKEY_BENCH_CV_CALL_MS=N` each api4 call first waits N ms (CiviCRM's own cost
-//! per call, which the stand-in does not have).
+//! per call, which the stand-in does not have); with `CIVIKEY_BENCH_CV_START_MS=N` a pipe
+//! session waits N ms before its greeting (a real session's start and login).
 //! The site folder must exist; nothing in it is read.
 
 use std::fs::OpenOptions;
@@ -44,6 +45,9 @@ pub const LOG_VAR: &str = "CIVIKEY_BENCH_CV_LOG";
 /// Milliseconds each api4 call waits before it runs (optional): CiviCRM's own cost per
 /// call through a real pipe, about 7 ms for a simple get (timings.md).
 pub const CALL_MS_VAR: &str = "CIVIKEY_BENCH_CV_CALL_MS";
+/// Milliseconds a `cv pipe` session waits before its greeting (optional): a real one's
+/// start and login, 195 + 66 ms (timings.md).
+pub const START_MS_VAR: &str = "CIVIKEY_BENCH_CV_START_MS";
 
 const USAGE: &str = "api4 [--in IN] [--out OUT] [--flat [FLAT]] [-T|--out=table] [-I|--out=list] [-J|--out=json-pretty] [-M|--enable-meta] [-m|--select-meta SELECT-META] [-N|--dry-run] [--] <Entity.action> [<key=value>...]";
 
@@ -170,6 +174,11 @@ pub fn run(options: &MysqlOptions, args: &[String]) -> Result<i32, String> {
     }
     match words.as_slice() {
         ["pipe"] | ["pipe", "u"] => {
+            // CiviCRM's bootstrap and the login, which the stand-in does not have.
+            if let Ok(ms) = std::env::var(START_MS_VAR) {
+                let ms: u64 = ms.parse().map_err(|e| format!("{START_MS_VAR}: {e}"))?;
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+            }
             let mut api = MysqlApi::connect(options)?;
             let trusted = words.len() == 1;
             let stdin = io::stdin().lock();

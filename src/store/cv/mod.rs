@@ -62,8 +62,10 @@ pub struct CvStore {
     /// The profile's `cv_user`; None: no login, no permission checks.
     user: Option<String>,
     timeout: Duration,
-    /// The `cv pipe` session every call goes through when this cv has one.
-    pipe: Mutex<Pipe>,
+    /// The `cv pipe` sessions calls go through when this cv has one: the first for every
+    /// call, the second, started when two calls run at once (a whole read's windows side
+    /// by side, [`Api4::side_by_side`]), for the call that finds the first busy.
+    pipes: [Mutex<Pipe>; 2],
     /// Whether the `cv_user` may see every user (`users::seen`), once asked.
     users_seen: std::sync::OnceLock<users::Seen>,
 }
@@ -123,7 +125,7 @@ impl CvStore {
             binary: opts.cv_binary.clone(),
             user: opts.cv_user.clone(),
             timeout: opts.timeout,
-            pipe: Mutex::new(Pipe::Closed),
+            pipes: [Mutex::new(Pipe::Closed), Mutex::new(Pipe::Closed)],
             users_seen: std::sync::OnceLock::new(),
         })
     }
@@ -136,7 +138,7 @@ impl CvStore {
         payload: &[u8],
         secrets: &[&ApiKey],
     ) -> Option<Result<Zeroizing<Vec<u8>>, Failure>> {
-        let mut pipe = self.pipe.lock().ok()?;
+        let mut pipe = self.free_pipe()?;
         let deadline = Instant::now() + self.timeout;
         if let Pipe::Open(session) = &mut *pipe {
             if !session.alive() {
@@ -209,9 +211,22 @@ impl CvStore {
         }))
     }
 
+    /// The first session that no call is using, else the first once free (None: a call
+    /// panicked while holding it).
+    fn free_pipe(&self) -> Option<std::sync::MutexGuard<'_, Pipe>> {
+        for pipe in &self.pipes {
+            match pipe.try_lock() {
+                Ok(free) => return Some(free),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+                Err(std::sync::TryLockError::Poisoned(_)) => return None,
+            }
+        }
+        self.pipes[0].lock().ok()
+    }
+
     /// Whether calls go through a `cv pipe` session (starting one if none runs yet).
     pub(super) fn pipe_open(&self) -> bool {
-        let Ok(mut pipe) = self.pipe.lock() else {
+        let Ok(mut pipe) = self.pipes[0].lock() else {
             return false;
         };
         if let Pipe::Open(session) = &mut *pipe {
@@ -323,6 +338,12 @@ impl Api4 for CvStore {
 
     fn keys_hidden(&self) -> StoreError {
         self.missing_api_key()
+    }
+
+    /// Two windows at once, each through a `cv pipe` session of its own (the second
+    /// started by the first call that finds the first session busy).
+    fn side_by_side(&self) -> usize {
+        2
     }
 
     fn update(&self, swap: &KeySwap<'_>) -> Result<u64, StoreError> {
