@@ -3,8 +3,8 @@
 //! Reads the site's users once and only the contacts that hold a key, side by side where
 //! the store can ([`ContactStore::read_users_and_holders`]: through the api_key index or
 //! the API's `api_key IS NOT NULL`, in big pages or one query), judging each batch as it
-//! comes, then finds what CiviCRM's own advice warns about: keys shared by several contacts (compared as the store compares),
-//! keys that are easy to guess, keys on contacts that should not hold one (the warning
+//! comes, then finds what CiviCRM's own advice warns about: keys shared by several
+//! contacts (compared as the store compares), keys that are easy to guess, keys on contacts that should not hold one (the warning
 //! codes of [`crate::assess`]), and keys older than a limit (from the journal). Each
 //! finding has a stable code for scripts. No key leaves this module: findings carry the
 //! [`KeyHint`] only.

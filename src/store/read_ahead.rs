@@ -57,13 +57,14 @@ where
     })
 }
 
-/// `users` on a thread of its own while `holders` reads (as [`read_ahead`]), for
-/// [`super::ContactStore::read_users_and_holders`]: `each` hears the users first, once,
-/// when the first batch is there (or the read ended without one), then every batch. An
-/// error of either read is the answer; a panic in either is this thread's.
+/// `users` on a thread of its own while `holders` reads (a read that reads ahead itself:
+/// [`read_ahead`], [`read_ahead_all`]), for [`super::ContactStore::read_users_and_holders`]:
+/// `each` hears the users first, once, when the first batch is there (or the read ended
+/// without one), then every batch. An error of either read is the answer; a panic in the
+/// users' read is this thread's.
 pub fn users_beside(
     users: impl FnOnce() -> Result<Option<SiteUsers>, StoreError> + Send,
-    holders: impl FnOnce(&mut Emit<'_>) -> Result<(), StoreError> + Send,
+    holders: impl FnOnce(&mut Emit<'_>) -> Result<(), StoreError>,
     each: &mut SiteReader<'_>,
 ) -> Result<(), StoreError> {
     std::thread::scope(|scope| {
@@ -75,7 +76,7 @@ pub fn users_beside(
             },
             None => Ok(()),
         };
-        read_ahead(holders, &mut |batch| {
+        holders(&mut |batch| {
             users_first(each)?;
             each(SiteRead::Holders(batch))
         })?;

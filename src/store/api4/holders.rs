@@ -12,13 +12,13 @@
 //! windows are sized from the holders the last one held (no call to count or list them
 //! first, which would read every holder's row once more on the site).
 
+use std::sync::{Condvar, Mutex};
+
 use super::clause::{self, Clause, GetParams, SortOrder, Val, ID_ORDER, UF_JOIN};
 use super::paging::shrinking;
 use super::rows::{merge_rows, ContactRow, IdRow, LINKED_FIELDS};
 use super::Api4;
 use crate::store::paging::{holder_limit, HOLDER_PAGE};
-use std::sync::{Condvar, Mutex};
-
 use crate::store::read_ahead::{read_ahead_all, users_beside, Emit};
 use crate::store::{ContactId, HolderCursor, HolderPage, SiteReader, StoreError};
 

@@ -16,7 +16,6 @@ mod search;
 mod seed;
 mod tables;
 
-use crate::store::read_ahead::{in_batches, read_ahead, users_beside, Emit};
 pub use connect::{open_connection, preflight, Preflight};
 pub use options::{
     clear_text_warning, decide_tls, MysqlAddress, MysqlOptions, MysqlTls, TlsDecision,
@@ -29,6 +28,7 @@ use mysql::{Conn, Opts, Params, Row, Value};
 
 use crate::key::ApiKey;
 use crate::sanitize::SafeText;
+use crate::store::read_ahead::{in_batches, read_ahead, users_beside, Emit};
 use crate::store::sql::holders::holder_page;
 use crate::store::sql::standings::{
     read_site_users, read_standings, RoleRow, StandaloneColumns, StandingQueries, UserRow,
@@ -386,7 +386,7 @@ impl ContactStore for MysqlStore {
         let mut beside = self.sibling();
         users_beside(
             move || beside.users_of_holders(columns),
-            |emit| self.read_all(emit),
+            |emit| read_ahead(|emit| self.read_all(emit), emit),
             each,
         )
     }

@@ -18,7 +18,6 @@ mod seed;
 mod tests;
 mod words;
 
-use crate::store::read_ahead::{in_batches, read_ahead};
 pub(crate) use errors::sql_err;
 
 use std::fs;
@@ -31,6 +30,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use crate::fsperm;
 use crate::key::{ApiKey, KEY_LEN};
 use crate::sanitize::SafeText;
+use crate::store::read_ahead::{in_batches, read_ahead};
 use crate::store::sql::holders::holder_page;
 use crate::store::sql::standings::{
     read_site_users, read_standings, RoleRow, StandaloneColumns, StandingQueries, StandingTables,
